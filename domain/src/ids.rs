@@ -1,0 +1,315 @@
+//! Validated identifiers.
+//!
+//! Each type can only be built through `parse` (or a derivation from other validated ids), so
+//! code that holds one never re-checks it.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Channel;
+
+/// Why an identifier was rejected; the message names the rule that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {reason}")]
+pub struct InvalidId {
+    /// The name of the field, as the API user knows it.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidId {
+    InvalidId {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn check_len(field: &'static str, s: &str, max: usize) -> Result<(), InvalidId> {
+    if s.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if s.len() > max {
+        return Err(invalid(field, format!("must be at most {max} bytes")));
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Returns the identifier as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A tenant: lowercase ASCII letters, digits, `-` and `_`, starting with a letter or digit,
+    /// at most 63 bytes. It appears in workflow ids, so it is kept URL- and log-safe.
+    TenantId
+);
+string_id!(
+    /// A user as the tenant's product names them: any printable text up to 128 bytes.
+    UserId
+);
+string_id!(
+    /// A template: ASCII letters, digits, `-`, `_` and `.`, at most 128 bytes.
+    TemplateId
+);
+string_id!(
+    /// A notification request. Derived from the tenant and dedupe key (see
+    /// [`DedupeKey::request_id`]); it is also the id of the request's Temporal workflow.
+    RequestId
+);
+string_id!(
+    /// One delivery: a (request, user, channel) triple, hashed. Deterministic so receipts and
+    /// inbox rows upsert when a delivery is retried.
+    InstanceId
+);
+
+impl TenantId {
+    /// Parses a tenant id.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        const FIELD: &str = "tenant_id";
+        check_len(FIELD, s, 63)?;
+        let mut chars = s.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let rest_ok = s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !first_ok || !rest_ok {
+            return Err(invalid(
+                FIELD,
+                "must be lowercase letters, digits, '-' or '_', starting with a letter or digit",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl UserId {
+    /// Parses a user id.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        const FIELD: &str = "user_id";
+        check_len(FIELD, s, 128)?;
+        if s.chars().any(char::is_control) {
+            return Err(invalid(FIELD, "must not contain control characters"));
+        }
+        if s.trim() != s {
+            return Err(invalid(FIELD, "must not start or end with whitespace"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl TemplateId {
+    /// Parses a template id.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        const FIELD: &str = "template_id";
+        check_len(FIELD, s, 128)?;
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(invalid(
+                FIELD,
+                "must be ASCII letters, digits, '-', '_' or '.'",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl RequestId {
+    const PREFIX: &'static str = "ntf-";
+
+    /// Parses a request id as returned by the API.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        const FIELD: &str = "request_id";
+        check_len(FIELD, s, 160)?;
+        let valid = s.starts_with(Self::PREFIX)
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(invalid(FIELD, "is not a request id issued by this platform"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Returns the id of the workflow that runs this request.
+    pub fn workflow_id(&self) -> &str {
+        &self.0
+    }
+}
+
+impl InstanceId {
+    /// Parses an instance id as returned in a receipt.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        const FIELD: &str = "instance_id";
+        check_len(FIELD, s, 64)?;
+        if !s.starts_with("in_") || !s[3..].chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(invalid(FIELD, "is not an instance id issued by this platform"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Derives the id of the delivery of `request` to `user` over `channel`.
+    pub fn derive(request: &RequestId, user: &UserId, channel: Channel) -> Self {
+        let digest = hash_parts(&[request.as_str(), user.as_str(), channel.as_str()]);
+        Self(format!("in_{}", &digest[..32]))
+    }
+}
+
+/// A deduplication key, always scoped by its tenant: there is no way to build one without a
+/// [`TenantId`], so two tenants using the same key can never collide.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DedupeKey {
+    tenant_id: TenantId,
+    key: String,
+}
+
+impl DedupeKey {
+    /// Scopes `key` to `tenant_id`. The key is opaque to the platform: up to 256 bytes, no
+    /// control characters.
+    pub fn new(tenant_id: TenantId, key: &str) -> Result<Self, InvalidId> {
+        const FIELD: &str = "dedupe_key";
+        check_len(FIELD, key, 256)?;
+        if key.chars().any(char::is_control) {
+            return Err(invalid(FIELD, "must not contain control characters"));
+        }
+        Ok(Self {
+            tenant_id,
+            key: key.to_owned(),
+        })
+    }
+
+    /// Returns the tenant that scopes this key.
+    pub fn tenant_id(&self) -> &TenantId {
+        &self.tenant_id
+    }
+
+    /// Returns the key as the tenant gave it.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Derives the request id (and so the workflow id): the same (tenant, key) always yields
+    /// the same id, which is what makes a duplicate trigger land on the same workflow.
+    pub fn request_id(&self) -> RequestId {
+        let digest = hash_parts(&[self.tenant_id.as_str(), &self.key]);
+        RequestId(format!("{}{}-{}", RequestId::PREFIX, self.tenant_id, &digest[..24]))
+    }
+}
+
+/// Hashes parts with a separator that cannot occur inside them (ids reject control characters),
+/// so ("a", "bc") and ("ab", "c") never collide.
+fn hash_parts(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hasher.update([0x1f]);
+        }
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(s: &str) -> TenantId {
+        TenantId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn tenant_ids_are_slugs() {
+        assert!(TenantId::parse("acme-1").is_ok());
+        assert!(TenantId::parse("").is_err());
+        assert!(TenantId::parse("Acme").is_err());
+        assert!(TenantId::parse("-acme").is_err());
+        assert!(TenantId::parse("a/b").is_err());
+        assert!(TenantId::parse(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn user_ids_reject_control_characters_and_padding() {
+        assert!(UserId::parse("user:42@example").is_ok());
+        assert!(UserId::parse("a\nb").is_err());
+        assert!(UserId::parse(" a").is_err());
+        assert_eq!(UserId::parse("").unwrap_err().to_string(), "user_id must not be empty");
+    }
+
+    #[test]
+    fn same_key_in_two_tenants_yields_two_requests() {
+        let a = DedupeKey::new(tenant("a"), "comment-1").unwrap();
+        let b = DedupeKey::new(tenant("b"), "comment-1").unwrap();
+        assert_ne!(a.request_id(), b.request_id());
+        assert_eq!(
+            a.request_id(),
+            DedupeKey::new(tenant("a"), "comment-1").unwrap().request_id()
+        );
+    }
+
+    #[test]
+    fn hashing_separates_parts() {
+        // "ab" + "c" must not equal "a" + "bc": tenants cannot forge each other's keys.
+        let x = DedupeKey::new(tenant("ab"), "c").unwrap().request_id();
+        let y = DedupeKey::new(tenant("a"), "bc").unwrap().request_id();
+        assert_ne!(x, y);
+    }
+
+    #[test]
+    fn request_ids_round_trip_through_parse() {
+        let id = DedupeKey::new(tenant("acme"), "k").unwrap().request_id();
+        assert_eq!(RequestId::parse(id.as_str()).unwrap(), id);
+        assert!(RequestId::parse("wf-1").is_err());
+    }
+
+    #[test]
+    fn instance_ids_are_deterministic_per_channel() {
+        let req = DedupeKey::new(tenant("acme"), "k").unwrap().request_id();
+        let user = UserId::parse("u1").unwrap();
+        let email = InstanceId::derive(&req, &user, Channel::Email);
+        assert_eq!(email, InstanceId::derive(&req, &user, Channel::Email));
+        assert_ne!(email, InstanceId::derive(&req, &user, Channel::InApp));
+        assert_eq!(InstanceId::parse(email.as_str()).unwrap(), email);
+    }
+
+    #[test]
+    fn deserialization_validates() {
+        assert!(serde_json::from_str::<TenantId>("\"Bad Tenant\"").is_err());
+        assert!(serde_json::from_str::<TenantId>("\"good\"").is_ok());
+    }
+}

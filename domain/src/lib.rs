@@ -1,0 +1,27 @@
+//! Fanout's shared vocabulary.
+//!
+//! Every other crate depends on this one and it depends on no I/O: it holds the validated
+//! identifiers ([`ids`]), the channels ([`channel`]), the notification request as the platform
+//! understands it once it has been parsed ([`request`]), delivery outcomes ([`receipt`]), users ([`user`]), templates ([`template`]), the in-app
+//! inbox ([`inbox`]), the
+//! contracts between the API, the workflows and the activities ([`contracts`]), and the typed
+//! configuration loader shared by the binaries ([`config`]).
+//!
+//! Raw HTTP bodies never get past the API: they are parsed into these types at the edge, so a
+//! value of, say, [`ids::DedupeKey`] cannot exist without the tenant that scopes it.
+
+pub mod channel;
+pub mod config;
+pub mod contracts;
+pub mod ids;
+pub mod inbox;
+pub mod receipt;
+pub mod request;
+pub mod template;
+pub mod user;
+
+pub use channel::Channel;
+pub use ids::{DedupeKey, InstanceId, RequestId, TemplateId, TenantId, UserId};
+
+/// Milliseconds since the Unix epoch, the one timestamp representation stored and exchanged.
+pub type UnixMillis = i64;

@@ -1,0 +1,222 @@
+//! What happened to each delivery, and to a request as a whole.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Channel, InstanceId, RequestId, UnixMillis, UserId};
+
+/// The state of one delivery instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Not attempted yet, or failed transiently and waiting for a retry.
+    Pending,
+    /// Accepted by the provider (or written to the inbox).
+    Delivered,
+    /// Rejected permanently, or out of retries.
+    Failed,
+    /// Not sent on purpose: no address for the channel, unknown user, opted out.
+    Suppressed,
+    /// The request was cancelled before this delivery happened.
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    /// Returns the wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Suppressed => "suppressed",
+            DeliveryStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeliveryStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Suppressed,
+            DeliveryStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| format!("unknown delivery status '{s}'"))
+    }
+}
+
+/// The receipt of one delivery instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The delivery instance.
+    pub instance_id: InstanceId,
+    /// The request it belongs to.
+    pub request_id: RequestId,
+    /// The recipient.
+    pub user_id: UserId,
+    /// The channel.
+    pub channel: Channel,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// The provider's id for the message (SMTP queue id, inbox row id), once delivered.
+    pub provider_message_id: Option<String>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// How long the successful provider call took.
+    pub latency_ms: Option<u64>,
+    /// A stable machine-readable reason for failure or suppression.
+    pub error_code: Option<String>,
+    /// The provider's own words, when it gave any.
+    pub error_message: Option<String>,
+    /// When this receipt last changed.
+    pub updated_at_ms: UnixMillis,
+}
+
+/// The lifecycle of a whole request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Accepted and being worked on.
+    Running,
+    /// Every instance reached a final status.
+    Completed,
+    /// Cancelled by the API or an operator.
+    Cancelled,
+    /// The workflow itself failed or was terminated.
+    Failed,
+}
+
+impl RequestState {
+    /// Returns the wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Running => "running",
+            RequestState::Completed => "completed",
+            RequestState::Cancelled => "cancelled",
+            RequestState::Failed => "failed",
+        }
+    }
+
+    /// Whether the request can still change.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RequestState::Running)
+    }
+}
+
+impl FromStr for RequestState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            RequestState::Running,
+            RequestState::Completed,
+            RequestState::Cancelled,
+            RequestState::Failed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| format!("unknown request state '{s}'"))
+    }
+}
+
+/// Delivery counts for one channel. `pending` is what is neither final nor suppressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCounts {
+    /// Recipients addressed on this channel.
+    pub total: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Failed permanently or out of retries.
+    pub failed: u64,
+    /// Skipped on purpose.
+    pub suppressed: u64,
+    /// Cancelled before delivery.
+    #[serde(default)]
+    pub cancelled: u64,
+    /// Not final yet.
+    pub pending: u64,
+}
+
+impl ChannelCounts {
+    /// Adds a page's outcome, keeping `pending` consistent with the other counts.
+    pub fn absorb(&mut self, delivered: u64, failed: u64, suppressed: u64, cancelled: u64) {
+        self.delivered += delivered;
+        self.failed += failed;
+        self.suppressed += suppressed;
+        self.cancelled += cancelled;
+        self.recompute_pending();
+    }
+
+    /// Sets `pending` from the other counts.
+    pub fn recompute_pending(&mut self) {
+        let settled = self.delivered + self.failed + self.suppressed + self.cancelled;
+        self.pending = self.total.saturating_sub(settled);
+    }
+}
+
+/// A request's progress, as the workflow reports it and the status endpoint serves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Audience pages resolved.
+    pub pages_total: u32,
+    /// Pages whose every channel has finished.
+    pub pages_done: u32,
+    /// Recipients in the audience snapshot (before per-channel suppression).
+    pub recipients: u64,
+    /// Per channel counts.
+    pub channels: BTreeMap<Channel, ChannelCounts>,
+}
+
+impl Progress {
+    /// Whole-request completion in percent, for the Temporal UI search attribute.
+    pub fn percent(&self) -> i64 {
+        if self.pages_total == 0 {
+            return 0;
+        }
+        i64::from(self.pages_done) * 100 / i64::from(self.pages_total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_follows_the_other_counts() {
+        let mut c = ChannelCounts {
+            total: 10,
+            ..Default::default()
+        };
+        c.recompute_pending();
+        assert_eq!(c.pending, 10);
+        c.absorb(6, 1, 2, 0);
+        assert_eq!(c.pending, 1);
+        c.absorb(0, 0, 0, 1);
+        assert_eq!(c.pending, 0);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in ["pending", "delivered", "failed", "suppressed", "cancelled"] {
+            assert_eq!(s.parse::<DeliveryStatus>().unwrap().as_str(), s);
+        }
+        for s in ["running", "completed", "cancelled", "failed"] {
+            assert_eq!(s.parse::<RequestState>().unwrap().as_str(), s);
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! A notification request once the API has parsed it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::InvalidId;
+use crate::{Channel, DedupeKey, TemplateId, TenantId, UserId};
+
+/// The most explicit user ids one request may list. Larger audiences are followers or segments,
+/// which are paged from the store instead of travelling in the request.
+pub const MAX_EXPLICIT_RECIPIENTS: usize = 10_000;
+
+/// The longest time-to-live a request may ask for: 30 days.
+pub const MAX_TTL_SECONDS: u32 = 30 * 24 * 3600;
+
+/// Who a request goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RecipientsQuery {
+    /// An explicit list of users, deduplicated and in a stable order.
+    Users {
+        /// The users, each at most once.
+        user_ids: Vec<UserId>,
+    },
+}
+
+impl RecipientsQuery {
+    /// Builds an explicit audience: duplicates are dropped, the order is made stable, and the
+    /// size is checked against [`MAX_EXPLICIT_RECIPIENTS`].
+    pub fn users(mut user_ids: Vec<UserId>) -> Result<Self, InvalidId> {
+        user_ids.sort();
+        user_ids.dedup();
+        if user_ids.is_empty() {
+            return Err(InvalidId {
+                field: "recipients_query.user_ids",
+                reason: "must list at least one user".into(),
+            });
+        }
+        if user_ids.len() > MAX_EXPLICIT_RECIPIENTS {
+            return Err(InvalidId {
+                field: "recipients_query.user_ids",
+                reason: format!("must list at most {MAX_EXPLICIT_RECIPIENTS} users"),
+            });
+        }
+        Ok(Self::Users { user_ids })
+    }
+}
+
+/// How urgent a request is; maps onto provider priorities (e.g. APNs 10 vs 5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Can wait behind other traffic.
+    Low,
+    /// The default.
+    #[default]
+    Normal,
+    /// Time-sensitive.
+    High,
+}
+
+/// A validated notification request. Built by the API from a request body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRequest {
+    /// The tenant the request belongs to; scopes every other id.
+    pub dedupe_key: DedupeKey,
+    /// Who triggered it, if anyone (e.g. the commenter).
+    pub actor_id: Option<UserId>,
+    /// The template that renders every channel's content.
+    pub template_id: TemplateId,
+    /// The audience.
+    pub recipients: RecipientsQuery,
+    /// The channels to deliver over, deduplicated, never empty.
+    pub channels: Vec<Channel>,
+    /// Template variables.
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Urgency.
+    pub priority: Priority,
+    /// How long delivery stays worth attempting.
+    pub ttl_seconds: Option<u32>,
+    /// Free-form labels echoed back in status.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl NotificationRequest {
+    /// Returns the tenant, which the dedupe key carries.
+    pub fn tenant_id(&self) -> &TenantId {
+        self.dedupe_key.tenant_id()
+    }
+}

@@ -1,0 +1,153 @@
+//! Fanout's persistent store.
+//!
+//! One [`Store`] handle, cheap to clone, shared by the API and the worker. It is written in
+//! portable SQL over sqlx's `Any` driver: SQLite is the embedded default and PostgreSQL can be
+//! plugged in by URL without touching callers. The schema lives in `migrations/` and is applied
+//! on connect.
+//!
+//! Methods are grouped by resource, one module each: [`tenants`] (tenants and API keys),
+//! [`users`], [`templates`], [`requests`], [`audience`] (the paged recipient snapshot),
+//! [`receipts`] and [`inbox`].
+
+pub mod audience;
+pub mod inbox;
+pub mod receipts;
+pub mod requests;
+pub mod templates;
+pub mod tenants;
+pub mod users;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fanout_domain::UnixMillis;
+use fanout_domain::config::StoreConfig;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database rejected or failed a statement.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value no longer parses; the row was written by something else.
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// The table holding the row.
+        table: &'static str,
+        /// What failed to parse.
+        reason: String,
+    },
+    /// The store URL cannot be used.
+    #[error("invalid store url: {0}")]
+    InvalidUrl(String),
+}
+
+/// Result alias for store calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A handle to the store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Connects, creating the SQLite file (and its folder) if needed, and applies migrations.
+    pub async fn connect(config: &StoreConfig) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = sqlite_file(&config.url) {
+            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", dir.display())))?;
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .connect(&config.url)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// The file behind a `sqlite://` URL, if it names one.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+/// Parses a stored value, turning a failure into [`StoreError::Corrupt`].
+pub(crate) fn parse_col<T, E: std::fmt::Display>(
+    table: &'static str,
+    parsed: std::result::Result<T, E>,
+) -> Result<T> {
+    parsed.map_err(|e| StoreError::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// A store on a fresh SQLite file under the system temp dir.
+    pub(crate) async fn store() -> Store {
+        let dir = std::env::temp_dir().join(format!(
+            "fanout-store-test-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let url = format!("sqlite://{}/db.sqlite?mode=rwc", dir.display());
+        Store::connect(&StoreConfig {
+            url,
+            max_connections: 4,
+        })
+        .await
+        .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_file_is_found_in_urls() {
+        assert_eq!(sqlite_file("sqlite://a/b.db?mode=rwc"), Some("a/b.db"));
+        assert_eq!(sqlite_file("sqlite:///abs/b.db"), Some("/abs/b.db"));
+        assert_eq!(sqlite_file("sqlite://:memory:"), None);
+        assert_eq!(sqlite_file("postgres://x"), None);
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_twice() {
+        let store = test_support::store().await;
+        store.ping().await.unwrap();
+        sqlx::migrate!("./migrations").run(store.pool()).await.unwrap();
+    }
+}

@@ -1,0 +1,224 @@
+//! Delivery receipts, one row per instance, upserted as deliveries progress.
+
+use std::collections::{BTreeMap, HashMap};
+
+use fanout_domain::receipt::{ChannelCounts, DeliveryStatus, Receipt};
+use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UserId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, parse_col};
+
+const T: &str = "receipts";
+
+fn receipt_from_row(row: &AnyRow) -> Result<Receipt> {
+    let instance_id: String = row.try_get("instance_id")?;
+    let request_id: String = row.try_get("request_id")?;
+    let user_id: String = row.try_get("user_id")?;
+    let channel: String = row.try_get("channel")?;
+    let status: String = row.try_get("status")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let latency: Option<i64> = row.try_get("latency_ms")?;
+    Ok(Receipt {
+        instance_id: parse_col(T, InstanceId::parse(&instance_id))?,
+        request_id: parse_col(T, RequestId::parse(&request_id))?,
+        user_id: parse_col(T, UserId::parse(&user_id))?,
+        channel: parse_col(T, channel.parse::<Channel>())?,
+        status: parse_col(T, status.parse::<DeliveryStatus>())?,
+        provider_message_id: row.try_get("provider_message_id")?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        latency_ms: latency.map(|l| u64::try_from(l).unwrap_or_default()),
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+const COLUMNS: &str = "instance_id, request_id, user_id, channel, status, provider_message_id,
+                       attempts, latency_ms, error_code, error_message, updated_at_ms";
+
+impl Store {
+    /// Writes receipts, replacing earlier versions of the same instances, in one transaction.
+    pub async fn upsert_receipts(&self, tenant_id: &TenantId, receipts: &[Receipt]) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        for r in receipts {
+            sqlx::query(
+                "INSERT INTO receipts (instance_id, request_id, tenant_id, user_id, channel,
+                   status, provider_message_id, attempts, latency_ms, error_code, error_message,
+                   updated_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (instance_id) DO UPDATE SET
+                   status = excluded.status, provider_message_id = excluded.provider_message_id,
+                   attempts = excluded.attempts, latency_ms = excluded.latency_ms,
+                   error_code = excluded.error_code, error_message = excluded.error_message,
+                   updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(r.instance_id.as_str())
+            .bind(r.request_id.as_str())
+            .bind(tenant_id.as_str())
+            .bind(r.user_id.as_str())
+            .bind(r.channel.as_str())
+            .bind(r.status.as_str())
+            .bind(r.provider_message_id.clone())
+            .bind(i64::from(r.attempts))
+            .bind(r.latency_ms.map(|l| i64::try_from(l).unwrap_or(i64::MAX)))
+            .bind(r.error_code.clone())
+            .bind(r.error_message.clone())
+            .bind(r.updated_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Returns the receipts of one request's page of instances, keyed by instance id.
+    pub async fn get_receipts(
+        &self,
+        request_id: &RequestId,
+        channel: Channel,
+        users: &[UserId],
+    ) -> Result<HashMap<InstanceId, Receipt>> {
+        let mut found = HashMap::with_capacity(users.len());
+        // One indexed lookup per chunk keeps the statement within every backend's limits.
+        for chunk in users.chunks(200) {
+            let ids: Vec<InstanceId> = chunk
+                .iter()
+                .map(|u| InstanceId::derive(request_id, u, channel))
+                .collect();
+            let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM receipts WHERE instance_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in &ids {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                let receipt = receipt_from_row(&row)?;
+                found.insert(receipt.instance_id.clone(), receipt);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Lists a request's receipts in instance-id order, starting after `after`.
+    pub async fn list_receipts(
+        &self,
+        tenant_id: &TenantId,
+        request_id: &RequestId,
+        after: Option<&InstanceId>,
+        limit: u32,
+    ) -> Result<Vec<Receipt>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM receipts
+             WHERE request_id = $1 AND tenant_id = $2 AND instance_id > $3
+             ORDER BY instance_id LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(request_id.as_str())
+            .bind(tenant_id.as_str())
+            .bind(after.map_or("", |a| a.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(receipt_from_row).collect()
+    }
+
+    /// Counts a request's receipts per channel and status. `total` and `pending` are left to
+    /// the caller, who knows the audience size.
+    pub async fn receipt_counts(
+        &self,
+        request_id: &RequestId,
+    ) -> Result<BTreeMap<Channel, ChannelCounts>> {
+        let rows = sqlx::query(
+            "SELECT channel, status, COUNT(*) AS n FROM receipts WHERE request_id = $1
+             GROUP BY channel, status",
+        )
+        .bind(request_id.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        let mut counts: BTreeMap<Channel, ChannelCounts> = BTreeMap::new();
+        for row in rows {
+            let channel: String = row.try_get("channel")?;
+            let status: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            let n = u64::try_from(n).unwrap_or_default();
+            let c = counts
+                .entry(parse_col(T, channel.parse::<Channel>())?)
+                .or_default();
+            match parse_col(T, status.parse::<DeliveryStatus>())? {
+                DeliveryStatus::Delivered => c.delivered += n,
+                DeliveryStatus::Failed => c.failed += n,
+                DeliveryStatus::Suppressed => c.suppressed += n,
+                DeliveryStatus::Cancelled => c.cancelled += n,
+                DeliveryStatus::Pending => c.pending += n,
+            }
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fanout_domain::DedupeKey;
+
+    use crate::now_ms;
+    use crate::test_support::store;
+
+    use super::*;
+
+    fn receipt(req: &RequestId, user: &str, status: DeliveryStatus) -> Receipt {
+        let user_id = UserId::parse(user).unwrap();
+        Receipt {
+            instance_id: InstanceId::derive(req, &user_id, Channel::Email),
+            request_id: req.clone(),
+            user_id,
+            channel: Channel::Email,
+            status,
+            provider_message_id: None,
+            attempts: 1,
+            latency_ms: Some(3),
+            error_code: None,
+            error_message: None,
+            updated_at_ms: now_ms(),
+        }
+    }
+
+    #[tokio::test]
+    async fn receipts_upsert_page_and_count() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let req = DedupeKey::new(t.clone(), "k").unwrap().request_id();
+        let users: Vec<String> = (0..5).map(|i| format!("u{i}")).collect();
+        let mut all: Vec<Receipt> = users
+            .iter()
+            .map(|u| receipt(&req, u, DeliveryStatus::Pending))
+            .collect();
+        store.upsert_receipts(&t, &all).await.unwrap();
+        all[0].status = DeliveryStatus::Delivered;
+        all[0].attempts = 2;
+        all[1].status = DeliveryStatus::Failed;
+        store.upsert_receipts(&t, &all[..2]).await.unwrap();
+
+        let ids: Vec<UserId> = users.iter().map(|u| UserId::parse(u).unwrap()).collect();
+        let got = store.get_receipts(&req, Channel::Email, &ids).await.unwrap();
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[&all[0].instance_id].attempts, 2);
+
+        let counts = store.receipt_counts(&req).await.unwrap();
+        let email = counts[&Channel::Email];
+        assert_eq!((email.delivered, email.failed, email.pending), (1, 1, 3));
+
+        let first = store.list_receipts(&t, &req, None, 3).await.unwrap();
+        let rest = store
+            .list_receipts(&t, &req, Some(&first[2].instance_id), 3)
+            .await
+            .unwrap();
+        assert_eq!((first.len(), rest.len()), (3, 2));
+        assert!(first[2].instance_id < rest[0].instance_id);
+        let other = TenantId::parse("other").unwrap();
+        assert!(store.list_receipts(&other, &req, None, 10).await.unwrap().is_empty());
+    }
+}

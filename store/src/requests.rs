@@ -1,0 +1,171 @@
+//! Notification requests: the row the API writes on accept and the workflow finalises.
+
+use std::collections::BTreeMap;
+
+use fanout_domain::receipt::{Progress, RequestState};
+use fanout_domain::{RequestId, TemplateId, TenantId, UnixMillis};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, now_ms, parse_col};
+
+/// A request as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The request (and workflow) id.
+    pub request_id: RequestId,
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// The tenant's dedupe key.
+    pub dedupe_key: String,
+    /// The template.
+    pub template_id: TemplateId,
+    /// The last state written: `running` until the workflow finalises it.
+    pub state: RequestState,
+    /// Final counts, once finalised.
+    pub progress: Option<Progress>,
+    /// The request's metadata labels.
+    pub metadata: BTreeMap<String, String>,
+    /// When it was accepted.
+    pub created_at_ms: UnixMillis,
+    /// When it last changed.
+    pub updated_at_ms: UnixMillis,
+}
+
+fn record_from_row(row: &AnyRow) -> Result<RequestRecord> {
+    const T: &str = "requests";
+    let request_id: String = row.try_get("request_id")?;
+    let tenant_id: String = row.try_get("tenant_id")?;
+    let template_id: String = row.try_get("template_id")?;
+    let state: String = row.try_get("state")?;
+    let progress: Option<String> = row.try_get("progress")?;
+    let metadata: String = row.try_get("metadata")?;
+    Ok(RequestRecord {
+        request_id: parse_col(T, RequestId::parse(&request_id))?,
+        tenant_id: parse_col(T, TenantId::parse(&tenant_id))?,
+        dedupe_key: row.try_get("dedupe_key")?,
+        template_id: parse_col(T, TemplateId::parse(&template_id))?,
+        state: parse_col(T, state.parse())?,
+        progress: progress
+            .map(|p| parse_col(T, serde_json::from_str(&p)))
+            .transpose()?,
+        metadata: parse_col(T, serde_json::from_str(&metadata))?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+impl Store {
+    /// Records an accepted request as running. Returns `false` if a request with this id (or
+    /// this tenant's dedupe key) is already recorded, leaving that one untouched.
+    pub async fn insert_request(
+        &self,
+        request_id: &RequestId,
+        tenant_id: &TenantId,
+        dedupe_key: &str,
+        template_id: &TemplateId,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let metadata = parse_col(T_REQUESTS, serde_json::to_string(metadata))?;
+        let done = sqlx::query(
+            "INSERT INTO requests (request_id, tenant_id, dedupe_key, template_id, state,
+                                   metadata, created_at_ms, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(request_id.as_str())
+        .bind(tenant_id.as_str())
+        .bind(dedupe_key)
+        .bind(template_id.as_str())
+        .bind(RequestState::Running.as_str())
+        .bind(metadata)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Returns the request if it belongs to `tenant_id`. Another tenant's request is
+    /// indistinguishable from a missing one.
+    pub async fn get_request(
+        &self,
+        tenant_id: &TenantId,
+        request_id: &RequestId,
+    ) -> Result<Option<RequestRecord>> {
+        let row = sqlx::query(
+            "SELECT request_id, tenant_id, dedupe_key, template_id, state, progress, metadata,
+                    created_at_ms, updated_at_ms
+             FROM requests WHERE request_id = $1 AND tenant_id = $2",
+        )
+        .bind(request_id.as_str())
+        .bind(tenant_id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// Writes the request's final state and counts.
+    pub async fn finalize_request(
+        &self,
+        request_id: &RequestId,
+        state: RequestState,
+        progress: &Progress,
+    ) -> Result<()> {
+        let progress = parse_col(T_REQUESTS, serde_json::to_string(progress))?;
+        sqlx::query(
+            "UPDATE requests SET state = $1, progress = $2, updated_at_ms = $3
+             WHERE request_id = $4",
+        )
+        .bind(state.as_str())
+        .bind(progress)
+        .bind(now_ms())
+        .bind(request_id.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+const T_REQUESTS: &str = "requests";
+
+#[cfg(test)]
+mod tests {
+    use fanout_domain::DedupeKey;
+
+    use crate::test_support::store;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_insert_once_and_finalise() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        store.upsert_tenant(&t, "Acme").await.unwrap();
+        let key = DedupeKey::new(t.clone(), "k1").unwrap();
+        let id = key.request_id();
+        let tpl = TemplateId::parse("welcome").unwrap();
+        let meta = BTreeMap::from([("source".to_owned(), "test".to_owned())]);
+        assert!(store.insert_request(&id, &t, "k1", &tpl, &meta).await.unwrap());
+        assert!(!store.insert_request(&id, &t, "k1", &tpl, &meta).await.unwrap());
+        let rec = store.get_request(&t, &id).await.unwrap().unwrap();
+        assert_eq!(rec.state, RequestState::Running);
+        assert_eq!(rec.metadata, meta);
+
+        let progress = Progress {
+            pages_total: 1,
+            pages_done: 1,
+            recipients: 2,
+            ..Default::default()
+        };
+        store
+            .finalize_request(&id, RequestState::Completed, &progress)
+            .await
+            .unwrap();
+        let rec = store.get_request(&t, &id).await.unwrap().unwrap();
+        assert_eq!(rec.state, RequestState::Completed);
+        assert_eq!(rec.progress, Some(progress));
+
+        let other = TenantId::parse("other").unwrap();
+        assert!(store.get_request(&other, &id).await.unwrap().is_none());
+    }
+}
