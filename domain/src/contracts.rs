@@ -189,6 +189,9 @@ pub struct FinalizeInput {
     pub progress: Progress,
 }
 
+/// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
+pub use delivery_activities::{DeliverPage, FinalizeRequest, ResolveAudience};
+
 /// The activities the workflows call, declared here and implemented in `fanout-activities`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeliveryActivities;

@@ -2,7 +2,7 @@
 //!
 //! Every other crate depends on this one and it depends on no I/O: it holds the validated
 //! identifiers ([`ids`]), the channels ([`channel`]), the notification request as the platform
-//! understands it once it has been parsed ([`request`]), delivery outcomes ([`receipt`]), users ([`user`]), templates ([`template`]), the in-app
+//! understands it once it has been parsed ([`request`]), delivery outcomes ([`receipt`]), users ([`user`]), templates ([`template`]) and their rendering ([`render`]), the in-app
 //! inbox ([`inbox`]), the
 //! contracts between the API, the workflows and the activities ([`contracts`]), and the typed
 //! configuration loader shared by the binaries ([`config`]).
@@ -16,6 +16,7 @@ pub mod contracts;
 pub mod ids;
 pub mod inbox;
 pub mod receipt;
+pub mod render;
 pub mod request;
 pub mod template;
 pub mod user;

@@ -1,0 +1,295 @@
+//! One page of the audience over one channel: render, send with bounded concurrency, record a
+//! receipt per instance, heartbeat as it goes.
+//!
+//! The activity is resumable: it starts by reading the page's receipts and skips every
+//! instance already delivered, failed or suppressed, so a retry (after a crash or a transient
+//! provider error) only sends what is still pending.
+
+use std::time::Instant;
+
+use fanout_domain::contracts::{self, DeliverPageInput, PageReport};
+use fanout_domain::receipt::{DeliveryStatus, Receipt};
+use fanout_domain::render::Compiled;
+use fanout_domain::{Channel, InstanceId};
+use fanout_store::audience::PageMember;
+use fanout_store::{Store, now_ms};
+use futures::StreamExt;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::email::{EmailSender, SendOutcome};
+use crate::{DeliveryConfig, in_app, permanent, store_error, transient};
+
+/// Receipts are written (and a heartbeat recorded) after this many deliveries, bounding what a
+/// crash can make us resend.
+const FLUSH_EVERY: usize = 64;
+
+/// Delivers one page over one channel and reports the page's counts.
+pub async fn deliver_page(
+    store: &Store,
+    email: &EmailSender,
+    config: &DeliveryConfig,
+    ctx: &ActivityContext,
+    input: &DeliverPageInput,
+) -> Result<PageReport, ActivityError> {
+    let template = store
+        .get_template(&input.tenant_id, &input.template_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            permanent(
+                contracts::ERR_TEMPLATE_MISSING,
+                format!("template '{}' does not exist", input.template_id),
+            )
+        })?;
+    let compiled = match input.channel {
+        Channel::Email => template.email.as_ref().map(Compiled::email),
+        Channel::InApp => template.in_app.as_ref().map(Compiled::in_app),
+    }
+    .transpose()
+    .map_err(|e| permanent(contracts::ERR_TEMPLATE_RENDER, e.to_string()))?;
+
+    let members = store
+        .load_page(&input.tenant_id, &input.request_id, input.page)
+        .await
+        .map_err(store_error)?;
+    let user_ids: Vec<_> = members.iter().map(|m| m.user_id.clone()).collect();
+    let earlier = store
+        .get_receipts(&input.request_id, input.channel, &user_ids)
+        .await
+        .map_err(store_error)?;
+
+    let mut report = PageReport {
+        channel: input.channel,
+        page: input.page,
+        total: members.len() as u64,
+        delivered: 0,
+        failed: 0,
+        suppressed: 0,
+    };
+    let mut todo = Vec::new();
+    for member in members {
+        let id = InstanceId::derive(&input.request_id, &member.user_id, input.channel);
+        let previous = earlier.get(&id);
+        match previous.map(|r| r.status) {
+            Some(status @ (DeliveryStatus::Delivered
+            | DeliveryStatus::Failed
+            | DeliveryStatus::Suppressed)) => count(&mut report, status),
+            _ => todo.push((id, member, previous.map_or(0, |r| r.attempts))),
+        }
+    }
+
+    let last_attempt = is_last_attempt(ctx);
+    let job = Job {
+        store,
+        email,
+        input,
+        compiled: compiled.as_ref(),
+        last_attempt,
+    };
+    let mut results = futures::stream::iter(todo)
+        .map(|(id, member, attempts)| job.attempt(id, member, attempts))
+        .buffer_unordered(config.concurrency.max(1));
+
+    let mut batch = Vec::with_capacity(FLUSH_EVERY);
+    let mut still_pending = 0u64;
+    let mut done = 0u64;
+    while let Some(receipt) = results.next().await {
+        match receipt.status {
+            DeliveryStatus::Pending => still_pending += 1,
+            status => count(&mut report, status),
+        }
+        batch.push(receipt);
+        done += 1;
+        if batch.len() >= FLUSH_EVERY {
+            flush(store, input, &mut batch).await?;
+            heartbeat(ctx, done).await;
+            if ctx.is_cancelled() {
+                return Err(ActivityError::cancelled());
+            }
+        }
+    }
+    flush(store, input, &mut batch).await?;
+
+    if still_pending > 0 {
+        // Temporal retries the activity with backoff; the retry skips what was delivered.
+        return Err(transient(format!(
+            "{still_pending} deliveries on page {} failed transiently",
+            input.page
+        )));
+    }
+    tracing::info!(
+        request_id = %input.request_id,
+        channel = %input.channel,
+        page = input.page,
+        delivered = report.delivered,
+        failed = report.failed,
+        suppressed = report.suppressed,
+        "page delivered"
+    );
+    Ok(report)
+}
+
+fn count(report: &mut PageReport, status: DeliveryStatus) {
+    match status {
+        DeliveryStatus::Delivered => report.delivered += 1,
+        DeliveryStatus::Failed | DeliveryStatus::Cancelled => report.failed += 1,
+        DeliveryStatus::Suppressed => report.suppressed += 1,
+        DeliveryStatus::Pending => {}
+    }
+}
+
+/// Whether this is the retry policy's final attempt, after which transient failures become
+/// final failures instead of failing the activity again.
+fn is_last_attempt(ctx: &ActivityContext) -> bool {
+    let info = ctx.info();
+    info.retry_policy
+        .as_ref()
+        .map(|p| p.maximum_attempts())
+        .filter(|max| *max > 0)
+        .is_some_and(|max| info.attempt >= max)
+}
+
+async fn flush(
+    store: &Store,
+    input: &DeliverPageInput,
+    batch: &mut Vec<Receipt>,
+) -> Result<(), ActivityError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    store
+        .upsert_receipts(&input.tenant_id, batch)
+        .await
+        .map_err(store_error)?;
+    batch.clear();
+    Ok(())
+}
+
+async fn heartbeat(ctx: &ActivityContext, done: u64) {
+    if let Err(e) = ctx.record_heartbeat(done).await {
+        tracing::warn!(error = %e, "heartbeat failed");
+    }
+}
+
+/// What every instance of the page shares.
+struct Job<'a> {
+    store: &'a Store,
+    email: &'a EmailSender,
+    input: &'a DeliverPageInput,
+    compiled: Option<&'a Compiled>,
+    last_attempt: bool,
+}
+
+impl Job<'_> {
+    /// Delivers to one member and returns the receipt describing the result.
+    async fn attempt(&self, id: InstanceId, member: PageMember, attempts: u32) -> Receipt {
+        let mut receipt = Receipt {
+            instance_id: id,
+            request_id: self.input.request_id.clone(),
+            user_id: member.user_id.clone(),
+            channel: self.input.channel,
+            status: DeliveryStatus::Pending,
+            provider_message_id: None,
+            attempts,
+            latency_ms: None,
+            error_code: None,
+            error_message: None,
+            updated_at_ms: 0,
+        };
+        let outcome = self.send(&receipt.instance_id, &member).await;
+        match outcome {
+            Outcome::Suppressed(code) => {
+                receipt.status = DeliveryStatus::Suppressed;
+                receipt.error_code = Some(code.into());
+            }
+            Outcome::Sent { send, started } => {
+                receipt.attempts += 1;
+                match send {
+                    SendOutcome::Accepted {
+                        provider_message_id,
+                    } => {
+                        receipt.status = DeliveryStatus::Delivered;
+                        receipt.provider_message_id = Some(provider_message_id);
+                        receipt.latency_ms = Some(started.elapsed().as_millis() as u64);
+                    }
+                    SendOutcome::Permanent { code, message } => {
+                        receipt.status = DeliveryStatus::Failed;
+                        receipt.error_code = Some(code);
+                        receipt.error_message = Some(message);
+                    }
+                    SendOutcome::Transient { code, message } => {
+                        receipt.status = if self.last_attempt {
+                            DeliveryStatus::Failed
+                        } else {
+                            DeliveryStatus::Pending
+                        };
+                        receipt.error_code = Some(code);
+                        receipt.error_message = Some(message);
+                    }
+                }
+            }
+        }
+        receipt.updated_at_ms = now_ms();
+        receipt
+    }
+
+    async fn send(&self, id: &InstanceId, member: &PageMember) -> Outcome {
+        let Some(user) = &member.profile else {
+            return Outcome::Suppressed("unknown_user");
+        };
+        let Some(compiled) = self.compiled else {
+            return Outcome::Suppressed("channel_not_in_template");
+        };
+        let input = self.input;
+        let vars = fanout_domain::render::context(&input.data, user, &input.request_id);
+        let started = Instant::now();
+        let send = match input.channel {
+            Channel::Email => {
+                let Some(address) = &user.email else {
+                    return Outcome::Suppressed("no_email_address");
+                };
+                match compiled.render_email(&vars) {
+                    Ok(rendered) => self.email.send(id, address, &rendered).await,
+                    Err(e) => render_failure(&e),
+                }
+            }
+            Channel::InApp => match compiled.render_in_app(&vars) {
+                Ok(rendered) => {
+                    let written = in_app::deliver(
+                        self.store,
+                        &input.tenant_id,
+                        id,
+                        &input.request_id,
+                        &user.user_id,
+                        rendered,
+                        &input.data,
+                    )
+                    .await;
+                    match written {
+                        Ok(provider_message_id) => SendOutcome::Accepted {
+                            provider_message_id,
+                        },
+                        Err(e) => SendOutcome::Transient {
+                            code: "inbox_store".into(),
+                            message: e.to_string(),
+                        },
+                    }
+                }
+                Err(e) => render_failure(&e),
+            },
+        };
+        Outcome::Sent { send, started }
+    }
+}
+
+fn render_failure(e: &fanout_domain::render::RenderError) -> SendOutcome {
+    SendOutcome::Permanent {
+        code: "template_render".into(),
+        message: e.to_string(),
+    }
+}
+
+enum Outcome {
+    Suppressed(&'static str),
+    Sent { send: SendOutcome, started: Instant },
+}

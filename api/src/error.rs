@@ -1,0 +1,149 @@
+//! The one place errors become HTTP responses.
+//!
+//! Every handler returns [`ApiError`]; its `IntoResponse` picks the status and writes a JSON body
+//! `{"error": {"code", "message", "field"?}}`. Internal failures are logged with their cause and
+//! answered with a generic message, so nothing internal leaks.
+
+use axum::Json;
+use axum::extract::FromRequest;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fanout_domain::ids::InvalidId;
+use serde_json::json;
+
+/// A JSON body whose rejections become [`ApiError`]s (400 syntax, 415 type, 422 fields).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// An API failure, mapped to a status code in exactly one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No API key, or one that is not valid.
+    #[error("missing or invalid API key: send 'Authorization: Bearer <key>'")]
+    Unauthorized,
+    /// The resource does not exist (or belongs to another tenant).
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is not valid JSON, or a query parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body must be JSON.
+    #[error("expected a JSON body with 'Content-Type: application/json'")]
+    UnsupportedMediaType,
+    /// A field is missing or invalid.
+    #[error("{message}")]
+    InvalidField {
+        /// The field, as a dotted path.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A dependency (Temporal) is not reachable; the request was not accepted.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else; the cause is logged, not returned.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// Shorthand for an internal failure.
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(e.into())
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<InvalidId> for ApiError {
+    fn from(e: InvalidId) -> Self {
+        ApiError::InvalidField {
+            field: e.field.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<fanout_store::StoreError> for ApiError {
+    fn from(e: fanout_store::StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+            JsonRejection::JsonDataError(e) => ApiError::InvalidField {
+                field: data_error_path(&e.body_text()),
+                message: e.body_text(),
+            },
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+/// Pulls the field path out of axum's "...target type: a.b[0]: reason" message.
+fn data_error_path(text: &str) -> String {
+    text.split_once("target type: ")
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .map(|(path, _)| path.to_owned())
+        .filter(|p| !p.contains(' '))
+        .unwrap_or_else(|| "body".to_owned())
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let message = self.to_string();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = ?cause, "internal error");
+        }
+        let mut body = json!({"error": {"code": code, "message": message}});
+        if let ApiError::InvalidField { field, .. } = &self {
+            body["error"]["field"] = json!(field);
+        }
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_paths_come_from_serde_messages() {
+        assert_eq!(
+            data_error_path(
+                "Failed to deserialize the JSON body into the target type: recipients_query.user_ids[1]: invalid type"
+            ),
+            "recipients_query.user_ids[1]"
+        );
+        assert_eq!(
+            data_error_path(
+                "Failed to deserialize the JSON body into the target type: missing field `template_id` at line 1"
+            ),
+            "body"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! The Fanout REST API.
+//!
+//! It authenticates callers by API key, parses request bodies into domain types at the edge,
+//! starts one Temporal workflow per notification request, and serves status, receipts and the
+//! in-app inbox from Temporal (while a request runs) and the store (once it has finished).
+//!
+//! Layout: [`app`] builds the router from one module per resource ([`notify`], [`requests`]
+//! for status and receipts, [`users`], [`templates`], [`inbox`], [`health`] with the OpenAPI
+//! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
+//! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
+//! [`run`] serves on a given listener until a shutdown future resolves.
+
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod inbox;
+pub mod notify;
+pub mod orchestrator;
+pub mod requests;
+pub mod seed;
+pub mod templates;
+pub mod users;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use fanout_domain::config::{StoreConfig, TemporalConfig};
+use fanout_store::Store;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::orchestrator::{Orchestrator, TemporalOrchestrator};
+
+/// The API's configuration (see `fanout_domain::config::load` for the layering).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen_addr: String,
+    /// Temporal frontend, namespace and task queue.
+    pub temporal: TemporalConfig,
+    /// The store.
+    pub store: StoreConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: "127.0.0.1:8080".into(),
+            temporal: TemporalConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Temporal, behind the API's narrow interface.
+    pub orchestrator: Arc<dyn Orchestrator>,
+}
+
+/// Builds the router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/openapi.json", get(health::openapi))
+        .route("/v1/notify", post(notify::notify))
+        .route("/v1/status/{request_id}", get(requests::status))
+        .route("/v1/receipts", get(requests::receipts))
+        .route("/v1/users/{user_id}", put(users::put_user).get(users::get_user))
+        .route("/v1/users/{user_id}/inbox", get(inbox::list))
+        .route(
+            "/v1/templates/{template_id}",
+            put(templates::put_template).get(templates::get_template),
+        )
+        .with_state(state)
+}
+
+/// Connects to the store and Temporal, then serves on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&config.store).await?;
+    let orchestrator = TemporalOrchestrator::connect(&config.temporal).await?;
+    let state = AppState {
+        store,
+        orchestrator: Arc::new(orchestrator),
+    };
+    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

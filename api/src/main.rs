@@ -1,0 +1,76 @@
+//! `fanout-api`: serves the REST API (`serve`, the default) or seeds the demo tenant
+//! (`seed-demo`, used by `make up`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use fanout_api::{Config, run, seed};
+use fanout_store::Store;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(about = "Fanout REST API")]
+struct Cli {
+    /// A TOML configuration file, layered under FANOUT_* environment variables.
+    #[arg(long, env = "FANOUT_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Seed the demo tenant and print its settings as KEY=value lines.
+    SeedDemo {
+        /// Register this API key instead of generating one (keeps dev.env stable).
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config: Config = fanout_domain::config::load(cli.config.as_deref(), &env)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(&config.listen_addr).await?;
+            run(config, listener, shutdown_signal()).await
+        }
+        Command::SeedDemo { api_key } => {
+            let store = Store::connect(&config.store).await?;
+            let seeded = seed::demo(&store, api_key).await?;
+            let users: Vec<&str> = seeded.user_ids.iter().map(|u| u.as_str()).collect();
+            println!("FANOUT_DEMO_TENANT_ID={}", seeded.tenant_id);
+            println!("FANOUT_API_KEY={}", seeded.api_key);
+            println!("FANOUT_DEMO_TEMPLATE_ID={}", seeded.template_id);
+            println!("FANOUT_DEMO_USER_IDS={}", users.join(","));
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,209 @@
+//! `POST /v1/notify`: accept a trigger, start its workflow, answer with the request id.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use fanout_domain::contracts::NotificationInput;
+use fanout_domain::ids::InvalidId;
+use fanout_domain::request::{MAX_TTL_SECONDS, NotificationRequest, Priority, RecipientsQuery};
+use fanout_domain::{Channel, DedupeKey, TemplateId, TenantId, UserId};
+use fanout_store::now_ms;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson};
+use crate::orchestrator::StartOutcome;
+
+/// The request body as sent; converted into a [`NotificationRequest`] before anything else.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyBody {
+    template_id: String,
+    recipients_query: RawRecipients,
+    #[serde(default)]
+    channel_prefs: Option<Vec<String>>,
+    #[serde(default)]
+    data: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    dedupe_key: Option<String>,
+    #[serde(default)]
+    actor_id: Option<String>,
+    #[serde(default)]
+    priority: Option<Priority>,
+    #[serde(default)]
+    ttl_seconds: Option<u32>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+/// The audience as sent.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum RawRecipients {
+    Users { user_ids: Vec<String> },
+}
+
+/// The answer to an accepted (202) or duplicate (200) trigger.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NotifyResponse {
+    /// The request id; also the Temporal workflow id.
+    pub request_id: String,
+    /// True when this trigger repeated an earlier one and started nothing new.
+    pub duplicate: bool,
+    /// Where to follow the request.
+    pub status_url: String,
+}
+
+fn field(field: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidField {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl NotifyBody {
+    /// Parses the body into a request for `tenant`; errors name the offending field.
+    fn parse(self, tenant: TenantId) -> Result<NotificationRequest, ApiError> {
+        let template_id = TemplateId::parse(&self.template_id)?;
+        let recipients = match self.recipients_query {
+            RawRecipients::Users { user_ids } => {
+                let ids = user_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| {
+                        UserId::parse(u).map_err(|e| InvalidId {
+                            field: "recipients_query.user_ids",
+                            reason: format!("[{i}]: {}", e.reason),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                RecipientsQuery::users(ids)?
+            }
+        };
+        let channels = match self.channel_prefs {
+            None => Vec::new(),
+            Some(names) if names.is_empty() => {
+                return Err(field(
+                    "channel_prefs",
+                    "channel_prefs must list at least one channel, or be omitted to use every channel the template has",
+                ));
+            }
+            Some(names) => {
+                let mut channels = names
+                    .iter()
+                    .map(|n| n.parse::<Channel>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| field("channel_prefs", e.to_string()))?;
+                channels.sort();
+                channels.dedup();
+                channels
+            }
+        };
+        if let Some(ttl) = self.ttl_seconds
+            && (ttl == 0 || ttl > MAX_TTL_SECONDS)
+        {
+            return Err(field(
+                "ttl_seconds",
+                format!("ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"),
+            ));
+        }
+        // Without a dedupe key every trigger is distinct: a fresh random key keeps the id
+        // derivation (and so the tenant scoping) identical for both cases.
+        let key = self
+            .dedupe_key
+            .unwrap_or_else(|| format!("auto-{}", uuid::Uuid::new_v4()));
+        Ok(NotificationRequest {
+            dedupe_key: DedupeKey::new(tenant, &key)?,
+            actor_id: self.actor_id.as_deref().map(UserId::parse).transpose()?,
+            template_id,
+            recipients,
+            channels,
+            data: self.data.unwrap_or_default(),
+            priority: self.priority.unwrap_or_default(),
+            ttl_seconds: self.ttl_seconds,
+            metadata: self.metadata.unwrap_or_default(),
+        })
+    }
+}
+
+/// How long the API waits on Temporal to accept a start before answering 503.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `POST /v1/notify`.
+pub async fn notify(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    ApiJson(body): ApiJson<NotifyBody>,
+) -> Result<(StatusCode, Json<NotifyResponse>), ApiError> {
+    let mut request = body.parse(tenant.clone())?;
+    let template = state
+        .store
+        .get_template(&tenant, &request.template_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("template '{}' not found", request.template_id))
+        })?;
+    if request.channels.is_empty() {
+        request.channels = template.channels();
+    } else if let Some(missing) = request.channels.iter().find(|c| !template.supports(**c)) {
+        return Err(field(
+            "channel_prefs",
+            format!(
+                "template '{}' has no {missing} content; it supports: {}",
+                template.template_id,
+                template
+                    .channels()
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+
+    let request_id = request.dedupe_key.request_id();
+    state
+        .store
+        .insert_request(
+            &request_id,
+            &tenant,
+            request.dedupe_key.key(),
+            &request.template_id,
+            &request.metadata,
+        )
+        .await?;
+    let input = NotificationInput {
+        request_id: request_id.clone(),
+        tenant_id: tenant,
+        template_id: request.template_id,
+        recipients: request.recipients,
+        channels: request.channels,
+        data: request.data,
+        priority: request.priority,
+        ttl_seconds: request.ttl_seconds,
+        accepted_at_ms: now_ms(),
+    };
+    let outcome = tokio::time::timeout(START_TIMEOUT, state.orchestrator.start(input))
+        .await
+        .map_err(|_| ApiError::Unavailable("temporal did not accept the request in time; retry with the same dedupe_key".into()))?
+        .map_err(|e| ApiError::Unavailable(format!("{e}; retry with the same dedupe_key")))?;
+    let duplicate = outcome == StartOutcome::Duplicate;
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    tracing::info!(request_id = %request_id, duplicate, "notification accepted");
+    Ok((
+        status,
+        Json(NotifyResponse {
+            status_url: format!("/v1/status/{request_id}"),
+            request_id: request_id.to_string(),
+            duplicate,
+        }),
+    ))
+}

@@ -1,0 +1,138 @@
+//! The API's view of Temporal: start a request's workflow and read its live state.
+//!
+//! Handlers depend on the [`Orchestrator`] trait, so they are tested with `oneshot` against an
+//! in-memory double; [`TemporalOrchestrator`] is the real one. It addresses workflows through
+//! the contracts in `fanout_domain::contracts`, never through the workflow crate.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use fanout_domain::RequestId;
+use fanout_domain::config::TemporalConfig;
+use fanout_domain::contracts::{self, NotificationInput, NotificationWorkflow, ProgressQuery};
+use fanout_domain::receipt::{Progress, RequestState};
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowDescribeOptions,
+    WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+};
+use temporalio_common::search_attributes::SearchAttributes;
+
+/// Whether a start created a new workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// A new workflow now runs the request.
+    Started,
+    /// A workflow with this request id exists already: the trigger is a duplicate.
+    Duplicate,
+}
+
+/// A request's workflow as Temporal sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveState {
+    /// Running, with its progress.
+    Running(Progress),
+    /// Closed in this state.
+    Closed(RequestState),
+    /// Temporal does not know it (never started, or past retention).
+    Unknown,
+}
+
+/// Temporal could not be reached or answered with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("temporal: {0}")]
+pub struct OrchestratorError(String);
+
+/// Starts and inspects request workflows.
+#[async_trait]
+pub trait Orchestrator: Send + Sync + 'static {
+    /// Starts the workflow for a request; a second start of the same request is a duplicate.
+    async fn start(&self, input: NotificationInput) -> Result<StartOutcome, OrchestratorError>;
+    /// Reads the request's live state.
+    async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError>;
+}
+
+/// The Temporal-backed orchestrator.
+pub struct TemporalOrchestrator {
+    client: Client,
+    task_queue: String,
+}
+
+impl TemporalOrchestrator {
+    /// Connects to the Temporal frontend.
+    pub async fn connect(config: &TemporalConfig) -> anyhow::Result<Self> {
+        let url = Url::from_str(&config.address).map_err(|e| {
+            anyhow::anyhow!("temporal.address '{}' is not a URL: {e}", config.address)
+        })?;
+        let options = ConnectionOptions::new(url)
+            .identity(format!("fanout-api@{}", std::process::id()))
+            .build();
+        let connection = Connection::connect(options).await?;
+        let client = Client::new(connection, ClientOptions::new(config.namespace.clone()).build())?;
+        Ok(Self {
+            client,
+            task_queue: config.task_queue.clone(),
+        })
+    }
+}
+
+fn closed_state(status: WorkflowExecutionStatus) -> Option<RequestState> {
+    match status {
+        WorkflowExecutionStatus::Completed => Some(RequestState::Completed),
+        WorkflowExecutionStatus::Canceled => Some(RequestState::Cancelled),
+        WorkflowExecutionStatus::Failed
+        | WorkflowExecutionStatus::Terminated
+        | WorkflowExecutionStatus::TimedOut => Some(RequestState::Failed),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Orchestrator for TemporalOrchestrator {
+    async fn start(&self, input: NotificationInput) -> Result<StartOutcome, OrchestratorError> {
+        let workflow_id = input.request_id.workflow_id().to_owned();
+        let search_attributes = SearchAttributes::new([
+            contracts::SA_TENANT_ID.value_set(input.tenant_id.to_string()),
+            contracts::SA_TEMPLATE_ID.value_set(input.template_id.to_string()),
+            contracts::SA_REQUEST_ID.value_set(input.request_id.to_string()),
+            contracts::SA_PROGRESS_PERCENT.value_set(0),
+        ]);
+        // The id is derived from (tenant, dedupe key): rejecting reuse is what turns a repeated
+        // trigger into a duplicate instead of a second delivery.
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id)
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .search_attributes(search_attributes)
+            .build();
+        match self
+            .client
+            .start_workflow(NotificationWorkflow, input, options)
+            .await
+        {
+            Ok(_) => Ok(StartOutcome::Started),
+            Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(StartOutcome::Duplicate),
+            Err(e) => Err(OrchestratorError(e.to_string())),
+        }
+    }
+
+    async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
+        let handle = self
+            .client
+            .get_workflow_handle::<NotificationWorkflow>(request_id.workflow_id());
+        let description = match handle.describe(WorkflowDescribeOptions::default()).await {
+            Ok(d) => d,
+            Err(WorkflowInteractionError::NotFound(_)) => return Ok(LiveState::Unknown),
+            Err(e) => return Err(OrchestratorError(e.to_string())),
+        };
+        if let Some(state) = closed_state(description.status()) {
+            return Ok(LiveState::Closed(state));
+        }
+        match handle
+            .query(ProgressQuery, (), WorkflowQueryOptions::default())
+            .await
+        {
+            Ok(progress) => Ok(LiveState::Running(progress)),
+            Err(WorkflowQueryError::NotFound(_)) => Ok(LiveState::Unknown),
+            Err(e) => Err(OrchestratorError(e.to_string())),
+        }
+    }
+}

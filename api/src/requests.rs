@@ -1,0 +1,218 @@
+//! `GET /v1/status/{request_id}` and `GET /v1/receipts`: a request's progress and receipts.
+//!
+//! Status comes live from the workflow while it runs (the `progress` query) and from the
+//! store once the workflow has written its outcome. If Temporal cannot be asked (the worker is
+//! down, the history is past retention), the store's receipts answer instead.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fanout_domain::receipt::{ChannelCounts, Progress, Receipt, RequestState};
+use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UnixMillis};
+use fanout_store::requests::RequestRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::orchestrator::LiveState;
+
+/// How long status waits on Temporal before answering from the store.
+const LIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A request's aggregate status.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// The request.
+    pub request_id: String,
+    /// `running`, `completed`, `cancelled` or `failed`.
+    pub state: RequestState,
+    /// The template.
+    pub template_id: String,
+    /// Where the figures come from: `workflow` (live), `store` (final) or `receipts` (fallback).
+    pub source: String,
+    /// Recipients in the audience snapshot.
+    pub recipients: u64,
+    /// Audience pages.
+    pub pages_total: u32,
+    /// Pages finished.
+    pub pages_done: u32,
+    /// Counts per channel.
+    pub channels: BTreeMap<Channel, ChannelCounts>,
+    /// Counts over all channels.
+    pub totals: ChannelCounts,
+    /// The request's metadata labels.
+    pub metadata: BTreeMap<String, String>,
+    /// When it was accepted.
+    pub created_at_ms: UnixMillis,
+}
+
+fn parse_request_id(raw: &str) -> Result<RequestId, ApiError> {
+    // A malformed id cannot name any request: answer as for any unknown id.
+    RequestId::parse(raw).map_err(|_| ApiError::NotFound(format!("request '{raw}' not found")))
+}
+
+async fn owned_request(
+    state: &AppState,
+    tenant: &TenantId,
+    request_id: &RequestId,
+) -> Result<RequestRecord, ApiError> {
+    state
+        .store
+        .get_request(tenant, request_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("request '{request_id}' not found")))
+}
+
+/// `GET /v1/status/{request_id}`.
+pub async fn status(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let request_id = parse_request_id(&raw_id)?;
+    let record = owned_request(&state, &tenant, &request_id).await?;
+    if let (true, Some(progress)) = (record.state.is_terminal(), &record.progress) {
+        return Ok(Json(respond(&record, record.state, progress.clone(), "store")));
+    }
+    let live = tokio::time::timeout(LIVE_TIMEOUT, state.orchestrator.live_state(&request_id)).await;
+    let (live_state, progress) = match live {
+        Ok(Ok(LiveState::Running(progress))) => {
+            return Ok(Json(respond(&record, RequestState::Running, progress, "workflow")));
+        }
+        Ok(Ok(LiveState::Closed(closed))) => {
+            // The workflow may have finalised between our two reads.
+            let fresh = owned_request(&state, &tenant, &request_id).await?;
+            if let (true, Some(progress)) = (fresh.state.is_terminal(), fresh.progress) {
+                return Ok(Json(respond(&record, fresh.state, progress, "store")));
+            }
+            (closed, None)
+        }
+        Ok(Ok(LiveState::Unknown)) => (record.state, None),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, request_id = %request_id, "live status unavailable");
+            (record.state, None)
+        }
+        Err(_) => {
+            tracing::warn!(request_id = %request_id, "live status timed out");
+            (record.state, None)
+        }
+    };
+    let progress = match progress {
+        Some(p) => p,
+        None => progress_from_receipts(&state, &request_id).await?,
+    };
+    Ok(Json(respond(&record, live_state, progress, "receipts")))
+}
+
+/// Rebuilds counts from receipts when neither the workflow nor its final write can answer.
+/// Totals are what has receipts; instances never attempted are not counted.
+async fn progress_from_receipts(
+    state: &AppState,
+    request_id: &RequestId,
+) -> Result<Progress, ApiError> {
+    let mut channels = state.store.receipt_counts(request_id).await?;
+    for counts in channels.values_mut() {
+        counts.total =
+            counts.delivered + counts.failed + counts.suppressed + counts.cancelled + counts.pending;
+    }
+    Ok(Progress {
+        channels,
+        ..Progress::default()
+    })
+}
+
+fn respond(
+    record: &RequestRecord,
+    state: RequestState,
+    progress: Progress,
+    source: &str,
+) -> StatusResponse {
+    let mut totals = ChannelCounts::default();
+    for c in progress.channels.values() {
+        totals.total += c.total;
+        totals.delivered += c.delivered;
+        totals.failed += c.failed;
+        totals.suppressed += c.suppressed;
+        totals.cancelled += c.cancelled;
+        totals.pending += c.pending;
+    }
+    StatusResponse {
+        request_id: record.request_id.to_string(),
+        state,
+        template_id: record.template_id.to_string(),
+        source: source.to_owned(),
+        recipients: progress.recipients,
+        pages_total: progress.pages_total,
+        pages_done: progress.pages_done,
+        channels: progress.channels,
+        totals,
+        metadata: record.metadata.clone(),
+        created_at_ms: record.created_at_ms,
+    }
+}
+
+/// Query of `GET /v1/receipts`.
+#[derive(Debug, Deserialize)]
+pub struct ReceiptsQuery {
+    request_id: String,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// A page of receipts.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReceiptsPage {
+    /// Receipts in a stable order.
+    pub receipts: Vec<Receipt>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The most receipts one page returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// `GET /v1/receipts?request_id=...&cursor=...&limit=...`.
+pub async fn receipts(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Query(query): Query<ReceiptsQuery>,
+) -> Result<Json<ReceiptsPage>, ApiError> {
+    let request_id = parse_request_id(&query.request_id)?;
+    owned_request(&state, &tenant, &request_id).await?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidField {
+            field: "limit".into(),
+            message: format!("limit must be between 1 and {MAX_PAGE}"),
+        });
+    }
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let receipts = state
+        .store
+        .list_receipts(&tenant, &request_id, after.as_ref(), limit)
+        .await?;
+    let next_cursor = (receipts.len() == limit as usize)
+        .then(|| receipts.last().map(|r| URL_SAFE_NO_PAD.encode(r.instance_id.as_str())))
+        .flatten();
+    Ok(Json(ReceiptsPage {
+        receipts,
+        next_cursor,
+    }))
+}
+
+fn decode_cursor(cursor: &str) -> Result<InstanceId, ApiError> {
+    let bad = || ApiError::InvalidField {
+        field: "cursor".into(),
+        message: "cursor is not one this API returned; pass next_cursor unchanged".into(),
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    InstanceId::parse(&text).map_err(|_| bad())
+}

@@ -1,0 +1,113 @@
+//! Provider sandbox for development and tests: real provider protocols on loopback, with a
+//! read-back API that shows what arrived.
+//!
+//! Today it stands in for a mail relay. It speaks SMTP (pipelining, 8BITMIME, SMTPUTF8, SIZE;
+//! no TLS or AUTH), stores every accepted message in memory, and serves an HTTP API and a small
+//! web inbox for reading them back. Tests can also inject SMTP failures per recipient.
+//!
+//! Layout, one module per provider plus what they share:
+//! - `smtp`: the SMTP server, its command parser and the fault rules.
+//! - `mailbox`: the bounded in-memory store of accepted emails (the newest
+//!   [`MAILBOX_CAPACITY`] are kept) and the JSON types the API returns.
+//! - `http`: the read-back API and the HTML inbox.
+//!
+//! [`serve`] runs everything on listeners the caller binds, so tests use port 0:
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(fanout_sandbox::serve(smtp, http, async {
+//!     let _ = stopped.await;
+//! }));
+//! // ... send mail, then GET /api/emails on the http listener ...
+//! let _ = stop.send(());
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! HTTP routes:
+//! - `GET /healthz`: `{"status":"ok"}`.
+//! - `GET /api/emails?to=&after_id=&limit=`: [`EmailList`], oldest first; `to` matches an
+//!   envelope recipient case-insensitively; `limit` defaults to 100 and is capped at 1000.
+//! - `GET /api/emails/count?to=`: [`EmailCount`].
+//! - `GET /api/emails/{id}`: [`StoredEmail`]; `GET /api/emails/{id}/raw`: the message as
+//!   received (`message/rfc822`).
+//! - `DELETE /api/emails`: removes all emails (204); ids keep increasing.
+//! - `GET|POST|DELETE /api/smtp/faults`, `DELETE /api/smtp/faults/{id}`: fault rules
+//!   ([`FaultList`], [`NewFault`], [`Fault`]).
+//! - `GET /` and `GET /emails/{id}`: the HTML inbox for a browser.
+//!
+//! Errors are JSON [`ErrorResponse`] bodies with a matching status code.
+
+mod http;
+mod mailbox;
+mod smtp;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use http::ErrorResponse;
+pub use mailbox::{Address, CAPACITY as MAILBOX_CAPACITY, EmailCount, EmailList, StoredEmail};
+pub use smtp::{Fault, FaultList, FaultStage, NewFault};
+
+use mailbox::Mailbox;
+use smtp::Faults;
+
+/// State shared by the protocol servers and the read-back API.
+#[derive(Debug)]
+pub(crate) struct Sandbox {
+    /// Where the SMTP server listens, shown in the web inbox.
+    pub smtp_addr: Option<SocketAddr>,
+    pub mailbox: Mailbox,
+    pub smtp_faults: Faults,
+}
+
+impl Sandbox {
+    fn new(smtp_addr: Option<SocketAddr>) -> Self {
+        Self {
+            smtp_addr,
+            mailbox: Mailbox::new(MAILBOX_CAPACITY),
+            smtp_faults: Faults::default(),
+        }
+    }
+}
+
+/// Serves SMTP on `smtp` and the read-back HTTP API on `http` until `shutdown` resolves.
+///
+/// Open SMTP connections are told `421` at shutdown and get a few seconds to close; HTTP
+/// requests in flight are completed.
+pub async fn serve(
+    smtp: TcpListener,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let sandbox = Arc::new(Sandbox::new(smtp.local_addr().ok()));
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    let watcher = tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    let smtp_server = async {
+        smtp::run(smtp, sandbox.clone(), token.clone()).await;
+        Ok(())
+    };
+    let http_server = async {
+        axum::serve(http, http::router(sandbox.clone()))
+            .with_graceful_shutdown(token.clone().cancelled_owned())
+            .await
+            .context("http server failed")
+    };
+    // If one server fails the other is dropped with it, which closes its connections.
+    let result = tokio::try_join!(smtp_server, http_server);
+    watcher.abort();
+    result.map(|((), ())| ())
+}

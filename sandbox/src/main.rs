@@ -1,0 +1,70 @@
+//! `fanout-sandbox`: runs the provider sandbox on loopback until SIGINT or SIGTERM.
+//!
+//! Listens on `FANOUT_SANDBOX_SMTP_ADDR` (default `127.0.0.1:2525`) for SMTP and
+//! `FANOUT_SANDBOX_HTTP_ADDR` (default `127.0.0.1:8025`) for the read-back API and web inbox.
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+const DEFAULT_SMTP_ADDR: &str = "127.0.0.1:2525";
+const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8025";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let smtp_addr = address("FANOUT_SANDBOX_SMTP_ADDR", DEFAULT_SMTP_ADDR);
+    let http_addr = address("FANOUT_SANDBOX_HTTP_ADDR", DEFAULT_HTTP_ADDR);
+    let smtp = TcpListener::bind(&smtp_addr)
+        .await
+        .with_context(|| format!("failed to bind smtp listener on {smtp_addr}"))?;
+    let http = TcpListener::bind(&http_addr)
+        .await
+        .with_context(|| format!("failed to bind http listener on {http_addr}"))?;
+    info!(
+        smtp = %smtp.local_addr()?,
+        http = %http.local_addr()?,
+        "fanout-sandbox listening"
+    );
+    fanout_sandbox::serve(smtp, http, shutdown_signal()).await?;
+    info!("fanout-sandbox stopped");
+    Ok(())
+}
+
+fn address(variable: &str, default: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "failed to listen for sigint");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "failed to listen for sigterm");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => info!(signal = "sigint", "shutting down"),
+        () = terminate => info!(signal = "sigterm", "shutting down"),
+    }
+}

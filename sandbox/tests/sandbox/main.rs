@@ -1,0 +1,8 @@
+//! Tests of the sandbox over real sockets: mail goes in with lettre or a raw SMTP client and is
+//! read back with reqwest, as the project's end-to-end suite does.
+//!
+//! One test binary with modules, to link once.
+
+mod api;
+mod helpers;
+mod smtp;

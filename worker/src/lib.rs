@@ -1,0 +1,97 @@
+//! The Fanout worker: polls Fanout's Temporal task queue and runs the workflows
+//! (`fanout-workflows`) and activities (`fanout-activities`).
+//!
+//! [`run`] is the whole process behind a shutdown future, so tests start a worker in-process;
+//! `main.rs` only loads [`Config`] and waits for a signal.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use fanout_activities::{DeliveryConfig, EmailSender, FanoutActivities, SmtpConfig};
+use fanout_domain::config::{StoreConfig, TemporalConfig};
+use fanout_store::Store;
+use fanout_workflows::NotificationWorkflow;
+use serde::{Deserialize, Serialize};
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+/// The worker's configuration (see `fanout_domain::config::load` for the layering).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Temporal frontend, namespace and task queue.
+    pub temporal: TemporalConfig,
+    /// The store.
+    pub store: StoreConfig,
+    /// The SMTP relay.
+    pub smtp: SmtpConfig,
+    /// Paging and concurrency of deliveries.
+    pub delivery: DeliveryConfig,
+}
+
+/// How long start-up keeps retrying a Temporal frontend that is not reachable yet.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs the worker until `shutdown` resolves, then drains in-flight tasks and returns.
+///
+/// The SDK's worker future is not `Send`: drive this from `main` or a dedicated runtime thread.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let store = Store::connect(&config.store)
+        .await
+        .context("connecting to the store")?;
+    let email = EmailSender::new(&config.smtp)?;
+    let activities = FanoutActivities::new(store, email, config.delivery.clone());
+
+    let runtime = Runtime::from_current_tokio(Default::default())
+        .map_err(|e| anyhow::anyhow!("creating the temporal runtime: {e}"))?;
+    let client = connect(&config.temporal).await?;
+    let options = WorkerOptions::new(config.temporal.task_queue.clone())
+        .register_workflow::<NotificationWorkflow>()?
+        .register_activities(activities)
+        .build();
+    let mut worker = Worker::new(&runtime, client, options)?;
+    let stop = worker.shutdown_handle();
+    tracing::info!(
+        task_queue = %config.temporal.task_queue,
+        temporal = %config.temporal.address,
+        "worker started"
+    );
+
+    let running = worker.run();
+    tokio::pin!(running);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        result = &mut running => return result.context("worker stopped unexpectedly"),
+        () = &mut shutdown => {
+            tracing::info!("shutting down worker");
+            stop();
+        }
+    }
+    running.await.context("worker shutdown")?;
+    Ok(())
+}
+
+/// Connects to the Temporal frontend, retrying while it starts.
+async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
+    let url = Url::from_str(&config.address)
+        .with_context(|| format!("temporal.address '{}' is not a URL", config.address))?;
+    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    loop {
+        let options = ConnectionOptions::new(url.clone())
+            .identity(format!("fanout-worker@{}", std::process::id()))
+            .build();
+        match Connection::connect(options).await {
+            Ok(connection) => {
+                let client_options = ClientOptions::new(config.namespace.clone()).build();
+                return Ok(Client::new(connection, client_options)?);
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "temporal not reachable yet, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context("connecting to temporal"),
+        }
+    }
+}
