@@ -1,1 +1,6 @@
+//! End-to-end tests: the real stack, driven over HTTP as a user would.
+//!
+//! Run with `make test` (which installs the temporal CLI) or `cargo test -p fanout-tests`.
 
+mod helpers;
+mod notify;

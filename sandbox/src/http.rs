@@ -282,12 +282,12 @@ mod tests {
 
         let request = Request::post("/api/smtp/faults")
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(r#"{"rcpt":"a@example.com","code":250}"#))
+            .body(Body::from(r#"{"rcpt":"a@example.com","code":354}"#))
             .unwrap();
         let (status, body) = send(&sandbox, request).await;
         let error: ErrorResponse = serde_json::from_slice(&body).unwrap();
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(error.error, "code must be between 400 and 599");
+        assert_eq!(error.error, "code must be 250 (accept after delay_ms) or between 400 and 599");
     }
 
     #[tokio::test]

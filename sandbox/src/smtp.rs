@@ -292,7 +292,12 @@ impl Session {
         }
         if let Some(fault) = self.sandbox.smtp_faults.take(FaultStage::Rcpt, to) {
             debug!(peer = %self.peer, rcpt = to, code = fault.code, "injected fault at rcpt");
-            return self.reply_with_fault(fault).await;
+            if !fault.accepts() {
+                return self.reply_with_fault(fault).await;
+            }
+            if let Some(flow) = self.wait_out(&fault).await? {
+                return Ok(flow);
+            }
         }
         if let Some(transaction) = &mut self.transaction {
             transaction.rcpt_to.push(to.to_owned());
@@ -337,7 +342,12 @@ impl Session {
             .find_map(|rcpt| faults.take(FaultStage::Data, rcpt));
         if let Some(fault) = fault {
             debug!(peer = %self.peer, code = fault.code, "injected fault at data");
-            return self.reply_with_fault(fault).await;
+            if !fault.accepts() {
+                return self.reply_with_fault(fault).await;
+            }
+            if let Some(flow) = self.wait_out(&fault).await? {
+                return Ok(flow);
+            }
         }
         let size = content.len();
         let recipients = transaction.rcpt_to.len();
@@ -353,14 +363,22 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// Sleeps for the rule's delay; returns the flow to end with if the server shuts down first.
+    async fn wait_out(&mut self, fault: &FaultReply) -> io::Result<Option<Flow>> {
+        if fault.delay.is_zero() {
+            return Ok(None);
+        }
+        // Send what is already answered first, so only this reply is late.
+        self.conn.flush().await?;
+        tokio::select! {
+            () = self.shutdown.cancelled() => self.hang_up(Read::Shutdown).await.map(Some),
+            () = tokio::time::sleep(fault.delay) => Ok(None),
+        }
+    }
+
     async fn reply_with_fault(&mut self, fault: FaultReply) -> io::Result<Flow> {
-        if !fault.delay.is_zero() {
-            // Send what is already answered first, so only this reply is late.
-            self.conn.flush().await?;
-            tokio::select! {
-                () = self.shutdown.cancelled() => return self.hang_up(Read::Shutdown).await,
-                () = tokio::time::sleep(fault.delay) => {}
-            }
+        if let Some(flow) = self.wait_out(&fault).await? {
+            return Ok(flow);
         }
         self.conn.reply(fault.code, &fault.message).await?;
         // 421 means the server is closing the channel (RFC 5321 section 3.8).

@@ -37,7 +37,8 @@ pub enum FaultStage {
 pub struct NewFault {
     /// Envelope recipient the rule matches, compared case-insensitively.
     pub rcpt: String,
-    /// SMTP reply code, 400 to 599; 421 also closes the connection.
+    /// SMTP reply code, 400 to 599 (421 also closes the connection), or 250 to accept normally
+    /// after `delay_ms`: latency injection without a failure.
     pub code: u16,
     /// Reply text, e.g. `5.1.1 mailbox unavailable`.
     #[serde(default)]
@@ -84,7 +85,7 @@ pub struct FaultList {
 pub(crate) enum InvalidFault {
     #[error("rcpt must not be empty")]
     EmptyRecipient,
-    #[error("code must be between 400 and 599")]
+    #[error("code must be 250 (accept after delay_ms) or between 400 and 599")]
     Code,
     #[error("message must be one line of at most {MAX_MESSAGE_LEN} bytes")]
     Message,
@@ -100,6 +101,13 @@ pub(crate) struct FaultReply {
     pub code: u16,
     pub message: String,
     pub delay: Duration,
+}
+
+impl FaultReply {
+    /// Whether the rule only delays an otherwise normal acceptance.
+    pub fn accepts(&self) -> bool {
+        self.code == 250
+    }
 }
 
 /// The shared set of active rules.
@@ -121,7 +129,7 @@ impl Faults {
         if rcpt.is_empty() {
             return Err(InvalidFault::EmptyRecipient);
         }
-        if !(400..=599).contains(&new.code) {
+        if new.code != 250 && !(400..=599).contains(&new.code) {
             return Err(InvalidFault::Code);
         }
         if new.message.len() > MAX_MESSAGE_LEN || new.message.contains(['\r', '\n']) {
@@ -269,7 +277,7 @@ mod tests {
             ),
             (
                 NewFault {
-                    code: 250,
+                    code: 354,
                     ..base.clone()
                 },
                 InvalidFault::Code,

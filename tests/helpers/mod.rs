@@ -1,0 +1,290 @@
+//! The end-to-end harness.
+//!
+//! Once per test binary it starts a real Temporal dev server (the `temporal` CLI, in-memory, on
+//! a free port) and the SMTP sandbox. Each test then gets its own [`TestApp`]: a tenant, an API
+//! key, a SQLite store file, a task queue, and an in-process worker and API on port 0, so tests
+//! run in parallel without seeing each other.
+
+pub mod stack;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fanout_domain::TenantId;
+use fanout_domain::config::{StoreConfig, TemporalConfig};
+use fanout_sandbox::{EmailList, NewFault, StoredEmail};
+use fanout_store::Store;
+use fanout_store::tenants::generate_api_key;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use self::stack::Shared;
+
+/// One test's slice of the platform.
+pub struct TestApp {
+    /// Base URL of this test's API.
+    pub api_url: String,
+    /// The tenant the test acts as.
+    pub tenant: TenantId,
+    /// Its API key.
+    pub api_key: String,
+    /// Direct store access, for set-up and assertions.
+    pub store: Store,
+    /// The task queue this test's worker polls.
+    pub task_queue: String,
+    /// Shared services (Temporal, sandbox).
+    pub shared: &'static Shared,
+    http: reqwest::Client,
+    stop_api: Option<oneshot::Sender<()>>,
+    stop_worker: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    /// Starts a worker and an API for the test named `name`.
+    pub async fn spawn(name: &str) -> anyhow::Result<Self> {
+        let shared = stack::shared()?;
+        let suffix: u32 = rand::random();
+        let slug: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .take(40)
+            .collect();
+        let tenant = TenantId::parse(&format!("{slug}-{suffix:08x}"))?;
+        let task_queue = format!("test-{slug}-{suffix:08x}");
+        let db: PathBuf = std::env::temp_dir()
+            .join("fanout-e2e")
+            .join(format!("{slug}-{suffix:08x}.db"));
+        let store_config = StoreConfig {
+            url: format!("sqlite://{}?mode=rwc", db.display()),
+            max_connections: 8,
+        };
+        let temporal = TemporalConfig {
+            address: format!("http://{}", shared.temporal_address),
+            namespace: "default".into(),
+            task_queue: task_queue.clone(),
+        };
+
+        let store = Store::connect(&store_config).await?;
+        store.upsert_tenant(&tenant, name).await?;
+        let api_key = generate_api_key();
+        store.add_api_key(&tenant, &api_key).await?;
+
+        let worker_config = fanout_worker::Config {
+            temporal: temporal.clone(),
+            store: store_config.clone(),
+            smtp: fanout_activities::SmtpConfig {
+                host: "127.0.0.1".into(),
+                port: shared.smtp_addr.port(),
+                ..Default::default()
+            },
+            delivery: fanout_activities::DeliveryConfig {
+                page_size: 50,
+                concurrency: 16,
+            },
+        };
+        let stop_worker = stack::spawn_worker(worker_config);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let api_url = format!("http://{}", listener.local_addr()?);
+        let (stop_api, api_stopped) = oneshot::channel::<()>();
+        let api_config = fanout_api::Config {
+            listen_addr: listener.local_addr()?.to_string(),
+            temporal,
+            store: store_config,
+        };
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = api_stopped.await;
+            };
+            if let Err(e) = fanout_api::run(api_config, listener, shutdown).await {
+                eprintln!("api stopped: {e:#}");
+            }
+        });
+        let app = Self {
+            api_url,
+            tenant,
+            api_key,
+            store,
+            task_queue,
+            shared,
+            http: reqwest::Client::new(),
+            stop_api: Some(stop_api),
+            stop_worker: Some(stop_worker),
+        };
+        app.wait_healthy().await?;
+        Ok(app)
+    }
+
+    async fn wait_healthy(&self) -> anyhow::Result<()> {
+        poll(Duration::from_secs(30), "api healthy", || async {
+            let r = self.http.get(format!("{}/healthz", self.api_url)).send().await;
+            Ok(r.ok().filter(|r| r.status().is_success()).map(|_| ()))
+        })
+        .await
+    }
+
+    /// A request to this test's API, authenticated as its tenant.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.api_url))
+            .bearer_auth(&self.api_key)
+    }
+
+    /// An email address unique to this test, so sandbox reads never see other tests' mail.
+    pub fn email_of(&self, user: &str) -> String {
+        format!("{user}@{}.test", self.tenant)
+    }
+
+    /// Creates a user with an address from [`Self::email_of`] (or none).
+    pub async fn put_user(&self, user: &str, name: &str, with_email: bool) -> anyhow::Result<()> {
+        let mut body = json!({"name": name, "locale": "en"});
+        if with_email {
+            body["email"] = json!(self.email_of(user));
+        }
+        let r = self
+            .request(reqwest::Method::PUT, &format!("/v1/users/{user}"))
+            .json(&body)
+            .send()
+            .await?;
+        expect_status(r, StatusCode::OK).await.map(|_| ())
+    }
+
+    /// Creates or updates a template.
+    pub async fn put_template(&self, id: &str, body: Value) -> anyhow::Result<Value> {
+        let r = self
+            .request(reqwest::Method::PUT, &format!("/v1/templates/{id}"))
+            .json(&body)
+            .send()
+            .await?;
+        expect_status(r, StatusCode::OK).await
+    }
+
+    /// Posts a trigger and returns the status code and body.
+    pub async fn notify(&self, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
+        let r = self
+            .request(reqwest::Method::POST, "/v1/notify")
+            .json(body)
+            .send()
+            .await?;
+        let status = r.status();
+        Ok((status, r.json().await?))
+    }
+
+    /// Reads a request's status.
+    pub async fn status(&self, request_id: &str) -> anyhow::Result<Value> {
+        let r = self
+            .request(reqwest::Method::GET, &format!("/v1/status/{request_id}"))
+            .send()
+            .await?;
+        expect_status(r, StatusCode::OK).await
+    }
+
+    /// Polls status until the request reaches `state`.
+    pub async fn wait_for_state(&self, request_id: &str, state: &str) -> anyhow::Result<Value> {
+        poll(Duration::from_secs(60), &format!("request {state}"), || async {
+            let s = self.status(request_id).await?;
+            Ok((s["state"] == state).then_some(s))
+        })
+        .await
+    }
+
+    /// Every receipt of a request, following cursors with small pages.
+    pub async fn all_receipts(&self, request_id: &str) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/receipts?request_id={request_id}&limit=3");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let r = self.request(reqwest::Method::GET, &path).send().await?;
+            let page = expect_status(r, StatusCode::OK).await?;
+            out.extend(page["receipts"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// A user's inbox, newest first.
+    pub async fn inbox(&self, user: &str) -> anyhow::Result<Vec<Value>> {
+        let r = self
+            .request(reqwest::Method::GET, &format!("/v1/users/{user}/inbox"))
+            .send()
+            .await?;
+        let page = expect_status(r, StatusCode::OK).await?;
+        Ok(page["messages"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Emails the sandbox received for `address`, oldest first.
+    pub async fn emails_to(&self, address: &str) -> anyhow::Result<Vec<StoredEmail>> {
+        let url = format!("{}/api/emails?to={address}&limit=1000", self.shared.sandbox_url);
+        let list: EmailList = self.http.get(url).send().await?.json().await?;
+        Ok(list.emails)
+    }
+
+    /// Installs an SMTP fault rule in the sandbox.
+    pub async fn smtp_fault(&self, fault: &NewFault) -> anyhow::Result<()> {
+        let url = format!("{}/api/smtp/faults", self.shared.sandbox_url);
+        let r = self.http.post(url).json(fault).send().await?;
+        expect_status(r, StatusCode::CREATED).await.map(|_| ())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop_api.take() {
+            let _ = tx.send(());
+        }
+        if let Some(tx) = self.stop_worker.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Fails with the body when the status is not the expected one.
+pub async fn expect_status(r: reqwest::Response, want: StatusCode) -> anyhow::Result<Value> {
+    let status = r.status();
+    let text = r.text().await?;
+    if status != want {
+        bail!("expected {want}, got {status}: {text}");
+    }
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).with_context(|| format!("body is not JSON: {text}"))
+}
+
+/// Polls `check` until it yields a value or `timeout` passes.
+pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out waiting for {what} (last error: {last_error:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Counts values by a string key, for exact assertions over receipts.
+pub fn tally(items: &[Value], key: impl Fn(&Value) -> String) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for item in items {
+        *counts.entry(key(item)).or_default() += 1;
+    }
+    counts
+}

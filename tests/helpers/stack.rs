@@ -1,0 +1,186 @@
+//! The services every test shares: one Temporal dev server and one SMTP sandbox per test
+//! binary, on a runtime of their own so they outlive each test's runtime.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::oneshot;
+
+/// Addresses of the shared services.
+#[derive(Debug)]
+pub struct Shared {
+    /// `host:port` of the Temporal frontend.
+    pub temporal_address: String,
+    /// The sandbox's SMTP listener.
+    pub smtp_addr: SocketAddr,
+    /// The sandbox's HTTP API.
+    pub sandbox_url: String,
+    /// The `temporal` CLI used for the server (and by tests that drive it).
+    pub temporal_bin: PathBuf,
+}
+
+static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
+
+/// Starts the shared services on first use.
+pub fn shared() -> anyhow::Result<&'static Shared> {
+    SHARED
+        .get_or_init(|| start().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("shared test services failed to start: {e}"))
+}
+
+fn start() -> anyhow::Result<Shared> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,fanout=info".to_owned()),
+        )
+        .with_test_writer()
+        .try_init();
+    let temporal_bin = temporal_bin()?;
+    let temporal_address = match std::env::var("FANOUT_TEST_TEMPORAL_ADDRESS") {
+        Ok(addr) => addr,
+        Err(_) => start_temporal(&temporal_bin)?,
+    };
+    let (smtp_addr, sandbox_url) = start_sandbox()?;
+    Ok(Shared {
+        temporal_address,
+        smtp_addr,
+        sandbox_url,
+        temporal_bin,
+    })
+}
+
+/// The `temporal` CLI: `FANOUT_TEMPORAL_BIN`, the project venv `make test` installs, or PATH.
+fn temporal_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("FANOUT_TEMPORAL_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.fanout/venv/bin/temporal");
+    if venv.exists() {
+        return Ok(venv);
+    }
+    let on_path = Command::new("temporal").arg("--version").output();
+    if on_path.is_ok_and(|o| o.status.success()) {
+        return Ok(PathBuf::from("temporal"));
+    }
+    bail!("no temporal CLI: run `make test` (it installs one into .fanout/venv) or set FANOUT_TEMPORAL_BIN")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts an in-memory dev server that dies with this test process: a shell watchdog kills it
+/// once our pid is gone, since statics are never dropped.
+fn start_temporal(bin: &PathBuf) -> anyhow::Result<String> {
+    let port = free_port()?;
+    let address = format!("127.0.0.1:{port}");
+    let mut server = vec![
+        bin.display().to_string(),
+        "server".into(),
+        "start-dev".into(),
+        "--headless".into(),
+        "--ip".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        port.to_string(),
+        "--log-level".into(),
+        "error".into(),
+    ];
+    for (name, kind) in fanout_domain::contracts::SEARCH_ATTRIBUTES {
+        server.push("--search-attribute".into());
+        server.push(format!("{name}={kind}"));
+    }
+    let quoted: Vec<String> = server.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!(
+        "{} & child=$!; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null",
+        quoted.join(" "),
+        std::process::id()
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the temporal dev server")?;
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let health = Command::new(bin)
+            .args(["operator", "cluster", "health", "--address", &address])
+            .output()?;
+        if health.status.success() {
+            return Ok(address);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "temporal dev server on {address} not healthy after 90s: {}",
+                String::from_utf8_lossy(&health.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Runs the sandbox on a runtime thread that lives as long as the process.
+fn start_sandbox() -> anyhow::Result<(SocketAddr, String)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("sandbox".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("sandbox runtime");
+            runtime.block_on(async move {
+                let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await;
+                let http = tokio::net::TcpListener::bind("127.0.0.1:0").await;
+                let (smtp, http) = match (smtp, http) {
+                    (Ok(s), Ok(h)) => (s, h),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let addrs = (smtp.local_addr(), http.local_addr());
+                let _ = tx.send(match addrs {
+                    (Ok(s), Ok(h)) => Ok((s, format!("http://{h}"))),
+                    _ => Err("listener without address".to_owned()),
+                });
+                if let Err(e) = fanout_sandbox::serve(smtp, http, std::future::pending()).await {
+                    eprintln!("sandbox stopped: {e:#}");
+                }
+            });
+        })?;
+    rx.recv()?.map_err(|e| anyhow::anyhow!("sandbox: {e}"))
+}
+
+/// Runs a worker on its own thread (the SDK's worker future is not `Send`); it stops when the
+/// returned sender fires or is dropped.
+pub fn spawn_worker(config: fanout_worker::Config) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("worker-{}", config.temporal.task_queue))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("worker runtime");
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = runtime.block_on(fanout_worker::run(config, shutdown)) {
+                eprintln!("worker stopped: {e:#}");
+            }
+        })
+        .expect("spawn worker thread");
+    stop
+}
