@@ -45,15 +45,18 @@ build_binaries() {
   local flags=()
   [ "$PROFILE" = release ] && flags+=(--release)
   say "building fanout-api, fanout-worker, fanout-sandbox ($PROFILE)"
-  (cd "$ROOT" && cargo build "${flags[@]}" -p fanout-api -p fanout-worker -p fanout-sandbox --bins)
+  # The whole workspace, so feature resolution (and the build cache) matches `make test`.
+  (cd "$ROOT" && cargo build "${flags[@]}" --workspace --bins)
 }
 
 pid_alive() { [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
 
-# Starts a named service in the background, detached from this shell, logging to logs/NAME.log.
+# Starts a named service in the background, detached from this shell, logging to logs/NAME.log
+# (the previous run's log is kept as NAME.log.prev).
 start_service() {
   local name=$1; shift
   mkdir -p "$LOG_DIR" "$RUN_DIR"
+  [ -f "$LOG_DIR/$name.log" ] && mv "$LOG_DIR/$name.log" "$LOG_DIR/$name.log.prev"
   setsid nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/$name.pid"
 }

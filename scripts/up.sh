@@ -46,8 +46,8 @@ existing_key=""
 [ -f "$DEV_ENV" ] && existing_key=$(sed -n 's/^FANOUT_API_KEY=//p' "$DEV_ENV")
 seed_args=()
 [ -n "$existing_key" ] && seed_args+=(--api-key "$existing_key")
-seeded=$("$TARGET_DIR/fanout-api" seed-demo "${seed_args[@]}" 2>>"$LOG_DIR/api.log") \
-  || die "seeding the demo tenant failed; see $LOG_DIR/api.log"
+seeded=$("$TARGET_DIR/fanout-api" seed-demo "${seed_args[@]}" 2>"$LOG_DIR/seed.log") \
+  || die "seeding the demo tenant failed; see $LOG_DIR/seed.log"
 eval "$seeded"
 
 stop_service api

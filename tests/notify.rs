@@ -22,7 +22,8 @@ fn welcome_template() -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_notification_reaches_smtp_and_the_inbox_with_receipts_and_status() -> anyhow::Result<()> {
+async fn a_notification_reaches_smtp_and_the_inbox_with_receipts_and_status() -> anyhow::Result<()>
+{
     let app = TestApp::spawn("first-path").await?;
     app.put_template("welcome", welcome_template()).await?;
     for (id, name) in [("alice", "Alice"), ("bob", "Bob"), ("carol", "Carol")] {
@@ -50,13 +51,24 @@ async fn a_notification_reaches_smtp_and_the_inbox_with_receipts_and_status() ->
     // zed does not exist: suppressed on both channels; dave has no address: suppressed on email.
     let email = &done["channels"]["email"];
     assert_eq!(
-        (&email["total"], &email["delivered"], &email["suppressed"], &email["failed"], &email["pending"]),
+        (
+            &email["total"],
+            &email["delivered"],
+            &email["suppressed"],
+            &email["failed"],
+            &email["pending"]
+        ),
         (&json!(5), &json!(3), &json!(2), &json!(0), &json!(0)),
         "{done}"
     );
     let in_app = &done["channels"]["in_app"];
     assert_eq!(
-        (&in_app["total"], &in_app["delivered"], &in_app["suppressed"], &in_app["pending"]),
+        (
+            &in_app["total"],
+            &in_app["delivered"],
+            &in_app["suppressed"],
+            &in_app["pending"]
+        ),
         (&json!(5), &json!(4), &json!(1), &json!(0)),
         "{done}"
     );
@@ -65,9 +77,15 @@ async fn a_notification_reaches_smtp_and_the_inbox_with_receipts_and_status() ->
         let emails = app.emails_to(&app.email_of(id)).await?;
         assert_eq!(emails.len(), 1, "{id} got {} emails", emails.len());
         let email = &emails[0];
-        assert_eq!(email.subject.as_deref(), Some(format!("Welcome to Fanout, {name}!").as_str()));
+        assert_eq!(
+            email.subject.as_deref(),
+            Some(format!("Welcome to Fanout, {name}!").as_str())
+        );
         let text = email.text.as_deref().unwrap_or_default();
-        assert!(text.contains(&format!("Hi {name}, Dana invited you.")), "{text}");
+        assert!(
+            text.contains(&format!("Hi {name}, Dana invited you.")),
+            "{text}"
+        );
         let html = email.html.as_deref().unwrap_or_default();
         assert!(html.contains("<b>Dana</b>"), "{html}");
         assert_eq!(email.rcpt_to, vec![app.email_of(id)]);
@@ -85,7 +103,12 @@ async fn a_notification_reaches_smtp_and_the_inbox_with_receipts_and_status() ->
     let receipts = app.all_receipts(&request_id).await?;
     assert_eq!(receipts.len(), 10, "one receipt per user and channel");
     let by_outcome = tally(&receipts, |r| {
-        format!("{}:{}:{}", r["channel"].as_str().unwrap(), r["status"].as_str().unwrap(), r["error_code"].as_str().unwrap_or("-"))
+        format!(
+            "{}:{}:{}",
+            r["channel"].as_str().unwrap(),
+            r["status"].as_str().unwrap(),
+            r["error_code"].as_str().unwrap_or("-")
+        )
     });
     assert_eq!(by_outcome["email:delivered:-"], 3);
     assert_eq!(by_outcome["email:suppressed:no_email_address"], 1);
@@ -124,7 +147,10 @@ async fn a_repeated_trigger_returns_the_same_request_and_delivers_once() -> anyh
     app.wait_for_state(request_id, "completed").await?;
     // A third trigger after completion is still the same request.
     let (third_status, third) = app.notify(&trigger).await?;
-    assert_eq!((third_status, &third["request_id"]), (StatusCode::OK, &first["request_id"]));
+    assert_eq!(
+        (third_status, &third["request_id"]),
+        (StatusCode::OK, &first["request_id"])
+    );
     assert_eq!(app.emails_to(&app.email_of("alice")).await?.len(), 1);
     Ok(())
 }
@@ -173,14 +199,25 @@ async fn status_is_live_while_running_and_a_rejected_address_is_a_failed_receipt
         Ok((s["channels"]["email"]["total"] == 3).then_some(s))
     })
     .await?;
-    assert_eq!((&running["state"], &running["source"]), (&json!("running"), &json!("workflow")), "{running}");
+    assert_eq!(
+        (&running["state"], &running["source"]),
+        (&json!("running"), &json!("workflow")),
+        "{running}"
+    );
     assert_eq!(running["pages_total"], 1, "{running}");
 
     let done = app.wait_for_state(&request_id, "completed").await?;
     let email = &done["channels"]["email"];
-    assert_eq!((&email["delivered"], &email["failed"]), (&json!(2), &json!(1)), "{done}");
+    assert_eq!(
+        (&email["delivered"], &email["failed"]),
+        (&json!(2), &json!(1)),
+        "{done}"
+    );
     let receipts = app.all_receipts(&request_id).await?;
-    let bounced: Vec<&Value> = receipts.iter().filter(|r| r["user_id"] == "bounce").collect();
+    let bounced: Vec<&Value> = receipts
+        .iter()
+        .filter(|r| r["user_id"] == "bounce")
+        .collect();
     assert_eq!(bounced.len(), 1);
     assert_eq!(bounced[0]["status"], "failed");
     assert_eq!(bounced[0]["error_code"], "smtp_550");

@@ -71,9 +71,11 @@ pub async fn deliver_page(
         let id = InstanceId::derive(&input.request_id, &member.user_id, input.channel);
         let previous = earlier.get(&id);
         match previous.map(|r| r.status) {
-            Some(status @ (DeliveryStatus::Delivered
-            | DeliveryStatus::Failed
-            | DeliveryStatus::Suppressed)) => count(&mut report, status),
+            Some(
+                status @ (DeliveryStatus::Delivered
+                | DeliveryStatus::Failed
+                | DeliveryStatus::Suppressed),
+            ) => count(&mut report, status),
             _ => todo.push((id, member, previous.map_or(0, |r| r.attempts))),
         }
     }

@@ -97,13 +97,25 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// Pulls the field path out of axum's "...target type: a.b[0]: reason" message.
+/// Names the field in axum's "...target type: a.b[0]: reason" message. For a missing field the
+/// path is its parent, so the field's own name is appended.
 fn data_error_path(text: &str) -> String {
-    text.split_once("target type: ")
-        .and_then(|(_, rest)| rest.split_once(": "))
-        .map(|(path, _)| path.to_owned())
-        .filter(|p| !p.contains(' '))
-        .unwrap_or_else(|| "body".to_owned())
+    let Some((_, detail)) = text.split_once("target type: ") else {
+        return "body".to_owned();
+    };
+    let (path, reason) = match detail.split_once(": ") {
+        Some((path, reason)) if !path.contains(' ') => (Some(path), reason),
+        _ => (None, detail),
+    };
+    let named = reason
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, named) {
+        (Some(path), Some(name)) => format!("{path}.{name}"),
+        (None, Some(name)) => name.to_owned(),
+        (Some(path), None) => path.to_owned(),
+        (None, None) => "body".to_owned(),
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -143,7 +155,14 @@ mod tests {
             data_error_path(
                 "Failed to deserialize the JSON body into the target type: missing field `template_id` at line 1"
             ),
-            "body"
+            "template_id"
         );
+        assert_eq!(
+            data_error_path(
+                "Failed to deserialize the JSON body into the target type: recipients_query: missing field `user_ids` at line 1"
+            ),
+            "recipients_query.user_ids"
+        );
+        assert_eq!(data_error_path("something else"), "body");
     }
 }

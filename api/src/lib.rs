@@ -72,7 +72,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/notify", post(notify::notify))
         .route("/v1/status/{request_id}", get(requests::status))
         .route("/v1/receipts", get(requests::receipts))
-        .route("/v1/users/{user_id}", put(users::put_user).get(users::get_user))
+        .route(
+            "/v1/users/{user_id}",
+            put(users::put_user).get(users::get_user),
+        )
         .route("/v1/users/{user_id}/inbox", get(inbox::list))
         .route(
             "/v1/templates/{template_id}",
@@ -99,3 +102,6 @@ pub async fn run(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

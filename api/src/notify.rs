@@ -189,7 +189,12 @@ pub async fn notify(
     };
     let outcome = tokio::time::timeout(START_TIMEOUT, state.orchestrator.start(input))
         .await
-        .map_err(|_| ApiError::Unavailable("temporal did not accept the request in time; retry with the same dedupe_key".into()))?
+        .map_err(|_| {
+            ApiError::Unavailable(
+                "temporal did not accept the request in time; retry with the same dedupe_key"
+                    .into(),
+            )
+        })?
         .map_err(|e| ApiError::Unavailable(format!("{e}; retry with the same dedupe_key")))?;
     let duplicate = outcome == StartOutcome::Duplicate;
     let status = if duplicate {

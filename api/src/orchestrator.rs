@@ -68,7 +68,10 @@ impl TemporalOrchestrator {
             .identity(format!("fanout-api@{}", std::process::id()))
             .build();
         let connection = Connection::connect(options).await?;
-        let client = Client::new(connection, ClientOptions::new(config.namespace.clone()).build())?;
+        let client = Client::new(
+            connection,
+            ClientOptions::new(config.namespace.clone()).build(),
+        )?;
         Ok(Self {
             client,
             task_queue: config.task_queue.clone(),

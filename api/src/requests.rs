@@ -77,12 +77,22 @@ pub async fn status(
     let request_id = parse_request_id(&raw_id)?;
     let record = owned_request(&state, &tenant, &request_id).await?;
     if let (true, Some(progress)) = (record.state.is_terminal(), &record.progress) {
-        return Ok(Json(respond(&record, record.state, progress.clone(), "store")));
+        return Ok(Json(respond(
+            &record,
+            record.state,
+            progress.clone(),
+            "store",
+        )));
     }
     let live = tokio::time::timeout(LIVE_TIMEOUT, state.orchestrator.live_state(&request_id)).await;
     let (live_state, progress) = match live {
         Ok(Ok(LiveState::Running(progress))) => {
-            return Ok(Json(respond(&record, RequestState::Running, progress, "workflow")));
+            return Ok(Json(respond(
+                &record,
+                RequestState::Running,
+                progress,
+                "workflow",
+            )));
         }
         Ok(Ok(LiveState::Closed(closed))) => {
             // The workflow may have finalised between our two reads.
@@ -117,8 +127,11 @@ async fn progress_from_receipts(
 ) -> Result<Progress, ApiError> {
     let mut channels = state.store.receipt_counts(request_id).await?;
     for counts in channels.values_mut() {
-        counts.total =
-            counts.delivered + counts.failed + counts.suppressed + counts.cancelled + counts.pending;
+        counts.total = counts.delivered
+            + counts.failed
+            + counts.suppressed
+            + counts.cancelled
+            + counts.pending;
     }
     Ok(Progress {
         channels,
@@ -199,7 +212,11 @@ pub async fn receipts(
         .list_receipts(&tenant, &request_id, after.as_ref(), limit)
         .await?;
     let next_cursor = (receipts.len() == limit as usize)
-        .then(|| receipts.last().map(|r| URL_SAFE_NO_PAD.encode(r.instance_id.as_str())))
+        .then(|| {
+            receipts
+                .last()
+                .map(|r| URL_SAFE_NO_PAD.encode(r.instance_id.as_str()))
+        })
         .flatten();
     Ok(Json(ReceiptsPage {
         receipts,

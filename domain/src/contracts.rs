@@ -28,8 +28,7 @@ pub const SA_TEMPLATE_ID: SearchAttributeKey<String> = SearchAttributeKey::keywo
 /// Search attribute: the request id (equal to the workflow id, kept for uniform filtering).
 pub const SA_REQUEST_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("RequestId");
 /// Search attribute: completion in percent, upserted as pages finish.
-pub const SA_PROGRESS_PERCENT: SearchAttributeKey<i64> =
-    SearchAttributeKey::int("ProgressPercent");
+pub const SA_PROGRESS_PERCENT: SearchAttributeKey<i64> = SearchAttributeKey::int("ProgressPercent");
 
 /// Every custom search attribute with its Temporal type name, for registration at start-up
 /// (`temporal operator search-attribute create --name N --type T`).
@@ -200,7 +199,9 @@ pub struct DeliveryActivities;
 impl DeliveryActivities {
     /// Materialises the audience snapshot into the store, in pages.
     #[activity(name = "resolve_audience")]
-    pub fn resolve_audience(input: ResolveAudienceInput) -> Result<AudienceSnapshot, ActivityError> {
+    pub fn resolve_audience(
+        input: ResolveAudienceInput,
+    ) -> Result<AudienceSnapshot, ActivityError> {
         unimplemented!()
     }
 

@@ -162,7 +162,10 @@ impl RequestId {
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid {
-            return Err(invalid(FIELD, "is not a request id issued by this platform"));
+            return Err(invalid(
+                FIELD,
+                "is not a request id issued by this platform",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -179,7 +182,10 @@ impl InstanceId {
         const FIELD: &str = "instance_id";
         check_len(FIELD, s, 64)?;
         if !s.starts_with("in_") || !s[3..].chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(invalid(FIELD, "is not an instance id issued by this platform"));
+            return Err(invalid(
+                FIELD,
+                "is not an instance id issued by this platform",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -228,7 +234,12 @@ impl DedupeKey {
     /// the same id, which is what makes a duplicate trigger land on the same workflow.
     pub fn request_id(&self) -> RequestId {
         let digest = hash_parts(&[self.tenant_id.as_str(), &self.key]);
-        RequestId(format!("{}{}-{}", RequestId::PREFIX, self.tenant_id, &digest[..24]))
+        RequestId(format!(
+            "{}{}-{}",
+            RequestId::PREFIX,
+            self.tenant_id,
+            &digest[..24]
+        ))
     }
 }
 
@@ -268,7 +279,10 @@ mod tests {
         assert!(UserId::parse("user:42@example").is_ok());
         assert!(UserId::parse("a\nb").is_err());
         assert!(UserId::parse(" a").is_err());
-        assert_eq!(UserId::parse("").unwrap_err().to_string(), "user_id must not be empty");
+        assert_eq!(
+            UserId::parse("").unwrap_err().to_string(),
+            "user_id must not be empty"
+        );
     }
 
     #[test]
@@ -278,7 +292,9 @@ mod tests {
         assert_ne!(a.request_id(), b.request_id());
         assert_eq!(
             a.request_id(),
-            DedupeKey::new(tenant("a"), "comment-1").unwrap().request_id()
+            DedupeKey::new(tenant("a"), "comment-1")
+                .unwrap()
+                .request_id()
         );
     }
 

@@ -145,7 +145,9 @@ pub fn context(
 
 /// MiniJinja's error with its line, when it knows it.
 fn describe(e: &minijinja::Error) -> String {
-    let mut msg = e.detail().map_or_else(|| e.kind().to_string(), str::to_owned);
+    let mut msg = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_owned);
     if let Some(line) = e.line() {
         msg = format!("{msg} (line {line})");
     }
@@ -191,11 +193,16 @@ mod tests {
         })
         .unwrap();
         let out = compiled
-            .render_email(&ctx(serde_json::json!({"actor": "Bob", "comment": "<b>yo</b>"})))
+            .render_email(&ctx(
+                serde_json::json!({"actor": "Bob", "comment": "<b>yo</b>"}),
+            ))
             .unwrap();
         assert_eq!(out.subject, "Bob commented");
         assert_eq!(out.text, "Hi Ada: <b>yo</b>");
-        assert_eq!(out.html.as_deref(), Some("<p>&lt;b&gt;yo&lt;&#x2f;b&gt;</p>"));
+        assert_eq!(
+            out.html.as_deref(),
+            Some("<p>&lt;b&gt;yo&lt;&#x2f;b&gt;</p>")
+        );
     }
 
     #[test]
@@ -205,7 +212,9 @@ mod tests {
             body: "{{ missing }}".into(),
         })
         .unwrap();
-        let err = compiled.render_in_app(&ctx(serde_json::json!({}))).unwrap_err();
+        let err = compiled
+            .render_in_app(&ctx(serde_json::json!({})))
+            .unwrap_err();
         assert_eq!(err.part, "in_app.body");
     }
 

@@ -287,7 +287,10 @@ mod tests {
         let (status, body) = send(&sandbox, request).await;
         let error: ErrorResponse = serde_json::from_slice(&body).unwrap();
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(error.error, "code must be 250 (accept after delay_ms) or between 400 and 599");
+        assert_eq!(
+            error.error,
+            "code must be 250 (accept after delay_ms) or between 400 and 599"
+        );
     }
 
     #[tokio::test]

@@ -21,7 +21,11 @@ pub struct PageMember {
 impl Store {
     /// Writes the snapshot: `pages[i]` becomes page `i`. Idempotent, so a retried resolver
     /// rewrites the same rows.
-    pub async fn write_audience(&self, request_id: &RequestId, pages: &[Vec<UserId>]) -> Result<()> {
+    pub async fn write_audience(
+        &self,
+        request_id: &RequestId,
+        pages: &[Vec<UserId>],
+    ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         for (page_no, users) in pages.iter().enumerate() {
             let page_no = i64::try_from(page_no).unwrap_or(i64::MAX);
@@ -96,7 +100,10 @@ mod tests {
         store.upsert_user(&t, &known).await.unwrap();
         let req = DedupeKey::new(t.clone(), "k").unwrap().request_id();
         let ghost = UserId::parse("ghost").unwrap();
-        let pages = vec![vec![known.user_id.clone(), ghost.clone()], vec![ghost.clone()]];
+        let pages = vec![
+            vec![known.user_id.clone(), ghost.clone()],
+            vec![ghost.clone()],
+        ];
         store.write_audience(&req, &pages).await.unwrap();
         store.write_audience(&req, &pages).await.unwrap();
 

@@ -104,7 +104,9 @@ mod tests {
         let user = UserId::parse("u1").unwrap();
         let mut ids = Vec::new();
         for i in 0..5 {
-            let req = DedupeKey::new(t.clone(), &format!("k{i}")).unwrap().request_id();
+            let req = DedupeKey::new(t.clone(), &format!("k{i}"))
+                .unwrap()
+                .request_id();
             let msg = InboxMessage {
                 id: InstanceId::derive(&req, &user, Channel::InApp),
                 user_id: user.clone(),
@@ -134,6 +136,12 @@ mod tests {
             ["t1", "t0"]
         );
         let other = TenantId::parse("other").unwrap();
-        assert!(store.list_inbox(&other, &user, None, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .list_inbox(&other, &user, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -61,7 +61,10 @@ impl Store {
     pub async fn connect(config: &StoreConfig) -> Result<Self> {
         sqlx::any::install_default_drivers();
         if let Some(path) = sqlite_file(&config.url) {
-            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", dir.display())))?;
             }
@@ -148,6 +151,9 @@ mod tests {
     async fn migrations_apply_twice() {
         let store = test_support::store().await;
         store.ping().await.unwrap();
-        sqlx::migrate!("./migrations").run(store.pool()).await.unwrap();
+        sqlx::migrate!("./migrations")
+            .run(store.pool())
+            .await
+            .unwrap();
     }
 }

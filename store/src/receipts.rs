@@ -203,7 +203,10 @@ mod tests {
         store.upsert_receipts(&t, &all[..2]).await.unwrap();
 
         let ids: Vec<UserId> = users.iter().map(|u| UserId::parse(u).unwrap()).collect();
-        let got = store.get_receipts(&req, Channel::Email, &ids).await.unwrap();
+        let got = store
+            .get_receipts(&req, Channel::Email, &ids)
+            .await
+            .unwrap();
         assert_eq!(got.len(), 5);
         assert_eq!(got[&all[0].instance_id].attempts, 2);
 
@@ -219,6 +222,12 @@ mod tests {
         assert_eq!((first.len(), rest.len()), (3, 2));
         assert!(first[2].instance_id < rest[0].instance_id);
         let other = TenantId::parse("other").unwrap();
-        assert!(store.list_receipts(&other, &req, None, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .list_receipts(&other, &req, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

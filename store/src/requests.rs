@@ -145,8 +145,18 @@ mod tests {
         let id = key.request_id();
         let tpl = TemplateId::parse("welcome").unwrap();
         let meta = BTreeMap::from([("source".to_owned(), "test".to_owned())]);
-        assert!(store.insert_request(&id, &t, "k1", &tpl, &meta).await.unwrap());
-        assert!(!store.insert_request(&id, &t, "k1", &tpl, &meta).await.unwrap());
+        assert!(
+            store
+                .insert_request(&id, &t, "k1", &tpl, &meta)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .insert_request(&id, &t, "k1", &tpl, &meta)
+                .await
+                .unwrap()
+        );
         let rec = store.get_request(&t, &id).await.unwrap().unwrap();
         assert_eq!(rec.state, RequestState::Running);
         assert_eq!(rec.metadata, meta);

@@ -76,7 +76,10 @@ mod tests {
         store.upsert_user(&a, &user).await.unwrap();
         user.name = Some("Ada L.".into());
         store.upsert_user(&a, &user).await.unwrap();
-        assert_eq!(store.get_user(&a, &user.user_id).await.unwrap(), Some(user.clone()));
+        assert_eq!(
+            store.get_user(&a, &user.user_id).await.unwrap(),
+            Some(user.clone())
+        );
         assert_eq!(store.get_user(&b, &user.user_id).await.unwrap(), None);
     }
 }

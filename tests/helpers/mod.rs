@@ -49,7 +49,13 @@ impl TestApp {
         let suffix: u32 = rand::random();
         let slug: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .take(40)
             .collect();
         let tenant = TenantId::parse(&format!("{slug}-{suffix:08x}"))?;
@@ -120,7 +126,11 @@ impl TestApp {
 
     async fn wait_healthy(&self) -> anyhow::Result<()> {
         poll(Duration::from_secs(30), "api healthy", || async {
-            let r = self.http.get(format!("{}/healthz", self.api_url)).send().await;
+            let r = self
+                .http
+                .get(format!("{}/healthz", self.api_url))
+                .send()
+                .await;
             Ok(r.ok().filter(|r| r.status().is_success()).map(|_| ()))
         })
         .await
@@ -184,10 +194,14 @@ impl TestApp {
 
     /// Polls status until the request reaches `state`.
     pub async fn wait_for_state(&self, request_id: &str, state: &str) -> anyhow::Result<Value> {
-        poll(Duration::from_secs(60), &format!("request {state}"), || async {
-            let s = self.status(request_id).await?;
-            Ok((s["state"] == state).then_some(s))
-        })
+        poll(
+            Duration::from_secs(60),
+            &format!("request {state}"),
+            || async {
+                let s = self.status(request_id).await?;
+                Ok((s["state"] == state).then_some(s))
+            },
+        )
         .await
     }
 
@@ -222,7 +236,10 @@ impl TestApp {
 
     /// Emails the sandbox received for `address`, oldest first.
     pub async fn emails_to(&self, address: &str) -> anyhow::Result<Vec<StoredEmail>> {
-        let url = format!("{}/api/emails?to={address}&limit=1000", self.shared.sandbox_url);
+        let url = format!(
+            "{}/api/emails?to={address}&limit=1000",
+            self.shared.sandbox_url
+        );
         let list: EmailList = self.http.get(url).send().await?.json().await?;
         Ok(list.emails)
     }

