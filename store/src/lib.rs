@@ -60,14 +60,12 @@ impl Store {
     /// Connects, creating the SQLite file (and its folder) if needed, and applies migrations.
     pub async fn connect(config: &StoreConfig) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        if let Some(path) = sqlite_file(&config.url) {
-            if let Some(dir) = Path::new(path)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", dir.display())))?;
-            }
+        let sqlite_dir = sqlite_file(&config.url)
+            .and_then(|path| Path::new(path).parent())
+            .filter(|dir| !dir.as_os_str().is_empty());
+        if let Some(dir) = sqlite_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", dir.display())))?;
         }
         let pool = AnyPoolOptions::new()
             .max_connections(config.max_connections.max(1))

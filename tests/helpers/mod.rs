@@ -31,10 +31,6 @@ pub struct TestApp {
     pub tenant: TenantId,
     /// Its API key.
     pub api_key: String,
-    /// Direct store access, for set-up and assertions.
-    pub store: Store,
-    /// The task queue this test's worker polls.
-    pub task_queue: String,
     /// Shared services (Temporal, sandbox).
     pub shared: &'static Shared,
     http: reqwest::Client,
@@ -45,6 +41,11 @@ pub struct TestApp {
 impl TestApp {
     /// Starts a worker and an API for the test named `name`.
     pub async fn spawn(name: &str) -> anyhow::Result<Self> {
+        Self::spawn_with_page_size(name, 50).await
+    }
+
+    /// As [`Self::spawn`], with audience pages of `page_size` recipients.
+    pub async fn spawn_with_page_size(name: &str, page_size: u32) -> anyhow::Result<Self> {
         let shared = stack::shared()?;
         let suffix: u32 = rand::random();
         let slug: String = name
@@ -87,7 +88,7 @@ impl TestApp {
                 ..Default::default()
             },
             delivery: fanout_activities::DeliveryConfig {
-                page_size: 50,
+                page_size,
                 concurrency: 16,
             },
         };
@@ -113,8 +114,6 @@ impl TestApp {
             api_url,
             tenant,
             api_key,
-            store,
-            task_queue,
             shared,
             http: reqwest::Client::new(),
             stop_api: Some(stop_api),
@@ -242,6 +241,21 @@ impl TestApp {
         );
         let list: EmailList = self.http.get(url).send().await?.json().await?;
         Ok(list.emails)
+    }
+
+    /// A Temporal client on the shared dev server.
+    pub async fn temporal_client(&self) -> anyhow::Result<temporalio_client::Client> {
+        use std::str::FromStr;
+        let url =
+            temporalio_client::Url::from_str(&format!("http://{}", self.shared.temporal_address))?;
+        let connection = temporalio_client::Connection::connect(
+            temporalio_client::ConnectionOptions::new(url).build(),
+        )
+        .await?;
+        Ok(temporalio_client::Client::new(
+            connection,
+            temporalio_client::ClientOptions::new("default").build(),
+        )?)
     }
 
     /// Installs an SMTP fault rule in the sandbox.

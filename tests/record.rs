@@ -1,0 +1,66 @@
+//! Records the workflow histories the replay tests in `workflows/tests/replay.rs` check.
+//!
+//! Ignored by default: it rewrites files under `workflows/histories/`. Run it with
+//! `make record-histories` after an intended change to workflow code, and commit the result.
+
+use std::path::PathBuf;
+
+use fanout_domain::contracts::NotificationWorkflow;
+use fanout_sandbox::{FaultStage, NewFault};
+use reqwest::StatusCode;
+use serde_json::json;
+use temporalio_client::WorkflowFetchHistoryOptions;
+
+use crate::helpers::TestApp;
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "rewrites workflows/histories; run `make record-histories`"]
+async fn record_histories() -> anyhow::Result<()> {
+    // Three pages, two channels, a suppressed recipient and a permanent SMTP failure: every
+    // branch the workflow takes on the way to completion.
+    let app = TestApp::spawn_with_page_size("record", 2).await?;
+    app.put_template(
+        "welcome",
+        json!({
+            "name": "Welcome",
+            "email": {"subject": "Hi {{ user.name }}", "text": "{{ actor }} says hi"},
+            "in_app": {"title": "Hi", "body": "{{ actor }} says hi"}
+        }),
+    )
+    .await?;
+    for id in ["u1", "u2", "u3", "u4"] {
+        app.put_user(id, id, true).await?;
+    }
+    app.smtp_fault(&NewFault {
+        rcpt: app.email_of("u4"),
+        code: 550,
+        message: "5.1.1 no such mailbox".into(),
+        stage: FaultStage::Rcpt,
+        times: None,
+        delay_ms: 0,
+    })
+    .await?;
+    let (status, body) = app
+        .notify(&json!({
+            "template_id": "welcome",
+            "recipients_query": {"type": "users", "user_ids": ["u1", "u2", "u3", "u4", "ghost"]},
+            "data": {"actor": "Dana"},
+            "dedupe_key": "record-completed"
+        }))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let request_id = body["request_id"].as_str().unwrap();
+    app.wait_for_state(request_id, "completed").await?;
+
+    let client = app.temporal_client().await?;
+    let history = client
+        .get_workflow_handle::<NotificationWorkflow>(request_id)
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await?;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../workflows/histories/notification_completed.json");
+    std::fs::write(&path, history)?;
+    println!("recorded {}", path.display());
+    Ok(())
+}
