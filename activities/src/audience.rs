@@ -1,67 +1,63 @@
-//! Audience resolution: a recipients query becomes a paged snapshot in the store.
+//! Audience resolution: a recipients query becomes a paged snapshot in the store, one chunk of
+//! pages per activity call, with keyset pagination.
 
 use fanout_domain::UserId;
-use fanout_domain::contracts::{AudienceSnapshot, ResolveAudienceInput};
-use fanout_domain::request::RecipientsQuery;
+use fanout_domain::contracts::{ResolveChunk, ResolveChunkInput};
 use fanout_store::Store;
-use temporalio_sdk::activities::ActivityError;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::store_error;
 
-/// Splits the audience into pages of `page_size` and writes them. Deterministic for a given
-/// query, so a retried resolution rewrites exactly the same snapshot.
-pub async fn resolve(
+/// Writes up to `input.max_pages` pages of at most `page_size` members, continuing after
+/// `input.after`. Members without a user row (deleted, never created) are left out and counted
+/// as excluded. A retry rewrites the same page numbers from the same cursor.
+pub async fn resolve_chunk(
     store: &Store,
-    input: &ResolveAudienceInput,
+    ctx: &ActivityContext,
+    input: &ResolveChunkInput,
     page_size: u32,
-) -> Result<AudienceSnapshot, ActivityError> {
-    let users: Vec<UserId> = match &input.recipients {
-        RecipientsQuery::Users { user_ids } => {
-            let mut ids = user_ids.clone();
-            ids.sort();
-            ids.dedup();
-            ids
-        }
+) -> Result<ResolveChunk, ActivityError> {
+    let page_size = page_size.max(1);
+    let mut chunk = ResolveChunk {
+        after: input.after.clone(),
+        ..ResolveChunk::default()
     };
-    let pages = paginate(users, page_size);
-    store
-        .write_audience(&input.request_id, &pages)
-        .await
-        .map_err(store_error)?;
-    let recipients = pages.iter().map(|p| p.len() as u64).sum();
+    while chunk.pages < input.max_pages {
+        let batch = store
+            .audience_batch(&input.tenant_id, &input.recipients, chunk.after.as_ref(), page_size)
+            .await
+            .map_err(store_error)?;
+        let exhausted = batch.len() < page_size as usize;
+        if let Some(last) = batch.last() {
+            chunk.after = Some(last.user_id.clone());
+        }
+        let (present, missing): (Vec<_>, Vec<_>) = batch.into_iter().partition(|m| m.exists);
+        chunk.excluded += missing.len() as u64;
+        if !present.is_empty() {
+            let users: Vec<UserId> = present.into_iter().map(|m| m.user_id).collect();
+            store
+                .write_audience_page(&input.request_id, input.first_page + chunk.pages, &users)
+                .await
+                .map_err(store_error)?;
+            chunk.pages += 1;
+            chunk.recipients += users.len() as u64;
+        }
+        if let Err(e) = ctx.record_heartbeat(chunk.pages).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+        if exhausted {
+            chunk.done = true;
+            break;
+        }
+    }
     tracing::info!(
         request_id = %input.request_id,
-        recipients,
-        pages = pages.len(),
-        "audience resolved"
+        first_page = input.first_page,
+        pages = chunk.pages,
+        recipients = chunk.recipients,
+        excluded = chunk.excluded,
+        done = chunk.done,
+        "audience chunk resolved"
     );
-    Ok(AudienceSnapshot {
-        recipients,
-        pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
-    })
-}
-
-/// Chunks users into pages of at most `page_size` (at least one per page).
-fn paginate(users: Vec<UserId>, page_size: u32) -> Vec<Vec<UserId>> {
-    let size = usize::try_from(page_size.max(1)).unwrap_or(usize::MAX);
-    users.chunks(size).map(<[UserId]>::to_vec).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn users(n: usize) -> Vec<UserId> {
-        (0..n)
-            .map(|i| UserId::parse(&format!("u{i:03}")).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn pages_are_full_but_the_last() {
-        let pages = paginate(users(7), 3);
-        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
-        assert!(paginate(Vec::new(), 3).is_empty());
-        assert_eq!(paginate(users(2), 0).len(), 2);
-    }
+    Ok(chunk)
 }

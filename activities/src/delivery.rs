@@ -5,7 +5,7 @@
 //! instance already delivered, failed or suppressed, so a retry (after a crash or a transient
 //! provider error) only sends what is still pending.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fanout_domain::contracts::{self, DeliverPageInput, PageReport};
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
@@ -16,17 +16,28 @@ use fanout_store::{Store, now_ms};
 use futures::StreamExt;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
+use crate::control::{Gate, Pacer, RateLimiters};
 use crate::email::{EmailSender, SendOutcome};
 use crate::{DeliveryConfig, in_app, permanent, store_error, transient};
 
-/// Receipts are written (and a heartbeat recorded) after this many deliveries, bounding what a
-/// crash can make us resend.
+/// Receipts are written after this many deliveries, bounding what a crash can make us resend.
 const FLUSH_EVERY: usize = 64;
+
+/// How often the activity heartbeats (and so learns of a cancellation), whatever it is doing.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+
+/// How long a delivery stopped by a cancelled request waits for Temporal's cancellation to
+/// reach it before failing instead.
+const CANCEL_GRACE: Duration = Duration::from_secs(15);
+
+/// Failure type when the store says cancelled but Temporal never cancelled the activity.
+const ERR_REQUEST_CANCELLED: &str = "RequestCancelled";
 
 /// Delivers one page over one channel and reports the page's counts.
 pub async fn deliver_page(
     store: &Store,
     email: &EmailSender,
+    limiters: &RateLimiters,
     config: &DeliveryConfig,
     ctx: &ActivityContext,
     input: &DeliverPageInput,
@@ -81,12 +92,15 @@ pub async fn deliver_page(
     }
 
     let last_attempt = is_last_attempt(ctx);
+    let pacer = Pacer::new(store, limiters, &input.request_id);
     let job = Job {
         store,
         email,
         input,
         compiled: compiled.as_ref(),
         last_attempt,
+        pacer: &pacer,
+        ctx,
     };
     let mut results = futures::stream::iter(todo)
         .map(|(id, member, attempts)| job.attempt(id, member, attempts))
@@ -94,23 +108,34 @@ pub async fn deliver_page(
 
     let mut batch = Vec::with_capacity(FLUSH_EVERY);
     let mut still_pending = 0u64;
+    let mut stopped = false;
     let mut done = 0u64;
-    while let Some(receipt) = results.next().await {
-        match receipt.status {
-            DeliveryStatus::Pending => still_pending += 1,
-            status => count(&mut report, status),
-        }
-        batch.push(receipt);
-        done += 1;
-        if batch.len() >= FLUSH_EVERY {
-            flush(store, input, &mut batch).await?;
-            heartbeat(ctx, done).await;
-            if ctx.is_cancelled() {
-                return Err(ActivityError::cancelled());
+    let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            next = results.next() => {
+                let Some(receipt) = next else { break };
+                let Some(receipt) = receipt else {
+                    stopped = true;
+                    continue;
+                };
+                match receipt.status {
+                    DeliveryStatus::Pending => still_pending += 1,
+                    status => count(&mut report, status),
+                }
+                batch.push(receipt);
+                done += 1;
+                if batch.len() >= FLUSH_EVERY {
+                    flush(store, input, &mut batch).await?;
+                }
             }
+            _ = ticker.tick() => heartbeat(ctx, done).await,
         }
     }
     flush(store, input, &mut batch).await?;
+    if stopped {
+        return Err(stop_cancelled(ctx, input).await);
+    }
 
     if still_pending > 0 {
         // Temporal retries the activity with backoff; the retry skips what was delivered.
@@ -167,6 +192,24 @@ async fn flush(
     Ok(())
 }
 
+/// Ends a delivery stopped by cancellation: as cancelled once Temporal says so (it will, for a
+/// cancelled workflow), or as a permanent failure if the cancellation never arrives.
+async fn stop_cancelled(ctx: &ActivityContext, input: &DeliverPageInput) -> ActivityError {
+    let deadline = Instant::now() + CANCEL_GRACE;
+    while !ctx.is_cancelled() && Instant::now() < deadline {
+        heartbeat(ctx, 0).await;
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
+    }
+    if ctx.is_cancelled() {
+        tracing::info!(request_id = %input.request_id, page = input.page, "delivery cancelled");
+        return ActivityError::cancelled();
+    }
+    permanent(
+        ERR_REQUEST_CANCELLED,
+        format!("request {} was cancelled", input.request_id),
+    )
+}
+
 async fn heartbeat(ctx: &ActivityContext, done: u64) {
     if let Err(e) = ctx.record_heartbeat(done).await {
         tracing::warn!(error = %e, "heartbeat failed");
@@ -180,11 +223,14 @@ struct Job<'a> {
     input: &'a DeliverPageInput,
     compiled: Option<&'a Compiled>,
     last_attempt: bool,
+    pacer: &'a Pacer<'a>,
+    ctx: &'a ActivityContext,
 }
 
 impl Job<'_> {
-    /// Delivers to one member and returns the receipt describing the result.
-    async fn attempt(&self, id: InstanceId, member: PageMember, attempts: u32) -> Receipt {
+    /// Delivers to one member and returns the receipt describing the result, or `None` if the
+    /// request was cancelled before this send could start.
+    async fn attempt(&self, id: InstanceId, member: PageMember, attempts: u32) -> Option<Receipt> {
         let mut receipt = Receipt {
             instance_id: id,
             request_id: self.input.request_id.clone(),
@@ -200,6 +246,7 @@ impl Job<'_> {
         };
         let outcome = self.send(&receipt.instance_id, &member).await;
         match outcome {
+            Outcome::Stopped => return None,
             Outcome::Suppressed(code) => {
                 receipt.status = DeliveryStatus::Suppressed;
                 receipt.error_code = Some(code.into());
@@ -232,7 +279,7 @@ impl Job<'_> {
             }
         }
         receipt.updated_at_ms = now_ms();
-        receipt
+        Some(receipt)
     }
 
     async fn send(&self, id: &InstanceId, member: &PageMember) -> Outcome {
@@ -243,6 +290,13 @@ impl Job<'_> {
             return Outcome::Suppressed("channel_not_in_template");
         };
         let input = self.input;
+        if input.channel == Channel::Email && user.email.is_none() {
+            return Outcome::Suppressed("no_email_address");
+        }
+        // Pause, rate and cancellation apply to real sends only, not to suppressions.
+        if self.pacer.admit(self.ctx).await == Gate::Cancelled {
+            return Outcome::Stopped;
+        }
         let vars = fanout_domain::render::context(&input.data, user, &input.request_id);
         let started = Instant::now();
         let send = match input.channel {
@@ -292,6 +346,7 @@ fn render_failure(e: &fanout_domain::render::RenderError) -> SendOutcome {
 }
 
 enum Outcome {
+    Stopped,
     Suppressed(&'static str),
     Sent { send: SendOutcome, started: Instant },
 }

@@ -4,22 +4,28 @@
 //! implements them. One module per concern:
 //! - [`audience`]: resolving a recipients query into the paged snapshot,
 //! - [`email`]: the SMTP channel, [`in_app`]: the inbox channel,
-//! - [`delivery`]: one page over one channel, resumable and classified into receipts.
+//! - [`delivery`]: one page over one channel, resumable and classified into receipts,
+//! - [`control`]: pause, rate and cancellation as each send obeys them,
+//! - [`finalize`]: settling, recounting and recording a request's outcome.
 //!
 //! Activities decide what is retryable: permanent provider rejections are recorded as failed
 //! receipts, transient ones make the activity fail retryably so Temporal retries it, and a
 //! retry skips every instance that already reached a final status.
 
 pub mod audience;
+pub mod control;
 pub mod delivery;
 pub mod email;
+pub mod finalize;
 pub mod in_app;
 
 use std::sync::Arc;
 
 use fanout_domain::contracts::{
-    self, AudienceSnapshot, DeliverPageInput, FinalizeInput, PageReport, ResolveAudienceInput,
+    self, ApplyControlsInput, DeliverPageInput, FinalizeInput, PageReport, ResolveChunk,
+    ResolveChunkInput,
 };
+use fanout_domain::receipt::Progress;
 use fanout_store::Store;
 use serde::{Deserialize, Serialize};
 use temporalio_common::error::ApplicationFailure;
@@ -52,6 +58,7 @@ pub struct FanoutActivities {
     store: Store,
     email: EmailSender,
     config: DeliveryConfig,
+    limiters: control::RateLimiters,
 }
 
 impl FanoutActivities {
@@ -61,6 +68,7 @@ impl FanoutActivities {
             store,
             email,
             config,
+            limiters: control::RateLimiters::default(),
         }
     }
 }
@@ -87,14 +95,14 @@ pub(crate) fn store_error(e: fanout_store::StoreError) -> ActivityError {
 
 #[activities]
 impl FanoutActivities {
-    /// Materialises the audience snapshot; see [`audience::resolve`].
-    #[activity(definition = contracts::ResolveAudience)]
-    pub async fn resolve_audience(
+    /// Writes the next pages of the audience snapshot; see [`audience::resolve_chunk`].
+    #[activity(definition = contracts::ResolveAudienceChunk)]
+    pub async fn resolve_audience_chunk(
         self: Arc<Self>,
-        _ctx: ActivityContext,
-        input: ResolveAudienceInput,
-    ) -> Result<AudienceSnapshot, ActivityError> {
-        audience::resolve(&self.store, &input, self.config.page_size).await
+        ctx: ActivityContext,
+        input: ResolveChunkInput,
+    ) -> Result<ResolveChunk, ActivityError> {
+        audience::resolve_chunk(&self.store, &ctx, &input, self.config.page_size).await
     }
 
     /// Delivers one page over one channel; see [`delivery::deliver_page`].
@@ -104,24 +112,46 @@ impl FanoutActivities {
         ctx: ActivityContext,
         input: DeliverPageInput,
     ) -> Result<PageReport, ActivityError> {
-        delivery::deliver_page(&self.store, &self.email, &self.config, &ctx, &input).await
+        delivery::deliver_page(
+            &self.store,
+            &self.email,
+            &self.limiters,
+            &self.config,
+            &ctx,
+            &input,
+        )
+        .await
     }
 
-    /// Records the request's final state and counts, and settles receipts left pending.
+    /// Records the request's outcome; see [`finalize::finalize`].
     #[activity(definition = contracts::FinalizeRequest)]
     pub async fn finalize_request(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: FinalizeInput,
+    ) -> Result<Progress, ActivityError> {
+        let progress = finalize::finalize(&self.store, &ctx, &input).await?;
+        self.limiters.forget(&input.request_id);
+        Ok(progress)
+    }
+
+    /// Writes the request's controls where deliveries read them.
+    #[activity(definition = contracts::ApplyControls)]
+    pub async fn apply_controls(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: ApplyControlsInput,
     ) -> Result<(), ActivityError> {
         self.store
-            .finalize_request(&input.request_id, input.state, &input.progress)
+            .set_controls(&input.request_id, &input.controls)
             .await
             .map_err(store_error)?;
         tracing::info!(
             request_id = %input.request_id,
-            state = input.state.as_str(),
-            "request finalized"
+            paused = input.controls.paused,
+            rate = ?input.controls.rate_per_second,
+            cancelled = input.controls.cancelled,
+            "controls applied"
         );
         Ok(())
     }

@@ -8,18 +8,28 @@
 use serde::{Deserialize, Serialize};
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_common::{
-    ActivityError, HasWorkflowDefinition, QueryDefinition, WorkflowDefinition,
+    ActivityError, HasWorkflowDefinition, QueryDefinition, SignalDefinition, WorkflowDefinition,
 };
 use temporalio_macros::activity_definitions;
 
-use crate::receipt::{Progress, RequestState};
+use crate::receipt::{DeliveryStatus, Progress, RequestState};
 use crate::request::{Priority, RecipientsQuery};
-use crate::{Channel, RequestId, TemplateId, TenantId, UnixMillis};
+use crate::{Channel, RequestId, TemplateId, TenantId, UnixMillis, UserId};
 
 /// The Temporal workflow type that runs one notification request.
 pub const NOTIFICATION_WORKFLOW: &str = "NotificationWorkflow";
+/// The child workflow that materialises a request's audience snapshot.
+pub const RESOLVE_AUDIENCE_WORKFLOW: &str = "ResolveAudienceWorkflow";
+/// The child workflow that delivers one page of the audience over every channel.
+pub const FANOUT_PAGE_WORKFLOW: &str = "FanoutPageWorkflow";
 /// The query that returns a running request's [`Progress`].
 pub const PROGRESS_QUERY: &str = "progress";
+/// Signal: stop starting pages and hold in-flight deliveries.
+pub const PAUSE_SIGNAL: &str = "pause";
+/// Signal: undo [`PAUSE_SIGNAL`].
+pub const RESUME_SIGNAL: &str = "resume";
+/// Signal: cap the request's deliveries per second ([`RateLimit`]).
+pub const SET_RATE_SIGNAL: &str = "set_rate";
 
 /// Search attribute: the request's tenant.
 pub const SA_TENANT_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("TenantId");
@@ -70,6 +80,46 @@ pub struct NotificationInput {
     pub ttl_seconds: Option<u32>,
     /// When the API accepted the request.
     pub accepted_at_ms: UnixMillis,
+    /// State handed from one run to the next by continue-as-new; `None` on the first run.
+    #[serde(default)]
+    pub carry: Option<Carry>,
+}
+
+/// What a [`NOTIFICATION_WORKFLOW`] run hands to its continuation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carry {
+    /// The audience snapshot, resolved once by the first run.
+    pub snapshot: AudienceSnapshot,
+    /// The first page not yet started.
+    pub next_page: u32,
+    /// Counts so far.
+    pub progress: Progress,
+    /// Pause and rate as last set.
+    pub controls: RequestControls,
+    /// Runs so far, this one included.
+    pub runs: u32,
+}
+
+/// Operator controls of one running request. The workflow owns them (signals change them) and
+/// writes them through to the store, where delivery activities read them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestControls {
+    /// Start no new pages and hold in-flight deliveries.
+    #[serde(default)]
+    pub paused: bool,
+    /// Deliveries per second for the whole request; `None` is unlimited.
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
+    /// The request was cancelled: deliver nothing more.
+    #[serde(default)]
+    pub cancelled: bool,
+}
+
+/// Input of [`SET_RATE_SIGNAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Deliveries per second; `None` removes the cap.
+    pub per_second: Option<u32>,
 }
 
 /// What [`NOTIFICATION_WORKFLOW`] returns.
@@ -113,7 +163,43 @@ impl QueryDefinition for ProgressQuery {
     }
 }
 
-/// Input of `resolve_audience`.
+macro_rules! signal_marker {
+    ($(#[$doc:meta])* $marker:ident, $name:expr, $input:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $marker;
+
+        impl SignalDefinition for $marker {
+            type Workflow = NotificationWorkflow;
+            type Input = $input;
+
+            fn name(&self) -> &str {
+                $name
+            }
+        }
+    };
+}
+
+signal_marker!(
+    /// Marker for [`PAUSE_SIGNAL`].
+    PauseSignal,
+    PAUSE_SIGNAL,
+    ()
+);
+signal_marker!(
+    /// Marker for [`RESUME_SIGNAL`].
+    ResumeSignal,
+    RESUME_SIGNAL,
+    ()
+);
+signal_marker!(
+    /// Marker for [`SET_RATE_SIGNAL`].
+    SetRateSignal,
+    SET_RATE_SIGNAL,
+    RateLimit
+);
+
+/// Input of [`RESOLVE_AUDIENCE_WORKFLOW`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolveAudienceInput {
     /// The request whose audience is materialised.
@@ -122,16 +208,122 @@ pub struct ResolveAudienceInput {
     pub tenant_id: TenantId,
     /// Who to resolve.
     pub recipients: RecipientsQuery,
+    /// Where a previous run (before continue-as-new) stopped.
+    #[serde(default)]
+    pub resume: Option<ResolveChunk>,
 }
 
 /// The audience snapshot, by reference: the user ids stay in the store so workflow history
 /// grows per page, not per recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudienceSnapshot {
     /// Recipients in the snapshot.
     pub recipients: u64,
     /// Pages, numbered `0..pages`.
     pub pages: u32,
+    /// Audience members left out because their user no longer exists (counted as suppressed).
+    #[serde(default)]
+    pub excluded: u64,
+}
+
+/// Input of `resolve_audience_chunk`: resolve up to `max_pages` pages after `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveChunkInput {
+    /// The request.
+    pub request_id: RequestId,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Who to resolve.
+    pub recipients: RecipientsQuery,
+    /// The keyset cursor: the last user id already in the snapshot.
+    pub after: Option<UserId>,
+    /// The number the first page written gets.
+    pub first_page: u32,
+    /// Pages to write at most in this call.
+    pub max_pages: u32,
+}
+
+/// Where resolution stands after a chunk: totals so far and the cursor to go on from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveChunk {
+    /// Pages written so far.
+    pub pages: u32,
+    /// Recipients in those pages.
+    pub recipients: u64,
+    /// Members left out so far.
+    pub excluded: u64,
+    /// The last user id written; resolution goes on after it.
+    pub after: Option<UserId>,
+    /// Whether the audience is exhausted.
+    pub done: bool,
+}
+
+/// Input of [`FANOUT_PAGE_WORKFLOW`]: one page of the snapshot over every channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanoutPageInput {
+    /// The request.
+    pub request_id: RequestId,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The template.
+    pub template_id: TemplateId,
+    /// Channels to deliver over.
+    pub channels: Vec<Channel>,
+    /// The page of the audience snapshot.
+    pub page: u32,
+    /// Template variables.
+    #[serde(default)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Urgency.
+    #[serde(default)]
+    pub priority: Priority,
+    /// How long delivery stays worth attempting.
+    #[serde(default)]
+    pub ttl_seconds: Option<u32>,
+}
+
+/// What [`FANOUT_PAGE_WORKFLOW`] returns: one report per channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageOutcome {
+    /// The page.
+    pub page: u32,
+    /// Per-channel counts.
+    pub reports: Vec<PageReport>,
+}
+
+/// Marker for starting [`RESOLVE_AUDIENCE_WORKFLOW`] as a child.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResolveAudienceWorkflow;
+
+impl WorkflowDefinition for ResolveAudienceWorkflow {
+    type Input = ResolveAudienceInput;
+    type Output = AudienceSnapshot;
+
+    fn name(&self) -> &str {
+        RESOLVE_AUDIENCE_WORKFLOW
+    }
+}
+
+/// Marker for starting [`FANOUT_PAGE_WORKFLOW`] as a child.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FanoutPageWorkflow;
+
+impl WorkflowDefinition for FanoutPageWorkflow {
+    type Input = FanoutPageInput;
+    type Output = PageOutcome;
+
+    fn name(&self) -> &str {
+        FANOUT_PAGE_WORKFLOW
+    }
+}
+
+/// Input of `apply_controls`: the workflow writing its controls through to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyControlsInput {
+    /// The request.
+    pub request_id: RequestId,
+    /// The controls now in force.
+    pub controls: RequestControls,
 }
 
 /// Input of `deliver_page`: one page of the audience over one channel.
@@ -184,12 +376,22 @@ pub struct FinalizeInput {
     pub request_id: RequestId,
     /// How it ended.
     pub state: RequestState,
-    /// Final counts.
+    /// Final counts as the workflow saw them.
     pub progress: Progress,
+    /// The tenant (needed to settle receipts of a cancelled request).
+    #[serde(default)]
+    pub tenant_id: Option<TenantId>,
+    /// The channels delivered over.
+    #[serde(default)]
+    pub channels: Vec<Channel>,
+    /// Record every instance not yet final with this status (after a cancel or a failed page);
+    /// `None` when every page reported.
+    #[serde(default)]
+    pub settle_as: Option<DeliveryStatus>,
 }
 
 /// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
-pub use delivery_activities::{DeliverPage, FinalizeRequest, ResolveAudience};
+pub use delivery_activities::{ApplyControls, DeliverPage, FinalizeRequest, ResolveAudienceChunk};
 
 /// The activities the workflows call, declared here and implemented in `fanout-activities`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -197,11 +399,9 @@ pub struct DeliveryActivities;
 
 #[activity_definitions]
 impl DeliveryActivities {
-    /// Materialises the audience snapshot into the store, in pages.
-    #[activity(name = "resolve_audience")]
-    pub fn resolve_audience(
-        input: ResolveAudienceInput,
-    ) -> Result<AudienceSnapshot, ActivityError> {
+    /// Writes the next pages of the audience snapshot into the store.
+    #[activity(name = "resolve_audience_chunk")]
+    pub fn resolve_audience_chunk(input: ResolveChunkInput) -> Result<ResolveChunk, ActivityError> {
         unimplemented!()
     }
 
@@ -211,9 +411,16 @@ impl DeliveryActivities {
         unimplemented!()
     }
 
-    /// Records the request's final state and counts.
+    /// Records the request's final state and counts; for a cancelled request it first records
+    /// every unsettled instance as cancelled and returns the recounted progress.
     #[activity(name = "finalize_request")]
-    pub fn finalize_request(input: FinalizeInput) -> Result<(), ActivityError> {
+    pub fn finalize_request(input: FinalizeInput) -> Result<Progress, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Writes the request's controls to the store, where delivery activities obey them.
+    #[activity(name = "apply_controls")]
+    pub fn apply_controls(input: ApplyControlsInput) -> Result<(), ActivityError> {
         unimplemented!()
     }
 }

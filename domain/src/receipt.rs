@@ -178,8 +178,18 @@ pub struct Progress {
     pub pages_done: u32,
     /// Recipients in the audience snapshot (before per-channel suppression).
     pub recipients: u64,
+    /// Audience members left out of the snapshot because their user no longer exists; each
+    /// channel counts them as suppressed.
+    #[serde(default)]
+    pub excluded: u64,
     /// Per channel counts.
     pub channels: BTreeMap<Channel, ChannelCounts>,
+    /// Whether an operator paused the request.
+    #[serde(default)]
+    pub paused: bool,
+    /// The request's delivery rate cap, if one is set.
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
 }
 
 impl Progress {

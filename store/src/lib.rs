@@ -7,9 +7,10 @@
 //!
 //! Methods are grouped by resource, one module each: [`tenants`] (tenants and API keys),
 //! [`users`], [`templates`], [`requests`], [`audience`] (the paged recipient snapshot),
-//! [`receipts`] and [`inbox`].
+//! [`controls`] (pause, rate, cancel of running requests), [`receipts`] and [`inbox`].
 
 pub mod audience;
+pub mod controls;
 pub mod inbox;
 pub mod receipts;
 pub mod requests;

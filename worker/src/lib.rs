@@ -12,7 +12,7 @@ use anyhow::Context;
 use fanout_activities::{DeliveryConfig, EmailSender, FanoutActivities, SmtpConfig};
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
-use fanout_workflows::NotificationWorkflow;
+use fanout_workflows::{FanoutPageWorkflow, NotificationWorkflow, ResolveAudienceWorkflow};
 use serde::{Deserialize, Serialize};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
@@ -49,6 +49,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let client = connect(&config.temporal).await?;
     let options = WorkerOptions::new(config.temporal.task_queue.clone())
         .register_workflow::<NotificationWorkflow>()?
+        .register_workflow::<ResolveAudienceWorkflow>()?
+        .register_workflow::<FanoutPageWorkflow>()?
         .register_activities(activities)
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;

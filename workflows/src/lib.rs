@@ -5,8 +5,17 @@
 //! in `fanout-activities`. Every change to workflow code must keep replaying the histories
 //! committed under `histories/` (see `tests/replay.rs`).
 //!
-//! - [`notification`]: one workflow per notification request.
+//! - [`notification`]: one workflow per notification request, the parent of the tree;
+//! - [`resolve`]: the child that materialises the audience snapshot in pages;
+//! - [`page`]: the child that delivers one page over every channel;
+//! - [`options`]: retry policies and timeouts; [`window`]: a deterministic sliding window.
 
 pub mod notification;
+pub mod options;
+pub mod page;
+pub mod resolve;
+pub mod window;
 
 pub use notification::NotificationWorkflow;
+pub use page::FanoutPageWorkflow;
+pub use resolve::ResolveAudienceWorkflow;

@@ -1,169 +1,378 @@
 //! `NotificationWorkflow`: one durable workflow per notification request.
 //!
-//! It materialises the audience snapshot (an activity that returns page numbers, never user
-//! ids), then delivers page by page, each page's channels concurrently, one activity per
-//! (page, channel). Progress is served by the `progress` query and mirrored into the
-//! `ProgressPercent` search attribute. The outcome is written to the store by a final activity
-//! so status can be served after the workflow has closed.
-
-use std::time::Duration;
+//! It resolves the audience in a child workflow (which returns page counts, never user ids),
+//! then runs one `FanoutPageWorkflow` child per page in a sliding window of [`WINDOW`] pages.
+//! After [`PAGES_PER_RUN`] pages it drains its window and continues as new, carrying the
+//! counts, so no history in the tree grows past a few thousand events whatever the audience.
+//!
+//! Signals `pause`, `resume` and `set_rate` change its [`RequestControls`]; it writes them
+//! through to the store (activity `apply_controls`), where delivery activities read them before
+//! each send, so they take effect on in-flight pages within a fraction of a second. Cancellation
+//! (API, Temporal UI or CLI) cancels the children, whose activities stop sending, and the final
+//! activity records every instance not yet delivered as cancelled.
 
 use fanout_domain::contracts::{
-    self, AudienceSnapshot, DeliverPageInput, DeliveryActivities, FinalizeInput, NotificationInput,
-    NotificationOutcome, PageReport, ResolveAudienceInput,
+    self, ApplyControlsInput, AudienceSnapshot, Carry, DeliveryActivities, FanoutPageInput,
+    FanoutPageWorkflow, FinalizeInput, NotificationInput, NotificationOutcome, PageOutcome,
+    RateLimit, RequestControls, ResolveAudienceInput, ResolveAudienceWorkflow,
 };
-use fanout_domain::receipt::{ChannelCounts, Progress, RequestState};
-use futures::future::join_all;
-use temporalio_common::RetryPolicy;
+use fanout_domain::receipt::{ChannelCounts, DeliveryStatus, Progress, RequestState};
 use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ActivityExecutionError, ActivityOptions, WorkflowCancellationToken, WorkflowContext,
+    ChildWorkflowExecutionError, ChildWorkflowStartError, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext,
     WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
-/// The workflow's state: what the `progress` query returns.
+use crate::options;
+use crate::window::InFlight;
+
+/// Pages delivered concurrently.
+pub const WINDOW: usize = 8;
+/// Pages started by one run before it continues as new.
+pub const PAGES_PER_RUN: u32 = 200;
+
+/// The workflow's state: what the `progress` query returns and what signals change.
 #[workflow]
 #[derive(Default)]
 pub struct NotificationWorkflow {
     progress: Progress,
+    controls: RequestControls,
+    /// Bumped by every signal that changes `controls`, so the main loop notices.
+    controls_version: u64,
 }
 
-/// Retries for activities that talk to the store and providers: quick first retry, capped
-/// backoff, and no retry for failures that cannot succeed later.
-fn retry_policy() -> RetryPolicy {
-    RetryPolicy::builder()
-        .initial_interval(Duration::from_secs(1))
-        .backoff_coefficient(2.0)
-        .maximum_interval(Duration::from_secs(60))
-        .maximum_attempts(8)
-        .non_retryable_error_types([
-            contracts::ERR_TEMPLATE_MISSING,
-            contracts::ERR_TEMPLATE_RENDER,
-            contracts::ERR_INVALID_INPUT,
-        ])
-        .build()
+/// Why resolution did not produce a snapshot.
+enum Stop {
+    Cancelled,
+    Failed(WorkflowTermination),
 }
 
-fn store_activity_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
-        .retry_policy(retry_policy())
-        .build()
-}
-
-fn delivery_activity_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(300))
-        .heartbeat_timeout(Duration::from_secs(30))
-        .retry_policy(retry_policy())
-        .build()
+/// How the fan-out loop ended.
+enum Ending {
+    Done { failed_pages: u32 },
+    Cancelled,
+    ContinueAsNew(Carry),
 }
 
 #[workflow_methods]
 impl NotificationWorkflow {
-    /// Runs a notification request to completion.
+    /// Runs a notification request to completion (or to its next run).
     #[run(name = "NotificationWorkflow")]
     pub async fn run(
         ctx: &mut WorkflowContext<Self>,
         input: NotificationInput,
     ) -> WorkflowResult<NotificationOutcome> {
-        let (state, failure) = match deliver(ctx, &input).await {
-            Ok(()) => (RequestState::Completed, None),
-            Err(ActivityExecutionError::Cancelled(_)) => (RequestState::Cancelled, None),
-            Err(err) => (RequestState::Failed, Some(err)),
-        };
-        let progress = ctx.state(|s| s.progress.clone());
-        // The final write must happen even when the workflow is being cancelled, so it runs
-        // under its own cancellation token.
-        let finalize_options =
-            ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
-                .retry_policy(retry_policy())
-                .cancellation_token(WorkflowCancellationToken::new())
-                .build();
-        ctx.execute_activity(
-            DeliveryActivities::finalize_request,
-            FinalizeInput {
-                request_id: input.request_id.clone(),
-                state,
-                progress: progress.clone(),
+        let (snapshot, next_page, runs) = match input.carry.clone() {
+            Some(carry) => {
+                ctx.state_mut(|s| {
+                    s.progress = carry.progress;
+                    s.controls = carry.controls;
+                    // Write the carried controls through again on the first iteration.
+                    s.controls_version = 1;
+                });
+                (carry.snapshot, carry.next_page, carry.runs + 1)
+            }
+            None => match resolve(ctx, &input).await {
+                Ok(snapshot) => (snapshot, 0, 1),
+                Err(Stop::Cancelled) => {
+                    return finish(ctx, &input, RequestState::Cancelled, None).await;
+                }
+                Err(Stop::Failed(err)) => {
+                    finish(ctx, &input, RequestState::Failed, Some(DeliveryStatus::Failed)).await?;
+                    return Err(err);
+                }
             },
-            finalize_options,
-        )
-        .await?;
-        match (state, failure) {
-            (_, Some(err)) => Err(err.into()),
-            (RequestState::Cancelled, None) => Err(WorkflowTermination::cancelled()),
-            _ => Ok(NotificationOutcome { state, progress }),
+        };
+        match fan_out(ctx, &input, snapshot, next_page, runs).await? {
+            Ending::Done { failed_pages: 0 } => {
+                finish(ctx, &input, RequestState::Completed, None).await
+            }
+            Ending::Done { .. } => {
+                finish(ctx, &input, RequestState::Completed, Some(DeliveryStatus::Failed)).await
+            }
+            Ending::Cancelled => finish(ctx, &input, RequestState::Cancelled, None).await,
+            Ending::ContinueAsNew(carry) => {
+                let next = NotificationInput {
+                    carry: Some(carry),
+                    ..input
+                };
+                let never = ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
+                match never {}
+            }
         }
     }
 
     /// Returns the request's progress so far.
     #[query(name = "progress")]
     pub fn progress(&self, _ctx: &WorkflowContextView) -> Progress {
-        self.progress.clone()
+        let mut progress = self.progress.clone();
+        progress.paused = self.controls.paused;
+        progress.rate_per_second = self.controls.rate_per_second;
+        progress
+    }
+
+    /// Stops starting pages and holds in-flight deliveries.
+    #[signal(name = "pause")]
+    pub fn pause(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _input: ()) {
+        self.set_controls(RequestControls {
+            paused: true,
+            ..self.controls
+        });
+    }
+
+    /// Undoes `pause`.
+    #[signal(name = "resume")]
+    pub fn resume(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _input: ()) {
+        self.set_controls(RequestControls {
+            paused: false,
+            ..self.controls
+        });
+    }
+
+    /// Caps (or uncaps) the request's deliveries per second.
+    #[signal(name = "set_rate")]
+    pub fn set_rate(&mut self, _ctx: &mut SyncWorkflowContext<Self>, rate: RateLimit) {
+        self.set_controls(RequestControls {
+            rate_per_second: rate.per_second.filter(|r| *r > 0),
+            ..self.controls
+        });
     }
 }
 
-/// Resolves the audience and delivers every page over every channel.
-async fn deliver(
+impl NotificationWorkflow {
+    fn set_controls(&mut self, controls: RequestControls) {
+        if controls != self.controls {
+            self.controls = controls;
+            self.controls_version += 1;
+        }
+    }
+}
+
+/// Resolves the audience in a child workflow and initialises the counts from its size.
+async fn resolve(
     ctx: &mut WorkflowContext<NotificationWorkflow>,
     input: &NotificationInput,
-) -> Result<(), ActivityExecutionError> {
-    let snapshot: AudienceSnapshot = ctx
-        .execute_activity(
-            DeliveryActivities::resolve_audience,
+) -> Result<AudienceSnapshot, Stop> {
+    let started = ctx
+        .start_child_workflow(
+            ResolveAudienceWorkflow,
             ResolveAudienceInput {
                 request_id: input.request_id.clone(),
                 tenant_id: input.tenant_id.clone(),
                 recipients: input.recipients.clone(),
+                resume: None,
             },
-            store_activity_options(),
+            options::child(format!("{}/resolve", input.request_id)),
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            ChildWorkflowStartError::Cancelled(_) => Stop::Cancelled,
+            other => Stop::Failed(other.into()),
+        })?;
+    let snapshot = started.result().await.map_err(|e| {
+        if e.as_cancelled().is_some() {
+            Stop::Cancelled
+        } else {
+            Stop::Failed(e.into())
+        }
+    })?;
     ctx.state_mut(|s| {
         s.progress.pages_total = snapshot.pages;
         s.progress.recipients = snapshot.recipients;
+        s.progress.excluded = snapshot.excluded;
         for channel in &input.channels {
             let mut counts = ChannelCounts {
-                total: snapshot.recipients,
-                ..Default::default()
+                total: snapshot.recipients + snapshot.excluded,
+                suppressed: snapshot.excluded,
+                ..ChannelCounts::default()
             };
             counts.recompute_pending();
             s.progress.channels.insert(*channel, counts);
         }
     });
+    Ok(snapshot)
+}
 
-    for page in 0..snapshot.pages {
-        let sends = input.channels.iter().map(|channel| {
+/// Delivers pages `next_page..` in a sliding window until done, cancelled, or this run's share
+/// is used up.
+async fn fan_out(
+    ctx: &mut WorkflowContext<NotificationWorkflow>,
+    input: &NotificationInput,
+    snapshot: AudienceSnapshot,
+    mut next_page: u32,
+    runs: u32,
+) -> Result<Ending, WorkflowTermination> {
+    let mut inflight = InFlight::new();
+    let mut started_this_run = 0u32;
+    let mut failed_pages = 0u32;
+    let mut applied_version = 0u64;
+    let mut reported_percent = ctx.state(|s| s.progress.percent());
+    loop {
+        let (controls, version) = ctx.state(|s| (s.controls, s.controls_version));
+        if version != applied_version {
             ctx.execute_activity(
-                DeliveryActivities::deliver_page,
-                DeliverPageInput {
+                DeliveryActivities::apply_controls,
+                ApplyControlsInput {
                     request_id: input.request_id.clone(),
-                    tenant_id: input.tenant_id.clone(),
-                    template_id: input.template_id.clone(),
-                    channel: *channel,
-                    page,
-                    data: input.data.clone(),
-                    priority: input.priority,
-                    ttl_seconds: input.ttl_seconds,
+                    controls,
                 },
-                delivery_activity_options(),
+                options::store_activity(),
             )
-        });
-        let reports: Vec<Result<PageReport, ActivityExecutionError>> = join_all(sends).await;
-        for report in reports {
-            let report = report?;
-            ctx.state_mut(|s| {
-                s.progress
-                    .channels
-                    .entry(report.channel)
-                    .or_default()
-                    .absorb(report.delivered, report.failed, report.suppressed, 0);
-            });
+            .await
+            .map_err(WorkflowTermination::from)?;
+            applied_version = version;
         }
-        let percent = ctx.state_mut(|s| {
-            s.progress.pages_done = page + 1;
-            s.progress.percent()
-        });
-        ctx.upsert_search_attributes([contracts::SA_PROGRESS_PERCENT.value_set(percent)]);
+
+        if !controls.paused {
+            let mut pages = Vec::new();
+            while inflight.len() + pages.len() < WINDOW
+                && next_page < snapshot.pages
+                && started_this_run < PAGES_PER_RUN
+            {
+                pages.push(next_page);
+                next_page += 1;
+                started_this_run += 1;
+            }
+            let starts = pages.iter().map(|page| {
+                ctx.start_child_workflow(
+                    FanoutPageWorkflow,
+                    page_input(input, *page),
+                    options::child(format!("{}/page-{page}", input.request_id)),
+                )
+            });
+            for (page, started) in pages.iter().zip(join_all(starts).await) {
+                match started {
+                    Ok(child) => inflight.push(*page, child.result()),
+                    Err(_) => failed_pages += 1,
+                }
+            }
+        }
+
+        if inflight.is_empty() {
+            if next_page >= snapshot.pages {
+                return Ok(Ending::Done { failed_pages });
+            }
+            if started_this_run >= PAGES_PER_RUN {
+                let (progress, controls) = ctx.state(|s| (s.progress.clone(), s.controls));
+                return Ok(Ending::ContinueAsNew(Carry {
+                    snapshot,
+                    next_page,
+                    progress,
+                    controls,
+                    runs,
+                }));
+            }
+        }
+
+        select! {
+            _ = ctx.cancelled() => {
+                // Children inherit the cancellation; wait until each has stopped sending.
+                while !inflight.is_empty() {
+                    let (page, outcome) = inflight.next().await;
+                    absorb(ctx, page, outcome);
+                }
+                return Ok(Ending::Cancelled);
+            }
+            (page, outcome) = inflight.next() => {
+                if !absorb(ctx, page, outcome) {
+                    failed_pages += 1;
+                }
+            }
+            _ = ctx.wait_condition(|s| s.controls_version != applied_version) => {}
+        }
+
+        let percent = ctx.state(|s| s.progress.percent());
+        if percent != reported_percent {
+            ctx.upsert_search_attributes([contracts::SA_PROGRESS_PERCENT.value_set(percent)]);
+            reported_percent = percent;
+        }
     }
-    Ok(())
+}
+
+fn page_input(input: &NotificationInput, page: u32) -> FanoutPageInput {
+    FanoutPageInput {
+        request_id: input.request_id.clone(),
+        tenant_id: input.tenant_id.clone(),
+        template_id: input.template_id.clone(),
+        channels: input.channels.clone(),
+        page,
+        data: input.data.clone(),
+        priority: input.priority,
+        ttl_seconds: input.ttl_seconds,
+    }
+}
+
+/// Adds a finished page's counts; returns false if the page failed (its instances are settled
+/// at the end).
+fn absorb(
+    ctx: &mut WorkflowContext<NotificationWorkflow>,
+    _page: u32,
+    outcome: Result<PageOutcome, ChildWorkflowExecutionError>,
+) -> bool {
+    let Ok(outcome) = outcome else {
+        return false;
+    };
+    ctx.state_mut(|s| {
+        for report in &outcome.reports {
+            s.progress
+                .channels
+                .entry(report.channel)
+                .or_default()
+                .absorb(report.delivered, report.failed, report.suppressed, 0);
+        }
+        s.progress.pages_done += 1;
+    });
+    true
+}
+
+/// Writes the outcome to the store (settling unfinished instances when asked) and ends the
+/// workflow accordingly.
+async fn finish(
+    ctx: &mut WorkflowContext<NotificationWorkflow>,
+    input: &NotificationInput,
+    state: RequestState,
+    settle_as: Option<DeliveryStatus>,
+) -> WorkflowResult<NotificationOutcome> {
+    if state == RequestState::Cancelled {
+        // Write the cancellation through first so any straggling delivery stops at once.
+        let controls = ctx.state(|s| RequestControls {
+            cancelled: true,
+            ..s.controls
+        });
+        ctx.execute_activity(
+            DeliveryActivities::apply_controls,
+            ApplyControlsInput {
+                request_id: input.request_id.clone(),
+                controls,
+            },
+            options::detached_store_activity(),
+        )
+        .await?;
+    }
+    let settle_as = match state {
+        RequestState::Cancelled => Some(DeliveryStatus::Cancelled),
+        _ => settle_as,
+    };
+    let progress = ctx.state(|s| s.progress.clone());
+    let progress = ctx
+        .execute_activity(
+            DeliveryActivities::finalize_request,
+            FinalizeInput {
+                request_id: input.request_id.clone(),
+                state,
+                progress,
+                tenant_id: Some(input.tenant_id.clone()),
+                channels: input.channels.clone(),
+                settle_as,
+            },
+            options::detached_store_activity(),
+        )
+        .await?;
+    ctx.state_mut(|s| s.progress = progress.clone());
+    ctx.upsert_search_attributes([contracts::SA_PROGRESS_PERCENT.value_set(100)]);
+    match state {
+        RequestState::Cancelled => Err(WorkflowTermination::cancelled()),
+        _ => Ok(NotificationOutcome { state, progress }),
+    }
 }

@@ -1,0 +1,68 @@
+//! Activity and child-workflow options shared by the workflows: explicit retry policies and
+//! timeouts, in one place.
+
+use std::time::Duration;
+
+use fanout_domain::contracts;
+use temporalio_common::RetryPolicy;
+use temporalio_sdk::{
+    ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType,
+    ChildWorkflowOptions, WorkflowCancellationToken,
+};
+
+/// Attempts before an activity's failure reaches the workflow. Delivery's last attempt turns
+/// what is still failing transiently into failed receipts instead of failing again.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Quick first retry, exponential backoff capped at a minute, and no retry for failures that
+/// cannot succeed later.
+pub fn retry_policy() -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_secs(1))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(60))
+        .maximum_attempts(MAX_ATTEMPTS)
+        .non_retryable_error_types([
+            contracts::ERR_TEMPLATE_MISSING,
+            contracts::ERR_TEMPLATE_RENDER,
+            contracts::ERR_INVALID_INPUT,
+        ])
+        .build()
+}
+
+/// Activities that only touch the store.
+pub fn store_activity() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(retry_policy())
+        .build()
+}
+
+/// Store activities that must run even while the workflow is being cancelled (finalising,
+/// writing the cancellation through).
+pub fn detached_store_activity() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(300))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(retry_policy())
+        .cancellation_token(WorkflowCancellationToken::new())
+        .build()
+}
+
+/// Delivery of one page over one channel. The short heartbeat timeout is what lets a cancel
+/// reach the activity quickly (heartbeats are throttled to 80% of it); waiting for the
+/// cancellation to complete means the page's workflow only returns once sending has stopped.
+pub fn delivery_activity() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(900))
+        .heartbeat_timeout(Duration::from_secs(5))
+        .retry_policy(retry_policy())
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
+        .build()
+}
+
+/// A child workflow with a stable id, cancelled with its parent and waited for.
+pub fn child(workflow_id: String) -> ChildWorkflowOptions {
+    ChildWorkflowOptions::builder()
+        .workflow_id(workflow_id)
+        .cancel_type(ChildWorkflowCancellationType::WaitCancellationCompleted)
+        .build()
+}
