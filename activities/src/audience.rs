@@ -22,6 +22,12 @@ pub async fn resolve(
             ids.dedup();
             ids
         }
+        RecipientsQuery::Followers { .. } | RecipientsQuery::Segment { .. } => {
+            return Err(crate::permanent(
+                fanout_domain::contracts::ERR_INVALID_INPUT,
+                "followers and segment audiences are not supported yet".into(),
+            ));
+        }
     };
     let pages = paginate(users, page_size);
     store

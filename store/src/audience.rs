@@ -53,7 +53,8 @@ impl Store {
         page: u32,
     ) -> Result<Vec<PageMember>> {
         let rows = sqlx::query(
-            "SELECT a.user_id AS member, u.user_id, u.email, u.name, u.locale
+            "SELECT a.user_id AS member,
+               u.user_id, u.email, u.name, u.locale, u.timezone, u.devices
              FROM audience a
              LEFT JOIN users u ON u.tenant_id = $1 AND u.user_id = a.user_id
              WHERE a.request_id = $2 AND a.page_no = $3
@@ -96,6 +97,8 @@ mod tests {
             email: Some(EmailAddress::parse("k@example.com").unwrap()),
             name: None,
             locale: Some("en".into()),
+            timezone: None,
+            devices: Vec::new(),
         };
         store.upsert_user(&t, &known).await.unwrap();
         let req = DedupeKey::new(t.clone(), "k").unwrap().request_id();
