@@ -6,16 +6,18 @@
 //! on connect.
 //!
 //! Methods are grouped by resource, one module each: [`tenants`] (tenants and API keys),
-//! [`users`], [`templates`], [`requests`], [`audience`] (the paged recipient snapshot),
-//! [`receipts`] and [`inbox`].
+//! [`users`], [`follows`] (who follows whom), [`segments`] (named sets of users), [`templates`],
+//! [`requests`], [`audience`] (the paged recipient snapshot), [`receipts`] and [`inbox`].
 //!
 //! Bulk writes go through [`multi_row_sql`]: a few hundred rows per statement, one transaction
 //! per call, so they are all-or-nothing and fast on both backends.
 
 pub mod audience;
+pub mod follows;
 pub mod inbox;
 pub mod receipts;
 pub mod requests;
+pub mod segments;
 pub mod templates;
 pub mod tenants;
 pub mod users;
