@@ -7,7 +7,8 @@
 //!
 //! Methods are grouped by resource, one module each: [`tenants`] (tenants and API keys),
 //! [`users`], [`follows`] (who follows whom), [`segments`] (named sets of users), [`templates`],
-//! [`requests`], [`audience`] (the paged recipient snapshot), [`receipts`] and [`inbox`].
+//! [`requests`], [`audience`] (paging through an audience and the paged recipient snapshot),
+//! [`receipts`] and [`inbox`].
 //!
 //! Bulk writes go through [`multi_row_sql`]: a few hundred rows per statement, one transaction
 //! per call, so they are all-or-nothing and fast on both backends.
@@ -137,6 +138,14 @@ pub(crate) fn multi_row_sql(head: &str, columns: usize, rows: usize, tail: &str)
     sql
 }
 
+/// `$first, $first+1, .., $first+n-1`: the placeholders of an `IN (..)` list.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Parses a stored value, turning a failure into [`StoreError::Corrupt`].
 pub(crate) fn parse_col<T, E: std::fmt::Display>(
     table: &'static str,
@@ -187,6 +196,7 @@ mod tests {
             multi_row_sql("INSERT INTO t (a, b)", 2, 3, "ON CONFLICT DO NOTHING"),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING"
         );
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
     }
 
     #[tokio::test]
