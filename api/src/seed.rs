@@ -36,6 +36,8 @@ pub async fn demo(store: &Store, api_key: Option<String>) -> anyhow::Result<Demo
             email: Some(EmailAddress::parse(&format!("{id}@example.com"))?),
             name: Some(name.to_owned()),
             locale: Some("en".to_owned()),
+            timezone: None,
+            devices: Vec::new(),
         };
         store.upsert_user(&tenant_id, &user).await?;
         user_ids.push(user.user_id);

@@ -34,6 +34,8 @@ pub async fn put_user(
         email: body.email.as_deref().map(EmailAddress::parse).transpose()?,
         name: body.name,
         locale: body.locale,
+        timezone: None,
+        devices: Vec::new(),
     };
     state.store.upsert_user(&tenant, &user).await?;
     Ok(Json(user))

@@ -86,6 +86,11 @@ string_id!(
     TemplateId
 );
 string_id!(
+    /// A segment: a named, stored set of users. ASCII letters, digits, `-`, `_` and `.`, at most
+    /// 128 bytes, like a template id.
+    SegmentId
+);
+string_id!(
     /// A notification request. Derived from the tenant and dedupe key (see
     /// [`DedupeKey::request_id`]); it is also the id of the request's Temporal workflow.
     RequestId
@@ -136,19 +141,33 @@ impl UserId {
 impl TemplateId {
     /// Parses a template id.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
-        const FIELD: &str = "template_id";
-        check_len(FIELD, s, 128)?;
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
-            return Err(invalid(
-                FIELD,
-                "must be ASCII letters, digits, '-', '_' or '.'",
-            ));
-        }
+        check_slug("template_id", s)?;
         Ok(Self(s.to_owned()))
     }
+}
+
+impl SegmentId {
+    /// Parses a segment id.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        check_slug("segment_id", s)?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// The rule template and segment ids share: they name things tenants create, appear in URLs and
+/// logs, and so stay plain ASCII.
+fn check_slug(field: &'static str, s: &str) -> Result<(), InvalidId> {
+    check_len(field, s, 128)?;
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(invalid(
+            field,
+            "must be ASCII letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(())
 }
 
 impl RequestId {
@@ -283,6 +302,21 @@ mod tests {
             UserId::parse("").unwrap_err().to_string(),
             "user_id must not be empty"
         );
+    }
+
+    #[test]
+    fn segment_ids_follow_the_template_id_rules() {
+        assert!(SegmentId::parse("beta-testers_2.0").is_ok());
+        assert!(SegmentId::parse(&"s".repeat(128)).is_ok());
+        assert_eq!(
+            SegmentId::parse(&"s".repeat(129)).unwrap_err().to_string(),
+            "segment_id must be at most 128 bytes"
+        );
+        for bad in ["", "a b", "a/b", "é"] {
+            let err = SegmentId::parse(bad).unwrap_err();
+            assert_eq!(err.field, "segment_id", "{bad}");
+        }
+        assert!(serde_json::from_str::<SegmentId>("\"no way\"").is_err());
     }
 
     #[test]

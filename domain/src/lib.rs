@@ -2,14 +2,16 @@
 //!
 //! Every other crate depends on this one and it depends on no I/O: it holds the validated
 //! identifiers ([`ids`]), the channels ([`channel`]), the notification request as the platform
-//! understands it once it has been parsed ([`request`]), delivery outcomes ([`receipt`]), users ([`user`]), templates ([`template`]) and their rendering ([`render`]), the in-app
-//! inbox ([`inbox`]), the
+//! understands it once it has been parsed ([`request`]), stored audiences such as segments
+//! ([`audience`]), delivery outcomes ([`receipt`]), users and their devices ([`user`]),
+//! templates ([`template`]) and their rendering ([`render`]), the in-app inbox ([`inbox`]), the
 //! contracts between the API, the workflows and the activities ([`contracts`]), and the typed
 //! configuration loader shared by the binaries ([`config`]).
 //!
 //! Raw HTTP bodies never get past the API: they are parsed into these types at the edge, so a
 //! value of, say, [`ids::DedupeKey`] cannot exist without the tenant that scopes it.
 
+pub mod audience;
 pub mod channel;
 pub mod config;
 pub mod contracts;
@@ -22,7 +24,7 @@ pub mod template;
 pub mod user;
 
 pub use channel::Channel;
-pub use ids::{DedupeKey, InstanceId, RequestId, TemplateId, TenantId, UserId};
+pub use ids::{DedupeKey, InstanceId, RequestId, SegmentId, TemplateId, TenantId, UserId};
 
 /// Milliseconds since the Unix epoch, the one timestamp representation stored and exchanged.
 pub type UnixMillis = i64;

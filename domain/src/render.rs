@@ -177,6 +177,8 @@ mod tests {
             email: Some(EmailAddress::parse("ada@example.com").unwrap()),
             name: Some("Ada".into()),
             locale: Some("en".into()),
+            timezone: None,
+            devices: Vec::new(),
         };
         let req = DedupeKey::new(TenantId::parse("t").unwrap(), "k")
             .unwrap()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::InvalidId;
-use crate::{Channel, DedupeKey, TemplateId, TenantId, UserId};
+use crate::{Channel, DedupeKey, SegmentId, TemplateId, TenantId, UserId};
 
 /// The most explicit user ids one request may list. Larger audiences are followers or segments,
 /// which are paged from the store instead of travelling in the request.
@@ -15,6 +15,10 @@ pub const MAX_EXPLICIT_RECIPIENTS: usize = 10_000;
 pub const MAX_TTL_SECONDS: u32 = 30 * 24 * 3600;
 
 /// Who a request goes to.
+///
+/// It travels in workflow inputs, so its JSON is a stored schema: variants may be added, never
+/// reshaped. Only [`RecipientsQuery::Users`] carries its members; the others name a set the store
+/// holds, which is read in pages when the request runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RecipientsQuery {
@@ -22,6 +26,16 @@ pub enum RecipientsQuery {
     Users {
         /// The users, each at most once.
         user_ids: Vec<UserId>,
+    },
+    /// Everyone who follows a user, as the store knows it when the audience is resolved.
+    Followers {
+        /// The followed user.
+        of: UserId,
+    },
+    /// The members of a stored segment, as of when the audience is resolved.
+    Segment {
+        /// The segment.
+        segment_id: SegmentId,
     },
 }
 
@@ -87,5 +101,66 @@ impl NotificationRequest {
     /// Returns the tenant, which the dedupe key carries.
     pub fn tenant_id(&self) -> &TenantId {
         self.dedupe_key.tenant_id()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn explicit_audiences_are_sorted_deduplicated_and_bounded() {
+        let query = RecipientsQuery::users(vec![user("b"), user("a"), user("b")]).unwrap();
+        assert_eq!(
+            query,
+            RecipientsQuery::Users {
+                user_ids: vec![user("a"), user("b")]
+            }
+        );
+        assert!(RecipientsQuery::users(Vec::new()).is_err());
+        let too_many = (0..=MAX_EXPLICIT_RECIPIENTS)
+            .map(|i| user(&format!("u{i}")))
+            .collect();
+        assert!(RecipientsQuery::users(too_many).is_err());
+    }
+
+    #[test]
+    fn the_json_shape_of_every_kind_is_stable() {
+        // Workflow histories hold these: a changed shape would break replay of running requests.
+        let cases = [
+            (
+                RecipientsQuery::users(vec![user("u1")]).unwrap(),
+                json!({"type": "users", "user_ids": ["u1"]}),
+            ),
+            (
+                RecipientsQuery::Followers { of: user("u1") },
+                json!({"type": "followers", "of": "u1"}),
+            ),
+            (
+                RecipientsQuery::Segment {
+                    segment_id: SegmentId::parse("s1").unwrap(),
+                },
+                json!({"type": "segment", "segment_id": "s1"}),
+            ),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(serde_json::to_value(&query).unwrap(), expected);
+            assert_eq!(
+                serde_json::from_value::<RecipientsQuery>(expected).unwrap(),
+                query
+            );
+        }
+        assert!(
+            serde_json::from_value::<RecipientsQuery>(
+                json!({"type": "segment", "segment_id": "not valid"})
+            )
+            .is_err()
+        );
     }
 }

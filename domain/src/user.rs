@@ -60,7 +60,104 @@ impl<'de> Deserialize<'de> for EmailAddress {
     }
 }
 
+/// An IANA time zone name such as `Europe/Paris` or `Etc/GMT+5`. Checked loosely (shape, not
+/// membership of the tz database), so a name newer than this build's knowledge still passes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Timezone(String);
+
+impl Timezone {
+    /// Parses a time zone name: 1 to 64 bytes of ASCII letters, digits, `/`, `_`, `+` and `-`.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        let bad = |reason: &str| InvalidId {
+            field: "timezone",
+            reason: reason.into(),
+        };
+        if s.is_empty() || s.len() > 64 {
+            return Err(bad("must be between 1 and 64 bytes"));
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '+' | '-'))
+        {
+            return Err(bad(
+                "must be an IANA time zone name like Europe/Paris (ASCII letters, digits, '/', '_', '+', '-')",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Returns the name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Timezone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The push service a device token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// Apple Push Notification service.
+    Apns,
+    /// Firebase Cloud Messaging.
+    Fcm,
+}
+
+/// A push token as the device's push service issued it: opaque, 1 to 4096 bytes, no
+/// whitespace or control characters (those only appear when a token was pasted wrongly).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DeviceToken(String);
+
+impl DeviceToken {
+    /// Parses a token.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        let bad = |reason: &str| InvalidId {
+            field: "token",
+            reason: reason.into(),
+        };
+        if s.is_empty() || s.len() > 4096 {
+            return Err(bad("must be between 1 and 4096 bytes"));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("must not contain whitespace"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Returns the token.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceToken {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A device registered for push notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Device {
+    /// Which push service delivers to it.
+    pub platform: Platform,
+    /// The token that service issued.
+    pub token: DeviceToken,
+}
+
 /// A recipient's profile.
+///
+/// Fields added after the first release carry `#[serde(default)]`, so profiles serialised
+/// before them still parse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// The tenant's id for the user.
@@ -71,6 +168,12 @@ pub struct User {
     pub name: Option<String>,
     /// BCP 47 locale (e.g. `en`, `fr-CA`), available to templates as `user.locale`.
     pub locale: Option<String>,
+    /// Where the user lives in time, for scheduling around their day.
+    #[serde(default)]
+    pub timezone: Option<Timezone>,
+    /// Devices that receive push notifications; empty when the user has none.
+    #[serde(default)]
+    pub devices: Vec<Device>,
 }
 
 #[cfg(test)]
@@ -92,5 +195,56 @@ mod tests {
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn time_zones_are_checked_for_shape_only() {
+        for good in ["UTC", "Europe/Paris", "America/Port-au-Prince", "Etc/GMT+5"] {
+            assert!(Timezone::parse(good).is_ok(), "{good} refused");
+        }
+        for bad in [
+            "",
+            "Europe/Paris ",
+            "Europe\\Paris",
+            "Zürich",
+            &"A".repeat(65),
+        ] {
+            let err = Timezone::parse(bad).unwrap_err();
+            assert_eq!(err.field, "timezone", "{bad}");
+        }
+    }
+
+    #[test]
+    fn device_tokens_are_opaque_but_never_blank() {
+        assert!(DeviceToken::parse("a1B2:c3-d4_e5").is_ok());
+        assert!(DeviceToken::parse(&"f".repeat(4096)).is_ok());
+        for bad in ["", "ab cd", "ab\ncd", &"f".repeat(4097)] {
+            let err = DeviceToken::parse(bad).unwrap_err();
+            assert_eq!(err.field, "token", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn profiles_written_before_devices_existed_still_parse() {
+        let old = serde_json::json!({
+            "user_id": "u1", "email": null, "name": "Ada", "locale": "en"
+        });
+        let user: User = serde_json::from_value(old).unwrap();
+        assert_eq!((user.timezone, user.devices), (None, Vec::new()));
+
+        let new = serde_json::json!({
+            "user_id": "u1", "email": null, "name": null, "locale": null,
+            "timezone": "Europe/Paris",
+            "devices": [{"platform": "apns", "token": "abc"}, {"platform": "fcm", "token": "x:y"}]
+        });
+        let user: User = serde_json::from_value(new.clone()).unwrap();
+        assert_eq!(user.devices[1].platform, Platform::Fcm);
+        assert_eq!(serde_json::to_value(&user).unwrap(), new);
+
+        let bad = serde_json::json!({
+            "user_id": "u1", "email": null, "name": null, "locale": null,
+            "devices": [{"platform": "sms", "token": "abc"}]
+        });
+        assert!(serde_json::from_value::<User>(bad).is_err());
     }
 }

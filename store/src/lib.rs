@@ -6,18 +6,25 @@
 //! on connect.
 //!
 //! Methods are grouped by resource, one module each: [`tenants`] (tenants and API keys),
-//! [`users`], [`templates`], [`requests`], [`audience`] (the paged recipient snapshot),
+//! [`users`], [`follows`] (who follows whom), [`segments`] (named sets of users), [`templates`],
+//! [`requests`], [`audience`] (paging through an audience and the paged recipient snapshot),
 //! [`controls`] (pause, rate, cancel of running requests), [`receipts`] and [`inbox`].
+//!
+//! Bulk writes go through [`multi_row_sql`]: a few hundred rows per statement, one transaction
+//! per call, so they are all-or-nothing and fast on both backends.
 
 pub mod audience;
 pub mod controls;
+pub mod follows;
 pub mod inbox;
 pub mod receipts;
 pub mod requests;
+pub mod segments;
 pub mod templates;
 pub mod tenants;
 pub mod users;
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -102,6 +109,44 @@ pub fn now_ms() -> UnixMillis {
         .unwrap_or_default()
 }
 
+/// The most rows one multi-row statement writes. At most 8 columns a row this stays far below
+/// the bind-parameter limits (SQLite 32,766, PostgreSQL 65,535) and within SQLite's historic
+/// 500-term cap on a VALUES list, while cutting round trips 500-fold.
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+
+/// Builds `{head} VALUES ($1, .., $c), ($c+1, ..), .. {tail}` for `rows` rows of `columns`
+/// values each; callers bind the values row by row, in column order.
+pub(crate) fn multi_row_sql(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + 8 + rows * columns * 8);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(sql, "${}", row * columns + column + 1);
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// `$first, $first+1, .., $first+n-1`: the placeholders of an `IN (..)` list.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Parses a stored value, turning a failure into [`StoreError::Corrupt`].
 pub(crate) fn parse_col<T, E: std::fmt::Display>(
     table: &'static str,
@@ -144,6 +189,15 @@ mod tests {
         assert_eq!(sqlite_file("sqlite:///abs/b.db"), Some("/abs/b.db"));
         assert_eq!(sqlite_file("sqlite://:memory:"), None);
         assert_eq!(sqlite_file("postgres://x"), None);
+    }
+
+    #[test]
+    fn multi_row_statements_number_placeholders_row_by_row() {
+        assert_eq!(
+            multi_row_sql("INSERT INTO t (a, b)", 2, 3, "ON CONFLICT DO NOTHING"),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
     }
 
     #[tokio::test]

@@ -69,6 +69,9 @@ impl ReorderedNotificationWorkflow {
                 request_id: input.request_id,
                 state: RequestState::Completed,
                 progress: Progress::default(),
+                tenant_id: None,
+                channels: Vec::new(),
+                settle_as: None,
             },
             ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10)).build(),
         )

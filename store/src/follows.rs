@@ -1,0 +1,162 @@
+//! Who follows whom: the relation a [`RecipientsQuery::Followers`] audience is read from.
+//!
+//! [`RecipientsQuery::Followers`]: fanout_domain::request::RecipientsQuery::Followers
+
+use fanout_domain::{TenantId, UserId};
+use sqlx::Row;
+
+use crate::{ROWS_PER_STATEMENT, Result, Store, multi_row_sql, now_ms, parse_col};
+
+impl Store {
+    /// Makes each of `followers` follow `of`, in one transaction. Pairs that already exist are
+    /// left as they were, so a retried call changes nothing. Returns how many follows are new.
+    pub async fn add_followers(
+        &self,
+        tenant_id: &TenantId,
+        of: &UserId,
+        followers: &[UserId],
+    ) -> Result<u64> {
+        let now = now_ms();
+        let mut added = 0;
+        let mut tx = self.pool().begin().await?;
+        for chunk in followers.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_row_sql(
+                "INSERT INTO follows (tenant_id, user_id, follower_id, created_at_ms)",
+                4,
+                chunk.len(),
+                "ON CONFLICT DO NOTHING",
+            );
+            let mut query = sqlx::query(&sql);
+            for follower in chunk {
+                query = query
+                    .bind(tenant_id.as_str())
+                    .bind(of.as_str())
+                    .bind(follower.as_str())
+                    .bind(now);
+            }
+            added += query.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Stops `follower` following `of`. Returns false if it did not.
+    pub async fn remove_follower(
+        &self,
+        tenant_id: &TenantId,
+        of: &UserId,
+        follower: &UserId,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM follows WHERE tenant_id = $1 AND user_id = $2 AND follower_id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(of.as_str())
+        .bind(follower.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Lists up to `limit` followers of `of` in id order, starting after `after`.
+    pub async fn list_followers(
+        &self,
+        tenant_id: &TenantId,
+        of: &UserId,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> Result<Vec<UserId>> {
+        // Ids are never empty, so "" sorts before every one of them.
+        let rows = sqlx::query(
+            "SELECT follower_id FROM follows
+             WHERE tenant_id = $1 AND user_id = $2 AND follower_id > $3
+             ORDER BY follower_id LIMIT $4",
+        )
+        .bind(tenant_id.as_str())
+        .bind(of.as_str())
+        .bind(after.map_or("", UserId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("follower_id")?;
+                parse_col("follows", UserId::parse(&id))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::store;
+
+    use super::*;
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    async fn tenants(store: &Store) -> (TenantId, TenantId) {
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        store.upsert_tenant(&a, "A").await.unwrap();
+        store.upsert_tenant(&b, "B").await.unwrap();
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn adding_followers_is_idempotent_and_counts_only_new_ones() {
+        let store = store().await;
+        let (a, _) = tenants(&store).await;
+        let star = user("star");
+        // More than one statement's worth, with a duplicate inside the call.
+        let mut fans: Vec<UserId> = (0..1_234).map(|i| user(&format!("f{i:04}"))).collect();
+        fans.push(user("f0001"));
+        assert_eq!(store.add_followers(&a, &star, &fans).await.unwrap(), 1_234);
+        assert_eq!(store.add_followers(&a, &star, &fans).await.unwrap(), 0);
+        assert_eq!(
+            store
+                .add_followers(&a, &star, &[user("f0000"), user("new")])
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.add_followers(&a, &star, &[]).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn followers_page_in_id_order_and_stay_in_their_tenant() {
+        let store = store().await;
+        let (a, b) = tenants(&store).await;
+        let star = user("star");
+        let fans = [user("c"), user("a"), user("b"), user("d")];
+        store.add_followers(&a, &star, &fans).await.unwrap();
+        store
+            .add_followers(&a, &user("other"), &[user("z")])
+            .await
+            .unwrap();
+
+        let first = store.list_followers(&a, &star, None, 3).await.unwrap();
+        assert_eq!(first, [user("a"), user("b"), user("c")]);
+        let rest = store
+            .list_followers(&a, &star, first.last(), 3)
+            .await
+            .unwrap();
+        assert_eq!(rest, [user("d")]);
+        assert!(
+            store
+                .list_followers(&b, &star, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        assert!(!store.remove_follower(&b, &star, &user("a")).await.unwrap());
+        assert!(store.remove_follower(&a, &star, &user("a")).await.unwrap());
+        assert!(!store.remove_follower(&a, &star, &user("a")).await.unwrap());
+        assert_eq!(
+            store.list_followers(&a, &star, None, 10).await.unwrap(),
+            [user("b"), user("c"), user("d")]
+        );
+    }
+}

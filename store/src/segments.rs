@@ -1,0 +1,278 @@
+//! Segments: named sets of users that a [`RecipientsQuery::Segment`] audience is read from.
+//!
+//! [`RecipientsQuery::Segment`]: fanout_domain::request::RecipientsQuery::Segment
+
+use fanout_domain::audience::Segment;
+use fanout_domain::{SegmentId, TenantId, UserId};
+use sqlx::Row;
+
+use crate::{ROWS_PER_STATEMENT, Result, Store, multi_row_sql, now_ms, parse_col};
+
+const T: &str = "segments";
+
+impl Store {
+    /// Creates a segment, or renames it; its members are kept either way.
+    pub async fn upsert_segment(
+        &self,
+        tenant_id: &TenantId,
+        segment_id: &SegmentId,
+        name: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO segments (tenant_id, segment_id, name, updated_at_ms)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, segment_id) DO UPDATE SET
+               name = excluded.name, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(tenant_id.as_str())
+        .bind(segment_id.as_str())
+        .bind(name)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Returns a segment with its current member count.
+    pub async fn get_segment(
+        &self,
+        tenant_id: &TenantId,
+        segment_id: &SegmentId,
+    ) -> Result<Option<Segment>> {
+        // The count walks the segment's slice of the primary-key index: fine for the sizes a
+        // GET is asked about; a stored counter would be the next step for millions.
+        let row = sqlx::query(
+            "SELECT s.segment_id, s.name, s.updated_at_ms,
+               (SELECT COUNT(*) FROM segment_members m
+                WHERE m.tenant_id = s.tenant_id AND m.segment_id = s.segment_id) AS members
+             FROM segments s WHERE s.tenant_id = $1 AND s.segment_id = $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(segment_id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: String = row.try_get("segment_id")?;
+        let members: i64 = row.try_get("members")?;
+        Ok(Some(Segment {
+            segment_id: parse_col(T, SegmentId::parse(&id))?,
+            name: row.try_get("name")?,
+            members: u64::try_from(members).unwrap_or_default(),
+            updated_at_ms: row.try_get("updated_at_ms")?,
+        }))
+    }
+
+    /// Adds `users` to a segment, in one transaction; existing members are left as they were,
+    /// so a retried call changes nothing. Returns how many members are new, or `None` if the
+    /// segment does not exist.
+    pub async fn add_segment_members(
+        &self,
+        tenant_id: &TenantId,
+        segment_id: &SegmentId,
+        users: &[UserId],
+    ) -> Result<Option<u64>> {
+        let mut tx = self.pool().begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM segments WHERE tenant_id = $1 AND segment_id = $2")
+            .bind(tenant_id.as_str())
+            .bind(segment_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let mut added = 0;
+        for chunk in users.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_row_sql(
+                "INSERT INTO segment_members (tenant_id, segment_id, user_id)",
+                3,
+                chunk.len(),
+                "ON CONFLICT DO NOTHING",
+            );
+            let mut query = sqlx::query(&sql);
+            for user in chunk {
+                query = query
+                    .bind(tenant_id.as_str())
+                    .bind(segment_id.as_str())
+                    .bind(user.as_str());
+            }
+            added += query.execute(&mut *tx).await?.rows_affected();
+        }
+        if added > 0 {
+            touch_segment(&mut tx, tenant_id, segment_id).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(added))
+    }
+
+    /// Removes `user` from a segment. Returns false if they were not a member.
+    pub async fn remove_segment_member(
+        &self,
+        tenant_id: &TenantId,
+        segment_id: &SegmentId,
+        user: &UserId,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let removed = sqlx::query(
+            "DELETE FROM segment_members
+             WHERE tenant_id = $1 AND segment_id = $2 AND user_id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(segment_id.as_str())
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if removed {
+            touch_segment(&mut tx, tenant_id, segment_id).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Lists up to `limit` members of a segment in id order, starting after `after`.
+    pub async fn list_segment_members(
+        &self,
+        tenant_id: &TenantId,
+        segment_id: &SegmentId,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> Result<Vec<UserId>> {
+        // Ids are never empty, so "" sorts before every one of them.
+        let rows = sqlx::query(
+            "SELECT user_id FROM segment_members
+             WHERE tenant_id = $1 AND segment_id = $2 AND user_id > $3
+             ORDER BY user_id LIMIT $4",
+        )
+        .bind(tenant_id.as_str())
+        .bind(segment_id.as_str())
+        .bind(after.map_or("", UserId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("user_id")?;
+                parse_col("segment_members", UserId::parse(&id))
+            })
+            .collect()
+    }
+}
+
+/// Records that a segment's membership changed.
+async fn touch_segment(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &TenantId,
+    segment_id: &SegmentId,
+) -> Result<()> {
+    sqlx::query("UPDATE segments SET updated_at_ms = $3 WHERE tenant_id = $1 AND segment_id = $2")
+        .bind(tenant_id.as_str())
+        .bind(segment_id.as_str())
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::store;
+
+    use super::*;
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn segments_count_members_and_stay_in_their_tenant() {
+        let store = store().await;
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        store.upsert_tenant(&a, "A").await.unwrap();
+        store.upsert_tenant(&b, "B").await.unwrap();
+        let beta = SegmentId::parse("beta").unwrap();
+
+        assert_eq!(store.get_segment(&a, &beta).await.unwrap(), None);
+        assert_eq!(
+            store
+                .add_segment_members(&a, &beta, &[user("u1")])
+                .await
+                .unwrap(),
+            None,
+            "members of a missing segment"
+        );
+        store.upsert_segment(&a, &beta, "Beta").await.unwrap();
+        let members: Vec<UserId> = (0..1_001).map(|i| user(&format!("m{i:04}"))).collect();
+        assert_eq!(
+            store
+                .add_segment_members(&a, &beta, &members)
+                .await
+                .unwrap(),
+            Some(1_001)
+        );
+        assert_eq!(
+            store
+                .add_segment_members(&a, &beta, &members[..10])
+                .await
+                .unwrap(),
+            Some(0)
+        );
+        store
+            .upsert_segment(&a, &beta, "Beta testers")
+            .await
+            .unwrap();
+        let segment = store.get_segment(&a, &beta).await.unwrap().unwrap();
+        assert_eq!(
+            (segment.name.as_str(), segment.members),
+            ("Beta testers", 1_001),
+            "renaming keeps the members"
+        );
+        assert_eq!(store.get_segment(&b, &beta).await.unwrap(), None);
+        assert_eq!(
+            store
+                .add_segment_members(&b, &beta, &[user("x")])
+                .await
+                .unwrap(),
+            None
+        );
+
+        let page = store
+            .list_segment_members(&a, &beta, Some(&user("m0997")), 10)
+            .await
+            .unwrap();
+        assert_eq!(page, [user("m0998"), user("m0999"), user("m1000")]);
+        assert!(
+            store
+                .list_segment_members(&b, &beta, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        assert!(
+            !store
+                .remove_segment_member(&b, &beta, &user("m0000"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .remove_segment_member(&a, &beta, &user("m0000"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .remove_segment_member(&a, &beta, &user("m0000"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_segment(&a, &beta).await.unwrap().unwrap().members,
+            1_000
+        );
+    }
+}
