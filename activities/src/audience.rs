@@ -24,7 +24,12 @@ pub async fn resolve_chunk(
     };
     while chunk.pages < input.max_pages {
         let batch = store
-            .audience_batch(&input.tenant_id, &input.recipients, chunk.after.as_ref(), page_size)
+            .audience_batch(
+                &input.tenant_id,
+                &input.recipients,
+                chunk.after.as_ref(),
+                page_size,
+            )
             .await
             .map_err(store_error)?;
         let exhausted = batch.len() < page_size as usize;

@@ -67,7 +67,8 @@ impl TokenBucket {
         let capacity = (rate / 10.0).max(1.0);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, last) = *state;
-        let refilled = (tokens + now.saturating_duration_since(last).as_secs_f64() * rate).min(capacity);
+        let refilled =
+            (tokens + now.saturating_duration_since(last).as_secs_f64() * rate).min(capacity);
         if refilled >= 1.0 {
             *state = (refilled - 1.0, now);
             Ok(())
@@ -155,11 +156,19 @@ mod tests {
         assert!(bucket.try_take(10, start).is_ok());
         let wait = bucket.try_take(10, start).unwrap_err();
         assert!((wait.as_secs_f64() - 0.1).abs() < 1e-6, "{wait:?}");
-        assert!(bucket.try_take(10, start + Duration::from_millis(100)).is_ok());
+        assert!(
+            bucket
+                .try_take(10, start + Duration::from_millis(100))
+                .is_ok()
+        );
         // Over one simulated second at 50/s exactly 50 (+ the capacity) tokens are handed out.
         let bucket = TokenBucket::default();
         let taken = (0..=1000)
-            .filter(|ms| bucket.try_take(50, start + Duration::from_millis(*ms)).is_ok())
+            .filter(|ms| {
+                bucket
+                    .try_take(50, start + Duration::from_millis(*ms))
+                    .is_ok()
+            })
             .count();
         assert!((50..=56).contains(&taken), "{taken}");
     }

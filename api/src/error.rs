@@ -40,6 +40,9 @@ pub enum ApiError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The resource is not in a state that allows this (e.g. pausing a finished request).
+    #[error("{0}")]
+    Conflict(String),
     /// A dependency (Temporal) is not reachable; the request was not accepted.
     #[error("{0}")]
     Unavailable(String),
@@ -63,6 +66,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

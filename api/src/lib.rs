@@ -5,12 +5,13 @@
 //! in-app inbox from Temporal (while a request runs) and the store (once it has finished).
 //!
 //! Layout: [`app`] builds the router from one module per resource ([`notify`], [`requests`]
-//! for status and receipts, [`users`], [`templates`], [`inbox`], [`health`] with the OpenAPI
+//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`users`], [`templates`], [`inbox`], [`health`] with the OpenAPI
 //! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
 //! [`run`] serves on a given listener until a shutdown future resolves.
 
 pub mod auth;
+pub mod control;
 pub mod error;
 pub mod health;
 pub mod inbox;
@@ -72,6 +73,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/notify", post(notify::notify))
         .route("/v1/status/{request_id}", get(requests::status))
         .route("/v1/receipts", get(requests::receipts))
+        .route("/v1/cancel", post(control::cancel))
+        .route("/v1/requests/{request_id}/pause", post(control::pause))
+        .route("/v1/requests/{request_id}/resume", post(control::resume))
+        .route("/v1/requests/{request_id}/rate", post(control::rate))
         .route(
             "/v1/users/{user_id}",
             put(users::put_user).get(users::get_user),

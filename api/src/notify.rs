@@ -186,6 +186,7 @@ pub async fn notify(
         priority: request.priority,
         ttl_seconds: request.ttl_seconds,
         accepted_at_ms: now_ms(),
+        carry: None,
     };
     let outcome = tokio::time::timeout(START_TIMEOUT, state.orchestrator.start(input))
         .await

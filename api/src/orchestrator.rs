@@ -9,12 +9,16 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use fanout_domain::RequestId;
 use fanout_domain::config::TemporalConfig;
-use fanout_domain::contracts::{self, NotificationInput, NotificationWorkflow, ProgressQuery};
+use fanout_domain::contracts::{
+    self, NotificationInput, NotificationWorkflow, PauseSignal, ProgressQuery, RateLimit,
+    ResumeSignal, SetRateSignal,
+};
 use fanout_domain::receipt::{Progress, RequestState};
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowDescribeOptions,
-    WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCancelOptions,
+    WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowQueryOptions,
+    WorkflowSignalOptions, WorkflowStartOptions,
 };
 use temporalio_common::search_attributes::SearchAttributes;
 
@@ -38,10 +42,27 @@ pub enum LiveState {
     Unknown,
 }
 
-/// Temporal could not be reached or answered with an error.
+/// An operator control sent to a running request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Stop starting pages and hold in-flight deliveries.
+    Pause,
+    /// Undo a pause.
+    Resume,
+    /// Cap (or, with `None`, uncap) deliveries per second.
+    SetRate(Option<u32>),
+}
+
+/// Temporal could not do what was asked.
 #[derive(Debug, thiserror::Error)]
-#[error("temporal: {0}")]
-pub struct OrchestratorError(String);
+pub enum OrchestratorError {
+    /// The request's workflow is not running (it finished, or never started).
+    #[error("the request is not running")]
+    NotRunning,
+    /// Temporal could not be reached or answered with an error.
+    #[error("temporal: {0}")]
+    Unavailable(String),
+}
 
 /// Starts and inspects request workflows.
 #[async_trait]
@@ -50,6 +71,24 @@ pub trait Orchestrator: Send + Sync + 'static {
     async fn start(&self, input: NotificationInput) -> Result<StartOutcome, OrchestratorError>;
     /// Reads the request's live state.
     async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError>;
+    /// Signals a running request.
+    async fn control(
+        &self,
+        request_id: &RequestId,
+        control: Control,
+    ) -> Result<(), OrchestratorError>;
+    /// Requests cancellation of a running request.
+    async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError>;
+}
+
+fn interaction_error(e: WorkflowInteractionError) -> OrchestratorError {
+    match e {
+        WorkflowInteractionError::NotFound(_) => OrchestratorError::NotRunning,
+        // Signalling or cancelling a closed workflow fails with "workflow execution already
+        // completed": the request is simply not running any more.
+        other if other.to_string().contains("already completed") => OrchestratorError::NotRunning,
+        other => OrchestratorError::Unavailable(other.to_string()),
+    }
 }
 
 /// The Temporal-backed orchestrator.
@@ -113,7 +152,7 @@ impl Orchestrator for TemporalOrchestrator {
         {
             Ok(_) => Ok(StartOutcome::Started),
             Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(StartOutcome::Duplicate),
-            Err(e) => Err(OrchestratorError(e.to_string())),
+            Err(e) => Err(OrchestratorError::Unavailable(e.to_string())),
         }
     }
 
@@ -124,7 +163,7 @@ impl Orchestrator for TemporalOrchestrator {
         let description = match handle.describe(WorkflowDescribeOptions::default()).await {
             Ok(d) => d,
             Err(WorkflowInteractionError::NotFound(_)) => return Ok(LiveState::Unknown),
-            Err(e) => return Err(OrchestratorError(e.to_string())),
+            Err(e) => return Err(OrchestratorError::Unavailable(e.to_string())),
         };
         if let Some(state) = closed_state(description.status()) {
             return Ok(LiveState::Closed(state));
@@ -135,7 +174,38 @@ impl Orchestrator for TemporalOrchestrator {
         {
             Ok(progress) => Ok(LiveState::Running(progress)),
             Err(WorkflowQueryError::NotFound(_)) => Ok(LiveState::Unknown),
-            Err(e) => Err(OrchestratorError(e.to_string())),
+            Err(e) => Err(OrchestratorError::Unavailable(e.to_string())),
         }
+    }
+
+    async fn control(
+        &self,
+        request_id: &RequestId,
+        control: Control,
+    ) -> Result<(), OrchestratorError> {
+        let handle = self
+            .client
+            .get_workflow_handle::<NotificationWorkflow>(request_id.workflow_id());
+        let options = WorkflowSignalOptions::default();
+        let sent = match control {
+            Control::Pause => handle.signal(PauseSignal, (), options).await,
+            Control::Resume => handle.signal(ResumeSignal, (), options).await,
+            Control::SetRate(per_second) => {
+                handle
+                    .signal(SetRateSignal, RateLimit { per_second }, options)
+                    .await
+            }
+        };
+        sent.map_err(interaction_error)
+    }
+
+    async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError> {
+        let handle = self
+            .client
+            .get_workflow_handle::<NotificationWorkflow>(request_id.workflow_id());
+        let options = WorkflowCancelOptions::builder()
+            .reason("cancelled through the fanout api".to_owned())
+            .build();
+        handle.cancel(options).await.map_err(interaction_error)
     }
 }

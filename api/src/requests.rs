@@ -37,6 +37,13 @@ pub struct StatusResponse {
     pub source: String,
     /// Recipients in the audience snapshot.
     pub recipients: u64,
+    /// Audience members left out because their user does not exist (suppressed on every
+    /// channel).
+    pub excluded: u64,
+    /// Whether an operator paused the request.
+    pub paused: bool,
+    /// The request's delivery rate cap, if any.
+    pub rate_per_second: Option<u32>,
     /// Audience pages.
     pub pages_total: u32,
     /// Pages finished.
@@ -160,6 +167,9 @@ fn respond(
         template_id: record.template_id.to_string(),
         source: source.to_owned(),
         recipients: progress.recipients,
+        excluded: progress.excluded,
+        paused: progress.paused,
+        rate_per_second: progress.rate_per_second,
         pages_total: progress.pages_total,
         pages_done: progress.pages_done,
         channels: progress.channels,

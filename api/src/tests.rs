@@ -15,13 +15,15 @@ use fanout_store::tenants::generate_api_key;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::orchestrator::{LiveState, Orchestrator, OrchestratorError, StartOutcome};
+use crate::orchestrator::{Control, LiveState, Orchestrator, OrchestratorError, StartOutcome};
 use crate::{AppState, app};
 
 /// Remembers started requests; a second start of the same id is a duplicate, as in Temporal.
 #[derive(Default)]
 struct FakeOrchestrator {
     started: Mutex<Vec<NotificationInput>>,
+    controls: Mutex<Vec<(RequestId, Control)>>,
+    cancelled: Mutex<Vec<RequestId>>,
 }
 
 #[async_trait]
@@ -33,6 +35,27 @@ impl Orchestrator for FakeOrchestrator {
         }
         started.push(input);
         Ok(StartOutcome::Started)
+    }
+
+    async fn control(
+        &self,
+        request_id: &RequestId,
+        control: Control,
+    ) -> Result<(), OrchestratorError> {
+        let started = self.started.lock().unwrap();
+        if !started.iter().any(|s| &s.request_id == request_id) {
+            return Err(OrchestratorError::NotRunning);
+        }
+        self.controls
+            .lock()
+            .unwrap()
+            .push((request_id.clone(), control));
+        Ok(())
+    }
+
+    async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError> {
+        self.cancelled.lock().unwrap().push(request_id.clone());
+        Ok(())
     }
 
     async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
@@ -51,6 +74,7 @@ impl Orchestrator for FakeOrchestrator {
 struct Harness {
     router: axum::Router,
     orchestrator: Arc<FakeOrchestrator>,
+    store: Store,
     keys: Vec<String>,
 }
 
@@ -79,6 +103,7 @@ async fn harness() -> Harness {
     let h = Harness {
         router,
         orchestrator,
+        store,
         keys,
     };
     for key in h.keys.clone() {
@@ -465,6 +490,10 @@ async fn the_openapi_document_describes_every_route() {
         "/v1/notify",
         "/v1/status/{request_id}",
         "/v1/receipts",
+        "/v1/cancel",
+        "/v1/requests/{request_id}/pause",
+        "/v1/requests/{request_id}/resume",
+        "/v1/requests/{request_id}/rate",
         "/v1/users/{user_id}",
         "/v1/users/{user_id}/inbox",
         "/v1/templates/{template_id}",
@@ -472,4 +501,116 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!(paths, routed.into_iter().collect());
     let (status, health) = h.call("GET", "/healthz", None, None).await;
     assert_eq!((status, health), (StatusCode::OK, json!({"status": "ok"})));
+}
+
+#[tokio::test]
+async fn controls_reach_the_workflow_and_cancel_is_written_through() {
+    let h = harness().await;
+    let (_, a) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(trigger("c1")))
+        .await;
+    let id = a["request_id"].as_str().unwrap().to_owned();
+
+    let (status, body) = h
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/pause"),
+            Some(h.key(0)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, _) = h
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/rate"),
+            Some(h.key(0)),
+            Some(json!({"per_second": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, body) = h
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/rate"),
+            Some(h.key(0)),
+            Some(json!({"per_second": 0})),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("per_second"))
+    );
+    let (status, _) = h
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/pause"),
+            Some(h.key(1)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another tenant cannot pause it"
+    );
+    let sent: Vec<Control> = h
+        .orchestrator
+        .controls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, c)| *c)
+        .collect();
+    assert_eq!(sent, vec![Control::Pause, Control::SetRate(Some(5))]);
+
+    for body in [json!({}), json!({"request_id": id, "dedupe_key": "c1"})] {
+        let (status, answer) = h
+            .call("POST", "/v1/cancel", Some(h.key(0)), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    }
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/cancel",
+            Some(h.key(1)),
+            Some(json!({"dedupe_key": "c1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "dedupe keys are per tenant");
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/cancel",
+            Some(h.key(0)),
+            Some(json!({"dedupe_key": "c1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["request_id"], id.as_str());
+    let request_id = RequestId::parse(&id).unwrap();
+    assert_eq!(
+        h.orchestrator.cancelled.lock().unwrap().clone(),
+        vec![request_id.clone()]
+    );
+    assert!(h.store.get_controls(&request_id).await.unwrap().cancelled);
+
+    h.store
+        .finalize_request(
+            &request_id,
+            fanout_domain::receipt::RequestState::Cancelled,
+            &Progress::default(),
+        )
+        .await
+        .unwrap();
+    let (status, body) = h
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/resume"),
+            Some(h.key(0)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }

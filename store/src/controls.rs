@@ -30,7 +30,11 @@ impl Store {
     }
 
     /// Replaces the request's controls. Cancellation is sticky: once set it stays set.
-    pub async fn set_controls(&self, request_id: &RequestId, controls: &RequestControls) -> Result<()> {
+    pub async fn set_controls(
+        &self,
+        request_id: &RequestId,
+        controls: &RequestControls,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO request_controls (request_id, paused, rate_per_second, cancelled, updated_at_ms)
              VALUES ($1, $2, $3, $4, $5)
@@ -78,7 +82,10 @@ mod tests {
         let req = DedupeKey::new(TenantId::parse("t").unwrap(), "k")
             .unwrap()
             .request_id();
-        assert_eq!(store.get_controls(&req).await.unwrap(), RequestControls::default());
+        assert_eq!(
+            store.get_controls(&req).await.unwrap(),
+            RequestControls::default()
+        );
         let paused = RequestControls {
             paused: true,
             rate_per_second: Some(5),

@@ -104,6 +104,25 @@ impl Store {
         row.as_ref().map(record_from_row).transpose()
     }
 
+    /// Returns the tenant's request for a dedupe key, if any.
+    pub async fn find_request_by_dedupe_key(
+        &self,
+        tenant_id: &TenantId,
+        dedupe_key: &str,
+    ) -> Result<Option<RequestRecord>> {
+        let row = sqlx::query(
+            "SELECT request_id, tenant_id, dedupe_key, template_id, state, progress, metadata,
+                    created_at_ms, updated_at_ms
+             FROM requests WHERE tenant_id = $1 AND dedupe_key = $2
+             ORDER BY created_at_ms DESC LIMIT 1",
+        )
+        .bind(tenant_id.as_str())
+        .bind(dedupe_key)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
     /// Writes the request's final state and counts.
     pub async fn finalize_request(
         &self,
@@ -177,5 +196,14 @@ mod tests {
 
         let other = TenantId::parse("other").unwrap();
         assert!(store.get_request(&other, &id).await.unwrap().is_none());
+        let by_key = store.find_request_by_dedupe_key(&t, "k1").await.unwrap();
+        assert_eq!(by_key.map(|r| r.request_id), Some(id.clone()));
+        assert!(
+            store
+                .find_request_by_dedupe_key(&other, "k1")
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

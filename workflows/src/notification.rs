@@ -20,8 +20,8 @@ use fanout_domain::receipt::{ChannelCounts, DeliveryStatus, Progress, RequestSta
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ChildWorkflowExecutionError, ChildWorkflowStartError, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ChildWorkflowExecutionError, ChildWorkflowStartError, ContinueAsNewOptions,
+    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use crate::options;
@@ -79,7 +79,13 @@ impl NotificationWorkflow {
                     return finish(ctx, &input, RequestState::Cancelled, None).await;
                 }
                 Err(Stop::Failed(err)) => {
-                    finish(ctx, &input, RequestState::Failed, Some(DeliveryStatus::Failed)).await?;
+                    finish(
+                        ctx,
+                        &input,
+                        RequestState::Failed,
+                        Some(DeliveryStatus::Failed),
+                    )
+                    .await?;
                     return Err(err);
                 }
             },
@@ -89,7 +95,13 @@ impl NotificationWorkflow {
                 finish(ctx, &input, RequestState::Completed, None).await
             }
             Ending::Done { .. } => {
-                finish(ctx, &input, RequestState::Completed, Some(DeliveryStatus::Failed)).await
+                finish(
+                    ctx,
+                    &input,
+                    RequestState::Completed,
+                    Some(DeliveryStatus::Failed),
+                )
+                .await
             }
             Ending::Cancelled => finish(ctx, &input, RequestState::Cancelled, None).await,
             Ending::ContinueAsNew(carry) => {

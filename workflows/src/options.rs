@@ -6,8 +6,8 @@ use std::time::Duration;
 use fanout_domain::contracts;
 use temporalio_common::RetryPolicy;
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType,
-    ChildWorkflowOptions, WorkflowCancellationToken,
+    ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, ChildWorkflowOptions,
+    WorkflowCancellationToken,
 };
 
 /// Attempts before an activity's failure reaches the workflow. Delivery's last attempt turns

@@ -1,7 +1,9 @@
 //! `FanoutPageWorkflow`: one page of the audience over every channel, one activity per channel,
 //! concurrently. Cancelling it cancels the activities and waits until they have stopped.
 
-use fanout_domain::contracts::{DeliverPageInput, DeliveryActivities, FanoutPageInput, PageOutcome};
+use fanout_domain::contracts::{
+    DeliverPageInput, DeliveryActivities, FanoutPageInput, PageOutcome,
+};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{WorkflowContext, WorkflowResult};
