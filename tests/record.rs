@@ -5,11 +5,10 @@
 
 use std::path::PathBuf;
 
-use fanout_domain::contracts::NotificationWorkflow;
 use fanout_sandbox::{FaultStage, NewFault};
 use reqwest::StatusCode;
 use serde_json::json;
-use temporalio_client::WorkflowFetchHistoryOptions;
+use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions};
 
 use crate::helpers::TestApp;
 
@@ -53,14 +52,20 @@ async fn record_histories() -> anyhow::Result<()> {
     app.wait_for_state(request_id, "completed").await?;
 
     let client = app.temporal_client().await?;
-    let history = client
-        .get_workflow_handle::<NotificationWorkflow>(request_id)
-        .fetch_history(WorkflowFetchHistoryOptions::default())
-        .to_json()
-        .await?;
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../workflows/histories/notification_completed.json");
-    std::fs::write(&path, history)?;
-    println!("recorded {}", path.display());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows/histories");
+    for (workflow_id, file) in [
+        (request_id.to_owned(), "notification_completed.json"),
+        (format!("{request_id}/resolve"), "resolve_audience.json"),
+        (format!("{request_id}/page-0"), "fanout_page.json"),
+    ] {
+        let history = client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await?;
+        let path = dir.join(file);
+        std::fs::write(&path, history)?;
+        println!("recorded {}", path.display());
+    }
     Ok(())
 }
