@@ -31,7 +31,7 @@
 //! HTTP routes:
 //! - `GET /healthz`: `{"status":"ok"}`.
 //! - `GET /api/emails?to=&after_id=&limit=`: [`EmailList`], oldest first; `to` matches an
-//!   envelope recipient case-insensitively; `limit` defaults to 100 and is capped at 1000.
+//!   envelope recipient case-insensitively (`@domain` matches every address there); `limit` defaults to 100 and is capped at 1000.
 //! - `GET /api/emails/count?to=`: [`EmailCount`].
 //! - `GET /api/emails/{id}`: [`StoredEmail`]; `GET /api/emails/{id}/raw`: the message as
 //!   received (`message/rfc822`).

@@ -231,8 +231,20 @@ impl StoredMessage {
         self.email
             .rcpt_to
             .iter()
-            .any(|recipient| same_address(recipient, to))
+            .any(|recipient| address_matches(to, recipient))
     }
+}
+
+/// Whether `address` is matched by `pattern`: the same address, or, for a pattern `@domain`,
+/// any address at that domain.
+pub(crate) fn address_matches(pattern: &str, address: &str) -> bool {
+    if pattern.starts_with('@') {
+        let Some(at) = address.rfind('@') else {
+            return false;
+        };
+        return same_address(pattern, &address[at..]);
+    }
+    same_address(pattern, address)
 }
 
 /// Compares two addresses case-insensitively, without allocating for ASCII ones.
@@ -310,6 +322,15 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domain_patterns_match_every_address_at_the_domain() {
+        assert!(address_matches("@Example.com", "a@example.COM"));
+        assert!(!address_matches("@example.com", "a@example.org"));
+        assert!(!address_matches("@example.com", "a@sub.example.com"));
+        assert!(address_matches("a@example.com", "A@example.com"));
+        assert!(!address_matches("@example.com", "no-at-sign"));
+    }
 
     fn envelope(rcpt_to: &[&str]) -> Envelope {
         Envelope {

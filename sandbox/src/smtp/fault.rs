@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::mailbox::same_address;
+use crate::mailbox::address_matches;
 
 /// Longest delay a rule may add before its reply.
 const MAX_DELAY_MS: u64 = 10 * 60 * 1000;
@@ -35,7 +35,8 @@ pub enum FaultStage {
 /// Body of `POST /api/smtp/faults`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewFault {
-    /// Envelope recipient the rule matches, compared case-insensitively.
+    /// Envelope recipient the rule matches, compared case-insensitively; `@domain` matches
+    /// every address at that domain.
     pub rcpt: String,
     /// SMTP reply code, 400 to 599 (421 also closes the connection), or 250 to accept normally
     /// after `delay_ms`: latency injection without a failure.
@@ -184,7 +185,7 @@ impl Faults {
         let index = inner
             .rules
             .iter()
-            .position(|fault| fault.stage == stage && same_address(&fault.rcpt, rcpt))?;
+            .position(|fault| fault.stage == stage && address_matches(&fault.rcpt, rcpt))?;
         let fault = &mut inner.rules[index];
         let reply = FaultReply {
             code: fault.code,
