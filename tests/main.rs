@@ -2,6 +2,8 @@
 //!
 //! Run with `make test` (which installs the temporal CLI) or `cargo test -p fanout-tests`.
 
+mod crash;
 mod helpers;
 mod notify;
+mod orchestration;
 mod record;

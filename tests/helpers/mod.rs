@@ -31,6 +31,10 @@ pub struct TestApp {
     pub tenant: TenantId,
     /// Its API key.
     pub api_key: String,
+    /// Direct store access, for bulk set-up.
+    pub store: Store,
+    /// The configuration this test's worker runs with (to start more, or another process).
+    pub worker_config: fanout_worker::Config,
     /// Shared services (Temporal, sandbox).
     pub shared: &'static Shared,
     http: reqwest::Client,
@@ -41,11 +45,27 @@ pub struct TestApp {
 impl TestApp {
     /// Starts a worker and an API for the test named `name`.
     pub async fn spawn(name: &str) -> anyhow::Result<Self> {
-        Self::spawn_with_page_size(name, 50).await
+        Self::spawn_with(name, 50, 16).await
     }
 
     /// As [`Self::spawn`], with audience pages of `page_size` recipients.
     pub async fn spawn_with_page_size(name: &str, page_size: u32) -> anyhow::Result<Self> {
+        Self::spawn_with(name, page_size, 16).await
+    }
+
+    /// As [`Self::spawn`], with the given page size and sends in flight per page and channel.
+    pub async fn spawn_with(name: &str, page_size: u32, concurrency: usize) -> anyhow::Result<Self> {
+        Self::spawn_full(name, page_size, concurrency, true).await
+    }
+
+    /// As [`Self::spawn_with`]; without an in-process worker when `in_process_worker` is false
+    /// (the test runs its own, e.g. as a separate process).
+    pub async fn spawn_full(
+        name: &str,
+        page_size: u32,
+        concurrency: usize,
+        in_process_worker: bool,
+    ) -> anyhow::Result<Self> {
         let shared = stack::shared()?;
         let suffix: u32 = rand::random();
         let slug: String = name
@@ -89,10 +109,10 @@ impl TestApp {
             },
             delivery: fanout_activities::DeliveryConfig {
                 page_size,
-                concurrency: 16,
+                concurrency,
             },
         };
-        let stop_worker = stack::spawn_worker(worker_config);
+        let stop_worker = in_process_worker.then(|| stack::spawn_worker(worker_config.clone()));
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let api_url = format!("http://{}", listener.local_addr()?);
@@ -114,10 +134,12 @@ impl TestApp {
             api_url,
             tenant,
             api_key,
+            store,
+            worker_config,
             shared,
             http: reqwest::Client::new(),
             stop_api: Some(stop_api),
-            stop_worker: Some(stop_worker),
+            stop_worker,
         };
         app.wait_healthy().await?;
         Ok(app)
@@ -256,6 +278,70 @@ impl TestApp {
             connection,
             temporalio_client::ClientOptions::new("default").build(),
         )?)
+    }
+
+    /// Every email the sandbox received at this test's domain, counted per recipient.
+    pub async fn emails_per_recipient(&self) -> anyhow::Result<HashMap<String, usize>> {
+        let mut counts = HashMap::new();
+        let mut after: Option<u64> = None;
+        loop {
+            let mut url = format!(
+                "{}/api/emails?to=@{}.test&limit=1000",
+                self.shared.sandbox_url, self.tenant
+            );
+            if let Some(a) = after {
+                url.push_str(&format!("&after_id={a}"));
+            }
+            let list: EmailList = self.http.get(url).send().await?.json().await?;
+            for email in &list.emails {
+                for rcpt in &email.rcpt_to {
+                    *counts.entry(rcpt.clone()).or_default() += 1;
+                }
+            }
+            match list.next_after_id {
+                Some(next) => after = Some(next),
+                None => return Ok(counts),
+            }
+        }
+    }
+
+    /// Creates `n` users `u00000..` with addresses at this test's domain, and makes them all
+    /// followers of `star`. Returns their ids.
+    pub async fn seed_followers(&self, star: &str, n: usize) -> anyhow::Result<Vec<String>> {
+        use fanout_domain::UserId;
+        use fanout_domain::user::{EmailAddress, User};
+        let ids: Vec<String> = (0..n).map(|i| format!("u{i:05}")).collect();
+        let users = ids
+            .iter()
+            .map(|id| {
+                Ok(User {
+                    user_id: UserId::parse(id)?,
+                    email: Some(EmailAddress::parse(&self.email_of(id))?),
+                    name: Some(id.clone()),
+                    locale: None,
+                    timezone: None,
+                    devices: Vec::new(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.store.upsert_users(&self.tenant, &users).await?;
+        let followers: Vec<UserId> = users.into_iter().map(|u| u.user_id).collect();
+        self.store
+            .add_followers(&self.tenant, &UserId::parse(star)?, &followers)
+            .await?;
+        Ok(ids)
+    }
+
+    /// Posts JSON (or nothing) and returns the status and body.
+    pub async fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<(StatusCode, Value)> {
+        let mut request = self.request(reqwest::Method::POST, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await?;
+        let status = r.status();
+        let text = r.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
     /// Installs an SMTP fault rule in the sandbox.

@@ -19,6 +19,8 @@ pub struct Shared {
     pub smtp_addr: SocketAddr,
     /// The sandbox's HTTP API.
     pub sandbox_url: String,
+    /// The `temporal` CLI (tests drive it as an operator would).
+    pub temporal_bin: PathBuf,
 }
 
 static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
@@ -38,15 +40,17 @@ fn start() -> anyhow::Result<Shared> {
         )
         .with_test_writer()
         .try_init();
+    let temporal_bin = temporal_bin()?;
     let temporal_address = match std::env::var("FANOUT_TEST_TEMPORAL_ADDRESS") {
         Ok(addr) => addr,
-        Err(_) => start_temporal(&temporal_bin()?)?,
+        Err(_) => start_temporal(&temporal_bin)?,
     };
     let (smtp_addr, sandbox_url) = start_sandbox()?;
     Ok(Shared {
         temporal_address,
         smtp_addr,
         sandbox_url,
+        temporal_bin,
     })
 }
 

@@ -1,0 +1,191 @@
+//! The workflow tree at work: thousands of followers paged through child workflows, and
+//! control while running (pause, resume, cancel from the API and from the Temporal CLI).
+
+use std::time::Duration;
+
+use fanout_sandbox::{FaultStage, NewFault};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, poll};
+
+fn template() -> Value {
+    json!({
+        "name": "New post",
+        "email": {"subject": "{{ actor }} posted", "text": "Hi {{ user.name }}, {{ actor }} posted."},
+        "in_app": {"title": "{{ actor }} posted", "body": "Have a look, {{ user.name }}."}
+    })
+}
+
+/// Makes every send to this test's domain take `delay_ms` (accepted normally afterwards).
+async fn slow_sink(app: &TestApp, delay_ms: u64) -> anyhow::Result<()> {
+    app.smtp_fault(&NewFault {
+        rcpt: format!("@{}.test", app.tenant),
+        code: 250,
+        message: "ok, slowly".into(),
+        stage: FaultStage::Rcpt,
+        times: None,
+        delay_ms,
+    })
+    .await
+}
+
+async fn notify_followers(app: &TestApp, channels: &[&str]) -> anyhow::Result<String> {
+    let (status, body) = app
+        .notify(&json!({
+            "template_id": "post",
+            "recipients_query": {"type": "followers", "of": "star"},
+            "channel_prefs": channels,
+            "data": {"actor": "Star"}
+        }))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    Ok(body["request_id"].as_str().unwrap().to_owned())
+}
+
+async fn total_emails(app: &TestApp) -> anyhow::Result<usize> {
+    Ok(app.emails_per_recipient().await?.values().sum())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thousands_of_followers_each_get_exactly_one_email_and_one_inbox_row()
+-> anyhow::Result<()> {
+    const FOLLOWERS: usize = 2_500;
+    // 13 pages of 200: more than the window of 8, so pages are started as others finish.
+    let app = TestApp::spawn_with("followers", 200, 32).await?;
+    app.put_template("post", template()).await?;
+    let ids = app.seed_followers("star", FOLLOWERS).await?;
+    let request_id = notify_followers(&app, &["email", "in_app"]).await?;
+
+    let done = poll(Duration::from_secs(180), "fan-out completed", || async {
+        let s = app.status(&request_id).await?;
+        Ok((s["state"] == "completed").then_some(s))
+    })
+    .await?;
+    assert_eq!(done["pages_total"], 13, "{done}");
+    assert_eq!(done["pages_done"], 13, "{done}");
+    for channel in ["email", "in_app"] {
+        let c = &done["channels"][channel];
+        assert_eq!((&c["total"], &c["delivered"], &c["pending"]), (&json!(FOLLOWERS), &json!(FOLLOWERS), &json!(0)), "{done}");
+    }
+
+    let emails = app.emails_per_recipient().await?;
+    assert_eq!(emails.len(), FOLLOWERS, "distinct recipients");
+    let repeated: Vec<_> = emails.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(repeated.is_empty(), "recipients with more than one email: {repeated:?}");
+    for id in &ids {
+        assert_eq!(emails.get(&app.email_of(id)), Some(&1), "{id}");
+        let user = fanout_domain::UserId::parse(id)?;
+        let inbox = app.store.list_inbox(&app.tenant, &user, None, 10).await?;
+        assert_eq!(inbox.len(), 1, "{id} inbox");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_mid_fanout_stops_sending_and_records_the_rest_as_cancelled() -> anyhow::Result<()> {
+    const FOLLOWERS: usize = 600;
+    const CONCURRENCY: usize = 8;
+    let app = TestApp::spawn_with("cancel", 50, CONCURRENCY).await?;
+    app.put_template("post", template()).await?;
+    app.seed_followers("star", FOLLOWERS).await?;
+    slow_sink(&app, 500).await?;
+    let request_id = notify_followers(&app, &["email"]).await?;
+
+    poll(Duration::from_secs(30), "first emails", || async {
+        Ok((total_emails(&app).await? >= 20).then_some(()))
+    })
+    .await?;
+    let (status, body) = app.post("/v1/cancel", Some(json!({"request_id": request_id}))).await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let at_cancel = total_emails(&app).await?;
+
+    let done = app.wait_for_state(&request_id, "cancelled").await?;
+    // Let any straggler land before counting for good.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = total_emails(&app).await?;
+    // In flight when cancel returned: at most window (8 pages) x concurrency sends, each
+    // started before the cancel was written (a send's view of the controls may lag 100 ms).
+    let in_flight_bound = 8 * CONCURRENCY + 8 * CONCURRENCY / 4;
+    assert!(
+        after - at_cancel <= in_flight_bound,
+        "{} emails arrived after cancel returned (bound {in_flight_bound})",
+        after - at_cancel
+    );
+    assert!(after < FOLLOWERS, "cancel did not stop the fan-out: {after} of {FOLLOWERS}");
+
+    let email = &done["channels"]["email"];
+    let delivered = email["delivered"].as_u64().unwrap();
+    assert_eq!(delivered as usize, after, "receipts agree with the sink: {done}");
+    assert_eq!(email["cancelled"].as_u64().unwrap(), FOLLOWERS as u64 - delivered, "{done}");
+    assert_eq!(email["pending"], 0, "{done}");
+    let (status, _) = app.post("/v1/cancel", Some(json!({"request_id": request_id}))).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "a cancelled request cannot be cancelled again");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_holds_deliveries_and_resume_completes_them() -> anyhow::Result<()> {
+    const FOLLOWERS: usize = 300;
+    let app = TestApp::spawn_with("pause", 50, 8).await?;
+    app.put_template("post", template()).await?;
+    app.seed_followers("star", FOLLOWERS).await?;
+    slow_sink(&app, 300).await?;
+    let request_id = notify_followers(&app, &["email"]).await?;
+
+    poll(Duration::from_secs(30), "first emails", || async {
+        Ok((total_emails(&app).await? >= 10).then_some(()))
+    })
+    .await?;
+    let (status, body) = app.post(&format!("/v1/requests/{request_id}/pause"), None).await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let paused = poll(Duration::from_secs(5), "paused status", || async {
+        let s = app.status(&request_id).await?;
+        Ok((s["paused"] == true).then_some(s))
+    })
+    .await?;
+    assert_eq!(paused["state"], "running");
+    // Within a second the sends in flight have landed; after that nothing moves.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let held = total_emails(&app).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(total_emails(&app).await?, held, "emails arrived while paused");
+    assert!(held < FOLLOWERS, "finished before the pause took effect");
+
+    let (status, _) = app.post(&format!("/v1/requests/{request_id}/resume"), None).await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.wait_for_state(&request_id, "completed").await?;
+    let emails = app.emails_per_recipient().await?;
+    assert_eq!(emails.len(), FOLLOWERS);
+    assert!(emails.values().all(|n| *n == 1), "a recipient got two emails");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_from_the_temporal_cli_has_the_same_effect() -> anyhow::Result<()> {
+    const FOLLOWERS: usize = 400;
+    let app = TestApp::spawn_with("cli-cancel", 50, 8).await?;
+    app.put_template("post", template()).await?;
+    app.seed_followers("star", FOLLOWERS).await?;
+    slow_sink(&app, 500).await?;
+    let request_id = notify_followers(&app, &["email"]).await?;
+    poll(Duration::from_secs(30), "first emails", || async {
+        Ok((total_emails(&app).await? >= 10).then_some(()))
+    })
+    .await?;
+
+    let output = std::process::Command::new(&app.shared.temporal_bin)
+        .args(["workflow", "cancel", "--workflow-id", &request_id])
+        .args(["--address", &app.shared.temporal_address])
+        .output()?;
+    assert!(output.status.success(), "temporal workflow cancel: {}", String::from_utf8_lossy(&output.stderr));
+
+    let done = app.wait_for_state(&request_id, "cancelled").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = total_emails(&app).await?;
+    assert!(after < FOLLOWERS, "the CLI cancel did not stop the fan-out");
+    let email = &done["channels"]["email"];
+    assert_eq!(email["delivered"].as_u64().unwrap() as usize, after, "{done}");
+    assert_eq!(email["cancelled"].as_u64().unwrap() as usize, FOLLOWERS - after, "{done}");
+    Ok(())
+}
