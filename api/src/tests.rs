@@ -473,3 +473,65 @@ async fn the_openapi_document_describes_every_route() {
     let (status, health) = h.call("GET", "/healthz", None, None).await;
     assert_eq!((status, health), (StatusCode::OK, json!({"status": "ok"})));
 }
+
+#[tokio::test]
+async fn users_keep_time_zones_and_deduplicated_devices() {
+    let h = harness().await;
+    let body = json!({
+        "name": "U",
+        "timezone": "Europe/Paris",
+        "devices": [
+            {"platform": "apns", "token": "t1"},
+            {"platform": "fcm", "token": "t2"},
+            {"platform": "apns", "token": "t1"}
+        ]
+    });
+    let (status, user) = h
+        .call("PUT", "/v1/users/u1", Some(h.key(0)), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["timezone"], "Europe/Paris");
+    assert_eq!(
+        user["devices"],
+        json!([{"platform": "apns", "token": "t1"}, {"platform": "fcm", "token": "t2"}])
+    );
+    let (status, got) = h.call("GET", "/v1/users/u1", Some(h.key(0)), None).await;
+    assert_eq!((status, got), (StatusCode::OK, user));
+
+    // PUT replaces: without them, the time zone and the devices are cleared.
+    let (_, user) = h
+        .call("PUT", "/v1/users/u1", Some(h.key(0)), Some(json!({})))
+        .await;
+    assert_eq!(
+        (&user["timezone"], &user["devices"]),
+        (&json!(null), &json!([]))
+    );
+
+    let cases = [
+        (json!({"timezone": "Europe/Paris "}), "timezone"),
+        (json!({"timezone": ""}), "timezone"),
+        (
+            json!({"devices": [{"platform": "fcm", "token": "ok"}, {"platform": "fcm", "token": "a b"}]}),
+            "devices[1].token",
+        ),
+        (
+            json!({"devices": [{"platform": "sms", "token": "t"}]}),
+            "devices[0].platform",
+        ),
+        (
+            json!({"devices": [{"platform": "fcm"}]}),
+            "devices[0].token",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = h
+            .call("PUT", "/v1/users/u2", Some(h.key(0)), Some(body.clone()))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} -> {answer}"
+        );
+        assert_eq!(answer["error"]["field"], field, "{body} -> {answer}");
+    }
+}
