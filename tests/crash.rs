@@ -14,7 +14,8 @@ use crate::helpers::{TestApp, poll};
 /// The `fanout-worker` binary of this workspace, built on demand.
 fn worker_binary() -> anyhow::Result<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
     let binary = target.join("debug").join("fanout-worker");
     if !binary.exists() {
         let status = Command::new(env!("CARGO"))
@@ -34,8 +35,14 @@ fn start_worker(app: &TestApp) -> anyhow::Result<Child> {
         .env("FANOUT_STORE__URL", &config.store.url)
         .env("FANOUT_SMTP__HOST", &config.smtp.host)
         .env("FANOUT_SMTP__PORT", config.smtp.port.to_string())
-        .env("FANOUT_DELIVERY__PAGE_SIZE", config.delivery.page_size.to_string())
-        .env("FANOUT_DELIVERY__CONCURRENCY", config.delivery.concurrency.to_string())
+        .env(
+            "FANOUT_DELIVERY__PAGE_SIZE",
+            config.delivery.page_size.to_string(),
+        )
+        .env(
+            "FANOUT_DELIVERY__CONCURRENCY",
+            config.delivery.concurrency.to_string(),
+        )
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -74,7 +81,8 @@ async fn a_worker_killed_mid_fanout_loses_no_recipient() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let request_id = body["request_id"].as_str().unwrap().to_owned();
 
-    let count = || async { Ok::<usize, anyhow::Error>(app.emails_per_recipient().await?.values().sum()) };
+    let count =
+        || async { Ok::<usize, anyhow::Error>(app.emails_per_recipient().await?.values().sum()) };
     poll(Duration::from_secs(60), "a third of the emails", || async {
         Ok((count().await? >= FOLLOWERS / 3).then_some(()))
     })
@@ -85,10 +93,14 @@ async fn a_worker_killed_mid_fanout_loses_no_recipient() -> anyhow::Result<()> {
     assert!(at_kill < FOLLOWERS, "finished before the kill");
 
     let mut replacement = start_worker(&app)?;
-    let done = poll(Duration::from_secs(180), "completion after restart", || async {
-        let s = app.status(&request_id).await?;
-        Ok((s["state"] == "completed").then_some(s))
-    })
+    let done = poll(
+        Duration::from_secs(180),
+        "completion after restart",
+        || async {
+            let s = app.status(&request_id).await?;
+            Ok((s["state"] == "completed").then_some(s))
+        },
+    )
     .await;
     replacement.kill()?;
     replacement.wait()?;

@@ -48,8 +48,8 @@ async fn total_emails(app: &TestApp) -> anyhow::Result<usize> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn thousands_of_followers_each_get_exactly_one_email_and_one_inbox_row()
--> anyhow::Result<()> {
+async fn thousands_of_followers_each_get_exactly_one_email_and_one_inbox_row() -> anyhow::Result<()>
+{
     const FOLLOWERS: usize = 2_500;
     // 13 pages of 200: more than the window of 8, so pages are started as others finish.
     let app = TestApp::spawn_with("followers", 200, 32).await?;
@@ -66,13 +66,20 @@ async fn thousands_of_followers_each_get_exactly_one_email_and_one_inbox_row()
     assert_eq!(done["pages_done"], 13, "{done}");
     for channel in ["email", "in_app"] {
         let c = &done["channels"][channel];
-        assert_eq!((&c["total"], &c["delivered"], &c["pending"]), (&json!(FOLLOWERS), &json!(FOLLOWERS), &json!(0)), "{done}");
+        assert_eq!(
+            (&c["total"], &c["delivered"], &c["pending"]),
+            (&json!(FOLLOWERS), &json!(FOLLOWERS), &json!(0)),
+            "{done}"
+        );
     }
 
     let emails = app.emails_per_recipient().await?;
     assert_eq!(emails.len(), FOLLOWERS, "distinct recipients");
     let repeated: Vec<_> = emails.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(repeated.is_empty(), "recipients with more than one email: {repeated:?}");
+    assert!(
+        repeated.is_empty(),
+        "recipients with more than one email: {repeated:?}"
+    );
     for id in &ids {
         assert_eq!(emails.get(&app.email_of(id)), Some(&1), "{id}");
         let user = fanout_domain::UserId::parse(id)?;
@@ -96,7 +103,9 @@ async fn cancel_mid_fanout_stops_sending_and_records_the_rest_as_cancelled() -> 
         Ok((total_emails(&app).await? >= 20).then_some(()))
     })
     .await?;
-    let (status, body) = app.post("/v1/cancel", Some(json!({"request_id": request_id}))).await?;
+    let (status, body) = app
+        .post("/v1/cancel", Some(json!({"request_id": request_id})))
+        .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let at_cancel = total_emails(&app).await?;
 
@@ -112,15 +121,31 @@ async fn cancel_mid_fanout_stops_sending_and_records_the_rest_as_cancelled() -> 
         "{} emails arrived after cancel returned (bound {in_flight_bound})",
         after - at_cancel
     );
-    assert!(after < FOLLOWERS, "cancel did not stop the fan-out: {after} of {FOLLOWERS}");
+    assert!(
+        after < FOLLOWERS,
+        "cancel did not stop the fan-out: {after} of {FOLLOWERS}"
+    );
 
     let email = &done["channels"]["email"];
     let delivered = email["delivered"].as_u64().unwrap();
-    assert_eq!(delivered as usize, after, "receipts agree with the sink: {done}");
-    assert_eq!(email["cancelled"].as_u64().unwrap(), FOLLOWERS as u64 - delivered, "{done}");
+    assert_eq!(
+        delivered as usize, after,
+        "receipts agree with the sink: {done}"
+    );
+    assert_eq!(
+        email["cancelled"].as_u64().unwrap(),
+        FOLLOWERS as u64 - delivered,
+        "{done}"
+    );
     assert_eq!(email["pending"], 0, "{done}");
-    let (status, _) = app.post("/v1/cancel", Some(json!({"request_id": request_id}))).await?;
-    assert_eq!(status, StatusCode::CONFLICT, "a cancelled request cannot be cancelled again");
+    let (status, _) = app
+        .post("/v1/cancel", Some(json!({"request_id": request_id})))
+        .await?;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a cancelled request cannot be cancelled again"
+    );
     Ok(())
 }
 
@@ -137,7 +162,9 @@ async fn pause_holds_deliveries_and_resume_completes_them() -> anyhow::Result<()
         Ok((total_emails(&app).await? >= 10).then_some(()))
     })
     .await?;
-    let (status, body) = app.post(&format!("/v1/requests/{request_id}/pause"), None).await?;
+    let (status, body) = app
+        .post(&format!("/v1/requests/{request_id}/pause"), None)
+        .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let paused = poll(Duration::from_secs(5), "paused status", || async {
         let s = app.status(&request_id).await?;
@@ -149,15 +176,24 @@ async fn pause_holds_deliveries_and_resume_completes_them() -> anyhow::Result<()
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let held = total_emails(&app).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(total_emails(&app).await?, held, "emails arrived while paused");
+    assert_eq!(
+        total_emails(&app).await?,
+        held,
+        "emails arrived while paused"
+    );
     assert!(held < FOLLOWERS, "finished before the pause took effect");
 
-    let (status, _) = app.post(&format!("/v1/requests/{request_id}/resume"), None).await?;
+    let (status, _) = app
+        .post(&format!("/v1/requests/{request_id}/resume"), None)
+        .await?;
     assert_eq!(status, StatusCode::ACCEPTED);
     app.wait_for_state(&request_id, "completed").await?;
     let emails = app.emails_per_recipient().await?;
     assert_eq!(emails.len(), FOLLOWERS);
-    assert!(emails.values().all(|n| *n == 1), "a recipient got two emails");
+    assert!(
+        emails.values().all(|n| *n == 1),
+        "a recipient got two emails"
+    );
     Ok(())
 }
 
@@ -178,14 +214,26 @@ async fn cancelling_from_the_temporal_cli_has_the_same_effect() -> anyhow::Resul
         .args(["workflow", "cancel", "--workflow-id", &request_id])
         .args(["--address", &app.shared.temporal_address])
         .output()?;
-    assert!(output.status.success(), "temporal workflow cancel: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "temporal workflow cancel: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let done = app.wait_for_state(&request_id, "cancelled").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = total_emails(&app).await?;
     assert!(after < FOLLOWERS, "the CLI cancel did not stop the fan-out");
     let email = &done["channels"]["email"];
-    assert_eq!(email["delivered"].as_u64().unwrap() as usize, after, "{done}");
-    assert_eq!(email["cancelled"].as_u64().unwrap() as usize, FOLLOWERS - after, "{done}");
+    assert_eq!(
+        email["delivered"].as_u64().unwrap() as usize,
+        after,
+        "{done}"
+    );
+    assert_eq!(
+        email["cancelled"].as_u64().unwrap() as usize,
+        FOLLOWERS - after,
+        "{done}"
+    );
     Ok(())
 }

@@ -10,15 +10,18 @@
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
 //! [`run`] serves on a given listener until a shutdown future resolves.
 
+pub mod audience;
 pub mod auth;
 pub mod control;
 pub mod error;
+pub mod follows;
 pub mod health;
 pub mod inbox;
 pub mod notify;
 pub mod orchestrator;
 pub mod requests;
 pub mod seed;
+pub mod segments;
 pub mod templates;
 pub mod users;
 
@@ -86,6 +89,8 @@ pub fn app(state: AppState) -> Router {
             "/v1/templates/{template_id}",
             put(templates::put_template).get(templates::get_template),
         )
+        .merge(follows::routes())
+        .merge(segments::routes())
         .with_state(state)
 }
 

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use fanout_domain::contracts::NotificationInput;
 use fanout_domain::ids::InvalidId;
 use fanout_domain::request::{MAX_TTL_SECONDS, NotificationRequest, Priority, RecipientsQuery};
-use fanout_domain::{Channel, DedupeKey, TemplateId, TenantId, UserId};
+use fanout_domain::{Channel, DedupeKey, SegmentId, TemplateId, TenantId, UserId};
 use fanout_store::now_ms;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,8 @@ pub struct NotifyBody {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum RawRecipients {
     Users { user_ids: Vec<String> },
+    Followers { of: String },
+    Segment { segment_id: String },
 }
 
 /// The answer to an accepted (202) or duplicate (200) trigger.
@@ -83,6 +85,18 @@ impl NotifyBody {
                     .collect::<Result<Vec<_>, _>>()?;
                 RecipientsQuery::users(ids)?
             }
+            RawRecipients::Followers { of } => RecipientsQuery::Followers {
+                of: UserId::parse(&of).map_err(|e| InvalidId {
+                    field: "recipients_query.of",
+                    reason: e.reason,
+                })?,
+            },
+            RawRecipients::Segment { segment_id } => RecipientsQuery::Segment {
+                segment_id: SegmentId::parse(&segment_id).map_err(|e| InvalidId {
+                    field: "recipients_query.segment_id",
+                    reason: e.reason,
+                })?,
+            },
         };
         let channels = match self.channel_prefs {
             None => Vec::new(),
@@ -163,6 +177,17 @@ pub async fn notify(
                     .join(", ")
             ),
         ));
+    }
+
+    // A segment is a resource the tenant creates, so naming a missing one is a mistake worth
+    // reporting. Followers are not checked: a user without followers (or without a profile)
+    // is a legitimate empty audience.
+    if let RecipientsQuery::Segment { segment_id } = &request.recipients
+        && !state.store.segment_exists(&tenant, segment_id).await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "segment '{segment_id}' not found"
+        )));
     }
 
     let request_id = request.dedupe_key.request_id();

@@ -497,6 +497,11 @@ async fn the_openapi_document_describes_every_route() {
         "/v1/users/{user_id}",
         "/v1/users/{user_id}/inbox",
         "/v1/templates/{template_id}",
+        "/v1/users/{user_id}/followers",
+        "/v1/users/{user_id}/followers/{follower_id}",
+        "/v1/segments/{segment_id}",
+        "/v1/segments/{segment_id}/members",
+        "/v1/segments/{segment_id}/members/{user_id}",
     ];
     assert_eq!(paths, routed.into_iter().collect());
     let (status, health) = h.call("GET", "/healthz", None, None).await;
@@ -613,4 +618,504 @@ async fn controls_reach_the_workflow_and_cancel_is_written_through() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test]
+async fn users_keep_time_zones_and_deduplicated_devices() {
+    let h = harness().await;
+    let body = json!({
+        "name": "U",
+        "timezone": "Europe/Paris",
+        "devices": [
+            {"platform": "apns", "token": "t1"},
+            {"platform": "fcm", "token": "t2"},
+            {"platform": "apns", "token": "t1"}
+        ]
+    });
+    let (status, user) = h
+        .call("PUT", "/v1/users/u1", Some(h.key(0)), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["timezone"], "Europe/Paris");
+    assert_eq!(
+        user["devices"],
+        json!([{"platform": "apns", "token": "t1"}, {"platform": "fcm", "token": "t2"}])
+    );
+    let (status, got) = h.call("GET", "/v1/users/u1", Some(h.key(0)), None).await;
+    assert_eq!((status, got), (StatusCode::OK, user));
+
+    // PUT replaces: without them, the time zone and the devices are cleared.
+    let (_, user) = h
+        .call("PUT", "/v1/users/u1", Some(h.key(0)), Some(json!({})))
+        .await;
+    assert_eq!(
+        (&user["timezone"], &user["devices"]),
+        (&json!(null), &json!([]))
+    );
+
+    let cases = [
+        (json!({"timezone": "Europe/Paris "}), "timezone"),
+        (json!({"timezone": ""}), "timezone"),
+        (
+            json!({"devices": [{"platform": "fcm", "token": "ok"}, {"platform": "fcm", "token": "a b"}]}),
+            "devices[1].token",
+        ),
+        (
+            json!({"devices": [{"platform": "sms", "token": "t"}]}),
+            "devices[0].platform",
+        ),
+        (
+            json!({"devices": [{"platform": "fcm"}]}),
+            "devices[0].token",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = h
+            .call("PUT", "/v1/users/u2", Some(h.key(0)), Some(body.clone()))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} -> {answer}"
+        );
+        assert_eq!(answer["error"]["field"], field, "{body} -> {answer}");
+    }
+}
+
+#[tokio::test]
+async fn followers_are_added_once_paged_and_removed() {
+    let h = harness().await;
+    h.call("PUT", "/v1/users/star", Some(h.key(0)), Some(json!({})))
+        .await;
+    let uri = "/v1/users/star/followers";
+    let body = json!({"follower_ids": ["f3", "f1", "f2", "f1"]});
+    let (status, answer) = h
+        .call("POST", uri, Some(h.key(0)), Some(body.clone()))
+        .await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"added": 3})));
+    let (status, answer) = h.call("POST", uri, Some(h.key(0)), Some(body)).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"added": 0})));
+
+    let (status, page) = h
+        .call("GET", &format!("{uri}?limit=2"), Some(h.key(0)), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["followers"], json!(["f1", "f2"]));
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, page) = h
+        .call(
+            "GET",
+            &format!("{uri}?limit=2&cursor={cursor}"),
+            Some(h.key(0)),
+            None,
+        )
+        .await;
+    assert_eq!(page, json!({"followers": ["f3"], "next_cursor": null}));
+
+    let (status, _) = h
+        .call("DELETE", &format!("{uri}/f2"), Some(h.key(0)), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, answer) = h
+        .call("DELETE", &format!("{uri}/f2"), Some(h.key(0)), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    let (_, page) = h.call("GET", uri, Some(h.key(0)), None).await;
+    assert_eq!(
+        page,
+        json!({"followers": ["f1", "f3"], "next_cursor": null})
+    );
+}
+
+#[tokio::test]
+async fn followers_of_unknown_or_other_tenants_users_are_404() {
+    let h = harness().await;
+    h.call("PUT", "/v1/users/star", Some(h.key(0)), Some(json!({})))
+        .await;
+    let add = json!({"follower_ids": ["f1"]});
+    h.call(
+        "POST",
+        "/v1/users/star/followers",
+        Some(h.key(0)),
+        Some(add.clone()),
+    )
+    .await;
+    for (method, uri, body) in [
+        ("POST", "/v1/users/star/followers", Some(add.clone())),
+        ("GET", "/v1/users/star/followers", None),
+        ("DELETE", "/v1/users/star/followers/f1", None),
+    ] {
+        let (status, answer) = h.call(method, uri, Some(h.key(1)), body).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{method} {uri} leaked: {answer}"
+        );
+    }
+    let (status, answer) = h
+        .call(
+            "POST",
+            "/v1/users/nobody/followers",
+            Some(h.key(0)),
+            Some(add),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["error"]["message"], "user 'nobody' not found");
+    // Tenant b's attempts changed nothing in tenant a.
+    let (_, page) = h
+        .call("GET", "/v1/users/star/followers", Some(h.key(0)), None)
+        .await;
+    assert_eq!(page["followers"], json!(["f1"]));
+}
+
+#[tokio::test]
+async fn follower_bodies_and_pages_are_validated() {
+    let h = harness().await;
+    h.call("PUT", "/v1/users/star", Some(h.key(0)), Some(json!({})))
+        .await;
+    let too_many: Vec<String> = (0..10_001).map(|i| format!("f{i}")).collect();
+    let cases = [
+        (json!({}), "follower_ids", "missing"),
+        (json!({"follower_ids": []}), "follower_ids", "at least one"),
+        (
+            json!({"follower_ids": too_many}),
+            "follower_ids",
+            "at most 10000",
+        ),
+        (
+            json!({"follower_ids": ["ok", " padded"]}),
+            "follower_ids",
+            "[1]",
+        ),
+        (
+            json!({"follower_ids": ["f1", "star"]}),
+            "follower_ids",
+            "itself",
+        ),
+        (
+            json!({"follower_ids": ["f1"], "extra": 1}),
+            "extra",
+            "unknown field",
+        ),
+    ];
+    for (body, field, hint) in cases {
+        let (status, answer) = h
+            .call(
+                "POST",
+                "/v1/users/star/followers",
+                Some(h.key(0)),
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}: {answer}"
+        );
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(hint), "'{message}' lacks '{hint}'");
+    }
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("cursor=!!", "cursor"),
+    ] {
+        let uri = format!("/v1/users/star/followers?{query}");
+        let (status, answer) = h.call("GET", &uri, Some(h.key(0)), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");
+        assert_eq!(answer["error"]["field"], field);
+    }
+    let (_, page) = h
+        .call("GET", "/v1/users/star/followers", Some(h.key(0)), None)
+        .await;
+    assert_eq!(page["followers"], json!([]), "nothing invalid was added");
+}
+
+#[tokio::test]
+async fn segments_are_created_counted_paged_and_edited() {
+    let h = harness().await;
+    let (status, segment) = h
+        .call(
+            "PUT",
+            "/v1/segments/beta",
+            Some(h.key(0)),
+            Some(json!({"name": "Beta", "user_ids": ["m2", "m1", "m2"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{segment}");
+    assert_eq!(
+        (
+            &segment["segment_id"],
+            &segment["name"],
+            &segment["members"]
+        ),
+        (&json!("beta"), &json!("Beta"), &json!(2))
+    );
+    // A rename keeps the members.
+    let (status, segment) = h
+        .call(
+            "PUT",
+            "/v1/segments/beta",
+            Some(h.key(0)),
+            Some(json!({"name": "Beta testers"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{segment}");
+    assert_eq!(
+        (&segment["name"], &segment["members"]),
+        (&json!("Beta testers"), &json!(2))
+    );
+
+    let members = "/v1/segments/beta/members";
+    let (status, answer) = h
+        .call(
+            "POST",
+            members,
+            Some(h.key(0)),
+            Some(json!({"user_ids": ["m3", "m1"]})),
+        )
+        .await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"added": 1})));
+    let (_, got) = h
+        .call("GET", "/v1/segments/beta", Some(h.key(0)), None)
+        .await;
+    assert_eq!(got["members"], 3);
+
+    let (_, page) = h
+        .call("GET", &format!("{members}?limit=2"), Some(h.key(0)), None)
+        .await;
+    assert_eq!(page["members"], json!(["m1", "m2"]));
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, page) = h
+        .call(
+            "GET",
+            &format!("{members}?cursor={cursor}"),
+            Some(h.key(0)),
+            None,
+        )
+        .await;
+    assert_eq!(page, json!({"members": ["m3"], "next_cursor": null}));
+
+    let (status, _) = h
+        .call("DELETE", &format!("{members}/m1"), Some(h.key(0)), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = h
+        .call("DELETE", &format!("{members}/m1"), Some(h.key(0)), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, got) = h
+        .call("GET", "/v1/segments/beta", Some(h.key(0)), None)
+        .await;
+    assert_eq!(got["members"], 2);
+}
+
+#[tokio::test]
+async fn segments_of_other_tenants_and_unknown_segments_are_404() {
+    let h = harness().await;
+    h.call(
+        "PUT",
+        "/v1/segments/beta",
+        Some(h.key(0)),
+        Some(json!({"name": "Beta", "user_ids": ["m1"]})),
+    )
+    .await;
+    let add = json!({"user_ids": ["intruder"]});
+    for (method, uri, body) in [
+        ("GET", "/v1/segments/beta", None),
+        ("POST", "/v1/segments/beta/members", Some(add.clone())),
+        ("GET", "/v1/segments/beta/members", None),
+        ("DELETE", "/v1/segments/beta/members/m1", None),
+        ("GET", "/v1/segments/nope", None),
+        ("GET", "/v1/segments/bad%20id", None),
+    ] {
+        let (status, answer) = h.call(method, uri, Some(h.key(1)), body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}: {answer}");
+    }
+    let (status, answer) = h
+        .call(
+            "POST",
+            "/v1/segments/nope/members",
+            Some(h.key(0)),
+            Some(add),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["error"]["message"], "segment 'nope' not found");
+    let (_, page) = h
+        .call("GET", "/v1/segments/beta/members", Some(h.key(0)), None)
+        .await;
+    assert_eq!(page["members"], json!(["m1"]), "tenant b changed nothing");
+}
+
+#[tokio::test]
+async fn segment_bodies_are_validated() {
+    let h = harness().await;
+    let too_many: Vec<String> = (0..10_001).map(|i| format!("m{i}")).collect();
+    let cases = [
+        ("/v1/segments/bad%20id", json!({"name": "B"}), "segment_id"),
+        ("/v1/segments/beta", json!({}), "name"),
+        ("/v1/segments/beta", json!({"name": " "}), "name"),
+        (
+            "/v1/segments/beta",
+            json!({"name": "B", "user_ids": [""]}),
+            "user_ids",
+        ),
+        (
+            "/v1/segments/beta",
+            json!({"name": "B", "user_ids": too_many}),
+            "user_ids",
+        ),
+        (
+            "/v1/segments/beta",
+            json!({"name": "B", "owner": "x"}),
+            "owner",
+        ),
+    ];
+    for (uri, body, field) in cases {
+        let (status, answer) = h.call("PUT", uri, Some(h.key(0)), Some(body.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} -> {answer}"
+        );
+        assert_eq!(answer["error"]["field"], field, "{body} -> {answer}");
+    }
+    let (status, _) = h
+        .call("GET", "/v1/segments/beta", Some(h.key(0)), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a refused segment is not stored"
+    );
+    h.call(
+        "PUT",
+        "/v1/segments/beta",
+        Some(h.key(0)),
+        Some(json!({"name": "B"})),
+    )
+    .await;
+    for body in [json!({"user_ids": []}), json!({})] {
+        let (status, answer) = h
+            .call(
+                "POST",
+                "/v1/segments/beta/members",
+                Some(h.key(0)),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert_eq!(answer["error"]["field"], "user_ids");
+    }
+}
+
+#[tokio::test]
+async fn notify_accepts_followers_and_segment_audiences() {
+    let h = harness().await;
+    h.call(
+        "PUT",
+        "/v1/segments/beta",
+        Some(h.key(0)),
+        Some(json!({"name": "Beta"})),
+    )
+    .await;
+    let mut followers = trigger("f");
+    followers["recipients_query"] = json!({"type": "followers", "of": "star"});
+    let mut segment = trigger("s");
+    segment["recipients_query"] = json!({"type": "segment", "segment_id": "beta"});
+    for body in [&followers, &segment] {
+        let (status, answer) = h
+            .call("POST", "/v1/notify", Some(h.key(0)), Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+    let started = h.orchestrator.started.lock().unwrap().clone();
+    let queries: Vec<Value> = started
+        .iter()
+        .map(|s| serde_json::to_value(&s.recipients).unwrap())
+        .collect();
+    assert_eq!(
+        queries,
+        [
+            followers["recipients_query"].clone(),
+            segment["recipients_query"].clone()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn notify_to_a_missing_or_foreign_segment_is_404() {
+    let h = harness().await;
+    h.call(
+        "PUT",
+        "/v1/segments/beta",
+        Some(h.key(0)),
+        Some(json!({"name": "Beta"})),
+    )
+    .await;
+    let mut body = trigger("s");
+    body["recipients_query"] = json!({"type": "segment", "segment_id": "beta"});
+    let (status, answer) = h
+        .call("POST", "/v1/notify", Some(h.key(1)), Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["error"]["message"], "segment 'beta' not found");
+    body["recipients_query"]["segment_id"] = json!("gamma");
+    let (status, answer) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["error"]["message"], "segment 'gamma' not found");
+    assert!(h.orchestrator.started.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_followers_and_segment_queries_are_422_naming_the_field() {
+    let h = harness().await;
+    let cases = [
+        (
+            json!({"type": "followers"}),
+            "recipients_query.of",
+            "missing",
+        ),
+        (
+            json!({"type": "followers", "of": ""}),
+            "recipients_query.of",
+            "empty",
+        ),
+        (
+            json!({"type": "segment"}),
+            "recipients_query.segment_id",
+            "missing",
+        ),
+        (
+            json!({"type": "segment", "segment_id": "no spaces"}),
+            "recipients_query.segment_id",
+            "letters",
+        ),
+        (
+            json!({"type": "followers", "of": "star", "user_ids": ["u1"]}),
+            "recipients_query",
+            "unknown field",
+        ),
+    ];
+    for (query, field, hint) in cases {
+        let mut body = trigger("k");
+        body["recipients_query"] = query;
+        let (status, answer) = h
+            .call("POST", "/v1/notify", Some(h.key(0)), Some(body.clone()))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} -> {answer}"
+        );
+        assert_eq!(answer["error"]["field"], field, "{body} -> {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(hint), "{body}: '{message}' lacks '{hint}'");
+    }
+    assert!(h.orchestrator.started.lock().unwrap().is_empty());
 }

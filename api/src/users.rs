@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use fanout_domain::UserId;
-use fanout_domain::user::{EmailAddress, User};
+use fanout_domain::user::{Device, DeviceToken, EmailAddress, Platform, Timezone, User};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -20,6 +20,38 @@ pub struct UserBody {
     name: Option<String>,
     #[serde(default)]
     locale: Option<String>,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    devices: Option<Vec<DeviceBody>>,
+}
+
+/// A push device as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceBody {
+    platform: Platform,
+    token: String,
+}
+
+/// Parses the devices, naming the offending one (`devices[2].token`). A device sent twice is
+/// kept once, so it is never pushed to twice.
+fn parse_devices(raw: Vec<DeviceBody>) -> Result<Vec<Device>, ApiError> {
+    let mut devices: Vec<Device> = Vec::with_capacity(raw.len());
+    for (i, device) in raw.into_iter().enumerate() {
+        let token = DeviceToken::parse(&device.token).map_err(|e| ApiError::InvalidField {
+            field: format!("devices[{i}].token"),
+            message: format!("devices[{i}].token {}", e.reason),
+        })?;
+        let device = Device {
+            platform: device.platform,
+            token,
+        };
+        if !devices.contains(&device) {
+            devices.push(device);
+        }
+    }
+    Ok(devices)
 }
 
 /// `PUT /v1/users/{user_id}`: creates or replaces a user.
@@ -34,8 +66,8 @@ pub async fn put_user(
         email: body.email.as_deref().map(EmailAddress::parse).transpose()?,
         name: body.name,
         locale: body.locale,
-        timezone: None,
-        devices: Vec::new(),
+        timezone: body.timezone.as_deref().map(Timezone::parse).transpose()?,
+        devices: parse_devices(body.devices.unwrap_or_default())?,
     };
     state.store.upsert_user(&tenant, &user).await?;
     Ok(Json(user))

@@ -64,6 +64,20 @@ impl Store {
         }))
     }
 
+    /// Tells whether a segment exists, without counting its members.
+    pub async fn segment_exists(
+        &self,
+        tenant_id: &TenantId,
+        segment_id: &SegmentId,
+    ) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM segments WHERE tenant_id = $1 AND segment_id = $2")
+            .bind(tenant_id.as_str())
+            .bind(segment_id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Adds `users` to a segment, in one transaction; existing members are left as they were,
     /// so a retried call changes nothing. Returns how many members are new, or `None` if the
     /// segment does not exist.
@@ -196,6 +210,7 @@ mod tests {
         let beta = SegmentId::parse("beta").unwrap();
 
         assert_eq!(store.get_segment(&a, &beta).await.unwrap(), None);
+        assert!(!store.segment_exists(&a, &beta).await.unwrap());
         assert_eq!(
             store
                 .add_segment_members(&a, &beta, &[user("u1")])
@@ -231,6 +246,8 @@ mod tests {
             "renaming keeps the members"
         );
         assert_eq!(store.get_segment(&b, &beta).await.unwrap(), None);
+        assert!(store.segment_exists(&a, &beta).await.unwrap());
+        assert!(!store.segment_exists(&b, &beta).await.unwrap());
         assert_eq!(
             store
                 .add_segment_members(&b, &beta, &[user("x")])

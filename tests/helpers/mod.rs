@@ -54,7 +54,11 @@ impl TestApp {
     }
 
     /// As [`Self::spawn`], with the given page size and sends in flight per page and channel.
-    pub async fn spawn_with(name: &str, page_size: u32, concurrency: usize) -> anyhow::Result<Self> {
+    pub async fn spawn_with(
+        name: &str,
+        page_size: u32,
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
         Self::spawn_full(name, page_size, concurrency, true).await
     }
 
@@ -333,7 +337,11 @@ impl TestApp {
     }
 
     /// Posts JSON (or nothing) and returns the status and body.
-    pub async fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<(StatusCode, Value)> {
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let mut request = self.request(reqwest::Method::POST, path);
         if let Some(body) = body {
             request = request.json(&body);

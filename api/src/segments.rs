@@ -1,0 +1,189 @@
+//! `/v1/segments/{segment_id}`: named sets of users, the audience of a `segment` request.
+//!
+//! Members need not exist as users; a request counts members without a profile as suppressed.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, post, put};
+use axum::{Json, Router};
+use fanout_domain::audience::Segment;
+use fanout_domain::{SegmentId, TenantId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::audience::{Added, PageQuery, next_cursor, parse_user_ids};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson};
+
+/// The segment routes, merged into the app's router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/segments/{segment_id}",
+            put(put_segment).get(get_segment),
+        )
+        .route(
+            "/v1/segments/{segment_id}/members",
+            post(add_members).get(list_members),
+        )
+        .route(
+            "/v1/segments/{segment_id}/members/{user_id}",
+            delete(remove_member),
+        )
+}
+
+/// Body of `PUT /v1/segments/{segment_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentBody {
+    name: String,
+    /// Members to add; existing members are kept (membership changes go through
+    /// `/members`, so a rename never has to resend a million ids).
+    #[serde(default)]
+    user_ids: Option<Vec<String>>,
+}
+
+/// Body of `POST /v1/segments/{segment_id}/members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersBody {
+    user_ids: Vec<String>,
+}
+
+/// A page of members.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MembersPage {
+    /// Member ids in ascending order.
+    pub members: Vec<UserId>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn segment_not_found(raw_id: &str) -> ApiError {
+    ApiError::NotFound(format!("segment '{raw_id}' not found"))
+}
+
+/// Parses a segment id from the path of a read or an update of something that must exist.
+fn known_segment_id(raw_id: &str) -> Result<SegmentId, ApiError> {
+    // A malformed id cannot name any segment: answer as for any unknown one.
+    SegmentId::parse(raw_id).map_err(|_| segment_not_found(raw_id))
+}
+
+async fn existing_segment(
+    state: &AppState,
+    tenant: &TenantId,
+    raw_id: &str,
+) -> Result<SegmentId, ApiError> {
+    let segment_id = known_segment_id(raw_id)?;
+    if state.store.segment_exists(tenant, &segment_id).await? {
+        Ok(segment_id)
+    } else {
+        Err(segment_not_found(raw_id))
+    }
+}
+
+/// `PUT /v1/segments/{segment_id}`: creates or renames a segment and adds any `user_ids`.
+pub async fn put_segment(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+    ApiJson(body): ApiJson<SegmentBody>,
+) -> Result<Json<Segment>, ApiError> {
+    let segment_id = SegmentId::parse(&raw_id)?;
+    Segment::check_name(&body.name)?;
+    let members = match body.user_ids.as_deref() {
+        None | Some([]) => Vec::new(),
+        Some(raw) => parse_user_ids("user_ids", raw)?,
+    };
+    state
+        .store
+        .upsert_segment(&tenant, &segment_id, &body.name)
+        .await?;
+    if !members.is_empty() {
+        state
+            .store
+            .add_segment_members(&tenant, &segment_id, &members)
+            .await?;
+    }
+    state
+        .store
+        .get_segment(&tenant, &segment_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("segment vanished after its upsert")))
+}
+
+/// `GET /v1/segments/{segment_id}`: the segment with its member count.
+pub async fn get_segment(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Segment>, ApiError> {
+    let segment_id = known_segment_id(&raw_id)?;
+    state
+        .store
+        .get_segment(&tenant, &segment_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| segment_not_found(&raw_id))
+}
+
+/// `POST /v1/segments/{segment_id}/members`: adds members; adding one twice is a no-op.
+pub async fn add_members(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+    ApiJson(body): ApiJson<MembersBody>,
+) -> Result<Json<Added>, ApiError> {
+    let members = parse_user_ids("user_ids", &body.user_ids)?;
+    let segment_id = known_segment_id(&raw_id)?;
+    state
+        .store
+        .add_segment_members(&tenant, &segment_id, &members)
+        .await?
+        .map(|added| Json(Added { added }))
+        .ok_or_else(|| segment_not_found(&raw_id))
+}
+
+/// `DELETE /v1/segments/{segment_id}/members/{user_id}`.
+pub async fn remove_member(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path((raw_id, raw_user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let not_member = || {
+        ApiError::NotFound(format!(
+            "user '{raw_user}' is not a member of segment '{raw_id}'"
+        ))
+    };
+    let segment_id = SegmentId::parse(&raw_id).map_err(|_| not_member())?;
+    let user_id = UserId::parse(&raw_user).map_err(|_| not_member())?;
+    if state
+        .store
+        .remove_segment_member(&tenant, &segment_id, &user_id)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_member())
+    }
+}
+
+/// `GET /v1/segments/{segment_id}/members?cursor=&limit=`.
+pub async fn list_members(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<MembersPage>, ApiError> {
+    let (after, limit) = query.parse()?;
+    let segment_id = existing_segment(&state, &tenant, &raw_id).await?;
+    let members = state
+        .store
+        .list_segment_members(&tenant, &segment_id, after.as_ref(), limit)
+        .await?;
+    Ok(Json(MembersPage {
+        next_cursor: next_cursor(&members, limit),
+        members,
+    }))
+}
