@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use fanout_domain::contracts::{self, DeliverPageInput, PageReport};
+use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::Compiled;
 use fanout_domain::{Channel, InstanceId};
@@ -94,7 +95,6 @@ pub async fn deliver_page(
     let last_attempt = is_last_attempt(ctx);
     let pacer = Pacer::new(store, limiters, &input.request_id);
     let job = Job {
-        store,
         email,
         input,
         compiled: compiled.as_ref(),
@@ -106,7 +106,7 @@ pub async fn deliver_page(
         .map(|(id, member, attempts)| job.attempt(id, member, attempts))
         .buffer_unordered(config.concurrency.max(1));
 
-    let mut batch = Vec::with_capacity(FLUSH_EVERY);
+    let mut batch = Batch::default();
     let mut still_pending = 0u64;
     let mut stopped = false;
     let mut done = 0u64;
@@ -114,8 +114,8 @@ pub async fn deliver_page(
     loop {
         tokio::select! {
             next = results.next() => {
-                let Some(receipt) = next else { break };
-                let Some(receipt) = receipt else {
+                let Some(delivered) = next else { break };
+                let Some((receipt, message)) = delivered else {
                     stopped = true;
                     continue;
                 };
@@ -123,13 +123,18 @@ pub async fn deliver_page(
                     DeliveryStatus::Pending => still_pending += 1,
                     status => count(&mut report, status),
                 }
-                batch.push(receipt);
+                batch.receipts.push(receipt);
+                batch.inbox.extend(message);
                 done += 1;
-                if batch.len() >= FLUSH_EVERY {
+                if batch.receipts.len() >= FLUSH_EVERY {
                     flush(store, input, &mut batch).await?;
                 }
             }
-            _ = ticker.tick() => heartbeat(ctx, done).await,
+            _ = ticker.tick() => {
+                // In-app messages wait in the batch: show them within a tick, not a page.
+                flush(store, input, &mut batch).await?;
+                heartbeat(ctx, done).await;
+            }
         }
     }
     flush(store, input, &mut batch).await?;
@@ -176,19 +181,27 @@ fn is_last_attempt(ctx: &ActivityContext) -> bool {
         .is_some_and(|max| info.attempt >= max)
 }
 
+/// Receipts and in-app messages not yet written.
+#[derive(Default)]
+struct Batch {
+    receipts: Vec<Receipt>,
+    inbox: Vec<InboxMessage>,
+}
+
 async fn flush(
     store: &Store,
     input: &DeliverPageInput,
-    batch: &mut Vec<Receipt>,
+    batch: &mut Batch,
 ) -> Result<(), ActivityError> {
-    if batch.is_empty() {
+    if batch.receipts.is_empty() {
         return Ok(());
     }
     store
-        .upsert_receipts(&input.tenant_id, batch)
+        .record_deliveries(&input.tenant_id, &batch.receipts, &batch.inbox)
         .await
         .map_err(store_error)?;
-    batch.clear();
+    batch.receipts.clear();
+    batch.inbox.clear();
     Ok(())
 }
 
@@ -218,7 +231,6 @@ async fn heartbeat(ctx: &ActivityContext, done: u64) {
 
 /// What every instance of the page shares.
 struct Job<'a> {
-    store: &'a Store,
     email: &'a EmailSender,
     input: &'a DeliverPageInput,
     compiled: Option<&'a Compiled>,
@@ -228,9 +240,15 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Delivers to one member and returns the receipt describing the result, or `None` if the
-    /// request was cancelled before this send could start.
-    async fn attempt(&self, id: InstanceId, member: PageMember, attempts: u32) -> Option<Receipt> {
+    /// Delivers to one member and returns the receipt describing the result (with the in-app
+    /// message to write beside it), or `None` if the request was cancelled before this send
+    /// could start.
+    async fn attempt(
+        &self,
+        id: InstanceId,
+        member: PageMember,
+        attempts: u32,
+    ) -> Option<(Receipt, Option<InboxMessage>)> {
         let mut receipt = Receipt {
             instance_id: id,
             request_id: self.input.request_id.clone(),
@@ -244,6 +262,7 @@ impl Job<'_> {
             error_message: None,
             updated_at_ms: 0,
         };
+        let mut message = None;
         let outcome = self.send(&receipt.instance_id, &member).await;
         match outcome {
             Outcome::Stopped => return None,
@@ -251,7 +270,12 @@ impl Job<'_> {
                 receipt.status = DeliveryStatus::Suppressed;
                 receipt.error_code = Some(code.into());
             }
-            Outcome::Sent { send, started } => {
+            Outcome::Sent {
+                send,
+                started,
+                inbox,
+            } => {
+                message = inbox;
                 receipt.attempts += 1;
                 match send {
                     SendOutcome::Accepted {
@@ -279,7 +303,7 @@ impl Job<'_> {
             }
         }
         receipt.updated_at_ms = now_ms();
-        Some(receipt)
+        Some((receipt, message))
     }
 
     async fn send(&self, id: &InstanceId, member: &PageMember) -> Outcome {
@@ -299,42 +323,42 @@ impl Job<'_> {
         }
         let vars = fanout_domain::render::context(&input.data, user, &input.request_id);
         let started = Instant::now();
-        let send = match input.channel {
+        match input.channel {
             Channel::Email => {
                 let Some(address) = &user.email else {
                     return Outcome::Suppressed("no_email_address");
                 };
-                match compiled.render_email(&vars) {
+                let send = match compiled.render_email(&vars) {
                     Ok(rendered) => self.email.send(id, address, &rendered).await,
                     Err(e) => render_failure(&e),
+                };
+                Outcome::Sent {
+                    send,
+                    started,
+                    inbox: None,
                 }
             }
             Channel::InApp => match compiled.render_in_app(&vars) {
-                Ok(rendered) => {
-                    let written = in_app::deliver(
-                        self.store,
-                        &input.tenant_id,
+                Ok(rendered) => Outcome::Sent {
+                    send: SendOutcome::Accepted {
+                        provider_message_id: id.to_string(),
+                    },
+                    started,
+                    inbox: Some(in_app::message(
                         id,
                         &input.request_id,
                         &user.user_id,
                         rendered,
                         &input.data,
-                    )
-                    .await;
-                    match written {
-                        Ok(provider_message_id) => SendOutcome::Accepted {
-                            provider_message_id,
-                        },
-                        Err(e) => SendOutcome::Transient {
-                            code: "inbox_store".into(),
-                            message: e.to_string(),
-                        },
-                    }
-                }
-                Err(e) => render_failure(&e),
+                    )),
+                },
+                Err(e) => Outcome::Sent {
+                    send: render_failure(&e),
+                    started,
+                    inbox: None,
+                },
             },
-        };
-        Outcome::Sent { send, started }
+        }
     }
 }
 
@@ -348,5 +372,9 @@ fn render_failure(e: &fanout_domain::render::RenderError) -> SendOutcome {
 enum Outcome {
     Stopped,
     Suppressed(&'static str),
-    Sent { send: SendOutcome, started: Instant },
+    Sent {
+        send: SendOutcome,
+        started: Instant,
+        inbox: Option<InboxMessage>,
+    },
 }

@@ -1,22 +1,23 @@
 //! The in-app channel: a durable inbox row per delivery instance.
+//!
+//! Delivery builds the message here; the page's flush writes it in the same transaction as its
+//! receipt, so the receipt never says delivered for a row that is not there, and the row's id
+//! (the instance id) makes a retried delivery a no-op instead of a second row.
 
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::render::RenderedInApp;
-use fanout_domain::{InstanceId, RequestId, TenantId, UserId};
-use fanout_store::{Store, StoreError, now_ms};
+use fanout_domain::{InstanceId, RequestId, UserId};
+use fanout_store::now_ms;
 
-/// Writes the message to the user's inbox. Upserts by instance id, so a retried delivery
-/// never shows twice; returns the inbox message id.
-pub async fn deliver(
-    store: &Store,
-    tenant_id: &TenantId,
+/// The inbox message for one delivery instance.
+pub fn message(
     instance: &InstanceId,
     request_id: &RequestId,
     user_id: &UserId,
     rendered: RenderedInApp,
     data: &serde_json::Map<String, serde_json::Value>,
-) -> Result<String, StoreError> {
-    let message = InboxMessage {
+) -> InboxMessage {
+    InboxMessage {
         id: instance.clone(),
         user_id: user_id.clone(),
         request_id: request_id.clone(),
@@ -25,7 +26,5 @@ pub async fn deliver(
         data: serde_json::Value::Object(data.clone()),
         created_at_ms: now_ms(),
         read_at_ms: None,
-    };
-    store.insert_inbox_message(tenant_id, &message).await?;
-    Ok(instance.to_string())
+    }
 }

@@ -5,7 +5,7 @@ use fanout_domain::{InstanceId, RequestId, TenantId, UnixMillis, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, parse_col};
+use crate::{Result, Store, multi_row_sql, parse_col};
 
 const T: &str = "inbox";
 
@@ -35,6 +35,40 @@ fn message_from_row(row: &AnyRow) -> Result<InboxMessage> {
     })
 }
 
+/// Adds messages not already in the inbox, inside the caller's transaction.
+pub(crate) async fn insert_messages(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &TenantId,
+    messages: &[InboxMessage],
+) -> Result<u64> {
+    let mut added = 0;
+    // 8 values a row: 48 rows keep a statement under 400 parameters.
+    for chunk in messages.chunks(48) {
+        let sql = multi_row_sql(
+            "INSERT INTO inbox (instance_id, tenant_id, user_id, request_id, title, body, data,
+                                created_at_ms)",
+            8,
+            chunk.len(),
+            "ON CONFLICT (instance_id) DO NOTHING",
+        );
+        let mut query = sqlx::query(&sql);
+        for m in chunk {
+            let data = parse_col(T, serde_json::to_string(&m.data))?;
+            query = query
+                .bind(m.id.as_str())
+                .bind(tenant_id.as_str())
+                .bind(m.user_id.as_str())
+                .bind(m.request_id.as_str())
+                .bind(m.title.clone())
+                .bind(m.body.clone())
+                .bind(data)
+                .bind(m.created_at_ms);
+        }
+        added += query.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(added)
+}
+
 impl Store {
     /// Adds a message unless its instance is already in the inbox: a retried delivery never
     /// produces a second row. Returns whether a row was added.
@@ -43,23 +77,10 @@ impl Store {
         tenant_id: &TenantId,
         message: &InboxMessage,
     ) -> Result<bool> {
-        let data = parse_col(T, serde_json::to_string(&message.data))?;
-        let done = sqlx::query(
-            "INSERT INTO inbox (instance_id, tenant_id, user_id, request_id, title, body, data,
-                                created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (instance_id) DO NOTHING",
-        )
-        .bind(message.id.as_str())
-        .bind(tenant_id.as_str())
-        .bind(message.user_id.as_str())
-        .bind(message.request_id.as_str())
-        .bind(message.title.clone())
-        .bind(message.body.clone())
-        .bind(data)
-        .bind(message.created_at_ms)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let mut tx = self.pool().begin().await?;
+        let added = insert_messages(&mut tx, tenant_id, std::slice::from_ref(message)).await?;
+        tx.commit().await?;
+        Ok(added == 1)
     }
 
     /// Lists a user's inbox newest first, continuing below `before` if given.

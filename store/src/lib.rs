@@ -75,10 +75,26 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", dir.display())))?;
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .connect(&config.url)
-            .await?;
+        let mut options = AnyPoolOptions::new().max_connections(config.max_connections.max(1));
+        if config.url.starts_with("sqlite:") {
+            // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints rather
+            // than on every commit (durable across process crashes, not power loss), which is
+            // what lets many small delivery transactions through; writers queue instead of
+            // failing while another commits.
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                        "PRAGMA busy_timeout = 30000",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&config.url).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
     }

@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{ChannelCounts, DeliveryStatus, Receipt};
 use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, parse_col};
+use crate::{Result, Store, multi_row_sql, parse_col};
 
 const T: &str = "receipts";
 
@@ -40,33 +41,54 @@ const COLUMNS: &str = "instance_id, request_id, user_id, channel, status, provid
 impl Store {
     /// Writes receipts, replacing earlier versions of the same instances, in one transaction.
     pub async fn upsert_receipts(&self, tenant_id: &TenantId, receipts: &[Receipt]) -> Result<()> {
+        self.record_deliveries(tenant_id, receipts, &[]).await
+    }
+
+    /// Writes a batch of deliveries in one transaction: the in-app messages (added unless
+    /// already there) and the receipts (replacing earlier versions). A crash leaves either both
+    /// or neither, so a receipt never says delivered for an inbox row that does not exist.
+    pub async fn record_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        receipts: &[Receipt],
+        inbox: &[InboxMessage],
+    ) -> Result<()> {
+        if receipts.is_empty() && inbox.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.pool().begin().await?;
-        for r in receipts {
-            sqlx::query(
+        crate::inbox::insert_messages(&mut tx, tenant_id, inbox).await?;
+        // 12 values a row: 32 rows keep a statement under 400 parameters.
+        for chunk in receipts.chunks(32) {
+            let sql = multi_row_sql(
                 "INSERT INTO receipts (instance_id, request_id, tenant_id, user_id, channel,
                    status, provider_message_id, attempts, latency_ms, error_code, error_message,
-                   updated_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                 ON CONFLICT (instance_id) DO UPDATE SET
+                   updated_at_ms)",
+                12,
+                chunk.len(),
+                "ON CONFLICT (instance_id) DO UPDATE SET
                    status = excluded.status, provider_message_id = excluded.provider_message_id,
                    attempts = excluded.attempts, latency_ms = excluded.latency_ms,
                    error_code = excluded.error_code, error_message = excluded.error_message,
                    updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(r.instance_id.as_str())
-            .bind(r.request_id.as_str())
-            .bind(tenant_id.as_str())
-            .bind(r.user_id.as_str())
-            .bind(r.channel.as_str())
-            .bind(r.status.as_str())
-            .bind(r.provider_message_id.clone())
-            .bind(i64::from(r.attempts))
-            .bind(r.latency_ms.map(|l| i64::try_from(l).unwrap_or(i64::MAX)))
-            .bind(r.error_code.clone())
-            .bind(r.error_message.clone())
-            .bind(r.updated_at_ms)
-            .execute(&mut *tx)
-            .await?;
+            );
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query
+                    .bind(r.instance_id.as_str())
+                    .bind(r.request_id.as_str())
+                    .bind(tenant_id.as_str())
+                    .bind(r.user_id.as_str())
+                    .bind(r.channel.as_str())
+                    .bind(r.status.as_str())
+                    .bind(r.provider_message_id.clone())
+                    .bind(i64::from(r.attempts))
+                    .bind(r.latency_ms.map(|l| i64::try_from(l).unwrap_or(i64::MAX)))
+                    .bind(r.error_code.clone())
+                    .bind(r.error_message.clone())
+                    .bind(r.updated_at_ms);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -279,7 +279,9 @@ async fn fan_out(
 
         select! {
             _ = ctx.cancelled() => {
-                // Children inherit the cancellation; wait until each has stopped sending.
+                // Stop every send at once (deliveries read the store before each one), then
+                // wait for the children, which inherit the cancellation, to wind down.
+                write_cancel_through(ctx, input).await?;
                 while !inflight.is_empty() {
                     let (page, outcome) = inflight.next().await;
                     absorb(ctx, page, outcome);
@@ -338,6 +340,27 @@ fn absorb(
     true
 }
 
+/// Records the cancellation in the request's controls, where every delivery checks it.
+async fn write_cancel_through(
+    ctx: &mut WorkflowContext<NotificationWorkflow>,
+    input: &NotificationInput,
+) -> Result<(), WorkflowTermination> {
+    let controls = ctx.state(|s| RequestControls {
+        cancelled: true,
+        ..s.controls
+    });
+    ctx.execute_activity(
+        DeliveryActivities::apply_controls,
+        ApplyControlsInput {
+            request_id: input.request_id.clone(),
+            controls,
+        },
+        options::detached_store_activity(),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Writes the outcome to the store (settling unfinished instances when asked) and ends the
 /// workflow accordingly.
 async fn finish(
@@ -347,20 +370,7 @@ async fn finish(
     settle_as: Option<DeliveryStatus>,
 ) -> WorkflowResult<NotificationOutcome> {
     if state == RequestState::Cancelled {
-        // Write the cancellation through first so any straggling delivery stops at once.
-        let controls = ctx.state(|s| RequestControls {
-            cancelled: true,
-            ..s.controls
-        });
-        ctx.execute_activity(
-            DeliveryActivities::apply_controls,
-            ApplyControlsInput {
-                request_id: input.request_id.clone(),
-                controls,
-            },
-            options::detached_store_activity(),
-        )
-        .await?;
+        write_cancel_through(ctx, input).await?;
     }
     let settle_as = match state {
         RequestState::Cancelled => Some(DeliveryStatus::Cancelled),
