@@ -22,10 +22,10 @@ use crate::email::{EmailSender, SendOutcome};
 use crate::{DeliveryConfig, in_app, permanent, store_error, transient};
 
 /// Receipts are written after this many deliveries, bounding what a crash can make us resend.
-const FLUSH_EVERY: usize = 64;
+const FLUSH_EVERY: usize = 32;
 
 /// How often the activity heartbeats (and so learns of a cancellation), whatever it is doing.
-const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 
 /// How long a delivery stopped by a cancelled request waits for Temporal's cancellation to
 /// reach it before failing instead.

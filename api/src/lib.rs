@@ -27,6 +27,7 @@ pub mod users;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -47,6 +48,9 @@ pub struct Config {
     pub temporal: TemporalConfig,
     /// The store.
     pub store: StoreConfig,
+    /// How long a dedupe key keeps returning its request; after that a trigger with the same
+    /// key starts a new one.
+    pub dedupe_window_seconds: u64,
 }
 
 impl Default for Config {
@@ -55,6 +59,7 @@ impl Default for Config {
             listen_addr: "127.0.0.1:8080".into(),
             temporal: TemporalConfig::default(),
             store: StoreConfig::default(),
+            dedupe_window_seconds: 24 * 3600,
         }
     }
 }
@@ -66,6 +71,8 @@ pub struct AppState {
     pub store: Store,
     /// Temporal, behind the API's narrow interface.
     pub orchestrator: Arc<dyn Orchestrator>,
+    /// See [`Config::dedupe_window_seconds`].
+    pub dedupe_window: Duration,
 }
 
 /// Builds the router.
@@ -105,6 +112,7 @@ pub async fn run(
     let state = AppState {
         store,
         orchestrator: Arc::new(orchestrator),
+        dedupe_window: Duration::from_secs(config.dedupe_window_seconds),
     };
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app(state))

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use fanout_domain::contracts::NotificationInput;
 use fanout_domain::ids::InvalidId;
 use fanout_domain::request::{MAX_TTL_SECONDS, NotificationRequest, Priority, RecipientsQuery};
-use fanout_domain::{Channel, DedupeKey, SegmentId, TemplateId, TenantId, UserId};
+use fanout_domain::{Channel, DedupeKey, RequestId, SegmentId, TemplateId, TenantId, UserId};
 use fanout_store::now_ms;
 use serde::{Deserialize, Serialize};
 
@@ -190,11 +190,32 @@ pub async fn notify(
         )));
     }
 
-    let request_id = request.dedupe_key.request_id();
+    // Within the dedupe window the key names its latest request; after it, the next
+    // generation. Either way the id is derived, so racing triggers share one workflow id.
+    let window_ms = i64::try_from(state.dedupe_window.as_millis()).unwrap_or(i64::MAX);
+    let latest = state
+        .store
+        .find_request_by_dedupe_key(&tenant, request.dedupe_key.key())
+        .await?;
+    let (request_id, generation) = match latest {
+        Some(r) if now_ms() - r.created_at_ms < window_ms => {
+            if r.started {
+                return Ok(accepted(&r.request_id, true));
+            }
+            // Recorded but never started (Temporal was down): start it now.
+            (r.request_id, r.generation)
+        }
+        Some(r) => {
+            let next = r.generation + 1;
+            (request.dedupe_key.request_id_for(next), next)
+        }
+        None => (request.dedupe_key.request_id(), 0),
+    };
     state
         .store
         .insert_request(
             &request_id,
+            generation,
             &tenant,
             request.dedupe_key.key(),
             &request.template_id,
@@ -222,19 +243,25 @@ pub async fn notify(
             )
         })?
         .map_err(|e| ApiError::Unavailable(format!("{e}; retry with the same dedupe_key")))?;
+    state.store.mark_started(&request_id).await?;
     let duplicate = outcome == StartOutcome::Duplicate;
+    tracing::info!(request_id = %request_id, duplicate, "notification accepted");
+    Ok(accepted(&request_id, duplicate))
+}
+
+/// 202 for a new request, 200 for a duplicate of an existing one.
+fn accepted(request_id: &RequestId, duplicate: bool) -> (StatusCode, Json<NotifyResponse>) {
     let status = if duplicate {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    tracing::info!(request_id = %request_id, duplicate, "notification accepted");
-    Ok((
+    (
         status,
         Json(NotifyResponse {
             status_url: format!("/v1/status/{request_id}"),
             request_id: request_id.to_string(),
             duplicate,
         }),
-    ))
+    )
 }

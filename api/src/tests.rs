@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -80,6 +81,11 @@ struct Harness {
 
 /// Two tenants, `a` and `b`, each with a key and the same `welcome` template (in-app only).
 async fn harness() -> Harness {
+    harness_with_window(Duration::from_secs(3600)).await
+}
+
+/// As [`harness`], with the given dedupe window.
+async fn harness_with_window(dedupe_window: Duration) -> Harness {
     let dir = std::env::temp_dir().join(format!("fanout-api-test-{}", rand_suffix()));
     let store = Store::connect(&fanout_domain::config::StoreConfig {
         url: format!("sqlite://{}/db.sqlite?mode=rwc", dir.display()),
@@ -91,6 +97,7 @@ async fn harness() -> Harness {
     let router = app(AppState {
         store: store.clone(),
         orchestrator: orchestrator.clone(),
+        dedupe_window,
     });
     let mut keys = Vec::new();
     for tenant in ["a", "b"] {
@@ -1118,4 +1125,34 @@ async fn invalid_followers_and_segment_queries_are_422_naming_the_field() {
         assert!(message.contains(hint), "{body}: '{message}' lacks '{hint}'");
     }
     assert!(h.orchestrator.started.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_dedupe_key_starts_a_new_request_once_its_window_has_passed() {
+    let h = harness_with_window(Duration::ZERO).await;
+    let (first_status, first) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(trigger("w")))
+        .await;
+    let (second_status, second) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(trigger("w")))
+        .await;
+    assert_eq!(
+        (first_status, second_status),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED)
+    );
+    assert_eq!(second["duplicate"], false);
+    assert_ne!(first["request_id"], second["request_id"]);
+    assert!(
+        second["request_id"].as_str().unwrap().ends_with("-g1"),
+        "{second}"
+    );
+    assert_eq!(h.orchestrator.started.lock().unwrap().len(), 2);
+    // Each generation is a request of its own, with its own status.
+    for r in [&first, &second] {
+        let id = r["request_id"].as_str().unwrap();
+        let (status, _) = h
+            .call("GET", &format!("/v1/status/{id}"), Some(h.key(0)), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
 }

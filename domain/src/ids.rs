@@ -252,13 +252,18 @@ impl DedupeKey {
     /// Derives the request id (and so the workflow id): the same (tenant, key) always yields
     /// the same id, which is what makes a duplicate trigger land on the same workflow.
     pub fn request_id(&self) -> RequestId {
+        self.request_id_for(0)
+    }
+
+    /// The request id of the key's `generation`-th use: a key may be used again once its dedupe
+    /// window has passed, and each use is its own request. Generation 0 is [`Self::request_id`].
+    pub fn request_id_for(&self, generation: u32) -> RequestId {
         let digest = hash_parts(&[self.tenant_id.as_str(), &self.key]);
-        RequestId(format!(
-            "{}{}-{}",
-            RequestId::PREFIX,
-            self.tenant_id,
-            &digest[..24]
-        ))
+        let base = format!("{}{}-{}", RequestId::PREFIX, self.tenant_id, &digest[..24]);
+        match generation {
+            0 => RequestId(base),
+            n => RequestId(format!("{base}-g{n}")),
+        }
     }
 }
 
@@ -338,6 +343,15 @@ mod tests {
         let x = DedupeKey::new(tenant("ab"), "c").unwrap().request_id();
         let y = DedupeKey::new(tenant("a"), "bc").unwrap().request_id();
         assert_ne!(x, y);
+    }
+
+    #[test]
+    fn each_generation_of_a_key_is_its_own_request() {
+        let key = DedupeKey::new(tenant("acme"), "k").unwrap();
+        assert_eq!(key.request_id_for(0), key.request_id());
+        assert_ne!(key.request_id_for(1), key.request_id());
+        assert_eq!(key.request_id_for(2), key.request_id_for(2));
+        assert!(RequestId::parse(key.request_id_for(7).as_str()).is_ok());
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct RequestRecord {
     pub created_at_ms: UnixMillis,
     /// When it last changed.
     pub updated_at_ms: UnixMillis,
+    /// Whether Temporal accepted its workflow.
+    pub started: bool,
+    /// Which use of its dedupe key this is (0 for the first).
+    pub generation: u32,
 }
 
 fn record_from_row(row: &AnyRow) -> Result<RequestRecord> {
@@ -52,15 +56,18 @@ fn record_from_row(row: &AnyRow) -> Result<RequestRecord> {
         metadata: parse_col(T, serde_json::from_str(&metadata))?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        started: row.try_get::<i64, _>("started")? != 0,
+        generation: u32::try_from(row.try_get::<i64, _>("generation")?).unwrap_or(u32::MAX),
     })
 }
 
 impl Store {
-    /// Records an accepted request as running. Returns `false` if a request with this id (or
-    /// this tenant's dedupe key) is already recorded, leaving that one untouched.
+    /// Records an accepted request as running, the `generation`-th use of its dedupe key.
+    /// Returns `false` if a request with this id is already recorded, leaving it untouched.
     pub async fn insert_request(
         &self,
         request_id: &RequestId,
+        generation: u32,
         tenant_id: &TenantId,
         dedupe_key: &str,
         template_id: &TemplateId,
@@ -70,8 +77,8 @@ impl Store {
         let metadata = parse_col(T_REQUESTS, serde_json::to_string(metadata))?;
         let done = sqlx::query(
             "INSERT INTO requests (request_id, tenant_id, dedupe_key, template_id, state,
-                                   metadata, created_at_ms, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
+                                   metadata, created_at_ms, updated_at_ms, generation)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) ON CONFLICT DO NOTHING",
         )
         .bind(request_id.as_str())
         .bind(tenant_id.as_str())
@@ -80,9 +87,19 @@ impl Store {
         .bind(RequestState::Running.as_str())
         .bind(metadata)
         .bind(now)
+        .bind(i64::from(generation))
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that Temporal accepted the request's workflow.
+    pub async fn mark_started(&self, request_id: &RequestId) -> Result<()> {
+        sqlx::query("UPDATE requests SET started = 1 WHERE request_id = $1")
+            .bind(request_id.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// Returns the request if it belongs to `tenant_id`. Another tenant's request is
@@ -94,7 +111,7 @@ impl Store {
     ) -> Result<Option<RequestRecord>> {
         let row = sqlx::query(
             "SELECT request_id, tenant_id, dedupe_key, template_id, state, progress, metadata,
-                    created_at_ms, updated_at_ms
+                    created_at_ms, updated_at_ms, started, generation
              FROM requests WHERE request_id = $1 AND tenant_id = $2",
         )
         .bind(request_id.as_str())
@@ -104,7 +121,7 @@ impl Store {
         row.as_ref().map(record_from_row).transpose()
     }
 
-    /// Returns the tenant's request for a dedupe key, if any.
+    /// Returns the tenant's latest request for a dedupe key, if any.
     pub async fn find_request_by_dedupe_key(
         &self,
         tenant_id: &TenantId,
@@ -112,9 +129,9 @@ impl Store {
     ) -> Result<Option<RequestRecord>> {
         let row = sqlx::query(
             "SELECT request_id, tenant_id, dedupe_key, template_id, state, progress, metadata,
-                    created_at_ms, updated_at_ms
+                    created_at_ms, updated_at_ms, started, generation
              FROM requests WHERE tenant_id = $1 AND dedupe_key = $2
-             ORDER BY created_at_ms DESC LIMIT 1",
+             ORDER BY generation DESC LIMIT 1",
         )
         .bind(tenant_id.as_str())
         .bind(dedupe_key)
@@ -164,21 +181,26 @@ mod tests {
         let id = key.request_id();
         let tpl = TemplateId::parse("welcome").unwrap();
         let meta = BTreeMap::from([("source".to_owned(), "test".to_owned())]);
-        assert!(
-            store
-                .insert_request(&id, &t, "k1", &tpl, &meta)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .insert_request(&id, &t, "k1", &tpl, &meta)
-                .await
-                .unwrap()
-        );
+        let insert = |id: RequestId, generation: u32| {
+            let (store, t, tpl, meta) = (store.clone(), t.clone(), tpl.clone(), meta.clone());
+            async move {
+                store
+                    .insert_request(&id, generation, &t, "k1", &tpl, &meta)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(insert(id.clone(), 0).await);
+        assert!(!insert(id.clone(), 0).await);
         let rec = store.get_request(&t, &id).await.unwrap().unwrap();
         assert_eq!(rec.state, RequestState::Running);
         assert_eq!(rec.metadata, meta);
+        assert!(!rec.started);
+        store.mark_started(&id).await.unwrap();
+        assert!(store.get_request(&t, &id).await.unwrap().unwrap().started);
+        // A later use of the key is a second request; lookups by key find the latest.
+        let next = key.request_id_for(1);
+        assert!(insert(next.clone(), 1).await);
 
         let progress = Progress {
             pages_total: 1,
@@ -196,8 +218,12 @@ mod tests {
 
         let other = TenantId::parse("other").unwrap();
         assert!(store.get_request(&other, &id).await.unwrap().is_none());
-        let by_key = store.find_request_by_dedupe_key(&t, "k1").await.unwrap();
-        assert_eq!(by_key.map(|r| r.request_id), Some(id.clone()));
+        let by_key = store
+            .find_request_by_dedupe_key(&t, "k1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((by_key.request_id, by_key.generation), (next, 1));
         assert!(
             store
                 .find_request_by_dedupe_key(&other, "k1")

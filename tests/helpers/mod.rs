@@ -125,6 +125,7 @@ impl TestApp {
             listen_addr: listener.local_addr()?.to_string(),
             temporal,
             store: store_config,
+            ..fanout_api::Config::default()
         };
         tokio::spawn(async move {
             let shutdown = async {
