@@ -1,14 +1,22 @@
-//! The email channel: lettre over SMTP with a pooled async transport.
+//! The email channel: lettre's SMTP client over a small connection pool of our own.
+//!
+//! lettre's own transport never sets `TCP_NODELAY`, so every command waits out the peer's
+//! delayed ACK (about 22 messages/s per connection, see ARCHITECTURE.md). Its connection type
+//! accepts a stream we open ourselves, so this module connects with `TCP_NODELAY` set and pools
+//! the connections; lettre still speaks the protocol.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fanout_domain::InstanceId;
 use fanout_domain::render::RenderedEmail;
 use fanout_domain::user::EmailAddress;
+use lettre::Message;
 use lettre::message::{Mailbox, MultiPart, header};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::extension::ClientId;
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
 
 /// Where and how to send email.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +28,7 @@ pub struct SmtpConfig {
     pub port: u16,
     /// The `From:` mailbox, e.g. `Acme <notifications@acme.test>`.
     pub from: String,
-    /// Pooled connections kept open to the relay.
+    /// Idle connections kept open to the relay (more are opened while sends run concurrently).
     pub pool_size: u32,
     /// Per-command timeout.
     pub timeout_ms: u64,
@@ -32,7 +40,7 @@ impl Default for SmtpConfig {
             host: "127.0.0.1".into(),
             port: 2525,
             from: "Fanout <notifications@fanout.localhost>".into(),
-            pool_size: 8,
+            pool_size: 256,
             timeout_ms: 10_000,
         }
     }
@@ -67,15 +75,61 @@ pub enum SendOutcome {
     },
 }
 
-/// Sends email through one pooled SMTP transport. Cheap to share.
+/// Sends email through pooled SMTP connections. Cheap to share.
 #[derive(Clone)]
 pub struct EmailSender {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    pool: Arc<Pool>,
     from: Mailbox,
 }
 
+/// Idle connections to the relay.
+struct Pool {
+    host: String,
+    port: u16,
+    timeout: Duration,
+    max_idle: usize,
+    hello: ClientId,
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+}
+
+/// Why a connection could not be had.
+enum ConnectError {
+    Io(std::io::Error),
+    Smtp(lettre::transport::smtp::Error),
+    Timeout,
+}
+
+impl Pool {
+    fn take(&self) -> Option<AsyncSmtpConnection> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn give_back(&self, connection: AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if !connection.has_broken() && idle.len() < self.max_idle {
+            idle.push(connection);
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, ConnectError> {
+        let connecting = async {
+            let stream = TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(ConnectError::Io)?;
+            // The point of this pool: no delayed-ACK stall between SMTP commands.
+            stream.set_nodelay(true).map_err(ConnectError::Io)?;
+            AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                .await
+                .map_err(ConnectError::Smtp)
+        };
+        tokio::time::timeout(self.timeout, connecting)
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+    }
+}
+
 impl EmailSender {
-    /// Builds the transport; connections are opened lazily on first send.
+    /// Prepares the sender; connections are opened on first use.
     pub fn new(config: &SmtpConfig) -> Result<Self, SmtpConfigError> {
         let from: Mailbox = config
             .from
@@ -83,12 +137,17 @@ impl EmailSender {
             .map_err(|e| SmtpConfigError(format!("from '{}': {e}", config.from)))?;
         // Plain SMTP for the local relay and sandbox; TLS and auth arrive with the channels
         // work (see README limitations).
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
-            .port(config.port)
-            .timeout(Some(Duration::from_millis(config.timeout_ms)))
-            .pool_config(PoolConfig::new().max_size(config.pool_size.max(1)))
-            .build();
-        Ok(Self { transport, from })
+        Ok(Self {
+            pool: Arc::new(Pool {
+                host: config.host.clone(),
+                port: config.port,
+                timeout: Duration::from_millis(config.timeout_ms),
+                max_idle: config.pool_size as usize,
+                hello: ClientId::default(),
+                idle: Mutex::new(Vec::new()),
+            }),
+            from,
+        })
     }
 
     /// Sends one rendered email. The Message-ID derives from the instance id, so a resend
@@ -109,11 +168,40 @@ impl EmailSender {
                 };
             }
         };
-        match self.transport.send(message).await {
-            Ok(response) => SendOutcome::Accepted {
-                provider_message_id: queue_id(response.message()).unwrap_or(message_id),
+        let mut connection = match self.pool.take() {
+            Some(c) => c,
+            None => match self.pool.connect().await {
+                Ok(c) => c,
+                Err(ConnectError::Smtp(e)) => return classify(&e),
+                Err(ConnectError::Io(e)) => {
+                    return SendOutcome::Transient {
+                        code: "smtp_connection".into(),
+                        message: e.to_string(),
+                    };
+                }
+                Err(ConnectError::Timeout) => {
+                    return SendOutcome::Transient {
+                        code: "smtp_timeout".into(),
+                        message: "connecting to the relay timed out".into(),
+                    };
+                }
             },
-            Err(e) => classify(&e),
+        };
+        let body = message.formatted();
+        let sending = connection.send(message.envelope(), &body);
+        match tokio::time::timeout(self.pool.timeout, sending).await {
+            Ok(Ok(response)) => {
+                self.pool.give_back(connection);
+                SendOutcome::Accepted {
+                    provider_message_id: queue_id(response.message()).unwrap_or(message_id),
+                }
+            }
+            // lettre aborts the connection on any error; it is not returned to the pool.
+            Ok(Err(e)) => classify(&e),
+            Err(_) => SendOutcome::Transient {
+                code: "smtp_timeout".into(),
+                message: "the relay did not answer in time".into(),
+            },
         }
     }
 

@@ -5,7 +5,7 @@
 //! key, a SQLite store file, a task queue, and an in-process worker and API on port 0, so tests
 //! run in parallel without seeing each other.
 
-pub mod stack;
+pub use fanout_tests::stack;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

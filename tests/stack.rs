@@ -1,5 +1,5 @@
-//! The services every test shares: one Temporal dev server and one SMTP sandbox per test
-//! binary, on a runtime of their own so they outlive each test's runtime.
+//! The services every test (and the benchmark) shares: one Temporal dev server and one SMTP
+//! sandbox per process, on a runtime of their own so they outlive each test's runtime.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

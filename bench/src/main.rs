@@ -1,0 +1,412 @@
+//! `make bench`: one run that measures, on the embedded stack (Temporal dev server in memory,
+//! SQLite, the SMTP sandbox):
+//!
+//! 1. Fanout itself: a followers fan-out over email and in-app, with the worker and the API as
+//!    separate release processes (for their peak RSS), from `POST /v1/notify` to `completed`;
+//!    Temporal history events across the whole workflow tree per delivery.
+//! 2. The naive baseline: one activity per recipient (see [`naive`]), on a smaller audience.
+//! 3. The direct ceiling: the same audience through the same adapters from a loop, no Temporal
+//!    (see [`direct`]).
+//!
+//! It prints a table and writes `bench-results/latest.json`. Sizes come from the environment:
+//! `BENCH_RECIPIENTS` (100000), `BENCH_NAIVE_RECIPIENTS` (3000), `BENCH_PAGE_SIZE` (1000),
+//! `BENCH_CONCURRENCY` (32, sends in flight per page and channel).
+
+mod direct;
+mod naive;
+mod sink;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fanout_activities::{EmailSender, SmtpConfig};
+use fanout_domain::config::StoreConfig;
+use fanout_domain::render::Compiled;
+use fanout_domain::request::RecipientsQuery;
+use fanout_domain::template::{EmailContent, InAppContent};
+use fanout_domain::user::{EmailAddress, User};
+use fanout_domain::{DedupeKey, TemplateId, TenantId, UserId};
+use fanout_store::Store;
+use fanout_tests::stack::{self, Shared};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions,
+    WorkflowListOptions, WorkflowStartOptions,
+};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+use crate::naive::{NaiveActivities, NaiveInput, NaiveWorkflow};
+use crate::sink::Content;
+
+fn env_or<T: FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn email_content() -> EmailContent {
+    EmailContent {
+        subject: "{{ actor }} posted".into(),
+        text: "Hi {{ user.name }}, {{ actor }} posted something new.".into(),
+        html: None,
+    }
+}
+
+fn in_app_content() -> InAppContent {
+    InAppContent {
+        title: "{{ actor }} posted".into(),
+        body: "Have a look, {{ user.name }}.".into(),
+    }
+}
+
+/// Peak resident set size of a process, in MiB (VmHWM).
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn spawn(binary: &Path, envs: &[(&str, String)], args: &[&str]) -> anyhow::Result<Child> {
+    let mut cmd = Command::new(binary);
+    cmd.args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+        .with_context(|| format!("starting {}", binary.display()))
+}
+
+async fn temporal_client(shared: &Shared) -> anyhow::Result<Client> {
+    let url = Url::from_str(&format!("http://{}", shared.temporal_address))?;
+    let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
+    Ok(Client::new(connection, ClientOptions::new("default").build())?)
+}
+
+/// Sums history events over every execution (runs and children) whose id starts with `prefix`,
+/// waiting for visibility to settle. Returns (events, executions, largest history).
+async fn history_events(client: &Client, prefix: &str) -> anyhow::Result<(i64, usize, i64)> {
+    let query = format!("WorkflowId STARTS_WITH '{prefix}'");
+    let mut last = (-1, 0, 0);
+    for _ in 0..20 {
+        let mut stream = client.list_workflows(query.clone(), WorkflowListOptions::default());
+        let (mut events, mut executions, mut largest) = (0i64, 0usize, 0i64);
+        while let Some(execution) = stream.next().await {
+            let length = execution?.history_length();
+            events += length;
+            executions += 1;
+            largest = largest.max(length);
+        }
+        if (events, executions, largest) == last {
+            return Ok(last);
+        }
+        last = (events, executions, largest);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+    Ok(last)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let recipients: usize = env_or("BENCH_RECIPIENTS", 100_000);
+    let naive_recipients: usize = env_or("BENCH_NAIVE_RECIPIENTS", 3_000).min(recipients);
+    let page_size: u32 = env_or("BENCH_PAGE_SIZE", 1_000);
+    let concurrency: usize = env_or("BENCH_CONCURRENCY", 32);
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("no directory for the bench binary")?;
+
+    println!("fanout bench: {recipients} recipients x 2 channels (email, in_app), page size {page_size}, concurrency {concurrency}");
+    let shared = stack::shared()?;
+    let dir = std::env::temp_dir().join(format!("fanout-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let store_config = StoreConfig {
+        url: format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
+        max_connections: 8,
+    };
+    let store = Store::connect(&store_config).await?;
+
+    // Seed: one tenant, its key, the template, the users and their follows.
+    let tenant = TenantId::parse("bench")?;
+    store.upsert_tenant(&tenant, "Bench").await?;
+    let api_key = fanout_store::tenants::generate_api_key();
+    store.add_api_key(&tenant, &api_key).await?;
+    let template_id = TemplateId::parse("post")?;
+    store
+        .upsert_template(&tenant, &template_id, "Post", Some(email_content()), Some(in_app_content()))
+        .await?;
+    let seeded = Instant::now();
+    let users: Vec<User> = (0..recipients)
+        .map(|i| {
+            let id = format!("u{i:07}");
+            Ok(User {
+                email: Some(EmailAddress::parse(&format!("{id}@bench.test"))?),
+                user_id: UserId::parse(&id)?,
+                name: Some(id),
+                locale: None,
+                timezone: None,
+                devices: Vec::new(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    store.upsert_users(&tenant, &users).await?;
+    let star = UserId::parse("star")?;
+    let followers: Vec<UserId> = users.iter().map(|u| u.user_id.clone()).collect();
+    store.add_followers(&tenant, &star, &followers).await?;
+    println!("seeded {recipients} users and follows in {:.1}s", seeded.elapsed().as_secs_f64());
+
+    // 1. Fanout, with the worker and API as release processes of their own.
+    let task_queue = "bench".to_owned();
+    let common = vec![
+        ("FANOUT_TEMPORAL__ADDRESS", format!("http://{}", shared.temporal_address)),
+        ("FANOUT_TEMPORAL__TASK_QUEUE", task_queue.clone()),
+        ("FANOUT_STORE__URL", store_config.url.clone()),
+    ];
+    let mut worker_env = common.clone();
+    worker_env.extend([
+        ("FANOUT_SMTP__HOST", "127.0.0.1".to_owned()),
+        ("FANOUT_SMTP__PORT", shared.smtp_addr.port().to_string()),
+        ("FANOUT_DELIVERY__PAGE_SIZE", page_size.to_string()),
+        ("FANOUT_DELIVERY__CONCURRENCY", concurrency.to_string()),
+    ]);
+    let api_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut api_env = common.clone();
+    api_env.push(("FANOUT_LISTEN_ADDR", format!("127.0.0.1:{api_port}")));
+    let mut worker = spawn(&bin_dir.join("fanout-worker"), &worker_env, &[])?;
+    let mut api = spawn(&bin_dir.join("fanout-api"), &api_env, &["serve"])?;
+    let api_url = format!("http://127.0.0.1:{api_port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http.get(format!("{api_url}/healthz")).send().await.is_err() {
+        if Instant::now() > deadline {
+            bail!("the api did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let started = Instant::now();
+    let accepted: Value = http
+        .post(format!("{api_url}/v1/notify"))
+        .bearer_auth(&api_key)
+        .json(&json!({
+            "template_id": "post",
+            "recipients_query": {"type": "followers", "of": "star"},
+            "data": {"actor": "Star"},
+            "dedupe_key": "bench-fanout"
+        }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let request_id = accepted["request_id"]
+        .as_str()
+        .with_context(|| format!("notify failed: {accepted}"))?
+        .to_owned();
+    let status = loop {
+        let s: Value = http
+            .get(format!("{api_url}/v1/status/{request_id}"))
+            .bearer_auth(&api_key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if s["state"] != "running" {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let wall_s = started.elapsed().as_secs_f64();
+    let deliveries: u64 = ["email", "in_app"]
+        .iter()
+        .map(|c| status["channels"][c]["delivered"].as_u64().unwrap_or(0))
+        .sum();
+    anyhow::ensure!(
+        status["state"] == "completed" && deliveries == 2 * recipients as u64,
+        "fan-out did not deliver everything: {status}"
+    );
+    let worker_rss = peak_rss_mb(worker.id());
+    let api_rss = peak_rss_mb(api.id());
+    let _ = worker.kill();
+    let _ = api.kill();
+    let _ = (worker.wait(), api.wait());
+
+    let client = temporal_client(shared).await?;
+    let (events, executions, largest_history) = history_events(&client, &request_id).await?;
+    let deliveries_per_s = deliveries as f64 / wall_s;
+    println!(
+        "fanout: {deliveries} deliveries in {wall_s:.1}s = {deliveries_per_s:.0}/s; {events} history events in {executions} executions (largest {largest_history})"
+    );
+
+    // 2. The naive baseline, in this process.
+    let sender = EmailSender::new(&SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: shared.smtp_addr.port(),
+        ..SmtpConfig::default()
+    })?;
+    let content = || -> anyhow::Result<Content> {
+        Ok(Content {
+            email: Compiled::email(&email_content())?,
+            in_app: Compiled::in_app(&in_app_content())?,
+        })
+    };
+    let naive_queue = "bench-naive".to_owned();
+    let stop_naive = spawn_naive_worker(
+        shared,
+        naive_queue.clone(),
+        NaiveActivities {
+            store: store.clone(),
+            sender: sender.clone(),
+            content: content()?,
+        },
+    );
+    let naive_key = DedupeKey::new(tenant.clone(), "bench-naive")?;
+    let data: serde_json::Map<String, Value> = json!({"actor": "Star"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let naive_started = Instant::now();
+    let handle = client
+        .start_workflow(
+            NaiveWorkflow,
+            NaiveInput {
+                tenant_id: tenant.clone(),
+                request_id: naive_key.request_id(),
+                user_ids: followers[..naive_recipients].to_vec(),
+                data: data.clone(),
+                concurrency: 8 * concurrency,
+            },
+            WorkflowStartOptions::new(naive_queue, naive_key.request_id().to_string()).build(),
+        )
+        .await?;
+    let naive_deliveries = handle.get_result(WorkflowGetResultOptions::default()).await?;
+    let naive_s = naive_started.elapsed().as_secs_f64();
+    let _ = stop_naive.send(());
+    let naive_per_s = naive_deliveries as f64 / naive_s;
+    let (naive_events, _, _) = history_events(&client, naive_key.request_id().as_str()).await?;
+    println!("naive: {naive_deliveries} deliveries in {naive_s:.1}s = {naive_per_s:.0}/s; {naive_events} history events");
+
+    // 3. The direct ceiling on the full audience.
+    let direct_key = DedupeKey::new(tenant.clone(), "bench-direct")?;
+    let (direct_deliveries, direct_s) = direct::run(
+        &store,
+        &sender,
+        &content()?,
+        &tenant,
+        &direct_key.request_id(),
+        &RecipientsQuery::Followers { of: star },
+        &data,
+        8 * concurrency,
+    )
+    .await?;
+    let direct_per_s = direct_deliveries as f64 / direct_s;
+    println!("direct: {direct_deliveries} deliveries in {direct_s:.1}s = {direct_per_s:.0}/s");
+
+    let results = json!({
+        "recipients": recipients,
+        "channels": ["email", "in_app"],
+        "page_size": page_size,
+        "concurrency": concurrency,
+        "wall_s": round(wall_s),
+        "deliveries": deliveries,
+        "deliveries_per_s": round(deliveries_per_s),
+        "history_events": events,
+        "workflow_executions": executions,
+        "largest_history": largest_history,
+        "history_events_per_delivery": (events as f64 / deliveries as f64 * 10_000.0).round() / 10_000.0,
+        "worker_peak_rss_mb": round(worker_rss),
+        "api_peak_rss_mb": round(api_rss),
+        "naive_recipients": naive_recipients,
+        "naive_deliveries_per_s": round(naive_per_s),
+        "naive_history_events_per_delivery": (naive_events as f64 / naive_deliveries as f64 * 1000.0).round() / 1000.0,
+        "direct_deliveries_per_s": round(direct_per_s),
+        "speedup_vs_naive": round(deliveries_per_s / naive_per_s),
+        "fraction_of_direct": (deliveries_per_s / direct_per_s * 1000.0).round() / 1000.0,
+    });
+    print_table(&results);
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("latest.json"), serde_json::to_string_pretty(&results)? + "\n")?;
+    println!("wrote bench-results/latest.json");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn print_table(r: &Value) {
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    for key in [
+        "recipients",
+        "wall_s",
+        "deliveries",
+        "deliveries_per_s",
+        "naive_deliveries_per_s",
+        "speedup_vs_naive",
+        "direct_deliveries_per_s",
+        "fraction_of_direct",
+        "history_events",
+        "largest_history",
+        "history_events_per_delivery",
+        "naive_history_events_per_delivery",
+        "worker_peak_rss_mb",
+        "api_peak_rss_mb",
+    ] {
+        println!("| {key} | {} |", r[key]);
+    }
+}
+
+/// Runs the naive baseline's worker on its own thread until the sender fires.
+fn spawn_naive_worker(
+    shared: &'static Shared,
+    task_queue: String,
+    activities: NaiveActivities,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("naive worker runtime");
+        let result: anyhow::Result<()> = runtime.block_on(async move {
+            let core = Runtime::from_current_tokio(Default::default())
+                .map_err(|e| anyhow::anyhow!("runtime: {e}"))?;
+            let client = temporal_client(shared).await?;
+            let options = WorkerOptions::new(task_queue)
+                .register_workflow::<NaiveWorkflow>()?
+                .register_activities(activities)
+                .build();
+            let mut worker = Worker::new(&core, client, options)?;
+            let shutdown = worker.shutdown_handle();
+            let running = worker.run();
+            tokio::pin!(running);
+            tokio::select! {
+                r = &mut running => r?,
+                _ = stopped => { shutdown(); running.await?; }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            eprintln!("naive worker stopped: {e:#}");
+        }
+    });
+    stop
+}
+

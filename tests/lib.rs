@@ -1,0 +1,4 @@
+//! Shared test infrastructure: the real services (a Temporal dev server, the SMTP sandbox, a
+//! worker) started for the end-to-end suite (`main.rs`) and the benchmark (`fanout-bench`).
+
+pub mod stack;
