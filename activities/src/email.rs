@@ -111,7 +111,19 @@ impl Pool {
         }
     }
 
+    /// Opens a connection, retrying a refused or reset connect once: a burst of new
+    /// connections can overflow the relay's accept backlog for a moment.
     async fn connect(&self) -> Result<AsyncSmtpConnection, ConnectError> {
+        match self.connect_once().await {
+            Err(ConnectError::Io(_)) => {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                self.connect_once().await
+            }
+            other => other,
+        }
+    }
+
+    async fn connect_once(&self) -> Result<AsyncSmtpConnection, ConnectError> {
         let connecting = async {
             let stream = TcpStream::connect((self.host.as_str(), self.port))
                 .await
@@ -168,40 +180,54 @@ impl EmailSender {
                 };
             }
         };
-        let mut connection = match self.pool.take() {
-            Some(c) => c,
-            None => match self.pool.connect().await {
-                Ok(c) => c,
-                Err(ConnectError::Smtp(e)) => return classify(&e),
-                Err(ConnectError::Io(e)) => {
-                    return SendOutcome::Transient {
-                        code: "smtp_connection".into(),
-                        message: e.to_string(),
-                    };
-                }
-                Err(ConnectError::Timeout) => {
-                    return SendOutcome::Transient {
-                        code: "smtp_timeout".into(),
-                        message: "connecting to the relay timed out".into(),
-                    };
-                }
-            },
-        };
         let body = message.formatted();
-        let sending = connection.send(message.envelope(), &body);
+        // A pooled connection may have been closed by the relay while idle: if it fails before
+        // the relay answered anything, the message was not taken, so try once more on a fresh
+        // connection.
+        if let Some(pooled) = self.pool.take() {
+            match self.send_on(pooled, &message, &body, &message_id).await {
+                Err(e) if e.status().is_none() => {}
+                Err(e) => return classify(&e),
+                Ok(outcome) => return outcome,
+            }
+        }
+        let connection = match self.pool.connect().await {
+            Ok(c) => c,
+            Err(ConnectError::Smtp(e)) => return classify(&e),
+            Err(ConnectError::Io(e)) => {
+                return SendOutcome::Transient {
+                    code: "smtp_connection".into(),
+                    message: e.to_string(),
+                };
+            }
+            Err(ConnectError::Timeout) => return timed_out("connecting to the relay timed out"),
+        };
+        match self.send_on(connection, &message, &body, &message_id).await {
+            Ok(outcome) => outcome,
+            Err(e) => classify(&e),
+        }
+    }
+
+    /// Sends on one connection, returning it to the pool on success. lettre aborts the
+    /// connection on any error, so it is never returned then.
+    async fn send_on(
+        &self,
+        mut connection: AsyncSmtpConnection,
+        message: &Message,
+        body: &[u8],
+        message_id: &str,
+    ) -> Result<SendOutcome, lettre::transport::smtp::Error> {
+        let sending = connection.send(message.envelope(), body);
         match tokio::time::timeout(self.pool.timeout, sending).await {
             Ok(Ok(response)) => {
                 self.pool.give_back(connection);
-                SendOutcome::Accepted {
-                    provider_message_id: queue_id(response.message()).unwrap_or(message_id),
-                }
+                Ok(SendOutcome::Accepted {
+                    provider_message_id: queue_id(response.message())
+                        .unwrap_or_else(|| message_id.to_owned()),
+                })
             }
-            // lettre aborts the connection on any error; it is not returned to the pool.
-            Ok(Err(e)) => classify(&e),
-            Err(_) => SendOutcome::Transient {
-                code: "smtp_timeout".into(),
-                message: "the relay did not answer in time".into(),
-            },
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(timed_out("the relay did not answer in time")),
         }
     }
 
@@ -236,6 +262,13 @@ fn queue_id<'a>(lines: impl Iterator<Item = &'a str>) -> Option<String> {
         .filter_map(|l| l.split_once("queued as "))
         .map(|(_, id)| id.trim().to_owned())
         .find(|id| !id.is_empty())
+}
+
+fn timed_out(message: &str) -> SendOutcome {
+    SendOutcome::Transient {
+        code: "smtp_timeout".into(),
+        message: message.into(),
+    }
 }
 
 fn classify(e: &lettre::transport::smtp::Error) -> SendOutcome {

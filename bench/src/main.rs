@@ -93,7 +93,10 @@ fn spawn(binary: &Path, envs: &[(&str, String)], args: &[&str]) -> anyhow::Resul
 async fn temporal_client(shared: &Shared) -> anyhow::Result<Client> {
     let url = Url::from_str(&format!("http://{}", shared.temporal_address))?;
     let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
-    Ok(Client::new(connection, ClientOptions::new("default").build())?)
+    Ok(Client::new(
+        connection,
+        ClientOptions::new("default").build(),
+    )?)
 }
 
 /// Sums history events over every execution (runs and children) whose id starts with `prefix`,
@@ -130,7 +133,9 @@ async fn main() -> anyhow::Result<()> {
         .map(Path::to_path_buf)
         .context("no directory for the bench binary")?;
 
-    println!("fanout bench: {recipients} recipients x 2 channels (email, in_app), page size {page_size}, concurrency {concurrency}");
+    println!(
+        "fanout bench: {recipients} recipients x 2 channels (email, in_app), page size {page_size}, concurrency {concurrency}"
+    );
     let shared = stack::shared()?;
     let dir = std::env::temp_dir().join(format!("fanout-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -147,7 +152,13 @@ async fn main() -> anyhow::Result<()> {
     store.add_api_key(&tenant, &api_key).await?;
     let template_id = TemplateId::parse("post")?;
     store
-        .upsert_template(&tenant, &template_id, "Post", Some(email_content()), Some(in_app_content()))
+        .upsert_template(
+            &tenant,
+            &template_id,
+            "Post",
+            Some(email_content()),
+            Some(in_app_content()),
+        )
         .await?;
     let seeded = Instant::now();
     let users: Vec<User> = (0..recipients)
@@ -167,12 +178,18 @@ async fn main() -> anyhow::Result<()> {
     let star = UserId::parse("star")?;
     let followers: Vec<UserId> = users.iter().map(|u| u.user_id.clone()).collect();
     store.add_followers(&tenant, &star, &followers).await?;
-    println!("seeded {recipients} users and follows in {:.1}s", seeded.elapsed().as_secs_f64());
+    println!(
+        "seeded {recipients} users and follows in {:.1}s",
+        seeded.elapsed().as_secs_f64()
+    );
 
     // 1. Fanout, with the worker and API as release processes of their own.
     let task_queue = "bench".to_owned();
     let common = vec![
-        ("FANOUT_TEMPORAL__ADDRESS", format!("http://{}", shared.temporal_address)),
+        (
+            "FANOUT_TEMPORAL__ADDRESS",
+            format!("http://{}", shared.temporal_address),
+        ),
         ("FANOUT_TEMPORAL__TASK_QUEUE", task_queue.clone()),
         ("FANOUT_STORE__URL", store_config.url.clone()),
     ];
@@ -183,7 +200,9 @@ async fn main() -> anyhow::Result<()> {
         ("FANOUT_DELIVERY__PAGE_SIZE", page_size.to_string()),
         ("FANOUT_DELIVERY__CONCURRENCY", concurrency.to_string()),
     ]);
-    let api_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let api_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut api_env = common.clone();
     api_env.push(("FANOUT_LISTEN_ADDR", format!("127.0.0.1:{api_port}")));
     let mut worker = spawn(&bin_dir.join("fanout-worker"), &worker_env, &[])?;
@@ -251,12 +270,13 @@ async fn main() -> anyhow::Result<()> {
         "fanout: {deliveries} deliveries in {wall_s:.1}s = {deliveries_per_s:.0}/s; {events} history events in {executions} executions (largest {largest_history})"
     );
 
-    // 2. The naive baseline, in this process.
-    let sender = EmailSender::new(&SmtpConfig {
+    // 2. The naive baseline, in this process. Each run gets its own sender: pooled
+    // connections belong to the runtime that opened them.
+    let smtp = SmtpConfig {
         host: "127.0.0.1".into(),
         port: shared.smtp_addr.port(),
         ..SmtpConfig::default()
-    })?;
+    };
     let content = || -> anyhow::Result<Content> {
         Ok(Content {
             email: Compiled::email(&email_content())?,
@@ -269,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
         naive_queue.clone(),
         NaiveActivities {
             store: store.clone(),
-            sender: sender.clone(),
+            sender: EmailSender::new(&smtp)?,
             content: content()?,
         },
     );
@@ -292,18 +312,22 @@ async fn main() -> anyhow::Result<()> {
             WorkflowStartOptions::new(naive_queue, naive_key.request_id().to_string()).build(),
         )
         .await?;
-    let naive_deliveries = handle.get_result(WorkflowGetResultOptions::default()).await?;
+    let naive_deliveries = handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await?;
     let naive_s = naive_started.elapsed().as_secs_f64();
     let _ = stop_naive.send(());
     let naive_per_s = naive_deliveries as f64 / naive_s;
     let (naive_events, _, _) = history_events(&client, naive_key.request_id().as_str()).await?;
-    println!("naive: {naive_deliveries} deliveries in {naive_s:.1}s = {naive_per_s:.0}/s; {naive_events} history events");
+    println!(
+        "naive: {naive_deliveries} deliveries in {naive_s:.1}s = {naive_per_s:.0}/s; {naive_events} history events"
+    );
 
     // 3. The direct ceiling on the full audience.
     let direct_key = DedupeKey::new(tenant.clone(), "bench-direct")?;
     let (direct_deliveries, direct_s) = direct::run(
         &store,
-        &sender,
+        &EmailSender::new(&smtp)?,
         &content()?,
         &tenant,
         &direct_key.request_id(),
@@ -339,7 +363,10 @@ async fn main() -> anyhow::Result<()> {
     print_table(&results);
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
     std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("latest.json"), serde_json::to_string_pretty(&results)? + "\n")?;
+    std::fs::write(
+        out.join("latest.json"),
+        serde_json::to_string_pretty(&results)? + "\n",
+    )?;
     println!("wrote bench-results/latest.json");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -409,4 +436,3 @@ fn spawn_naive_worker(
     });
     stop
 }
-

@@ -100,8 +100,14 @@ impl NaiveActivities {
             .get_user(&input.tenant_id, &input.user_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no user {}", input.user_id))?;
-        let (receipts, message) =
-            sink::deliver(&self.sender, &self.content, &input.request_id, &user, &input.data).await;
+        let (receipts, message) = sink::deliver(
+            &self.sender,
+            &self.content,
+            &input.request_id,
+            &user,
+            &input.data,
+        )
+        .await;
         let delivered = receipts
             .iter()
             .filter(|r| r.status == fanout_domain::receipt::DeliveryStatus::Delivered)

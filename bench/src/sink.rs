@@ -53,8 +53,18 @@ pub async fn deliver(
     receipts.push(match sent {
         SendOutcome::Accepted {
             provider_message_id,
-        } => receipt(Channel::Email, DeliveryStatus::Delivered, Some(provider_message_id)),
-        _ => receipt(Channel::Email, DeliveryStatus::Failed, None),
+        } => receipt(
+            Channel::Email,
+            DeliveryStatus::Delivered,
+            Some(provider_message_id),
+        ),
+        SendOutcome::Permanent { code, message } | SendOutcome::Transient { code, message } => {
+            Receipt {
+                error_code: Some(code),
+                error_message: Some(message),
+                ..receipt(Channel::Email, DeliveryStatus::Failed, None)
+            }
+        }
     });
     let message = content.in_app.render_in_app(&vars).ok().map(|rendered| {
         fanout_activities::in_app::message(
