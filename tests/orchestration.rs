@@ -237,3 +237,58 @@ async fn cancelling_from_the_temporal_cli_has_the_same_effect() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_caps_a_running_request() -> anyhow::Result<()> {
+    const FOLLOWERS: usize = 400;
+    const RATE: usize = 10;
+    let app = TestApp::spawn_with("rate", 50, 8).await?;
+    app.put_template("post", template()).await?;
+    app.seed_followers("star", FOLLOWERS).await?;
+    slow_sink(&app, 50).await?;
+    let request_id = notify_followers(&app, &["email"]).await?;
+    let (status, body) = app
+        .post(
+            &format!("/v1/requests/{request_id}/rate"),
+            Some(json!({"per_second": RATE})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let limited = poll(Duration::from_secs(5), "rate in status", || async {
+        let s = app.status(&request_id).await?;
+        Ok((s["rate_per_second"] == RATE).then_some(s))
+    })
+    .await?;
+    assert_eq!(
+        limited["state"], "running",
+        "finished before the cap applied: {limited}"
+    );
+
+    // Once the cap is in force (a second for in-flight sends to land), count a 3 s window.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = total_emails(&app).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = total_emails(&app).await? - before;
+    // 3 s at 10/s, plus the bucket's one token and sends already past the gate.
+    assert!(
+        during <= 3 * RATE + 10,
+        "{during} emails in 3 s under a {RATE}/s cap"
+    );
+    assert!(
+        during >= RATE,
+        "only {during} emails in 3 s: the request stalled"
+    );
+
+    let (status, _) = app
+        .post(
+            &format!("/v1/requests/{request_id}/rate"),
+            Some(json!({"per_second": null})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.wait_for_state(&request_id, "completed").await?;
+    let emails = app.emails_per_recipient().await?;
+    assert_eq!(emails.len(), FOLLOWERS);
+    assert!(emails.values().all(|n| *n == 1));
+    Ok(())
+}

@@ -78,7 +78,7 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Starts an in-memory dev server that dies with this test process: a shell watchdog kills it
+/// Starts a dev server that dies with this test process: a shell watchdog kills it
 /// once our pid is gone, since statics are never dropped.
 fn start_temporal(bin: &PathBuf) -> anyhow::Result<String> {
     let port = free_port()?;
@@ -95,6 +95,12 @@ fn start_temporal(bin: &PathBuf) -> anyhow::Result<String> {
         "--log-level".into(),
         "error".into(),
     ];
+    // In memory unless FANOUT_TEMPORAL_DB names a file (the benchmark runs file-backed, as
+    // `make up` does).
+    if let Ok(db) = std::env::var("FANOUT_TEMPORAL_DB") {
+        server.push("--db-filename".into());
+        server.push(db);
+    }
     for (name, kind) in fanout_domain::contracts::SEARCH_ATTRIBUTES {
         server.push("--search-attribute".into());
         server.push(format!("{name}={kind}"));

@@ -275,7 +275,7 @@ impl Job<'_> {
                 started,
                 inbox,
             } => {
-                message = inbox;
+                message = inbox.map(|m| *m);
                 receipt.attempts += 1;
                 match send {
                     SendOutcome::Accepted {
@@ -344,13 +344,13 @@ impl Job<'_> {
                         provider_message_id: id.to_string(),
                     },
                     started,
-                    inbox: Some(in_app::message(
+                    inbox: Some(Box::new(in_app::message(
                         id,
                         &input.request_id,
                         &user.user_id,
                         rendered,
                         &input.data,
-                    )),
+                    ))),
                 },
                 Err(e) => Outcome::Sent {
                     send: render_failure(&e),
@@ -375,6 +375,6 @@ enum Outcome {
     Sent {
         send: SendOutcome,
         started: Instant,
-        inbox: Option<InboxMessage>,
+        inbox: Option<Box<InboxMessage>>,
     },
 }

@@ -47,7 +47,7 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            page_size: 500,
+            page_size: 2_000,
             concurrency: 32,
         }
     }

@@ -9,8 +9,10 @@
 //!    (see [`direct`]).
 //!
 //! It prints a table and writes `bench-results/latest.json`. Sizes come from the environment:
-//! `BENCH_RECIPIENTS` (100000), `BENCH_NAIVE_RECIPIENTS` (3000), `BENCH_PAGE_SIZE` (1000),
-//! `BENCH_CONCURRENCY` (32, sends in flight per page and channel).
+//! `BENCH_RECIPIENTS` (100000), `BENCH_NAIVE_RECIPIENTS` (3000), `BENCH_PAGE_SIZE` (the
+//! platform default, 2000), `BENCH_CONCURRENCY` (32, sends in flight per page and channel).
+//! Temporal runs file-backed, like `make up`'s, when `FANOUT_TEMPORAL_DB` names a file (which
+//! `make bench` does), in memory otherwise.
 
 mod direct;
 mod naive;
@@ -126,15 +128,24 @@ async fn history_events(client: &Client, prefix: &str) -> anyhow::Result<(i64, u
 async fn main() -> anyhow::Result<()> {
     let recipients: usize = env_or("BENCH_RECIPIENTS", 100_000);
     let naive_recipients: usize = env_or("BENCH_NAIVE_RECIPIENTS", 3_000).min(recipients);
-    let page_size: u32 = env_or("BENCH_PAGE_SIZE", 1_000);
+    let page_size: u32 = env_or(
+        "BENCH_PAGE_SIZE",
+        fanout_activities::DeliveryConfig::default().page_size,
+    );
     let concurrency: usize = env_or("BENCH_CONCURRENCY", 32);
     let bin_dir = std::env::current_exe()?
         .parent()
         .map(Path::to_path_buf)
         .context("no directory for the bench binary")?;
 
+    // `make bench` points FANOUT_TEMPORAL_DB at a fresh file, as `make up` runs Temporal.
+    let temporal_storage = if std::env::var_os("FANOUT_TEMPORAL_DB").is_some() {
+        "sqlite file"
+    } else {
+        "memory"
+    };
     println!(
-        "fanout bench: {recipients} recipients x 2 channels (email, in_app), page size {page_size}, concurrency {concurrency}"
+        "fanout bench: {recipients} recipients x 2 channels (email, in_app), page size {page_size}, concurrency {concurrency}, temporal on {temporal_storage}"
     );
     let shared = stack::shared()?;
     let dir = std::env::temp_dir().join(format!("fanout-bench-{}", std::process::id()));
@@ -333,13 +344,15 @@ async fn main() -> anyhow::Result<()> {
         &direct_key.request_id(),
         &RecipientsQuery::Followers { of: star },
         &data,
-        8 * concurrency,
+        page_size,
+        concurrency,
     )
     .await?;
     let direct_per_s = direct_deliveries as f64 / direct_s;
     println!("direct: {direct_deliveries} deliveries in {direct_s:.1}s = {direct_per_s:.0}/s");
 
     let results = json!({
+        "temporal_storage": temporal_storage,
         "recipients": recipients,
         "channels": ["email", "in_app"],
         "page_size": page_size,

@@ -283,12 +283,12 @@ async fn fan_out(
                 // wait for the children, which inherit the cancellation, to wind down.
                 write_cancel_through(ctx, input).await?;
                 while !inflight.is_empty() {
-                    let (page, outcome) = inflight.next().await;
+                    let (page, outcome) = inflight.first_ready().await;
                     absorb(ctx, page, outcome);
                 }
                 return Ok(Ending::Cancelled);
             }
-            (page, outcome) = inflight.next() => {
+            (page, outcome) = inflight.first_ready() => {
                 if !absorb(ctx, page, outcome) {
                     failed_pages += 1;
                 }

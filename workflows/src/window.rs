@@ -38,7 +38,7 @@ impl<K: Copy, F: Future> InFlight<K, F> {
 
     /// Resolves with the first future (in insertion order) that is ready, removing it. Never
     /// resolves while the set is empty.
-    pub fn next(&mut self) -> Next<'_, K, F> {
+    pub fn first_ready(&mut self) -> Next<'_, K, F> {
         Next { set: self }
     }
 }
@@ -49,7 +49,7 @@ impl<K: Copy, F: Future> Default for InFlight<K, F> {
     }
 }
 
-/// The future of [`InFlight::next`].
+/// The future of [`InFlight::first_ready`].
 pub struct Next<'a, K, F> {
     set: &'a mut InFlight<K, F>,
 }
@@ -90,9 +90,9 @@ mod tests {
         set.push(1, pending().boxed());
         set.push(2, ready(20).boxed());
         set.push(3, ready(30).boxed());
-        assert_eq!(set.next().now_or_never(), Some((2, 20)));
-        assert_eq!(set.next().now_or_never(), Some((3, 30)));
+        assert_eq!(set.first_ready().now_or_never(), Some((2, 20)));
+        assert_eq!(set.first_ready().now_or_never(), Some((3, 30)));
         assert_eq!(set.len(), 1);
-        assert_eq!(set.next().now_or_never(), None);
+        assert_eq!(set.first_ready().now_or_never(), None);
     }
 }
