@@ -3,7 +3,8 @@
 //!
 //! Pause and rate reach in-flight deliveries within a fraction of a second: the workflow writes
 //! them through to the store, which every send consults. A cancel is written to the store
-//! first, so no send starts after this call returns, then the workflow is cancelled, which
+//! first, so no send starts more than 100 ms (the controls' cache in each delivery) after this
+//! call returns, then the workflow is cancelled, which
 //! stops its pages and records what was not delivered as cancelled.
 
 use axum::Json;
