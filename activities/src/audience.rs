@@ -6,7 +6,7 @@ use fanout_domain::contracts::{ResolveChunk, ResolveChunkInput};
 use fanout_store::Store;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::store_error;
+use crate::{heartbeat, store_error};
 
 /// Writes up to `input.max_pages` pages of at most `page_size` members, continuing after
 /// `input.after`. Members without a user row (deleted, never created) are left out and counted
@@ -47,9 +47,7 @@ pub async fn resolve_chunk(
             chunk.pages += 1;
             chunk.recipients += users.len() as u64;
         }
-        if let Err(e) = ctx.record_heartbeat(chunk.pages).await {
-            tracing::warn!(error = %e, "heartbeat failed");
-        }
+        heartbeat(ctx, chunk.pages).await;
         if exhausted {
             chunk.done = true;
             break;

@@ -19,7 +19,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::control::{Gate, Pacer, RateLimiters};
 use crate::email::{EmailSender, SendOutcome};
-use crate::{DeliveryConfig, in_app, permanent, store_error, transient};
+use crate::{DeliveryConfig, heartbeat, in_app, permanent, store_error, transient};
 
 /// Receipts are written after this many deliveries, bounding what a crash can make us resend.
 const FLUSH_EVERY: usize = 32;
@@ -210,7 +210,7 @@ async fn flush(
 async fn stop_cancelled(ctx: &ActivityContext, input: &DeliverPageInput) -> ActivityError {
     let deadline = Instant::now() + CANCEL_GRACE;
     while !ctx.is_cancelled() && Instant::now() < deadline {
-        heartbeat(ctx, 0).await;
+        heartbeat(ctx, 0u64).await;
         tokio::time::sleep(HEARTBEAT_EVERY).await;
     }
     if ctx.is_cancelled() {
@@ -221,12 +221,6 @@ async fn stop_cancelled(ctx: &ActivityContext, input: &DeliverPageInput) -> Acti
         ERR_REQUEST_CANCELLED,
         format!("request {} was cancelled", input.request_id),
     )
-}
-
-async fn heartbeat(ctx: &ActivityContext, done: u64) {
-    if let Err(e) = ctx.record_heartbeat(done).await {
-        tracing::warn!(error = %e, "heartbeat failed");
-    }
 }
 
 /// What every instance of the page shares.

@@ -6,7 +6,7 @@ use fanout_domain::{Channel, InstanceId};
 use fanout_store::{Store, now_ms};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::{permanent, store_error};
+use crate::{heartbeat, permanent, store_error};
 
 /// Records every instance without a final receipt as `settle_as` (when asked), recounts from
 /// the receipts, and writes the request's final state. Returns the counts written.
@@ -87,9 +87,7 @@ async fn settle(
                 .await
                 .map_err(store_error)?;
         }
-        if let Err(e) = ctx.record_heartbeat(page).await {
-            tracing::warn!(error = %e, "heartbeat failed");
-        }
+        heartbeat(ctx, page).await;
     }
     Ok(())
 }

@@ -88,6 +88,14 @@ pub(crate) fn transient(message: String) -> ActivityError {
     ActivityError::application(ApplicationFailure::new(message))
 }
 
+/// Records progress (which is also how a cancellation reaches the activity); a failed
+/// heartbeat is logged, not fatal.
+pub(crate) async fn heartbeat(ctx: &ActivityContext, progress: impl Into<u64>) {
+    if let Err(e) = ctx.record_heartbeat(progress.into()).await {
+        tracing::warn!(error = %e, "heartbeat failed");
+    }
+}
+
 /// The store being unavailable is transient: the activity is retried.
 pub(crate) fn store_error(e: fanout_store::StoreError) -> ActivityError {
     transient(format!("store: {e}"))
