@@ -15,7 +15,7 @@ use fanout_domain::{RequestId, TenantId, UserId};
 use sqlx::{AnyConnection, Row};
 
 use crate::users::user_from_row;
-use crate::{ROWS_PER_STATEMENT, Result, Store, multi_row_sql, parse_col, placeholders};
+use crate::{Result, Store, multi_row_sql, parse_col, placeholders, rows_per_statement};
 
 /// The most ids one existence check puts in an `IN (..)` list; batches of a usual page size
 /// (500) take a single query.
@@ -241,10 +241,11 @@ async fn insert_page(
     page_no: i64,
     users: &[UserId],
 ) -> Result<()> {
-    for chunk in users.chunks(ROWS_PER_STATEMENT) {
+    const COLUMNS: usize = 3;
+    for chunk in users.chunks(rows_per_statement(COLUMNS)) {
         let sql = multi_row_sql(
             "INSERT INTO audience (request_id, page_no, user_id)",
-            3,
+            COLUMNS,
             chunk.len(),
             "ON CONFLICT DO NOTHING",
         );

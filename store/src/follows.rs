@@ -5,7 +5,7 @@
 use fanout_domain::{TenantId, UserId};
 use sqlx::Row;
 
-use crate::{ROWS_PER_STATEMENT, Result, Store, multi_row_sql, now_ms, parse_col};
+use crate::{Result, Store, multi_row_sql, now_ms, parse_col, rows_per_statement};
 
 impl Store {
     /// Makes each of `followers` follow `of`, in one transaction. Pairs that already exist are
@@ -19,10 +19,11 @@ impl Store {
         let now = now_ms();
         let mut added = 0;
         let mut tx = self.pool().begin().await?;
-        for chunk in followers.chunks(ROWS_PER_STATEMENT) {
+        const COLUMNS: usize = 4;
+        for chunk in followers.chunks(rows_per_statement(COLUMNS)) {
             let sql = multi_row_sql(
                 "INSERT INTO follows (tenant_id, user_id, follower_id, created_at_ms)",
-                4,
+                COLUMNS,
                 chunk.len(),
                 "ON CONFLICT DO NOTHING",
             );

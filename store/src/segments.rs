@@ -6,7 +6,7 @@ use fanout_domain::audience::Segment;
 use fanout_domain::{SegmentId, TenantId, UserId};
 use sqlx::Row;
 
-use crate::{ROWS_PER_STATEMENT, Result, Store, multi_row_sql, now_ms, parse_col};
+use crate::{Result, Store, multi_row_sql, now_ms, parse_col, rows_per_statement};
 
 const T: &str = "segments";
 
@@ -98,10 +98,11 @@ impl Store {
             return Ok(None);
         }
         let mut added = 0;
-        for chunk in users.chunks(ROWS_PER_STATEMENT) {
+        const COLUMNS: usize = 3;
+        for chunk in users.chunks(rows_per_statement(COLUMNS)) {
             let sql = multi_row_sql(
                 "INSERT INTO segment_members (tenant_id, segment_id, user_id)",
-                3,
+                COLUMNS,
                 chunk.len(),
                 "ON CONFLICT DO NOTHING",
             );

@@ -7,7 +7,7 @@ use fanout_domain::{TenantId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{ROWS_PER_STATEMENT, Result, Store, multi_row_sql, now_ms, parse_col};
+use crate::{Result, Store, multi_row_sql, now_ms, parse_col, rows_per_statement};
 
 const T: &str = "users";
 
@@ -83,7 +83,7 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        for chunk in rows.chunks(rows_per_statement(UPSERT_COLUMNS)) {
             let sql = multi_row_sql(UPSERT_HEAD, UPSERT_COLUMNS, chunk.len(), UPSERT_TAIL);
             let mut query = sqlx::query(&sql);
             for row in chunk {
