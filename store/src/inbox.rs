@@ -5,7 +5,7 @@ use fanout_domain::{InstanceId, RequestId, TenantId, UnixMillis, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, multi_row_sql, parse_col};
+use crate::{Result, Store, multi_row_sql, parse_col, rows_per_statement};
 
 const T: &str = "inbox";
 
@@ -42,8 +42,7 @@ pub(crate) async fn insert_messages(
     messages: &[InboxMessage],
 ) -> Result<u64> {
     let mut added = 0;
-    // 8 values a row: 48 rows keep a statement under 400 parameters.
-    for chunk in messages.chunks(48) {
+    for chunk in messages.chunks(rows_per_statement(8)) {
         let sql = multi_row_sql(
             "INSERT INTO inbox (instance_id, tenant_id, user_id, request_id, title, body, data,
                                 created_at_ms)",

@@ -8,7 +8,7 @@ use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, multi_row_sql, parse_col};
+use crate::{Result, Store, multi_row_sql, parse_col, rows_per_statement};
 
 const T: &str = "receipts";
 
@@ -58,8 +58,7 @@ impl Store {
         }
         let mut tx = self.pool().begin().await?;
         crate::inbox::insert_messages(&mut tx, tenant_id, inbox).await?;
-        // 12 values a row: 32 rows keep a statement under 400 parameters.
-        for chunk in receipts.chunks(32) {
+        for chunk in receipts.chunks(rows_per_statement(12)) {
             let sql = multi_row_sql(
                 "INSERT INTO receipts (instance_id, request_id, tenant_id, user_id, channel,
                    status, provider_message_id, attempts, latency_ms, error_code, error_message,
