@@ -7,6 +7,8 @@
 //! 2. The naive baseline: one activity per recipient (see [`naive`]), on a smaller audience.
 //! 3. The direct ceiling: the same audience through the same adapters from a loop, no Temporal
 //!    (see [`direct`]).
+//! 4. Email over one SMTP connection: lettre's transport as published against Fanout's sender
+//!    (see [`connection`]).
 //!
 //! It prints a table and writes `bench-results/latest.json`. Sizes come from the environment:
 //! `BENCH_RECIPIENTS` (100000), `BENCH_NAIVE_RECIPIENTS` (3000), `BENCH_PAGE_SIZE` (the
@@ -14,6 +16,7 @@
 //! Temporal runs file-backed, like `make up`'s, when `FANOUT_TEMPORAL_DB` names a file (which
 //! `make bench` does), in memory otherwise.
 
+mod connection;
 mod direct;
 mod naive;
 mod sink;
@@ -349,6 +352,13 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let direct_per_s = direct_deliveries as f64 / direct_s;
+
+    // 4. One SMTP connection, sequential sends: lettre as published against Fanout's sender.
+    let lettre_per_connection = connection::lettre_as_published(smtp.port, 200).await?;
+    let fanout_per_connection = connection::fanout_sender(&EmailSender::new(&smtp)?, 2_000).await?;
+    println!(
+        "one connection: lettre as published {lettre_per_connection:.0} msg/s, fanout {fanout_per_connection:.0} msg/s"
+    );
     println!("direct: {direct_deliveries} deliveries in {direct_s:.1}s = {direct_per_s:.0}/s");
 
     let results = json!({
@@ -370,6 +380,9 @@ async fn main() -> anyhow::Result<()> {
         "naive_deliveries_per_s": round(naive_per_s),
         "naive_history_events_per_delivery": (naive_events as f64 / naive_deliveries as f64 * 1000.0).round() / 1000.0,
         "direct_deliveries_per_s": round(direct_per_s),
+        "email_per_connection_lettre_per_s": round(lettre_per_connection),
+        "email_per_connection_fanout_per_s": round(fanout_per_connection),
+        "email_per_connection_ratio": round(fanout_per_connection / lettre_per_connection),
         "speedup_vs_naive": round(deliveries_per_s / naive_per_s),
         "fraction_of_direct": (deliveries_per_s / direct_per_s * 1000.0).round() / 1000.0,
     });
@@ -401,6 +414,9 @@ fn print_table(r: &Value) {
         "naive_deliveries_per_s",
         "speedup_vs_naive",
         "direct_deliveries_per_s",
+        "email_per_connection_lettre_per_s",
+        "email_per_connection_fanout_per_s",
+        "email_per_connection_ratio",
         "fraction_of_direct",
         "history_events",
         "largest_history",
