@@ -292,3 +292,53 @@ async fn a_rate_limit_caps_a_running_request() -> anyhow::Result<()> {
     assert!(emails.values().all(|n| *n == 1));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_deleted_while_a_request_runs_gets_nothing_more() -> anyhow::Result<()> {
+    const FOLLOWERS: usize = 1_000;
+    // 20 pages of 50 through a window of 8: the last page starts seconds after the trigger.
+    let app = TestApp::spawn_with("gdpr", 50, 8).await?;
+    app.put_template("post", template()).await?;
+    let ids = app.seed_followers("star", FOLLOWERS).await?;
+    slow_sink(&app, 200).await?;
+    let request_id = notify_followers(&app, &["email", "in_app"]).await?;
+    // Erase a user who is already in the resolved snapshot, on a page not started yet.
+    poll(Duration::from_secs(10), "audience resolved", || async {
+        let s = app.status(&request_id).await?;
+        Ok((s["recipients"] == FOLLOWERS).then_some(()))
+    })
+    .await?;
+    let erased = ids.last().unwrap().clone();
+    let r = app
+        .request(reqwest::Method::DELETE, &format!("/v1/users/{erased}"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    let done = app.wait_for_state(&request_id, "completed").await?;
+    let emails = app.emails_per_recipient().await?;
+    assert_eq!(
+        emails.get(&app.email_of(&erased)),
+        None,
+        "the erased user was emailed"
+    );
+    assert_eq!(emails.len(), FOLLOWERS - 1);
+    assert!(app.inbox(&erased).await?.is_empty());
+    for channel in ["email", "in_app"] {
+        let c = &done["channels"][channel];
+        assert_eq!(
+            (&c["delivered"], &c["suppressed"]),
+            (&json!(FOLLOWERS - 1), &json!(1)),
+            "{done}"
+        );
+    }
+    let receipts = app.all_receipts_for_user(&request_id, &erased).await?;
+    assert_eq!(receipts.len(), 2, "{receipts:?}");
+    assert!(
+        receipts
+            .iter()
+            .all(|r| r["status"] == "suppressed" && r["error_code"] == "unknown_user"),
+        "{receipts:?}"
+    );
+    Ok(())
+}

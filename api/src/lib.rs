@@ -89,7 +89,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/requests/{request_id}/rate", post(control::rate))
         .route(
             "/v1/users/{user_id}",
-            put(users::put_user).get(users::get_user),
+            put(users::put_user)
+                .get(users::get_user)
+                .delete(users::delete_user),
         )
         .route("/v1/users/{user_id}/inbox", get(inbox::list))
         .route(

@@ -1156,3 +1156,29 @@ async fn a_dedupe_key_starts_a_new_request_once_its_window_has_passed() {
         assert_eq!(status, StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn deleting_a_user_erases_them_for_their_tenant_only() {
+    let h = harness().await;
+    for key in [h.key(0), h.key(1)] {
+        let (status, _) = h
+            .call(
+                "PUT",
+                "/v1/users/u9",
+                Some(key),
+                Some(json!({"email": "u9@example.com"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _) = h.call("DELETE", "/v1/users/u9", Some(h.key(0)), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = h.call("GET", "/v1/users/u9", Some(h.key(0)), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = h.call("DELETE", "/v1/users/u9", Some(h.key(0)), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "deleting twice is a 404");
+    let (status, _) = h.call("GET", "/v1/users/u9", Some(h.key(1)), None).await;
+    assert_eq!(status, StatusCode::OK, "the other tenant's u9 is untouched");
+    let (status, _) = h.call("DELETE", "/v1/users/u9", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

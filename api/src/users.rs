@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use fanout_domain::UserId;
 use fanout_domain::user::{Device, DeviceToken, EmailAddress, Platform, Timezone, User};
 use serde::Deserialize;
@@ -87,4 +88,21 @@ pub async fn get_user(
         .await?
         .map(Json)
         .ok_or_else(not_found)
+}
+
+/// `DELETE /v1/users/{user_id}`: erases the user (GDPR/CCPA): profile, devices, inbox, follows
+/// and segment memberships; receipts keep only the opaque id. Requests already running find no
+/// profile for them and suppress their deliveries. 204, or 404 if there was no such user.
+pub async fn delete_user(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let not_found = || ApiError::NotFound(format!("user '{raw_id}' not found"));
+    let user_id = UserId::parse(&raw_id).map_err(|_| not_found())?;
+    if !state.store.delete_user(&tenant, &user_id).await? {
+        return Err(not_found());
+    }
+    tracing::info!(tenant = %tenant, "user erased");
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -104,6 +104,36 @@ impl Store {
         Ok(())
     }
 
+    /// Erases a user (GDPR/CCPA): profile and devices, inbox, follows in both directions,
+    /// segment memberships, and the provider's words in their receipts (which can quote an
+    /// address), in one transaction. Receipts and audience snapshots keep only the opaque user
+    /// id; a running request then finds no profile and suppresses the user. Returns whether the
+    /// user existed.
+    pub async fn delete_user(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let existed = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant_id.as_str())
+            .bind(user_id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        for sql in [
+            "DELETE FROM inbox WHERE tenant_id = $1 AND user_id = $2",
+            "DELETE FROM follows WHERE tenant_id = $1 AND (user_id = $2 OR follower_id = $2)",
+            "DELETE FROM segment_members WHERE tenant_id = $1 AND user_id = $2",
+            "UPDATE receipts SET error_message = NULL WHERE tenant_id = $1 AND user_id = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(tenant_id.as_str())
+                .bind(user_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(existed)
+    }
+
     /// Returns a user's profile.
     pub async fn get_user(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND user_id = $2");
@@ -136,6 +166,108 @@ pub(crate) mod tests {
             timezone: None,
             devices: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn deleting_a_user_erases_their_data_in_their_tenant_only() {
+        use fanout_domain::inbox::InboxMessage;
+        use fanout_domain::receipt::{DeliveryStatus, Receipt};
+        use fanout_domain::{Channel, DedupeKey, InstanceId, SegmentId};
+
+        let store = store().await;
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        for t in [&a, &b] {
+            store.upsert_tenant(t, "T").await.unwrap();
+            store
+                .upsert_users(t, &[user("gone"), user("star")])
+                .await
+                .unwrap();
+        }
+        let gone = UserId::parse("gone").unwrap();
+        let star = UserId::parse("star").unwrap();
+        store
+            .add_followers(&a, &star, std::slice::from_ref(&gone))
+            .await
+            .unwrap();
+        store
+            .add_followers(&a, &gone, std::slice::from_ref(&star))
+            .await
+            .unwrap();
+        let segment = SegmentId::parse("s").unwrap();
+        store.upsert_segment(&a, &segment, "S").await.unwrap();
+        store
+            .add_segment_members(&a, &segment, std::slice::from_ref(&gone))
+            .await
+            .unwrap();
+        let req = DedupeKey::new(a.clone(), "k").unwrap().request_id();
+        let id = InstanceId::derive(&req, &gone, Channel::Email);
+        let receipt = Receipt {
+            instance_id: id.clone(),
+            request_id: req.clone(),
+            user_id: gone.clone(),
+            channel: Channel::Email,
+            status: DeliveryStatus::Failed,
+            provider_message_id: None,
+            attempts: 1,
+            latency_ms: None,
+            error_code: Some("smtp_550".into()),
+            error_message: Some("550 <gone@example.com> unknown".into()),
+            updated_at_ms: 1,
+        };
+        let message = InboxMessage {
+            id: InstanceId::derive(&req, &gone, Channel::InApp),
+            user_id: gone.clone(),
+            request_id: req.clone(),
+            title: "t".into(),
+            body: "b".into(),
+            data: serde_json::json!({}),
+            created_at_ms: 1,
+            read_at_ms: None,
+        };
+        store
+            .record_deliveries(&a, &[receipt], &[message])
+            .await
+            .unwrap();
+
+        assert!(store.delete_user(&a, &gone).await.unwrap());
+        assert!(!store.delete_user(&a, &gone).await.unwrap(), "already gone");
+        assert!(store.get_user(&a, &gone).await.unwrap().is_none());
+        assert!(
+            store
+                .list_inbox(&a, &gone, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .list_followers(&a, &star, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .list_followers(&a, &gone, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let members = store
+            .list_segment_members(&a, &segment, None, 10)
+            .await
+            .unwrap();
+        assert!(members.is_empty());
+        let receipts = store.list_receipts(&a, &req, None, 10).await.unwrap();
+        assert_eq!(
+            receipts.len(),
+            1,
+            "the receipt stays, without personal data"
+        );
+        assert_eq!(receipts[0].error_message, None);
+        assert_eq!(receipts[0].error_code.as_deref(), Some("smtp_550"));
+        // The other tenant's user of the same id is untouched.
+        assert!(store.get_user(&b, &gone).await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -250,6 +250,33 @@ impl TestApp {
         }
     }
 
+    /// A user's receipts for a request, read straight from the store.
+    pub async fn all_receipts_for_user(
+        &self,
+        request_id: &str,
+        user: &str,
+    ) -> anyhow::Result<Vec<Value>> {
+        let request_id = fanout_domain::RequestId::parse(request_id)?;
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list_receipts(&self.tenant, &request_id, after.as_ref(), 1000)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            after = Some(last.instance_id.clone());
+            out.extend(
+                page.iter()
+                    .filter(|r| r.user_id.as_str() == user)
+                    .map(serde_json::to_value)
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+    }
+
     /// A user's inbox, newest first.
     pub async fn inbox(&self, user: &str) -> anyhow::Result<Vec<Value>> {
         let r = self
