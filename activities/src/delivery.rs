@@ -60,6 +60,8 @@ pub async fn deliver_page(
     .transpose()
     .map_err(|e| permanent(contracts::ERR_TEMPLATE_RENDER, e.to_string()))?;
 
+    // Erasures from this moment on are picked up on every tick (see `Erased`).
+    let loaded_at = now_ms();
     let members = store
         .load_page(&input.tenant_id, &input.request_id, input.page)
         .await
@@ -94,12 +96,14 @@ pub async fn deliver_page(
 
     let last_attempt = is_last_attempt(ctx);
     let pacer = Pacer::new(store, limiters, &input.request_id);
+    let erased = Erased::default();
     let job = Job {
         email,
         input,
         compiled: compiled.as_ref(),
         last_attempt,
         pacer: &pacer,
+        erased: &erased,
         ctx,
     };
     let mut results = futures::stream::iter(todo)
@@ -134,6 +138,7 @@ pub async fn deliver_page(
                 // In-app messages wait in the batch: show them within a tick, not a page.
                 flush(store, input, &mut batch).await?;
                 heartbeat(ctx, done).await;
+                erased.refresh(store, input, loaded_at).await;
             }
         }
     }
@@ -223,6 +228,36 @@ async fn stop_cancelled(ctx: &ActivityContext, input: &DeliverPageInput) -> Acti
     )
 }
 
+/// Users erased since the page was loaded: their profiles are in memory, so each tick asks the
+/// store for erasures and sends to those users are skipped from then on.
+#[derive(Default)]
+struct Erased {
+    users: std::sync::Mutex<std::collections::HashSet<fanout_domain::UserId>>,
+}
+
+impl Erased {
+    async fn refresh(
+        &self,
+        store: &Store,
+        input: &DeliverPageInput,
+        since: fanout_domain::UnixMillis,
+    ) {
+        match store.erased_since(&input.tenant_id, since).await {
+            Ok(users) if !users.is_empty() => {
+                let mut known = self.users.lock().unwrap_or_else(|e| e.into_inner());
+                known.extend(users);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading erasures failed"),
+        }
+    }
+
+    fn contains(&self, user: &fanout_domain::UserId) -> bool {
+        let known = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        known.contains(user)
+    }
+}
+
 /// What every instance of the page shares.
 struct Job<'a> {
     email: &'a EmailSender,
@@ -230,6 +265,7 @@ struct Job<'a> {
     compiled: Option<&'a Compiled>,
     last_attempt: bool,
     pacer: &'a Pacer<'a>,
+    erased: &'a Erased,
     ctx: &'a ActivityContext,
 }
 
@@ -314,6 +350,9 @@ impl Job<'_> {
         // Pause, rate and cancellation apply to real sends only, not to suppressions.
         if self.pacer.admit(self.ctx).await == Gate::Cancelled {
             return Outcome::Stopped;
+        }
+        if self.erased.contains(&user.user_id) {
+            return Outcome::Suppressed("unknown_user");
         }
         let vars = fanout_domain::render::context(&input.data, user, &input.request_id);
         let started = Instant::now();

@@ -118,6 +118,15 @@ impl Store {
             .await?
             .rows_affected()
             == 1;
+        sqlx::query(
+            "INSERT INTO erasures (tenant_id, user_id, erased_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET erased_at_ms = excluded.erased_at_ms",
+        )
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
         for sql in [
             "DELETE FROM inbox WHERE tenant_id = $1 AND user_id = $2",
             "DELETE FROM follows WHERE tenant_id = $1 AND (user_id = $2 OR follower_id = $2)",
@@ -132,6 +141,24 @@ impl Store {
         }
         tx.commit().await?;
         Ok(existed)
+    }
+
+    /// The tenant's users erased at or after `since_ms`.
+    pub async fn erased_since(
+        &self,
+        tenant_id: &TenantId,
+        since_ms: fanout_domain::UnixMillis,
+    ) -> Result<Vec<UserId>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT user_id FROM erasures WHERE tenant_id = $1 AND erased_at_ms >= $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(since_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|(id,)| parse_col("erasures", UserId::parse(&id)))
+            .collect()
     }
 
     /// Returns a user's profile.
@@ -268,6 +295,10 @@ pub(crate) mod tests {
         assert_eq!(receipts[0].error_code.as_deref(), Some("smtp_550"));
         // The other tenant's user of the same id is untouched.
         assert!(store.get_user(&b, &gone).await.unwrap().is_some());
+        // Deliveries holding profiles loaded earlier learn of the erasure.
+        assert_eq!(store.erased_since(&a, 0).await.unwrap(), vec![gone.clone()]);
+        assert!(store.erased_since(&a, i64::MAX).await.unwrap().is_empty());
+        assert!(store.erased_since(&b, 0).await.unwrap().is_empty());
     }
 
     #[tokio::test]
