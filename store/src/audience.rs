@@ -159,22 +159,6 @@ impl Store {
             .collect()
     }
 
-    /// Writes the snapshot: `pages[i]` becomes page `i`, in one transaction. Idempotent, so a
-    /// retried resolver rewrites the same rows.
-    pub async fn write_audience(
-        &self,
-        request_id: &RequestId,
-        pages: &[Vec<UserId>],
-    ) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
-        for (page_no, users) in pages.iter().enumerate() {
-            let page_no = i64::try_from(page_no).unwrap_or(i64::MAX);
-            insert_page(&mut tx, request_id, page_no, users).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Writes one page of the snapshot, in one transaction. Rows already there are left as
     /// they were, so a resolver that crashed mid-way can rewrite the page it was on.
     pub async fn write_audience_page(
@@ -187,18 +171,6 @@ impl Store {
         insert_page(&mut tx, request_id, i64::from(page_no), users).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Counts the users on one page of the snapshot (0 for a page never written).
-    pub async fn page_size(&self, request_id: &RequestId, page_no: u32) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audience WHERE request_id = $1 AND page_no = $2",
-        )
-        .bind(request_id.as_str())
-        .bind(i64::from(page_no))
-        .fetch_one(self.pool())
-        .await?;
-        Ok(u64::try_from(n).unwrap_or_default())
     }
 
     /// Loads one page with the members' current profiles, ordered by user id.
@@ -321,8 +293,15 @@ mod tests {
             vec![known.user_id.clone(), ghost.clone()],
             vec![ghost.clone()],
         ];
-        store.write_audience(&req, &pages).await.unwrap();
-        store.write_audience(&req, &pages).await.unwrap();
+        // Twice: a retried resolver rewrites the same pages.
+        for _ in 0..2 {
+            for (page_no, users) in (0u32..).zip(&pages) {
+                store
+                    .write_audience_page(&req, page_no, users)
+                    .await
+                    .unwrap();
+            }
+        }
 
         let page0 = store.load_page(&t, &req, 0).await.unwrap();
         assert_eq!(page0.len(), 2);
@@ -346,8 +325,9 @@ mod tests {
             .await
             .unwrap();
         store.write_audience_page(&req, 3, &users).await.unwrap();
-        assert_eq!(store.page_size(&req, 3).await.unwrap(), 1_234);
-        assert_eq!(store.page_size(&req, 0).await.unwrap(), 0);
+        let acme = TenantId::parse("acme").unwrap();
+        assert_eq!(store.load_page(&acme, &req, 3).await.unwrap().len(), 1_234);
+        assert!(store.load_page(&acme, &req, 0).await.unwrap().is_empty());
         let page = store
             .load_page(&TenantId::parse("acme").unwrap(), &req, 3)
             .await
