@@ -17,7 +17,7 @@ use crate::helpers::TestApp;
 async fn record_histories() -> anyhow::Result<()> {
     // Three pages, two channels, a suppressed recipient and a permanent SMTP failure: every
     // branch the workflow takes on the way to completion.
-    let app = TestApp::spawn_with_page_size("record", 2).await?;
+    let app = TestApp::spawn_with("record", 2, 16).await?;
     app.put_template(
         "welcome",
         json!({

@@ -3,9 +3,8 @@
 //! [`RecipientsQuery::Followers`]: fanout_domain::request::RecipientsQuery::Followers
 
 use fanout_domain::{TenantId, UserId};
-use sqlx::Row;
 
-use crate::{Result, Store, multi_row_sql, now_ms, parse_col, rows_per_statement};
+use crate::{Result, Store, multi_row_sql, now_ms, rows_per_statement};
 
 impl Store {
     /// Makes each of `followers` follow `of`, in one transaction. Pairs that already exist are
@@ -67,24 +66,17 @@ impl Store {
         after: Option<&UserId>,
         limit: u32,
     ) -> Result<Vec<UserId>> {
-        // Ids are never empty, so "" sorts before every one of them.
-        let rows = sqlx::query(
-            "SELECT follower_id FROM follows
+        self.keyset_user_ids(
+            "follows",
+            "SELECT follower_id AS user_id FROM follows
              WHERE tenant_id = $1 AND user_id = $2 AND follower_id > $3
              ORDER BY follower_id LIMIT $4",
+            tenant_id,
+            of.as_str(),
+            after,
+            limit,
         )
-        .bind(tenant_id.as_str())
-        .bind(of.as_str())
-        .bind(after.map_or("", UserId::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("follower_id")?;
-                parse_col("follows", UserId::parse(&id))
-            })
-            .collect()
+        .await
     }
 }
 

@@ -29,10 +29,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fanout_domain::UnixMillis;
 use fanout_domain::config::StoreConfig;
-use sqlx::AnyPool;
+use fanout_domain::{TenantId, UnixMillis, UserId};
 use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +108,34 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Runs a keyset listing of user ids: `sql` takes (tenant, key, after, limit) as `$1..$4`
+    /// and selects a `user_id` column in ascending order.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn keyset_user_ids(
+        &self,
+        table: &'static str,
+        sql: &'static str,
+        tenant_id: &TenantId,
+        key: &str,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> Result<Vec<UserId>> {
+        // Ids are never empty, so "" sorts before every one of them.
+        let rows = sqlx::query(sql)
+            .bind(tenant_id.as_str())
+            .bind(key)
+            .bind(after.map_or("", UserId::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("user_id")?;
+                parse_col(table, UserId::parse(&id))
+            })
+            .collect()
     }
 }
 

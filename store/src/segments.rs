@@ -156,24 +156,17 @@ impl Store {
         after: Option<&UserId>,
         limit: u32,
     ) -> Result<Vec<UserId>> {
-        // Ids are never empty, so "" sorts before every one of them.
-        let rows = sqlx::query(
+        self.keyset_user_ids(
+            "segment_members",
             "SELECT user_id FROM segment_members
              WHERE tenant_id = $1 AND segment_id = $2 AND user_id > $3
              ORDER BY user_id LIMIT $4",
+            tenant_id,
+            segment_id.as_str(),
+            after,
+            limit,
         )
-        .bind(tenant_id.as_str())
-        .bind(segment_id.as_str())
-        .bind(after.map_or("", UserId::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("user_id")?;
-                parse_col("segment_members", UserId::parse(&id))
-            })
-            .collect()
+        .await
     }
 }
 

@@ -48,11 +48,6 @@ impl TestApp {
         Self::spawn_with(name, 50, 16).await
     }
 
-    /// As [`Self::spawn`], with audience pages of `page_size` recipients.
-    pub async fn spawn_with_page_size(name: &str, page_size: u32) -> anyhow::Result<Self> {
-        Self::spawn_with(name, page_size, 16).await
-    }
-
     /// As [`Self::spawn`], with the given page size and sends in flight per page and channel.
     pub async fn spawn_with(
         name: &str,
