@@ -164,7 +164,12 @@ fn start_sandbox() -> anyhow::Result<(SocketAddr, String)> {
                     (Ok(s), Ok(h)) => Ok((s, format!("http://{h}"))),
                     _ => Err("listener without address".to_owned()),
                 });
-                if let Err(e) = fanout_sandbox::serve(smtp, http, std::future::pending()).await {
+                if let Err(e) = fanout_sandbox::serve(
+                    fanout_sandbox::Listeners { smtp, http },
+                    std::future::pending(),
+                )
+                .await
+                {
                     eprintln!("sandbox stopped: {e:#}");
                 }
             });

@@ -18,7 +18,8 @@ use futures::StreamExt;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::control::{Gate, Pacer, RateLimiters};
-use crate::email::{EmailSender, SendOutcome};
+use crate::email::EmailSender;
+use crate::outcome::SendOutcome;
 use crate::{DeliveryConfig, heartbeat, in_app, permanent, store_error, transient};
 
 /// Receipts are written after this many deliveries, bounding what a crash can make us resend.
@@ -56,6 +57,7 @@ pub async fn deliver_page(
     let compiled = match input.channel {
         Channel::Email => template.email.as_ref().map(Compiled::email),
         Channel::InApp => template.in_app.as_ref().map(Compiled::in_app),
+        Channel::Push => None,
     }
     .transpose()
     .map_err(|e| permanent(contracts::ERR_TEMPLATE_RENDER, e.to_string()))?;
@@ -315,12 +317,13 @@ impl Job<'_> {
                         receipt.provider_message_id = Some(provider_message_id);
                         receipt.latency_ms = Some(started.elapsed().as_millis() as u64);
                     }
-                    SendOutcome::Permanent { code, message } => {
+                    SendOutcome::Permanent { code, message }
+                    | SendOutcome::InvalidAddress { code, message } => {
                         receipt.status = DeliveryStatus::Failed;
                         receipt.error_code = Some(code);
                         receipt.error_message = Some(message);
                     }
-                    SendOutcome::Transient { code, message } => {
+                    SendOutcome::Transient { code, message, .. } => {
                         receipt.status = if self.last_attempt {
                             DeliveryStatus::Failed
                         } else {
@@ -371,6 +374,7 @@ impl Job<'_> {
                     inbox: None,
                 }
             }
+            Channel::Push => Outcome::Suppressed("channel_not_in_template"),
             Channel::InApp => match compiled.render_in_app(&vars) {
                 Ok(rendered) => Outcome::Sent {
                     send: SendOutcome::Accepted {

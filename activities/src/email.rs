@@ -18,6 +18,8 @@ use lettre::transport::smtp::extension::ClientId;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
+use crate::outcome::SendOutcome;
+
 /// Where and how to send email.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -50,30 +52,6 @@ impl Default for SmtpConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid smtp configuration: {0}")]
 pub struct SmtpConfigError(String);
-
-/// The outcome of one send, classified for retry decisions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// The relay accepted the message; carries its queue id (or our Message-ID).
-    Accepted {
-        /// The provider's id for the message.
-        provider_message_id: String,
-    },
-    /// The relay rejected it for good (5xx) or the message cannot be built.
-    Permanent {
-        /// Stable code, e.g. `smtp_550`.
-        code: String,
-        /// The relay's words.
-        message: String,
-    },
-    /// Worth retrying (4xx, connection trouble, timeouts).
-    Transient {
-        /// Stable code, e.g. `smtp_451` or `smtp_connection`.
-        code: String,
-        /// What happened.
-        message: String,
-    },
-}
 
 /// Sends email through pooled SMTP connections. Cheap to share.
 #[derive(Clone)]
@@ -195,10 +173,7 @@ impl EmailSender {
             Ok(c) => c,
             Err(ConnectError::Smtp(e)) => return classify(&e),
             Err(ConnectError::Io(e)) => {
-                return SendOutcome::Transient {
-                    code: "smtp_connection".into(),
-                    message: e.to_string(),
-                };
+                return SendOutcome::transient("smtp_connection", e.to_string());
             }
             Err(ConnectError::Timeout) => return timed_out("connecting to the relay timed out"),
         };
@@ -265,10 +240,7 @@ fn queue_id<'a>(lines: impl Iterator<Item = &'a str>) -> Option<String> {
 }
 
 fn timed_out(message: &str) -> SendOutcome {
-    SendOutcome::Transient {
-        code: "smtp_timeout".into(),
-        message: message.into(),
-    }
+    SendOutcome::transient("smtp_timeout", message)
 }
 
 fn classify(e: &lettre::transport::smtp::Error) -> SendOutcome {
@@ -279,7 +251,7 @@ fn classify(e: &lettre::transport::smtp::Error) -> SendOutcome {
     if e.is_permanent() {
         SendOutcome::Permanent { code, message }
     } else {
-        SendOutcome::Transient { code, message }
+        SendOutcome::transient(code, message)
     }
 }
 

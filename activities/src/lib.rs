@@ -18,6 +18,8 @@ pub mod delivery;
 pub mod email;
 pub mod finalize;
 pub mod in_app;
+pub mod outcome;
+pub mod push;
 
 use std::sync::Arc;
 
@@ -33,6 +35,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 pub use email::{EmailSender, SmtpConfig};
+pub use outcome::SendOutcome;
 
 /// How deliveries are batched and paced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

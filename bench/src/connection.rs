@@ -44,10 +44,7 @@ pub async fn fanout_sender(sender: &EmailSender, messages: usize) -> anyhow::Res
         let id = InstanceId::derive(&request, &user, fanout_domain::Channel::Email);
         let outcome = sender.send(&id, &to, &email).await;
         anyhow::ensure!(
-            matches!(
-                outcome,
-                fanout_activities::email::SendOutcome::Accepted { .. }
-            ),
+            matches!(outcome, fanout_activities::SendOutcome::Accepted { .. }),
             "send failed: {outcome:?}"
         );
     }

@@ -3,7 +3,7 @@
 //! baseline and the direct ceiling repeat.
 
 use fanout_activities::EmailSender;
-use fanout_activities::email::SendOutcome;
+use fanout_activities::SendOutcome;
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::Compiled;
@@ -58,13 +58,13 @@ pub async fn deliver(
             DeliveryStatus::Delivered,
             Some(provider_message_id),
         ),
-        SendOutcome::Permanent { code, message } | SendOutcome::Transient { code, message } => {
-            Receipt {
-                error_code: Some(code),
-                error_message: Some(message),
-                ..receipt(Channel::Email, DeliveryStatus::Failed, None)
-            }
-        }
+        SendOutcome::Permanent { code, message }
+        | SendOutcome::InvalidAddress { code, message }
+        | SendOutcome::Transient { code, message, .. } => Receipt {
+            error_code: Some(code),
+            error_message: Some(message),
+            ..receipt(Channel::Email, DeliveryStatus::Failed, None)
+        },
     });
     let message = content.in_app.render_in_app(&vars).ok().map(|rendered| {
         fanout_activities::in_app::message(

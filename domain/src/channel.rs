@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A way of reaching a user. Push channels (APNs, FCM) join in a later release.
+/// A way of reaching a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
@@ -13,17 +13,20 @@ pub enum Channel {
     Email,
     /// The durable in-app inbox.
     InApp,
+    /// Push to every device the user registered: APNs for `apns` devices, FCM for `fcm` ones.
+    Push,
 }
 
 impl Channel {
     /// Every channel, in a stable order.
-    pub const ALL: [Channel; 2] = [Channel::Email, Channel::InApp];
+    pub const ALL: [Channel; 3] = [Channel::Email, Channel::InApp, Channel::Push];
 
-    /// Returns the wire name (`email`, `in_app`).
+    /// Returns the wire name (`email`, `in_app`, `push`).
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Email => "email",
             Channel::InApp => "in_app",
+            Channel::Push => "push",
         }
     }
 }
@@ -36,7 +39,7 @@ impl fmt::Display for Channel {
 
 /// The name given is not a channel this platform knows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown channel '{0}' (expected one of: email, in_app)")]
+#[error("unknown channel '{0}' (expected one of: email, in_app, push)")]
 pub struct UnknownChannel(pub String);
 
 impl FromStr for Channel {

@@ -48,6 +48,7 @@ impl Template {
         match channel {
             Channel::Email => self.email.is_some(),
             Channel::InApp => self.in_app.is_some(),
+            Channel::Push => false,
         }
     }
 

@@ -18,7 +18,8 @@
 //! let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let server = tokio::spawn(fanout_sandbox::serve(smtp, http, async {
+//! let listeners = fanout_sandbox::Listeners { smtp, http };
+//! let server = tokio::spawn(fanout_sandbox::serve(listeners, async {
 //!     let _ = stopped.await;
 //! }));
 //! // ... send mail, then GET /api/emails on the http listener ...
@@ -80,15 +81,24 @@ impl Sandbox {
     }
 }
 
-/// Serves SMTP on `smtp` and the read-back HTTP API on `http` until `shutdown` resolves.
+/// The sockets the sandbox serves, bound by the caller (port 0 in tests).
+#[derive(Debug)]
+pub struct Listeners {
+    /// SMTP, plain text.
+    pub smtp: TcpListener,
+    /// The read-back API and web inbox.
+    pub http: TcpListener,
+}
+
+/// Serves each protocol on its listener until `shutdown` resolves.
 ///
 /// Open SMTP connections are told `421` at shutdown and get a few seconds to close; HTTP
 /// requests in flight are completed.
 pub async fn serve(
-    smtp: TcpListener,
-    http: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Listeners { smtp, http } = listeners;
     let sandbox = Arc::new(Sandbox::new(smtp.local_addr().ok()));
     let token = CancellationToken::new();
     let trigger = token.clone();

@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         http = %http.local_addr()?,
         "fanout-sandbox listening"
     );
-    fanout_sandbox::serve(smtp, http, shutdown_signal()).await?;
+    fanout_sandbox::serve(fanout_sandbox::Listeners { smtp, http }, shutdown_signal()).await?;
     info!("fanout-sandbox stopped");
     Ok(())
 }

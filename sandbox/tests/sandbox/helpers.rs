@@ -26,9 +26,12 @@ impl TestSandbox {
         let smtp_port = smtp.local_addr().unwrap().port();
         let base_url = format!("http://{}", http.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(fanout_sandbox::serve(smtp, http, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(fanout_sandbox::serve(
+            fanout_sandbox::Listeners { smtp, http },
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
