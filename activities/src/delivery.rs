@@ -2,8 +2,13 @@
 //! receipt per instance, heartbeat as it goes.
 //!
 //! The activity is resumable: it starts by reading the page's receipts and skips every
-//! instance already delivered, failed or suppressed, so a retry (after a crash or a transient
-//! provider error) only sends what is still pending.
+//! instance already delivered, failed or suppressed, so a retry (after a crash) or the next
+//! delivery round (after transient provider errors) only sends what is still pending.
+//!
+//! Transient provider failures do not fail the activity: their receipts stay `pending` and the
+//! report says how many, with the longest `Retry-After` seen, so the page workflow can back off
+//! and run another round. On the final round they are recorded as failed instead, and every
+//! failed instance goes to the dead-letter list with its receipt.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +25,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use crate::control::{Gate, Pacer, RateLimiters};
 use crate::email::EmailSender;
 use crate::outcome::SendOutcome;
-use crate::{DeliveryConfig, heartbeat, in_app, permanent, store_error, transient};
+use crate::{DeliveryConfig, heartbeat, in_app, permanent, store_error};
 
 /// Receipts are written after this many deliveries, bounding what a crash can make us resend.
 const FLUSH_EVERY: usize = 32;
@@ -81,6 +86,9 @@ pub async fn deliver_page(
         delivered: 0,
         failed: 0,
         suppressed: 0,
+        pending: 0,
+        settled_this_round: 0,
+        retry_after_ms: None,
     };
     let mut todo = Vec::new();
     for member in members {
@@ -96,7 +104,7 @@ pub async fn deliver_page(
         }
     }
 
-    let last_attempt = is_last_attempt(ctx);
+    let last_attempt = input.final_round || is_last_attempt(ctx);
     let pacer = Pacer::new(store, limiters, &input.request_id);
     let erased = Erased::default();
     let job = Job {
@@ -113,7 +121,6 @@ pub async fn deliver_page(
         .buffer_unordered(config.concurrency.max(1));
 
     let mut batch = Batch::default();
-    let mut still_pending = 0u64;
     let mut stopped = false;
     let mut done = 0u64;
     let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
@@ -121,13 +128,20 @@ pub async fn deliver_page(
         tokio::select! {
             next = results.next() => {
                 let Some(delivered) = next else { break };
-                let Some((receipt, message)) = delivered else {
+                let Some(Attempted { receipt, message, retry_after }) = delivered else {
                     stopped = true;
                     continue;
                 };
                 match receipt.status {
-                    DeliveryStatus::Pending => still_pending += 1,
-                    status => count(&mut report, status),
+                    DeliveryStatus::Pending => {
+                        report.pending += 1;
+                        let asked = retry_after.map(|d| d.as_millis() as u64);
+                        report.retry_after_ms = report.retry_after_ms.max(asked);
+                    }
+                    status => {
+                        count(&mut report, status);
+                        report.settled_this_round += 1;
+                    }
                 }
                 batch.receipts.push(receipt);
                 batch.inbox.extend(message);
@@ -149,13 +163,6 @@ pub async fn deliver_page(
         return Err(stop_cancelled(ctx, input).await);
     }
 
-    if still_pending > 0 {
-        // Temporal retries the activity with backoff; the retry skips what was delivered.
-        return Err(transient(format!(
-            "{still_pending} deliveries on page {} failed transiently",
-            input.page
-        )));
-    }
     tracing::info!(
         request_id = %input.request_id,
         channel = %input.channel,
@@ -163,7 +170,9 @@ pub async fn deliver_page(
         delivered = report.delivered,
         failed = report.failed,
         suppressed = report.suppressed,
-        "page delivered"
+        pending = report.pending,
+        round = input.round,
+        "page delivery round done"
     );
     Ok(report)
 }
@@ -204,7 +213,7 @@ async fn flush(
         return Ok(());
     }
     store
-        .record_deliveries(&input.tenant_id, &batch.receipts, &batch.inbox)
+        .record_page_deliveries(&input.tenant_id, input.page, &batch.receipts, &batch.inbox)
         .await
         .map_err(store_error)?;
     batch.receipts.clear();
@@ -280,7 +289,7 @@ impl Job<'_> {
         id: InstanceId,
         member: PageMember,
         attempts: u32,
-    ) -> Option<(Receipt, Option<InboxMessage>)> {
+    ) -> Option<Attempted> {
         let mut receipt = Receipt {
             instance_id: id,
             request_id: self.input.request_id.clone(),
@@ -295,6 +304,7 @@ impl Job<'_> {
             updated_at_ms: 0,
         };
         let mut message = None;
+        let mut retry_after = None;
         let outcome = self.send(&receipt.instance_id, &member).await;
         match outcome {
             Outcome::Stopped => return None,
@@ -323,7 +333,12 @@ impl Job<'_> {
                         receipt.error_code = Some(code);
                         receipt.error_message = Some(message);
                     }
-                    SendOutcome::Transient { code, message, .. } => {
+                    SendOutcome::Transient {
+                        code,
+                        message,
+                        retry_after: asked,
+                    } => {
+                        retry_after = asked;
                         receipt.status = if self.last_attempt {
                             DeliveryStatus::Failed
                         } else {
@@ -336,7 +351,11 @@ impl Job<'_> {
             }
         }
         receipt.updated_at_ms = now_ms();
-        Some((receipt, message))
+        Some(Attempted {
+            receipt,
+            message,
+            retry_after,
+        })
     }
 
     async fn send(&self, id: &InstanceId, member: &PageMember) -> Outcome {
@@ -404,6 +423,14 @@ fn render_failure(e: &fanout_domain::render::RenderError) -> SendOutcome {
         code: "template_render".into(),
         message: e.to_string(),
     }
+}
+
+/// One instance's result: its receipt, the in-app message to write beside it, and how long
+/// the provider asked to wait before a retry.
+struct Attempted {
+    receipt: Receipt,
+    message: Option<InboxMessage>,
+    retry_after: Option<Duration>,
 }
 
 enum Outcome {

@@ -18,6 +18,8 @@ pub async fn finalize(
     let mut progress = input.progress.clone();
     if let Some(status) = input.settle_as {
         settle(store, ctx, input, status).await?;
+    }
+    if input.settle_as.is_some() || input.recount {
         let counted = store
             .receipt_counts(&input.request_id)
             .await

@@ -24,11 +24,12 @@ pub mod push;
 use std::sync::Arc;
 
 use fanout_domain::contracts::{
-    self, ApplyControlsInput, DeliverPageInput, FinalizeInput, PageReport, ResolveChunk,
-    ResolveChunkInput,
+    self, ApplyControlsInput, BeginRedriveInput, DeliverPageInput, FinalizeInput, PageReport,
+    RedrivePage, ResolveChunk, ResolveChunkInput,
 };
 use fanout_domain::receipt::Progress;
 use fanout_store::Store;
+use fanout_store::dead_letters::DeadLetterFilter;
 use serde::{Deserialize, Serialize};
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
@@ -132,6 +133,40 @@ impl FanoutActivities {
             &input,
         )
         .await
+    }
+
+    /// Takes dead letters off the list for a re-drive; see [`Store::begin_redrive`].
+    #[activity(definition = contracts::BeginRedrive)]
+    pub async fn begin_redrive(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: BeginRedriveInput,
+    ) -> Result<Vec<RedrivePage>, ActivityError> {
+        let filter = DeadLetterFilter {
+            request_id: Some(input.request_id.clone()),
+            channel: input.channel,
+            instance_ids: input.instance_ids,
+            include_redriven: false,
+        };
+        let redrive = self
+            .store
+            .begin_redrive(&input.tenant_id, &filter)
+            .await
+            .map_err(store_error)?;
+        tracing::info!(
+            request_id = %input.request_id,
+            instances = redrive.instances,
+            pages = redrive.pages.len(),
+            "re-drive started"
+        );
+        Ok(redrive
+            .pages
+            .into_iter()
+            .map(|(page, channels)| RedrivePage {
+                page,
+                channels: channels.into_iter().collect(),
+            })
+            .collect())
     }
 
     /// Records the request's outcome; see [`finalize::finalize`].

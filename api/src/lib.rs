@@ -13,6 +13,7 @@
 pub mod audience;
 pub mod auth;
 pub mod control;
+pub mod dead_letters;
 pub mod error;
 pub mod follows;
 pub mod health;
@@ -84,6 +85,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/status/{request_id}", get(requests::status))
         .route("/v1/receipts", get(requests::receipts))
         .route("/v1/cancel", post(control::cancel))
+        .route("/v1/dead-letters", get(dead_letters::list))
+        .route("/v1/dead-letters/redrive", post(dead_letters::redrive))
         .route("/v1/requests/{request_id}/pause", post(control::pause))
         .route("/v1/requests/{request_id}/resume", post(control::resume))
         .route("/v1/requests/{request_id}/rate", post(control::rate))

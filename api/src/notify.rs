@@ -211,17 +211,6 @@ pub async fn notify(
         }
         None => (request.dedupe_key.request_id(), 0),
     };
-    state
-        .store
-        .insert_request(
-            &request_id,
-            generation,
-            &tenant,
-            request.dedupe_key.key(),
-            &request.template_id,
-            &request.metadata,
-        )
-        .await?;
     let input = NotificationInput {
         request_id: request_id.clone(),
         tenant_id: tenant,
@@ -234,6 +223,15 @@ pub async fn notify(
         accepted_at_ms: now_ms(),
         carry: None,
     };
+    state
+        .store
+        .insert_request(
+            &input,
+            generation,
+            request.dedupe_key.key(),
+            &request.metadata,
+        )
+        .await?;
     let outcome = tokio::time::timeout(START_TIMEOUT, state.orchestrator.start(input))
         .await
         .map_err(|_| {

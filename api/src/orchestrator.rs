@@ -11,7 +11,7 @@ use fanout_domain::RequestId;
 use fanout_domain::config::TemporalConfig;
 use fanout_domain::contracts::{
     self, NotificationInput, NotificationWorkflow, PauseSignal, ProgressQuery, RateLimit,
-    ResumeSignal, SetRateSignal,
+    RedriveInput, RedriveWorkflow, ResumeSignal, SetRateSignal,
 };
 use fanout_domain::receipt::{Progress, RequestState};
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
@@ -79,6 +79,8 @@ pub trait Orchestrator: Send + Sync + 'static {
     ) -> Result<(), OrchestratorError>;
     /// Requests cancellation of a running request.
     async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError>;
+    /// Starts a re-drive of a finished request's dead letters.
+    async fn start_redrive(&self, input: RedriveInput) -> Result<StartOutcome, OrchestratorError>;
 }
 
 fn interaction_error(e: WorkflowInteractionError) -> OrchestratorError {
@@ -148,6 +150,28 @@ impl Orchestrator for TemporalOrchestrator {
         match self
             .client
             .start_workflow(NotificationWorkflow, input, options)
+            .await
+        {
+            Ok(_) => Ok(StartOutcome::Started),
+            Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(StartOutcome::Duplicate),
+            Err(e) => Err(OrchestratorError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn start_redrive(&self, input: RedriveInput) -> Result<StartOutcome, OrchestratorError> {
+        let request = &input.request;
+        let search_attributes = SearchAttributes::new([
+            contracts::SA_TENANT_ID.value_set(request.tenant_id.to_string()),
+            contracts::SA_TEMPLATE_ID.value_set(request.template_id.to_string()),
+            contracts::SA_REQUEST_ID.value_set(request.request_id.to_string()),
+        ]);
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), input.redrive_id.clone())
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .search_attributes(search_attributes)
+            .build();
+        match self
+            .client
+            .start_workflow(RedriveWorkflow, input, options)
             .await
         {
             Ok(_) => Ok(StartOutcome::Started),

@@ -58,12 +58,12 @@ pub struct StatusResponse {
     pub created_at_ms: UnixMillis,
 }
 
-fn parse_request_id(raw: &str) -> Result<RequestId, ApiError> {
+pub(crate) fn parse_request_id(raw: &str) -> Result<RequestId, ApiError> {
     // A malformed id cannot name any request: answer as for any unknown id.
     RequestId::parse(raw).map_err(|_| ApiError::NotFound(format!("request '{raw}' not found")))
 }
 
-async fn owned_request(
+pub(crate) async fn owned_request(
     state: &AppState,
     tenant: &TenantId,
     request_id: &RequestId,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use fanout_domain::contracts::NotificationInput;
+use fanout_domain::contracts::{NotificationInput, RedriveInput};
 use fanout_domain::receipt::Progress;
 use fanout_domain::{RequestId, TenantId};
 use fanout_store::Store;
@@ -25,6 +25,7 @@ struct FakeOrchestrator {
     started: Mutex<Vec<NotificationInput>>,
     controls: Mutex<Vec<(RequestId, Control)>>,
     cancelled: Mutex<Vec<RequestId>>,
+    redrives: Mutex<Vec<RedriveInput>>,
 }
 
 #[async_trait]
@@ -35,6 +36,11 @@ impl Orchestrator for FakeOrchestrator {
             return Ok(StartOutcome::Duplicate);
         }
         started.push(input);
+        Ok(StartOutcome::Started)
+    }
+
+    async fn start_redrive(&self, input: RedriveInput) -> Result<StartOutcome, OrchestratorError> {
+        self.redrives.lock().unwrap().push(input);
         Ok(StartOutcome::Started)
     }
 
@@ -498,6 +504,8 @@ async fn the_openapi_document_describes_every_route() {
         "/v1/status/{request_id}",
         "/v1/receipts",
         "/v1/cancel",
+        "/v1/dead-letters",
+        "/v1/dead-letters/redrive",
         "/v1/requests/{request_id}/pause",
         "/v1/requests/{request_id}/resume",
         "/v1/requests/{request_id}/rate",
@@ -625,6 +633,121 @@ async fn controls_reach_the_workflow_and_cancel_is_written_through() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_per_tenant_and_redriven_once_finished() {
+    use fanout_domain::receipt::{DeliveryStatus, Receipt, RequestState};
+    use fanout_domain::{Channel, InstanceId, UserId};
+
+    let h = harness().await;
+    let (_, a) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(trigger("dl1")))
+        .await;
+    let id = a["request_id"].as_str().unwrap().to_owned();
+    let request_id = RequestId::parse(&id).unwrap();
+    let tenant = TenantId::parse("a").unwrap();
+    let failed = |user: &str, code: &str| Receipt {
+        instance_id: InstanceId::derive(&request_id, &UserId::parse(user).unwrap(), Channel::Email),
+        request_id: request_id.clone(),
+        user_id: UserId::parse(user).unwrap(),
+        channel: Channel::Email,
+        status: DeliveryStatus::Failed,
+        provider_message_id: None,
+        attempts: 1,
+        latency_ms: None,
+        error_code: Some(code.into()),
+        error_message: Some("550 mailbox unavailable".into()),
+        updated_at_ms: 1,
+    };
+    h.store
+        .record_page_deliveries(
+            &tenant,
+            3,
+            &[failed("u1", "smtp_550"), failed("u2", "smtp_552")],
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let (status, body) = h
+        .call(
+            "GET",
+            &format!("/v1/dead-letters?request_id={id}"),
+            Some(h.key(0)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = body["dead_letters"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{body}");
+    let u1 = listed.iter().find(|d| d["user_id"] == "u1").unwrap();
+    assert_eq!(
+        (u1["page"].as_u64(), &u1["error_code"]),
+        (Some(3), &json!("smtp_550"))
+    );
+    let (_, other) = h
+        .call("GET", "/v1/dead-letters", Some(h.key(1)), None)
+        .await;
+    assert_eq!(other["dead_letters"], json!([]), "another tenant sees none");
+    let (status, _) = h
+        .call("GET", "/v1/dead-letters?channel=sms", Some(h.key(0)), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let redrive = json!({"request_id": id});
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/dead-letters/redrive",
+            Some(h.key(0)),
+            Some(redrive.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "still running: {body}");
+    h.store
+        .finalize_request(&request_id, RequestState::Completed, &Progress::default())
+        .await
+        .unwrap();
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/dead-letters/redrive",
+            Some(h.key(1)),
+            Some(redrive.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's request");
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/dead-letters/redrive",
+            Some(h.key(0)),
+            Some(json!({"request_id": id, "instance_ids": ["nope"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("instance_ids[0]"))
+    );
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/dead-letters/redrive",
+            Some(h.key(0)),
+            Some(redrive.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["instances"], 2);
+    let started = h.orchestrator.redrives.lock().unwrap().clone();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].request.request_id, request_id);
+    assert_eq!(started[0].request.template_id.as_str(), "welcome");
+    assert_eq!(
+        Some(started[0].redrive_id.as_str()),
+        body["redrive_id"].as_str()
+    );
 }
 
 #[tokio::test]

@@ -14,12 +14,14 @@ use temporalio_macros::activity_definitions;
 
 use crate::receipt::{DeliveryStatus, Progress, RequestState};
 use crate::request::{Priority, RecipientsQuery};
-use crate::{Channel, RequestId, TemplateId, TenantId, UnixMillis, UserId};
+use crate::{Channel, InstanceId, RequestId, TemplateId, TenantId, UnixMillis, UserId};
 
 /// The Temporal workflow type that runs one notification request.
 pub const NOTIFICATION_WORKFLOW: &str = "NotificationWorkflow";
 /// The child workflow that materialises a request's audience snapshot.
 pub const RESOLVE_AUDIENCE_WORKFLOW: &str = "ResolveAudienceWorkflow";
+/// The workflow that delivers a request's dead letters again.
+pub const REDRIVE_WORKFLOW: &str = "RedriveWorkflow";
 /// The child workflow that delivers one page of the audience over every channel.
 pub const FANOUT_PAGE_WORKFLOW: &str = "FanoutPageWorkflow";
 /// The query that returns a running request's [`Progress`].
@@ -348,6 +350,13 @@ pub struct DeliverPageInput {
     /// How long delivery stays worth attempting.
     #[serde(default)]
     pub ttl_seconds: Option<u32>,
+    /// Which delivery round of the page this is (0 first); see [`crate::retry`].
+    #[serde(default)]
+    pub round: u32,
+    /// The page's last round: what still fails transiently is recorded as failed (and goes to
+    /// the dead-letter list) instead of being left pending.
+    #[serde(default)]
+    pub final_round: bool,
 }
 
 /// The outcome of one page on one channel. Counts cover the whole page, including instances a
@@ -364,8 +373,17 @@ pub struct PageReport {
     pub delivered: u64,
     /// Failed permanently.
     pub failed: u64,
-    /// Suppressed (no address, unknown user).
+    /// Suppressed (no address, unknown user, opted out).
     pub suppressed: u64,
+    /// Still waiting for a retry after a transient failure.
+    #[serde(default)]
+    pub pending: u64,
+    /// Instances that reached a final status in this round.
+    #[serde(default)]
+    pub settled_this_round: u64,
+    /// The longest `Retry-After` a provider asked for in this round, in milliseconds.
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// Input of `finalize_request`: the request's last word, written to the store so status is
@@ -388,10 +406,75 @@ pub struct FinalizeInput {
     /// `None` when every page reported.
     #[serde(default)]
     pub settle_as: Option<DeliveryStatus>,
+    /// Recount the channels from the receipts even without settling (after a re-drive).
+    #[serde(default)]
+    pub recount: bool,
+}
+
+/// Input of [`REDRIVE_WORKFLOW`]: which dead letters of a request to deliver again, with the
+/// request's own content. The workflow takes them off the list first (an activity, so an API
+/// failure before the start changes nothing), then delivers their pages and recounts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedriveInput {
+    /// The request whose dead letters are re-driven, as it was started.
+    pub request: NotificationInput,
+    /// Identifies this re-drive (its pages run as `{redrive_id}/page-{n}` children).
+    pub redrive_id: String,
+    /// Only this channel's dead letters.
+    #[serde(default)]
+    pub channel: Option<Channel>,
+    /// Only these instances.
+    #[serde(default)]
+    pub instance_ids: Option<Vec<InstanceId>>,
+    /// The request's counts before the re-drive, recounted per channel at the end.
+    pub progress: Progress,
+}
+
+/// Input of `begin_redrive`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeginRedriveInput {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The request.
+    pub request_id: RequestId,
+    /// Only this channel's dead letters.
+    #[serde(default)]
+    pub channel: Option<Channel>,
+    /// Only these instances.
+    #[serde(default)]
+    pub instance_ids: Option<Vec<InstanceId>>,
+}
+
+/// One page of a re-drive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedrivePage {
+    /// The page of the audience snapshot.
+    pub page: u32,
+    /// The channels with re-driven instances on it.
+    pub channels: Vec<Channel>,
+}
+
+/// Marker for starting [`REDRIVE_WORKFLOW`] from a client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedriveWorkflow;
+
+impl WorkflowDefinition for RedriveWorkflow {
+    type Input = RedriveInput;
+    type Output = Progress;
+
+    fn name(&self) -> &str {
+        REDRIVE_WORKFLOW
+    }
+}
+
+impl HasWorkflowDefinition for RedriveWorkflow {
+    type Run = Self;
 }
 
 /// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
-pub use delivery_activities::{ApplyControls, DeliverPage, FinalizeRequest, ResolveAudienceChunk};
+pub use delivery_activities::{
+    ApplyControls, BeginRedrive, DeliverPage, FinalizeRequest, ResolveAudienceChunk,
+};
 
 /// The activities the workflows call, declared here and implemented in `fanout-activities`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -402,6 +485,13 @@ impl DeliveryActivities {
     /// Writes the next pages of the audience snapshot into the store.
     #[activity(name = "resolve_audience_chunk")]
     pub fn resolve_audience_chunk(input: ResolveChunkInput) -> Result<ResolveChunk, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Takes a request's matching dead letters off the list, puts their receipts back to
+    /// pending and returns the pages to deliver again.
+    #[activity(name = "begin_redrive")]
+    pub fn begin_redrive(input: BeginRedriveInput) -> Result<Vec<RedrivePage>, ActivityError> {
         unimplemented!()
     }
 

@@ -4,9 +4,10 @@
 //! identifiers ([`ids`]), the channels ([`channel`]), the notification request as the platform
 //! understands it once it has been parsed ([`request`]), stored audiences such as segments
 //! ([`audience`]), delivery outcomes ([`receipt`]), users and their devices ([`user`]),
-//! templates ([`template`]) and their rendering ([`render`]), the in-app inbox ([`inbox`]), the
-//! contracts between the API, the workflows and the activities ([`contracts`]), and the typed
-//! configuration loader shared by the binaries ([`config`]).
+//! templates ([`template`]) and their rendering ([`render`]), the backoff of delivery retries
+//! ([`retry`]), the in-app inbox ([`inbox`]), the contracts between the API, the workflows and
+//! the activities ([`contracts`]), and the typed configuration loader shared by the binaries
+//! ([`config`]).
 //!
 //! Raw HTTP bodies never get past the API: they are parsed into these types at the edge, so a
 //! value of, say, [`ids::DedupeKey`] cannot exist without the tenant that scopes it.
@@ -20,6 +21,7 @@ pub mod inbox;
 pub mod receipt;
 pub mod render;
 pub mod request;
+pub mod retry;
 pub mod template;
 pub mod user;
 

@@ -87,6 +87,32 @@ pub struct Receipt {
     pub updated_at_ms: UnixMillis,
 }
 
+/// A delivery instance that failed for good: a permanent provider rejection, or transient
+/// failures through every delivery round. Operators list these and re-drive them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The delivery instance.
+    pub instance_id: InstanceId,
+    /// The request it belongs to.
+    pub request_id: RequestId,
+    /// The recipient.
+    pub user_id: UserId,
+    /// The channel.
+    pub channel: Channel,
+    /// The page of the request's audience snapshot holding the recipient.
+    pub page: u32,
+    /// The last error's stable code, e.g. `smtp_550`.
+    pub error_code: Option<String>,
+    /// The provider's last words.
+    pub error_message: Option<String>,
+    /// Provider calls made.
+    pub attempts: u32,
+    /// When the instance failed.
+    pub failed_at_ms: UnixMillis,
+    /// When it was last re-driven; `None` while it waits on the list.
+    pub redriven_at_ms: Option<UnixMillis>,
+}
+
 /// The lifecycle of a whole request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,7 +8,8 @@
 //! Methods are grouped by resource, one module each: [`tenants`] (tenants and API keys),
 //! [`users`], [`follows`] (who follows whom), [`segments`] (named sets of users), [`templates`],
 //! [`requests`], [`audience`] (paging through an audience and the paged recipient snapshot),
-//! [`controls`] (pause, rate, cancel of running requests), [`receipts`] and [`inbox`].
+//! [`controls`] (pause, rate, cancel of running requests), [`receipts`], [`dead_letters`]
+//! (instances that failed for good, and re-driving them) and [`inbox`].
 //!
 //! Bulk writes go through `multi_row_sql`: tens to hundreds of rows per statement (see
 //! `rows_per_statement`), one transaction per call, so they are all-or-nothing and fast on
@@ -16,6 +17,7 @@
 
 pub mod audience;
 pub mod controls;
+pub mod dead_letters;
 pub mod follows;
 pub mod inbox;
 pub mod receipts;

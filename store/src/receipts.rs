@@ -53,11 +53,38 @@ impl Store {
         receipts: &[Receipt],
         inbox: &[InboxMessage],
     ) -> Result<()> {
+        self.write_deliveries(tenant_id, None, receipts, inbox)
+            .await
+    }
+
+    /// Like [`Store::record_deliveries`] for the deliveries of one audience page, and in the
+    /// same transaction puts the failed ones on the dead-letter list.
+    pub async fn record_page_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        page: u32,
+        receipts: &[Receipt],
+        inbox: &[InboxMessage],
+    ) -> Result<()> {
+        self.write_deliveries(tenant_id, Some(page), receipts, inbox)
+            .await
+    }
+
+    async fn write_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        page: Option<u32>,
+        receipts: &[Receipt],
+        inbox: &[InboxMessage],
+    ) -> Result<()> {
         if receipts.is_empty() && inbox.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool().begin().await?;
         crate::inbox::insert_messages(&mut tx, tenant_id, inbox).await?;
+        if let Some(page) = page {
+            crate::dead_letters::insert_failed(&mut tx, tenant_id, page, receipts).await?;
+        }
         for chunk in receipts.chunks(rows_per_statement(12)) {
             let sql = multi_row_sql(
                 "INSERT INTO receipts (instance_id, request_id, tenant_id, user_id, channel,

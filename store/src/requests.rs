@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use fanout_domain::contracts::NotificationInput;
 use fanout_domain::receipt::{Progress, RequestState};
 use fanout_domain::{RequestId, TemplateId, TenantId, UnixMillis};
 use sqlx::Row;
@@ -62,35 +63,56 @@ fn record_from_row(row: &AnyRow) -> Result<RequestRecord> {
 }
 
 impl Store {
-    /// Records an accepted request as running, the `generation`-th use of its dedupe key.
+    /// Records an accepted request as running, the `generation`-th use of its dedupe key, with
+    /// the workflow input it is started with (re-drives deliver the same content from it).
     /// Returns `false` if a request with this id is already recorded, leaving it untouched.
     pub async fn insert_request(
         &self,
-        request_id: &RequestId,
+        input: &NotificationInput,
         generation: u32,
-        tenant_id: &TenantId,
         dedupe_key: &str,
-        template_id: &TemplateId,
         metadata: &BTreeMap<String, String>,
     ) -> Result<bool> {
         let now = now_ms();
         let metadata = parse_col(T_REQUESTS, serde_json::to_string(metadata))?;
+        let stored_input = parse_col(T_REQUESTS, serde_json::to_string(input))?;
         let done = sqlx::query(
             "INSERT INTO requests (request_id, tenant_id, dedupe_key, template_id, state,
-                                   metadata, created_at_ms, updated_at_ms, generation)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) ON CONFLICT DO NOTHING",
+                                   metadata, created_at_ms, updated_at_ms, generation, input)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) ON CONFLICT DO NOTHING",
         )
-        .bind(request_id.as_str())
-        .bind(tenant_id.as_str())
+        .bind(input.request_id.as_str())
+        .bind(input.tenant_id.as_str())
         .bind(dedupe_key)
-        .bind(template_id.as_str())
+        .bind(input.template_id.as_str())
         .bind(RequestState::Running.as_str())
         .bind(metadata)
         .bind(now)
         .bind(i64::from(generation))
+        .bind(stored_input)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Returns the workflow input the tenant's request was started with; `None` for an unknown
+    /// request or one recorded before inputs were kept.
+    pub async fn request_input(
+        &self,
+        tenant_id: &TenantId,
+        request_id: &RequestId,
+    ) -> Result<Option<NotificationInput>> {
+        let stored: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT input FROM requests WHERE request_id = $1 AND tenant_id = $2",
+        )
+        .bind(request_id.as_str())
+        .bind(tenant_id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        stored
+            .flatten()
+            .map(|json| parse_col(T_REQUESTS, serde_json::from_str(&json)))
+            .transpose()
     }
 
     /// Records that Temporal accepted the request's workflow.
@@ -166,7 +188,8 @@ const T_REQUESTS: &str = "requests";
 
 #[cfg(test)]
 mod tests {
-    use fanout_domain::DedupeKey;
+    use fanout_domain::request::RecipientsQuery;
+    use fanout_domain::{Channel, DedupeKey, UserId};
 
     use crate::test_support::store;
 
@@ -181,11 +204,23 @@ mod tests {
         let id = key.request_id();
         let tpl = TemplateId::parse("welcome").unwrap();
         let meta = BTreeMap::from([("source".to_owned(), "test".to_owned())]);
+        let input = |id: RequestId| NotificationInput {
+            request_id: id,
+            tenant_id: t.clone(),
+            template_id: tpl.clone(),
+            recipients: RecipientsQuery::users(vec![UserId::parse("u1").unwrap()]).unwrap(),
+            channels: vec![Channel::Email],
+            data: serde_json::Map::from_iter([("plan".to_owned(), "pro".into())]),
+            priority: Default::default(),
+            ttl_seconds: None,
+            accepted_at_ms: 1,
+            carry: None,
+        };
         let insert = |id: RequestId, generation: u32| {
-            let (store, t, tpl, meta) = (store.clone(), t.clone(), tpl.clone(), meta.clone());
+            let (store, meta, input) = (store.clone(), meta.clone(), input(id));
             async move {
                 store
-                    .insert_request(&id, generation, &t, "k1", &tpl, &meta)
+                    .insert_request(&input, generation, "k1", &meta)
                     .await
                     .unwrap()
             }
@@ -196,6 +231,8 @@ mod tests {
         assert_eq!(rec.state, RequestState::Running);
         assert_eq!(rec.metadata, meta);
         assert!(!rec.started);
+        let kept = store.request_input(&t, &id).await.unwrap().unwrap();
+        assert_eq!(kept, input(id.clone()));
         store.mark_started(&id).await.unwrap();
         assert!(store.get_request(&t, &id).await.unwrap().unwrap().started);
         // A later use of the key is a second request; lookups by key find the latest.

@@ -12,7 +12,9 @@ use anyhow::Context;
 use fanout_activities::{DeliveryConfig, EmailSender, FanoutActivities, SmtpConfig};
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
-use fanout_workflows::{FanoutPageWorkflow, NotificationWorkflow, ResolveAudienceWorkflow};
+use fanout_workflows::{
+    FanoutPageWorkflow, NotificationWorkflow, RedriveWorkflow, ResolveAudienceWorkflow,
+};
 use serde::{Deserialize, Serialize};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
@@ -51,6 +53,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .register_workflow::<NotificationWorkflow>()?
         .register_workflow::<ResolveAudienceWorkflow>()?
         .register_workflow::<FanoutPageWorkflow>()?
+        .register_workflow::<RedriveWorkflow>()?
         .register_activities(activities)
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;

@@ -7,15 +7,18 @@
 //!
 //! - [`notification`]: one workflow per notification request, the parent of the tree;
 //! - [`resolve`]: the child that materialises the audience snapshot in pages;
-//! - [`page`]: the child that delivers one page over every channel;
+//! - [`page`]: the child that delivers one page over every channel, in delivery rounds;
+//! - [`redrive`]: delivers a request's re-driven dead letters again;
 //! - [`options`]: retry policies and timeouts; [`window`]: a deterministic sliding window.
 
 pub mod notification;
 pub mod options;
 pub mod page;
+pub mod redrive;
 pub mod resolve;
 pub mod window;
 
 pub use notification::NotificationWorkflow;
 pub use page::FanoutPageWorkflow;
+pub use redrive::RedriveWorkflow;
 pub use resolve::ResolveAudienceWorkflow;

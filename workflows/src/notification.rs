@@ -387,6 +387,7 @@ async fn finish(
                 tenant_id: Some(input.tenant_id.clone()),
                 channels: input.channels.clone(),
                 settle_as,
+                recount: false,
             },
             options::detached_store_activity(),
         )

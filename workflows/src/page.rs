@@ -1,12 +1,24 @@
-//! `FanoutPageWorkflow`: one page of the audience over every channel, one activity per channel,
-//! concurrently. Cancelling it cancels the activities and waits until they have stopped.
+//! `FanoutPageWorkflow`: one page of the audience over every channel, channels concurrently.
+//!
+//! Each channel runs in delivery rounds: one `deliver_page` activity sends everything on the
+//! page that is not final yet and reports what is still pending after transient provider
+//! failures (429, 5xx, timeouts); the workflow waits out a provider-aware backoff
+//! ([`fanout_domain::retry`], jitter drawn from the workflow's deterministic random source,
+//! never shorter than `Retry-After`) on a durable timer and runs the next round, which skips
+//! every instance already delivered. The last round records what still fails as failed, which
+//! puts it on the dead-letter list. Temporal's own activity retries remain for the worker or the
+//! store failing. Cancelling the workflow cancels the activities and waits until they stopped.
 
+use std::time::Duration;
+
+use fanout_domain::Channel;
 use fanout_domain::contracts::{
-    DeliverPageInput, DeliveryActivities, FanoutPageInput, PageOutcome,
+    DeliverPageInput, DeliveryActivities, FanoutPageInput, PageOutcome, PageReport,
 };
+use fanout_domain::retry::{self, Backoff, RoundOutcome};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
-use temporalio_sdk::{WorkflowContext, WorkflowResult};
+use temporalio_sdk::{TimerResult, WorkflowContext, WorkflowResult};
 
 use crate::options;
 
@@ -23,29 +35,65 @@ impl FanoutPageWorkflow {
         ctx: &mut WorkflowContext<Self>,
         input: FanoutPageInput,
     ) -> WorkflowResult<PageOutcome> {
-        let sends = input.channels.iter().map(|channel| {
-            ctx.execute_activity(
-                DeliveryActivities::deliver_page,
-                DeliverPageInput {
-                    request_id: input.request_id.clone(),
-                    tenant_id: input.tenant_id.clone(),
-                    template_id: input.template_id.clone(),
-                    channel: *channel,
-                    page: input.page,
-                    data: input.data.clone(),
-                    priority: input.priority,
-                    ttl_seconds: input.ttl_seconds,
-                },
-                options::delivery_activity(),
-            )
-        });
+        let ctx = &*ctx;
+        let channels = input
+            .channels
+            .iter()
+            .map(|channel| deliver_channel(ctx, &input, *channel));
         let mut reports = Vec::with_capacity(input.channels.len());
-        for result in join_all(sends).await {
+        for result in join_all(channels).await {
             reports.push(result?);
         }
         Ok(PageOutcome {
             page: input.page,
             reports,
         })
+    }
+}
+
+/// Runs delivery rounds for one channel until nothing is pending, the rounds run out, or the
+/// workflow is cancelled while it waits (finalising records what is left as cancelled).
+async fn deliver_channel(
+    ctx: &WorkflowContext<FanoutPageWorkflow>,
+    input: &FanoutPageInput,
+    channel: Channel,
+) -> WorkflowResult<PageReport> {
+    let mut backoff = Backoff::default();
+    let mut round = 0;
+    loop {
+        let final_round = round + 1 >= retry::MAX_ROUNDS;
+        let report = ctx
+            .execute_activity(
+                DeliveryActivities::deliver_page,
+                DeliverPageInput {
+                    request_id: input.request_id.clone(),
+                    tenant_id: input.tenant_id.clone(),
+                    template_id: input.template_id.clone(),
+                    channel,
+                    page: input.page,
+                    data: input.data.clone(),
+                    priority: input.priority,
+                    ttl_seconds: input.ttl_seconds,
+                    round,
+                    final_round,
+                },
+                options::delivery_activity(),
+            )
+            .await?;
+        if report.pending == 0 || final_round {
+            return Ok(report);
+        }
+        let delay = backoff.next_delay(
+            RoundOutcome {
+                settled: report.settled_this_round,
+                pending: report.pending,
+                retry_after: report.retry_after_ms.map(Duration::from_millis),
+            },
+            ctx.random::<f64>(),
+        );
+        if ctx.timer(delay).await == TimerResult::Cancelled {
+            return Ok(report);
+        }
+        round += 1;
     }
 }

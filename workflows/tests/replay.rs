@@ -81,6 +81,7 @@ impl ReorderedNotificationWorkflow {
                 tenant_id: None,
                 channels: Vec::new(),
                 settle_as: None,
+                recount: false,
             },
             ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10)).build(),
         )

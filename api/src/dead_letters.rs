@@ -1,0 +1,253 @@
+//! `GET /v1/dead-letters` and `POST /v1/dead-letters/redrive`: instances that failed for good,
+//! and delivering them again.
+//!
+//! An instance lands on the list when a provider rejects it permanently (an SMTP 5xx, a push
+//! token the provider no longer knows) or when it still fails transiently after every delivery
+//! round. A re-drive starts a `RedriveWorkflow` for one request: it takes the matching entries
+//! off the list, delivers them again with the request's own content and recounts the request.
+//! Entries failing again come back on the list.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fanout_domain::contracts::RedriveInput;
+use fanout_domain::receipt::{DeadLetter, RequestState};
+use fanout_domain::{Channel, InstanceId};
+use fanout_store::dead_letters::{DeadLetterCursor, DeadLetterFilter};
+use fanout_store::now_ms;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson};
+use crate::orchestrator::StartOutcome;
+use crate::requests::{owned_request, parse_request_id};
+
+/// Largest page of the listing.
+const MAX_PAGE: u32 = 1000;
+
+/// Most instances one re-drive may name explicitly.
+const MAX_INSTANCES: usize = 1000;
+
+/// Query of the listing.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    include_redriven: bool,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// A page of the dead-letter list.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeadLetterPage {
+    /// Entries, oldest failure first.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Body of a re-drive.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveBody {
+    request_id: String,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    instance_ids: Option<Vec<String>>,
+}
+
+/// What a re-drive started.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RedriveResponse {
+    /// The re-drive's workflow id; `null` when nothing matched.
+    pub redrive_id: Option<String>,
+    /// Dead letters matched (and taken off the list by the re-drive).
+    pub instances: u64,
+    /// Where the request's recounted status appears once the re-drive finishes.
+    pub status_url: String,
+}
+
+fn parse_channel(raw: Option<&str>) -> Result<Option<Channel>, ApiError> {
+    raw.map(|c| {
+        c.parse::<Channel>().map_err(|e| ApiError::InvalidField {
+            field: "channel".into(),
+            message: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
+/// `GET /v1/dead-letters`.
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<DeadLetterPage>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidField {
+            field: "limit".into(),
+            message: format!("limit must be between 1 and {MAX_PAGE}"),
+        });
+    }
+    let request_id = query
+        .request_id
+        .as_deref()
+        .map(parse_request_id)
+        .transpose()?;
+    let filter = DeadLetterFilter {
+        request_id,
+        channel: parse_channel(query.channel.as_deref())?,
+        instance_ids: None,
+        include_redriven: query.include_redriven,
+    };
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let dead_letters = state
+        .store
+        .list_dead_letters(&tenant, &filter, after.as_ref(), limit)
+        .await?;
+    let next_cursor = (dead_letters.len() == limit as usize)
+        .then(|| dead_letters.last().map(encode_cursor))
+        .flatten();
+    Ok(Json(DeadLetterPage {
+        dead_letters,
+        next_cursor,
+    }))
+}
+
+/// `POST /v1/dead-letters/redrive`.
+pub async fn redrive(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    ApiJson(body): ApiJson<RedriveBody>,
+) -> Result<(StatusCode, Json<RedriveResponse>), ApiError> {
+    let request_id = parse_request_id(&body.request_id)?;
+    let record = owned_request(&state, &tenant, &request_id).await?;
+    let status_url = format!("/v1/status/{request_id}");
+    match record.state {
+        RequestState::Running => {
+            return Err(ApiError::Conflict(format!(
+                "request '{request_id}' is still running; re-drive it once it has finished"
+            )));
+        }
+        RequestState::Cancelled => {
+            return Err(ApiError::Conflict(format!(
+                "request '{request_id}' was cancelled; a cancelled request is not re-driven"
+            )));
+        }
+        RequestState::Completed | RequestState::Failed => {}
+    }
+    let channel = parse_channel(body.channel.as_deref())?;
+    let instance_ids = body
+        .instance_ids
+        .map(|ids| {
+            if ids.is_empty() || ids.len() > MAX_INSTANCES {
+                return Err(ApiError::InvalidField {
+                    field: "instance_ids".into(),
+                    message: format!(
+                        "give between 1 and {MAX_INSTANCES} instance ids, or leave it out to re-drive every dead letter of the request"
+                    ),
+                });
+            }
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    InstanceId::parse(id).map_err(|e| ApiError::InvalidField {
+                        field: format!("instance_ids[{i}]"),
+                        message: e.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+
+    let filter = DeadLetterFilter {
+        request_id: Some(request_id.clone()),
+        channel,
+        instance_ids: instance_ids.clone(),
+        include_redriven: false,
+    };
+    let matched = state
+        .store
+        .list_dead_letters(&tenant, &filter, None, MAX_PAGE)
+        .await?
+        .len() as u64;
+    if matched == 0 {
+        return Ok((
+            StatusCode::OK,
+            Json(RedriveResponse {
+                redrive_id: None,
+                instances: 0,
+                status_url,
+            }),
+        ));
+    }
+    let request = state
+        .store
+        .request_input(&tenant, &request_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "request '{request_id}' was recorded before re-drives were supported; send a new notification instead"
+            ))
+        })?;
+    let redrive_id = format!("{request_id}/redrive-{}", now_ms());
+    let input = RedriveInput {
+        request,
+        redrive_id: redrive_id.clone(),
+        channel,
+        instance_ids,
+        progress: record.progress.unwrap_or_default(),
+    };
+    match state.orchestrator.start_redrive(input).await {
+        Ok(StartOutcome::Started) => {}
+        Ok(StartOutcome::Duplicate) => {
+            return Err(ApiError::Conflict(format!(
+                "a re-drive of request '{request_id}' was started this very millisecond; retry"
+            )));
+        }
+        Err(e) => {
+            return Err(ApiError::Unavailable(format!(
+                "{e}; nothing was re-driven, retry"
+            )));
+        }
+    }
+    tracing::info!(request_id = %request_id, %redrive_id, matched, "re-drive accepted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RedriveResponse {
+            redrive_id: Some(redrive_id),
+            // At most one listing page was counted: a larger re-drive reports the cap.
+            instances: matched,
+            status_url,
+        }),
+    ))
+}
+
+fn encode_cursor(last: &DeadLetter) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", last.failed_at_ms, last.instance_id))
+}
+
+fn decode_cursor(cursor: &str) -> Result<DeadLetterCursor, ApiError> {
+    let bad = || ApiError::InvalidField {
+        field: "cursor".into(),
+        message: "cursor is not one this API returned; pass next_cursor unchanged".into(),
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (at, id) = text.split_once(':').ok_or_else(bad)?;
+    Ok(DeadLetterCursor {
+        failed_at_ms: at.parse().map_err(|_| bad())?,
+        instance_id: InstanceId::parse(id).map_err(|_| bad())?,
+    })
+}
