@@ -12,6 +12,7 @@
 //! ([`Store::blocked_by_preferences`]) and records a blocked delivery as suppressed with reason
 //! [`OPTED_OUT`].
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
@@ -79,6 +80,14 @@ impl fmt::Display for Category {
     }
 }
 
+// Lets a document be searched by the template's category as a plain string; the derived
+// orderings of a newtype and its string agree, as `Borrow` requires.
+impl Borrow<str> for Category {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl<'de> Deserialize<'de> for Category {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
@@ -104,9 +113,8 @@ impl Preferences {
     pub fn allows(&self, channel: Channel, category: &str) -> bool {
         let by_category = self
             .categories
-            .iter()
-            .find(|(c, _)| c.as_str() == category)
-            .and_then(|(_, rules)| rules.get(&channel));
+            .get(category)
+            .and_then(|rules| rules.get(&channel));
         by_category
             .or_else(|| self.channels.get(&channel))
             .copied()
