@@ -20,9 +20,11 @@ pub mod health;
 pub mod inbox;
 pub mod notify;
 pub mod orchestrator;
+pub mod preferences;
 pub mod requests;
 pub mod seed;
 pub mod segments;
+pub mod suppressions;
 pub mod templates;
 pub mod users;
 
@@ -103,6 +105,8 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(follows::routes())
         .merge(segments::routes())
+        .merge(preferences::routes())
+        .merge(suppressions::routes())
         .with_state(state)
 }
 

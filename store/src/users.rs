@@ -105,12 +105,23 @@ impl Store {
     }
 
     /// Erases a user (GDPR/CCPA): profile and devices, inbox, follows in both directions,
-    /// segment memberships, and the provider's words in their receipts (which can quote an
-    /// address), in one transaction. Receipts and audience snapshots keep only the opaque user
-    /// id; a running request then finds no profile and suppresses the user. Returns whether the
-    /// user existed.
+    /// segment memberships, preferences, the suppression-list entries for their email address
+    /// and device tokens (addresses are personal data), and the provider's words in their
+    /// receipts (which can quote an address), in one transaction. Receipts and audience
+    /// snapshots keep only the opaque user id; a running request then finds no profile and
+    /// suppresses the user. Returns whether the user existed.
     pub async fn delete_user(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
+        // The addresses are read before the row goes, to find their suppression entries.
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND user_id = $2");
+        let profile = sqlx::query(&sql)
+            .bind(tenant_id.as_str())
+            .bind(user_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()?;
         let existed = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant_id.as_str())
             .bind(user_id.as_str())
@@ -118,6 +129,12 @@ impl Store {
             .await?
             .rows_affected()
             == 1;
+        if let Some(profile) = &profile {
+            let tokens: Vec<&str> = profile.devices.iter().map(|d| d.token.as_str()).collect();
+            let email = profile.email.as_ref().map(EmailAddress::as_str);
+            crate::suppressions::erase_addresses(&mut tx, tenant_id, email, &tokens).await?;
+        }
+        crate::preferences::erase(&mut tx, tenant_id, user_id).await?;
         sqlx::query(
             "INSERT INTO erasures (tenant_id, user_id, erased_at_ms) VALUES ($1, $2, $3)
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET erased_at_ms = excluded.erased_at_ms",

@@ -1,0 +1,278 @@
+//! `/v1/suppressions`: the tenant's list of addresses no channel sends to.
+//!
+//! Entries are `{"channel", "address", "reason", "detail", "created_at_ms"}`: an email address
+//! (compared case-insensitively, shown lowercased) for `email`, a device token for `push`.
+//! Delivery adds `hard_bounce`, `invalid_token` and `complaint` entries itself; operators add
+//! (`manual` by default) and remove them here. `in_app` has no address, so it has no entries.
+//! In `DELETE /v1/suppressions/{channel}/{address}` the address is percent-encoded (a token may
+//! hold `/`).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fanout_domain::Channel;
+use fanout_domain::user::{DeviceToken, EmailAddress};
+use fanout_store::suppressions::{Suppression, SuppressionCursor, SuppressionReason};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson};
+
+/// The most entries one page lists.
+pub const MAX_PAGE: u32 = 1000;
+
+/// How many entries a page lists when the caller does not say.
+const DEFAULT_PAGE: u32 = 100;
+
+/// The most bytes of `detail` kept with an entry.
+pub const MAX_DETAIL: usize = 1024;
+
+/// The suppression routes, merged into the app's router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/suppressions", get(list).post(add))
+        .route(
+            "/v1/suppressions/{channel}/{address}",
+            get(get_one).delete(remove),
+        )
+}
+
+/// `?channel=&address=&cursor=&limit=` of the listing. Taken as text so that every malformed
+/// value is a 422 naming it.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: Option<String>,
+}
+
+/// Body of `POST /v1/suppressions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionBody {
+    channel: String,
+    address: String,
+    /// Defaults to `manual`.
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+/// A page of entries.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SuppressionsPage {
+    /// Entries in (channel, address) order.
+    pub suppressions: Vec<Suppression>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn invalid(field: &str, message: String) -> ApiError {
+    ApiError::InvalidField {
+        field: field.into(),
+        message,
+    }
+}
+
+/// Parses a channel that can have suppressed addresses.
+fn parse_channel(raw: &str) -> Result<Channel, ApiError> {
+    match raw.parse::<Channel>() {
+        Ok(Channel::InApp) => Err(invalid(
+            "channel",
+            "channel in_app has no addresses to suppress (expected email or push)".into(),
+        )),
+        Ok(channel) => Ok(channel),
+        Err(e) => Err(invalid("channel", format!("channel: {e}"))),
+    }
+}
+
+/// Checks that `address` is one `channel` sends to.
+fn check_address(channel: Channel, address: &str) -> Result<(), ApiError> {
+    let checked = match channel {
+        Channel::Email => EmailAddress::parse(address).map(drop),
+        Channel::InApp | Channel::Push => DeviceToken::parse(address).map(drop),
+    };
+    checked.map_err(|e| invalid("address", format!("address {}", e.reason)))
+}
+
+// Addresses and tokens hold no whitespace, so a newline cannot occur inside either part.
+fn encode_cursor(last: &Suppression) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}\n{}", last.channel, last.address))
+}
+
+fn decode_cursor(cursor: &str) -> Result<SuppressionCursor, ApiError> {
+    let bad = || {
+        invalid(
+            "cursor",
+            "cursor is not one this API returned; pass next_cursor unchanged".into(),
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (channel, address) = text.split_once('\n').ok_or_else(bad)?;
+    Ok(SuppressionCursor {
+        channel: channel.parse().map_err(|_| bad())?,
+        address: address.to_owned(),
+    })
+}
+
+/// `GET /v1/suppressions?channel=&address=&cursor=&limit=`.
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<SuppressionsPage>, ApiError> {
+    let channel = query.channel.as_deref().map(parse_channel).transpose()?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| invalid("limit", format!("limit must be between 1 and {MAX_PAGE}")))?,
+    };
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let suppressions = state
+        .store
+        .list_suppressions(
+            &tenant,
+            channel,
+            query.address.as_deref(),
+            after.as_ref(),
+            limit,
+        )
+        .await?;
+    // A short page is the last one; a full page may or may not be.
+    let next_cursor = suppressions
+        .last()
+        .filter(|_| suppressions.len() == limit as usize)
+        .map(encode_cursor);
+    Ok(Json(SuppressionsPage {
+        suppressions,
+        next_cursor,
+    }))
+}
+
+/// `POST /v1/suppressions`: adds an entry. 201 with it when new; 200 with the entry already
+/// there (first reason kept) otherwise.
+pub async fn add(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    ApiJson(body): ApiJson<SuppressionBody>,
+) -> Result<(StatusCode, Json<Suppression>), ApiError> {
+    let channel = parse_channel(&body.channel)?;
+    check_address(channel, &body.address)?;
+    let reason = match body.reason.as_deref() {
+        None => SuppressionReason::Manual,
+        Some(raw) => raw
+            .parse()
+            .map_err(|e| invalid("reason", format!("reason: {e}")))?,
+    };
+    if body.detail.as_ref().is_some_and(|d| d.len() > MAX_DETAIL) {
+        return Err(invalid(
+            "detail",
+            format!("detail must be at most {MAX_DETAIL} bytes"),
+        ));
+    }
+    let added = state
+        .store
+        .suppress(
+            &tenant,
+            channel,
+            &body.address,
+            reason,
+            body.detail.as_deref(),
+        )
+        .await?;
+    let entry = state
+        .store
+        .get_suppression(&tenant, channel, &body.address)
+        .await?
+        // Only a concurrent DELETE gets here; the caller can simply retry.
+        .ok_or_else(|| ApiError::Conflict("the entry was removed while being added".into()))?;
+    if added {
+        tracing::info!(tenant = %tenant, channel = %channel, reason = %reason, "address suppressed");
+    }
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(entry)))
+}
+
+fn entry_not_found(channel: &str, address: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "'{address}' is not suppressed on channel '{channel}'"
+    ))
+}
+
+/// `GET /v1/suppressions/{channel}/{address}`: one entry, or 404.
+pub async fn get_one(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path((raw_channel, address)): Path<(String, String)>,
+) -> Result<Json<Suppression>, ApiError> {
+    let not_found = || entry_not_found(&raw_channel, &address);
+    let channel = raw_channel.parse::<Channel>().map_err(|_| not_found())?;
+    state
+        .store
+        .get_suppression(&tenant, channel, &address)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+/// `DELETE /v1/suppressions/{channel}/{address}`: 204, or 404 if the address was not on the
+/// list.
+pub async fn remove(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path((raw_channel, address)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let not_found = || entry_not_found(&raw_channel, &address);
+    let channel = raw_channel.parse::<Channel>().map_err(|_| not_found())?;
+    if state.store.unsuppress(&tenant, channel, &address).await? {
+        tracing::info!(tenant = %tenant, channel = %channel, "address unsuppressed");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let last = Suppression {
+            channel: Channel::Push,
+            address: "tok/with:odd+chars".into(),
+            reason: SuppressionReason::InvalidToken,
+            detail: None,
+            created_at_ms: 1,
+        };
+        let cursor = decode_cursor(&encode_cursor(&last)).unwrap();
+        assert_eq!(
+            cursor,
+            SuppressionCursor {
+                channel: Channel::Push,
+                address: last.address.clone()
+            }
+        );
+        for bad in ["%%%", "bm8tbmV3bGluZQ", "c21zCngK"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}

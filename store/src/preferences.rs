@@ -1,0 +1,528 @@
+//! Users' notification preferences: which channels, and which template categories on each
+//! channel, they want to hear from.
+//!
+//! Semantics, in one place: a user has an optional rule per channel (the channel's default)
+//! and an optional rule per (category, channel). When delivering a template of category `c` on
+//! channel `ch`, the (c, ch) rule decides if there is one, else the channel's rule, else the
+//! delivery is allowed. So a category rule overrides the channel default in both directions:
+//! "push off, but marketing push on" delivers marketing pushes only.
+//!
+//! Preferences are keyed by user id alone and need no profile: products often record a choice
+//! before the user exists here. Delivery reads them for a whole page at once
+//! ([`Store::blocked_by_preferences`]) and records a blocked delivery as suppressed with reason
+//! [`OPTED_OUT`].
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use fanout_domain::ids::InvalidId;
+use fanout_domain::{Channel, TenantId, UserId};
+use serde::{Deserialize, Deserializer, Serialize};
+use sqlx::Row;
+
+use crate::{Result, Store, multi_row_sql, now_ms, parse_col, placeholders, rows_per_statement};
+
+const T: &str = "preferences";
+
+/// The receipt `error_code` of a delivery suppressed because the user opted out of its channel
+/// or of its category on that channel.
+pub const OPTED_OUT: &str = "opted_out";
+
+/// The most user ids one preference lookup puts in an `IN (..)` list: a delivery page of the
+/// default size (2,000) takes a single query.
+const LOOKUP_IDS: usize = 2000;
+
+/// A template category as preferences name it (`marketing`, `security`, `digest.weekly`):
+/// 1 to 64 bytes of ASCII letters, digits, `-`, `_` and `.`. Compared exactly, case included,
+/// with the template's category.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Category(String);
+
+impl Category {
+    /// The most bytes a category has.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses a category.
+    pub fn parse(s: &str) -> std::result::Result<Self, InvalidId> {
+        let bad = |reason: String| InvalidId {
+            field: "category",
+            reason,
+        };
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return Err(bad(format!(
+                "must be between 1 and {} bytes",
+                Self::MAX_LEN
+            )));
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(bad(
+                "must be ASCII letters, digits, '-', '_' or '.' (like a template's category)"
+                    .into(),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Returns the category.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// Lets a document be searched by the template's category as a plain string; the derived
+// orderings of a newtype and its string agree, as `Borrow` requires.
+impl Borrow<str> for Category {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Category {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One user's preferences document. Absent entries allow; see the module docs for how rules
+/// combine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    /// Each channel's default: `false` turns the channel off for every category without a rule
+    /// of its own on that channel.
+    #[serde(default)]
+    pub channels: BTreeMap<Channel, bool>,
+    /// Rules per category and channel; they override the channel defaults.
+    #[serde(default)]
+    pub categories: BTreeMap<Category, BTreeMap<Channel, bool>>,
+}
+
+impl Preferences {
+    /// Tells whether a template of `category` may be delivered on `channel`.
+    pub fn allows(&self, channel: Channel, category: &str) -> bool {
+        let by_category = self
+            .categories
+            .get(category)
+            .and_then(|rules| rules.get(&channel));
+        by_category
+            .or_else(|| self.channels.get(&channel))
+            .copied()
+            .unwrap_or(true)
+    }
+
+    /// Sets a rule, as opt-in (`enabled`) and opt-out do: a channel's default when `category` is
+    /// `None`; the category's rule on `channel` when both are given; the category's rule on
+    /// every channel when `channel` is `None`. With neither, every channel's default is set.
+    pub fn set(&mut self, channel: Option<Channel>, category: Option<&Category>, enabled: bool) {
+        let channels: &[Channel] = match &channel {
+            Some(c) => std::slice::from_ref(c),
+            None => &Channel::ALL,
+        };
+        let rules = match category {
+            Some(category) => self.categories.entry(category.clone()).or_default(),
+            None => &mut self.channels,
+        };
+        for &c in channels {
+            rules.insert(c, enabled);
+        }
+    }
+
+    /// The document as stored rows: (channel, category or "", enabled).
+    fn rows(&self) -> Vec<(Channel, &str, bool)> {
+        let defaults = self.channels.iter().map(|(&ch, &on)| (ch, "", on));
+        let by_category = self.categories.iter().flat_map(|(category, rules)| {
+            rules
+                .iter()
+                .map(move |(&ch, &on)| (ch, category.as_str(), on))
+        });
+        defaults.chain(by_category).collect()
+    }
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// Reads a user's document inside `tx`.
+async fn read(tx: &mut Tx<'_>, tenant_id: &TenantId, user_id: &UserId) -> Result<Preferences> {
+    let rows = sqlx::query(
+        "SELECT channel, category, enabled FROM preferences
+         WHERE tenant_id = $1 AND user_id = $2",
+    )
+    .bind(tenant_id.as_str())
+    .bind(user_id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut prefs = Preferences::default();
+    for row in rows {
+        let channel: String = row.try_get("channel")?;
+        let category: String = row.try_get("category")?;
+        let enabled: i64 = row.try_get("enabled")?;
+        let channel = parse_col(T, channel.parse::<Channel>())?;
+        let rules = if category.is_empty() {
+            &mut prefs.channels
+        } else {
+            prefs
+                .categories
+                .entry(parse_col(T, Category::parse(&category))?)
+                .or_default()
+        };
+        rules.insert(channel, enabled != 0);
+    }
+    Ok(prefs)
+}
+
+/// Replaces a user's document inside `tx`.
+async fn write(
+    tx: &mut Tx<'_>,
+    tenant_id: &TenantId,
+    user_id: &UserId,
+    prefs: &Preferences,
+) -> Result<()> {
+    erase(tx, tenant_id, user_id).await?;
+    let now = now_ms();
+    const COLUMNS: usize = 6;
+    for chunk in prefs.rows().chunks(rows_per_statement(COLUMNS)) {
+        let sql = multi_row_sql(
+            "INSERT INTO preferences (tenant_id, user_id, channel, category, enabled, updated_at_ms)",
+            COLUMNS,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(&sql);
+        for &(channel, category, enabled) in chunk {
+            query = query
+                .bind(tenant_id.as_str())
+                .bind(user_id.as_str())
+                .bind(channel.as_str())
+                .bind(category)
+                .bind(i64::from(enabled))
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a user's preferences inside `tx` (replacement, and erasure of the user).
+pub(crate) async fn erase(tx: &mut Tx<'_>, tenant_id: &TenantId, user_id: &UserId) -> Result<()> {
+    sqlx::query("DELETE FROM preferences WHERE tenant_id = $1 AND user_id = $2")
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Returns a user's preferences; a user who never set any (or does not exist) has the empty
+    /// document, which allows everything.
+    pub async fn get_preferences(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &UserId,
+    ) -> Result<Preferences> {
+        let mut tx = self.pool().begin().await?;
+        let prefs = read(&mut tx, tenant_id, user_id).await?;
+        tx.commit().await?;
+        Ok(prefs)
+    }
+
+    /// Replaces a user's whole preferences document, in one transaction.
+    pub async fn replace_preferences(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &UserId,
+        prefs: &Preferences,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        write(&mut tx, tenant_id, user_id, prefs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets one rule (see [`Preferences::set`] for what `channel` and `category` select) and
+    /// returns the resulting document, in one transaction so concurrent opt-outs of different
+    /// rules both stick.
+    pub async fn set_preference(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &UserId,
+        channel: Option<Channel>,
+        category: Option<&Category>,
+        enabled: bool,
+    ) -> Result<Preferences> {
+        let mut tx = self.pool().begin().await?;
+        // Writing first takes SQLite's write lock before the read, so two concurrent calls
+        // serialise instead of both reading the old document.
+        let channels: &[Channel] = match &channel {
+            Some(c) => std::slice::from_ref(c),
+            None => &Channel::ALL,
+        };
+        let category_key = category.map_or("", Category::as_str);
+        let now = now_ms();
+        const COLUMNS: usize = 6;
+        let sql = multi_row_sql(
+            "INSERT INTO preferences (tenant_id, user_id, channel, category, enabled, updated_at_ms)",
+            COLUMNS,
+            channels.len(),
+            "ON CONFLICT (tenant_id, user_id, channel, category) DO UPDATE SET
+               enabled = excluded.enabled, updated_at_ms = excluded.updated_at_ms",
+        );
+        let mut query = sqlx::query(&sql);
+        for channel in channels {
+            query = query
+                .bind(tenant_id.as_str())
+                .bind(user_id.as_str())
+                .bind(channel.as_str())
+                .bind(category_key)
+                .bind(i64::from(enabled))
+                .bind(now);
+        }
+        query.execute(&mut *tx).await?;
+        let prefs = read(&mut tx, tenant_id, user_id).await?;
+        tx.commit().await?;
+        Ok(prefs)
+    }
+
+    /// Returns which of `users` must not receive a template of `category` on `channel`
+    /// because of their preferences (record those as suppressed with [`OPTED_OUT`]). One
+    /// query per [`LOOKUP_IDS`] users, so a default delivery page takes one; users without
+    /// rules cost nothing.
+    pub async fn blocked_by_preferences(
+        &self,
+        tenant_id: &TenantId,
+        users: &[UserId],
+        channel: Channel,
+        category: &str,
+    ) -> Result<HashSet<UserId>> {
+        let mut blocked = HashSet::new();
+        for chunk in users.chunks(LOOKUP_IDS) {
+            let sql = format!(
+                "SELECT user_id, category, enabled FROM preferences
+                 WHERE tenant_id = $1 AND channel = $2 AND category IN ('', $3)
+                   AND user_id IN ({})",
+                placeholders(4, chunk.len())
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(tenant_id.as_str())
+                .bind(channel.as_str())
+                .bind(category);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            // Per user: (channel default, category rule).
+            let mut rules: HashMap<String, (Option<bool>, Option<bool>)> = HashMap::new();
+            for row in query.fetch_all(self.pool()).await? {
+                let user: String = row.try_get("user_id")?;
+                let rule_category: String = row.try_get("category")?;
+                let enabled = row.try_get::<i64, _>("enabled")? != 0;
+                let entry = rules.entry(user).or_default();
+                if rule_category.is_empty() {
+                    entry.0 = Some(enabled);
+                } else {
+                    entry.1 = Some(enabled);
+                }
+            }
+            for (user, (default, by_category)) in rules {
+                if !by_category.or(default).unwrap_or(true) {
+                    blocked.insert(parse_col(T, UserId::parse(&user))?);
+                }
+            }
+        }
+        Ok(blocked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::store;
+
+    use super::*;
+
+    fn id(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn cat(s: &str) -> Category {
+        Category::parse(s).unwrap()
+    }
+
+    #[test]
+    fn categories_are_checked_for_shape() {
+        for good in ["marketing", "digest.weekly", "Security_Alerts-2"] {
+            assert!(Category::parse(good).is_ok(), "{good} refused");
+        }
+        for bad in ["", "a b", "café", "x/y", &"c".repeat(65)] {
+            assert_eq!(Category::parse(bad).unwrap_err().field, "category", "{bad}");
+        }
+    }
+
+    #[test]
+    fn category_rules_override_channel_defaults_and_absence_allows() {
+        let mut p = Preferences::default();
+        assert!(p.allows(Channel::Push, "marketing"), "empty allows");
+        p.set(Some(Channel::Push), None, false);
+        p.set(Some(Channel::Push), Some(&cat("security")), true);
+        p.set(None, Some(&cat("marketing")), false);
+        assert!(!p.allows(Channel::Push, "digest"), "channel default off");
+        assert!(
+            p.allows(Channel::Push, "security"),
+            "category on beats push off"
+        );
+        assert!(!p.allows(Channel::Email, "marketing"), "category off");
+        assert!(p.allows(Channel::Email, "digest"), "no rule allows");
+        assert!(
+            !p.allows(Channel::InApp, "marketing"),
+            "a category-only rule covers every channel"
+        );
+        // Opting back into email keeps the marketing opt-out: the category rule wins.
+        p.set(Some(Channel::Email), None, true);
+        assert!(!p.allows(Channel::Email, "marketing"));
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "channels": {"email": true, "push": false},
+                "categories": {
+                    "marketing": {"email": false, "in_app": false, "push": false},
+                    "security": {"push": true}
+                }
+            })
+        );
+        assert_eq!(serde_json::from_value::<Preferences>(json).unwrap(), p);
+    }
+
+    #[tokio::test]
+    async fn documents_round_trip_replace_and_stay_in_their_tenant() {
+        let store = store().await;
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        let u = id("not-created-yet");
+        assert_eq!(
+            store.get_preferences(&a, &u).await.unwrap(),
+            Preferences::default()
+        );
+        let mut p = Preferences::default();
+        p.set(Some(Channel::Email), None, false);
+        p.set(Some(Channel::Push), Some(&cat("marketing")), true);
+        store.replace_preferences(&a, &u, &p).await.unwrap();
+        assert_eq!(store.get_preferences(&a, &u).await.unwrap(), p);
+        assert_eq!(
+            store.get_preferences(&b, &u).await.unwrap(),
+            Preferences::default()
+        );
+        let mut q = Preferences::default();
+        q.set(Some(Channel::InApp), None, false);
+        store.replace_preferences(&a, &u, &q).await.unwrap();
+        assert_eq!(store.get_preferences(&a, &u).await.unwrap(), q, "replaced");
+
+        let after = store
+            .set_preference(&a, &u, None, Some(&cat("digest")), false)
+            .await
+            .unwrap();
+        q.set(None, Some(&cat("digest")), false);
+        assert_eq!(after, q);
+        let after = store
+            .set_preference(&a, &u, Some(Channel::Email), Some(&cat("digest")), true)
+            .await
+            .unwrap();
+        q.set(Some(Channel::Email), Some(&cat("digest")), true);
+        assert_eq!(after, q);
+        assert_eq!(store.get_preferences(&a, &u).await.unwrap(), q);
+    }
+
+    #[tokio::test]
+    async fn a_page_is_checked_in_one_query_with_the_override_semantics() {
+        let store = store().await;
+        let t = TenantId::parse("a").unwrap();
+        let other = TenantId::parse("b").unwrap();
+        // u0: push off; u1: push off but marketing push on; u2: marketing off everywhere;
+        // u3: marketing push on only; u4..: no rules.
+        store
+            .set_preference(&t, &id("u0"), Some(Channel::Push), None, false)
+            .await
+            .unwrap();
+        store
+            .set_preference(&t, &id("u1"), Some(Channel::Push), None, false)
+            .await
+            .unwrap();
+        store
+            .set_preference(
+                &t,
+                &id("u1"),
+                Some(Channel::Push),
+                Some(&cat("marketing")),
+                true,
+            )
+            .await
+            .unwrap();
+        store
+            .set_preference(&t, &id("u2"), None, Some(&cat("marketing")), false)
+            .await
+            .unwrap();
+        store
+            .set_preference(
+                &t,
+                &id("u3"),
+                Some(Channel::Push),
+                Some(&cat("marketing")),
+                true,
+            )
+            .await
+            .unwrap();
+        // The same ids in another tenant opt out of everything; that must not leak.
+        for u in ["u3", "u4"] {
+            store
+                .set_preference(&other, &id(u), None, None, false)
+                .await
+                .unwrap();
+        }
+        let page: Vec<UserId> = (0..LOOKUP_IDS).map(|i| id(&format!("u{i}"))).collect();
+        let blocked = |channel, category: &'static str| {
+            let (store, t, page) = (store.clone(), t.clone(), page.clone());
+            async move {
+                let mut ids: Vec<String> = store
+                    .blocked_by_preferences(&t, &page, channel, category)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|u| u.as_str().to_owned())
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        assert_eq!(blocked(Channel::Push, "marketing").await, ["u0", "u2"]);
+        assert_eq!(blocked(Channel::Push, "security").await, ["u0", "u1"]);
+        assert_eq!(blocked(Channel::Email, "marketing").await, ["u2"]);
+        assert!(blocked(Channel::Email, "security").await.is_empty());
+        assert!(
+            store
+                .blocked_by_preferences(&t, &[], Channel::Email, "x")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // More than one statement's worth of ids still finds users in every chunk.
+        let mut big = page.clone();
+        big.push(id("late"));
+        store
+            .set_preference(&t, &id("late"), Some(Channel::Email), None, false)
+            .await
+            .unwrap();
+        let found = store
+            .blocked_by_preferences(&t, &big, Channel::Email, "marketing")
+            .await
+            .unwrap();
+        assert_eq!(found, HashSet::from([id("u2"), id("late")]));
+    }
+}
