@@ -7,3 +7,4 @@ mod helpers;
 mod notify;
 mod orchestration;
 mod record;
+mod retries;

@@ -28,6 +28,7 @@ async fn slow_sink(app: &TestApp, delay_ms: u64) -> anyhow::Result<()> {
         delay_ms,
     })
     .await
+    .map(|_| ())
 }
 
 async fn notify_followers(app: &TestApp, channels: &[&str]) -> anyhow::Result<String> {

@@ -375,11 +375,29 @@ impl TestApp {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
-    /// Installs an SMTP fault rule in the sandbox.
-    pub async fn smtp_fault(&self, fault: &NewFault) -> anyhow::Result<()> {
+    /// Installs an SMTP fault rule in the sandbox and returns its id.
+    pub async fn smtp_fault(&self, fault: &NewFault) -> anyhow::Result<u64> {
         let url = format!("{}/api/smtp/faults", self.shared.sandbox_url);
         let r = self.http.post(url).json(fault).send().await?;
-        expect_status(r, StatusCode::CREATED).await.map(|_| ())
+        let rule = expect_status(r, StatusCode::CREATED).await?;
+        rule["id"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("fault rule without an id: {rule}"))
+    }
+
+    /// Removes an SMTP fault rule: the relay recovers.
+    pub async fn remove_smtp_fault(&self, id: u64) -> anyhow::Result<()> {
+        let url = format!("{}/api/smtp/faults/{id}", self.shared.sandbox_url);
+        let r = self.http.delete(url).send().await?;
+        expect_status(r, StatusCode::NO_CONTENT).await.map(|_| ())
+    }
+
+    /// Sends a GET to this test's API and returns the status and body.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
+        let r = self.request(reqwest::Method::GET, path).send().await?;
+        let status = r.status();
+        let text = r.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 }
 
