@@ -10,14 +10,18 @@
 //! and run another round. On the final round they are recorded as failed instead, and every
 //! failed instance goes to the dead-letter list with its receipt.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use fanout_domain::contracts::{self, DeliverPageInput, PageReport};
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::Compiled;
-use fanout_domain::{Channel, InstanceId};
+use fanout_domain::user::{Device, User};
+use fanout_domain::{Channel, InstanceId, UserId};
 use fanout_store::audience::PageMember;
+use fanout_store::preferences::OPTED_OUT;
+use fanout_store::suppressions::SUPPRESSED_ADDRESS;
 use fanout_store::{Store, now_ms};
 use futures::StreamExt;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -104,6 +108,7 @@ pub async fn deliver_page(
         }
     }
 
+    let screen = Screen::load(store, input, TEMPLATE_CATEGORY, &todo).await?;
     let last_attempt = input.final_round || is_last_attempt(ctx);
     let pacer = Pacer::new(store, limiters, &input.request_id);
     let erased = Erased::default();
@@ -114,6 +119,7 @@ pub async fn deliver_page(
         last_attempt,
         pacer: &pacer,
         erased: &erased,
+        screen: &screen,
         ctx,
     };
     let mut results = futures::stream::iter(todo)
@@ -239,6 +245,93 @@ async fn stop_cancelled(ctx: &ActivityContext, input: &DeliverPageInput) -> Acti
     )
 }
 
+/// Until templates carry a category, every template is in this one.
+const TEMPLATE_CATEGORY: &str = "transactional";
+
+/// What the page's recipients must not receive: users who opted out of the channel (for the
+/// template's category) and addresses on the tenant's suppression list (hard bounces, dead push
+/// tokens, manual entries). Read once per page, two queries, before anything is sent.
+#[derive(Debug, Default)]
+struct Screen {
+    opted_out: HashSet<UserId>,
+    suppressed: HashSet<String>,
+}
+
+impl Screen {
+    async fn load(
+        store: &Store,
+        input: &DeliverPageInput,
+        category: &str,
+        todo: &[(InstanceId, PageMember, u32)],
+    ) -> Result<Self, ActivityError> {
+        let profiles: Vec<&User> = todo
+            .iter()
+            .filter_map(|(_, m, _)| m.profile.as_ref())
+            .collect();
+        if profiles.is_empty() {
+            return Ok(Self::default());
+        }
+        let users: Vec<UserId> = profiles.iter().map(|u| u.user_id.clone()).collect();
+        let opted_out = store
+            .blocked_by_preferences(&input.tenant_id, &users, input.channel, category)
+            .await
+            .map_err(store_error)?;
+        let addresses: Vec<&str> = match input.channel {
+            Channel::Email => profiles
+                .iter()
+                .filter_map(|u| u.email.as_ref().map(|e| e.as_str()))
+                .collect(),
+            Channel::Push => profiles
+                .iter()
+                .flat_map(|u| u.devices.iter().map(|d| d.token.as_str()))
+                .collect(),
+            Channel::InApp => Vec::new(),
+        };
+        let suppressed = if addresses.is_empty() {
+            HashSet::new()
+        } else {
+            store
+                .suppressed_addresses(&input.tenant_id, input.channel, &addresses)
+                .await
+                .map_err(store_error)?
+        };
+        Ok(Self {
+            opted_out,
+            suppressed,
+        })
+    }
+
+    /// Why `user` must not get this channel, if they must not.
+    fn verdict(&self, user: &User, channel: Channel) -> Option<&'static str> {
+        if self.opted_out.contains(&user.user_id) {
+            return Some(OPTED_OUT);
+        }
+        let suppressed = match channel {
+            Channel::Email => user
+                .email
+                .as_ref()
+                .is_some_and(|e| self.suppressed.contains(e.as_str())),
+            Channel::Push => {
+                !user.devices.is_empty()
+                    && user
+                        .devices
+                        .iter()
+                        .all(|d| self.suppressed.contains(d.token.as_str()))
+            }
+            Channel::InApp => false,
+        };
+        suppressed.then_some(SUPPRESSED_ADDRESS)
+    }
+
+    /// The user's devices whose tokens are not suppressed.
+    fn live_devices<'u>(&self, user: &'u User) -> Vec<&'u Device> {
+        user.devices
+            .iter()
+            .filter(|d| !self.suppressed.contains(d.token.as_str()))
+            .collect()
+    }
+}
+
 /// Users erased since the page was loaded: their profiles are in memory, so each tick asks the
 /// store for erasures and sends to those users are skipped from then on.
 #[derive(Default)]
@@ -277,6 +370,7 @@ struct Job<'a> {
     last_attempt: bool,
     pacer: &'a Pacer<'a>,
     erased: &'a Erased,
+    screen: &'a Screen,
     ctx: &'a ActivityContext,
 }
 
@@ -368,6 +462,9 @@ impl Job<'_> {
         let input = self.input;
         if input.channel == Channel::Email && user.email.is_none() {
             return Outcome::Suppressed("no_email_address");
+        }
+        if let Some(reason) = self.screen.verdict(user, input.channel) {
+            return Outcome::Suppressed(reason);
         }
         // Pause, rate and cancellation apply to real sends only, not to suppressions.
         if self.pacer.admit(self.ctx).await == Gate::Cancelled {
