@@ -47,7 +47,12 @@ pub async fn deliver_page(
 ) -> Result<PageReport, ActivityError> {
     // The version active when the request was accepted, compiled once per worker.
     let template = TemplateCache::shared()
-        .for_request(store, &input.tenant_id, &input.template_id, &input.request_id)
+        .for_request(
+            store,
+            &input.tenant_id,
+            &input.template_id,
+            &input.request_id,
+        )
         .await
         .map_err(TemplateLoadError::into_activity_error)?;
     let compiled = Some(&template.compiled).filter(|c| c.supports(input.channel));

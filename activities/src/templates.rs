@@ -144,9 +144,7 @@ impl TemplateCache {
             })?;
         let key = (tenant_id.clone(), template_id.clone(), template.version);
         let cell = self.cell(key);
-        let loaded = cell
-            .get_or_try_init(|| async { compile(template) })
-            .await?;
+        let loaded = cell.get_or_try_init(|| async { compile(template) }).await?;
         Ok(loaded.clone())
     }
 
@@ -224,9 +222,9 @@ fn compile(template: Template) -> Result<Arc<LoadedTemplate>, TemplateLoadError>
 mod tests {
     use std::collections::BTreeMap;
 
+    use fanout_domain::DedupeKey;
     use fanout_domain::config::StoreConfig;
     use fanout_domain::template::InAppContent;
-    use fanout_domain::DedupeKey;
     use fanout_store::now_ms;
 
     use super::*;
@@ -276,7 +274,10 @@ mod tests {
             cache.version(&store, &t, &id, 1)
         );
         let (a, b) = (a.unwrap(), b.unwrap());
-        assert!(Arc::ptr_eq(&a, &b), "concurrent first uses share one compilation");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "concurrent first uses share one compilation"
+        );
         let active = cache.active(&store, &t, &id).await.unwrap();
         assert!(Arc::ptr_eq(&a, &active));
         assert_eq!(cache.len(), 1);
@@ -299,12 +300,21 @@ mod tests {
         let one = cache.version(&store, &t, &id, 1).await.unwrap();
         let two = cache.version(&store, &t, &id, 2).await.unwrap();
         // Touch 1 so 2 is the oldest when 3 arrives.
-        assert!(Arc::ptr_eq(&one, &cache.version(&store, &t, &id, 1).await.unwrap()));
+        assert!(Arc::ptr_eq(
+            &one,
+            &cache.version(&store, &t, &id, 1).await.unwrap()
+        ));
         cache.version(&store, &t, &id, 3).await.unwrap();
         assert_eq!(cache.len(), 2);
-        assert!(Arc::ptr_eq(&one, &cache.version(&store, &t, &id, 1).await.unwrap()));
+        assert!(Arc::ptr_eq(
+            &one,
+            &cache.version(&store, &t, &id, 1).await.unwrap()
+        ));
         let two_again = cache.version(&store, &t, &id, 2).await.unwrap();
-        assert!(!Arc::ptr_eq(&two, &two_again), "version 2 was evicted and rebuilt");
+        assert!(
+            !Arc::ptr_eq(&two, &two_again),
+            "version 2 was evicted and rebuilt"
+        );
         assert_eq!(two_again.template.version, 2);
     }
 
@@ -318,7 +328,10 @@ mod tests {
         let request = DedupeKey::new(t.clone(), "k").unwrap().request_id();
         let cache = TemplateCache::new(4);
         let unrecorded = cache.for_request(&store, &t, &id, &request).await.unwrap();
-        assert_eq!(unrecorded.template.version, 1, "no request row: the active version");
+        assert_eq!(
+            unrecorded.template.version, 1,
+            "no request row: the active version"
+        );
 
         store
             .insert_request(&request, 0, &t, "k", &id, &BTreeMap::new())
@@ -339,6 +352,14 @@ mod tests {
             pinned.template.content.in_app.as_ref().unwrap().title,
             "one"
         );
-        assert_eq!(cache.active(&store, &t, &id).await.unwrap().template.version, 2);
+        assert_eq!(
+            cache
+                .active(&store, &t, &id)
+                .await
+                .unwrap()
+                .template
+                .version,
+            2
+        );
     }
 }

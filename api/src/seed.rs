@@ -1,9 +1,7 @@
 //! The demo tenant `make up` seeds: an API key, three users with email addresses, and a
 //! template with email and in-app content and a French variant.
 
-use fanout_domain::template::{
-    ChannelContent, EmailContent, InAppContent, TemplateSpec,
-};
+use fanout_domain::template::{ChannelContent, EmailContent, InAppContent, TemplateSpec};
 use fanout_domain::user::{EmailAddress, User};
 use fanout_domain::{TemplateId, TenantId, UserId};
 use fanout_store::Store;

@@ -13,12 +13,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fanout_domain::ids::InvalidId;
 use fanout_domain::render::{TemplateProblem, validate};
 use fanout_domain::template::{
     ChannelContent, DEFAULT_CATEGORY, DEFAULT_LOCALE, EmailContent, InAppContent, PushContent,
     Template, TemplateSpec, is_locale_tag, normalize_locale,
 };
-use fanout_domain::ids::InvalidId;
 use fanout_domain::{Channel, TemplateId};
 use fanout_store::templates::MAX_VERSIONS_PER_PAGE;
 use serde::{Deserialize, Serialize};
@@ -241,7 +241,11 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, TemplateWriteError> {
     for (tag, variant) in &body.locales {
         let at = format!("locales.{tag}");
         if !is_locale_tag(tag) {
-            return Err(field(at, format!("'{tag}' is not a locale tag such as 'fr' or 'fr-CA'")).into());
+            return Err(field(
+                at,
+                format!("'{tag}' is not a locale tag such as 'fr' or 'fr-CA'"),
+            )
+            .into());
         }
         let normal = normalize_locale(tag);
         if normal == normalize_locale(&default_locale) {
@@ -255,7 +259,11 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, TemplateWriteError> {
             return Err(field(at, format!("'{tag}' and '{other}' name the same locale")).into());
         }
         if variant.is_empty() {
-            return Err(field(at, "a locale variant needs content for at least one channel").into());
+            return Err(field(
+                at,
+                "a locale variant needs content for at least one channel",
+            )
+            .into());
         }
         // Variants override channels the template has; the default content decides which
         // channels those are, so every locale can fall back to it.
@@ -385,7 +393,8 @@ pub async fn get_version(
     Path((raw_id, raw_version)): Path<(String, String)>,
 ) -> Result<Json<Template>, ApiError> {
     let template_id = path_id(&raw_id)?;
-    let missing = || ApiError::NotFound(format!("template '{raw_id}' has no version {raw_version}"));
+    let missing =
+        || ApiError::NotFound(format!("template '{raw_id}' has no version {raw_version}"));
     let version: i64 = raw_version.parse().map_err(|_| missing())?;
     state
         .store

@@ -1213,7 +1213,10 @@ async fn templates_are_created_once_then_versioned_by_each_write() {
     assert_eq!(created["version"], 1);
     assert_eq!(created["category"], "social");
     assert_eq!(created["default_locale"], "en");
-    assert_eq!(created["locales"]["fr"]["in_app"]["title"], "{{ data.actor }} a publié");
+    assert_eq!(
+        created["locales"]["fr"]["in_app"]["title"],
+        "{{ data.actor }} a publié"
+    );
     assert_eq!(created["push"]["data"]["post"], "{{ data.id }}");
     let (status, answer) = h
         .call("POST", "/v1/templates", Some(h.key(0)), Some(body))
@@ -1262,7 +1265,12 @@ async fn templates_are_created_once_then_versioned_by_each_write() {
     );
     assert!(page.get("next_before").is_none_or(Value::is_null), "{page}");
     let (status, first_page) = h
-        .call("GET", "/v1/templates/post/versions?limit=1", Some(h.key(0)), None)
+        .call(
+            "GET",
+            "/v1/templates/post/versions?limit=1",
+            Some(h.key(0)),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first_page["versions"].as_array().unwrap().len(), 1);
@@ -1278,7 +1286,12 @@ async fn templates_are_created_once_then_versioned_by_each_write() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(rest["versions"][0]["version"], 1);
     let (status, _) = h
-        .call("GET", "/v1/templates/post/versions?limit=0", Some(h.key(0)), None)
+        .call(
+            "GET",
+            "/v1/templates/post/versions?limit=0",
+            Some(h.key(0)),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
@@ -1287,7 +1300,10 @@ async fn templates_are_created_once_then_versioned_by_each_write() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v1["email"]["subject"], "{{ data.actor }} posted");
-    for missing in ["/v1/templates/post/versions/3", "/v1/templates/post/versions/x"] {
+    for missing in [
+        "/v1/templates/post/versions/3",
+        "/v1/templates/post/versions/x",
+    ] {
         let (status, _) = h.call("GET", missing, Some(h.key(0)), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
     }
@@ -1377,7 +1393,10 @@ async fn another_tenants_template_is_404_on_every_route() {
     let (_, page) = h
         .call("GET", "/v1/templates/mine/versions", Some(h.key(0)), None)
         .await;
-    assert_eq!(page["active_version"], 1, "the failed rollback wrote nothing");
+    assert_eq!(
+        page["active_version"], 1,
+        "the failed rollback wrote nothing"
+    );
 }
 
 #[tokio::test]
@@ -1405,7 +1424,10 @@ async fn invalid_template_content_is_400_with_channel_field_locale_and_position(
     assert_eq!(problems[1]["field"], "body");
     assert_eq!(problems[1]["locale"], "fr");
     assert_eq!(problems[1]["path"], "locales.fr.in_app.body");
-    assert_eq!((&problems[1]["line"], &problems[1]["column"]), (&json!(2), &json!(6)));
+    assert_eq!(
+        (&problems[1]["line"], &problems[1]["column"]),
+        (&json!(2), &json!(6))
+    );
     assert!(
         error["message"].as_str().unwrap().contains("user.nom"),
         "{answer}"
@@ -1489,7 +1511,12 @@ async fn the_demo_seed_writes_a_valid_localized_template_once() {
         body.as_object_mut().unwrap().remove(key);
     }
     let (status, answer) = h
-        .call("PUT", "/v1/templates/welcome", Some(&seeded.api_key), Some(body))
+        .call(
+            "PUT",
+            "/v1/templates/welcome",
+            Some(&seeded.api_key),
+            Some(body),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }

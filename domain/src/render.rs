@@ -338,7 +338,9 @@ fn is_known(var: &str, globals: &HashSet<String>) -> bool {
     let root = segments.next().unwrap_or_default();
     match root {
         "data" | "request_id" => true,
-        "user" => segments.next().is_none_or(|field| USER_FIELDS.contains(&field)),
+        "user" => segments
+            .next()
+            .is_none_or(|field| USER_FIELDS.contains(&field)),
         other => globals.contains(other),
     }
 }
@@ -370,7 +372,11 @@ fn find_in_tags(source: &str, needle: &str) -> Option<usize> {
     let is_ident = |c: char| c.is_alphanumeric() || c == '_';
     let mut from = 0;
     while let Some(open) = find_open(&source[from..]).map(|i| i + from) {
-        let close_marker = if source[open..].starts_with("{{") { "}}" } else { "%}" };
+        let close_marker = if source[open..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
         let body_start = open + 2;
         let body_end = source[body_start..]
             .find(close_marker)
@@ -669,7 +675,9 @@ mod tests {
 
     #[test]
     fn the_context_offers_what_validation_accepts() {
-        let fields = USER_FIELDS.map(|f| format!("{f}={{{{ user.{f} }}}}")).join(" ");
+        let fields = USER_FIELDS
+            .map(|f| format!("{f}={{{{ user.{f} }}}}"))
+            .join(" ");
         let content = only_in_app("{{ request_id }}", &format!("{fields} {{{{ data.x }}}}"));
         validate(&content, &BTreeMap::new()).unwrap();
         let out = Compiled::new(&content, &BTreeMap::new())
@@ -770,7 +778,11 @@ mod tests {
                 ),
             ]
         );
-        assert!(problems[0].message.contains("data.actor"), "{}", problems[0]);
+        assert!(
+            problems[0].message.contains("data.actor"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]
@@ -792,8 +804,14 @@ mod tests {
             data: BTreeMap::new(),
         });
         let mut locales = BTreeMap::new();
-        locales.insert("fr".to_owned(), only_in_app("Bonjour {{ user.name }}", "fr"));
-        locales.insert("fr-CA".to_owned(), only_in_app("Allô {{ user.name }}", "ca"));
+        locales.insert(
+            "fr".to_owned(),
+            only_in_app("Bonjour {{ user.name }}", "fr"),
+        );
+        locales.insert(
+            "fr-CA".to_owned(),
+            only_in_app("Allô {{ user.name }}", "ca"),
+        );
         let compiled = Compiled::new(&content, &locales).unwrap();
         let title = |locale| {
             compiled
@@ -818,7 +836,10 @@ mod tests {
             title: "{{ data.actor }} posted".into(),
             body: "Look, {{ user.name }}".into(),
             data: [
-                ("url".to_owned(), "app://posts/{{ data.post_id }}".to_owned()),
+                (
+                    "url".to_owned(),
+                    "app://posts/{{ data.post_id }}".to_owned(),
+                ),
                 ("kind.html".to_owned(), "<{{ data.actor }}>".to_owned()),
             ]
             .into(),

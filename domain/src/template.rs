@@ -270,12 +270,14 @@ mod tests {
 
     #[test]
     fn a_region_variant_without_the_channel_falls_back_to_the_language() {
-        let mut ca = ChannelContent::default();
-        ca.email = Some(EmailContent {
-            subject: "ca".into(),
-            text: "ca".into(),
-            html: None,
-        });
+        let ca = ChannelContent {
+            email: Some(EmailContent {
+                subject: "ca".into(),
+                text: "ca".into(),
+                html: None,
+            }),
+            ..ChannelContent::default()
+        };
         let t = template(&[("fr", in_app("fr")), ("fr-CA", ca)]);
         assert_eq!(t.resolve(Channel::InApp, Some("fr-CA")), Some("fr"));
         assert_eq!(t.resolve(Channel::Email, Some("fr-CA")), Some("fr-CA"));

@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 
 use fanout_domain::template::{
-    ChannelContent, EmailContent, InAppContent, PushContent,
-    Template, TemplateSpec,
+    ChannelContent, EmailContent, InAppContent, PushContent, Template, TemplateSpec,
 };
 use fanout_domain::{RequestId, TemplateId, TenantId};
 use serde::{Deserialize, Serialize};
@@ -76,8 +75,15 @@ impl Store {
         spec: &TemplateSpec,
     ) -> Result<Option<Template>> {
         let mut tx = self.pool().begin().await?;
-        let written =
-            write_version(&mut tx, tenant_id, template_id, spec, None, Mode::CreateOnly).await?;
+        let written = write_version(
+            &mut tx,
+            tenant_id,
+            template_id,
+            spec,
+            None,
+            Mode::CreateOnly,
+        )
+        .await?;
         tx.commit().await?;
         Ok(written)
     }
@@ -91,9 +97,15 @@ impl Store {
         spec: &TemplateSpec,
     ) -> Result<Template> {
         let mut tx = self.pool().begin().await?;
-        let written =
-            write_version(&mut tx, tenant_id, template_id, spec, None, Mode::CreateOrUpdate)
-                .await?;
+        let written = write_version(
+            &mut tx,
+            tenant_id,
+            template_id,
+            spec,
+            None,
+            Mode::CreateOrUpdate,
+        )
+        .await?;
         tx.commit().await?;
         written.ok_or_else(|| crate::StoreError::Corrupt {
             table: "templates",
@@ -372,10 +384,18 @@ mod tests {
             },
         );
         spec.category = "social".into();
-        let first = store.create_template(&t, &id, &spec).await.unwrap().unwrap();
+        let first = store
+            .create_template(&t, &id, &spec)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(first.version, 1);
         assert!(
-            store.create_template(&t, &id, &spec).await.unwrap().is_none(),
+            store
+                .create_template(&t, &id, &spec)
+                .await
+                .unwrap()
+                .is_none(),
             "creating twice writes nothing"
         );
         spec.content.in_app = Some(inbox("two"));
@@ -385,15 +405,24 @@ mod tests {
             data: [("url".to_owned(), "x".to_owned())].into(),
         });
         spec.default_locale = "fr".into();
-        spec.locales
-            .insert("en".into(), ChannelContent::default());
+        spec.locales.insert("en".into(), ChannelContent::default());
         let second = store.write_template(&t, &id, &spec).await.unwrap();
         assert_eq!(second.version, 2);
         assert_eq!(store.get_template(&t, &id).await.unwrap().unwrap(), second);
 
-        let v1 = store.get_template_version(&t, &id, 1).await.unwrap().unwrap();
+        let v1 = store
+            .get_template_version(&t, &id, 1)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(v1, first);
-        assert!(store.get_template_version(&t, &id, 3).await.unwrap().is_none());
+        assert!(
+            store
+                .get_template_version(&t, &id, 3)
+                .await
+                .unwrap()
+                .is_none()
+        );
 
         let listed = store
             .list_template_versions(&t, &id, None, 10)
@@ -448,7 +477,11 @@ mod tests {
         );
         assert!(store.rollback_template(&t, &id, 9).await.unwrap().is_none());
         assert!(
-            store.rollback_template(&other, &id, 1).await.unwrap().is_none(),
+            store
+                .rollback_template(&other, &id, 1)
+                .await
+                .unwrap()
+                .is_none(),
             "another tenant's template is not found"
         );
         assert!(store.get_template(&other, &id).await.unwrap().is_none());
