@@ -56,7 +56,7 @@ async fn a_worker_killed_mid_fanout_loses_no_recipient() -> anyhow::Result<()> {
     let app = TestApp::spawn_full("sigkill", 100, CONCURRENCY, false).await?;
     app.put_template(
         "post",
-        json!({"name": "Post", "email": {"subject": "{{ actor }} posted", "text": "Hi {{ user.name }}"}}),
+        json!({"name": "Post", "email": {"subject": "{{ data.actor }} posted", "text": "Hi {{ user.name }}"}}),
     )
     .await?;
     app.seed_followers("star", FOLLOWERS).await?;

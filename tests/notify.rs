@@ -13,11 +13,11 @@ fn welcome_template() -> Value {
     json!({
         "name": "Welcome",
         "email": {
-            "subject": "Welcome to {{ product }}, {{ user.name }}!",
-            "text": "Hi {{ user.name }}, {{ actor }} invited you.",
-            "html": "<p>Hi {{ user.name }}, <b>{{ actor }}</b> invited you.</p>"
+            "subject": "Welcome to {{ data.product }}, {{ user.name }}!",
+            "text": "Hi {{ user.name }}, {{ data.actor }} invited you.",
+            "html": "<p>Hi {{ user.name }}, <b>{{ data.actor }}</b> invited you.</p>"
         },
-        "in_app": {"title": "Welcome to {{ product }}", "body": "{{ actor }} invited you, {{ user.name }}."}
+        "in_app": {"title": "Welcome to {{ data.product }}", "body": "{{ data.actor }} invited you, {{ user.name }}."}
     })
 }
 

@@ -12,8 +12,8 @@ use crate::helpers::{TestApp, poll};
 fn template() -> Value {
     json!({
         "name": "New post",
-        "email": {"subject": "{{ actor }} posted", "text": "Hi {{ user.name }}, {{ actor }} posted."},
-        "in_app": {"title": "{{ actor }} posted", "body": "Have a look, {{ user.name }}."}
+        "email": {"subject": "{{ data.actor }} posted", "text": "Hi {{ user.name }}, {{ data.actor }} posted."},
+        "in_app": {"title": "{{ data.actor }} posted", "body": "Have a look, {{ user.name }}."}
     })
 }
 

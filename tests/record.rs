@@ -22,8 +22,8 @@ async fn record_histories() -> anyhow::Result<()> {
         "welcome",
         json!({
             "name": "Welcome",
-            "email": {"subject": "Hi {{ user.name }}", "text": "{{ actor }} says hi"},
-            "in_app": {"title": "Hi", "body": "{{ actor }} says hi"}
+            "email": {"subject": "Hi {{ user.name }}", "text": "{{ data.actor }} says hi"},
+            "in_app": {"title": "Hi", "body": "{{ data.actor }} says hi"}
         }),
     )
     .await?;

@@ -13,7 +13,7 @@ use crate::helpers::{TestApp, poll};
 fn template() -> Value {
     json!({
         "name": "Digest",
-        "email": {"subject": "Your digest, {{ user.name }}", "text": "{{ count }} new items."}
+        "email": {"subject": "Your digest, {{ user.name }}", "text": "{{ data.count }} new items."}
     })
 }
 

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use fanout_domain::contracts::{self, DeliverPageInput, PageReport};
+use fanout_domain::contracts::{DeliverPageInput, PageReport};
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::Compiled;
@@ -29,6 +29,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use crate::control::{Gate, Pacer, RateLimiters};
 use crate::email::EmailSender;
 use crate::outcome::SendOutcome;
+use crate::templates::{TemplateCache, TemplateLoadError};
 use crate::{DeliveryConfig, heartbeat, in_app, permanent, store_error};
 
 /// Receipts are written after this many deliveries, bounding what a crash can make us resend.
@@ -53,23 +54,17 @@ pub async fn deliver_page(
     ctx: &ActivityContext,
     input: &DeliverPageInput,
 ) -> Result<PageReport, ActivityError> {
-    let template = store
-        .get_template(&input.tenant_id, &input.template_id)
+    // The version active when the request was accepted, compiled once per worker.
+    let template = TemplateCache::shared()
+        .for_request(
+            store,
+            &input.tenant_id,
+            &input.template_id,
+            &input.request_id,
+        )
         .await
-        .map_err(store_error)?
-        .ok_or_else(|| {
-            permanent(
-                contracts::ERR_TEMPLATE_MISSING,
-                format!("template '{}' does not exist", input.template_id),
-            )
-        })?;
-    let compiled = match input.channel {
-        Channel::Email => template.email.as_ref().map(Compiled::email),
-        Channel::InApp => template.in_app.as_ref().map(Compiled::in_app),
-        Channel::Push => None,
-    }
-    .transpose()
-    .map_err(|e| permanent(contracts::ERR_TEMPLATE_RENDER, e.to_string()))?;
+        .map_err(TemplateLoadError::into_activity_error)?;
+    let compiled = Some(&template.compiled).filter(|c| c.supports(input.channel));
 
     // Erasures from this moment on are picked up on every tick (see `Erased`).
     let loaded_at = now_ms();
@@ -108,14 +103,14 @@ pub async fn deliver_page(
         }
     }
 
-    let screen = Screen::load(store, input, TEMPLATE_CATEGORY, &todo).await?;
+    let screen = Screen::load(store, input, &template.template.category, &todo).await?;
     let last_attempt = input.final_round || is_last_attempt(ctx);
     let pacer = Pacer::new(store, limiters, &input.request_id);
     let erased = Erased::default();
     let job = Job {
         email,
         input,
-        compiled: compiled.as_ref(),
+        compiled,
         last_attempt,
         pacer: &pacer,
         erased: &erased,
@@ -244,9 +239,6 @@ async fn stop_cancelled(ctx: &ActivityContext, input: &DeliverPageInput) -> Acti
         format!("request {} was cancelled", input.request_id),
     )
 }
-
-/// Until templates carry a category, every template is in this one.
-const TEMPLATE_CATEGORY: &str = "transactional";
 
 /// What the page's recipients must not receive: users who opted out of the channel (for the
 /// template's category) and addresses on the tenant's suppression list (hard bounces, dead push

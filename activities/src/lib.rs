@@ -20,6 +20,7 @@ pub mod finalize;
 pub mod in_app;
 pub mod outcome;
 pub mod push;
+pub mod templates;
 
 use std::sync::Arc;
 

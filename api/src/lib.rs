@@ -99,10 +99,7 @@ pub fn app(state: AppState) -> Router {
                 .delete(users::delete_user),
         )
         .route("/v1/users/{user_id}/inbox", get(inbox::list))
-        .route(
-            "/v1/templates/{template_id}",
-            put(templates::put_template).get(templates::get_template),
-        )
+        .merge(templates::routes())
         .merge(follows::routes())
         .merge(segments::routes())
         .merge(preferences::routes())

@@ -1,7 +1,7 @@
 //! The demo tenant `make up` seeds: an API key, three users with email addresses, and a
-//! template with email and in-app content.
+//! template with email and in-app content and a French variant.
 
-use fanout_domain::template::{EmailContent, InAppContent};
+use fanout_domain::template::{ChannelContent, EmailContent, InAppContent, TemplateSpec};
 use fanout_domain::user::{EmailAddress, User};
 use fanout_domain::{TemplateId, TenantId, UserId};
 use fanout_store::Store;
@@ -44,25 +44,51 @@ pub async fn demo(store: &Store, api_key: Option<String>) -> anyhow::Result<Demo
     }
 
     let template_id = TemplateId::parse("welcome")?;
-    store
-        .upsert_template(
-            &tenant_id,
-            &template_id,
-            "Welcome",
-            Some(EmailContent {
-                subject: "Welcome to {{ product }}, {{ user.name }}!".into(),
-                text: "Hi {{ user.name }},\n\n{{ actor }} invited you to {{ product }}.\n".into(),
+    let mut spec = TemplateSpec::new(
+        "Welcome",
+        ChannelContent {
+            email: Some(EmailContent {
+                subject: "Welcome to {{ data.product }}, {{ user.name }}!".into(),
+                text: "Hi {{ user.name }},\n\n{{ data.actor }} invited you to {{ data.product }}.\n"
+                    .into(),
                 html: Some(
-                    "<p>Hi {{ user.name }},</p><p>{{ actor }} invited you to <b>{{ product }}</b>.</p>"
+                    "<p>Hi {{ user.name }},</p><p>{{ data.actor }} invited you to <b>{{ data.product }}</b>.</p>"
                         .into(),
                 ),
             }),
-            Some(InAppContent {
-                title: "Welcome to {{ product }}".into(),
-                body: "{{ actor }} invited you, {{ user.name }}.".into(),
+            in_app: Some(InAppContent {
+                title: "Welcome to {{ data.product }}".into(),
+                body: "{{ data.actor }} invited you, {{ user.name }}.".into(),
+                action_url: None,
             }),
-        )
-        .await?;
+            // No push: the demo users have no devices.
+            push: None,
+        },
+    );
+    spec.locales.insert(
+        "fr".to_owned(),
+        ChannelContent {
+            email: Some(EmailContent {
+                subject: "Bienvenue sur {{ data.product }}, {{ user.name }} !".into(),
+                text: "Bonjour {{ user.name }},\n\n{{ data.actor }} vous invite sur {{ data.product }}.\n"
+                    .into(),
+                html: None,
+            }),
+            in_app: Some(InAppContent {
+                title: "Bienvenue sur {{ data.product }}".into(),
+                body: "{{ data.actor }} vous invite, {{ user.name }}.".into(),
+                action_url: None,
+            }),
+            push: None,
+        },
+    );
+    // Seeding twice must not pile up versions: write only when the content changed.
+    let current = store.get_template(&tenant_id, &template_id).await?;
+    if current.is_none_or(|t| t.spec() != spec) {
+        store
+            .write_template(&tenant_id, &template_id, &spec)
+            .await?;
+    }
     Ok(DemoSeed {
         tenant_id,
         api_key,

@@ -1,80 +1,435 @@
-//! `PUT/GET /v1/templates/{template_id}`: per-channel content, checked when written.
+//! `/v1/templates`: versioned per-channel content with locale variants, checked when written.
+//!
+//! Every write (create, update, rollback) stores a new immutable version and makes it active;
+//! a rollback copies an older version's content into a new version, so history only grows.
+//! Content that does not parse, or that uses a variable templates do not get, is refused with
+//! 400 and every problem located (channel, field, locale, line, column); a body that is
+//! malformed in other ways (no content, a bad locale tag) is a 422 like everywhere else.
 
-use axum::Json;
-use axum::extract::{Path, State};
-use fanout_domain::TemplateId;
-use fanout_domain::render::{RenderError, check_email, check_in_app};
-use fanout_domain::template::{EmailContent, InAppContent, Template};
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fanout_domain::ids::InvalidId;
+use fanout_domain::render::{TemplateProblem, validate};
+use fanout_domain::template::{
+    ChannelContent, DEFAULT_CATEGORY, DEFAULT_LOCALE, EmailContent, InAppContent, PushContent,
+    Template, TemplateSpec, is_locale_tag, normalize_locale,
+};
+use fanout_domain::{Channel, TemplateId};
+use fanout_store::templates::MAX_VERSIONS_PER_PAGE;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson};
 
-/// A template as sent.
+/// The template routes, merged into the app's router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/templates", post(create_template))
+        .route(
+            "/v1/templates/{template_id}",
+            get(get_template).put(put_template),
+        )
+        .route("/v1/templates/{template_id}/versions", get(list_versions))
+        .route(
+            "/v1/templates/{template_id}/versions/{version}",
+            get(get_version),
+        )
+        .route("/v1/templates/{template_id}/rollback", post(rollback))
+}
+
+/// A template as sent to `PUT /v1/templates/{template_id}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateBody {
     name: String,
     #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    default_locale: Option<String>,
+    #[serde(default)]
     email: Option<EmailContent>,
     #[serde(default)]
     in_app: Option<InAppContent>,
+    #[serde(default)]
+    push: Option<PushContent>,
+    #[serde(default)]
+    locales: BTreeMap<String, ChannelContent>,
 }
 
-fn syntax_error(e: RenderError) -> ApiError {
-    ApiError::InvalidField {
-        field: e.part.to_owned(),
-        message: format!("template syntax error in {}: {}", e.part, e.message),
+/// A template as sent to `POST /v1/templates`: the same, with its id.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTemplateBody {
+    template_id: String,
+    name: String,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    default_locale: Option<String>,
+    #[serde(default)]
+    email: Option<EmailContent>,
+    #[serde(default)]
+    in_app: Option<InAppContent>,
+    #[serde(default)]
+    push: Option<PushContent>,
+    #[serde(default)]
+    locales: BTreeMap<String, ChannelContent>,
+}
+
+impl NewTemplateBody {
+    fn split(self) -> (String, TemplateBody) {
+        (
+            self.template_id,
+            TemplateBody {
+                name: self.name,
+                category: self.category,
+                default_locale: self.default_locale,
+                email: self.email,
+                in_app: self.in_app,
+                push: self.push,
+                locales: self.locales,
+            },
+        )
     }
 }
 
-/// `PUT /v1/templates/{template_id}`: creates the template or writes a new version of it.
-/// Content that does not compile is refused with the part and line at fault.
+/// Body of `POST /v1/templates/{template_id}/rollback`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    version: i64,
+}
+
+/// `?before=&limit=` of a version listing.
+#[derive(Debug, Deserialize)]
+pub struct VersionsQuery {
+    #[serde(default)]
+    before: Option<i64>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// A page of a template's versions, newest first.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VersionsPage {
+    /// The version deliveries of new requests use.
+    pub active_version: i64,
+    /// Versions, newest first.
+    pub versions: Vec<Template>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// The versions one listing returns unless asked otherwise.
+const DEFAULT_VERSIONS_PAGE: u32 = 20;
+
+/// How a template write fails: content problems are a 400 listing each one; anything else is an
+/// [`ApiError`].
+#[derive(Debug)]
+pub enum TemplateWriteError {
+    /// Parts that do not parse or use unknown variables.
+    Invalid(Vec<TemplateProblem>),
+    /// Any other failure.
+    Api(ApiError),
+}
+
+impl From<ApiError> for TemplateWriteError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl From<fanout_store::StoreError> for TemplateWriteError {
+    fn from(e: fanout_store::StoreError) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl From<InvalidId> for TemplateWriteError {
+    fn from(e: InvalidId) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl IntoResponse for TemplateWriteError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Api(e) => e.into_response(),
+            // The envelope is ApiError's, with the problems added: `field` names the first.
+            Self::Invalid(problems) => {
+                let message = problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let listed: Vec<_> = problems
+                    .iter()
+                    .map(|p| {
+                        let mut v = json!(p);
+                        v["path"] = json!(p.path());
+                        v
+                    })
+                    .collect();
+                let body = json!({"error": {
+                    "code": "invalid_template",
+                    "message": format!("template content is invalid: {message}"),
+                    "field": problems.first().map(TemplateProblem::path),
+                    "problems": listed,
+                }});
+                (StatusCode::BAD_REQUEST, Json(body)).into_response()
+            }
+        }
+    }
+}
+
+fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidField {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Turns a body into a spec, refusing structural mistakes (422) and then content that does not
+/// parse or uses unknown variables (400).
+fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, TemplateWriteError> {
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.len() > 200 {
+        return Err(field("name", "name must be 1 to 200 bytes").into());
+    }
+    let category = body.category.unwrap_or_else(|| DEFAULT_CATEGORY.to_owned());
+    let category_ok = (1..=64).contains(&category.len())
+        && category
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
+    if !category_ok {
+        return Err(field(
+            "category",
+            "category must be 1 to 64 characters of a-z, 0-9, '_', '-' and '.'",
+        )
+        .into());
+    }
+    let default_locale = body
+        .default_locale
+        .unwrap_or_else(|| DEFAULT_LOCALE.to_owned());
+    if !is_locale_tag(&default_locale) {
+        return Err(field(
+            "default_locale",
+            format!("'{default_locale}' is not a locale tag such as 'en' or 'fr-CA'"),
+        )
+        .into());
+    }
+    let content = ChannelContent {
+        email: body.email,
+        in_app: body.in_app,
+        push: body.push,
+    };
+    if content.is_empty() {
+        return Err(field(
+            "body",
+            "a template needs content for at least one channel: 'email', 'in_app' or 'push'",
+        )
+        .into());
+    }
+    let mut seen = BTreeMap::new();
+    for (tag, variant) in &body.locales {
+        let at = format!("locales.{tag}");
+        if !is_locale_tag(tag) {
+            return Err(field(
+                at,
+                format!("'{tag}' is not a locale tag such as 'fr' or 'fr-CA'"),
+            )
+            .into());
+        }
+        let normal = normalize_locale(tag);
+        if normal == normalize_locale(&default_locale) {
+            return Err(field(
+                at,
+                format!("'{tag}' is the default locale: put its content at the top level"),
+            )
+            .into());
+        }
+        if let Some(other) = seen.insert(normal, tag) {
+            return Err(field(at, format!("'{tag}' and '{other}' name the same locale")).into());
+        }
+        if variant.is_empty() {
+            return Err(field(
+                at,
+                "a locale variant needs content for at least one channel",
+            )
+            .into());
+        }
+        // Variants override channels the template has; the default content decides which
+        // channels those are, so every locale can fall back to it.
+        if let Some(extra) = Channel::ALL
+            .into_iter()
+            .find(|c| variant.has(*c) && !content.has(*c))
+        {
+            return Err(field(
+                format!("{at}.{extra}"),
+                format!("the default content has no {extra}; a variant can only override channels the template has"),
+            )
+            .into());
+        }
+    }
+    validate(&content, &body.locales).map_err(TemplateWriteError::Invalid)?;
+    Ok(TemplateSpec {
+        name,
+        category,
+        default_locale,
+        content,
+        locales: body.locales,
+    })
+}
+
+/// Parses a template id from a path; a malformed one cannot exist, so it is a 404.
+fn path_id(raw: &str) -> Result<TemplateId, ApiError> {
+    TemplateId::parse(raw).map_err(|_| not_found(raw))
+}
+
+fn not_found(raw: &str) -> ApiError {
+    ApiError::NotFound(format!("template '{raw}' not found"))
+}
+
+/// `POST /v1/templates`: creates the template as version 1 (201); 409 if the id is taken.
+pub async fn create_template(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    ApiJson(body): ApiJson<NewTemplateBody>,
+) -> Result<(StatusCode, Json<Template>), TemplateWriteError> {
+    let (raw_id, body) = body.split();
+    let template_id = TemplateId::parse(&raw_id)?;
+    let spec = parse_spec(body)?;
+    let created = state
+        .store
+        .create_template(&tenant, &template_id, &spec)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "template '{template_id}' already exists: PUT /v1/templates/{template_id} writes a new version"
+            ))
+        })?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `PUT /v1/templates/{template_id}`: creates the template or writes its next version, and
+/// returns the version written (now active).
 pub async fn put_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,
     Path(raw_id): Path<String>,
     ApiJson(body): ApiJson<TemplateBody>,
-) -> Result<Json<Template>, ApiError> {
+) -> Result<Json<Template>, TemplateWriteError> {
     let template_id = TemplateId::parse(&raw_id)?;
-    if body.email.is_none() && body.in_app.is_none() {
-        return Err(ApiError::InvalidField {
-            field: "body".into(),
-            message: "a template needs content for at least one channel: 'email' or 'in_app'"
-                .into(),
-        });
-    }
-    if let Some(email) = &body.email {
-        check_email(email).map_err(syntax_error)?;
-    }
-    if let Some(in_app) = &body.in_app {
-        check_in_app(in_app).map_err(syntax_error)?;
-    }
-    state
+    let spec = parse_spec(body)?;
+    let written = state
         .store
-        .upsert_template(&tenant, &template_id, &body.name, body.email, body.in_app)
+        .write_template(&tenant, &template_id, &spec)
         .await?;
-    let saved = state
-        .store
-        .get_template(&tenant, &template_id)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("template vanished after write")))?;
-    Ok(Json(saved))
+    Ok(Json(written))
 }
 
-/// `GET /v1/templates/{template_id}`.
+/// `GET /v1/templates/{template_id}`: the active version.
 pub async fn get_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,
     Path(raw_id): Path<String>,
 ) -> Result<Json<Template>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("template '{raw_id}' not found"));
-    let template_id = TemplateId::parse(&raw_id).map_err(|_| not_found())?;
+    let template_id = path_id(&raw_id)?;
     state
         .store
         .get_template(&tenant, &template_id)
         .await?
         .map(Json)
-        .ok_or_else(not_found)
+        .ok_or_else(|| not_found(&raw_id))
+}
+
+/// `GET /v1/templates/{template_id}/versions?before=&limit=`: versions newest first.
+pub async fn list_versions(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+    Query(query): Query<VersionsQuery>,
+) -> Result<Json<VersionsPage>, ApiError> {
+    let template_id = path_id(&raw_id)?;
+    let limit = query.limit.unwrap_or(DEFAULT_VERSIONS_PAGE);
+    if !(1..=MAX_VERSIONS_PER_PAGE).contains(&limit) {
+        return Err(field(
+            "limit",
+            format!("limit must be between 1 and {MAX_VERSIONS_PER_PAGE}"),
+        ));
+    }
+    let active = state
+        .store
+        .get_template(&tenant, &template_id)
+        .await?
+        .ok_or_else(|| not_found(&raw_id))?;
+    let versions = state
+        .store
+        .list_template_versions(&tenant, &template_id, query.before, limit)
+        .await?;
+    // A short page is the last one; so is one ending at version 1.
+    let next_before = versions
+        .last()
+        .filter(|v| versions.len() == limit as usize && v.version > 1)
+        .map(|v| v.version);
+    Ok(Json(VersionsPage {
+        active_version: active.version,
+        versions,
+        next_before,
+    }))
+}
+
+/// `GET /v1/templates/{template_id}/versions/{version}`: one version, active or not.
+pub async fn get_version(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path((raw_id, raw_version)): Path<(String, String)>,
+) -> Result<Json<Template>, ApiError> {
+    let template_id = path_id(&raw_id)?;
+    let missing =
+        || ApiError::NotFound(format!("template '{raw_id}' has no version {raw_version}"));
+    let version: i64 = raw_version.parse().map_err(|_| missing())?;
+    state
+        .store
+        .get_template_version(&tenant, &template_id, version)
+        .await?
+        .map(Json)
+        .ok_or_else(missing)
+}
+
+/// `POST /v1/templates/{template_id}/rollback`: writes a new version copying `version`'s
+/// content and makes it active; returns the new version.
+pub async fn rollback(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+    ApiJson(body): ApiJson<RollbackBody>,
+) -> Result<Json<Template>, ApiError> {
+    let template_id = path_id(&raw_id)?;
+    if state
+        .store
+        .get_template(&tenant, &template_id)
+        .await?
+        .is_none()
+    {
+        return Err(not_found(&raw_id));
+    }
+    state
+        .store
+        .rollback_template(&tenant, &template_id, body.version)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "template '{raw_id}' has no version {}",
+                body.version
+            ))
+        })
 }

@@ -56,16 +56,17 @@ fn env_or<T: FromStr>(name: &str, default: T) -> T {
 
 fn email_content() -> EmailContent {
     EmailContent {
-        subject: "{{ actor }} posted".into(),
-        text: "Hi {{ user.name }}, {{ actor }} posted something new.".into(),
+        subject: "{{ data.actor }} posted".into(),
+        text: "Hi {{ user.name }}, {{ data.actor }} posted something new.".into(),
         html: None,
     }
 }
 
 fn in_app_content() -> InAppContent {
     InAppContent {
-        title: "{{ actor }} posted".into(),
+        title: "{{ data.actor }} posted".into(),
         body: "Have a look, {{ user.name }}.".into(),
+        action_url: None,
     }
 }
 
