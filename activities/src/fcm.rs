@@ -766,6 +766,32 @@ mod tests {
     }
 
     #[test]
+    fn config_loads_from_fanout_environment_variables() {
+        let env = [
+            ("FANOUT_ENABLED", "true"),
+            ("FANOUT_BASE_URL", "http://127.0.0.1:8025"),
+            ("FANOUT_SERVICE_ACCOUNT_PATH", "/etc/fanout/fcm.json"),
+            ("FANOUT_TIMEOUT_MS", "2500"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config: FcmConfig = fanout_domain::config::load(None, &env).unwrap();
+        assert_eq!(
+            config,
+            FcmConfig {
+                enabled: true,
+                base_url: "http://127.0.0.1:8025".into(),
+                service_account_path: Some("/etc/fanout/fcm.json".into()),
+                project_id: None,
+                timeout_ms: 2500,
+            }
+        );
+        let defaults: FcmConfig = fanout_domain::config::load(None, &Default::default()).unwrap();
+        assert_eq!(defaults, FcmConfig::default());
+    }
+
+    #[test]
     fn protobuf_durations() {
         assert_eq!(protobuf_duration(Duration::from_secs(60)), "60s");
         assert_eq!(protobuf_duration(Duration::from_millis(1_050)), "1.050s");
