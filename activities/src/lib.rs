@@ -16,6 +16,7 @@ pub mod audience;
 pub mod control;
 pub mod delivery;
 pub mod email;
+pub mod fcm;
 pub mod finalize;
 pub mod in_app;
 pub mod outcome;

@@ -43,6 +43,7 @@
 //!
 //! Errors are JSON [`ErrorResponse`] bodies with a matching status code.
 
+pub mod fcm;
 mod http;
 mod mailbox;
 mod smtp;
@@ -69,6 +70,7 @@ pub(crate) struct Sandbox {
     pub smtp_addr: Option<SocketAddr>,
     pub mailbox: Mailbox,
     pub smtp_faults: Faults,
+    pub fcm: fcm::Fcm,
 }
 
 impl Sandbox {
@@ -77,6 +79,7 @@ impl Sandbox {
             smtp_addr,
             mailbox: Mailbox::new(MAILBOX_CAPACITY),
             smtp_faults: Faults::default(),
+            fcm: fcm::Fcm::new(),
         }
     }
 }

@@ -4,5 +4,6 @@
 //! One test binary with modules, to link once.
 
 mod api;
+mod fcm;
 mod helpers;
 mod smtp;

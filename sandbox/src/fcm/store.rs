@@ -1,0 +1,196 @@
+//! The bounded in-memory store of accepted FCM messages and the JSON shapes of its read-back.
+//!
+//! Like the mailbox it keeps the newest [`CAPACITY`] messages, and ids start at 1 and keep
+//! increasing across [`Messages::clear`], so an `after_id` cursor never sees an id reused.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fcm::now_ms;
+
+/// How many FCM messages the sandbox keeps; older ones are evicted first.
+pub const CAPACITY: usize = 200_000;
+
+/// One accepted message as `GET /api/fcm/messages` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredFcmMessage {
+    /// Sequence number assigned on acceptance; increases monotonically.
+    pub id: u64,
+    /// The message's resource name, as the send call returned it
+    /// (`projects/{project}/messages/{id}`).
+    pub name: String,
+    /// Project id from the request path.
+    pub project: String,
+    /// The registration token the message was addressed to.
+    pub token: String,
+    /// The `message` object exactly as the client sent it.
+    pub message: serde_json::Value,
+    /// When the message was accepted, in milliseconds since the Unix epoch.
+    pub received_at_ms: u64,
+}
+
+/// One page of `GET /api/fcm/messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FcmMessageList {
+    /// Matching messages, oldest first.
+    pub messages: Vec<StoredFcmMessage>,
+    /// Cursor for the next page (`after_id`); `null` when no further message matched.
+    pub next_after_id: Option<u64>,
+}
+
+/// Body of `GET /api/fcm/messages/count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FcmMessageCount {
+    /// Number of stored messages matching the filter.
+    pub count: u64,
+}
+
+/// The bounded, shared message store.
+#[derive(Debug)]
+pub(crate) struct Messages {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Sorted by id because ids are assigned under the same lock that appends.
+    messages: VecDeque<StoredFcmMessage>,
+    next_id: u64,
+    /// Stored messages per token, so counting is O(1) at any size.
+    per_token: HashMap<String, u64>,
+}
+
+impl Messages {
+    /// Creates an empty store that keeps at most `capacity` messages.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            inner: Mutex::new(Inner {
+                messages: VecDeque::new(),
+                next_id: 1,
+                per_token: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Stores `message` for `token` under the next id and returns its resource name.
+    pub fn store(&self, project: &str, token: &str, message: serde_json::Value) -> String {
+        let mut inner = self.lock();
+        let id = inner.next_id;
+        inner.next_id += 1;
+        while inner.messages.len() >= self.capacity {
+            let Some(evicted) = inner.messages.pop_front() else {
+                break;
+            };
+            inner.forget(&evicted.token);
+        }
+        let name = format!("projects/{project}/messages/{id}");
+        *inner.per_token.entry(token.to_owned()).or_default() += 1;
+        inner.messages.push_back(StoredFcmMessage {
+            id,
+            name: name.clone(),
+            project: project.to_owned(),
+            token: token.to_owned(),
+            message,
+            received_at_ms: now_ms(),
+        });
+        name
+    }
+
+    /// Returns up to `limit` messages after `after_id`, for `token` when given, oldest first,
+    /// and whether more matched.
+    pub fn list(
+        &self,
+        token: Option<&str>,
+        after_id: Option<u64>,
+        limit: usize,
+    ) -> (Vec<StoredFcmMessage>, bool) {
+        let inner = self.lock();
+        let start = after_id.map_or(0, |after| inner.messages.partition_point(|m| m.id <= after));
+        let mut matching = inner
+            .messages
+            .range(start..)
+            .filter(|message| token.is_none_or(|token| message.token == token));
+        let page: Vec<_> = matching.by_ref().take(limit).cloned().collect();
+        let more = matching.next().is_some();
+        (page, more)
+    }
+
+    /// Counts stored messages, only those for `token` when given.
+    pub fn count(&self, token: Option<&str>) -> u64 {
+        let inner = self.lock();
+        match token {
+            Some(token) => inner.per_token.get(token).copied().unwrap_or(0),
+            None => inner.messages.len() as u64,
+        }
+    }
+
+    /// Removes every stored message; ids keep increasing afterwards.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.messages.clear();
+        inner.per_token.clear();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic under the lock cannot leave the store inconsistent in a way a test double
+        // cares about; keep serving.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    fn forget(&mut self, token: &str) {
+        if let Some(count) = self.per_token.get_mut(token) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_token.remove(token);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn evicts_oldest_and_keeps_counts_exact() {
+        let messages = Messages::new(2);
+        messages.store("p", "a", json!({}));
+        messages.store("p", "a", json!({}));
+        let name = messages.store("p", "b", json!({}));
+        assert_eq!(name, "projects/p/messages/3");
+        assert_eq!(messages.count(None), 2);
+        assert_eq!(messages.count(Some("a")), 1);
+        assert_eq!(messages.count(Some("b")), 1);
+        let (page, more) = messages.list(None, None, 10);
+        let ids: Vec<_> = page.iter().map(|m| m.id).collect();
+        assert_eq!((ids, more), (vec![2, 3], false));
+    }
+
+    #[test]
+    fn lists_pages_after_cursor_and_ids_survive_clear() {
+        let messages = Messages::new(10);
+        for token in ["a", "b", "a", "a"] {
+            messages.store("p", token, json!({ "token": token }));
+        }
+        let (page, more) = messages.list(Some("a"), None, 2);
+        let ids: Vec<_> = page.iter().map(|m| m.id).collect();
+        assert_eq!((ids, more), (vec![1, 3], true));
+        let (page, more) = messages.list(Some("a"), Some(3), 2);
+        let ids: Vec<_> = page.iter().map(|m| m.id).collect();
+        assert_eq!((ids, more), (vec![4], false));
+
+        messages.clear();
+        assert_eq!(messages.count(Some("a")), 0);
+        assert_eq!(messages.store("p", "a", json!({})), "projects/p/messages/5");
+    }
+}
