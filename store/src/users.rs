@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use fanout_domain::user::{Device, EmailAddress, Timezone, User};
-use fanout_domain::{TenantId, UserId};
+use fanout_domain::{Channel, TenantId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::suppressions::SuppressionReason;
 use crate::{Result, Store, multi_row_sql, now_ms, parse_col, rows_per_statement};
 
 const T: &str = "users";
@@ -176,6 +177,57 @@ impl Store {
         rows.into_iter()
             .map(|(id,)| parse_col("erasures", UserId::parse(&id)))
             .collect()
+    }
+
+    /// Retires a push token the provider says is dead (APNs 410 Unregistered, FCM
+    /// UNREGISTERED): it leaves the user's devices and goes on the tenant's suppression list, so
+    /// it is never used again even if the app registers it anew. Idempotent.
+    pub async fn invalidate_device(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &UserId,
+        token: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let devices: Option<Option<String>> =
+            sqlx::query_scalar("SELECT devices FROM users WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id.as_str())
+                .bind(user_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(Some(json)) = devices {
+            let mut devices: Vec<Device> = parse_col(T, serde_json::from_str(&json))?;
+            let before = devices.len();
+            devices.retain(|d| d.token.as_str() != token);
+            if devices.len() != before {
+                let json = if devices.is_empty() {
+                    None
+                } else {
+                    Some(parse_col(T, serde_json::to_string(&devices))?)
+                };
+                sqlx::query(
+                    "UPDATE users SET devices = $1, updated_at_ms = $2
+                     WHERE tenant_id = $3 AND user_id = $4",
+                )
+                .bind(json)
+                .bind(now_ms())
+                .bind(tenant_id.as_str())
+                .bind(user_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        self.suppress(
+            tenant_id,
+            Channel::Push,
+            token,
+            SuppressionReason::InvalidToken,
+            Some(reason),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Returns a user's profile.
@@ -366,6 +418,57 @@ pub(crate) mod tests {
         user.devices.clear();
         store.upsert_user(&t, &user).await.unwrap();
         assert_eq!(store.get_user(&t, &user.user_id).await.unwrap(), Some(user));
+    }
+
+    #[tokio::test]
+    async fn a_dead_push_token_leaves_the_devices_and_is_suppressed() {
+        let store = store().await;
+        let t = TenantId::parse("a").unwrap();
+        store.upsert_tenant(&t, "A").await.unwrap();
+        let device = |platform, token: &str| Device {
+            platform,
+            token: DeviceToken::parse(token).unwrap(),
+        };
+        let user = User {
+            devices: vec![
+                device(Platform::Apns, "dead"),
+                device(Platform::Fcm, "alive"),
+            ],
+            ..user("u1")
+        };
+        store.upsert_user(&t, &user).await.unwrap();
+        for _ in 0..2 {
+            store
+                .invalidate_device(&t, &user.user_id, "dead", "apns_Unregistered")
+                .await
+                .unwrap();
+        }
+        let now = store.get_user(&t, &user.user_id).await.unwrap().unwrap();
+        assert_eq!(now.devices, vec![device(Platform::Fcm, "alive")]);
+        let suppressed = store
+            .suppressed_addresses(&t, Channel::Push, &["dead", "alive"])
+            .await
+            .unwrap();
+        assert_eq!(suppressed, ["dead".to_owned()].into_iter().collect());
+        // The last device going leaves none; an unknown user is only suppressed.
+        store
+            .invalidate_device(&t, &user.user_id, "alive", "fcm_UNREGISTERED")
+            .await
+            .unwrap();
+        assert!(
+            store
+                .get_user(&t, &user.user_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .devices
+                .is_empty()
+        );
+        let ghost = UserId::parse("ghost").unwrap();
+        store
+            .invalidate_device(&t, &ghost, "ghost-token", "fcm_UNREGISTERED")
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
