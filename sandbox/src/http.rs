@@ -45,6 +45,7 @@ pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
             get(list_faults).post(add_fault).delete(clear_faults),
         )
         .route("/api/smtp/faults/{id}", delete(remove_fault))
+        .merge(crate::apns::routes())
         .fallback(not_found)
         .with_state(sandbox)
 }
