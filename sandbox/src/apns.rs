@@ -436,7 +436,7 @@ fn bearer(value: &str) -> Option<&str> {
 /// Whether `token` looks like an APNs device token: 32 bytes in hex today, longer allowed.
 fn is_device_token(token: &str) -> bool {
     (64..=200).contains(&token.len())
-        && token.len() % 2 == 0
+        && token.len().is_multiple_of(2)
         && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
