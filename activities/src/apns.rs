@@ -834,6 +834,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn concurrent_sends_share_one_connection_and_one_token() {
+        let sandbox = Sandbox::spawn("concurrent").await;
+        let client = sandbox.client();
+        let sends = (0..50_u8).map(|n| {
+            let client = client.clone();
+            async move { client.send(&device(n), &message(u32::from(n))).await }
+        });
+        let outcomes = futures::future::join_all(sends).await;
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, SendOutcome::Accepted { .. })),
+            "{outcomes:?}"
+        );
+        assert_eq!(client.tokens_minted(), 1);
+        let stored = sandbox.notifications().await;
+        assert_eq!(stored.len(), 50);
+        let peers: std::collections::HashSet<_> = stored.iter().map(|n| &n.peer).collect();
+        assert_eq!(peers.len(), 1, "{peers:?}");
+    }
+
+    #[tokio::test]
     async fn authenticates_with_a_client_certificate() {
         let sandbox = Sandbox::spawn("certificate").await;
         let mut config = sandbox.config();

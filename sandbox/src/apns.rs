@@ -191,15 +191,18 @@ async fn serve_connection(
             return;
         }
     };
-    // The verifier only lets through certificates the sandbox CA signed.
-    let client_cert = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .is_some_and(|certs| !certs.is_empty());
+    let connection = Connection {
+        peer,
+        // The verifier only lets through certificates the sandbox CA signed.
+        client_cert: tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .is_some_and(|certs| !certs.is_empty()),
+    };
     let service = hyper::service::service_fn(move |request| {
         let sandbox = sandbox.clone();
-        async move { Ok::<_, Infallible>(handle(&sandbox, identity, client_cert, request).await) }
+        async move { Ok::<_, Infallible>(handle(&sandbox, identity, connection, request).await) }
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(tls), service);
@@ -214,6 +217,14 @@ async fn serve_connection(
     if let Err(error) = result {
         debug!(%peer, %error, "apns connection ended with an error");
     }
+}
+
+/// What a request's connection tells about it.
+#[derive(Debug, Clone, Copy)]
+struct Connection {
+    peer: SocketAddr,
+    /// Whether the client presented a certificate the sandbox CA issued.
+    client_cert: bool,
 }
 
 /// An error answer: status and `reason`.
@@ -237,7 +248,7 @@ struct Accepted {
 async fn handle(
     sandbox: &Sandbox,
     identity: &Identity,
-    client_cert: bool,
+    connection: Connection,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
@@ -248,7 +259,7 @@ async fn handle(
         .filter(|id| is_uuid(id))
         .map(str::to_owned);
     let apns_id = client_apns_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let accepted = match check(identity, client_cert, &parts, body, apns_id.clone()).await {
+    let accepted = match check(identity, connection, &parts, body, apns_id.clone()).await {
         Ok(accepted) => accepted,
         Err(rejection) => {
             return error_response(&apns_id, rejection.status, rejection.reason, None, None);
@@ -283,7 +294,7 @@ async fn handle(
 /// Checks a request as APNs does, in APNs' order.
 async fn check(
     identity: &Identity,
-    client_cert: bool,
+    connection: Connection,
     parts: &hyper::http::request::Parts,
     body: Incoming,
     apns_id: String,
@@ -317,7 +328,7 @@ async fn check(
                 issued_at: token.issued_at,
             }
         }
-        None if client_cert => Auth::Certificate,
+        None if connection.client_cert => Auth::Certificate,
         None => return Err(reject(StatusCode::FORBIDDEN, "MissingProviderToken")),
     };
 
@@ -392,6 +403,7 @@ async fn check(
             collapse_id: collapse_id.map(str::to_owned),
             payload,
             auth,
+            peer: connection.peer.to_string(),
             received_at_ms: now_ms(),
         },
     })

@@ -53,6 +53,8 @@ pub struct Notification {
     pub payload: serde_json::Value,
     /// How the request was authenticated.
     pub auth: Auth,
+    /// Client socket address, e.g. `127.0.0.1:50412`; equal values mean one connection.
+    pub peer: String,
     /// When the notification was accepted, in milliseconds since the Unix epoch.
     pub received_at_ms: u64,
 }
@@ -191,6 +193,7 @@ mod tests {
             collapse_id: None,
             payload: serde_json::json!({"aps": {}}),
             auth: Auth::Certificate,
+            peer: "127.0.0.1:1".to_owned(),
             received_at_ms: 0,
         }
     }

@@ -181,6 +181,7 @@ async fn token_auth_push_is_read_back_with_its_headers() {
     assert!(now_s() - issued_at < 60);
     assert_eq!(all[1].apns_id, generated);
     assert_eq!(all[1].push_type, None);
+    assert_eq!(all[0].peer, all[1].peer, "one HTTP/2 connection for both");
 
     assert_eq!(count(&sandbox, &token).await, 1);
     let after_first = notifications(&sandbox, &format!("?after_id={}", first.id)).await;
