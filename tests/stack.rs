@@ -152,9 +152,10 @@ fn start_sandbox() -> anyhow::Result<(SocketAddr, String)> {
             runtime.block_on(async move {
                 let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await;
                 let http = tokio::net::TcpListener::bind("127.0.0.1:0").await;
-                let (smtp, http) = match (smtp, http) {
-                    (Ok(s), Ok(h)) => (s, h),
-                    (Err(e), _) | (_, Err(e)) => {
+                let apns = tokio::net::TcpListener::bind("127.0.0.1:0").await;
+                let (smtp, http, apns) = match (smtp, http, apns) {
+                    (Ok(s), Ok(h), Ok(a)) => (s, h, a),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                         let _ = tx.send(Err(e.to_string()));
                         return;
                     }
@@ -165,7 +166,7 @@ fn start_sandbox() -> anyhow::Result<(SocketAddr, String)> {
                     _ => Err("listener without address".to_owned()),
                 });
                 if let Err(e) = fanout_sandbox::serve(
-                    fanout_sandbox::Listeners { smtp, http },
+                    fanout_sandbox::Listeners { smtp, http, apns },
                     std::future::pending(),
                 )
                 .await

@@ -827,9 +827,11 @@ mod sandbox_tests {
         async fn spawn() -> Self {
             let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let apns = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let base_url = format!("http://{}", http.local_addr().unwrap());
             let (stop, stopped) = oneshot::channel::<()>();
-            let serving = fanout_sandbox::serve(fanout_sandbox::Listeners { smtp, http }, async {
+            let listeners = fanout_sandbox::Listeners { smtp, http, apns };
+            let serving = fanout_sandbox::serve(listeners, async {
                 let _ = stopped.await;
             });
             let server = tokio::spawn(async move {

@@ -3,7 +3,8 @@
 //! The contracts (names, inputs, outputs) live in `fanout_domain::contracts`; this crate
 //! implements them. One module per concern:
 //! - [`audience`]: resolving a recipients query into the paged snapshot,
-//! - [`email`]: the SMTP channel, [`in_app`]: the inbox channel,
+//! - [`email`]: the SMTP channel, [`in_app`]: the inbox channel, [`apns`]: push to Apple
+//!   devices,
 //! - [`delivery`]: one page over one channel, resumable and classified into receipts,
 //! - [`control`]: pause, rate and cancellation as each send obeys them,
 //! - [`finalize`]: settling, recounting and recording a request's outcome.
@@ -12,6 +13,7 @@
 //! receipts, transient ones make the activity fail retryably so Temporal retries it, and a
 //! retry skips every instance that already reached a final status.
 
+pub mod apns;
 pub mod audience;
 pub mod control;
 pub mod delivery;

@@ -205,7 +205,10 @@ mod tests {
         );
         let got = combine(vec![
             (&a, dead()),
-            (&b, SendOutcome::permanent("fcm_INVALID_ARGUMENT", "bad payload")),
+            (
+                &b,
+                SendOutcome::permanent("fcm_INVALID_ARGUMENT", "bad payload"),
+            ),
         ]);
         assert!(matches!(got.outcome, SendOutcome::Permanent { .. }));
         let got = combine(vec![(&a, dead())]);

@@ -46,6 +46,7 @@ pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
         )
         .route("/api/smtp/faults/{id}", delete(remove_fault))
         .merge(crate::fcm::routes())
+        .merge(crate::apns::routes())
         .fallback(not_found)
         .with_state(sandbox)
 }

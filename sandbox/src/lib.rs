@@ -1,15 +1,18 @@
 //! Provider sandbox for development and tests: real provider protocols on loopback, with a
 //! read-back API that shows what arrived.
 //!
-//! Today it stands in for a mail relay. It speaks SMTP (pipelining, 8BITMIME, SMTPUTF8, SIZE;
-//! no TLS or AUTH), stores every accepted message in memory, and serves an HTTP API and a small
-//! web inbox for reading them back. Tests can also inject SMTP failures per recipient.
+//! It stands in for a mail relay and for APNs. It speaks SMTP (pipelining, 8BITMIME, SMTPUTF8,
+//! SIZE; no TLS or AUTH), stores every accepted message in memory, and serves an HTTP API and a
+//! small web inbox for reading them back. Tests can also inject SMTP failures per recipient. The
+//! [`apns`] simulator speaks Apple's provider API over HTTP/2 and TLS on its own listener, with
+//! its read-back and fault routes under `/api/apns/`.
 //!
 //! Layout, one module per provider plus what they share:
 //! - `smtp`: the SMTP server, its command parser and the fault rules.
 //! - `mailbox`: the bounded in-memory store of accepted emails (the newest
 //!   [`MAILBOX_CAPACITY`] are kept) and the JSON types the API returns.
 //! - `http`: the read-back API and the HTML inbox.
+//! - [`apns`]: the APNs simulator, its credentials, fault rules and stored notifications.
 //!
 //! [`serve`] runs everything on listeners the caller binds, so tests use port 0:
 //!
@@ -17,8 +20,9 @@
 //! # async fn example() -> anyhow::Result<()> {
 //! let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let apns = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let listeners = fanout_sandbox::Listeners { smtp, http };
+//! let listeners = fanout_sandbox::Listeners { smtp, http, apns };
 //! let server = tokio::spawn(fanout_sandbox::serve(listeners, async {
 //!     let _ = stopped.await;
 //! }));
@@ -40,9 +44,17 @@
 //! - `GET|POST|DELETE /api/smtp/faults`, `DELETE /api/smtp/faults/{id}`: fault rules
 //!   ([`FaultList`], [`NewFault`], [`Fault`]).
 //! - `GET /` and `GET /emails/{id}`: the HTML inbox for a browser.
+//! - `GET /api/apns/credentials` ([`apns::CredentialsInfo`]) and
+//!   `GET /api/apns/credentials/{ca.pem,signing-key.p8,client-cert.pem,client-key.pem}`: what an
+//!   APNs client needs to trust and authenticate to the simulator.
+//! - `GET|DELETE /api/apns/notifications?token=&after_id=&limit=` ([`apns::NotificationList`]),
+//!   `GET /api/apns/notifications/count?token=` ([`apns::NotificationCount`]).
+//! - `GET|POST|DELETE /api/apns/faults`, `DELETE /api/apns/faults/{id}`: APNs fault rules
+//!   ([`apns::FaultList`], [`apns::NewFault`], [`apns::Fault`]).
 //!
 //! Errors are JSON [`ErrorResponse`] bodies with a matching status code.
 
+pub mod apns;
 pub mod fcm;
 mod http;
 mod mailbox;
@@ -71,6 +83,7 @@ pub(crate) struct Sandbox {
     pub mailbox: Mailbox,
     pub smtp_faults: Faults,
     pub fcm: fcm::Fcm,
+    pub apns: apns::Apns,
 }
 
 impl Sandbox {
@@ -80,6 +93,7 @@ impl Sandbox {
             mailbox: Mailbox::new(MAILBOX_CAPACITY),
             smtp_faults: Faults::default(),
             fcm: fcm::Fcm::new(),
+            apns: apns::Apns::default(),
         }
     }
 }
@@ -91,6 +105,8 @@ pub struct Listeners {
     pub smtp: TcpListener,
     /// The read-back API and web inbox.
     pub http: TcpListener,
+    /// The APNs simulator: HTTP/2 over TLS.
+    pub apns: TcpListener,
 }
 
 /// Serves each protocol on its listener until `shutdown` resolves.
@@ -101,8 +117,10 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Listeners { smtp, http } = listeners;
-    let sandbox = Arc::new(Sandbox::new(smtp.local_addr().ok()));
+    let Listeners { smtp, http, apns } = listeners;
+    let mut sandbox = Sandbox::new(smtp.local_addr().ok());
+    sandbox.apns.addr = apns.local_addr().ok();
+    let sandbox = Arc::new(sandbox);
     let token = CancellationToken::new();
     let trigger = token.clone();
     let watcher = tokio::spawn(async move {
@@ -119,8 +137,9 @@ pub async fn serve(
             .await
             .context("http server failed")
     };
-    // If one server fails the other is dropped with it, which closes its connections.
-    let result = tokio::try_join!(smtp_server, http_server);
+    let apns_server = apns::run(apns, sandbox.clone(), token.clone());
+    // If one server fails the others are dropped with it, which closes their connections.
+    let result = tokio::try_join!(smtp_server, http_server, apns_server);
     watcher.abort();
-    result.map(|((), ())| ())
+    result.map(|((), (), ())| ())
 }

@@ -1,7 +1,8 @@
 //! `fanout-sandbox`: runs the provider sandbox on loopback until SIGINT or SIGTERM.
 //!
 //! Listens on `FANOUT_SANDBOX_SMTP_ADDR` (default `127.0.0.1:2525`) for SMTP and
-//! `FANOUT_SANDBOX_HTTP_ADDR` (default `127.0.0.1:8025`) for the read-back API and web inbox.
+//! `FANOUT_SANDBOX_HTTP_ADDR` (default `127.0.0.1:8025`) for the read-back API and web inbox,
+//! and `FANOUT_SANDBOX_APNS_ADDR` (default `127.0.0.1:2197`) for the APNs simulator.
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -10,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 const DEFAULT_SMTP_ADDR: &str = "127.0.0.1:2525";
 const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8025";
+const DEFAULT_APNS_ADDR: &str = "127.0.0.1:2197";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,18 +23,24 @@ async fn main() -> anyhow::Result<()> {
 
     let smtp_addr = address("FANOUT_SANDBOX_SMTP_ADDR", DEFAULT_SMTP_ADDR);
     let http_addr = address("FANOUT_SANDBOX_HTTP_ADDR", DEFAULT_HTTP_ADDR);
+    let apns_addr = address("FANOUT_SANDBOX_APNS_ADDR", DEFAULT_APNS_ADDR);
     let smtp = TcpListener::bind(&smtp_addr)
         .await
         .with_context(|| format!("failed to bind smtp listener on {smtp_addr}"))?;
     let http = TcpListener::bind(&http_addr)
         .await
         .with_context(|| format!("failed to bind http listener on {http_addr}"))?;
+    let apns = TcpListener::bind(&apns_addr)
+        .await
+        .with_context(|| format!("failed to bind apns listener on {apns_addr}"))?;
     info!(
         smtp = %smtp.local_addr()?,
         http = %http.local_addr()?,
+        apns = %apns.local_addr()?,
         "fanout-sandbox listening"
     );
-    fanout_sandbox::serve(fanout_sandbox::Listeners { smtp, http }, shutdown_signal()).await?;
+    let listeners = fanout_sandbox::Listeners { smtp, http, apns };
+    fanout_sandbox::serve(listeners, shutdown_signal()).await?;
     info!("fanout-sandbox stopped");
     Ok(())
 }

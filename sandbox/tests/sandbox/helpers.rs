@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 /// A running sandbox; stopped when dropped.
 pub struct TestSandbox {
     pub smtp_port: u16,
+    /// Base URL of the APNs simulator, e.g. `https://127.0.0.1:40123`.
+    pub apns_url: String,
     base_url: String,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -23,11 +25,13 @@ impl TestSandbox {
     pub async fn spawn() -> Self {
         let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let apns = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let smtp_port = smtp.local_addr().unwrap().port();
+        let apns_url = format!("https://{}", apns.local_addr().unwrap());
         let base_url = format!("http://{}", http.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(fanout_sandbox::serve(
-            fanout_sandbox::Listeners { smtp, http },
+            fanout_sandbox::Listeners { smtp, http, apns },
             async {
                 let _ = stopped.await;
             },
@@ -38,6 +42,7 @@ impl TestSandbox {
             .unwrap();
         Self {
             smtp_port,
+            apns_url,
             base_url,
             http,
             stop: Some(stop),

@@ -1,0 +1,231 @@
+//! The in-memory store of accepted notifications and the JSON shapes the read-back API returns.
+//!
+//! Like the mailbox, it keeps the newest [`CAPACITY`] notifications and evicts the oldest
+//! beyond that; ids start at 1 and keep increasing across [`Notifications::clear`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+/// How many notifications the simulator keeps; older ones are evicted first.
+pub const CAPACITY: usize = 200_000;
+
+/// How a request was authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Auth {
+    /// A provider token (JWT).
+    Token {
+        /// The token's `kid`.
+        key_id: String,
+        /// The token's `iss`.
+        team_id: String,
+        /// The token's `iat`, in seconds since the Unix epoch: equal values mean the client
+        /// reused one token.
+        issued_at: u64,
+    },
+    /// The client certificate the sandbox CA issued, without a provider token.
+    Certificate,
+}
+
+/// One accepted notification as the read-back API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Sequence number assigned on acceptance; increases monotonically.
+    pub id: u64,
+    /// Device token from the request path.
+    pub token: String,
+    /// The `apns-id` answered: the client's, or one the simulator generated.
+    pub apns_id: String,
+    /// `apns-topic`, or the certificate's bundle id when a certificate-authenticated request
+    /// named none.
+    pub topic: String,
+    /// `apns-push-type`, if sent.
+    pub push_type: Option<String>,
+    /// `apns-priority`, if sent.
+    pub priority: Option<u8>,
+    /// `apns-expiration` (seconds since the Unix epoch; 0 means deliver once or drop), if sent.
+    pub expiration: Option<u64>,
+    /// `apns-collapse-id`, if sent.
+    pub collapse_id: Option<String>,
+    /// The JSON payload.
+    pub payload: serde_json::Value,
+    /// How the request was authenticated.
+    pub auth: Auth,
+    /// Client socket address, e.g. `127.0.0.1:50412`; equal values mean one connection.
+    pub peer: String,
+    /// When the notification was accepted, in milliseconds since the Unix epoch.
+    pub received_at_ms: u64,
+}
+
+/// One page of `GET /api/apns/notifications`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationList {
+    /// Matching notifications, oldest first.
+    pub notifications: Vec<Notification>,
+    /// Cursor for the next page (`after_id`); `null` when no further notification matched.
+    pub next_after_id: Option<u64>,
+}
+
+/// Body of `GET /api/apns/notifications/count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationCount {
+    /// Number of stored notifications matching the filter.
+    pub count: u64,
+}
+
+/// The bounded, shared notification store.
+#[derive(Debug)]
+pub(crate) struct Notifications {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Sorted by id because ids are assigned under the same lock that appends.
+    items: VecDeque<Arc<Notification>>,
+    next_id: u64,
+    /// Stored notifications per device token, so counting is O(1) at any size.
+    per_token: HashMap<String, u64>,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Self::new(CAPACITY)
+    }
+}
+
+impl Notifications {
+    /// Creates an empty store that keeps at most `capacity` notifications.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            inner: Mutex::new(Inner {
+                items: VecDeque::new(),
+                next_id: 1,
+                per_token: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Stores `notification` under the next id, which it returns.
+    pub fn store(&self, mut notification: Notification) -> u64 {
+        let mut inner = self.lock();
+        let id = inner.next_id;
+        inner.next_id += 1;
+        notification.id = id;
+        while inner.items.len() >= self.capacity {
+            let Some(evicted) = inner.items.pop_front() else {
+                break;
+            };
+            if let Some(count) = inner.per_token.get_mut(&evicted.token) {
+                *count -= 1;
+                if *count == 0 {
+                    inner.per_token.remove(&evicted.token);
+                }
+            }
+        }
+        *inner
+            .per_token
+            .entry(notification.token.clone())
+            .or_default() += 1;
+        inner.items.push_back(Arc::new(notification));
+        id
+    }
+
+    /// Returns up to `limit` notifications after `after_id` (for `token` when given), oldest
+    /// first, and whether more matched.
+    pub fn list(
+        &self,
+        token: Option<&str>,
+        after_id: Option<u64>,
+        limit: usize,
+    ) -> (Vec<Arc<Notification>>, bool) {
+        let inner = self.lock();
+        let start = after_id.map_or(0, |after| inner.items.partition_point(|n| n.id <= after));
+        let mut matching = inner
+            .items
+            .range(start..)
+            .filter(|n| token.is_none_or(|token| n.token == token));
+        let page: Vec<_> = matching.by_ref().take(limit).cloned().collect();
+        let more = matching.next().is_some();
+        (page, more)
+    }
+
+    /// Counts stored notifications, only those for `token` when given.
+    pub fn count(&self, token: Option<&str>) -> u64 {
+        let inner = self.lock();
+        match token {
+            Some(token) => inner.per_token.get(token).copied().unwrap_or(0),
+            None => inner.items.len() as u64,
+        }
+    }
+
+    /// Removes every stored notification; ids keep increasing afterwards.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.items.clear();
+        inner.per_token.clear();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notification(token: &str) -> Notification {
+        Notification {
+            id: 0,
+            token: token.to_owned(),
+            apns_id: "00000000-0000-0000-0000-000000000000".to_owned(),
+            topic: "com.example".to_owned(),
+            push_type: None,
+            priority: None,
+            expiration: None,
+            collapse_id: None,
+            payload: serde_json::json!({"aps": {}}),
+            auth: Auth::Certificate,
+            peer: "127.0.0.1:1".to_owned(),
+            received_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_and_counts_per_token() {
+        let store = Notifications::new(2);
+        store.store(notification("a"));
+        store.store(notification("b"));
+        let id = store.store(notification("a"));
+        assert_eq!(id, 3);
+        assert_eq!((store.count(None), store.count(Some("a"))), (2, 1));
+        assert_eq!(store.count(Some("b")), 1);
+        let (page, more) = store.list(None, None, 10);
+        assert_eq!(page.iter().map(|n| n.id).collect::<Vec<_>>(), [2, 3]);
+        assert!(!more);
+    }
+
+    #[test]
+    fn pages_by_cursor_and_token_and_ids_survive_clear() {
+        let store = Notifications::new(10);
+        for token in ["a", "b", "a", "a"] {
+            store.store(notification(token));
+        }
+        let (page, more) = store.list(Some("a"), None, 2);
+        assert_eq!(page.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 3]);
+        assert!(more);
+        let (page, more) = store.list(Some("a"), Some(3), 2);
+        assert_eq!(page.iter().map(|n| n.id).collect::<Vec<_>>(), [4]);
+        assert!(!more);
+        store.clear();
+        assert_eq!(store.count(Some("a")), 0);
+        assert_eq!(store.store(notification("a")), 5);
+    }
+}
