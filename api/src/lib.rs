@@ -5,7 +5,7 @@
 //! in-app inbox from Temporal (while a request runs) and the store (once it has finished).
 //!
 //! Layout: [`app`] builds the router from one module per resource ([`notify`], [`requests`]
-//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`users`], [`templates`], [`inbox`], [`health`] with the OpenAPI
+//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`users`], [`templates`], [`inbox`] (listing, tokens, read state, SSE and WebSocket streams), [`health`] with the OpenAPI
 //! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
 //! [`run`] serves on a given listener until a shutdown future resolves.
@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,8 @@ pub struct Config {
     /// How long a dedupe key keeps returning its request; after that a trigger with the same
     /// key starts a new one.
     pub dedupe_window_seconds: u64,
+    /// The in-app inbox's streams and tokens.
+    pub inbox: inbox::InboxConfig,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             temporal: TemporalConfig::default(),
             store: StoreConfig::default(),
             dedupe_window_seconds: 24 * 3600,
+            inbox: inbox::InboxConfig::default(),
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct AppState {
     pub orchestrator: Arc<dyn Orchestrator>,
     /// See [`Config::dedupe_window_seconds`].
     pub dedupe_window: Duration,
+    /// The process's inbox stream fan-out (one store poller for all connections).
+    pub inbox: inbox::InboxHub,
 }
 
 /// Builds the router.
@@ -94,6 +99,21 @@ pub fn app(state: AppState) -> Router {
                 .delete(users::delete_user),
         )
         .route("/v1/users/{user_id}/inbox", get(inbox::list))
+        .route("/v1/users/{user_id}/inbox-token", post(inbox::issue_token))
+        .route(
+            "/v1/users/{user_id}/inbox-tokens",
+            delete(inbox::revoke_tokens),
+        )
+        .route(
+            "/v1/users/{user_id}/inbox-tokens/{token_id}",
+            delete(inbox::revoke_token),
+        )
+        .route("/v1/inbox", get(inbox::list_own))
+        .route("/v1/inbox/unread-count", get(inbox::unread_count))
+        .route("/v1/inbox/messages/{message_id}/read", post(inbox::read))
+        .route("/v1/inbox/read-all", post(inbox::read_all))
+        .route("/v1/inbox/stream", get(inbox::stream::sse))
+        .route("/v1/inbox/ws", get(inbox::stream::ws))
         .route(
             "/v1/templates/{template_id}",
             put(templates::put_template).get(templates::get_template),
@@ -112,6 +132,7 @@ pub async fn run(
     let store = Store::connect(&config.store).await?;
     let orchestrator = TemporalOrchestrator::connect(&config.temporal).await?;
     let state = AppState {
+        inbox: inbox::InboxHub::new(store.clone(), config.inbox.clone()),
         store,
         orchestrator: Arc::new(orchestrator),
         dedupe_window: Duration::from_secs(config.dedupe_window_seconds),

@@ -327,7 +327,7 @@ async fn revoke_tokens_in(
     let rows = sqlx::query(
         "UPDATE inbox_tokens SET revoked_at_ms = $1
          WHERE tenant_id = $2 AND user_id = $3 AND revoked_at_ms IS NULL
-           AND ($4 = '' OR token_id = $4)
+           AND expires_at_ms > $1 AND ($4 = '' OR token_id = $4)
          RETURNING token_id",
     )
     .bind(now)
@@ -558,7 +558,7 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Revokes every live token of the user and returns how many there were.
+    /// Revokes every live (unrevoked, unexpired) token of the user and returns how many.
     pub async fn revoke_inbox_tokens(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<u64> {
         let mut tx = self.pool().begin().await?;
         let revoked = revoke_tokens_in(&mut tx, tenant_id, user_id, None).await?;
