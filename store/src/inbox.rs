@@ -971,4 +971,41 @@ mod tests {
             [InboxEventKind::TokenRevoked]
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_tailing_reader_never_sees_a_gap_while_writers_race() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (store, t) = (store.clone(), t.clone());
+                tokio::spawn(async move {
+                    let user = UserId::parse(&format!("u{w}")).unwrap();
+                    for i in 0..25 {
+                        let batch = [
+                            message(&t, &user, &format!("{w}-{i}-a"), i),
+                            message(&t, &user, &format!("{w}-{i}-b"), i),
+                        ];
+                        store.record_deliveries(&t, &[], &batch).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        // Whatever a read returns must continue the sequence exactly: a gap would be an event
+        // committed later below one already seen, which a resuming reader would skip.
+        let mut cursor = 0;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while cursor < 200 {
+            assert!(tokio::time::Instant::now() < deadline, "stuck at {cursor}");
+            for entry in store.inbox_log_after(cursor, 7).await.unwrap() {
+                assert_eq!(entry.seq, cursor + 1);
+                cursor = entry.seq;
+            }
+            tokio::task::yield_now().await;
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(store.last_inbox_seq().await.unwrap(), 200);
+    }
 }
