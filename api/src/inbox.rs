@@ -340,3 +340,32 @@ pub async fn unread_count(
         .await?;
     Ok(Json(Unread { unread }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn stream_settings_load_from_fanout_inbox_variables() {
+        let env: HashMap<String, String> = [
+            ("FANOUT_INBOX__POLL_INTERVAL_MS", "100"),
+            ("FANOUT_INBOX__BUFFER", "16"),
+            ("FANOUT_INBOX__TOKEN_TTL_SECONDS", "600"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config: crate::Config = fanout_domain::config::load(None, &env).unwrap();
+        assert_eq!(
+            config.inbox,
+            InboxConfig {
+                poll_interval_ms: 100,
+                buffer: 16,
+                token_ttl_seconds: 600,
+                ..InboxConfig::default()
+            }
+        );
+    }
+}

@@ -5,7 +5,7 @@
 //! in-app inbox from Temporal (while a request runs) and the store (once it has finished).
 //!
 //! Layout: [`app`] builds the router from one module per resource ([`notify`], [`requests`]
-//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`users`], [`templates`], [`inbox`] (listing, tokens, read state, SSE and WebSocket streams), [`health`] with the OpenAPI
+//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`users`], [`templates`], [`inbox`], [`health`] with the OpenAPI
 //! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
 //! [`run`] serves on a given listener until a shutdown future resolves.

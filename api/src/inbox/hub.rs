@@ -244,10 +244,13 @@ mod tests {
     use super::*;
 
     async fn hub(buffer: usize) -> InboxHub {
+        // Each test its own file: two tests can start within the same millisecond.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "fanout-hub-test-{}-{}",
+            "fanout-hub-test-{}-{}-{}",
             std::process::id(),
-            fanout_store::now_ms()
+            fanout_store::now_ms(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         let store = Store::connect(&StoreConfig {
             url: format!("sqlite://{}/db.sqlite?mode=rwc", dir.display()),
