@@ -4,6 +4,7 @@
 
 mod crash;
 mod helpers;
+mod inbox_stream;
 mod notify;
 mod orchestration;
 mod record;

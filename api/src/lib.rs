@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,8 @@ pub struct Config {
     /// How long a dedupe key keeps returning its request; after that a trigger with the same
     /// key starts a new one.
     pub dedupe_window_seconds: u64,
+    /// The in-app inbox's streams and tokens.
+    pub inbox: inbox::InboxConfig,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             temporal: TemporalConfig::default(),
             store: StoreConfig::default(),
             dedupe_window_seconds: 24 * 3600,
+            inbox: inbox::InboxConfig::default(),
         }
     }
 }
@@ -76,6 +79,8 @@ pub struct AppState {
     pub orchestrator: Arc<dyn Orchestrator>,
     /// See [`Config::dedupe_window_seconds`].
     pub dedupe_window: Duration,
+    /// The process's inbox stream fan-out (one store poller for all connections).
+    pub inbox: inbox::InboxHub,
 }
 
 /// Builds the router.
@@ -100,6 +105,21 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/users/{user_id}/inbox", get(inbox::list))
         .merge(templates::routes())
+        .route("/v1/users/{user_id}/inbox-token", post(inbox::issue_token))
+        .route(
+            "/v1/users/{user_id}/inbox-tokens",
+            delete(inbox::revoke_tokens),
+        )
+        .route(
+            "/v1/users/{user_id}/inbox-tokens/{token_id}",
+            delete(inbox::revoke_token),
+        )
+        .route("/v1/inbox", get(inbox::list_own))
+        .route("/v1/inbox/unread-count", get(inbox::unread_count))
+        .route("/v1/inbox/messages/{message_id}/read", post(inbox::read))
+        .route("/v1/inbox/read-all", post(inbox::read_all))
+        .route("/v1/inbox/stream", get(inbox::stream::sse))
+        .route("/v1/inbox/ws", get(inbox::stream::ws))
         .merge(follows::routes())
         .merge(segments::routes())
         .merge(preferences::routes())
@@ -116,6 +136,7 @@ pub async fn run(
     let store = Store::connect(&config.store).await?;
     let orchestrator = TemporalOrchestrator::connect(&config.temporal).await?;
     let state = AppState {
+        inbox: inbox::InboxHub::new(store.clone(), config.inbox.clone()),
         store,
         orchestrator: Arc::new(orchestrator),
         dedupe_window: Duration::from_secs(config.dedupe_window_seconds),

@@ -1,13 +1,31 @@
-//! The in-app inbox: one row per in-app delivery instance, newest first.
+//! The in-app inbox: one row per in-app delivery instance, newest first; the per-user tokens
+//! that open its real-time streams; read state; and the ordered event log those streams tail.
+//!
+//! Every change a client should see (a new message, a message read, all read) and every token
+//! revocation is appended to `inbox_events` in the same transaction as the change, with a
+//! sequence number taken from the single-row `inbox_sequence` counter. Bumping that counter
+//! serialises event writers until they commit (PostgreSQL holds its row lock, SQLite has one
+//! writer), so sequence order is commit order: a reader that has seen event n never later finds
+//! a committed event below n, and "everything after n" is a complete resume point.
+
+use std::collections::{HashMap, HashSet};
 
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::{InstanceId, RequestId, TenantId, UnixMillis, UserId};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, multi_row_sql, parse_col, rows_per_statement};
+use crate::{
+    Result, Store, StoreError, multi_row_sql, now_ms, parse_col, placeholders, rows_per_statement,
+};
 
 const T: &str = "inbox";
+const EVENTS: &str = "inbox_events";
+
+/// The prefix of every inbox token, so leaked tokens are easy to recognise and scan for.
+pub const INBOX_TOKEN_PREFIX: &str = "fit_";
 
 /// A position in a user's inbox listing: the last message seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +34,141 @@ pub struct InboxCursor {
     pub created_at_ms: UnixMillis,
     /// Its id, breaking ties.
     pub id: InstanceId,
+}
+
+/// A freshly issued inbox token. The plaintext exists only here; the store keeps its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedInboxToken {
+    /// The bearer token to hand to the user's device.
+    pub token: String,
+    /// Its public name, for revocation.
+    pub token_id: String,
+    /// When it stops working.
+    pub expires_at_ms: UnixMillis,
+}
+
+/// What a live inbox token grants: one user of one tenant, until it expires or is revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxGrant {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The only user whose inbox the token opens.
+    pub user_id: UserId,
+    /// The token's public name.
+    pub token_id: String,
+    /// When it stops working.
+    pub expires_at_ms: UnixMillis,
+}
+
+/// The kind of an inbox event, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InboxEventKind {
+    /// A message arrived; the subject is its id.
+    Message,
+    /// A message was read; the subject is its id.
+    Read,
+    /// Every unread message was read.
+    ReadAll,
+    /// A token was revoked; the subject is its token id. Streams close, clients never see it.
+    TokenRevoked,
+}
+
+impl InboxEventKind {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Read => "read",
+            Self::ReadAll => "read_all",
+            Self::TokenRevoked => "token_revoked",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "message" => Self::Message,
+            "read" => Self::Read,
+            "read_all" => Self::ReadAll,
+            "token_revoked" => Self::TokenRevoked,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of the event log, without message content: what pollers scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxLogEntry {
+    /// Its position in the log.
+    pub seq: i64,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The user whose inbox changed.
+    pub user_id: UserId,
+    /// What happened.
+    pub kind: InboxEventKind,
+    /// The message or token it concerns.
+    pub subject: Option<String>,
+    /// When it happened.
+    pub at_ms: UnixMillis,
+}
+
+/// An inbox change with what a client needs to show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxEvent {
+    /// Its position in the log: the stream's event id.
+    pub seq: i64,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The user whose inbox changed.
+    pub user_id: UserId,
+    /// The change.
+    pub change: InboxChange,
+}
+
+/// What changed in an inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InboxChange {
+    /// A new message.
+    Message(Box<InboxMessage>),
+    /// A message was read.
+    Read {
+        /// The message.
+        message_id: InstanceId,
+        /// When.
+        read_at_ms: UnixMillis,
+    },
+    /// Every message delivered before this event is read.
+    ReadAll {
+        /// When.
+        read_at_ms: UnixMillis,
+    },
+    /// A token was revoked: streams opened with it must close.
+    TokenRevoked {
+        /// The token's public name.
+        token_id: String,
+    },
+}
+
+/// The outcome of marking one message read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkRead {
+    /// It was unread and now is read, at this time.
+    Marked(UnixMillis),
+    /// It had been read already, at this time; nothing changed.
+    AlreadyRead(UnixMillis),
+    /// The user has no such message.
+    NotFound,
+}
+
+/// Hashes an inbox token for storage and lookup.
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
 }
 
 fn message_from_row(row: &AnyRow) -> Result<InboxMessage> {
@@ -35,19 +188,86 @@ fn message_from_row(row: &AnyRow) -> Result<InboxMessage> {
     })
 }
 
-/// Adds messages not already in the inbox, inside the caller's transaction.
+fn entry_from_row(row: &AnyRow) -> Result<InboxLogEntry> {
+    let tenant_id: String = row.try_get("tenant_id")?;
+    let user_id: String = row.try_get("user_id")?;
+    let kind: String = row.try_get("kind")?;
+    Ok(InboxLogEntry {
+        seq: row.try_get("seq")?,
+        tenant_id: parse_col(EVENTS, TenantId::parse(&tenant_id))?,
+        user_id: parse_col(EVENTS, UserId::parse(&user_id))?,
+        kind: InboxEventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+            table: EVENTS,
+            reason: format!("unknown event kind {kind:?}"),
+        })?,
+        subject: row.try_get("subject")?,
+        at_ms: row.try_get("at_ms")?,
+    })
+}
+
+/// Takes `n` consecutive sequence numbers and returns the first. The counter's row stays locked
+/// until the caller's transaction ends, which is what keeps sequence order equal to commit
+/// order; callers take it as late as they can, or first when what they write next depends on
+/// every earlier event being committed (see [`Store::mark_all_inbox_read`]).
+async fn reserve_seqs(tx: &mut sqlx::Transaction<'_, sqlx::Any>, n: usize) -> Result<i64> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let row = sqlx::query(
+        "UPDATE inbox_sequence SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq",
+    )
+    .bind(n)
+    .fetch_one(&mut **tx)
+    .await?;
+    let last: i64 = row.try_get("last_seq")?;
+    Ok(last - n + 1)
+}
+
+/// Appends events numbered from `first`, in order.
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &TenantId,
+    first: i64,
+    events: &[(&UserId, InboxEventKind, Option<&str>)],
+    at_ms: UnixMillis,
+) -> Result<()> {
+    let mut seq = first;
+    for chunk in events.chunks(rows_per_statement(6)) {
+        let sql = multi_row_sql(
+            "INSERT INTO inbox_events (seq, tenant_id, user_id, kind, subject, at_ms)",
+            6,
+            chunk.len(),
+            "",
+        );
+        let mut query = sqlx::query(&sql);
+        for (user_id, kind, subject) in chunk {
+            query = query
+                .bind(seq)
+                .bind(tenant_id.as_str())
+                .bind(user_id.as_str())
+                .bind(kind.as_str())
+                .bind(subject.map(str::to_owned))
+                .bind(at_ms);
+            seq += 1;
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Adds messages not already in the inbox, inside the caller's transaction, with one
+/// `message` event for each one actually added (a retried delivery adds neither).
 pub(crate) async fn insert_messages(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &TenantId,
     messages: &[InboxMessage],
 ) -> Result<()> {
+    let mut added = HashSet::with_capacity(messages.len());
     for chunk in messages.chunks(rows_per_statement(8)) {
         let sql = multi_row_sql(
             "INSERT INTO inbox (instance_id, tenant_id, user_id, request_id, title, body, data,
                                 created_at_ms)",
             8,
             chunk.len(),
-            "ON CONFLICT (instance_id) DO NOTHING",
+            "ON CONFLICT (instance_id) DO NOTHING RETURNING instance_id",
         );
         let mut query = sqlx::query(&sql);
         for m in chunk {
@@ -62,9 +282,74 @@ pub(crate) async fn insert_messages(
                 .bind(data)
                 .bind(m.created_at_ms);
         }
-        query.execute(&mut **tx).await?;
+        for row in query.fetch_all(&mut **tx).await? {
+            let id: String = row.try_get("instance_id")?;
+            added.insert(id);
+        }
     }
+    if added.is_empty() {
+        return Ok(());
+    }
+    // In input order, so a page's messages reach a user's stream in the order delivered.
+    let events: Vec<_> = messages
+        .iter()
+        .filter(|m| added.contains(m.id.as_str()))
+        .map(|m| (&m.user_id, InboxEventKind::Message, Some(m.id.as_str())))
+        .collect();
+    let first = reserve_seqs(tx, events.len()).await?;
+    insert_events(tx, tenant_id, first, &events, now_ms()).await
+}
+
+/// Forgets a user's inbox events and revokes their tokens, inside the caller's transaction;
+/// for erasure, beside deleting their `inbox` rows. Open streams of theirs close.
+pub(crate) async fn erase_user_streams(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &TenantId,
+    user_id: &UserId,
+) -> Result<()> {
+    sqlx::query("DELETE FROM inbox_events WHERE tenant_id = $1 AND user_id = $2")
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    revoke_tokens_in(tx, tenant_id, user_id, None).await?;
     Ok(())
+}
+
+/// Revokes the user's live tokens (or just `token_id`) and logs one event per token revoked.
+async fn revoke_tokens_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &TenantId,
+    user_id: &UserId,
+    token_id: Option<&str>,
+) -> Result<u64> {
+    let now = now_ms();
+    let rows = sqlx::query(
+        "UPDATE inbox_tokens SET revoked_at_ms = $1
+         WHERE tenant_id = $2 AND user_id = $3 AND revoked_at_ms IS NULL
+           AND expires_at_ms > $1 AND ($4 = '' OR token_id = $4)
+         RETURNING token_id",
+    )
+    .bind(now)
+    .bind(tenant_id.as_str())
+    .bind(user_id.as_str())
+    .bind(token_id.unwrap_or(""))
+    .fetch_all(&mut **tx)
+    .await?;
+    let ids = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>("token_id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let events: Vec<_> = ids
+        .iter()
+        .map(|id| (user_id, InboxEventKind::TokenRevoked, Some(id.as_str())))
+        .collect();
+    let first = reserve_seqs(tx, events.len()).await?;
+    insert_events(tx, tenant_id, first, &events, now).await?;
+    Ok(ids.len() as u64)
 }
 
 impl Store {
@@ -92,6 +377,308 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(message_from_row).collect()
+    }
+
+    /// Counts a user's unread messages.
+    pub async fn unread_inbox_count(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<u64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM inbox
+             WHERE tenant_id = $1 AND user_id = $2 AND read_at_ms IS NULL",
+        )
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    /// Marks one of the user's messages read at `at_ms`, logging a `read` event if it was unread.
+    pub async fn mark_inbox_read(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &UserId,
+        message_id: &InstanceId,
+        at_ms: UnixMillis,
+    ) -> Result<MarkRead> {
+        let mut tx = self.pool().begin().await?;
+        // The counter first: it takes the write lock before the update reads anything.
+        let seq = reserve_seqs(&mut tx, 1).await?;
+        let marked = sqlx::query(
+            "UPDATE inbox SET read_at_ms = $1
+             WHERE tenant_id = $2 AND user_id = $3 AND instance_id = $4 AND read_at_ms IS NULL",
+        )
+        .bind(at_ms)
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .bind(message_id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 1 {
+            let event = [(user_id, InboxEventKind::Read, Some(message_id.as_str()))];
+            insert_events(&mut tx, tenant_id, seq, &event, at_ms).await?;
+            tx.commit().await?;
+            return Ok(MarkRead::Marked(at_ms));
+        }
+        // Nothing changed: give the sequence number back.
+        tx.rollback().await?;
+        let row = sqlx::query(
+            "SELECT read_at_ms FROM inbox WHERE tenant_id = $1 AND user_id = $2 AND instance_id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .bind(message_id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            None => MarkRead::NotFound,
+            Some(row) => {
+                let at: Option<i64> = row.try_get("read_at_ms")?;
+                at.map_or(MarkRead::NotFound, MarkRead::AlreadyRead)
+            }
+        })
+    }
+
+    /// Marks every unread message of the user read at `at_ms` and returns how many there were;
+    /// logs one `read_all` event if any.
+    pub async fn mark_all_inbox_read(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &UserId,
+        at_ms: UnixMillis,
+    ) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        // The counter before the update: every message whose event is numbered below ours has
+        // committed by then (its writer held the counter until it did), so the update sees it
+        // and "read_all" truly covers every message a client received before it. A message
+        // committing later is numbered after us.
+        let seq = reserve_seqs(&mut tx, 1).await?;
+        let marked = sqlx::query(
+            "UPDATE inbox SET read_at_ms = $1
+             WHERE tenant_id = $2 AND user_id = $3 AND read_at_ms IS NULL",
+        )
+        .bind(at_ms)
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 0 {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let event = [(user_id, InboxEventKind::ReadAll, None)];
+        insert_events(&mut tx, tenant_id, seq, &event, at_ms).await?;
+        tx.commit().await?;
+        Ok(marked)
+    }
+
+    /// Issues a token that opens `user_id`'s inbox (and nothing else) until `expires_at_ms`.
+    pub async fn issue_inbox_token(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &UserId,
+        expires_at_ms: UnixMillis,
+    ) -> Result<IssuedInboxToken> {
+        let token = format!("{INBOX_TOKEN_PREFIX}{}", random_hex(32));
+        let token_id = format!("itk_{}", random_hex(12));
+        sqlx::query(
+            "INSERT INTO inbox_tokens (token_hash, token_id, tenant_id, user_id, created_at_ms,
+                                       expires_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(hash_token(&token))
+        .bind(token_id.as_str())
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .bind(now_ms())
+        .bind(expires_at_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(IssuedInboxToken {
+            token,
+            token_id,
+            expires_at_ms,
+        })
+    }
+
+    /// Returns what a token grants if it is known, unrevoked and unexpired at `now_ms`.
+    pub async fn verify_inbox_token(
+        &self,
+        token: &str,
+        now_ms: UnixMillis,
+    ) -> Result<Option<InboxGrant>> {
+        let row = sqlx::query(
+            "SELECT token_id, tenant_id, user_id, expires_at_ms FROM inbox_tokens
+             WHERE token_hash = $1 AND revoked_at_ms IS NULL AND expires_at_ms > $2",
+        )
+        .bind(hash_token(token))
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let tenant_id: String = row.try_get("tenant_id")?;
+        let user_id: String = row.try_get("user_id")?;
+        Ok(Some(InboxGrant {
+            tenant_id: parse_col("inbox_tokens", TenantId::parse(&tenant_id))?,
+            user_id: parse_col("inbox_tokens", UserId::parse(&user_id))?,
+            token_id: row.try_get("token_id")?,
+            expires_at_ms: row.try_get("expires_at_ms")?,
+        }))
+    }
+
+    /// Revokes one of the user's tokens. Returns whether the user has a token of that id
+    /// (revoking a revoked token again changes nothing).
+    pub async fn revoke_inbox_token(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &UserId,
+        token_id: &str,
+    ) -> Result<bool> {
+        if token_id.is_empty() {
+            return Ok(false);
+        }
+        let mut tx = self.pool().begin().await?;
+        let revoked = revoke_tokens_in(&mut tx, tenant_id, user_id, Some(token_id)).await?;
+        tx.commit().await?;
+        if revoked > 0 {
+            return Ok(true);
+        }
+        let row = sqlx::query(
+            "SELECT 1 FROM inbox_tokens WHERE tenant_id = $1 AND user_id = $2 AND token_id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .bind(token_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Revokes every live (unrevoked, unexpired) token of the user and returns how many.
+    pub async fn revoke_inbox_tokens(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        let revoked = revoke_tokens_in(&mut tx, tenant_id, user_id, None).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Forgets the user's inbox events and revokes their tokens (closing their open streams):
+    /// the stream side of erasing a user, next to [`Store::delete_user`].
+    pub async fn erase_inbox_streams(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        erase_user_streams(&mut tx, tenant_id, user_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The number of the newest committed event (0 before the first): where a stream that
+    /// asks for no history starts.
+    pub async fn last_inbox_seq(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT last_seq FROM inbox_sequence WHERE id = 1")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get("last_seq")?)
+    }
+
+    /// Up to `limit` events of every tenant after `after`, in order: what a poller scans.
+    pub async fn inbox_log_after(&self, after: i64, limit: u32) -> Result<Vec<InboxLogEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, tenant_id, user_id, kind, subject, at_ms FROM inbox_events
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// Up to `limit` of one user's events after `after`, in order: what a resuming stream
+    /// replays.
+    pub async fn user_inbox_log_after(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &UserId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<InboxLogEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, tenant_id, user_id, kind, subject, at_ms FROM inbox_events
+             WHERE tenant_id = $1 AND user_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+        )
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// Turns log entries into events, loading the messages they announce. Message events whose
+    /// row is gone (the user was erased) are dropped; the order is kept.
+    pub async fn resolve_inbox_events(&self, entries: &[InboxLogEntry]) -> Result<Vec<InboxEvent>> {
+        let wanted: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.kind == InboxEventKind::Message)
+            .filter_map(|e| e.subject.as_deref())
+            .collect();
+        let mut messages: HashMap<(String, String), InboxMessage> = HashMap::new();
+        for chunk in wanted.chunks(200) {
+            let sql = format!(
+                "SELECT instance_id, tenant_id, user_id, request_id, title, body, data,
+                        created_at_ms, read_at_ms
+                 FROM inbox WHERE instance_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                let tenant: String = row.try_get("tenant_id")?;
+                let message = message_from_row(&row)?;
+                messages.insert((tenant, message.id.as_str().to_owned()), message);
+            }
+        }
+        let mut events = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let subject = entry.subject.as_deref().unwrap_or_default();
+            let change = match entry.kind {
+                InboxEventKind::Message => {
+                    let key = (entry.tenant_id.as_str().to_owned(), subject.to_owned());
+                    match messages.get(&key) {
+                        // The tenant check keeps one tenant's event from ever carrying
+                        // another's row, whatever ids collide.
+                        Some(m) if m.user_id == entry.user_id => {
+                            InboxChange::Message(Box::new(m.clone()))
+                        }
+                        _ => continue,
+                    }
+                }
+                InboxEventKind::Read => InboxChange::Read {
+                    message_id: parse_col(EVENTS, InstanceId::parse(subject))?,
+                    read_at_ms: entry.at_ms,
+                },
+                InboxEventKind::ReadAll => InboxChange::ReadAll {
+                    read_at_ms: entry.at_ms,
+                },
+                InboxEventKind::TokenRevoked => InboxChange::TokenRevoked {
+                    token_id: subject.to_owned(),
+                },
+            };
+            events.push(InboxEvent {
+                seq: entry.seq,
+                tenant_id: entry.tenant_id.clone(),
+                user_id: entry.user_id.clone(),
+                change,
+            });
+        }
+        Ok(events)
     }
 }
 
@@ -158,5 +745,267 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    fn message(t: &TenantId, user: &UserId, key: &str, at: i64) -> InboxMessage {
+        let req = DedupeKey::new(t.clone(), key).unwrap().request_id();
+        InboxMessage {
+            id: InstanceId::derive(&req, user, Channel::InApp),
+            user_id: user.clone(),
+            request_id: req,
+            title: key.to_owned(),
+            body: "b".into(),
+            data: serde_json::json!({}),
+            created_at_ms: at,
+            read_at_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn new_messages_are_logged_once_in_order_and_resolve_with_content() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let (u1, u2) = (UserId::parse("u1").unwrap(), UserId::parse("u2").unwrap());
+        assert_eq!(store.last_inbox_seq().await.unwrap(), 0);
+        let batch = [
+            message(&t, &u1, "a", 1),
+            message(&t, &u2, "a", 1),
+            message(&t, &u1, "b", 2),
+        ];
+        store.record_deliveries(&t, &[], &batch).await.unwrap();
+        // A retried page writes the same rows again: no new events.
+        store.record_deliveries(&t, &[], &batch).await.unwrap();
+        assert_eq!(store.last_inbox_seq().await.unwrap(), 3);
+        let log = store.inbox_log_after(0, 100).await.unwrap();
+        assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(log.iter().all(|e| e.kind == InboxEventKind::Message));
+        let mine = store.user_inbox_log_after(&t, &u1, 0, 100).await.unwrap();
+        assert_eq!(mine.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
+        let after_first = store.user_inbox_log_after(&t, &u1, 1, 100).await.unwrap();
+        let events = store.resolve_inbox_events(&after_first).await.unwrap();
+        assert_eq!(events.len(), 1);
+        match &events[0].change {
+            InboxChange::Message(m) => assert_eq!((m.title.as_str(), &m.user_id), ("b", &u1)),
+            other => panic!("expected a message, got {other:?}"),
+        }
+        // Another tenant's log is not this user's.
+        let other = TenantId::parse("other").unwrap();
+        assert!(
+            store
+                .user_inbox_log_after(&other, &u1, 0, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_are_logged_only_when_they_change_something() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let (u1, u2) = (UserId::parse("u1").unwrap(), UserId::parse("u2").unwrap());
+        let batch = [
+            message(&t, &u1, "a", 1),
+            message(&t, &u1, "b", 2),
+            message(&t, &u1, "c", 3),
+            message(&t, &u2, "a", 1),
+        ];
+        store.record_deliveries(&t, &[], &batch).await.unwrap();
+        assert_eq!(store.unread_inbox_count(&t, &u1).await.unwrap(), 3);
+        let a = &batch[0].id;
+        assert_eq!(
+            store.mark_inbox_read(&t, &u1, a, 50).await.unwrap(),
+            MarkRead::Marked(50)
+        );
+        assert_eq!(
+            store.mark_inbox_read(&t, &u1, a, 60).await.unwrap(),
+            MarkRead::AlreadyRead(50)
+        );
+        // u2's message is not u1's to read.
+        assert_eq!(
+            store
+                .mark_inbox_read(&t, &u1, &batch[3].id, 60)
+                .await
+                .unwrap(),
+            MarkRead::NotFound
+        );
+        assert_eq!(store.unread_inbox_count(&t, &u1).await.unwrap(), 2);
+        assert_eq!(store.mark_all_inbox_read(&t, &u1, 70).await.unwrap(), 2);
+        assert_eq!(store.mark_all_inbox_read(&t, &u1, 80).await.unwrap(), 0);
+        assert_eq!(store.unread_inbox_count(&t, &u1).await.unwrap(), 0);
+        assert_eq!(store.unread_inbox_count(&t, &u2).await.unwrap(), 1);
+        // 4 messages, one read, one read-all; the no-ops left no gaps in the sequence.
+        let log = store.inbox_log_after(4, 100).await.unwrap();
+        let kinds: Vec<_> = log.iter().map(|e| (e.seq, e.kind)).collect();
+        assert_eq!(
+            kinds,
+            [(5, InboxEventKind::Read), (6, InboxEventKind::ReadAll)]
+        );
+        let events = store.resolve_inbox_events(&log).await.unwrap();
+        assert_eq!(
+            events[0].change,
+            InboxChange::Read {
+                message_id: a.clone(),
+                read_at_ms: 50
+            }
+        );
+        assert_eq!(events[1].change, InboxChange::ReadAll { read_at_ms: 70 });
+    }
+
+    #[tokio::test]
+    async fn tokens_open_one_users_inbox_until_expired_or_revoked() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let u1 = UserId::parse("u1").unwrap();
+        let now = crate::now_ms();
+        let issued = store
+            .issue_inbox_token(&t, &u1, now + 60_000)
+            .await
+            .unwrap();
+        assert!(issued.token.starts_with(INBOX_TOKEN_PREFIX));
+        let grant = store
+            .verify_inbox_token(&issued.token, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((&grant.tenant_id, &grant.user_id), (&t, &u1));
+        assert_eq!(grant.token_id, issued.token_id);
+        // Past its expiry, and with a wrong token: nothing.
+        assert!(
+            store
+                .verify_inbox_token(&issued.token, now + 60_000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .verify_inbox_token("fit_nope", now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let second = store
+            .issue_inbox_token(&t, &u1, now + 60_000)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .revoke_inbox_token(&t, &u1, &issued.token_id)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .revoke_inbox_token(&t, &u1, &issued.token_id)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .revoke_inbox_token(&t, &u1, "itk_unknown")
+                .await
+                .unwrap()
+        );
+        let other = UserId::parse("u2").unwrap();
+        assert!(
+            !store
+                .revoke_inbox_token(&t, &other, &second.token_id)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .verify_inbox_token(&issued.token, now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .verify_inbox_token(&second.token, now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(store.revoke_inbox_tokens(&t, &u1).await.unwrap(), 1);
+        assert!(
+            store
+                .verify_inbox_token(&second.token, now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Each revocation is logged, so every API process closes the streams it opened.
+        let log = store.inbox_log_after(0, 100).await.unwrap();
+        let revoked: Vec<_> = log
+            .iter()
+            .filter(|e| e.kind == InboxEventKind::TokenRevoked)
+            .map(|e| e.subject.clone().unwrap())
+            .collect();
+        assert_eq!(revoked, [issued.token_id, second.token_id]);
+    }
+
+    #[tokio::test]
+    async fn erasing_streams_forgets_events_and_revokes_tokens() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let u1 = UserId::parse("u1").unwrap();
+        let token = store.issue_inbox_token(&t, &u1, i64::MAX).await.unwrap();
+        store
+            .record_deliveries(&t, &[], &[message(&t, &u1, "a", 1)])
+            .await
+            .unwrap();
+        store.erase_inbox_streams(&t, &u1).await.unwrap();
+        assert!(
+            store
+                .verify_inbox_token(&token.token, 0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let log = store.user_inbox_log_after(&t, &u1, 0, 100).await.unwrap();
+        assert_eq!(
+            log.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [InboxEventKind::TokenRevoked]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_tailing_reader_never_sees_a_gap_while_writers_race() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (store, t) = (store.clone(), t.clone());
+                tokio::spawn(async move {
+                    let user = UserId::parse(&format!("u{w}")).unwrap();
+                    for i in 0..25 {
+                        let batch = [
+                            message(&t, &user, &format!("{w}-{i}-a"), i),
+                            message(&t, &user, &format!("{w}-{i}-b"), i),
+                        ];
+                        store.record_deliveries(&t, &[], &batch).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        // Whatever a read returns must continue the sequence exactly: a gap would be an event
+        // committed later below one already seen, which a resuming reader would skip.
+        let mut cursor = 0;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while cursor < 200 {
+            assert!(tokio::time::Instant::now() < deadline, "stuck at {cursor}");
+            for entry in store.inbox_log_after(cursor, 7).await.unwrap() {
+                assert_eq!(entry.seq, cursor + 1);
+                cursor = entry.seq;
+            }
+            tokio::task::yield_now().await;
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(store.last_inbox_seq().await.unwrap(), 200);
     }
 }
