@@ -1,9 +1,10 @@
 //! Provider sandbox for development and tests: real provider protocols on loopback, with a
 //! read-back API that shows what arrived.
 //!
-//! Today it stands in for a mail relay. It speaks SMTP (pipelining, 8BITMIME, SMTPUTF8, SIZE;
-//! no TLS or AUTH), stores every accepted message in memory, and serves an HTTP API and a small
-//! web inbox for reading them back. Tests can also inject SMTP failures per recipient.
+//! Today it stands in for a mail relay. It speaks SMTP (pipelining, 8BITMIME, SMTPUTF8, SIZE,
+//! STARTTLS, optional implicit TLS and AUTH PLAIN/LOGIN, see [`SmtpOptions`]), stores every
+//! accepted message in memory, and serves an HTTP API and a small web inbox for reading them
+//! back. Tests can also inject SMTP failures per recipient.
 //!
 //! Layout, one module per provider plus what they share:
 //! - `smtp`: the SMTP server, its command parser and the fault rules.
@@ -18,7 +19,7 @@
 //! let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let listeners = fanout_sandbox::Listeners { smtp, http };
+//! let listeners = fanout_sandbox::Listeners { smtp, smtps: None, http };
 //! let server = tokio::spawn(fanout_sandbox::serve(listeners, async {
 //!     let _ = stopped.await;
 //! }));
@@ -37,6 +38,8 @@
 //! - `GET /api/emails/{id}`: [`StoredEmail`]; `GET /api/emails/{id}/raw`: the message as
 //!   received (`message/rfc822`).
 //! - `DELETE /api/emails`: removes all emails (204); ids keep increasing.
+//! - `GET /api/smtp/ca.pem`: the CA certificate that signed the SMTP server's certificate
+//!   (generated at start-up, see [`SmtpTls`]).
 //! - `GET|POST|DELETE /api/smtp/faults`, `DELETE /api/smtp/faults/{id}`: fault rules
 //!   ([`FaultList`], [`NewFault`], [`Fault`]).
 //! - `GET /` and `GET /emails/{id}`: the HTML inbox for a browser.
@@ -57,7 +60,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use http::ErrorResponse;
 pub use mailbox::{Address, CAPACITY as MAILBOX_CAPACITY, EmailCount, EmailList, StoredEmail};
-pub use smtp::{Fault, FaultList, FaultStage, NewFault};
+pub use smtp::{
+    Fault, FaultList, FaultStage, NewFault, SmtpCredentials, SmtpOptions, SmtpTls, TlsError,
+};
 
 use mailbox::Mailbox;
 use smtp::Faults;
@@ -69,6 +74,8 @@ pub(crate) struct Sandbox {
     pub smtp_addr: Option<SocketAddr>,
     pub mailbox: Mailbox,
     pub smtp_faults: Faults,
+    /// STARTTLS, implicit TLS and AUTH settings of the SMTP listeners.
+    pub smtp_options: SmtpOptions,
 }
 
 impl Sandbox {
@@ -77,6 +84,7 @@ impl Sandbox {
             smtp_addr,
             mailbox: Mailbox::new(MAILBOX_CAPACITY),
             smtp_faults: Faults::default(),
+            smtp_options: SmtpOptions::default(),
         }
     }
 }
@@ -84,8 +92,10 @@ impl Sandbox {
 /// The sockets the sandbox serves, bound by the caller (port 0 in tests).
 #[derive(Debug)]
 pub struct Listeners {
-    /// SMTP, plain text.
+    /// SMTP, plain text with STARTTLS.
     pub smtp: TcpListener,
+    /// SMTP over implicit TLS (port 465 style), if wanted.
+    pub smtps: Option<TcpListener>,
     /// The read-back API and web inbox.
     pub http: TcpListener,
 }
@@ -98,8 +108,19 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Listeners { smtp, http } = listeners;
-    let sandbox = Arc::new(Sandbox::new(smtp.local_addr().ok()));
+    serve_with(listeners, SmtpOptions::default(), shutdown).await
+}
+
+/// Like [`serve`], with SMTP security settings (credentials, certificate, STARTTLS on or off).
+pub async fn serve_with(
+    listeners: Listeners,
+    smtp_options: SmtpOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Listeners { smtp, smtps, http } = listeners;
+    let mut sandbox = Sandbox::new(smtp.local_addr().ok());
+    sandbox.smtp_options = smtp_options.with_certificate()?;
+    let sandbox = Arc::new(sandbox);
     let token = CancellationToken::new();
     let trigger = token.clone();
     let watcher = tokio::spawn(async move {
@@ -107,7 +128,7 @@ pub async fn serve(
         trigger.cancel();
     });
     let smtp_server = async {
-        smtp::run(smtp, sandbox.clone(), token.clone()).await;
+        smtp::run(smtp, smtps, sandbox.clone(), token.clone()).await;
         Ok(())
     };
     let http_server = async {
