@@ -40,17 +40,7 @@ async fn main() -> anyhow::Result<()> {
         http = %http.local_addr()?,
         "fanout-sandbox listening"
     );
-    let credentials = match (
-        std::env::var("FANOUT_SANDBOX_SMTP_USERNAME"),
-        std::env::var("FANOUT_SANDBOX_SMTP_PASSWORD"),
-    ) {
-        (Ok(user), Ok(password)) => Some(fanout_sandbox::SmtpCredentials::new(user, password)),
-        _ => None,
-    };
-    let options = fanout_sandbox::SmtpOptions {
-        credentials,
-        ..Default::default()
-    };
+    let options = fanout_sandbox::SmtpOptions::from_env(|name| std::env::var(name).ok());
     let listeners = fanout_sandbox::Listeners {
         smtp,
         smtps: Some(smtps),

@@ -102,6 +102,19 @@ impl Default for SmtpOptions {
 }
 
 impl SmtpOptions {
+    /// Reads the options of the `fanout-sandbox` binary: credentials from
+    /// `FANOUT_SANDBOX_SMTP_USERNAME` and `FANOUT_SANDBOX_SMTP_PASSWORD` when both are set.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Self {
+        let username = var("FANOUT_SANDBOX_SMTP_USERNAME");
+        let password = var("FANOUT_SANDBOX_SMTP_PASSWORD");
+        Self {
+            credentials: username
+                .zip(password)
+                .map(|(username, password)| SmtpCredentials::new(username, password)),
+            ..Self::default()
+        }
+    }
+
     /// Fills in a freshly generated certificate when none was given.
     pub(crate) fn with_certificate(mut self) -> Result<Self, TlsError> {
         if self.tls.is_none() {
@@ -847,5 +860,33 @@ impl Connection {
                 return Ok(if too_long { Read::TooLong } else { Read::Line });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_the_environment_only_in_pairs() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        let both = SmtpOptions::from_env(env(&[
+            ("FANOUT_SANDBOX_SMTP_USERNAME", "alice"),
+            ("FANOUT_SANDBOX_SMTP_PASSWORD", "s3cret"),
+        ]));
+        assert_eq!(
+            both.credentials,
+            Some(SmtpCredentials::new("alice", "s3cret"))
+        );
+        assert!(both.starttls);
+        let user_only = SmtpOptions::from_env(env(&[("FANOUT_SANDBOX_SMTP_USERNAME", "alice")]));
+        assert_eq!(user_only.credentials, None);
     }
 }
