@@ -132,17 +132,14 @@ pub(crate) async fn run(
     sandbox: Arc<Sandbox>,
     shutdown: CancellationToken,
 ) {
-    let acceptor = sandbox
-        .smtp_options
-        .tls
-        .as_ref()
-        .map(|tls| tls.acceptor().clone());
-    let tls_listener = match (tls_listener, &acceptor) {
+    let acceptor = sandbox.smtp_options.tls.as_ref().map(SmtpTls::acceptor);
+    let smtps = match (tls_listener, acceptor) {
+        (Some(listener), Some(acceptor)) => Some((listener, acceptor.clone())),
         (Some(_), None) => {
             error!("smtps listener needs a certificate; not serving it");
             None
         }
-        (listener, _) => listener,
+        (None, _) => None,
     };
     let mut sessions = JoinSet::new();
     loop {
@@ -159,10 +156,11 @@ pub(crate) async fn run(
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
-            accepted = accept(tls_listener.as_ref()) => match (accepted, &acceptor) {
-                (Ok((stream, peer)), Some(acceptor)) => {
+            accepted = accept_tls(smtps.as_ref()) => match accepted {
+                Ok((stream, peer, acceptor)) => {
                     set_nodelay(&stream, peer);
-                    let (acceptor, sandbox, shutdown) = (acceptor.clone(), sandbox.clone(), shutdown.clone());
+                    let (sandbox, shutdown) = (sandbox.clone(), shutdown.clone());
+                    // The handshake runs in the session's task so a slow client holds up no one.
                     sessions.spawn(async move {
                         match handshake(&acceptor, stream).await {
                             Ok(stream) => Session::new(stream, peer, sandbox, shutdown).run().await,
@@ -170,8 +168,7 @@ pub(crate) async fn run(
                         }
                     });
                 }
-                (Ok(_), None) => {}
-                (Err(error), _) => {
+                Err(error) => {
                     warn!(%error, "smtps accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
@@ -192,10 +189,15 @@ pub(crate) async fn run(
     }
 }
 
-/// Accepts on `listener`, or waits forever when there is none.
-async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
-    match listener {
-        Some(listener) => listener.accept().await,
+/// Accepts on the implicit-TLS listener, or waits forever when there is none.
+async fn accept_tls(
+    smtps: Option<&(TcpListener, TlsAcceptor)>,
+) -> io::Result<(TcpStream, SocketAddr, TlsAcceptor)> {
+    match smtps {
+        Some((listener, acceptor)) => {
+            let (stream, peer) = listener.accept().await?;
+            Ok((stream, peer, acceptor.clone()))
+        }
         None => std::future::pending().await,
     }
 }
