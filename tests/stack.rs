@@ -165,7 +165,11 @@ fn start_sandbox() -> anyhow::Result<(SocketAddr, String)> {
                     _ => Err("listener without address".to_owned()),
                 });
                 if let Err(e) = fanout_sandbox::serve(
-                    fanout_sandbox::Listeners { smtp, smtps: None, http },
+                    fanout_sandbox::Listeners {
+                        smtp,
+                        smtps: None,
+                        http,
+                    },
                     std::future::pending(),
                 )
                 .await
