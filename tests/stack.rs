@@ -166,7 +166,12 @@ fn start_sandbox() -> anyhow::Result<(SocketAddr, String)> {
                     _ => Err("listener without address".to_owned()),
                 });
                 if let Err(e) = fanout_sandbox::serve(
-                    fanout_sandbox::Listeners { smtp, http, apns },
+                    fanout_sandbox::Listeners {
+                        smtp,
+                        smtps: None,
+                        http,
+                        apns,
+                    },
                     std::future::pending(),
                 )
                 .await

@@ -656,13 +656,10 @@ mod tests {
 
     impl Sandbox {
         async fn spawn(name: &str) -> Self {
-            let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let apns = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let apns_url = format!("https://{}", apns.local_addr().unwrap());
-            let api_url = format!("http://{}", http.local_addr().unwrap());
+            let listeners = fanout_sandbox::Listeners::bind_loopback().await.unwrap();
+            let apns_url = format!("https://{}", listeners.apns.local_addr().unwrap());
+            let api_url = format!("http://{}", listeners.http.local_addr().unwrap());
             let (stop, stopped) = oneshot::channel::<()>();
-            let listeners = fanout_sandbox::Listeners { smtp, http, apns };
             let server = tokio::spawn(fanout_sandbox::serve(listeners, async {
                 let _ = stopped.await;
             }));

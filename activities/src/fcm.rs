@@ -825,12 +825,9 @@ mod sandbox_tests {
 
     impl Sandbox {
         async fn spawn() -> Self {
-            let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let apns = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let base_url = format!("http://{}", http.local_addr().unwrap());
+            let listeners = fanout_sandbox::Listeners::bind_loopback().await.unwrap();
+            let base_url = format!("http://{}", listeners.http.local_addr().unwrap());
             let (stop, stopped) = oneshot::channel::<()>();
-            let listeners = fanout_sandbox::Listeners { smtp, http, apns };
             let serving = fanout_sandbox::serve(listeners, async {
                 let _ = stopped.await;
             });

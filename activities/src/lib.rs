@@ -39,7 +39,7 @@ use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-pub use email::{EmailSender, SmtpConfig};
+pub use email::{EmailSender, SmtpConfig, SmtpTlsMode};
 pub use outcome::SendOutcome;
 
 /// How deliveries are batched and paced.

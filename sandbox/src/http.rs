@@ -47,6 +47,7 @@ pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
         .route("/api/smtp/faults/{id}", delete(remove_fault))
         .merge(crate::fcm::routes())
         .merge(crate::apns::routes())
+        .route("/api/smtp/ca.pem", get(crate::smtp::ca_pem))
         .fallback(not_found)
         .with_state(sandbox)
 }
@@ -219,6 +220,8 @@ mod tests {
             rcpt_to: rcpt_to.iter().map(|&r| r.to_owned()).collect(),
             peer: "127.0.0.1:1".to_owned(),
             helo: None,
+            tls: false,
+            auth_user: None,
         };
         sandbox.mailbox.store(envelope, raw.as_bytes().to_vec())
     }

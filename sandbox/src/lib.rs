@@ -1,11 +1,13 @@
 //! Provider sandbox for development and tests: real provider protocols on loopback, with a
 //! read-back API that shows what arrived.
 //!
-//! It stands in for a mail relay and for APNs. It speaks SMTP (pipelining, 8BITMIME, SMTPUTF8,
-//! SIZE; no TLS or AUTH), stores every accepted message in memory, and serves an HTTP API and a
-//! small web inbox for reading them back. Tests can also inject SMTP failures per recipient. The
-//! [`apns`] simulator speaks Apple's provider API over HTTP/2 and TLS on its own listener, with
-//! its read-back and fault routes under `/api/apns/`.
+//! It stands in for a mail relay, for APNs and for FCM. It speaks SMTP (pipelining, 8BITMIME,
+//! SMTPUTF8, SIZE, STARTTLS, optional implicit TLS and AUTH PLAIN/LOGIN, see [`SmtpOptions`]),
+//! stores every accepted message in memory, and serves an HTTP API and a small web inbox for
+//! reading them back. Tests can also inject SMTP failures per recipient. The [`apns`] simulator
+//! speaks Apple's provider API over HTTP/2 and TLS on its own listener, with its read-back and
+//! fault routes under `/api/apns/`; the [`fcm`] simulator serves Google's OAuth token endpoint
+//! and FCM HTTP v1 `messages:send` on the HTTP listener, with routes under `/api/fcm/`.
 //!
 //! Layout, one module per provider plus what they share:
 //! - `smtp`: the SMTP server, its command parser and the fault rules.
@@ -13,6 +15,7 @@
 //!   [`MAILBOX_CAPACITY`] are kept) and the JSON types the API returns.
 //! - `http`: the read-back API and the HTML inbox.
 //! - [`apns`]: the APNs simulator, its credentials, fault rules and stored notifications.
+//! - [`fcm`]: the FCM simulator (OAuth token endpoint and `messages:send`), faults and read-back.
 //!
 //! [`serve`] runs everything on listeners the caller binds, so tests use port 0:
 //!
@@ -22,7 +25,7 @@
 //! let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let apns = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let listeners = fanout_sandbox::Listeners { smtp, http, apns };
+//! let listeners = fanout_sandbox::Listeners { smtp, smtps: None, http, apns };
 //! let server = tokio::spawn(fanout_sandbox::serve(listeners, async {
 //!     let _ = stopped.await;
 //! }));
@@ -41,6 +44,8 @@
 //! - `GET /api/emails/{id}`: [`StoredEmail`]; `GET /api/emails/{id}/raw`: the message as
 //!   received (`message/rfc822`).
 //! - `DELETE /api/emails`: removes all emails (204); ids keep increasing.
+//! - `GET /api/smtp/ca.pem`: the CA certificate that signed the SMTP server's certificate
+//!   (generated at start-up, see [`SmtpTls`]).
 //! - `GET|POST|DELETE /api/smtp/faults`, `DELETE /api/smtp/faults/{id}`: fault rules
 //!   ([`FaultList`], [`NewFault`], [`Fault`]).
 //! - `GET /` and `GET /emails/{id}`: the HTML inbox for a browser.
@@ -70,7 +75,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use http::ErrorResponse;
 pub use mailbox::{Address, CAPACITY as MAILBOX_CAPACITY, EmailCount, EmailList, StoredEmail};
-pub use smtp::{Fault, FaultList, FaultStage, NewFault};
+pub use smtp::{
+    Fault, FaultList, FaultStage, NewFault, SmtpCredentials, SmtpOptions, SmtpTls, TlsError,
+};
 
 use mailbox::Mailbox;
 use smtp::Faults;
@@ -84,6 +91,8 @@ pub(crate) struct Sandbox {
     pub smtp_faults: Faults,
     pub fcm: fcm::Fcm,
     pub apns: apns::Apns,
+    /// STARTTLS, implicit TLS and AUTH settings of the SMTP listeners.
+    pub smtp_options: SmtpOptions,
 }
 
 impl Sandbox {
@@ -94,6 +103,7 @@ impl Sandbox {
             smtp_faults: Faults::default(),
             fcm: fcm::Fcm::new(),
             apns: apns::Apns::default(),
+            smtp_options: SmtpOptions::default(),
         }
     }
 }
@@ -101,12 +111,27 @@ impl Sandbox {
 /// The sockets the sandbox serves, bound by the caller (port 0 in tests).
 #[derive(Debug)]
 pub struct Listeners {
-    /// SMTP, plain text.
+    /// SMTP, plain text with STARTTLS.
     pub smtp: TcpListener,
+    /// SMTP over implicit TLS (port 465 style), if wanted.
+    pub smtps: Option<TcpListener>,
     /// The read-back API and web inbox.
     pub http: TcpListener,
     /// The APNs simulator: HTTP/2 over TLS.
     pub apns: TcpListener,
+}
+
+impl Listeners {
+    /// Binds every listener, implicit TLS included, on a free loopback port.
+    pub async fn bind_loopback() -> std::io::Result<Self> {
+        let any = || TcpListener::bind("127.0.0.1:0");
+        Ok(Self {
+            smtp: any().await?,
+            smtps: Some(any().await?),
+            http: any().await?,
+            apns: any().await?,
+        })
+    }
 }
 
 /// Serves each protocol on its listener until `shutdown` resolves.
@@ -117,8 +142,23 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Listeners { smtp, http, apns } = listeners;
+    serve_with(listeners, SmtpOptions::default(), shutdown).await
+}
+
+/// Like [`serve`], with SMTP security settings (credentials, certificate, STARTTLS on or off).
+pub async fn serve_with(
+    listeners: Listeners,
+    smtp_options: SmtpOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Listeners {
+        smtp,
+        smtps,
+        http,
+        apns,
+    } = listeners;
     let mut sandbox = Sandbox::new(smtp.local_addr().ok());
+    sandbox.smtp_options = smtp_options.with_certificate()?;
     sandbox.apns.addr = apns.local_addr().ok();
     let sandbox = Arc::new(sandbox);
     let token = CancellationToken::new();
@@ -128,7 +168,7 @@ pub async fn serve(
         trigger.cancel();
     });
     let smtp_server = async {
-        smtp::run(smtp, sandbox.clone(), token.clone()).await;
+        smtp::run(smtp, smtps, sandbox.clone(), token.clone()).await;
         Ok(())
     };
     let http_server = async {

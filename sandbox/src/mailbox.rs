@@ -32,6 +32,12 @@ pub struct StoredEmail {
     pub peer: String,
     /// Domain the client announced with `EHLO` or `HELO`.
     pub helo: Option<String>,
+    /// Whether the message arrived over TLS (STARTTLS or the implicit-TLS listener).
+    #[serde(default)]
+    pub tls: bool,
+    /// The user the client authenticated as with `AUTH`, if it did.
+    #[serde(default)]
+    pub auth_user: Option<String>,
     /// Decoded `Subject` header.
     pub subject: Option<String>,
     /// First address of the `From` header.
@@ -78,6 +84,8 @@ pub(crate) struct Envelope {
     pub rcpt_to: Vec<String>,
     pub peer: String,
     pub helo: Option<String>,
+    pub tls: bool,
+    pub auth_user: Option<String>,
 }
 
 /// A stored email together with the bytes it was parsed from.
@@ -271,6 +279,8 @@ fn parse(envelope: Envelope, raw: &[u8]) -> StoredEmail {
         size: raw.len(),
         peer: envelope.peer,
         helo: envelope.helo,
+        tls: envelope.tls,
+        auth_user: envelope.auth_user,
         subject: None,
         from: None,
         to: Vec::new(),
@@ -338,6 +348,8 @@ mod tests {
             rcpt_to: rcpt_to.iter().map(|&r| r.to_owned()).collect(),
             peer: "127.0.0.1:1".to_owned(),
             helo: Some("client.example".to_owned()),
+            tls: false,
+            auth_user: None,
         }
     }
 

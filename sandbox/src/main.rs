@@ -1,8 +1,11 @@
 //! `fanout-sandbox`: runs the provider sandbox on loopback until SIGINT or SIGTERM.
 //!
-//! Listens on `FANOUT_SANDBOX_SMTP_ADDR` (default `127.0.0.1:2525`) for SMTP and
-//! `FANOUT_SANDBOX_HTTP_ADDR` (default `127.0.0.1:8025`) for the read-back API and web inbox,
-//! and `FANOUT_SANDBOX_APNS_ADDR` (default `127.0.0.1:2197`) for the APNs simulator.
+//! Listens on `FANOUT_SANDBOX_SMTP_ADDR` (default `127.0.0.1:2525`) for SMTP with STARTTLS,
+//! `FANOUT_SANDBOX_SMTPS_ADDR` (default `127.0.0.1:4650`) for SMTP over implicit TLS,
+//! `FANOUT_SANDBOX_HTTP_ADDR` (default `127.0.0.1:8025`) for the read-back API, web inbox and
+//! FCM simulator, and `FANOUT_SANDBOX_APNS_ADDR` (default `127.0.0.1:2197`) for the APNs
+//! simulator. With `FANOUT_SANDBOX_SMTP_USERNAME` and `FANOUT_SANDBOX_SMTP_PASSWORD` set, SMTP
+//! requires AUTH.
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -10,6 +13,7 @@ use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_SMTP_ADDR: &str = "127.0.0.1:2525";
+const DEFAULT_SMTPS_ADDR: &str = "127.0.0.1:4650";
 const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8025";
 const DEFAULT_APNS_ADDR: &str = "127.0.0.1:2197";
 
@@ -22,11 +26,15 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let smtp_addr = address("FANOUT_SANDBOX_SMTP_ADDR", DEFAULT_SMTP_ADDR);
+    let smtps_addr = address("FANOUT_SANDBOX_SMTPS_ADDR", DEFAULT_SMTPS_ADDR);
     let http_addr = address("FANOUT_SANDBOX_HTTP_ADDR", DEFAULT_HTTP_ADDR);
     let apns_addr = address("FANOUT_SANDBOX_APNS_ADDR", DEFAULT_APNS_ADDR);
     let smtp = TcpListener::bind(&smtp_addr)
         .await
         .with_context(|| format!("failed to bind smtp listener on {smtp_addr}"))?;
+    let smtps = TcpListener::bind(&smtps_addr)
+        .await
+        .with_context(|| format!("failed to bind smtps listener on {smtps_addr}"))?;
     let http = TcpListener::bind(&http_addr)
         .await
         .with_context(|| format!("failed to bind http listener on {http_addr}"))?;
@@ -35,12 +43,19 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("failed to bind apns listener on {apns_addr}"))?;
     info!(
         smtp = %smtp.local_addr()?,
+        smtps = %smtps.local_addr()?,
         http = %http.local_addr()?,
         apns = %apns.local_addr()?,
         "fanout-sandbox listening"
     );
-    let listeners = fanout_sandbox::Listeners { smtp, http, apns };
-    fanout_sandbox::serve(listeners, shutdown_signal()).await?;
+    let options = fanout_sandbox::SmtpOptions::from_env(|name| std::env::var(name).ok());
+    let listeners = fanout_sandbox::Listeners {
+        smtp,
+        smtps: Some(smtps),
+        http,
+        apns,
+    };
+    fanout_sandbox::serve_with(listeners, options, shutdown_signal()).await?;
     info!("fanout-sandbox stopped");
     Ok(())
 }

@@ -6,30 +6,47 @@
 //! wait for input, which serves pipelined commands in one write and otherwise answers at once.
 //! Accepted sockets get `TCP_NODELAY` so replies are not held back by Nagle's algorithm.
 //!
+//! Like a real submission relay it offers STARTTLS on the plain listener, can serve implicit TLS
+//! (port 465 style) on a second listener, and requires AUTH before MAIL when [`SmtpOptions`]
+//! carry credentials. Each stored email records whether it arrived encrypted and who had
+//! authenticated.
+//!
 //! The wire details live in submodules: [`command`] parses command lines, [`data`] assembles
-//! message content, [`fault`] holds the injected failures.
+//! message content, [`fault`] holds the injected failures, [`auth`] decodes AUTH exchanges and
+//! [`tls`] makes the certificate.
 
+mod auth;
 mod command;
 mod data;
 mod fault;
+mod tls;
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+pub use auth::SmtpCredentials;
 pub use fault::{Fault, FaultList, FaultStage, NewFault};
 pub(crate) use fault::{Faults, InvalidFault};
+pub(crate) use tls::ca_pem;
+pub use tls::{SmtpTls, TlsError};
 
 use crate::Sandbox;
 use crate::mailbox::Envelope;
+use auth::{AuthError, Mechanism};
 use command::Command;
 use data::{MessageBuffer, Progress, Refusal};
 use fault::FaultReply;
@@ -58,22 +75,101 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept, so running out of file descriptors does not spin the loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Accepts connections on `listener` until `shutdown` is cancelled.
-pub(crate) async fn run(listener: TcpListener, sandbox: Arc<Sandbox>, shutdown: CancellationToken) {
+/// How long a client gets to complete a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the SMTP listeners secure and authenticate sessions.
+#[derive(Debug, Clone)]
+pub struct SmtpOptions {
+    /// Whether the plain listener offers STARTTLS (default `true`); turn it off to stand in for
+    /// a relay that does not.
+    pub starttls: bool,
+    /// When set, AUTH PLAIN and LOGIN are offered and MAIL is refused with 530 until a client
+    /// authenticates with these credentials; when `None` (default), anyone may send.
+    pub credentials: Option<SmtpCredentials>,
+    /// The certificate to present; `None` generates one when the sandbox starts.
+    pub tls: Option<SmtpTls>,
+}
+
+impl Default for SmtpOptions {
+    fn default() -> Self {
+        Self {
+            starttls: true,
+            credentials: None,
+            tls: None,
+        }
+    }
+}
+
+impl SmtpOptions {
+    /// Reads the options of the `fanout-sandbox` binary: credentials from
+    /// `FANOUT_SANDBOX_SMTP_USERNAME` and `FANOUT_SANDBOX_SMTP_PASSWORD` when both are set.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Self {
+        let username = var("FANOUT_SANDBOX_SMTP_USERNAME");
+        let password = var("FANOUT_SANDBOX_SMTP_PASSWORD");
+        Self {
+            credentials: username
+                .zip(password)
+                .map(|(username, password)| SmtpCredentials::new(username, password)),
+            ..Self::default()
+        }
+    }
+
+    /// Fills in a freshly generated certificate when none was given.
+    pub(crate) fn with_certificate(mut self) -> Result<Self, TlsError> {
+        if self.tls.is_none() {
+            self.tls = Some(SmtpTls::generate()?);
+        }
+        Ok(self)
+    }
+}
+
+/// Accepts connections on `listener`, and on `tls_listener` (implicit TLS) when given, until
+/// `shutdown` is cancelled.
+pub(crate) async fn run(
+    listener: TcpListener,
+    tls_listener: Option<TcpListener>,
+    sandbox: Arc<Sandbox>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = sandbox.smtp_options.tls.as_ref().map(SmtpTls::acceptor);
+    let smtps = match (tls_listener, acceptor) {
+        (Some(listener), Some(acceptor)) => Some((listener, acceptor.clone())),
+        (Some(_), None) => {
+            error!("smtps listener needs a certificate; not serving it");
+            None
+        }
+        (None, _) => None,
+    };
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if let Err(error) = stream.set_nodelay(true) {
-                        warn!(%peer, %error, "failed to set tcp_nodelay");
-                    }
-                    let session = Session::new(stream, peer, sandbox.clone(), shutdown.clone());
+                    set_nodelay(&stream, peer);
+                    let session = Session::new(Stream::Plain(stream), peer, sandbox.clone(), shutdown.clone());
                     sessions.spawn(session.run());
                 }
                 Err(error) => {
                     warn!(%error, "smtp accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            accepted = accept_tls(smtps.as_ref()) => match accepted {
+                Ok((stream, peer, acceptor)) => {
+                    set_nodelay(&stream, peer);
+                    let (sandbox, shutdown) = (sandbox.clone(), shutdown.clone());
+                    // The handshake runs in the session's task so a slow client holds up no one.
+                    sessions.spawn(async move {
+                        match handshake(&acceptor, stream).await {
+                            Ok(stream) => Session::new(stream, peer, sandbox, shutdown).run().await,
+                            Err(error) => debug!(%peer, %error, "smtps handshake failed"),
+                        }
+                    });
+                }
+                Err(error) => {
+                    warn!(%error, "smtps accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
@@ -90,6 +186,37 @@ pub(crate) async fn run(listener: TcpListener, sandbox: Arc<Sandbox>, shutdown: 
     if drained.is_err() {
         warn!(open = sessions.len(), "smtp connections cut at shutdown");
         sessions.shutdown().await;
+    }
+}
+
+/// Accepts on the implicit-TLS listener, or waits forever when there is none.
+async fn accept_tls(
+    smtps: Option<&(TcpListener, TlsAcceptor)>,
+) -> io::Result<(TcpStream, SocketAddr, TlsAcceptor)> {
+    match smtps {
+        Some((listener, acceptor)) => {
+            let (stream, peer) = listener.accept().await?;
+            Ok((stream, peer, acceptor.clone()))
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn set_nodelay(stream: &TcpStream, peer: SocketAddr) {
+    if let Err(error) = stream.set_nodelay(true) {
+        warn!(%peer, %error, "failed to set tcp_nodelay");
+    }
+}
+
+/// Runs the server side of a TLS handshake on `stream`, within [`HANDSHAKE_TIMEOUT`].
+async fn handshake(acceptor: &TlsAcceptor, stream: TcpStream) -> io::Result<Stream> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls))),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "tls handshake timed out",
+        )),
     }
 }
 
@@ -113,6 +240,8 @@ struct Transaction {
 enum Flow {
     Continue,
     Close,
+    /// The client was told to start TLS: the next bytes are its handshake.
+    StartTls,
 }
 
 /// What reading one line produced.
@@ -127,6 +256,18 @@ enum Read {
     Shutdown,
 }
 
+/// How an AUTH exchange went, before the credentials are checked.
+#[derive(Debug)]
+enum Exchange {
+    Presented {
+        user: String,
+        password: String,
+    },
+    Refused(AuthError),
+    /// The connection ended, idled out or the server is shutting down mid-exchange.
+    Ended(Read),
+}
+
 /// One SMTP connection.
 struct Session {
     conn: Connection,
@@ -135,12 +276,14 @@ struct Session {
     shutdown: CancellationToken,
     helo: Option<String>,
     transaction: Option<Transaction>,
+    /// The user that authenticated, when AUTH succeeded.
+    auth_user: Option<String>,
     line: Vec<u8>,
 }
 
 impl Session {
     fn new(
-        stream: TcpStream,
+        stream: Stream,
         peer: SocketAddr,
         sandbox: Arc<Sandbox>,
         shutdown: CancellationToken,
@@ -152,22 +295,44 @@ impl Session {
             shutdown,
             helo: None,
             transaction: None,
+            auth_user: None,
             line: Vec::new(),
         }
     }
 
     async fn run(mut self) {
         let peer = self.peer;
-        debug!(%peer, "smtp connection opened");
-        match self.converse().await {
+        debug!(%peer, tls = self.conn.is_tls(), "smtp connection opened");
+        let mut greet = true;
+        let ended = loop {
+            match self.converse(greet).await {
+                Ok(Flow::StartTls) => {
+                    greet = false;
+                    let Some(tls) = self.sandbox.smtp_options.tls.clone() else {
+                        break Err(io::Error::other("starttls without a certificate"));
+                    };
+                    match self.conn.start_tls(tls.acceptor()).await {
+                        Ok(conn) => self.conn = conn,
+                        Err(error) => break Err(error),
+                    }
+                }
+                Ok(_) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        match ended {
             Ok(()) => debug!(%peer, "smtp connection closed"),
             Err(error) => debug!(%peer, %error, "smtp connection failed"),
         }
     }
 
-    async fn converse(&mut self) -> io::Result<()> {
-        let greeting = format!("{HOSTNAME} ESMTP fanout-sandbox");
-        self.conn.reply(220, &greeting).await?;
+    /// Serves commands until the session closes or switches to TLS; `greet` is false after
+    /// STARTTLS, where the client speaks first (RFC 3207 section 4.2).
+    async fn converse(&mut self, greet: bool) -> io::Result<Flow> {
+        if greet {
+            let greeting = format!("{HOSTNAME} ESMTP fanout-sandbox");
+            self.conn.reply(220, &greeting).await?;
+        }
         loop {
             let flow = match self.next_line(MAX_COMMAND_LINE).await? {
                 Read::Line => {
@@ -189,8 +354,13 @@ impl Session {
                 }
                 read => self.hang_up(read).await?,
             };
-            if flow == Flow::Close {
-                return self.conn.flush().await;
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => {
+                    self.conn.flush().await?;
+                    return Ok(Flow::Close);
+                }
+                Flow::StartTls => return Ok(Flow::StartTls),
             }
         }
     }
@@ -214,7 +384,14 @@ impl Session {
                 self.transaction = None;
                 let greets = format!("{HOSTNAME} greets {domain}");
                 let size = format!("SIZE {MAX_MESSAGE_SIZE}");
-                let lines = [&greets, "PIPELINING", "8BITMIME", "SMTPUTF8", &size];
+                let mut lines = vec![greets.as_str(), "PIPELINING", "8BITMIME", "SMTPUTF8"];
+                if self.offers_starttls() {
+                    lines.push("STARTTLS");
+                }
+                if self.sandbox.smtp_options.credentials.is_some() {
+                    lines.push(Mechanism::ADVERTISED);
+                }
+                lines.push(&size);
                 self.conn.reply_lines(250, &lines).await?;
             }
             Command::Helo { domain } => {
@@ -227,6 +404,12 @@ impl Session {
                 if self.helo.is_none() {
                     self.conn
                         .reply(503, "5.5.1 send EHLO or HELO first")
+                        .await?;
+                } else if self.sandbox.smtp_options.credentials.is_some()
+                    && self.auth_user.is_none()
+                {
+                    self.conn
+                        .reply(530, "5.7.0 authentication required")
                         .await?;
                 } else if self.transaction.is_some() {
                     self.conn.reply(503, "5.5.1 nested MAIL command").await?;
@@ -251,6 +434,11 @@ impl Session {
                     return self.receive_message().await;
                 }
             },
+            Command::StartTls => return self.start_tls().await,
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => return self.authenticate(mechanism, initial_response).await,
             Command::Rset => {
                 self.transaction = None;
                 self.conn.reply(250, "OK").await?;
@@ -261,7 +449,7 @@ impl Session {
                 self.conn.reply(252, text).await?;
             }
             Command::Help => {
-                let text = "2.0.0 supported: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT";
+                let text = "2.0.0 supported: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT";
                 self.conn.reply(214, text).await?;
             }
             Command::Quit => {
@@ -276,6 +464,143 @@ impl Session {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    fn offers_starttls(&self) -> bool {
+        let options = &self.sandbox.smtp_options;
+        options.starttls && options.tls.is_some() && !self.conn.is_tls()
+    }
+
+    /// Answers STARTTLS; the caller performs the handshake when this returns [`Flow::StartTls`].
+    async fn start_tls(&mut self) -> io::Result<Flow> {
+        if self.conn.is_tls() {
+            self.conn.reply(503, "5.5.1 tls already active").await?;
+            return Ok(Flow::Continue);
+        }
+        if !self.offers_starttls() {
+            self.conn
+                .reply(502, "5.5.1 command not implemented")
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        self.conn.reply(220, "2.0.0 ready to start tls").await?;
+        // Everything learnt in plain text is forgotten (RFC 3207 section 4.2).
+        self.helo = None;
+        self.transaction = None;
+        self.auth_user = None;
+        Ok(Flow::StartTls)
+    }
+
+    /// Runs an AUTH exchange and answers with its outcome.
+    async fn authenticate(
+        &mut self,
+        mechanism: &str,
+        initial_response: Option<&str>,
+    ) -> io::Result<Flow> {
+        let Some(credentials) = self.sandbox.smtp_options.credentials.clone() else {
+            self.conn
+                .reply(502, "5.5.1 command not implemented")
+                .await?;
+            return Ok(Flow::Continue);
+        };
+        let refusal = if self.helo.is_none() {
+            Some("5.5.1 send EHLO first")
+        } else if self.auth_user.is_some() {
+            Some("5.5.1 already authenticated")
+        } else if self.transaction.is_some() {
+            Some("5.5.1 mail transaction in progress")
+        } else {
+            None
+        };
+        if let Some(text) = refusal {
+            self.conn.reply(503, text).await?;
+            return Ok(Flow::Continue);
+        }
+        let exchange = match Mechanism::parse(mechanism) {
+            Some(Mechanism::Plain) => self.plain(initial_response).await?,
+            Some(Mechanism::Login) => self.login(initial_response).await?,
+            None => {
+                self.conn
+                    .reply(504, "5.5.4 unrecognized authentication type")
+                    .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        match exchange {
+            Exchange::Presented { user, password } if credentials.accepts(&user, &password) => {
+                debug!(peer = %self.peer, user, "smtp client authenticated");
+                self.auth_user = Some(user);
+                self.conn
+                    .reply(235, "2.7.0 authentication successful")
+                    .await?;
+            }
+            Exchange::Presented { user, .. } => {
+                debug!(peer = %self.peer, user, "smtp authentication failed");
+                self.conn
+                    .reply(535, "5.7.8 authentication credentials invalid")
+                    .await?;
+            }
+            Exchange::Refused(error) => {
+                let (code, text) = error.reply();
+                self.conn.reply(code, text).await?;
+            }
+            Exchange::Ended(read) => return self.hang_up(read).await,
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// PLAIN: the credentials come in the initial response or after an empty challenge.
+    async fn plain(&mut self, initial_response: Option<&str>) -> io::Result<Exchange> {
+        let decoded = match initial_response {
+            Some(response) => auth::decode(response),
+            None => match self.challenge("").await? {
+                Ok(decoded) => decoded,
+                Err(read) => return Ok(Exchange::Ended(read)),
+            },
+        };
+        Ok(match decoded.and_then(|d| auth::plain(&d)) {
+            Ok((user, password)) => Exchange::Presented { user, password },
+            Err(error) => Exchange::Refused(error),
+        })
+    }
+
+    /// LOGIN: the user name (possibly as the initial response), then the password.
+    async fn login(&mut self, initial_response: Option<&str>) -> io::Result<Exchange> {
+        let user = match initial_response {
+            Some(response) => auth::decode(response),
+            None => match self.challenge(auth::USERNAME_CHALLENGE).await? {
+                Ok(decoded) => decoded,
+                Err(read) => return Ok(Exchange::Ended(read)),
+            },
+        };
+        let user = match user.and_then(auth::login_answer) {
+            Ok(user) => user,
+            Err(error) => return Ok(Exchange::Refused(error)),
+        };
+        let password = match self.challenge(auth::PASSWORD_CHALLENGE).await? {
+            Ok(decoded) => decoded,
+            Err(read) => return Ok(Exchange::Ended(read)),
+        };
+        Ok(match password.and_then(auth::login_answer) {
+            Ok(password) => Exchange::Presented { user, password },
+            Err(error) => Exchange::Refused(error),
+        })
+    }
+
+    /// Sends a 334 challenge and decodes the client's answer, or returns how reading ended.
+    async fn challenge(
+        &mut self,
+        text: &str,
+    ) -> io::Result<Result<Result<Vec<u8>, AuthError>, Read>> {
+        self.conn.reply(334, text).await?;
+        Ok(match self.next_line(MAX_COMMAND_LINE).await? {
+            Read::Line => {
+                let line = String::from_utf8_lossy(trim_line_end(&self.line)).into_owned();
+                Ok(auth::decode(&line))
+            }
+            Read::TooLong => Ok(Err(AuthError::Malformed)),
+            read => Err(read),
+        })
     }
 
     async fn add_recipient(&mut self, to: &str) -> io::Result<Flow> {
@@ -356,6 +681,8 @@ impl Session {
             rcpt_to: transaction.rcpt_to,
             peer: self.peer.to_string(),
             helo: self.helo.clone(),
+            tls: self.conn.is_tls(),
+            auth_user: self.auth_user.clone(),
         };
         let id = self.sandbox.mailbox.store(envelope, content);
         debug!(id, peer = %self.peer, recipients, size, "message stored");
@@ -406,25 +733,86 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// A client socket, in plain text or inside TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Buffered line reading and reply writing on one socket.
 struct Connection {
-    reader: BufReader<OwnedReadHalf>,
-    writer: BufWriter<OwnedWriteHalf>,
+    /// Reads are buffered by the outer layer, replies by the inner one.
+    io: BufReader<BufWriter<Stream>>,
 }
 
 impl Connection {
-    fn new(stream: TcpStream) -> Self {
-        let (reader, writer) = stream.into_split();
+    fn new(stream: Stream) -> Self {
         Self {
-            reader: BufReader::new(reader),
-            writer: BufWriter::new(writer),
+            io: BufReader::new(BufWriter::new(stream)),
+        }
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self.io.get_ref().get_ref(), Stream::Tls(_))
+    }
+
+    /// Sends what is queued, then runs the TLS handshake on the socket.
+    ///
+    /// Anything the client sent after STARTTLS before the handshake is dropped with the read
+    /// buffer: such bytes came in plain text and must not be taken as commands from inside the
+    /// encrypted session (the STARTTLS command injection flaw, CVE-2011-0411).
+    async fn start_tls(mut self, acceptor: &TlsAcceptor) -> io::Result<Self> {
+        self.io.flush().await?;
+        match self.io.into_inner().into_inner() {
+            Stream::Plain(stream) => Ok(Self::new(handshake(acceptor, stream).await?)),
+            Stream::Tls(_) => Err(io::Error::other("tls is already active")),
         }
     }
 
     /// Queues a single-line reply.
     async fn reply(&mut self, code: u16, text: &str) -> io::Result<()> {
         let reply = format!("{code} {text}\r\n");
-        self.writer.write_all(reply.as_bytes()).await
+        self.io.write_all(reply.as_bytes()).await
     }
 
     /// Queues a multi-line reply: every line but the last continues with a dash.
@@ -434,11 +822,11 @@ impl Connection {
             let separator = if index + 1 == lines.len() { ' ' } else { '-' };
             reply.push_str(&format!("{code}{separator}{line}\r\n"));
         }
-        self.writer.write_all(reply.as_bytes()).await
+        self.io.write_all(reply.as_bytes()).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush().await
+        self.io.flush().await
     }
 
     /// Reads one line into `line`, keeping at most `max` bytes of it.
@@ -449,10 +837,10 @@ impl Connection {
         line.clear();
         let mut too_long = false;
         loop {
-            if self.reader.buffer().is_empty() {
-                self.writer.flush().await?;
+            if self.io.buffer().is_empty() {
+                self.io.flush().await?;
             }
-            let available = self.reader.fill_buf().await?;
+            let available = self.io.fill_buf().await?;
             if available.is_empty() {
                 return Ok(Read::Eof);
             }
@@ -469,10 +857,38 @@ impl Connection {
                     line.extend_from_slice(chunk);
                 }
             }
-            self.reader.consume(consumed);
+            self.io.consume(consumed);
             if complete {
                 return Ok(if too_long { Read::TooLong } else { Read::Line });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_the_environment_only_in_pairs() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        let both = SmtpOptions::from_env(env(&[
+            ("FANOUT_SANDBOX_SMTP_USERNAME", "alice"),
+            ("FANOUT_SANDBOX_SMTP_PASSWORD", "s3cret"),
+        ]));
+        assert_eq!(
+            both.credentials,
+            Some(SmtpCredentials::new("alice", "s3cret"))
+        );
+        assert!(both.starttls);
+        let user_only = SmtpOptions::from_env(env(&[("FANOUT_SANDBOX_SMTP_USERNAME", "alice")]));
+        assert_eq!(user_only.credentials, None);
     }
 }

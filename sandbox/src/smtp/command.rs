@@ -17,12 +17,19 @@ pub(crate) enum Command<'a> {
         to: &'a str,
     },
     Data,
+    /// `STARTTLS` (RFC 3207).
+    StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954); the mechanism is not checked here.
+    Auth {
+        mechanism: &'a str,
+        initial_response: Option<&'a str>,
+    },
     Rset,
     Noop,
     Vrfy,
     Help,
     Quit,
-    /// Commands the sandbox knows but does not offer (STARTTLS, AUTH, EXPN).
+    /// Commands the sandbox knows but does not offer (EXPN).
     NotImplemented,
 }
 
@@ -97,14 +104,27 @@ pub(crate) fn parse(line: &[u8], max_size: u64) -> Result<Command<'_>, ParseErro
     } else if is("QUIT") {
         no_argument(Command::Quit)
     } else if is("STARTTLS") {
-        no_argument(Command::NotImplemented)
+        no_argument(Command::StartTls)
     } else if is("NOOP") {
         Ok(Command::Noop)
     } else if is("VRFY") {
         required_argument(rest, "5.5.4 argument required").map(|_| Command::Vrfy)
     } else if is("HELP") {
         Ok(Command::Help)
-    } else if is("AUTH") || is("EXPN") {
+    } else if is("AUTH") {
+        let mut arguments = rest.split_whitespace();
+        let mechanism = arguments
+            .next()
+            .ok_or(ParseError::Syntax("5.5.4 mechanism required"))?;
+        let initial_response = arguments.next();
+        if arguments.next().is_some() {
+            return Err(ParseError::Syntax("5.5.4 too many arguments"));
+        }
+        Ok(Command::Auth {
+            mechanism,
+            initial_response,
+        })
+    } else if is("EXPN") {
         Ok(Command::NotImplemented)
     } else {
         Err(ParseError::Unrecognized)
@@ -310,10 +330,31 @@ mod tests {
         assert_eq!(ok("VRFY someone"), Command::Vrfy);
         assert_eq!(ok("HELP"), Command::Help);
         assert_eq!(ok("QUIT"), Command::Quit);
-        assert_eq!(ok("STARTTLS"), Command::NotImplemented);
-        assert_eq!(ok("AUTH PLAIN AGFAYg=="), Command::NotImplemented);
+        assert_eq!(ok("starttls"), Command::StartTls);
+        assert_eq!(ok("EXPN list"), Command::NotImplemented);
+        assert_eq!(err("STARTTLS now"), 501);
         assert_eq!(err("DATA now"), 501);
         assert_eq!(err("VRFY"), 501);
+    }
+
+    #[test]
+    fn auth_with_and_without_initial_response() {
+        assert_eq!(
+            ok("AUTH PLAIN AGFAYg=="),
+            Command::Auth {
+                mechanism: "PLAIN",
+                initial_response: Some("AGFAYg==")
+            }
+        );
+        assert_eq!(
+            ok("auth login"),
+            Command::Auth {
+                mechanism: "login",
+                initial_response: None
+            }
+        );
+        assert_eq!(err("AUTH"), 501);
+        assert_eq!(err("AUTH PLAIN a b"), 501);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fanout_sandbox::{EmailList, Fault};
+use fanout_sandbox::{EmailList, Fault, SmtpOptions, SmtpTls};
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 use serde::de::DeserializeOwned;
@@ -15,6 +15,10 @@ pub struct TestSandbox {
     pub smtp_port: u16,
     /// Base URL of the APNs simulator, e.g. `https://127.0.0.1:40123`.
     pub apns_url: String,
+    /// The implicit-TLS listener.
+    pub smtps_port: u16,
+    /// The CA certificate that signed the SMTP certificate.
+    pub ca_pem: String,
     base_url: String,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -23,19 +27,33 @@ pub struct TestSandbox {
 
 impl TestSandbox {
     pub async fn spawn() -> Self {
+        Self::spawn_with(SmtpOptions::default()).await
+    }
+
+    /// A sandbox with SMTP security options, serving implicit TLS too.
+    pub async fn spawn_with(mut options: SmtpOptions) -> Self {
+        let tls = options
+            .tls
+            .get_or_insert_with(|| SmtpTls::generate().unwrap());
+        let ca_pem = tls.ca_pem().to_owned();
         let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let smtps = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let apns = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let smtp_port = smtp.local_addr().unwrap().port();
         let apns_url = format!("https://{}", apns.local_addr().unwrap());
+        let smtps_port = smtps.local_addr().unwrap().port();
         let base_url = format!("http://{}", http.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(fanout_sandbox::serve(
-            fanout_sandbox::Listeners { smtp, http, apns },
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let listeners = fanout_sandbox::Listeners {
+            smtp,
+            smtps: Some(smtps),
+            http,
+            apns,
+        };
+        let server = tokio::spawn(fanout_sandbox::serve_with(listeners, options, async {
+            let _ = stopped.await;
+        }));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -43,6 +61,8 @@ impl TestSandbox {
         Self {
             smtp_port,
             apns_url,
+            smtps_port,
+            ca_pem,
             base_url,
             http,
             stop: Some(stop),
