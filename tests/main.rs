@@ -7,5 +7,6 @@ mod helpers;
 mod inbox_stream;
 mod notify;
 mod orchestration;
+mod push;
 mod record;
 mod retries;

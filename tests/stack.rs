@@ -1,5 +1,5 @@
-//! The services every test (and the benchmark) shares: one Temporal dev server and one SMTP
-//! sandbox per process, on a runtime of their own so they outlive each test's runtime.
+//! The services every test (and the benchmark) shares: one Temporal dev server and one provider
+//! sandbox (SMTP, APNs, FCM) per process, on a runtime of their own so they outlive each test's runtime.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use fanout_activities::apns::{ApnsAuthConfig, ApnsConfig};
+use fanout_activities::fcm::FcmConfig;
 use tokio::sync::oneshot;
 
 /// Addresses of the shared services.
@@ -17,8 +19,12 @@ pub struct Shared {
     pub temporal_address: String,
     /// The sandbox's SMTP listener.
     pub smtp_addr: SocketAddr,
-    /// The sandbox's HTTP API.
+    /// The sandbox's HTTP API (and FCM simulator).
     pub sandbox_url: String,
+    /// A worker's APNs settings for the sandbox's simulator (token auth).
+    pub apns: ApnsConfig,
+    /// A worker's FCM settings for the sandbox's simulator.
+    pub fcm: FcmConfig,
     /// The `temporal` CLI (tests drive it as an operator would).
     pub temporal_bin: PathBuf,
 }
@@ -45,13 +51,55 @@ fn start() -> anyhow::Result<Shared> {
         Ok(addr) => addr,
         Err(_) => start_temporal(&temporal_bin)?,
     };
-    let (smtp_addr, sandbox_url) = start_sandbox()?;
+    let (smtp_addr, sandbox_url, apns_url) = start_sandbox()?;
+    let (apns, fcm) = push_configs(&sandbox_url, &apns_url)?;
     Ok(Shared {
         temporal_address,
         smtp_addr,
         sandbox_url,
+        apns,
+        fcm,
         temporal_bin,
     })
+}
+
+/// Writes the sandbox's dev credentials to files, as an operator would, and points the push
+/// clients at its simulators.
+fn push_configs(sandbox_url: &str, apns_url: &str) -> anyhow::Result<(ApnsConfig, FcmConfig)> {
+    let dir = std::env::temp_dir().join(format!("fanout-e2e-push-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let credentials = fanout_sandbox::apns::credentials()?;
+    let (ca, key, account) = (
+        dir.join("apns-ca.pem"),
+        dir.join("apns-key.p8"),
+        dir.join("fcm-service-account.json"),
+    );
+    std::fs::write(&ca, &credentials.ca_pem)?;
+    std::fs::write(&key, &credentials.signing_key_pem)?;
+    std::fs::write(
+        &account,
+        fanout_sandbox::fcm::service_account_json(sandbox_url),
+    )?;
+    let apns = ApnsConfig {
+        enabled: true,
+        endpoint: apns_url.to_owned(),
+        topic: credentials.topic.clone(),
+        auth: ApnsAuthConfig {
+            key_id: credentials.key_id.clone(),
+            team_id: credentials.team_id.clone(),
+            key_path: Some(key),
+            cert_path: None,
+        },
+        ca_path: Some(ca),
+        ..ApnsConfig::default()
+    };
+    let fcm = FcmConfig {
+        enabled: true,
+        base_url: sandbox_url.to_owned(),
+        service_account_path: Some(account),
+        ..FcmConfig::default()
+    };
+    Ok((apns, fcm))
 }
 
 /// The `temporal` CLI: `FANOUT_TEMPORAL_BIN`, the project venv `make test` installs, or PATH.
@@ -139,7 +187,7 @@ fn start_temporal(bin: &PathBuf) -> anyhow::Result<String> {
 }
 
 /// Runs the sandbox on a runtime thread that lives as long as the process.
-fn start_sandbox() -> anyhow::Result<(SocketAddr, String)> {
+fn start_sandbox() -> anyhow::Result<(SocketAddr, String, String)> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("sandbox".into())
@@ -160,9 +208,9 @@ fn start_sandbox() -> anyhow::Result<(SocketAddr, String)> {
                         return;
                     }
                 };
-                let addrs = (smtp.local_addr(), http.local_addr());
+                let addrs = (smtp.local_addr(), http.local_addr(), apns.local_addr());
                 let _ = tx.send(match addrs {
-                    (Ok(s), Ok(h)) => Ok((s, format!("http://{h}"))),
+                    (Ok(s), Ok(h), Ok(a)) => Ok((s, format!("http://{h}"), format!("https://{a}"))),
                     _ => Err("listener without address".to_owned()),
                 });
                 if let Err(e) = fanout_sandbox::serve(

@@ -29,6 +29,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use crate::control::{Gate, Pacer, RateLimiters};
 use crate::email::EmailSender;
 use crate::outcome::SendOutcome;
+use crate::push::{self, PushSenders};
 use crate::templates::{TemplateCache, TemplateLoadError};
 use crate::{DeliveryConfig, heartbeat, in_app, permanent, store_error};
 
@@ -49,6 +50,7 @@ const ERR_REQUEST_CANCELLED: &str = "RequestCancelled";
 pub async fn deliver_page(
     store: &Store,
     email: &EmailSender,
+    push: &PushSenders,
     limiters: &RateLimiters,
     config: &DeliveryConfig,
     ctx: &ActivityContext,
@@ -115,6 +117,8 @@ pub async fn deliver_page(
         pacer: &pacer,
         erased: &erased,
         screen: &screen,
+        push,
+        store,
         ctx,
     };
     let mut results = futures::stream::iter(todo)
@@ -363,6 +367,8 @@ struct Job<'a> {
     pacer: &'a Pacer<'a>,
     erased: &'a Erased,
     screen: &'a Screen,
+    push: &'a PushSenders,
+    store: &'a Store,
     ctx: &'a ActivityContext,
 }
 
@@ -455,8 +461,20 @@ impl Job<'_> {
         if input.channel == Channel::Email && user.email.is_none() {
             return Outcome::Suppressed("no_email_address");
         }
+        if input.channel == Channel::Push && user.devices.is_empty() {
+            return Outcome::Suppressed("no_device");
+        }
         if let Some(reason) = self.screen.verdict(user, input.channel) {
             return Outcome::Suppressed(reason);
+        }
+        let devices: Vec<&Device> = self
+            .screen
+            .live_devices(user)
+            .into_iter()
+            .filter(|d| self.push.reaches(d.platform))
+            .collect();
+        if input.channel == Channel::Push && devices.is_empty() {
+            return Outcome::Suppressed("push_not_configured");
         }
         // Pause, rate and cancellation apply to real sends only, not to suppressions.
         if self.pacer.admit(self.ctx).await == Gate::Cancelled {
@@ -482,7 +500,24 @@ impl Job<'_> {
                     inbox: None,
                 }
             }
-            Channel::Push => Outcome::Suppressed("channel_not_in_template"),
+            Channel::Push => {
+                let send = match compiled.render_push(&vars) {
+                    Ok(rendered) => {
+                        let message = push::message(id, rendered, input);
+                        let sent = self.push.send(&devices, &message).await;
+                        for (device, code) in &sent.dead {
+                            self.retire(user, device, code).await;
+                        }
+                        sent.outcome
+                    }
+                    Err(e) => render_failure(&e),
+                };
+                Outcome::Sent {
+                    send,
+                    started,
+                    inbox: None,
+                }
+            }
             Channel::InApp => match compiled.render_in_app(&vars) {
                 Ok(rendered) => Outcome::Sent {
                     send: SendOutcome::Accepted {
@@ -503,6 +538,26 @@ impl Job<'_> {
                     inbox: None,
                 },
             },
+        }
+    }
+}
+
+impl Job<'_> {
+    /// Retires a token the provider declared dead; failing to is logged, as the next send to
+    /// it will be declared dead again.
+    async fn retire(&self, user: &User, device: &Device, code: &str) {
+        let retired = self
+            .store
+            .invalidate_device(
+                &self.input.tenant_id,
+                &user.user_id,
+                device.token.as_str(),
+                code,
+            )
+            .await;
+        match retired {
+            Ok(()) => tracing::info!(user_id = %user.user_id, code, "push token retired"),
+            Err(e) => tracing::warn!(error = %e, code, "retiring a push token failed"),
         }
     }
 }

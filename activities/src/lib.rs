@@ -3,15 +3,19 @@
 //! The contracts (names, inputs, outputs) live in `fanout_domain::contracts`; this crate
 //! implements them. One module per concern:
 //! - [`audience`]: resolving a recipients query into the paged snapshot,
-//! - [`email`]: the SMTP channel, [`in_app`]: the inbox channel, [`apns`]: push to Apple
-//!   devices,
+//! - [`email`]: the SMTP channel, [`in_app`]: the inbox channel, [`push`]: the push channel
+//!   over [`apns`] (Apple) and [`fcm`] (Firebase), [`outcome`]: how every provider call is
+//!   classified,
+//! - [`templates`]: compiled template versions, cached per worker,
 //! - [`delivery`]: one page over one channel, resumable and classified into receipts,
 //! - [`control`]: pause, rate and cancellation as each send obeys them,
 //! - [`finalize`]: settling, recounting and recording a request's outcome.
 //!
-//! Activities decide what is retryable: permanent provider rejections are recorded as failed
-//! receipts, transient ones make the activity fail retryably so Temporal retries it, and a
-//! retry skips every instance that already reached a final status.
+//! Activities decide what is retryable: permanent provider rejections become failed receipts
+//! (and dead letters); transient ones leave the receipt pending and are reported to the page
+//! workflow, which retries them in a later delivery round; a retry skips every instance that
+//! already reached a final status. Infrastructure failures (the store) fail the activity and
+//! Temporal retries it.
 
 pub mod apns;
 pub mod audience;
@@ -41,6 +45,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 pub use email::{EmailSender, SmtpConfig, SmtpTlsMode};
 pub use outcome::SendOutcome;
+pub use push::PushSenders;
 
 /// How deliveries are batched and paced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,16 +70,23 @@ impl Default for DeliveryConfig {
 pub struct FanoutActivities {
     store: Store,
     email: EmailSender,
+    push: PushSenders,
     config: DeliveryConfig,
     limiters: control::RateLimiters,
 }
 
 impl FanoutActivities {
     /// Bundles the store, the email sender and the delivery settings.
-    pub fn new(store: Store, email: EmailSender, config: DeliveryConfig) -> Self {
+    pub fn new(
+        store: Store,
+        email: EmailSender,
+        push: PushSenders,
+        config: DeliveryConfig,
+    ) -> Self {
         Self {
             store,
             email,
+            push,
             config,
             limiters: control::RateLimiters::default(),
         }
@@ -131,6 +143,7 @@ impl FanoutActivities {
         delivery::deliver_page(
             &self.store,
             &self.email,
+            &self.push,
             &self.limiters,
             &self.config,
             &ctx,

@@ -6,9 +6,12 @@
 //! it, the whole instance is retried in the next delivery round, which cannot duplicate since
 //! no device accepted. Tokens a provider declares dead are reported for invalidation.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fanout_domain::InstanceId;
+use fanout_domain::contracts::DeliverPageInput;
+use fanout_domain::render::RenderedPush;
+use fanout_domain::request::Priority;
 use fanout_domain::user::{Device, Platform};
 
 use crate::apns::ApnsClient;
@@ -44,6 +47,33 @@ pub struct PushMessage {
     /// When the provider should stop trying to reach an offline device; `None` means the
     /// provider's default.
     pub expires_at: Option<SystemTime>,
+}
+
+/// Builds the message for one user from the rendered template and the request: urgency from
+/// the request's priority (low waits for the device's convenience), expiry from its TTL.
+pub fn message(
+    instance_id: &InstanceId,
+    rendered: RenderedPush,
+    request: &DeliverPageInput,
+) -> PushMessage {
+    PushMessage {
+        instance_id: instance_id.clone(),
+        title: rendered.title,
+        body: rendered.body,
+        data: rendered
+            .data
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect(),
+        collapse_id: None,
+        priority: match request.priority {
+            Priority::Low => PushPriority::Normal,
+            Priority::Normal | Priority::High => PushPriority::High,
+        },
+        expires_at: request
+            .ttl_seconds
+            .map(|ttl| SystemTime::now() + Duration::from_secs(u64::from(ttl))),
+    }
 }
 
 /// The push providers this worker can reach; either may be unconfigured.

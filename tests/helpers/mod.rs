@@ -110,6 +110,8 @@ impl TestApp {
                 page_size,
                 concurrency,
             },
+            apns: shared.apns.clone(),
+            fcm: shared.fcm.clone(),
         };
         let stop_worker = in_process_worker.then(|| stack::spawn_worker(worker_config.clone()));
 

@@ -9,7 +9,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use fanout_activities::{DeliveryConfig, EmailSender, FanoutActivities, SmtpConfig};
+use fanout_activities::apns::{ApnsClient, ApnsConfig};
+use fanout_activities::fcm::{FcmClient, FcmConfig};
+use fanout_activities::{DeliveryConfig, EmailSender, FanoutActivities, PushSenders, SmtpConfig};
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
 use fanout_workflows::{
@@ -31,6 +33,10 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// Paging and concurrency of deliveries.
     pub delivery: DeliveryConfig,
+    /// Apple Push Notification service (push to `apns` devices).
+    pub apns: ApnsConfig,
+    /// Firebase Cloud Messaging (push to `fcm` devices).
+    pub fcm: FcmConfig,
 }
 
 /// How long start-up keeps retrying a Temporal frontend that is not reachable yet.
@@ -44,7 +50,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .await
         .context("connecting to the store")?;
     let email = EmailSender::new(&config.smtp)?;
-    let activities = FanoutActivities::new(store, email, config.delivery.clone());
+    let push = PushSenders {
+        apns: config
+            .apns
+            .enabled
+            .then(|| ApnsClient::new(&config.apns))
+            .transpose()
+            .context("configuring apns")?,
+        fcm: config
+            .fcm
+            .enabled
+            .then(|| FcmClient::new(&config.fcm))
+            .transpose()
+            .context("configuring fcm")?,
+    };
+    tracing::info!(
+        apns = push.apns.is_some(),
+        fcm = push.fcm.is_some(),
+        "push providers configured"
+    );
+    let activities = FanoutActivities::new(store, email, push, config.delivery.clone());
 
     let runtime = Runtime::from_current_tokio(Default::default())
         .map_err(|e| anyhow::anyhow!("creating the temporal runtime: {e}"))?;
