@@ -20,7 +20,7 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(90);
 fn template() -> Value {
     json!({
         "name": "Wave",
-        "in_app": {"title": "Hi {{ user.name }}", "body": "{{ actor }} waved ({{ n }})"}
+        "in_app": {"title": "Hi {{ user.name }}", "body": "{{ data.actor }} waved ({{ data.n }})"}
     })
 }
 
