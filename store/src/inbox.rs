@@ -566,15 +566,6 @@ impl Store {
         Ok(revoked)
     }
 
-    /// Forgets the user's inbox events and revokes their tokens (closing their open streams):
-    /// the stream side of erasing a user, next to [`Store::delete_user`].
-    pub async fn erase_inbox_streams(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
-        erase_user_streams(&mut tx, tenant_id, user_id).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The number of the newest committed event (0 before the first): where a stream that
     /// asks for no history starts.
     pub async fn last_inbox_seq(&self) -> Result<i64> {
@@ -957,7 +948,7 @@ mod tests {
             .record_deliveries(&t, &[], &[message(&t, &u1, "a", 1)])
             .await
             .unwrap();
-        store.erase_inbox_streams(&t, &u1).await.unwrap();
+        store.delete_user(&t, &u1).await.unwrap();
         assert!(
             store
                 .verify_inbox_token(&token.token, 0)

@@ -107,8 +107,9 @@ impl Store {
 
     /// Erases a user (GDPR/CCPA): profile and devices, inbox, follows in both directions,
     /// segment memberships, preferences, the suppression-list entries for their email address
-    /// and device tokens (addresses are personal data), and the provider's words in their
-    /// receipts (which can quote an address), in one transaction. Receipts and audience
+    /// and device tokens (addresses are personal data), their inbox stream events and tokens,
+    /// and the provider's words in their receipts and dead letters (which can quote an
+    /// address), in one transaction. Receipts and audience
     /// snapshots keep only the opaque user id; a running request then finds no profile and
     /// suppresses the user. Returns whether the user existed.
     pub async fn delete_user(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<bool> {
@@ -150,6 +151,7 @@ impl Store {
             "DELETE FROM follows WHERE tenant_id = $1 AND (user_id = $2 OR follower_id = $2)",
             "DELETE FROM segment_members WHERE tenant_id = $1 AND user_id = $2",
             "UPDATE receipts SET error_message = NULL WHERE tenant_id = $1 AND user_id = $2",
+            "UPDATE dead_letters SET error_message = NULL WHERE tenant_id = $1 AND user_id = $2",
         ] {
             sqlx::query(sql)
                 .bind(tenant_id.as_str())
@@ -157,6 +159,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Their stream events and tokens go too: the tokens stop working at once.
+        crate::inbox::erase_user_streams(&mut tx, tenant_id, user_id).await?;
         tx.commit().await?;
         Ok(existed)
     }
