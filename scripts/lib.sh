@@ -4,6 +4,7 @@
 #   .fanout/state  Temporal's and Fanout's SQLite files
 #   .fanout/logs   one log per service
 #   .fanout/run    pid files
+#   .fanout/push   the sandbox's dev push credentials (APNs key and CA, FCM key file)
 #   .fanout/dev.env the settings `make up` prints
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +21,8 @@ TEMPORAL_UI_PORT=${TEMPORAL_UI_PORT:-8233}
 API_PORT=${API_PORT:-8080}
 SANDBOX_SMTP_PORT=${SANDBOX_SMTP_PORT:-2525}
 SANDBOX_HTTP_PORT=${SANDBOX_HTTP_PORT:-8025}
+SANDBOX_SMTPS_PORT=${SANDBOX_SMTPS_PORT:-4650}
+SANDBOX_APNS_PORT=${SANDBOX_APNS_PORT:-2197}
 PROFILE=${PROFILE:-debug}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 

@@ -30,13 +30,37 @@ export FANOUT_TEMPORAL__ADDRESS="http://$TEMPORAL_ADDRESS"
 stop_service sandbox
 start_service sandbox env \
   FANOUT_SANDBOX_SMTP_ADDR="127.0.0.1:$SANDBOX_SMTP_PORT" \
+  FANOUT_SANDBOX_SMTPS_ADDR="127.0.0.1:$SANDBOX_SMTPS_PORT" \
   FANOUT_SANDBOX_HTTP_ADDR="127.0.0.1:$SANDBOX_HTTP_PORT" \
+  FANOUT_SANDBOX_APNS_ADDR="127.0.0.1:$SANDBOX_APNS_PORT" \
   "$TARGET_DIR/fanout-sandbox"
 wait_until sandbox 30 curl -fsS "http://127.0.0.1:$SANDBOX_HTTP_PORT/healthz" \
   || die "the sandbox did not start; see $LOG_DIR/sandbox.log"
 
+# The sandbox makes fresh push credentials each start: fetch them as an operator would fetch
+# theirs from Apple and Google, and point the worker at the simulators.
+PUSH_DIR=$FANOUT_DIR/push
+mkdir -p "$PUSH_DIR"
+sandbox_api="http://127.0.0.1:$SANDBOX_HTTP_PORT/api"
+curl -fsS -o "$PUSH_DIR/apns-ca.pem" "$sandbox_api/apns/credentials/ca.pem" \
+  && curl -fsS -o "$PUSH_DIR/apns-key.p8" "$sandbox_api/apns/credentials/signing-key.p8" \
+  && curl -fsS -o "$PUSH_DIR/fcm-service-account.json" "$sandbox_api/fcm/service-account.json" \
+  || die "fetching the sandbox's push credentials failed"
+apns_ids=$(curl -fsS "$sandbox_api/apns/credentials")
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
 stop_service worker
 start_service worker env FANOUT_SMTP__HOST=127.0.0.1 FANOUT_SMTP__PORT="$SANDBOX_SMTP_PORT" \
+  FANOUT_APNS__ENABLED=true \
+  FANOUT_APNS__ENDPOINT="https://127.0.0.1:$SANDBOX_APNS_PORT" \
+  FANOUT_APNS__TOPIC="$(json_field topic <<<"$apns_ids")" \
+  FANOUT_APNS__AUTH__KEY_ID="$(json_field key_id <<<"$apns_ids")" \
+  FANOUT_APNS__AUTH__TEAM_ID="$(json_field team_id <<<"$apns_ids")" \
+  FANOUT_APNS__AUTH__KEY_PATH="$PUSH_DIR/apns-key.p8" \
+  FANOUT_APNS__CA_PATH="$PUSH_DIR/apns-ca.pem" \
+  FANOUT_FCM__ENABLED=true \
+  FANOUT_FCM__BASE_URL="http://127.0.0.1:$SANDBOX_HTTP_PORT" \
+  FANOUT_FCM__SERVICE_ACCOUNT_PATH="$PUSH_DIR/fcm-service-account.json" \
   "$TARGET_DIR/fanout-worker"
 wait_until worker 60 grep -q "worker started" "$LOG_DIR/worker.log" \
   || die "the worker did not start; see $LOG_DIR/worker.log"
@@ -65,6 +89,7 @@ TEMPORAL_ADDRESS=$TEMPORAL_ADDRESS
 TEMPORAL_UI_URL=http://127.0.0.1:$TEMPORAL_UI_PORT
 SANDBOX_URL=http://127.0.0.1:$SANDBOX_HTTP_PORT
 SANDBOX_SMTP=127.0.0.1:$SANDBOX_SMTP_PORT
+SANDBOX_APNS=https://127.0.0.1:$SANDBOX_APNS_PORT
 ENV
 
 first_user=${FANOUT_DEMO_USER_IDS%%,*}
@@ -84,6 +109,8 @@ Then:
   receipts:  curl -sS -H "Authorization: Bearer $FANOUT_API_KEY" "http://127.0.0.1:$API_PORT/v1/receipts?request_id=<request_id>"
   inbox:     curl -sS -H "Authorization: Bearer $FANOUT_API_KEY" http://127.0.0.1:$API_PORT/v1/users/$first_user/inbox
   emails:    http://127.0.0.1:$SANDBOX_HTTP_PORT/   (the sandbox's mail UI; JSON at /api/emails)
+  push:      curl -sS http://127.0.0.1:$SANDBOX_HTTP_PORT/api/apns/notifications   (alice's iPhone)
+             curl -sS http://127.0.0.1:$SANDBOX_HTTP_PORT/api/fcm/messages         (bob's Android)
   workflows: http://127.0.0.1:$TEMPORAL_UI_PORT/   (Temporal UI)
   logs:      $LOG_DIR/   stop: make down   wipe state: make reset
 MSG

@@ -1,8 +1,11 @@
-//! The demo tenant `make up` seeds: an API key, three users with email addresses, and a
-//! template with email and in-app content and a French variant.
+//! The demo tenant `make up` seeds: an API key, three users with email addresses (alice with an
+//! iPhone, bob with an Android phone, registered with the sandbox's simulators), and a template
+//! with email, in-app and push content and a French variant.
 
-use fanout_domain::template::{ChannelContent, EmailContent, InAppContent, TemplateSpec};
-use fanout_domain::user::{EmailAddress, User};
+use fanout_domain::template::{
+    ChannelContent, EmailContent, InAppContent, PushContent, TemplateSpec,
+};
+use fanout_domain::user::{Device, DeviceToken, EmailAddress, Platform, User};
 use fanout_domain::{TemplateId, TenantId, UserId};
 use fanout_store::Store;
 use fanout_store::tenants::generate_api_key;
@@ -22,6 +25,16 @@ pub struct DemoSeed {
 
 const USERS: [(&str, &str); 3] = [("alice", "Alice"), ("bob", "Bob"), ("carol", "Carol")];
 
+/// Demo push tokens: shaped like real ones, registered with nothing but the sandbox.
+const DEVICES: [(&str, Platform, &str); 2] = [
+    (
+        "alice",
+        Platform::Apns,
+        "a1ce0000000000000000000000000000000000000000000000000000000000a1",
+    ),
+    ("bob", Platform::Fcm, "bob-demo-device:APA91bDemoToken"),
+];
+
 /// Seeds (idempotently) the demo tenant, registering `api_key` if given or a new key if not.
 pub async fn demo(store: &Store, api_key: Option<String>) -> anyhow::Result<DemoSeed> {
     let tenant_id = TenantId::parse("demo")?;
@@ -37,7 +50,16 @@ pub async fn demo(store: &Store, api_key: Option<String>) -> anyhow::Result<Demo
             name: Some(name.to_owned()),
             locale: Some("en".to_owned()),
             timezone: None,
-            devices: Vec::new(),
+            devices: DEVICES
+                .iter()
+                .filter(|(owner, _, _)| *owner == id)
+                .map(|(_, platform, token)| {
+                    Ok(Device {
+                        platform: *platform,
+                        token: DeviceToken::parse(token)?,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
         };
         store.upsert_user(&tenant_id, &user).await?;
         user_ids.push(user.user_id);
@@ -61,8 +83,11 @@ pub async fn demo(store: &Store, api_key: Option<String>) -> anyhow::Result<Demo
                 body: "{{ data.actor }} invited you, {{ user.name }}.".into(),
                 action_url: None,
             }),
-            // No push: the demo users have no devices.
-            push: None,
+            push: Some(PushContent {
+                title: "{{ data.actor }} invited you".into(),
+                body: "Join {{ data.product }}, {{ user.name }}".into(),
+                data: [("product".to_owned(), "{{ data.product }}".to_owned())].into(),
+            }),
         },
     );
     spec.locales.insert(
@@ -79,7 +104,11 @@ pub async fn demo(store: &Store, api_key: Option<String>) -> anyhow::Result<Demo
                 body: "{{ data.actor }} vous invite, {{ user.name }}.".into(),
                 action_url: None,
             }),
-            push: None,
+            push: Some(PushContent {
+                title: "{{ data.actor }} vous invite".into(),
+                body: "Rejoignez {{ data.product }}, {{ user.name }}".into(),
+                data: [("product".to_owned(), "{{ data.product }}".to_owned())].into(),
+            }),
         },
     );
     // Seeding twice must not pile up versions: write only when the content changed.
