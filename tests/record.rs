@@ -15,8 +15,9 @@ use crate::helpers::TestApp;
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "rewrites workflows/histories; run `make record-histories`"]
 async fn record_histories() -> anyhow::Result<()> {
-    // Three pages, two channels, a suppressed recipient and a permanent SMTP failure: every
-    // branch the workflow takes on the way to completion.
+    // Three pages, two channels, a suppressed recipient, a permanent SMTP failure and a
+    // transient one (two delivery rounds on page 0, with a backoff timer): every branch the
+    // workflow takes on the way to completion. Then a re-drive of the dead letter.
     let app = TestApp::spawn_with("record", 2, 16).await?;
     app.put_template(
         "welcome",
@@ -30,12 +31,22 @@ async fn record_histories() -> anyhow::Result<()> {
     for id in ["u1", "u2", "u3", "u4"] {
         app.put_user(id, id, true).await?;
     }
+    let bounce = app
+        .smtp_fault(&NewFault {
+            rcpt: app.email_of("u4"),
+            code: 550,
+            message: "5.1.1 no such mailbox".into(),
+            stage: FaultStage::Rcpt,
+            times: None,
+            delay_ms: 0,
+        })
+        .await?;
     app.smtp_fault(&NewFault {
-        rcpt: app.email_of("u4"),
-        code: 550,
-        message: "5.1.1 no such mailbox".into(),
+        rcpt: app.email_of("u2"),
+        code: 451,
+        message: "4.3.0 try again later".into(),
         stage: FaultStage::Rcpt,
-        times: None,
+        times: Some(2),
         delay_ms: 0,
     })
     .await?;
@@ -50,13 +61,35 @@ async fn record_histories() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let request_id = body["request_id"].as_str().unwrap();
     app.wait_for_state(request_id, "completed").await?;
+    app.remove_smtp_fault(bounce).await?;
+    let (status, redrive) = app
+        .post(
+            "/v1/dead-letters/redrive",
+            Some(json!({"request_id": request_id})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{redrive}");
+    let redrive_id = redrive["redrive_id"].as_str().unwrap().to_owned();
+    crate::helpers::poll(
+        std::time::Duration::from_secs(60),
+        "re-drive delivered",
+        || async {
+            let s = app.status(request_id).await?;
+            Ok((s["channels"]["email"]["failed"] == 0).then_some(()))
+        },
+    )
+    .await?;
 
     let client = app.temporal_client().await?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows/histories");
     for (workflow_id, file) in [
         (request_id.to_owned(), "notification_completed.json"),
         (format!("{request_id}/resolve"), "resolve_audience.json"),
+        // Two snapshot members a page in user-id order (ghost, u1 | u2, u3 | u4): page 1 holds
+        // u2, whose transient failures take two extra delivery rounds.
         (format!("{request_id}/page-0"), "fanout_page.json"),
+        (format!("{request_id}/page-1"), "fanout_page_retry_rounds.json"),
+        (redrive_id.clone(), "redrive.json"),
     ] {
         let history = client
             .get_workflow_handle::<UntypedWorkflow>(workflow_id)

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use fanout_domain::contracts::{DeliveryActivities, FinalizeInput, NotificationInput};
 use fanout_domain::receipt::{Progress, RequestState};
-use fanout_workflows::{FanoutPageWorkflow, NotificationWorkflow, ResolveAudienceWorkflow};
+use fanout_workflows::{
+    FanoutPageWorkflow, NotificationWorkflow, RedriveWorkflow, ResolveAudienceWorkflow,
+};
 use temporalio_client::WorkflowHistory;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -43,10 +45,20 @@ async fn committed_histories_replay_against_current_code() -> anyhow::Result<()>
             .register_workflow::<NotificationWorkflow>()?
             .register_workflow::<ResolveAudienceWorkflow>()?
             .register_workflow::<FanoutPageWorkflow>()?
+            .register_workflow::<RedriveWorkflow>()?
             .build(),
     )?;
     let names: Vec<&str> = histories.iter().map(|(n, _)| n.as_str()).collect();
-    for expected in ["notification_completed", "resolve_audience", "fanout_page"] {
+    for expected in [
+        "notification_completed",
+        "resolve_audience",
+        "fanout_page",
+        "fanout_page_retry_rounds",
+        "redrive",
+        // Recorded before delivery rounds existed: still replays, so requests running across
+        // that upgrade finish.
+        "pre_rounds_fanout_page",
+    ] {
         assert!(
             names.iter().any(|n| n.contains(expected)),
             "no committed history for {expected}: {names:?}"
