@@ -7,6 +7,7 @@ mod helpers;
 mod inbox_stream;
 mod notify;
 mod orchestration;
+mod preferences;
 mod push;
 mod record;
 mod retries;

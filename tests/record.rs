@@ -88,7 +88,10 @@ async fn record_histories() -> anyhow::Result<()> {
         // Two snapshot members a page in user-id order (ghost, u1 | u2, u3 | u4): page 1 holds
         // u2, whose transient failures take two extra delivery rounds.
         (format!("{request_id}/page-0"), "fanout_page.json"),
-        (format!("{request_id}/page-1"), "fanout_page_retry_rounds.json"),
+        (
+            format!("{request_id}/page-1"),
+            "fanout_page_retry_rounds.json",
+        ),
         (redrive_id.clone(), "redrive.json"),
     ] {
         let history = client
