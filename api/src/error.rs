@@ -10,6 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fanout_domain::ids::InvalidId;
+use fanout_domain::render::TemplateProblem;
 use serde_json::json;
 
 /// A JSON body whose rejections become [`ApiError`]s (400 syntax, 415 type, 422 fields).
@@ -40,6 +41,10 @@ pub enum ApiError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// Template content that does not parse or uses unknown variables: 400 listing each problem
+    /// (`field` names the first).
+    #[error("template content is invalid: {}", list_problems(.0))]
+    InvalidTemplate(Vec<TemplateProblem>),
     /// The resource is not in a state that allows this (e.g. pausing a finished request).
     #[error("{0}")]
     Conflict(String),
@@ -52,6 +57,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Shorthand for a 422 on `field`.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidField {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
     /// Shorthand for an internal failure.
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         Self::Internal(e.into())
@@ -66,11 +79,20 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            ApiError::InvalidTemplate(_) => (StatusCode::BAD_REQUEST, "invalid_template"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
+}
+
+fn list_problems(problems: &[TemplateProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl From<InvalidId> for ApiError {
@@ -132,6 +154,17 @@ impl IntoResponse for ApiError {
         let mut body = json!({"error": {"code": code, "message": message}});
         if let ApiError::InvalidField { field, .. } = &self {
             body["error"]["field"] = json!(field);
+        }
+        if let ApiError::InvalidTemplate(problems) = &self {
+            body["error"]["field"] = json!(problems.first().map(TemplateProblem::path));
+            body["error"]["problems"] = problems
+                .iter()
+                .map(|p| {
+                    let mut listed = json!(p);
+                    listed["path"] = json!(p.path());
+                    listed
+                })
+                .collect();
         }
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {

@@ -60,13 +60,6 @@ pub struct NotifyResponse {
     pub status_url: String,
 }
 
-fn field(field: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field: field.to_owned(),
-        message: message.into(),
-    }
-}
-
 impl NotifyBody {
     /// Parses the body into a request for `tenant`; errors name the offending field.
     fn parse(self, tenant: TenantId) -> Result<NotificationRequest, ApiError> {
@@ -101,7 +94,7 @@ impl NotifyBody {
         let channels = match self.channel_prefs {
             None => Vec::new(),
             Some(names) if names.is_empty() => {
-                return Err(field(
+                return Err(ApiError::field(
                     "channel_prefs",
                     "channel_prefs must list at least one channel, or be omitted to use every channel the template has",
                 ));
@@ -111,7 +104,7 @@ impl NotifyBody {
                     .iter()
                     .map(|n| n.parse::<Channel>())
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| field("channel_prefs", e.to_string()))?;
+                    .map_err(|e| ApiError::field("channel_prefs", e.to_string()))?;
                 channels.sort();
                 channels.dedup();
                 channels
@@ -120,7 +113,7 @@ impl NotifyBody {
         if let Some(ttl) = self.ttl_seconds
             && (ttl == 0 || ttl > MAX_TTL_SECONDS)
         {
-            return Err(field(
+            return Err(ApiError::field(
                 "ttl_seconds",
                 format!("ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"),
             ));
@@ -164,7 +157,7 @@ pub async fn notify(
     if request.channels.is_empty() {
         request.channels = template.channels();
     } else if let Some(missing) = request.channels.iter().find(|c| !template.supports(**c)) {
-        return Err(field(
+        return Err(ApiError::field(
             "channel_prefs",
             format!(
                 "template '{}' has no {missing} content; it supports: {}",

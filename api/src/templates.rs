@@ -10,11 +10,9 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fanout_domain::ids::InvalidId;
-use fanout_domain::render::{TemplateProblem, validate};
+use fanout_domain::render::validate;
 use fanout_domain::template::{
     ChannelContent, DEFAULT_CATEGORY, DEFAULT_LOCALE, EmailContent, InAppContent, PushContent,
     Template, TemplateSpec, is_locale_tag, normalize_locale,
@@ -22,7 +20,6 @@ use fanout_domain::template::{
 use fanout_domain::{Channel, TemplateId};
 use fanout_store::templates::MAX_VERSIONS_PER_PAGE;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -130,78 +127,12 @@ pub struct VersionsPage {
 /// The versions one listing returns unless asked otherwise.
 const DEFAULT_VERSIONS_PAGE: u32 = 20;
 
-/// How a template write fails: content problems are a 400 listing each one; anything else is an
-/// [`ApiError`].
-#[derive(Debug)]
-pub enum TemplateWriteError {
-    /// Parts that do not parse or use unknown variables.
-    Invalid(Vec<TemplateProblem>),
-    /// Any other failure.
-    Api(ApiError),
-}
-
-impl From<ApiError> for TemplateWriteError {
-    fn from(e: ApiError) -> Self {
-        Self::Api(e)
-    }
-}
-
-impl From<fanout_store::StoreError> for TemplateWriteError {
-    fn from(e: fanout_store::StoreError) -> Self {
-        Self::Api(e.into())
-    }
-}
-
-impl From<InvalidId> for TemplateWriteError {
-    fn from(e: InvalidId) -> Self {
-        Self::Api(e.into())
-    }
-}
-
-impl IntoResponse for TemplateWriteError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Api(e) => e.into_response(),
-            // The envelope is ApiError's, with the problems added: `field` names the first.
-            Self::Invalid(problems) => {
-                let message = problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let listed: Vec<_> = problems
-                    .iter()
-                    .map(|p| {
-                        let mut v = json!(p);
-                        v["path"] = json!(p.path());
-                        v
-                    })
-                    .collect();
-                let body = json!({"error": {
-                    "code": "invalid_template",
-                    "message": format!("template content is invalid: {message}"),
-                    "field": problems.first().map(TemplateProblem::path),
-                    "problems": listed,
-                }});
-                (StatusCode::BAD_REQUEST, Json(body)).into_response()
-            }
-        }
-    }
-}
-
-fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 /// Turns a body into a spec, refusing structural mistakes (422) and then content that does not
 /// parse or uses unknown variables (400).
-fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, TemplateWriteError> {
+fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, ApiError> {
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.len() > 200 {
-        return Err(field("name", "name must be 1 to 200 bytes").into());
+        return Err(ApiError::field("name", "name must be 1 to 200 bytes"));
     }
     let category = body.category.unwrap_or_else(|| DEFAULT_CATEGORY.to_owned());
     let category_ok = (1..=64).contains(&category.len())
@@ -209,21 +140,19 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, TemplateWriteError> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
     if !category_ok {
-        return Err(field(
+        return Err(ApiError::field(
             "category",
             "category must be 1 to 64 characters of a-z, 0-9, '_', '-' and '.'",
-        )
-        .into());
+        ));
     }
     let default_locale = body
         .default_locale
         .unwrap_or_else(|| DEFAULT_LOCALE.to_owned());
     if !is_locale_tag(&default_locale) {
-        return Err(field(
+        return Err(ApiError::field(
             "default_locale",
             format!("'{default_locale}' is not a locale tag such as 'en' or 'fr-CA'"),
-        )
-        .into());
+        ));
     }
     let content = ChannelContent {
         email: body.email,
@@ -231,39 +160,38 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, TemplateWriteError> {
         push: body.push,
     };
     if content.is_empty() {
-        return Err(field(
+        return Err(ApiError::field(
             "body",
             "a template needs content for at least one channel: 'email', 'in_app' or 'push'",
-        )
-        .into());
+        ));
     }
     let mut seen = BTreeMap::new();
     for (tag, variant) in &body.locales {
         let at = format!("locales.{tag}");
         if !is_locale_tag(tag) {
-            return Err(field(
+            return Err(ApiError::field(
                 at,
                 format!("'{tag}' is not a locale tag such as 'fr' or 'fr-CA'"),
-            )
-            .into());
+            ));
         }
         let normal = normalize_locale(tag);
         if normal == normalize_locale(&default_locale) {
-            return Err(field(
+            return Err(ApiError::field(
                 at,
                 format!("'{tag}' is the default locale: put its content at the top level"),
-            )
-            .into());
+            ));
         }
         if let Some(other) = seen.insert(normal, tag) {
-            return Err(field(at, format!("'{tag}' and '{other}' name the same locale")).into());
+            return Err(ApiError::field(
+                at,
+                format!("'{tag}' and '{other}' name the same locale"),
+            ));
         }
         if variant.is_empty() {
-            return Err(field(
+            return Err(ApiError::field(
                 at,
                 "a locale variant needs content for at least one channel",
-            )
-            .into());
+            ));
         }
         // Variants override channels the template has; the default content decides which
         // channels those are, so every locale can fall back to it.
@@ -271,14 +199,15 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, TemplateWriteError> {
             .into_iter()
             .find(|c| variant.has(*c) && !content.has(*c))
         {
-            return Err(field(
+            return Err(ApiError::field(
                 format!("{at}.{extra}"),
-                format!("the default content has no {extra}; a variant can only override channels the template has"),
-            )
-            .into());
+                format!(
+                    "the default content has no {extra}; a variant can only override channels the template has"
+                ),
+            ));
         }
     }
-    validate(&content, &body.locales).map_err(TemplateWriteError::Invalid)?;
+    validate(&content, &body.locales).map_err(ApiError::InvalidTemplate)?;
     Ok(TemplateSpec {
         name,
         category,
@@ -302,7 +231,7 @@ pub async fn create_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,
     ApiJson(body): ApiJson<NewTemplateBody>,
-) -> Result<(StatusCode, Json<Template>), TemplateWriteError> {
+) -> Result<(StatusCode, Json<Template>), ApiError> {
     let (raw_id, body) = body.split();
     let template_id = TemplateId::parse(&raw_id)?;
     let spec = parse_spec(body)?;
@@ -325,7 +254,7 @@ pub async fn put_template(
     Caller(tenant): Caller,
     Path(raw_id): Path<String>,
     ApiJson(body): ApiJson<TemplateBody>,
-) -> Result<Json<Template>, TemplateWriteError> {
+) -> Result<Json<Template>, ApiError> {
     let template_id = TemplateId::parse(&raw_id)?;
     let spec = parse_spec(body)?;
     let written = state
@@ -360,7 +289,7 @@ pub async fn list_versions(
     let template_id = path_id(&raw_id)?;
     let limit = query.limit.unwrap_or(DEFAULT_VERSIONS_PAGE);
     if !(1..=MAX_VERSIONS_PER_PAGE).contains(&limit) {
-        return Err(field(
+        return Err(ApiError::field(
             "limit",
             format!("limit must be between 1 and {MAX_VERSIONS_PER_PAGE}"),
         ));
