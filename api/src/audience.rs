@@ -1,12 +1,11 @@
 //! What the follower and segment endpoints share: lists of user ids in request bodies, and
 //! pages of user ids behind an opaque cursor.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fanout_domain::UserId;
 use fanout_domain::ids::InvalidId;
 use serde::{Deserialize, Serialize};
 
+use crate::cursor;
 use crate::error::ApiError;
 
 /// The most user ids one call may add.
@@ -77,17 +76,11 @@ pub(crate) fn next_cursor(page: &[UserId], limit: u32) -> Option<String> {
     if page.len() < limit as usize {
         return None;
     }
-    page.last().map(|id| URL_SAFE_NO_PAD.encode(id.as_str()))
+    page.last().map(|id| cursor::encode(id.as_str()))
 }
 
-fn decode_cursor(cursor: &str) -> Result<UserId, ApiError> {
-    let bad = || ApiError::InvalidField {
-        field: "cursor".into(),
-        message: "cursor is not one this API returned; pass next_cursor unchanged".into(),
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    UserId::parse(&text).map_err(|_| bad())
+fn decode_cursor(raw: &str) -> Result<UserId, ApiError> {
+    cursor::decode(raw, |text| UserId::parse(text).ok())
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fanout_domain::contracts::RedriveInput;
 use fanout_domain::receipt::{DeadLetter, RequestState};
 use fanout_domain::{Channel, InstanceId};
@@ -21,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::cursor;
 use crate::error::{ApiError, ApiJson};
 use crate::orchestrator::StartOutcome;
 use crate::requests::{owned_request, parse_request_id};
@@ -235,19 +234,15 @@ pub async fn redrive(
 }
 
 fn encode_cursor(last: &DeadLetter) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", last.failed_at_ms, last.instance_id))
+    cursor::encode(&format!("{}:{}", last.failed_at_ms, last.instance_id))
 }
 
-fn decode_cursor(cursor: &str) -> Result<DeadLetterCursor, ApiError> {
-    let bad = || ApiError::InvalidField {
-        field: "cursor".into(),
-        message: "cursor is not one this API returned; pass next_cursor unchanged".into(),
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    Ok(DeadLetterCursor {
-        failed_at_ms: at.parse().map_err(|_| bad())?,
-        instance_id: InstanceId::parse(id).map_err(|_| bad())?,
+fn decode_cursor(raw: &str) -> Result<DeadLetterCursor, ApiError> {
+    cursor::decode(raw, |text| {
+        let (at, id) = text.split_once(':')?;
+        Some(DeadLetterCursor {
+            failed_at_ms: at.parse().ok()?,
+            instance_id: InstanceId::parse(id).ok()?,
+        })
     })
 }

@@ -18,8 +18,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::{InstanceId, TenantId, UnixMillis, UserId};
 use fanout_store::inbox::{InboxCursor, MarkRead};
@@ -30,6 +28,7 @@ pub use self::hub::InboxHub;
 pub use self::token::InboxUser;
 use crate::AppState;
 use crate::auth::Caller;
+use crate::cursor;
 use crate::error::ApiError;
 
 /// Settings of the inbox streams and tokens (`FANOUT_INBOX__*`).
@@ -141,20 +140,16 @@ async fn page(
 }
 
 fn encode_cursor(m: &InboxMessage) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", m.created_at_ms, m.id))
+    cursor::encode(&format!("{}:{}", m.created_at_ms, m.id))
 }
 
-fn decode_cursor(cursor: &str) -> Result<InboxCursor, ApiError> {
-    let bad = || ApiError::InvalidField {
-        field: "cursor".into(),
-        message: "cursor is not one this API returned; pass next_cursor unchanged".into(),
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    Ok(InboxCursor {
-        created_at_ms: at.parse().map_err(|_| bad())?,
-        id: InstanceId::parse(id).map_err(|_| bad())?,
+fn decode_cursor(raw: &str) -> Result<InboxCursor, ApiError> {
+    cursor::decode(raw, |text| {
+        let (at, id) = text.split_once(':')?;
+        Some(InboxCursor {
+            created_at_ms: at.parse().ok()?,
+            id: InstanceId::parse(id).ok()?,
+        })
     })
 }
 

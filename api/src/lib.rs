@@ -13,6 +13,7 @@
 pub mod audience;
 pub mod auth;
 pub mod control;
+pub mod cursor;
 pub mod dead_letters;
 pub mod error;
 pub mod follows;

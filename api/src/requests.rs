@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fanout_domain::receipt::{ChannelCounts, Progress, Receipt, RequestState};
 use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UnixMillis};
 use fanout_store::requests::RequestRecord;
@@ -18,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::cursor;
 use crate::error::ApiError;
 use crate::orchestrator::LiveState;
 
@@ -225,7 +224,7 @@ pub async fn receipts(
         .then(|| {
             receipts
                 .last()
-                .map(|r| URL_SAFE_NO_PAD.encode(r.instance_id.as_str()))
+                .map(|r| cursor::encode(r.instance_id.as_str()))
         })
         .flatten();
     Ok(Json(ReceiptsPage {
@@ -234,12 +233,6 @@ pub async fn receipts(
     }))
 }
 
-fn decode_cursor(cursor: &str) -> Result<InstanceId, ApiError> {
-    let bad = || ApiError::InvalidField {
-        field: "cursor".into(),
-        message: "cursor is not one this API returned; pass next_cursor unchanged".into(),
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    InstanceId::parse(&text).map_err(|_| bad())
+fn decode_cursor(raw: &str) -> Result<InstanceId, ApiError> {
+    cursor::decode(raw, |text| InstanceId::parse(text).ok())
 }

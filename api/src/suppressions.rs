@@ -11,8 +11,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fanout_domain::Channel;
 use fanout_domain::user::{DeviceToken, EmailAddress};
 use fanout_store::suppressions::{Suppression, SuppressionCursor, SuppressionReason};
@@ -20,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::cursor;
 use crate::error::{ApiError, ApiJson};
 
 /// The most entries one page lists.
@@ -107,22 +106,16 @@ fn check_address(channel: Channel, address: &str) -> Result<(), ApiError> {
 
 // Addresses and tokens hold no whitespace, so a newline cannot occur inside either part.
 fn encode_cursor(last: &Suppression) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}\n{}", last.channel, last.address))
+    cursor::encode(&format!("{}\n{}", last.channel, last.address))
 }
 
-fn decode_cursor(cursor: &str) -> Result<SuppressionCursor, ApiError> {
-    let bad = || {
-        invalid(
-            "cursor",
-            "cursor is not one this API returned; pass next_cursor unchanged".into(),
-        )
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (channel, address) = text.split_once('\n').ok_or_else(bad)?;
-    Ok(SuppressionCursor {
-        channel: channel.parse().map_err(|_| bad())?,
-        address: address.to_owned(),
+fn decode_cursor(raw: &str) -> Result<SuppressionCursor, ApiError> {
+    cursor::decode(raw, |text| {
+        let (channel, address) = text.split_once('\n')?;
+        Some(SuppressionCursor {
+            channel: channel.parse().ok()?,
+            address: address.to_owned(),
+        })
     })
 }
 
