@@ -347,7 +347,10 @@ mod tests {
     async fn channel_switches_apply_per_tenant_and_globally() {
         let store = store().await;
         let (a, b) = (tenant("a"), tenant("b"));
-        assert_eq!(store.disabled_channel(&a, Channel::Email).await.unwrap(), None);
+        assert_eq!(
+            store.disabled_channel(&a, Channel::Email).await.unwrap(),
+            None
+        );
 
         store
             .set_channel_switch(SwitchScope::Tenant(&a), Channel::Email, true, Some("spam"))
@@ -355,8 +358,14 @@ mod tests {
             .unwrap();
         let held = store.disabled_channel(&a, Channel::Email).await.unwrap();
         assert_eq!(held.unwrap().reason.as_deref(), Some("spam"));
-        assert_eq!(store.disabled_channel(&b, Channel::Email).await.unwrap(), None);
-        assert_eq!(store.disabled_channel(&a, Channel::Push).await.unwrap(), None);
+        assert_eq!(
+            store.disabled_channel(&b, Channel::Email).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.disabled_channel(&a, Channel::Push).await.unwrap(),
+            None
+        );
 
         store
             .set_channel_switch(SwitchScope::Global, Channel::Push, true, None)
@@ -369,7 +378,10 @@ mod tests {
             .set_channel_switch(SwitchScope::Tenant(&a), Channel::Email, false, None)
             .await
             .unwrap();
-        assert_eq!(store.disabled_channel(&a, Channel::Email).await.unwrap(), None);
+        assert_eq!(
+            store.disabled_channel(&a, Channel::Email).await.unwrap(),
+            None
+        );
         let listed = store.list_channel_switches(&a).await.unwrap();
         let summary: Vec<_> = listed
             .iter()
@@ -377,7 +389,10 @@ mod tests {
             .collect();
         assert_eq!(
             summary,
-            [("global", Channel::Push, true), ("tenant", Channel::Email, false)]
+            [
+                ("global", Channel::Push, true),
+                ("tenant", Channel::Email, false)
+            ]
         );
     }
 
@@ -401,18 +416,29 @@ mod tests {
             .add_paused_requests(&a, &template, &[req("2"), req("3")])
             .await
             .unwrap();
-        let switch = store.get_template_switch(&a, &template).await.unwrap().unwrap();
+        let switch = store
+            .get_template_switch(&a, &template)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(switch.disabled);
         assert_eq!(switch.running, Some(RunningAction::Pause));
         assert_eq!(switch.paused_requests, [req("1"), req("2"), req("3")]);
         assert_eq!(
-            store.get_template_switch(&tenant("b"), &template).await.unwrap(),
+            store
+                .get_template_switch(&tenant("b"), &template)
+                .await
+                .unwrap(),
             None
         );
 
         let resumed = store.enable_template(&a, &template).await.unwrap();
         assert_eq!(resumed, Some(vec![req("1"), req("2"), req("3")]));
-        let switch = store.get_template_switch(&a, &template).await.unwrap().unwrap();
+        let switch = store
+            .get_template_switch(&a, &template)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!switch.disabled);
         assert!(switch.paused_requests.is_empty());
         assert_eq!(store.enable_template(&a, &template).await.unwrap(), None);
