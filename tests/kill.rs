@@ -88,7 +88,11 @@ async fn disabling_a_template_cancels_its_running_fan_out() -> anyhow::Result<()
 
     let acted = disable(&app, "cancel").await?;
     let at_call = total_emails(&app).await?;
-    assert_eq!(acted, [request_id.clone()], "found by the visibility query");
+    assert_eq!(
+        acted,
+        vec![request_id.clone()],
+        "found by the visibility query"
+    );
 
     let done = app.wait_for_state(&request_id, "cancelled").await?;
     // Let any send that was in flight when the call returned land before counting for good.
@@ -139,7 +143,7 @@ async fn disabling_a_template_pauses_its_fan_out_and_enabling_finishes_it() -> a
     first_emails(&app, 10).await?;
 
     let acted = disable(&app, "pause").await?;
-    assert_eq!(acted, [request_id.clone()]);
+    assert_eq!(acted, vec![request_id.clone()]);
     let paused = poll(Duration::from_secs(5), "paused status", || async {
         let s = app.status(&request_id).await?;
         Ok((s["paused"] == true).then_some(s))

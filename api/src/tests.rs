@@ -2635,7 +2635,10 @@ mod kill_switches {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["request_ids"], json!([running.to_string()]));
-        assert_eq!(*h.orchestrator.cancelled.lock().unwrap(), [running.clone()]);
+        assert_eq!(
+            *h.orchestrator.cancelled.lock().unwrap(),
+            vec![running.clone()]
+        );
         assert!(h.store.get_controls(&running).await.unwrap().cancelled);
         assert!(h.orchestrator.controls.lock().unwrap().is_empty());
 
