@@ -5,6 +5,7 @@
 mod crash;
 mod helpers;
 mod inbox_stream;
+mod kill;
 mod notify;
 mod orchestration;
 mod preferences;

@@ -9,6 +9,12 @@
 //! report says how many, with the longest `Retry-After` seen, so the page workflow can back off
 //! and run another round. On the final round they are recorded as failed instead, and every
 //! failed instance goes to the dead-letter list with its receipt.
+//!
+//! A channel turned off by a kill switch holds its deliveries: they stay `pending` (with
+//! [`CHANNEL_DISABLED`] as the code, and no attempt counted) and the round asks the page workflow
+//! to wait [`HELD_RETRY_AFTER`] before the next one, like a provider's `Retry-After`. The final
+//! round cannot leave anything pending (it would be failed), so there the sends wait in place,
+//! as a pause does, until the channel is back on or the request is cancelled.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -26,7 +32,7 @@ use fanout_store::{Store, now_ms};
 use futures::StreamExt;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::control::{Gate, Pacer, RateLimiters};
+use crate::control::{CONTROL_TTL, Gate, Pacer, RateLimiters};
 use crate::email::EmailSender;
 use crate::outcome::SendOutcome;
 use crate::push::{self, PushSenders};
@@ -45,6 +51,15 @@ const CANCEL_GRACE: Duration = Duration::from_secs(15);
 
 /// Failure type when the store says cancelled but Temporal never cancelled the activity.
 const ERR_REQUEST_CANCELLED: &str = "RequestCancelled";
+
+/// The receipt `error_code` of a delivery held because its channel is switched off.
+pub const CHANNEL_DISABLED: &str = "channel_disabled";
+
+/// How long a round that was held by a channel switch asks the page workflow to wait.
+pub const HELD_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// How stale a delivery's view of the channel switches may be.
+const SWITCH_TTL: Duration = Duration::from_secs(1);
 
 /// Delivers one page over one channel and reports the page's counts.
 pub async fn deliver_page(
@@ -108,6 +123,7 @@ pub async fn deliver_page(
     let screen = Screen::load(store, input, &template.template.category, &todo).await?;
     let last_attempt = input.final_round || is_last_attempt(ctx);
     let pacer = Pacer::new(store, limiters, &input.request_id);
+    let switch = ChannelGate::new(store, input, config);
     let erased = Erased::default();
     let job = Job {
         email,
@@ -115,6 +131,7 @@ pub async fn deliver_page(
         compiled,
         last_attempt,
         pacer: &pacer,
+        switch: &switch,
         erased: &erased,
         screen: &screen,
         push,
@@ -365,6 +382,7 @@ struct Job<'a> {
     compiled: Option<&'a Compiled>,
     last_attempt: bool,
     pacer: &'a Pacer<'a>,
+    switch: &'a ChannelGate<'a>,
     erased: &'a Erased,
     screen: &'a Screen,
     push: &'a PushSenders,
@@ -400,6 +418,11 @@ impl Job<'_> {
         let outcome = self.send(&receipt.instance_id, &member).await;
         match outcome {
             Outcome::Stopped => return None,
+            Outcome::Held => {
+                receipt.error_code = Some(CHANNEL_DISABLED.into());
+                receipt.error_message = Some("the channel is switched off; delivery held".into());
+                retry_after = Some(HELD_RETRY_AFTER);
+            }
             Outcome::Suppressed(code) => {
                 receipt.status = DeliveryStatus::Suppressed;
                 receipt.error_code = Some(code.into());
@@ -476,7 +499,15 @@ impl Job<'_> {
         if input.channel == Channel::Push && devices.is_empty() {
             return Outcome::Suppressed("push_not_configured");
         }
-        // Pause, rate and cancellation apply to real sends only, not to suppressions.
+        // Switches, pause, rate and cancellation apply to real sends only, not to suppressions.
+        if self.switch.disabled().await {
+            if !input.final_round {
+                return Outcome::Held;
+            }
+            if !self.wait_for_channel().await {
+                return Outcome::Stopped;
+            }
+        }
         if self.pacer.admit(self.ctx).await == Gate::Cancelled {
             return Outcome::Stopped;
         }
@@ -543,6 +574,19 @@ impl Job<'_> {
 }
 
 impl Job<'_> {
+    /// Waits until the channel is switched back on (true) or the request is cancelled (false).
+    async fn wait_for_channel(&self) -> bool {
+        loop {
+            if self.ctx.is_cancelled() || self.pacer.controls().await.cancelled {
+                return false;
+            }
+            tokio::time::sleep(CONTROL_TTL).await;
+            if !self.switch.disabled().await {
+                return true;
+            }
+        }
+    }
+
     /// Retires a token the provider declared dead; failing to is logged, as the next send to
     /// it will be declared dead again.
     async fn retire(&self, user: &User, device: &Device, code: &str) {
@@ -579,10 +623,79 @@ struct Attempted {
 
 enum Outcome {
     Stopped,
+    Held,
     Suppressed(&'static str),
     Sent {
         send: SendOutcome,
         started: Instant,
         inbox: Option<Box<InboxMessage>>,
     },
+}
+
+/// One activity's view of its channel's kill switches: the worker's configured list (see
+/// [`DeliveryConfig::disabled_channels`]) and the store's tenant and global switches, read at
+/// most once per [`SWITCH_TTL`].
+struct ChannelGate<'a> {
+    store: &'a Store,
+    input: &'a DeliverPageInput,
+    configured_off: bool,
+    cached: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl<'a> ChannelGate<'a> {
+    fn new(store: &'a Store, input: &'a DeliverPageInput, config: &DeliveryConfig) -> Self {
+        Self {
+            store,
+            input,
+            configured_off: configured_off(&config.disabled_channels, input.channel),
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether the channel is switched off. If the store cannot be read the last answer stands
+    /// (or "on", before any read): a store outage must not stop every delivery.
+    async fn disabled(&self) -> bool {
+        if self.configured_off {
+            return true;
+        }
+        let mut cached = self.cached.lock().await;
+        if let Some((at, off)) = *cached
+            && at.elapsed() < SWITCH_TTL
+        {
+            return off;
+        }
+        let fresh = match self
+            .store
+            .disabled_channel(&self.input.tenant_id, self.input.channel)
+            .await
+        {
+            Ok(switch) => switch.is_some(),
+            Err(e) => {
+                tracing::warn!(error = %e, channel = %self.input.channel, "reading channel switches failed");
+                cached.is_some_and(|(_, off)| off)
+            }
+        };
+        *cached = Some((Instant::now(), fresh));
+        fresh
+    }
+}
+
+/// Whether `channel` is among the comma-separated channel names in `list`.
+fn configured_off(list: &str, channel: Channel) -> bool {
+    list.split(',').any(|name| name.trim() == channel.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_channels_are_matched_by_name() {
+        assert!(configured_off("email", Channel::Email));
+        assert!(configured_off(" push , email ", Channel::Email));
+        assert!(!configured_off("push", Channel::Email));
+        assert!(!configured_off("", Channel::InApp));
+        assert!(!configured_off("in-app", Channel::InApp));
+        assert!(configured_off("in_app", Channel::InApp));
+    }
 }

@@ -55,6 +55,9 @@ pub struct DeliveryConfig {
     pub page_size: u32,
     /// Concurrent provider calls within one page.
     pub concurrency: usize,
+    /// Channels switched off for every tenant on this worker, comma-separated (`email,push`):
+    /// their deliveries are held as if by a global kill switch.
+    pub disabled_channels: String,
 }
 
 impl Default for DeliveryConfig {
@@ -62,6 +65,7 @@ impl Default for DeliveryConfig {
         Self {
             page_size: 2_000,
             concurrency: 32,
+            disabled_channels: String::new(),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! in-app inbox from Temporal (while a request runs) and the store (once it has finished).
 //!
 //! Layout: [`app`] builds the router from one module per resource ([`notify`], [`requests`]
-//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`users`], [`templates`], [`inbox`], [`health`] with the OpenAPI
+//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`users`], [`templates`], [`kill`] for kill switches, [`inbox`], [`health`] with the OpenAPI
 //! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
 //! [`run`] serves on a given listener until a shutdown future resolves.
@@ -19,6 +19,7 @@ pub mod error;
 pub mod follows;
 pub mod health;
 pub mod inbox;
+pub mod kill;
 pub mod notify;
 pub mod orchestrator;
 pub mod preferences;
@@ -125,6 +126,7 @@ pub fn app(state: AppState) -> Router {
         .merge(segments::routes())
         .merge(preferences::routes())
         .merge(suppressions::routes())
+        .merge(kill::routes())
         .with_state(state)
 }
 

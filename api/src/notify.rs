@@ -154,6 +154,7 @@ pub async fn notify(
         .ok_or_else(|| {
             ApiError::NotFound(format!("template '{}' not found", request.template_id))
         })?;
+    crate::kill::refuse_disabled_template(&state.store, &tenant, &request.template_id).await?;
     if request.channels.is_empty() {
         request.channels = template.channels();
     } else if let Some(missing) = request.channels.iter().find(|c| !template.supports(**c)) {

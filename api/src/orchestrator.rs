@@ -7,18 +7,19 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use fanout_domain::RequestId;
 use fanout_domain::config::TemporalConfig;
 use fanout_domain::contracts::{
     self, NotificationInput, NotificationWorkflow, PauseSignal, ProgressQuery, RateLimit,
     RedriveInput, RedriveWorkflow, ResumeSignal, SetRateSignal,
 };
 use fanout_domain::receipt::{Progress, RequestState};
+use fanout_domain::{RequestId, TemplateId, TenantId};
+use futures::StreamExt;
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCancelOptions,
-    WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowQueryOptions,
-    WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowListOptions,
+    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
 use temporalio_common::search_attributes::SearchAttributes;
 
@@ -81,6 +82,25 @@ pub trait Orchestrator: Send + Sync + 'static {
     async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError>;
     /// Starts a re-drive of a finished request's dead letters.
     async fn start_redrive(&self, input: RedriveInput) -> Result<StartOutcome, OrchestratorError>;
+    /// Lists the tenant's running requests of a template, as Temporal's visibility sees them
+    /// (see [`running_requests_query`]).
+    async fn running_requests(
+        &self,
+        tenant_id: &TenantId,
+        template_id: &TemplateId,
+    ) -> Result<Vec<RequestId>, OrchestratorError>;
+}
+
+/// The visibility query that finds a tenant's running requests of a template. Tenant and
+/// template ids cannot contain quotes, so they are safe to embed.
+pub fn running_requests_query(tenant_id: &TenantId, template_id: &TemplateId) -> String {
+    format!(
+        "WorkflowType = '{}' AND {} = '{tenant_id}' AND {} = '{template_id}' \
+         AND ExecutionStatus = 'Running'",
+        contracts::NOTIFICATION_WORKFLOW,
+        contracts::SA_TENANT_ID.name(),
+        contracts::SA_TEMPLATE_ID.name(),
+    )
 }
 
 fn interaction_error(e: WorkflowInteractionError) -> OrchestratorError {
@@ -223,6 +243,30 @@ impl Orchestrator for TemporalOrchestrator {
         sent.map_err(interaction_error)
     }
 
+    async fn running_requests(
+        &self,
+        tenant_id: &TenantId,
+        template_id: &TemplateId,
+    ) -> Result<Vec<RequestId>, OrchestratorError> {
+        let query = running_requests_query(tenant_id, template_id);
+        let mut listed = self
+            .client
+            .list_workflows(query, WorkflowListOptions::default());
+        let mut found = Vec::new();
+        while let Some(execution) = listed.next().await {
+            let execution = execution.map_err(|e| OrchestratorError::Unavailable(e.to_string()))?;
+            // The workflow id is the request id; anything else was not started by the API.
+            match RequestId::parse(execution.id()) {
+                Ok(id) if !found.contains(&id) => found.push(id),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(workflow_id = execution.id(), error = %e, "skipping a workflow that is not a request");
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError> {
         let handle = self
             .client
@@ -231,5 +275,23 @@ impl Orchestrator for TemporalOrchestrator {
             .reason("cancelled through the fanout api".to_owned())
             .build();
         handle.cancel(options).await.map_err(interaction_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_running_requests_query_filters_on_the_search_attributes() {
+        let query = running_requests_query(
+            &TenantId::parse("acme").unwrap(),
+            &TemplateId::parse("welcome").unwrap(),
+        );
+        assert_eq!(
+            query,
+            "WorkflowType = 'NotificationWorkflow' AND TenantId = 'acme' \
+             AND TemplateId = 'welcome' AND ExecutionStatus = 'Running'"
+        );
     }
 }

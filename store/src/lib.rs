@@ -9,7 +9,8 @@
 //! [`users`], [`follows`] (who follows whom), [`segments`] (named sets of users), [`templates`],
 //! [`requests`], [`audience`] (paging through an audience and the paged recipient snapshot),
 //! [`controls`] (pause, rate, cancel of running requests), [`receipts`], [`dead_letters`]
-//! (instances that failed for good, and re-driving them) and [`inbox`].
+//! (instances that failed for good, and re-driving them), [`inbox`] and [`switches`] (channel
+//! and template kill switches).
 //!
 //! Bulk writes go through `multi_row_sql`: tens to hundreds of rows per statement (see
 //! `rows_per_statement`), one transaction per call, so they are all-or-nothing and fast on
@@ -25,6 +26,7 @@ pub mod receipts;
 pub mod requests;
 pub mod segments;
 pub mod suppressions;
+pub mod switches;
 pub mod templates;
 pub mod tenants;
 pub mod users;

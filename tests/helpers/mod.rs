@@ -109,6 +109,7 @@ impl TestApp {
             delivery: fanout_activities::DeliveryConfig {
                 page_size,
                 concurrency,
+                ..Default::default()
             },
             apns: shared.apns.clone(),
             fcm: shared.fcm.clone(),

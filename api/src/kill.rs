@@ -1,0 +1,289 @@
+//! Kill switches: one call to stop a channel or a template.
+//!
+//! - `POST /v1/kill-switches/channels/{channel}` with `{"disabled": true, "reason": ...}` holds
+//!   every delivery of the caller's tenant on the channel; `GET /v1/kill-switches/channels`
+//!   lists the switches that apply to the tenant (its own and global ones). Held deliveries stay
+//!   pending and are retried (see `fanout_activities::delivery`), so turning the channel back on
+//!   releases them; nothing is dropped or dead-lettered. Deliveries see a change within about a
+//!   second (their cache of the switches), plus the page workflow's wait before its next round.
+//!   Global switches live in the same table and are set by an operator, not by a tenant.
+//! - `POST /v1/templates/{id}/disable` with `{"running": "pause" | "cancel"}` makes
+//!   `POST /v1/notify` refuse the template (409), then finds the template's running requests
+//!   with a Temporal visibility query on the search attributes and pauses them (the pause
+//!   signal) or cancels them (written to the store first, as `POST /v1/cancel` does, then the
+//!   workflow is cancelled). `POST /v1/templates/{id}/enable` accepts the template again and
+//!   resumes exactly the requests its disable paused; cancelled requests stay cancelled.
+//!
+//! The switch is written before running requests are looked up, so a request accepted after
+//! the call cannot escape it. Visibility lags the start of a workflow by a moment: a request
+//! accepted just before the disable may not be listed yet, and calling disable again catches
+//! it (the call is idempotent).
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fanout_domain::{Channel, RequestId, TemplateId, TenantId};
+use fanout_store::Store;
+use fanout_store::switches::{ChannelSwitch, RunningAction, SwitchScope};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson};
+use crate::orchestrator::{Control, OrchestratorError};
+
+/// The longest reason kept with a switch.
+const MAX_REASON: usize = 500;
+
+/// The kill-switch routes, merged into the app's router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/kill-switches/channels", get(list_channels))
+        .route("/v1/kill-switches/channels/{channel}", post(set_channel))
+        .route(
+            "/v1/templates/{template_id}/disable",
+            post(disable_template),
+        )
+        .route("/v1/templates/{template_id}/enable", post(enable_template))
+}
+
+/// Body of `POST /v1/kill-switches/channels/{channel}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSwitchBody {
+    disabled: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// The switches that apply to the caller's tenant.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChannelSwitches {
+    /// Global switches first, then the tenant's, each by channel.
+    pub switches: Vec<ChannelSwitch>,
+}
+
+/// Body of `POST /v1/templates/{template_id}/disable`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisableTemplateBody {
+    running: RunningAction,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// What a template disable or enable did.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TemplateSwitchResponse {
+    /// The template.
+    pub template_id: String,
+    /// Whether new requests of the template are refused now.
+    pub disabled: bool,
+    /// What the disable did to running requests (`pause` or `cancel`); absent on enable.
+    pub running: Option<RunningAction>,
+    /// The reason given with the disable.
+    pub reason: Option<String>,
+    /// Requests acted on: paused or cancelled by a disable, resumed by an enable.
+    pub request_ids: Vec<String>,
+    /// Requests that could not be reached (Temporal unavailable); repeat the call, or control
+    /// them one by one.
+    pub failed: Vec<String>,
+}
+
+fn reason(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    let reason = raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+        return Err(ApiError::InvalidField {
+            field: "reason".into(),
+            message: format!("reason must be at most {MAX_REASON} bytes"),
+        });
+    }
+    Ok(reason)
+}
+
+/// `GET /v1/kill-switches/channels`.
+pub async fn list_channels(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+) -> Result<Json<ChannelSwitches>, ApiError> {
+    let switches = state.store.list_channel_switches(&tenant).await?;
+    Ok(Json(ChannelSwitches { switches }))
+}
+
+/// `POST /v1/kill-switches/channels/{channel}`.
+pub async fn set_channel(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_channel): Path<String>,
+    ApiJson(body): ApiJson<ChannelSwitchBody>,
+) -> Result<Json<ChannelSwitch>, ApiError> {
+    let channel: Channel = raw_channel.parse().map_err(|_| ApiError::InvalidField {
+        field: "channel".into(),
+        message: format!("'{raw_channel}' is not a channel: use email, push or in_app"),
+    })?;
+    let reason = reason(body.reason)?;
+    let switch = state
+        .store
+        .set_channel_switch(
+            SwitchScope::Tenant(&tenant),
+            channel,
+            body.disabled,
+            reason.as_deref(),
+        )
+        .await?;
+    tracing::warn!(tenant_id = %tenant, %channel, disabled = body.disabled, "channel switch set");
+    Ok(Json(switch))
+}
+
+/// The tenant's template named in the path, or 404.
+async fn existing_template(
+    state: &AppState,
+    tenant: &TenantId,
+    raw_id: &str,
+) -> Result<TemplateId, ApiError> {
+    let not_found = || ApiError::NotFound(format!("template '{raw_id}' not found"));
+    let template_id = TemplateId::parse(raw_id).map_err(|_| not_found())?;
+    state
+        .store
+        .get_template(tenant, &template_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(template_id)
+}
+
+/// `POST /v1/templates/{template_id}/disable`.
+pub async fn disable_template(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+    ApiJson(body): ApiJson<DisableTemplateBody>,
+) -> Result<Json<TemplateSwitchResponse>, ApiError> {
+    let template_id = existing_template(&state, &tenant, &raw_id).await?;
+    let reason = reason(body.reason)?;
+    // Refuse new requests first, so none starts after the running ones are listed.
+    state
+        .store
+        .disable_template(&tenant, &template_id, body.running, reason.as_deref())
+        .await?;
+    let running = state
+        .orchestrator
+        .running_requests(&tenant, &template_id)
+        .await
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "the template is disabled, but its running requests could not be listed ({e}); \
+                 repeat the call"
+            ))
+        })?;
+
+    let mut acted = Vec::new();
+    let mut failed = Vec::new();
+    for request_id in running {
+        let result = match body.running {
+            RunningAction::Pause => {
+                state
+                    .orchestrator
+                    .control(&request_id, Control::Pause)
+                    .await
+            }
+            RunningAction::Cancel => {
+                // As `POST /v1/cancel`: every send checks the store, so this stops them first.
+                state.store.mark_cancelled(&request_id).await?;
+                state.orchestrator.cancel(&request_id).await
+            }
+        };
+        match result {
+            Ok(()) => acted.push(request_id),
+            // It finished between the listing and now: nothing to stop.
+            Err(OrchestratorError::NotRunning) => {}
+            Err(OrchestratorError::Unavailable(why)) => {
+                tracing::warn!(%request_id, error = %why, "kill switch could not reach a request");
+                failed.push(request_id);
+            }
+        }
+    }
+    if body.running == RunningAction::Pause {
+        state
+            .store
+            .add_paused_requests(&tenant, &template_id, &acted)
+            .await?;
+    }
+    tracing::warn!(
+        tenant_id = %tenant,
+        %template_id,
+        running = body.running.as_str(),
+        acted = acted.len(),
+        failed = failed.len(),
+        "template disabled"
+    );
+    Ok(Json(TemplateSwitchResponse {
+        template_id: template_id.to_string(),
+        disabled: true,
+        running: Some(body.running),
+        reason,
+        request_ids: ids(&acted),
+        failed: ids(&failed),
+    }))
+}
+
+/// `POST /v1/templates/{template_id}/enable`: idempotent; resumes what the disable paused.
+pub async fn enable_template(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+) -> Result<Json<TemplateSwitchResponse>, ApiError> {
+    let template_id = existing_template(&state, &tenant, &raw_id).await?;
+    let paused = state
+        .store
+        .enable_template(&tenant, &template_id)
+        .await?
+        .unwrap_or_default();
+    let mut resumed = Vec::new();
+    let mut failed = Vec::new();
+    for request_id in paused {
+        match state
+            .orchestrator
+            .control(&request_id, Control::Resume)
+            .await
+        {
+            Ok(()) => resumed.push(request_id),
+            // Cancelled or finished while the template was off.
+            Err(OrchestratorError::NotRunning) => {}
+            Err(OrchestratorError::Unavailable(why)) => {
+                tracing::warn!(%request_id, error = %why, "could not resume a request");
+                failed.push(request_id);
+            }
+        }
+    }
+    tracing::warn!(tenant_id = %tenant, %template_id, resumed = resumed.len(), "template enabled");
+    Ok(Json(TemplateSwitchResponse {
+        template_id: template_id.to_string(),
+        disabled: false,
+        running: None,
+        reason: None,
+        request_ids: ids(&resumed),
+        failed: ids(&failed),
+    }))
+}
+
+/// Refuses a new request of a disabled template with 409, saying how to turn it back on.
+pub async fn refuse_disabled_template(
+    store: &Store,
+    tenant: &TenantId,
+    template_id: &TemplateId,
+) -> Result<(), ApiError> {
+    match store.get_template_switch(tenant, template_id).await? {
+        Some(switch) if switch.disabled => {
+            let why = switch.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            Err(ApiError::Conflict(format!(
+                "template '{template_id}' is disabled{why}; enable it with \
+                 POST /v1/templates/{template_id}/enable"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn ids(ids: &[RequestId]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
