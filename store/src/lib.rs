@@ -18,6 +18,7 @@
 pub mod audience;
 pub mod controls;
 pub mod dead_letters;
+pub mod estimate;
 pub mod follows;
 pub mod inbox;
 pub mod preferences;
