@@ -320,8 +320,7 @@ impl Store {
                 for row in &rows {
                     let user_id: String = row.try_get("user_id")?;
                     let devices: String = row.try_get("devices")?;
-                    let devices: Vec<Device> =
-                        parse_col("users", serde_json::from_str(&devices))?;
+                    let devices: Vec<Device> = parse_col("users", serde_json::from_str(&devices))?;
                     users.push((user_id, devices));
                 }
                 let tokens: Vec<&str> = users
@@ -484,7 +483,12 @@ mod tests {
         (store, t)
     }
 
-    fn channel(recipients: u64, no_address: u64, opted_out: u64, suppressed: u64) -> ChannelEstimate {
+    fn channel(
+        recipients: u64,
+        no_address: u64,
+        opted_out: u64,
+        suppressed: u64,
+    ) -> ChannelEstimate {
         ChannelEstimate {
             recipients,
             no_address,
@@ -522,21 +526,42 @@ mod tests {
                 "{query:?}"
             );
             assert!(!estimate.sampled);
-            assert_eq!(estimate.channels[&Channel::Email], channel(7, 2, 1, 1), "{query:?}");
-            assert_eq!(estimate.channels[&Channel::Push], channel(7, 2, 1, 1), "{query:?}");
-            assert_eq!(estimate.channels[&Channel::InApp], channel(7, 0, 1, 0), "{query:?}");
+            assert_eq!(
+                estimate.channels[&Channel::Email],
+                channel(7, 2, 1, 1),
+                "{query:?}"
+            );
+            assert_eq!(
+                estimate.channels[&Channel::Push],
+                channel(7, 2, 1, 1),
+                "{query:?}"
+            );
+            assert_eq!(
+                estimate.channels[&Channel::InApp],
+                channel(7, 0, 1, 0),
+                "{query:?}"
+            );
             assert_eq!(store.audience_size(&t, query).await.unwrap(), estimate.size);
         }
         // Another category: e's in-app opt-out no longer applies, f's push is off again.
         let other = store
-            .estimate_audience(&t, &queries[1], &[Channel::InApp, Channel::Push], "digest", 100_000)
+            .estimate_audience(
+                &t,
+                &queries[1],
+                &[Channel::InApp, Channel::Push],
+                "digest",
+                100_000,
+            )
             .await
             .unwrap();
         assert_eq!(other.channels.len(), 2);
         assert_eq!(other.channels[&Channel::InApp], channel(7, 0, 0, 0));
         assert_eq!(other.channels[&Channel::Push], channel(7, 2, 2, 1));
         // The preference counts agree with what delivery asks the store.
-        let recipients: Vec<UserId> = ["a", "b", "c", "d", "e", "f", "g"].iter().map(|u| id(u)).collect();
+        let recipients: Vec<UserId> = ["a", "b", "c", "d", "e", "f", "g"]
+            .iter()
+            .map(|u| id(u))
+            .collect();
         let blocked = store
             .blocked_by_preferences(&t, &recipients, Channel::Push, "digest")
             .await
@@ -578,7 +603,12 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(estimate.size, AudienceSize::default());
-            assert!(estimate.channels.values().all(|c| *c == ChannelEstimate::default()));
+            assert!(
+                estimate
+                    .channels
+                    .values()
+                    .all(|c| *c == ChannelEstimate::default())
+            );
         }
         let other = TenantId::parse("other").unwrap();
         let size = store
