@@ -7,6 +7,7 @@ mod helpers;
 mod inbox_stream;
 mod notify;
 mod orchestration;
+mod preflight;
 mod push;
 mod record;
 mod retries;
