@@ -9,6 +9,7 @@ mod kill;
 mod notify;
 mod orchestration;
 mod preferences;
+mod preflight;
 mod push;
 mod record;
 mod retries;

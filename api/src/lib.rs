@@ -23,6 +23,7 @@ pub mod kill;
 pub mod notify;
 pub mod orchestrator;
 pub mod preferences;
+pub mod preflight;
 pub mod requests;
 pub mod seed;
 pub mod segments;
@@ -58,6 +59,8 @@ pub struct Config {
     pub dedupe_window_seconds: u64,
     /// The in-app inbox's streams and tokens.
     pub inbox: inbox::InboxConfig,
+    /// Dry runs and the blast-radius guard.
+    pub preflight: preflight::PreflightConfig,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             dedupe_window_seconds: 24 * 3600,
             inbox: inbox::InboxConfig::default(),
+            preflight: preflight::PreflightConfig::default(),
         }
     }
 }
@@ -83,6 +87,8 @@ pub struct AppState {
     pub dedupe_window: Duration,
     /// The process's inbox stream fan-out (one store poller for all connections).
     pub inbox: inbox::InboxHub,
+    /// See [`Config::preflight`].
+    pub preflight: preflight::PreflightConfig,
 }
 
 /// Builds the router.
@@ -127,6 +133,10 @@ pub fn app(state: AppState) -> Router {
         .merge(preferences::routes())
         .merge(suppressions::routes())
         .merge(kill::routes())
+        .route(
+            "/v1/settings/blast-radius",
+            get(preflight::get_setting).put(preflight::put_setting),
+        )
         .with_state(state)
 }
 
@@ -143,6 +153,7 @@ pub async fn run(
         store,
         orchestrator: Arc::new(orchestrator),
         dedupe_window: Duration::from_secs(config.dedupe_window_seconds),
+        preflight: config.preflight.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app(state))

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use fanout_domain::contracts::NotificationInput;
 use fanout_domain::ids::InvalidId;
 use fanout_domain::request::{MAX_TTL_SECONDS, NotificationRequest, Priority, RecipientsQuery};
@@ -17,6 +18,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson};
 use crate::orchestrator::StartOutcome;
+use crate::preflight;
 
 /// The request body as sent; converted into a [`NotificationRequest`] before anything else.
 #[derive(Debug, Deserialize)]
@@ -38,6 +40,16 @@ pub struct NotifyBody {
     ttl_seconds: Option<u32>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
+    /// Confirms an audience over the blast-radius limit (see [`crate::preflight`]).
+    #[serde(default)]
+    confirm_audience: Option<u64>,
+}
+
+/// `?dry_run=true` answers with a [`crate::preflight::Preflight`] and records nothing.
+#[derive(Debug, Default, Deserialize)]
+pub struct NotifyParams {
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// The audience as sent.
@@ -144,8 +156,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn notify(
     State(state): State<AppState>,
     Caller(tenant): Caller,
+    Query(params): Query<NotifyParams>,
     ApiJson(body): ApiJson<NotifyBody>,
-) -> Result<(StatusCode, Json<NotifyResponse>), ApiError> {
+) -> Result<Response, ApiError> {
+    let confirm_audience = body.confirm_audience;
     let mut request = body.parse(tenant.clone())?;
     let template = state
         .store
@@ -184,6 +198,30 @@ pub async fn notify(
         )));
     }
 
+    if params.dry_run {
+        let preflight = preflight::dry_run(
+            &state,
+            &tenant,
+            &request.recipients,
+            &request.channels,
+            &template,
+        )
+        .await?;
+        return Ok(Json(preflight).into_response());
+    }
+    // Before anything is recorded, so a refused request leaves no trace to clean up.
+    if let Some(refusal) = preflight::guard(
+        &state,
+        &tenant,
+        &request.recipients,
+        &template,
+        confirm_audience,
+    )
+    .await?
+    {
+        return Ok(refusal.into_response());
+    }
+
     // Within the dedupe window the key names its latest request; after it, the next
     // generation. Either way the id is derived, so racing triggers share one workflow id.
     let window_ms = i64::try_from(state.dedupe_window.as_millis()).unwrap_or(i64::MAX);
@@ -194,7 +232,7 @@ pub async fn notify(
     let (request_id, generation) = match latest {
         Some(r) if now_ms() - r.created_at_ms < window_ms => {
             if r.started {
-                return Ok(accepted(&r.request_id, true));
+                return Ok(accepted(&r.request_id, true).into_response());
             }
             // Recorded but never started (Temporal was down): start it now.
             (r.request_id, r.generation)
@@ -238,7 +276,7 @@ pub async fn notify(
     state.store.mark_started(&request_id).await?;
     let duplicate = outcome == StartOutcome::Duplicate;
     tracing::info!(request_id = %request_id, duplicate, "notification accepted");
-    Ok(accepted(&request_id, duplicate))
+    Ok(accepted(&request_id, duplicate).into_response())
 }
 
 /// 202 for a new request, 200 for a duplicate of an existing one.

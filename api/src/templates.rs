@@ -58,6 +58,8 @@ pub struct TemplateBody {
     push: Option<PushContent>,
     #[serde(default)]
     locales: BTreeMap<String, ChannelContent>,
+    #[serde(default)]
+    max_audience: Option<u64>,
 }
 
 /// A template as sent to `POST /v1/templates`: the same, with its id.
@@ -78,6 +80,8 @@ pub struct NewTemplateBody {
     push: Option<PushContent>,
     #[serde(default)]
     locales: BTreeMap<String, ChannelContent>,
+    #[serde(default)]
+    max_audience: Option<u64>,
 }
 
 impl NewTemplateBody {
@@ -92,6 +96,7 @@ impl NewTemplateBody {
                 in_app: self.in_app,
                 push: self.push,
                 locales: self.locales,
+                max_audience: self.max_audience,
             },
         )
     }
@@ -214,6 +219,7 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, ApiError> {
         default_locale,
         content,
         locales: body.locales,
+        max_audience: body.max_audience,
     })
 }
 

@@ -107,6 +107,10 @@ pub struct TemplateSpec {
     pub content: ChannelContent,
     /// Variants by locale tag, each overriding some channels.
     pub locales: BTreeMap<String, ChannelContent>,
+    /// The largest audience a notify may reach without confirming it (the blast-radius guard);
+    /// `None` leaves it to the tenant's limit or the platform default.
+    #[serde(default)]
+    pub max_audience: Option<u64>,
 }
 
 impl TemplateSpec {
@@ -118,6 +122,7 @@ impl TemplateSpec {
             default_locale: DEFAULT_LOCALE.to_owned(),
             content,
             locales: BTreeMap::new(),
+            max_audience: None,
         }
     }
 }
@@ -144,6 +149,9 @@ pub struct Template {
     /// The version this one copies, when it was written by a rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<i64>,
+    /// See [`TemplateSpec::max_audience`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_audience: Option<u64>,
     /// When this version was written.
     pub updated_at_ms: UnixMillis,
 }
@@ -177,6 +185,7 @@ impl Template {
             default_locale: self.default_locale.clone(),
             content: self.content.clone(),
             locales: self.locales.clone(),
+            max_audience: self.max_audience,
         }
     }
 }
@@ -251,6 +260,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
             restored_from: None,
+            max_audience: None,
             updated_at_ms: 0,
         }
     }

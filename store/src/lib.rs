@@ -19,6 +19,7 @@
 pub mod audience;
 pub mod controls;
 pub mod dead_letters;
+pub mod estimate;
 pub mod follows;
 pub mod inbox;
 pub mod preferences;

@@ -33,6 +33,8 @@ struct StoredContent {
     push: Option<PushContent>,
     #[serde(default)]
     locales: BTreeMap<String, ChannelContent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_audience: Option<u64>,
 }
 
 const COLUMNS: &str =
@@ -55,6 +57,7 @@ fn version_from_row(template_id: &TemplateId, row: &AnyRow) -> Result<Template> 
         },
         locales: content.locales,
         restored_from: row.try_get("restored_from")?,
+        max_audience: content.max_audience,
         updated_at_ms: row.try_get("created_at_ms")?,
     })
 }
@@ -274,6 +277,7 @@ async fn write_version(
             in_app: spec.content.in_app.clone(),
             push: spec.content.push.clone(),
             locales: spec.locales.clone(),
+            max_audience: spec.max_audience,
         }),
     )?;
     let now = now_ms();
@@ -324,6 +328,7 @@ async fn write_version(
         content: spec.content.clone(),
         locales: spec.locales.clone(),
         restored_from,
+        max_audience: spec.max_audience,
         updated_at_ms: now,
     }))
 }
