@@ -10,6 +10,7 @@
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
 //! [`run`] serves on a given listener until a shutdown future resolves.
 
+pub mod admin;
 pub mod audience;
 pub mod auth;
 pub mod control;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod follows;
 pub mod health;
 pub mod inbox;
+pub mod ingest;
 pub mod notify;
 pub mod orchestrator;
 pub mod preferences;
@@ -34,7 +36,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{delete, get, post, put};
-use fanout_domain::config::{StoreConfig, TemporalConfig};
+use fanout_domain::config::{Secret, StoreConfig, TemporalConfig};
 use fanout_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -56,6 +58,10 @@ pub struct Config {
     pub dedupe_window_seconds: u64,
     /// The in-app inbox's streams and tokens.
     pub inbox: inbox::InboxConfig,
+    /// The operator's key for `/v1/admin/` (`FANOUT_ADMIN_KEY`); unset, the admin API is off.
+    pub admin_key: Option<Secret>,
+    /// The default per-tenant ingest quota on `POST /v1/notify` (`FANOUT_INGEST__PER_SECOND`, ..).
+    pub ingest: ingest::IngestConfig,
 }
 
 impl Default for Config {
@@ -66,6 +72,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             dedupe_window_seconds: 24 * 3600,
             inbox: inbox::InboxConfig::default(),
+            admin_key: None,
+            ingest: ingest::IngestConfig::default(),
         }
     }
 }
@@ -81,6 +89,10 @@ pub struct AppState {
     pub dedupe_window: Duration,
     /// The process's inbox stream fan-out (one store poller for all connections).
     pub inbox: inbox::InboxHub,
+    /// See [`Config::admin_key`].
+    pub admin_key: Option<Secret>,
+    /// The process's per-tenant ingest buckets.
+    pub ingest: ingest::IngestLimiter,
 }
 
 /// Builds the router.
@@ -124,6 +136,7 @@ pub fn app(state: AppState) -> Router {
         .merge(segments::routes())
         .merge(preferences::routes())
         .merge(suppressions::routes())
+        .merge(admin::routes())
         .with_state(state)
 }
 
@@ -137,6 +150,8 @@ pub async fn run(
     let orchestrator = TemporalOrchestrator::connect(&config.temporal).await?;
     let state = AppState {
         inbox: inbox::InboxHub::new(store.clone(), config.inbox.clone()),
+        admin_key: config.admin_key.clone(),
+        ingest: ingest::IngestLimiter::new(store.clone(), config.ingest.clone()),
         store,
         orchestrator: Arc::new(orchestrator),
         dedupe_window: Duration::from_secs(config.dedupe_window_seconds),

@@ -116,7 +116,8 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyInfo> {
     })
 }
 
-const TENANT_COLUMNS: &str = "SELECT t.tenant_id, t.name, t.created_at_ms, s.ingest_per_second, s.ingest_burst
+const TENANT_COLUMNS: &str =
+    "SELECT t.tenant_id, t.name, t.created_at_ms, s.ingest_per_second, s.ingest_burst
      FROM tenants t LEFT JOIN tenant_settings s ON s.tenant_id = t.tenant_id";
 
 const KEY_COLUMNS: &str =
