@@ -220,7 +220,8 @@ impl FromRequestParts<AppState> for Admitted {
         match state.ingest.admit(&tenant).await? {
             Ok(()) => Ok(Admitted),
             Err(throttled) => {
-                tracing::info!(
+                // Debug, not info: a flooding tenant would otherwise flood the log too.
+                tracing::debug!(
                     tenant_id = %tenant,
                     retry_after_seconds = throttled.retry_after_seconds,
                     "notify over ingest quota"
