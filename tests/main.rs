@@ -5,6 +5,7 @@
 mod crash;
 mod helpers;
 mod inbox_stream;
+mod ingest;
 mod kill;
 mod notify;
 mod orchestration;

@@ -10,6 +10,7 @@
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
 //! [`run`] serves on a given listener until a shutdown future resolves.
 
+pub mod admin;
 pub mod audience;
 pub mod auth;
 pub mod control;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod follows;
 pub mod health;
 pub mod inbox;
+pub mod ingest;
 pub mod kill;
 pub mod notify;
 pub mod orchestrator;
@@ -37,7 +39,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{delete, get, post, put};
-use fanout_domain::config::{StoreConfig, TemporalConfig};
+use fanout_domain::config::{Secret, StoreConfig, TemporalConfig};
 use fanout_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -61,6 +63,10 @@ pub struct Config {
     pub inbox: inbox::InboxConfig,
     /// Dry runs and the blast-radius guard.
     pub preflight: preflight::PreflightConfig,
+    /// The operator's key for `/v1/admin/` (`FANOUT_ADMIN_KEY`); unset, the admin API is off.
+    pub admin_key: Option<Secret>,
+    /// The default per-tenant ingest quota on `POST /v1/notify` (`FANOUT_INGEST__PER_SECOND`, ..).
+    pub ingest: ingest::IngestConfig,
 }
 
 impl Default for Config {
@@ -72,6 +78,8 @@ impl Default for Config {
             dedupe_window_seconds: 24 * 3600,
             inbox: inbox::InboxConfig::default(),
             preflight: preflight::PreflightConfig::default(),
+            admin_key: None,
+            ingest: ingest::IngestConfig::default(),
         }
     }
 }
@@ -89,6 +97,10 @@ pub struct AppState {
     pub inbox: inbox::InboxHub,
     /// See [`Config::preflight`].
     pub preflight: preflight::PreflightConfig,
+    /// See [`Config::admin_key`].
+    pub admin_key: Option<Secret>,
+    /// The process's per-tenant ingest buckets.
+    pub ingest: ingest::IngestLimiter,
 }
 
 /// Builds the router.
@@ -137,6 +149,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/settings/blast-radius",
             get(preflight::get_setting).put(preflight::put_setting),
         )
+        .merge(admin::routes())
         .with_state(state)
 }
 
@@ -150,6 +163,8 @@ pub async fn run(
     let orchestrator = TemporalOrchestrator::connect(&config.temporal).await?;
     let state = AppState {
         inbox: inbox::InboxHub::new(store.clone(), config.inbox.clone()),
+        admin_key: config.admin_key.clone(),
+        ingest: ingest::IngestLimiter::new(store.clone(), config.ingest.clone()),
         store,
         orchestrator: Arc::new(orchestrator),
         dedupe_window: Duration::from_secs(config.dedupe_window_seconds),

@@ -156,6 +156,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn notify(
     State(state): State<AppState>,
     Caller(tenant): Caller,
+    // The quota is taken before the body is read, so a refused trigger records nothing.
+    _admitted: crate::ingest::Admitted,
     Query(params): Query<NotifyParams>,
     ApiJson(body): ApiJson<NotifyBody>,
 ) -> Result<Response, ApiError> {

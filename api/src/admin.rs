@@ -1,0 +1,411 @@
+//! Operator administration under `/v1/admin/`: tenants, their API keys and their settings.
+//!
+//! Every route takes an [`Operator`] (the configured admin key). Without a configured key the
+//! routes answer 404 saying so; a tenant's API key, or a wrong key, is 401 (not 403: a tenant
+//! key carries no identity on these routes, so there is nothing to forbid). Keys are shown once,
+//! when issued; afterwards they are known by their `key_id` and prefix.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use fanout_domain::TenantId;
+use fanout_store::tenants::{ApiKeyInfo, Tenant, TenantSettings};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::AppState;
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiJson};
+use crate::ingest::IngestConfig;
+
+/// The most tenants one listing returns.
+const MAX_PAGE: u32 = 1_000;
+/// The highest sustained ingest rate a tenant can be given, per second.
+pub const MAX_INGEST_PER_SECOND: u32 = 100_000;
+/// The largest ingest burst a tenant can be given.
+pub const MAX_INGEST_BURST: u32 = 1_000_000;
+/// The longest tenant name.
+const MAX_NAME_CHARS: usize = 200;
+/// The longest key label.
+const MAX_LABEL_CHARS: usize = 100;
+
+/// The admin routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/tenants", get(list_tenants).post(create_tenant))
+        .route(
+            "/v1/admin/tenants/{tenant_id}",
+            get(get_tenant).patch(update_tenant),
+        )
+        .route(
+            "/v1/admin/tenants/{tenant_id}/keys",
+            get(list_keys).post(issue_key),
+        )
+        .route(
+            "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+            delete(revoke_key),
+        )
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidField {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Ingest settings: the tenant's overrides (`null`: the default) or the quota in force.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IngestView {
+    /// Notify requests per second.
+    pub ingest_per_second: Option<u32>,
+    /// Notify requests at once.
+    pub ingest_burst: Option<u32>,
+}
+
+/// A tenant as the admin API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TenantView {
+    /// Its id.
+    pub tenant_id: String,
+    /// Its name.
+    pub name: String,
+    /// When it was created.
+    pub created_at_ms: i64,
+    /// Its own settings; `null` means the platform default.
+    pub settings: IngestView,
+    /// The quota in force (settings over the platform defaults).
+    pub effective: IngestView,
+}
+
+impl TenantView {
+    fn new(tenant: Tenant, defaults: &IngestConfig) -> Self {
+        let quota = defaults.quota(&tenant.settings);
+        Self {
+            tenant_id: tenant.tenant_id.to_string(),
+            name: tenant.name,
+            created_at_ms: tenant.created_at_ms,
+            settings: IngestView {
+                ingest_per_second: tenant.settings.ingest_per_second,
+                ingest_burst: tenant.settings.ingest_burst,
+            },
+            effective: IngestView {
+                ingest_per_second: Some(quota.per_second),
+                ingest_burst: Some(quota.burst),
+            },
+        }
+    }
+}
+
+/// An API key's public record.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyView {
+    /// Its id, to revoke it.
+    pub key_id: String,
+    /// Its first characters.
+    pub prefix: String,
+    /// The operator's label.
+    pub label: Option<String>,
+    /// When it was issued.
+    pub created_at_ms: i64,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// When it was revoked.
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl From<ApiKeyInfo> for KeyView {
+    fn from(k: ApiKeyInfo) -> Self {
+        Self {
+            key_id: k.key_id,
+            prefix: k.prefix,
+            label: k.label,
+            created_at_ms: k.created_at_ms,
+            revoked: k.revoked_at_ms.is_some(),
+            revoked_at_ms: k.revoked_at_ms,
+        }
+    }
+}
+
+/// A key just issued (201): the only response that carries the key.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IssuedKeyView {
+    /// The key: store it now, it is not shown again.
+    pub key: String,
+    /// The tenant it acts as.
+    pub tenant_id: String,
+    /// Its public record.
+    #[serde(flatten)]
+    pub info: KeyView,
+}
+
+fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
+    Ok(TenantId::parse(raw)?)
+}
+
+fn name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid(
+            "name",
+            format!("name must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+async fn existing(state: &AppState, raw: &str) -> Result<Tenant, ApiError> {
+    let id = tenant_id(raw)?;
+    state
+        .store
+        .get_tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("tenant '{id}' not found")))
+}
+
+/// The body of `POST /v1/admin/tenants`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantBody {
+    tenant_id: String,
+    name: String,
+}
+
+/// `POST /v1/admin/tenants`: 201, or 409 if the id is taken.
+pub async fn create_tenant(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateTenantBody>,
+) -> Result<(StatusCode, Json<TenantView>), ApiError> {
+    let id = tenant_id(&body.tenant_id)?;
+    let name = name(&body.name)?;
+    if !state.store.create_tenant(&id, &name).await? {
+        return Err(ApiError::Conflict(format!("tenant '{id}' already exists")));
+    }
+    tracing::info!(tenant_id = %id, "tenant created");
+    let tenant = existing(&state, id.as_str()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TenantView::new(tenant, state.ingest.config())),
+    ))
+}
+
+/// Query of `GET /v1/admin/tenants`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// The last tenant id of the previous page.
+    after: Option<String>,
+    /// Page size (1..=1000, default 100).
+    limit: Option<u32>,
+}
+
+/// `GET /v1/admin/tenants`: tenants in id order, a page at a time.
+pub async fn list_tenants(
+    _: Operator,
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let after = query
+        .after
+        .as_deref()
+        .map(TenantId::parse)
+        .transpose()
+        .map_err(|e| invalid("after", e.to_string()))?;
+    let tenants = state.store.list_tenants(after.as_ref(), limit).await?;
+    let next_after = (tenants.len() == limit as usize)
+        .then(|| tenants.last().map(|t| t.tenant_id.to_string()))
+        .flatten();
+    let tenants: Vec<TenantView> = tenants
+        .into_iter()
+        .map(|t| TenantView::new(t, state.ingest.config()))
+        .collect();
+    Ok(Json(
+        serde_json::json!({"tenants": tenants, "next_after": next_after}),
+    ))
+}
+
+/// `GET /v1/admin/tenants/{tenant_id}`.
+pub async fn get_tenant(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    let tenant = existing(&state, &id).await?;
+    Ok(Json(TenantView::new(tenant, state.ingest.config())))
+}
+
+/// Keeps `null` apart from an absent field: `Some(Value::Null)` resets a setting.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// The body of `PATCH /v1/admin/tenants/{tenant_id}`: absent fields stay as they are, `null`
+/// returns a setting to the platform default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenantBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    ingest_per_second: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    ingest_burst: Option<Value>,
+}
+
+/// Parses a setting: `null`, or a whole number in `1..=max`.
+fn limit_setting(field: &str, value: &Value, max: u32) -> Result<Option<u32>, ApiError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    value
+        .as_u64()
+        .and_then(|v| u32::try_from(v).ok())
+        .filter(|v| (1..=max).contains(v))
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!(
+                    "{field} must be a whole number from 1 to {max}, or null for the platform default"
+                ),
+            )
+        })
+}
+
+/// `PATCH /v1/admin/tenants/{tenant_id}`: renames the tenant or changes its settings. Every
+/// field is checked before anything is written.
+pub async fn update_tenant(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateTenantBody>,
+) -> Result<Json<TenantView>, ApiError> {
+    let tenant = existing(&state, &id).await?;
+    let new_name = body.name.as_deref().map(name).transpose()?;
+    let mut settings: TenantSettings = tenant.settings;
+    if let Some(v) = &body.ingest_per_second {
+        settings.ingest_per_second = limit_setting("ingest_per_second", v, MAX_INGEST_PER_SECOND)?;
+    }
+    if let Some(v) = &body.ingest_burst {
+        settings.ingest_burst = limit_setting("ingest_burst", v, MAX_INGEST_BURST)?;
+    }
+    if let Some(name) = &new_name {
+        state.store.rename_tenant(&tenant.tenant_id, name).await?;
+    }
+    if settings != tenant.settings {
+        state
+            .store
+            .set_tenant_settings(&tenant.tenant_id, &settings)
+            .await?;
+        tracing::info!(
+            tenant_id = %tenant.tenant_id,
+            ingest_per_second = ?settings.ingest_per_second,
+            ingest_burst = ?settings.ingest_burst,
+            "tenant settings changed"
+        );
+    }
+    let tenant = existing(&state, &id).await?;
+    Ok(Json(TenantView::new(tenant, state.ingest.config())))
+}
+
+/// The optional body of `POST /v1/admin/tenants/{tenant_id}/keys`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueKeyBody {
+    #[serde(default)]
+    label: Option<String>,
+}
+
+/// `POST /v1/admin/tenants/{tenant_id}/keys`: 201 with the key, shown this once. The body
+/// (`{"label": ..}`) is optional.
+pub async fn issue_key(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<IssuedKeyView>), ApiError> {
+    let body: IssueKeyBody = if body.iter().all(u8::is_ascii_whitespace) {
+        IssueKeyBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            if e.is_data() {
+                invalid(
+                    "label",
+                    format!("the body must be {{\"label\": string}}: {e}"),
+                )
+            } else {
+                ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+            }
+        })?
+    };
+    let label = body.label.as_deref().map(str::trim);
+    if let Some(label) = label
+        && (label.is_empty()
+            || label.chars().count() > MAX_LABEL_CHARS
+            || label.chars().any(char::is_control))
+    {
+        return Err(invalid(
+            "label",
+            format!("label must be 1 to {MAX_LABEL_CHARS} printable characters"),
+        ));
+    }
+    let tenant = existing(&state, &id).await?;
+    let issued = state.store.issue_api_key(&tenant.tenant_id, label).await?;
+    tracing::info!(tenant_id = %tenant.tenant_id, key_id = %issued.info.key_id, "api key issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedKeyView {
+            key: issued.key,
+            tenant_id: tenant.tenant_id.to_string(),
+            info: issued.info.into(),
+        }),
+    ))
+}
+
+/// `GET /v1/admin/tenants/{tenant_id}/keys`: every key, revoked ones included, never the key.
+pub async fn list_keys(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = existing(&state, &id).await?;
+    let keys: Vec<KeyView> = state
+        .store
+        .list_api_keys(&tenant.tenant_id)
+        .await?
+        .into_iter()
+        .map(KeyView::from)
+        .collect();
+    Ok(Json(serde_json::json!({"keys": keys})))
+}
+
+/// `DELETE /v1/admin/tenants/{tenant_id}/keys/{key_id}`: 204; the key is refused from the next
+/// request on (keys are checked against the store on every request, not cached).
+pub async fn revoke_key(
+    _: Operator,
+    State(state): State<AppState>,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = existing(&state, &id).await?;
+    if !state
+        .store
+        .revoke_api_key(&tenant.tenant_id, &key_id)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "tenant '{}' has no key '{key_id}'",
+            tenant.tenant_id
+        )));
+    }
+    tracing::info!(tenant_id = %tenant.tenant_id, key_id = %key_id, "api key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}

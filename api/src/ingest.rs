@@ -1,0 +1,309 @@
+//! The per-tenant ingest quota on `POST /v1/notify`.
+//!
+//! Each tenant has a token bucket: `per_second` tokens flow in, at most `burst` are kept, and
+//! every notify request takes one. The [`Admitted`] extractor takes the token before the
+//! handler runs, so a refused request has recorded and started nothing, and the caller can
+//! retry it as it was (same dedupe key) once `Retry-After` has passed.
+//!
+//! The buckets live in this process: N API replicas admit up to N times a tenant's rate. That
+//! keeps a store write off every trigger's path (SQLite has one writer, and the delivery side
+//! already competes for it); a shared limiter (Redis, or a row per tenant in PostgreSQL) is the
+//! way to an exact global rate if replicas multiply. A tenant's settings are read from the
+//! store at most once per [`IngestConfig::settings_ttl_ms`], so an operator's change applies
+//! within that time without a read per request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fanout_domain::TenantId;
+use fanout_store::Store;
+use fanout_store::tenants::TenantSettings;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// The platform's default quota, which a tenant's settings override.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    /// Sustained notify requests per second per tenant (and API process).
+    pub per_second: u32,
+    /// Notify requests a tenant may send at once before the sustained rate applies.
+    pub burst: u32,
+    /// How long a tenant's settings are reused before being read again.
+    pub settings_ttl_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            per_second: 50,
+            burst: 100,
+            settings_ttl_ms: 1_000,
+        }
+    }
+}
+
+/// The quota that applies to one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Quota {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests at once.
+    pub burst: u32,
+}
+
+impl IngestConfig {
+    /// The quota for a tenant with these settings.
+    pub fn quota(&self, settings: &TenantSettings) -> Quota {
+        Quota {
+            per_second: settings.ingest_per_second.unwrap_or(self.per_second).max(1),
+            burst: settings.ingest_burst.unwrap_or(self.burst).max(1),
+        }
+    }
+}
+
+/// One tenant's bucket, and when its quota was last read.
+#[derive(Debug)]
+struct Bucket {
+    quota: Quota,
+    read_at: Instant,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl Bucket {
+    fn new(quota: Quota, now: Instant) -> Self {
+        Self {
+            quota,
+            read_at: now,
+            tokens: f64::from(quota.burst),
+            refilled_at: now,
+        }
+    }
+
+    /// Takes a token, or says how long until one is available.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        let rate = f64::from(self.quota.per_second);
+        self.tokens = (self.tokens + elapsed * rate).min(f64::from(self.quota.burst));
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
+
+    /// Applies a newly read quota; tokens above the new burst are dropped.
+    fn requota(&mut self, quota: Quota, now: Instant) {
+        self.quota = quota;
+        self.read_at = now;
+        self.tokens = self.tokens.min(f64::from(quota.burst));
+    }
+}
+
+/// The process's ingest buckets, one per tenant. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct IngestLimiter {
+    store: Store,
+    config: IngestConfig,
+    buckets: Arc<Mutex<HashMap<TenantId, Bucket>>>,
+}
+
+/// A notify request refused by the quota: 429 with `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttled {
+    /// The quota that refused it.
+    pub quota: Quota,
+    /// Whole seconds until a retry can succeed (at least 1).
+    pub retry_after_seconds: u64,
+}
+
+impl IngestLimiter {
+    /// Buckets with `config`'s defaults, reading tenant overrides from `store`.
+    pub fn new(store: Store, config: IngestConfig) -> Self {
+        Self {
+            store,
+            config,
+            buckets: Arc::default(),
+        }
+    }
+
+    /// The platform defaults.
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    /// Takes one token from the tenant's bucket.
+    pub async fn admit(&self, tenant: &TenantId) -> Result<Result<(), Throttled>, ApiError> {
+        let now = Instant::now();
+        let ttl = Duration::from_millis(self.config.settings_ttl_ms);
+        let fresh = self
+            .lock()
+            .get(tenant)
+            .is_some_and(|b| now.saturating_duration_since(b.read_at) < ttl);
+        // The settings are read outside the lock; racing readers both write the same value.
+        let quota = if fresh {
+            None
+        } else {
+            let settings = self.store.tenant_settings(tenant).await?;
+            Some(self.config.quota(&settings))
+        };
+        let mut buckets = self.lock();
+        let bucket = match (buckets.get_mut(tenant), quota) {
+            (Some(bucket), Some(quota)) => {
+                bucket.requota(quota, now);
+                bucket
+            }
+            (Some(bucket), None) => bucket,
+            (None, quota) => buckets.entry(tenant.clone()).or_insert_with(|| {
+                Bucket::new(
+                    quota.unwrap_or_else(|| self.config.quota(&TenantSettings::default())),
+                    now,
+                )
+            }),
+        };
+        Ok(bucket.take(now).map_err(|wait| Throttled {
+            quota: bucket.quota,
+            retry_after_seconds: (wait.as_secs_f64().ceil() as u64).max(1),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Bucket>> {
+        // A panic while holding the lock leaves the map consistent (every update is one
+        // assignment), so a poisoned lock is still usable.
+        self.buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Proof that the caller's notify request is within its tenant's quota. Take it after
+/// [`Caller`] and before the body, so nothing is recorded for a refused request.
+#[derive(Debug)]
+pub struct Admitted;
+
+/// Why a request was not admitted.
+#[derive(Debug)]
+pub enum NotAdmitted {
+    /// Over quota.
+    Throttled(Throttled),
+    /// Not authenticated, or the quota could not be read.
+    Error(ApiError),
+}
+
+impl From<ApiError> for NotAdmitted {
+    fn from(e: ApiError) -> Self {
+        Self::Error(e)
+    }
+}
+
+impl FromRequestParts<AppState> for Admitted {
+    type Rejection = NotAdmitted;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NotAdmitted> {
+        let Caller(tenant) = Caller::from_request_parts(parts, state).await?;
+        match state.ingest.admit(&tenant).await? {
+            Ok(()) => Ok(Admitted),
+            Err(throttled) => {
+                // Debug, not info: a flooding tenant would otherwise flood the log too.
+                tracing::debug!(
+                    tenant_id = %tenant,
+                    retry_after_seconds = throttled.retry_after_seconds,
+                    "notify over ingest quota"
+                );
+                Err(NotAdmitted::Throttled(throttled))
+            }
+        }
+    }
+}
+
+impl IntoResponse for NotAdmitted {
+    fn into_response(self) -> Response {
+        let t = match self {
+            NotAdmitted::Error(e) => return e.into_response(),
+            NotAdmitted::Throttled(t) => t,
+        };
+        let body = json!({"error": {
+            "code": "rate_limited",
+            "message": format!(
+                "over this tenant's ingest quota of {} notify requests per second (burst {}); nothing was accepted: retry in {} s",
+                t.quota.per_second, t.quota.burst, t.retry_after_seconds
+            ),
+            "rate_per_second": t.quota.per_second,
+            "burst": t.quota.burst,
+            "retry_after_seconds": t.retry_after_seconds,
+        }});
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(t.retry_after_seconds),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(per_second: u32, burst: u32) -> Quota {
+        Quota { per_second, burst }
+    }
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_its_rate() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(quota(2, 3), start);
+        for _ in 0..3 {
+            bucket.take(start).unwrap();
+        }
+        let wait = bucket.take(start).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        // Refused requests take nothing: half a second later exactly one more fits.
+        let later = start + Duration::from_millis(500);
+        bucket.take(later).unwrap();
+        assert!(bucket.take(later).is_err());
+        // Idle time refills to the burst, never past it.
+        let idle = later + Duration::from_secs(60);
+        for _ in 0..3 {
+            bucket.take(idle).unwrap();
+        }
+        assert!(bucket.take(idle).is_err());
+    }
+
+    #[test]
+    fn a_lower_quota_drops_the_tokens_above_it() {
+        let now = Instant::now();
+        let mut bucket = Bucket::new(quota(10, 100), now);
+        bucket.requota(quota(1, 2), now);
+        bucket.take(now).unwrap();
+        bucket.take(now).unwrap();
+        assert_eq!(bucket.take(now).unwrap_err(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn settings_override_the_defaults_and_never_reach_zero() {
+        let config = IngestConfig::default();
+        assert_eq!(config.quota(&TenantSettings::default()), quota(50, 100));
+        let own = TenantSettings {
+            ingest_per_second: Some(0),
+            ingest_burst: Some(7),
+        };
+        assert_eq!(config.quota(&own), quota(1, 7));
+    }
+}
