@@ -74,14 +74,21 @@ seeded=$("$TARGET_DIR/fanout-api" seed-demo "${seed_args[@]}" 2>"$LOG_DIR/seed.l
   || die "seeding the demo tenant failed; see $LOG_DIR/seed.log"
 eval "$seeded"
 
+# The operator key for /v1/admin/ (tenants and API keys), kept across runs like the demo key.
+admin_key=""
+[ -f "$DEV_ENV" ] && admin_key=$(sed -n 's/^FANOUT_ADMIN_KEY=//p' "$DEV_ENV")
+[ -n "$admin_key" ] || admin_key="fo_admin_$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+
 stop_service api
-start_service api env FANOUT_LISTEN_ADDR="127.0.0.1:$API_PORT" "$TARGET_DIR/fanout-api" serve
+start_service api env FANOUT_LISTEN_ADDR="127.0.0.1:$API_PORT" FANOUT_ADMIN_KEY="$admin_key" \
+  "$TARGET_DIR/fanout-api" serve
 wait_until api 30 curl -fsS "http://127.0.0.1:$API_PORT/healthz" \
   || die "the api did not start; see $LOG_DIR/api.log"
 
 cat >"$DEV_ENV" <<ENV
 FANOUT_API_URL=http://127.0.0.1:$API_PORT
 FANOUT_API_KEY=$FANOUT_API_KEY
+FANOUT_ADMIN_KEY=$admin_key
 FANOUT_DEMO_TENANT_ID=$FANOUT_DEMO_TENANT_ID
 FANOUT_DEMO_TEMPLATE_ID=$FANOUT_DEMO_TEMPLATE_ID
 FANOUT_DEMO_USER_IDS=$FANOUT_DEMO_USER_IDS
