@@ -3,12 +3,12 @@
 //! and skipped next time, a 429 with Retry-After retried no sooner than asked, and an outage
 //! that ends with every device reached once the provider recovers.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, expect_status, poll, tally};
+use crate::helpers::{TestApp, expect_status, tally};
 
 fn template() -> Value {
     json!({
@@ -306,15 +306,7 @@ async fn a_push_outage_ends_with_every_device_reached_once_it_recovers() -> anyh
     }
     let ids: Vec<&str> = users.iter().map(String::as_str).collect();
     let request = app.push(&ids, "t").await?;
-    poll(Duration::from_secs(60), "three refused rounds", || async {
-        let receipts = app.all_receipts(&request).await?;
-        let retried = receipts
-            .iter()
-            .filter(|r| r["attempts"].as_u64() >= Some(3))
-            .count();
-        Ok((retried == users.len()).then_some(()))
-    })
-    .await?;
+    app.wait_for_attempts(&request, users.len(), 3).await?;
     let during = app.status(&request).await?;
     assert_eq!(
         (&during["state"], &during["channels"]["push"]["delivered"]),

@@ -62,13 +62,7 @@ async fn record_histories() -> anyhow::Result<()> {
     let request_id = body["request_id"].as_str().unwrap();
     app.wait_for_state(request_id, "completed").await?;
     app.remove_smtp_fault(bounce).await?;
-    let (status, redrive) = app
-        .post(
-            "/v1/dead-letters/redrive",
-            Some(json!({"request_id": request_id})),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{redrive}");
+    let redrive = app.redrive(request_id).await?;
     let redrive_id = redrive["redrive_id"].as_str().unwrap().to_owned();
     crate::helpers::poll(
         std::time::Duration::from_secs(60),

@@ -52,15 +52,7 @@ async fn a_relay_outage_ends_with_every_email_delivered_once_it_recovers() -> an
     let request_id = body["request_id"].as_str().unwrap().to_owned();
 
     // Let the outage last through a few delivery rounds.
-    poll(Duration::from_secs(60), "retried attempts", || async {
-        let receipts = app.all_receipts(&request_id).await?;
-        let retried = receipts
-            .iter()
-            .filter(|r| r["attempts"].as_u64() >= Some(3))
-            .count();
-        Ok((retried == users.len()).then_some(()))
-    })
-    .await?;
+    app.wait_for_attempts(&request_id, users.len(), 3).await?;
     let during = app.status(&request_id).await?;
     assert_eq!(during["state"], "running", "{during}");
     assert_eq!(during["channels"]["email"]["delivered"], 0, "{during}");
@@ -127,13 +119,7 @@ async fn a_permanent_rejection_is_dead_lettered_and_redriven() -> anyhow::Result
 
     // The mailbox is fixed; the operator re-drives.
     app.remove_smtp_fault(rejection).await?;
-    let (status, redrive) = app
-        .post(
-            "/v1/dead-letters/redrive",
-            Some(json!({"request_id": request_id})),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{redrive}");
+    let redrive = app.redrive(&request_id).await?;
     assert_eq!(redrive["instances"], 1);
 
     let after = poll(

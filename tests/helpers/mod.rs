@@ -395,6 +395,40 @@ impl TestApp {
         expect_status(r, StatusCode::NO_CONTENT).await.map(|_| ())
     }
 
+    /// Waits until `receipts` of the request's receipts count at least `attempts` provider calls:
+    /// an outage has lasted that many delivery rounds for each of them.
+    pub async fn wait_for_attempts(
+        &self,
+        request_id: &str,
+        receipts: usize,
+        attempts: u64,
+    ) -> anyhow::Result<()> {
+        poll(Duration::from_secs(60), "retried attempts", || async {
+            let found = self.all_receipts(request_id).await?;
+            let retried = found
+                .iter()
+                .filter(|r| r["attempts"].as_u64() >= Some(attempts))
+                .count();
+            Ok((retried >= receipts).then_some(()))
+        })
+        .await
+    }
+
+    /// Re-drives every dead letter of a finished request and returns the API's answer (202).
+    pub async fn redrive(&self, request_id: &str) -> anyhow::Result<Value> {
+        let (status, answer) = self
+            .post(
+                "/v1/dead-letters/redrive",
+                Some(json!({"request_id": request_id})),
+            )
+            .await?;
+        anyhow::ensure!(
+            status == StatusCode::ACCEPTED,
+            "re-drive: {status} {answer}"
+        );
+        Ok(answer)
+    }
+
     /// Sends a GET to this test's API and returns the status and body.
     pub async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
         let r = self.request(reqwest::Method::GET, path).send().await?;
