@@ -8,7 +8,8 @@
 //! Methods are grouped by resource, one module each: [`tenants`] (tenants and API keys),
 //! [`users`], [`follows`] (who follows whom), [`segments`] (named sets of users), [`templates`],
 //! [`requests`], [`audience`] (paging through an audience and the paged recipient snapshot),
-//! [`controls`] (pause, rate, cancel of running requests), [`receipts`], [`dead_letters`]
+//! [`controls`] (pause, rate, cancel of running requests), [`limits`] (shared rate-limit
+//! buckets and quotas), [`receipts`], [`dead_letters`]
 //! (instances that failed for good, and re-driving them) and [`inbox`].
 //!
 //! Bulk writes go through `multi_row_sql`: tens to hundreds of rows per statement (see
@@ -20,6 +21,7 @@ pub mod controls;
 pub mod dead_letters;
 pub mod follows;
 pub mod inbox;
+pub mod limits;
 pub mod preferences;
 pub mod receipts;
 pub mod requests;
