@@ -9,6 +9,11 @@
 //! report says how many, with the longest `Retry-After` seen, so the page workflow can back off
 //! and run another round. On the final round they are recorded as failed instead, and every
 //! failed instance goes to the dead-letter list with its receipt.
+//!
+//! Rate limits and circuit breakers ([`crate::limits`]) gate every real send after the
+//! request's own controls. A send held by an open breaker is not attempted: its receipt stays
+//! pending whatever the round, and the report counts it as `held` so the page workflow waits
+//! for the breaker instead of spending a round.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -17,7 +22,7 @@ use fanout_domain::contracts::{DeliverPageInput, PageReport};
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::Compiled;
-use fanout_domain::user::{Device, User};
+use fanout_domain::user::{Device, Platform, User};
 use fanout_domain::{Channel, InstanceId, UserId};
 use fanout_store::audience::PageMember;
 use fanout_store::preferences::OPTED_OUT;
@@ -28,6 +33,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::control::{Gate, Pacer, RateLimiters};
 use crate::email::EmailSender;
+use crate::limits::{Limits, Provider, Verdict};
 use crate::outcome::SendOutcome;
 use crate::push::{self, PushSenders};
 use crate::templates::{TemplateCache, TemplateLoadError};
@@ -43,6 +49,9 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 /// reach it before failing instead.
 const CANCEL_GRACE: Duration = Duration::from_secs(15);
 
+/// Error code of a receipt held back by an open circuit breaker.
+const CIRCUIT_OPEN: &str = "circuit_open";
+
 /// Failure type when the store says cancelled but Temporal never cancelled the activity.
 const ERR_REQUEST_CANCELLED: &str = "RequestCancelled";
 
@@ -52,6 +61,7 @@ pub async fn deliver_page(
     email: &EmailSender,
     push: &PushSenders,
     limiters: &RateLimiters,
+    limits: &Limits,
     config: &DeliveryConfig,
     ctx: &ActivityContext,
     input: &DeliverPageInput,
@@ -90,6 +100,7 @@ pub async fn deliver_page(
         pending: 0,
         settled_this_round: 0,
         retry_after_ms: None,
+        held: 0,
     };
     let mut todo = Vec::new();
     for member in members {
@@ -115,6 +126,7 @@ pub async fn deliver_page(
         compiled,
         last_attempt,
         pacer: &pacer,
+        limits,
         erased: &erased,
         screen: &screen,
         push,
@@ -133,13 +145,14 @@ pub async fn deliver_page(
         tokio::select! {
             next = results.next() => {
                 let Some(delivered) = next else { break };
-                let Some(Attempted { receipt, message, retry_after }) = delivered else {
+                let Some(Attempted { receipt, message, retry_after, held }) = delivered else {
                     stopped = true;
                     continue;
                 };
                 match receipt.status {
                     DeliveryStatus::Pending => {
                         report.pending += 1;
+                        report.held += u64::from(held);
                         let asked = retry_after.map(|d| d.as_millis() as u64);
                         report.retry_after_ms = report.retry_after_ms.max(asked);
                     }
@@ -365,6 +378,7 @@ struct Job<'a> {
     compiled: Option<&'a Compiled>,
     last_attempt: bool,
     pacer: &'a Pacer<'a>,
+    limits: &'a Limits,
     erased: &'a Erased,
     screen: &'a Screen,
     push: &'a PushSenders,
@@ -397,9 +411,17 @@ impl Job<'_> {
         };
         let mut message = None;
         let mut retry_after = None;
+        let mut held = false;
         let outcome = self.send(&receipt.instance_id, &member).await;
         match outcome {
             Outcome::Stopped => return None,
+            Outcome::Held(wait) => {
+                // Not attempted: pending even in the last round, so an outage never fails it.
+                held = true;
+                retry_after = Some(wait);
+                receipt.error_code = Some(CIRCUIT_OPEN.into());
+                receipt.error_message = Some("provider circuit open: send held".into());
+            }
             Outcome::Suppressed(code) => {
                 receipt.status = DeliveryStatus::Suppressed;
                 receipt.error_code = Some(code.into());
@@ -447,6 +469,7 @@ impl Job<'_> {
             receipt,
             message,
             retry_after,
+            held,
         })
     }
 
@@ -483,9 +506,21 @@ impl Job<'_> {
         if self.erased.contains(&user.user_id) {
             return Outcome::Suppressed("unknown_user");
         }
+        let providers = providers(input.channel, &devices);
+        let passes = match self
+            .limits
+            .admit(&input.tenant_id, &input.template_id, &providers, || {
+                self.ctx.is_cancelled()
+            })
+            .await
+        {
+            Verdict::Go(passes) => passes,
+            Verdict::Held(wait) => return Outcome::Held(wait),
+            Verdict::Cancelled => return Outcome::Stopped,
+        };
         let vars = fanout_domain::render::context(&input.data, user, &input.request_id);
         let started = Instant::now();
-        match input.channel {
+        let outcome = match input.channel {
             Channel::Email => {
                 let Some(address) = &user.email else {
                     return Outcome::Suppressed("no_email_address");
@@ -538,8 +573,30 @@ impl Job<'_> {
                     inbox: None,
                 },
             },
+        };
+        if let Outcome::Sent { send, .. } = &outcome {
+            self.limits.report(passes, send).await;
         }
+        outcome
     }
+}
+
+/// The providers a send on `channel` to these devices goes through (none for in-app).
+fn providers(channel: Channel, devices: &[&Device]) -> Vec<Provider> {
+    let mut providers: Vec<Provider> = match channel {
+        Channel::Email => vec![Provider::Smtp],
+        Channel::Push => devices
+            .iter()
+            .map(|d| match d.platform {
+                Platform::Apns => Provider::Apns,
+                Platform::Fcm => Provider::Fcm,
+            })
+            .collect(),
+        Channel::InApp => Vec::new(),
+    };
+    providers.sort();
+    providers.dedup();
+    providers
 }
 
 impl Job<'_> {
@@ -575,10 +632,12 @@ struct Attempted {
     receipt: Receipt,
     message: Option<InboxMessage>,
     retry_after: Option<Duration>,
+    held: bool,
 }
 
 enum Outcome {
     Stopped,
+    Held(Duration),
     Suppressed(&'static str),
     Sent {
         send: SendOutcome,

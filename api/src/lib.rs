@@ -5,7 +5,8 @@
 //! in-app inbox from Temporal (while a request runs) and the store (once it has finished).
 //!
 //! Layout: [`app`] builds the router from one module per resource ([`notify`], [`requests`]
-//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`users`], [`templates`], [`inbox`], [`health`] with the OpenAPI
+//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`quotas`] for delivery
+//! quotas, [`users`], [`templates`], [`inbox`], [`health`] with the OpenAPI
 //! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
 //! [`run`] serves on a given listener until a shutdown future resolves.
@@ -21,6 +22,7 @@ pub mod inbox;
 pub mod notify;
 pub mod orchestrator;
 pub mod preferences;
+pub mod quotas;
 pub mod requests;
 pub mod seed;
 pub mod segments;
@@ -124,6 +126,7 @@ pub fn app(state: AppState) -> Router {
         .merge(segments::routes())
         .merge(preferences::routes())
         .merge(suppressions::routes())
+        .merge(quotas::routes())
         .with_state(state)
 }
 

@@ -7,18 +7,20 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use fanout_domain::RequestId;
+use fanout_domain::{RequestId, TemplateId, TenantId};
+use futures::StreamExt;
 use fanout_domain::config::TemporalConfig;
 use fanout_domain::contracts::{
     self, NotificationInput, NotificationWorkflow, PauseSignal, ProgressQuery, RateLimit,
-    RedriveInput, RedriveWorkflow, ResumeSignal, SetRateSignal,
+    RedriveInput, RedriveWorkflow, ResumeSignal, SetRateSignal, SetTemplateQuotaSignal,
+    TemplateQuota,
 };
 use fanout_domain::receipt::{Progress, RequestState};
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCancelOptions,
-    WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowQueryOptions,
-    WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowListOptions,
+    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
 use temporalio_common::search_attributes::SearchAttributes;
 
@@ -81,6 +83,14 @@ pub trait Orchestrator: Send + Sync + 'static {
     async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError>;
     /// Starts a re-drive of a finished request's dead letters.
     async fn start_redrive(&self, input: RedriveInput) -> Result<StartOutcome, OrchestratorError>;
+    /// Signals every running request of the tenant's template with the template's new quota;
+    /// returns how many were signalled.
+    async fn signal_template_quota(
+        &self,
+        tenant_id: &TenantId,
+        template_id: &TemplateId,
+        quota: TemplateQuota,
+    ) -> Result<u32, OrchestratorError>;
 }
 
 fn interaction_error(e: WorkflowInteractionError) -> OrchestratorError {
@@ -232,4 +242,52 @@ impl Orchestrator for TemporalOrchestrator {
             .build();
         handle.cancel(options).await.map_err(interaction_error)
     }
+
+    async fn signal_template_quota(
+        &self,
+        tenant_id: &TenantId,
+        template_id: &TemplateId,
+        quota: TemplateQuota,
+    ) -> Result<u32, OrchestratorError> {
+        let query = template_query(tenant_id, template_id);
+        let mut running = self
+            .client
+            .list_workflows(query, WorkflowListOptions::default());
+        let mut signalled = 0;
+        while let Some(execution) = running.next().await {
+            let execution = execution.map_err(|e| OrchestratorError::Unavailable(e.to_string()))?;
+            let handle = self
+                .client
+                .get_workflow_handle::<NotificationWorkflow>(execution.id());
+            match handle
+                .signal(
+                    SetTemplateQuotaSignal,
+                    quota,
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+                .map_err(interaction_error)
+            {
+                Ok(()) => signalled += 1,
+                // It finished between the listing and the signal: nothing to slow down.
+                Err(OrchestratorError::NotRunning) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(signalled)
+    }
+}
+
+/// The visibility query for the running requests of one template.
+fn template_query(tenant_id: &TenantId, template_id: &TemplateId) -> String {
+    // Ids are validated to a safe alphabet; quotes are escaped anyway.
+    let quote = |s: &str| s.replace('\'', "''");
+    format!(
+        "WorkflowType = '{}' AND {} = '{}' AND {} = '{}' AND ExecutionStatus = 'Running'",
+        contracts::NOTIFICATION_WORKFLOW,
+        contracts::SA_TENANT_ID.name(),
+        quote(tenant_id.as_str()),
+        contracts::SA_TEMPLATE_ID.name(),
+        quote(template_id.as_str()),
+    )
 }

@@ -112,6 +112,7 @@ impl TestApp {
             },
             apns: shared.apns.clone(),
             fcm: shared.fcm.clone(),
+            limits: Default::default(),
         };
         let stop_worker = in_process_worker.then(|| stack::spawn_worker(worker_config.clone()));
 

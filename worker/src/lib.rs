@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use fanout_activities::apns::{ApnsClient, ApnsConfig};
 use fanout_activities::fcm::{FcmClient, FcmConfig};
-use fanout_activities::{DeliveryConfig, EmailSender, FanoutActivities, PushSenders, SmtpConfig};
+use fanout_activities::{
+    DeliveryConfig, EmailSender, FanoutActivities, LimitsConfig, PushSenders, SmtpConfig,
+};
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
 use fanout_workflows::{
@@ -37,6 +39,8 @@ pub struct Config {
     pub apns: ApnsConfig,
     /// Firebase Cloud Messaging (push to `fcm` devices).
     pub fcm: FcmConfig,
+    /// Rate limits shared with every other worker, and the providers' circuit breakers.
+    pub limits: LimitsConfig,
 }
 
 /// How long start-up keeps retrying a Temporal frontend that is not reachable yet.
@@ -69,7 +73,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         fcm = push.fcm.is_some(),
         "push providers configured"
     );
-    let activities = FanoutActivities::new(store, email, push, config.delivery.clone());
+    let activities = FanoutActivities::new(store, email, push, config.delivery.clone())
+        .with_limits(config.limits.clone());
 
     let runtime = Runtime::from_current_tokio(Default::default())
         .map_err(|e| anyhow::anyhow!("creating the temporal runtime: {e}"))?;
