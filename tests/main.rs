@@ -5,6 +5,7 @@
 mod crash;
 mod helpers;
 mod inbox_stream;
+mod limits;
 mod notify;
 mod orchestration;
 mod push;

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BreakerConfig {
+    /// Whether breakers hold sends at all.
+    pub enabled: bool,
     /// Outcomes are counted over tumbling windows of this many milliseconds.
     pub window_ms: u64,
     /// Fewer sends than this in a window never open the breaker.
@@ -34,6 +36,7 @@ pub struct BreakerConfig {
 impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             window_ms: 10_000,
             min_requests: 10,
             error_percent: 50,
@@ -183,6 +186,7 @@ mod tests {
 
     fn config() -> BreakerConfig {
         BreakerConfig {
+            enabled: true,
             window_ms: 1_000,
             min_requests: 4,
             error_percent: 50,
