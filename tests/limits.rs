@@ -146,7 +146,10 @@ async fn two_workers_together_hold_a_provider_rate() -> anyhow::Result<()> {
     let times: Vec<u64> = arrivals.iter().map(|a| a.at_ms).collect();
     let span = times[times.len() - 1] - times[0];
     // 200 tokens at 20/s, less the tokens on hand at the start: at least 9.5 s.
-    assert!(span >= 9_000, "200 deliveries at {RATE}/s took only {span} ms");
+    assert!(
+        span >= 9_000,
+        "200 deliveries at {RATE}/s took only {span} ms"
+    );
     let busiest = busiest_window(&times, 1_000);
     assert!(
         busiest <= RATE as usize + SLACK,
@@ -191,9 +194,11 @@ async fn a_template_quota_slows_a_running_fan_out_within_a_second() -> anyhow::R
     // Watch four seconds, starting one second after the call returned.
     let from = changed_at + 1_000;
     let until = from + 4_000;
-    poll(Duration::from_secs(30), "the observation window", || async {
-        Ok((now_ms() > until + 500).then_some(()))
-    })
+    poll(
+        Duration::from_secs(30),
+        "the observation window",
+        || async { Ok((now_ms() > until + 500).then_some(())) },
+    )
     .await?;
     let arrivals = app.arrivals().await?;
     let before: Vec<u64> = arrivals
@@ -281,7 +286,10 @@ async fn an_open_breaker_holds_an_outage_and_releases_it_on_recovery() -> anyhow
     let during = app.status(&request_id).await?;
     assert_eq!(during["state"], "running", "{during}");
     let email = &during["channels"]["email"];
-    assert_eq!((&email["delivered"], &email["failed"]), (&json!(0), &json!(0)));
+    assert_eq!(
+        (&email["delivered"], &email["failed"]),
+        (&json!(0), &json!(0))
+    );
     let receipts = app
         .store
         .list_receipts(&app.tenant, &request, None, 1000)

@@ -56,6 +56,7 @@ const CIRCUIT_OPEN: &str = "circuit_open";
 const ERR_REQUEST_CANCELLED: &str = "RequestCancelled";
 
 /// Delivers one page over one channel and reports the page's counts.
+#[allow(clippy::too_many_arguments)] // the activity's shared handles, passed as borrowed
 pub async fn deliver_page(
     store: &Store,
     email: &EmailSender,
@@ -574,8 +575,8 @@ impl Job<'_> {
                 },
             },
         };
-        if let Outcome::Sent { send, .. } = &outcome {
-            self.limits.report(passes, send).await;
+        if let Outcome::Sent { send, started, .. } = &outcome {
+            self.limits.report(passes, send, started.elapsed()).await;
         }
         outcome
     }

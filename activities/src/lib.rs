@@ -36,8 +36,8 @@ pub mod templates;
 use std::sync::Arc;
 
 use fanout_domain::contracts::{
-    self, ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverPageInput, FinalizeInput, PageReport,
-    RedrivePage, ResolveChunk, ResolveChunkInput,
+    self, ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverPageInput,
+    FinalizeInput, PageReport, RedrivePage, ResolveChunk, ResolveChunkInput,
 };
 use fanout_domain::receipt::Progress;
 use fanout_store::Store;
@@ -245,7 +245,11 @@ impl FanoutActivities {
         let key = fanout_store::limits::template_key(&input.tenant_id, &input.template_id);
         match input.per_second {
             Some(rate) => self.store.set_quota(&input.tenant_id, &key, rate).await,
-            None => self.store.delete_quota(&input.tenant_id, &key).await.map(|_| ()),
+            None => self
+                .store
+                .delete_quota(&input.tenant_id, &key)
+                .await
+                .map(|_| ()),
         }
         .map_err(store_error)?;
         tracing::info!(

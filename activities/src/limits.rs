@@ -11,6 +11,12 @@
 //! reaches every running delivery within a second. After the send, [`Limits::report`] feeds
 //! the outcome to the breaker and, on throttling or provider failure, lowers the provider's
 //! shared rate (see `Store::throttle_bucket`).
+//!
+//! Adaptive batching: the sends in flight to each provider from this worker (across all its
+//! pages) are capped by a window ([`Window`]) that halves when the provider throttles or fails,
+//! shrinks by a tenth when its latency climbs well above its usual, and grows back by about one
+//! per window's worth of good answers, up to [`AdaptiveConfig::max_in_flight`]. Unthrottled,
+//! it sits above what the pages send at once and changes nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -75,6 +81,109 @@ pub struct LimitsConfig {
     pub providers: ProviderRates,
     /// The providers' circuit breakers.
     pub breaker: BreakerConfig,
+    /// Adaptive concurrency per provider.
+    pub adaptive: AdaptiveConfig,
+}
+
+/// How the sends in flight to a provider adapt to its answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdaptiveConfig {
+    /// Whether the window applies at all.
+    pub enabled: bool,
+    /// The most sends in flight to one provider from one worker (and where the window starts).
+    pub max_in_flight: u32,
+    /// A latency this many times the provider's usual one counts as congestion.
+    pub slow_factor: u32,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_in_flight: 512,
+            slow_factor: 4,
+        }
+    }
+}
+
+/// Decreases of a window at most this often: one burst of bad answers is one signal.
+const WINDOW_CUT_EVERY: Duration = Duration::from_millis(500);
+
+/// One provider's window of sends in flight. Time and latency are passed in, so it is tested
+/// without a provider.
+#[derive(Debug, Clone)]
+pub struct Window {
+    limit: f64,
+    max: f64,
+    slow_factor: f64,
+    in_flight: u32,
+    usual_ms: Option<f64>,
+    cut_at: Option<Instant>,
+}
+
+impl Window {
+    /// A window wide open at `max`.
+    pub fn new(config: &AdaptiveConfig) -> Self {
+        let max = f64::from(config.max_in_flight.max(1));
+        Self {
+            limit: max,
+            max,
+            slow_factor: f64::from(config.slow_factor.max(2)),
+            in_flight: 0,
+            usual_ms: None,
+            cut_at: None,
+        }
+    }
+
+    /// Sends allowed in flight now.
+    pub fn limit(&self) -> u32 {
+        self.limit as u32
+    }
+
+    /// Takes a slot if one is free.
+    pub fn try_enter(&mut self) -> bool {
+        if self.in_flight < self.limit() {
+            self.in_flight += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Frees a slot without feedback (the send never completed).
+    pub fn leave(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Adapts to one answer that took `latency`.
+    pub fn observe(&mut self, health: Health, latency: Duration, now: Instant) {
+        let ms = latency.as_secs_f64() * 1000.0;
+        let slow = health == Health::Up
+            && self
+                .usual_ms
+                .is_some_and(|usual| ms > (usual * self.slow_factor).max(20.0));
+        if health == Health::Up {
+            // A slow-moving average: a provider that is simply slower becomes the new usual
+            // within a few dozen answers, a sudden climb stands out.
+            self.usual_ms = Some(self.usual_ms.map_or(ms, |usual| usual * 0.95 + ms * 0.05));
+        }
+        let cut = match health {
+            Health::Throttled | Health::Down => 0.5,
+            Health::Up if slow => 0.9,
+            Health::Up => {
+                self.limit = (self.limit + 1.0 / self.limit).min(self.max);
+                return;
+            }
+        };
+        if self
+            .cut_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= WINDOW_CUT_EVERY)
+        {
+            self.limit = (self.limit * cut).max(1.0);
+            self.cut_at = Some(now);
+        }
+    }
 }
 
 impl LimitsConfig {
@@ -103,9 +212,14 @@ pub fn health(outcome: &SendOutcome) -> Health {
             code, retry_after, ..
         } => {
             let throttled = retry_after.is_some()
-                || ["TooManyRequests", "QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED", "_429"]
-                    .iter()
-                    .any(|marker| code.ends_with(marker));
+                || [
+                    "TooManyRequests",
+                    "QUOTA_EXCEEDED",
+                    "RESOURCE_EXHAUSTED",
+                    "_429",
+                ]
+                .iter()
+                .any(|marker| code.ends_with(marker));
             if throttled {
                 Health::Throttled
             } else {
@@ -115,15 +229,29 @@ pub fn health(outcome: &SendOutcome) -> Health {
     }
 }
 
-/// What the breakers said about one send: the admissions to report back.
-#[derive(Debug, Default)]
-pub struct Passes(Vec<(Provider, Admission)>);
+/// One admitted send: what the breakers said (the admissions to report back) and whether it
+/// holds slots in the providers' windows. Dropped without [`Limits::report`] (the send was
+/// abandoned), it gives its probes and slots back.
+pub struct Passes<'a> {
+    limits: &'a Limits,
+    admissions: Vec<(Provider, Admission)>,
+    slots: bool,
+    settled: bool,
+}
+
+impl Drop for Passes<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.limits.leave_windows(self, None);
+            self.limits.release_probes(&self.admissions);
+        }
+    }
+}
 
 /// What [`Limits::admit`] decided.
-#[derive(Debug)]
-pub enum Verdict {
+pub enum Verdict<'a> {
     /// Send, then [`Limits::report`] the outcome with these passes.
-    Go(Passes),
+    Go(Passes<'a>),
     /// A provider's breaker is open: do not send, retry after this long.
     Held(Duration),
     /// Cancelled while waiting for tokens.
@@ -136,6 +264,8 @@ pub struct Limits {
     config: LimitsConfig,
     buckets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Local>>>>,
     breakers: Mutex<HashMap<Provider, Breaker>>,
+    windows: Mutex<HashMap<Provider, Window>>,
+    window_freed: tokio::sync::Notify,
 }
 
 /// This worker's leased tokens of one bucket.
@@ -153,7 +283,15 @@ impl Limits {
             config,
             buckets: Mutex::default(),
             breakers: Mutex::default(),
+            windows: Mutex::default(),
+            window_freed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The window of sends in flight to `provider` now, if any send went to it yet.
+    pub fn window_limit(&self, provider: Provider) -> Option<u32> {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows.get(&provider).map(Window::limit)
     }
 
     /// Whether `provider`'s breaker is holding sends.
@@ -171,9 +309,14 @@ impl Limits {
         template_id: &TemplateId,
         providers: &[Provider],
         cancelled: impl Fn() -> bool,
-    ) -> Verdict {
-        let passes = match self.pass_breakers(providers) {
-            Ok(passes) => passes,
+    ) -> Verdict<'_> {
+        let mut passes = match self.pass_breakers(providers) {
+            Ok(admissions) => Passes {
+                limits: self,
+                admissions,
+                slots: false,
+                settled: false,
+            },
             Err(wait) => return Verdict::Held(wait),
         };
         let mut buckets = vec![
@@ -190,19 +333,73 @@ impl Limits {
         }
         for (key, ceiling) in buckets {
             if !self.take(&key, ceiling, &cancelled).await {
-                self.give_back(passes);
                 return Verdict::Cancelled;
             }
+        }
+        if self.config.adaptive.enabled && !providers.is_empty() {
+            if !self.enter_windows(providers, &cancelled).await {
+                return Verdict::Cancelled;
+            }
+            passes.slots = true;
         }
         Verdict::Go(passes)
     }
 
-    fn pass_breakers(&self, providers: &[Provider]) -> Result<Passes, Duration> {
+    /// Waits for a free slot in every provider's window and takes them together.
+    async fn enter_windows(&self, providers: &[Provider], cancelled: &impl Fn() -> bool) -> bool {
+        loop {
+            let freed = self.window_freed.notified();
+            {
+                let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+                let all_free = providers.iter().all(|p| {
+                    let window = windows
+                        .entry(*p)
+                        .or_insert_with(|| Window::new(&self.config.adaptive));
+                    window.in_flight < window.limit()
+                });
+                if all_free {
+                    for p in providers {
+                        if let Some(w) = windows.get_mut(p) {
+                            w.try_enter();
+                        }
+                    }
+                    return true;
+                }
+            }
+            if cancelled() {
+                return false;
+            }
+            // Woken when a slot frees; the timeout covers a wake-up that raced the check.
+            let _ = tokio::time::timeout(MAX_NAP, freed).await;
+        }
+    }
+
+    /// Frees the window slots of a send, adapting the windows to its answer if there was one.
+    fn leave_windows(&self, passes: &Passes<'_>, answer: Option<(Health, Duration)>) {
+        if !passes.slots {
+            return;
+        }
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        for (provider, _) in &passes.admissions {
+            if let Some(w) = windows.get_mut(provider) {
+                w.leave();
+                if let Some((health, latency)) = answer {
+                    w.observe(health, latency, now);
+                }
+            }
+        }
+        drop(windows);
+        self.window_freed.notify_waiters();
+    }
+
+    fn pass_breakers(
+        &self,
+        providers: &[Provider],
+    ) -> Result<Vec<(Provider, Admission)>, Duration> {
         if !self.config.breaker.enabled {
-            // No admissions to report: the outcomes only feed the rate feedback.
-            return Ok(Passes(
-                providers.iter().map(|p| (*p, Admission::Pass)).collect(),
-            ));
+            // Nothing to report to a breaker; the outcomes still feed rates and windows.
+            return Ok(providers.iter().map(|p| (*p, Admission::Pass)).collect());
         }
         let now = Instant::now();
         let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
@@ -223,14 +420,14 @@ impl Limits {
                 admission => passes.push((*provider, admission)),
             }
         }
-        Ok(Passes(passes))
+        Ok(passes)
     }
 
-    fn give_back(&self, passes: Passes) {
+    fn release_probes(&self, admissions: &[(Provider, Admission)]) {
         let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
-        for (provider, admission) in passes.0 {
-            if let Some(b) = breakers.get_mut(&provider) {
-                b.release(admission);
+        for (provider, admission) in admissions {
+            if let Some(b) = breakers.get_mut(provider) {
+                b.release(*admission);
             }
         }
     }
@@ -278,14 +475,16 @@ impl Limits {
         }
     }
 
-    /// Feeds a send's outcome to the breakers it passed, and lowers the provider's shared rate
-    /// when it throttled or failed.
-    pub async fn report(&self, passes: Passes, outcome: &SendOutcome) {
+    /// Feeds a send's outcome (which took `latency`) to the breakers and windows it passed,
+    /// and lowers the provider's shared rate when it throttled or failed.
+    pub async fn report(&self, mut passes: Passes<'_>, outcome: &SendOutcome, latency: Duration) {
+        passes.settled = true;
         let health = health(outcome);
+        self.leave_windows(&passes, Some((health, latency)));
         {
             let now = Instant::now();
             let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
-            for (provider, admission) in &passes.0 {
+            for (provider, admission) in &passes.admissions {
                 if let Some(b) = breakers.get_mut(provider) {
                     b.record(*admission, health, now);
                 }
@@ -294,7 +493,7 @@ impl Limits {
         if health == Health::Up {
             return;
         }
-        for (provider, _) in &passes.0 {
+        for (provider, _) in &passes.admissions {
             if self.config.provider_rate(*provider).is_none() {
                 continue;
             }
@@ -317,7 +516,205 @@ impl Limits {
 
 #[cfg(test)]
 mod tests {
+    use fanout_domain::config::StoreConfig;
+
     use super::*;
+
+    async fn store() -> Store {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("fanout-limits-test-{}-{nanos}", std::process::id()));
+        Store::connect(&StoreConfig {
+            url: format!("sqlite://{}/db.sqlite?mode=rwc", dir.display()),
+            max_connections: 4,
+        })
+        .await
+        .unwrap()
+    }
+
+    fn ids() -> (TenantId, TemplateId) {
+        (
+            TenantId::parse("t").unwrap(),
+            TemplateId::parse("welcome").unwrap(),
+        )
+    }
+
+    fn accepted() -> SendOutcome {
+        SendOutcome::Accepted {
+            provider_message_id: "x".into(),
+        }
+    }
+
+    #[test]
+    fn the_window_halves_on_push_back_shrinks_on_slowness_and_grows_back() {
+        let config = AdaptiveConfig {
+            enabled: true,
+            max_in_flight: 64,
+            slow_factor: 4,
+        };
+        let mut w = Window::new(&config);
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(w.limit(), 64);
+        // Usual latency 10 ms; a throttle halves, a second one within the half second does not.
+        for _ in 0..20 {
+            w.observe(Health::Up, ms(10), t0);
+        }
+        w.observe(Health::Throttled, ms(10), t0);
+        assert_eq!(w.limit(), 32);
+        w.observe(Health::Down, ms(10), t0 + ms(100));
+        assert_eq!(w.limit(), 32);
+        w.observe(Health::Down, ms(10), t0 + ms(600));
+        assert_eq!(w.limit(), 16);
+        // Latency far above the usual shrinks it by a tenth.
+        w.observe(Health::Up, ms(200), t0 + ms(1_200));
+        assert_eq!(w.limit(), 14);
+        // Slots: only `limit` at once.
+        let entered = (0..20).filter(|_| w.try_enter()).count();
+        assert_eq!(entered, 14);
+        w.leave();
+        assert!(w.try_enter());
+        // Good answers grow it back by about one per window's worth, never past the maximum.
+        let mut t = t0 + ms(2_000);
+        for _ in 0..15 {
+            w.observe(Health::Up, ms(10), t);
+            t += ms(1);
+        }
+        assert_eq!(w.limit(), 15);
+        for _ in 0..10_000 {
+            w.observe(Health::Up, ms(10), t);
+        }
+        assert_eq!(w.limit(), 64);
+        // It never closes entirely.
+        for i in 0..20 {
+            w.observe(Health::Down, ms(10), t + ms(1_000 * i));
+        }
+        assert_eq!(w.limit(), 1);
+    }
+
+    #[tokio::test]
+    async fn provider_push_back_lowers_the_shared_rate_and_an_open_breaker_holds() {
+        let store = store().await;
+        let config = LimitsConfig {
+            providers: ProviderRates {
+                smtp: Some(100),
+                ..ProviderRates::default()
+            },
+            breaker: BreakerConfig {
+                min_requests: 2,
+                ..BreakerConfig::default()
+            },
+            ..LimitsConfig::default()
+        };
+        let limits = Limits::new(store.clone(), config);
+        let (tenant, template) = ids();
+        let key = provider_key("smtp");
+
+        let Verdict::Go(passes) = limits
+            .admit(&tenant, &template, &[Provider::Smtp], || false)
+            .await
+        else {
+            panic!("a fresh provider admits");
+        };
+        let throttled = SendOutcome::Transient {
+            code: "smtp_451".into(),
+            message: "later".into(),
+            retry_after: None,
+        };
+        limits
+            .report(passes, &throttled, Duration::from_millis(5))
+            .await;
+        let bucket = store.bucket(&key).await.unwrap().unwrap();
+        assert_eq!(bucket.rate_milli, 50_000, "the shared rate halved");
+        assert_eq!(limits.window_limit(Provider::Smtp), Some(256));
+
+        let Verdict::Go(passes) = limits
+            .admit(&tenant, &template, &[Provider::Smtp], || false)
+            .await
+        else {
+            panic!("one failure does not open the breaker");
+        };
+        limits
+            .report(passes, &throttled, Duration::from_millis(5))
+            .await;
+        assert!(limits.is_open(Provider::Smtp));
+        assert!(matches!(
+            limits
+                .admit(&tenant, &template, &[Provider::Smtp], || false)
+                .await,
+            Verdict::Held(_)
+        ));
+        // In-app sends go through no provider and are not held.
+        assert!(matches!(
+            limits.admit(&tenant, &template, &[], || false).await,
+            Verdict::Go(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn quotas_pace_sends_and_abandoned_sends_give_their_slots_back() {
+        let store = store().await;
+        let (tenant, template) = ids();
+        store
+            .set_quota(
+                &tenant,
+                &fanout_store::limits::template_key(&tenant, &template),
+                20,
+            )
+            .await
+            .unwrap();
+        let limits = Limits::new(
+            store,
+            LimitsConfig {
+                adaptive: AdaptiveConfig {
+                    max_in_flight: 1,
+                    ..AdaptiveConfig::default()
+                },
+                ..LimitsConfig::default()
+            },
+        );
+        // 20/s with two tokens on hand: ten sends take about 0.4 s.
+        let started = Instant::now();
+        for _ in 0..10 {
+            let Verdict::Go(passes) = limits
+                .admit(&tenant, &template, &[Provider::Fcm], || false)
+                .await
+            else {
+                panic!("admitted");
+            };
+            limits
+                .report(passes, &accepted(), Duration::from_millis(1))
+                .await;
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(350) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        // A send dropped mid-flight frees its slot (the window holds one).
+        let Verdict::Go(passes) = limits
+            .admit(&tenant, &template, &[Provider::Fcm], || false)
+            .await
+        else {
+            panic!("admitted");
+        };
+        drop(passes);
+        let again = tokio::time::timeout(
+            Duration::from_secs(1),
+            limits.admit(&tenant, &template, &[Provider::Fcm], || false),
+        )
+        .await
+        .expect("the slot was given back");
+        assert!(matches!(again, Verdict::Go(_)));
+        // Waiting for a slot stops when the send is cancelled.
+        let blocked = limits
+            .admit(&tenant, &template, &[Provider::Fcm], || true)
+            .await;
+        assert!(matches!(blocked, Verdict::Cancelled));
+    }
 
     #[test]
     fn outcomes_are_classified_for_breaker_and_feedback() {
@@ -325,7 +722,10 @@ mod tests {
             provider_message_id: "x".into(),
         };
         assert_eq!(health(&accepted), Health::Up);
-        assert_eq!(health(&SendOutcome::permanent("smtp_550", "no")), Health::Up);
+        assert_eq!(
+            health(&SendOutcome::permanent("smtp_550", "no")),
+            Health::Up
+        );
         assert_eq!(
             health(&SendOutcome::transient("smtp_451", "later")),
             Health::Down

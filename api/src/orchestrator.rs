@@ -7,8 +7,6 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use fanout_domain::{RequestId, TemplateId, TenantId};
-use futures::StreamExt;
 use fanout_domain::config::TemporalConfig;
 use fanout_domain::contracts::{
     self, NotificationInput, NotificationWorkflow, PauseSignal, ProgressQuery, RateLimit,
@@ -16,6 +14,8 @@ use fanout_domain::contracts::{
     TemplateQuota,
 };
 use fanout_domain::receipt::{Progress, RequestState};
+use fanout_domain::{RequestId, TemplateId, TenantId};
+use futures::StreamExt;
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCancelOptions,

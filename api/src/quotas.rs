@@ -67,10 +67,7 @@ pub struct QuotaList {
 
 fn view(tenant: &TenantId, quota: Quota) -> QuotaView {
     let template_prefix = format!("template:{tenant}:");
-    let template_id = quota
-        .key
-        .strip_prefix(&template_prefix)
-        .map(str::to_owned);
+    let template_id = quota.key.strip_prefix(&template_prefix).map(str::to_owned);
     QuotaView {
         scope: if template_id.is_some() {
             "template"
@@ -184,7 +181,11 @@ pub async fn delete_tenant(
     State(state): State<AppState>,
     Caller(tenant): Caller,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store.delete_quota(&tenant, &tenant_key(&tenant)).await? {
+    if !state
+        .store
+        .delete_quota(&tenant, &tenant_key(&tenant))
+        .await?
+    {
         return Err(ApiError::NotFound("no quota on the tenant".into()));
     }
     Ok(StatusCode::NO_CONTENT)

@@ -2474,7 +2474,8 @@ mod quotas {
         );
         // Deliveries read the same bucket.
         let tenant = TenantId::parse("a").unwrap();
-        let key = fanout_store::limits::template_key(&tenant, &TemplateId::parse("welcome").unwrap());
+        let key =
+            fanout_store::limits::template_key(&tenant, &TemplateId::parse("welcome").unwrap());
         let bucket = h.store.bucket(&key).await.unwrap().unwrap();
         assert_eq!(bucket.ceiling_per_second, 7);
 
@@ -2500,7 +2501,12 @@ mod quotas {
             .as_array()
             .unwrap()
             .iter()
-            .map(|q| (q["scope"].as_str().unwrap().to_owned(), q["per_second"].as_u64().unwrap()))
+            .map(|q| {
+                (
+                    q["scope"].as_str().unwrap().to_owned(),
+                    q["per_second"].as_u64().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(
             listed,
@@ -2543,7 +2549,12 @@ mod quotas {
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, _) = h
-            .call("PUT", "/v1/quotas/tenant", None, Some(json!({"per_second": 5})))
+            .call(
+                "PUT",
+                "/v1/quotas/tenant",
+                None,
+                Some(json!({"per_second": 5})),
+            )
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(h.orchestrator.quota_signals.lock().unwrap().is_empty());

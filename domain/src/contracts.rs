@@ -505,7 +505,8 @@ impl HasWorkflowDefinition for RedriveWorkflow {
 
 /// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
 pub use delivery_activities::{
-    ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverPage, FinalizeRequest, ResolveAudienceChunk,
+    ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverPage, FinalizeRequest,
+    ResolveAudienceChunk,
 };
 
 /// The activities the workflows call, declared here and implemented in `fanout-activities`.

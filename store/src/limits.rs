@@ -109,7 +109,8 @@ impl BucketState {
         let elapsed = now - self.refilled_at_ms;
         if elapsed > 0 {
             let gained = elapsed.saturating_mul(self.rate_milli) / 1000;
-            self.tokens_milli = (self.tokens_milli.saturating_add(gained)).min(self.capacity_milli());
+            self.tokens_milli =
+                (self.tokens_milli.saturating_add(gained)).min(self.capacity_milli());
             self.refilled_at_ms = now;
         }
     }
@@ -506,7 +507,10 @@ mod tests {
         let grant = store.lease_tokens(&key, Some(50)).await.unwrap().unwrap();
         assert_eq!(grant.rate_milli, 25_000);
         // An unknown quota bucket means no limit.
-        assert_eq!(store.lease_tokens("tenant:nobody", None).await.unwrap(), None);
+        assert_eq!(
+            store.lease_tokens("tenant:nobody", None).await.unwrap(),
+            None
+        );
     }
 
     #[tokio::test]

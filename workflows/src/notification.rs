@@ -14,9 +14,10 @@
 //! activity records every instance not yet delivered as cancelled.
 
 use fanout_domain::contracts::{
-    self, ApplyControlsInput, ApplyTemplateQuotaInput, AudienceSnapshot, Carry, DeliveryActivities, FanoutPageInput,
-    FanoutPageWorkflow, FinalizeInput, NotificationInput, NotificationOutcome, PageOutcome,
-    RateLimit, RequestControls, ResolveAudienceInput, ResolveAudienceWorkflow, TemplateQuota,
+    self, ApplyControlsInput, ApplyTemplateQuotaInput, AudienceSnapshot, Carry, DeliveryActivities,
+    FanoutPageInput, FanoutPageWorkflow, FinalizeInput, NotificationInput, NotificationOutcome,
+    PageOutcome, RateLimit, RequestControls, ResolveAudienceInput, ResolveAudienceWorkflow,
+    TemplateQuota,
 };
 use fanout_domain::receipt::{ChannelCounts, DeliveryStatus, Progress, RequestState};
 use temporalio_macros::{workflow, workflow_methods};
