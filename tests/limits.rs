@@ -1,6 +1,7 @@
 //! Delivery rate limits and circuit breakers end to end, measured from the SMTP sandbox's
 //! arrival times: two workers on one task queue together hold a provider rate; a template
-//! quota set through the API slows a running fan-out within a second; an open breaker holds a
+//! quota set through the API slows a running fan-out within a second; provider push-back halves
+//! the shared provider rate and sustained success raises it again; an open breaker holds a
 //! relay outage's deliveries (more rounds than a page may fail, none dead-lettered) and
 //! releases them on recovery, each delivered once.
 
@@ -151,6 +152,9 @@ async fn two_workers_together_hold_a_provider_rate() -> anyhow::Result<()> {
         "200 deliveries at {RATE}/s took only {span} ms"
     );
     let busiest = busiest_window(&times, 1_000);
+    eprintln!(
+        "two workers at {RATE}/s: {RECIPIENTS} emails over {span} ms, busiest second {busiest}"
+    );
     assert!(
         busiest <= RATE as usize + SLACK,
         "{busiest} arrivals within one second at {RATE}/s"
@@ -211,6 +215,12 @@ async fn a_template_quota_slows_a_running_fan_out_within_a_second() -> anyhow::R
         .map(|a| a.at_ms)
         .filter(|t| (from..until).contains(t))
         .collect();
+    eprintln!(
+        "template quota {FAST}/s -> {SLOW}/s: {} arrivals in the second before, {} in the 4 s from 1 s after (busiest second {})",
+        before.len(),
+        after.len(),
+        busiest_window(&after, 1_000)
+    );
     assert!(
         before.len() >= FAST as usize / 2,
         "it ran near the fast quota before the change: {} in the last second",
@@ -332,5 +342,56 @@ async fn an_open_breaker_holds_an_outage_and_releases_it_on_recovery() -> anyhow
         .get(&format!("/v1/dead-letters?request_id={request_id}"))
         .await?;
     assert_eq!(dead["dead_letters"], json!([]), "{dead}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_push_back_lowers_the_shared_rate_and_success_restores_it() -> anyhow::Result<()> {
+    const CEILING: u32 = 50;
+    const USERS: usize = 300;
+    let app = TestApp::spawn_full("limits-aimd", 50, 16, false).await?;
+    let mut config = app.worker_config.clone();
+    config.limits.providers.smtp = Some(CEILING);
+    let _stop = stack::spawn_worker(config);
+    app.put_template("post", template()).await?;
+    app.seed_followers("star", USERS).await?;
+    // The relay refuses the first ten sends with 451, then recovers.
+    app.smtp_fault(&NewFault {
+        rcpt: format!("@{}.test", app.tenant),
+        code: 451,
+        message: "4.7.0 slow down".into(),
+        stage: FaultStage::Rcpt,
+        times: Some(10),
+        delay_ms: 0,
+    })
+    .await?;
+    let request_id = app.notify_followers().await?;
+
+    // Sample the shared bucket while the request runs.
+    let key = fanout_store::limits::provider_key("smtp");
+    let seen = std::sync::Mutex::new((i64::MAX, 0)); // (lowest, latest) rate in force
+    poll(Duration::from_secs(60), "request completed", || async {
+        if let Some(bucket) = app.store.bucket(&key).await? {
+            let mut seen = seen.lock().unwrap();
+            *seen = (seen.0.min(bucket.rate_milli), bucket.rate_milli);
+        }
+        let s = app.status(&request_id).await?;
+        Ok((s["state"] == "completed").then_some(()))
+    })
+    .await?;
+    let (lowest, latest) = *seen.lock().unwrap();
+    eprintln!("smtp rate in force: lowest {lowest}, at the end {latest} (milli-tokens/s)");
+    let ceiling = i64::from(CEILING) * 1000;
+    assert!(
+        lowest <= ceiling / 2,
+        "push-back halved the rate: lowest {lowest}"
+    );
+    assert!(
+        latest > lowest,
+        "sustained success raised it again: {lowest} -> {latest}"
+    );
+    let counts = app.emails_per_recipient().await?;
+    assert_eq!(counts.len(), USERS);
+    assert!(counts.values().all(|n| *n == 1), "duplicates: {counts:?}");
     Ok(())
 }
