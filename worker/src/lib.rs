@@ -130,3 +130,34 @@ async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn limits_come_from_the_environment_and_default_to_none() {
+        let defaults: Config = fanout_domain::config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(defaults.limits, LimitsConfig::default());
+        assert_eq!(defaults.limits.global_per_second, None);
+        assert!(defaults.limits.breaker.enabled);
+
+        let env: HashMap<String, String> = [
+            ("FANOUT_LIMITS__GLOBAL_PER_SECOND", "500"),
+            ("FANOUT_LIMITS__PROVIDERS__SMTP", "20"),
+            ("FANOUT_LIMITS__BREAKER__OPEN_MS", "2000"),
+            ("FANOUT_LIMITS__ADAPTIVE__ENABLED", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config: Config = fanout_domain::config::load(None, &env).unwrap();
+        assert_eq!(config.limits.global_per_second, Some(500));
+        assert_eq!(config.limits.providers.smtp, Some(20));
+        assert_eq!(config.limits.providers.apns, None);
+        assert_eq!(config.limits.breaker.open_ms, 2_000);
+        assert!(!config.limits.adaptive.enabled);
+    }
+}
