@@ -311,20 +311,23 @@ impl Store {
     /// without one (tenant and template quotas, configured through the API) a missing bucket
     /// means no limit and yields `None`.
     pub async fn lease_tokens(&self, key: &str, ceiling: Option<u32>) -> Result<Option<Grant>> {
-        if let Some(ceiling) = ceiling {
-            self.create_bucket(key, None, ceiling).await?;
-        }
         let ceiling = ceiling.map(|c| c.max(1));
-        let leased = self
-            .update_bucket(key, |state, now| {
-                if let Some(c) = ceiling
-                    && c != state.ceiling_per_second
-                {
-                    state.set_ceiling(c, now);
-                }
-                state.take(now)
-            })
-            .await?;
+        let lease = |state: &mut BucketState, now| {
+            if let Some(c) = ceiling
+                && c != state.ceiling_per_second
+            {
+                state.set_ceiling(c, now);
+            }
+            state.take(now)
+        };
+        let mut leased = self.update_bucket(key, lease).await?;
+        if leased.is_none()
+            && let Some(ceiling) = ceiling
+        {
+            // First use of a configured bucket: create it (once, not on every lease).
+            self.create_bucket(key, None, ceiling).await?;
+            leased = self.update_bucket(key, lease).await?;
+        }
         Ok(leased.map(|(grant, written)| {
             if written {
                 grant
