@@ -7,6 +7,7 @@ mod helpers;
 mod inbox_stream;
 mod ingest;
 mod kill;
+mod limits;
 mod notify;
 mod orchestration;
 mod preferences;

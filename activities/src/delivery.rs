@@ -10,11 +10,13 @@
 //! and run another round. On the final round they are recorded as failed instead, and every
 //! failed instance goes to the dead-letter list with its receipt.
 //!
-//! A channel turned off by a kill switch holds its deliveries: they stay `pending` (with
-//! [`CHANNEL_DISABLED`] as the code, and no attempt counted) and the round asks the page workflow
-//! to wait [`HELD_RETRY_AFTER`] before the next one, like a provider's `Retry-After`. The final
-//! round cannot leave anything pending (it would be failed), so there the sends wait in place,
-//! as a pause does, until the channel is back on or the request is cancelled.
+//! A send that must wait is held, not attempted: its receipt stays `pending` whatever the round,
+//! with the reason as its code, and the report counts it as `held`, so the page workflow waits
+//! (without spending one of its delivery rounds) and tries again. Two things hold sends: a
+//! channel turned off by a kill switch ([`CHANNEL_DISABLED`], checked again every
+//! [`HELD_RETRY_AFTER`]), and the rate limits and circuit breakers of [`crate::limits`], which
+//! gate every real send after the request's own controls (`circuit_open` while a provider's
+//! breaker is open).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use fanout_domain::contracts::{DeliverPageInput, PageReport};
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::Compiled;
-use fanout_domain::user::{Device, User};
+use fanout_domain::user::{Device, Platform, User};
 use fanout_domain::{Channel, InstanceId, UserId};
 use fanout_store::audience::PageMember;
 use fanout_store::preferences::OPTED_OUT;
@@ -32,8 +34,9 @@ use fanout_store::{Store, now_ms};
 use futures::StreamExt;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::control::{CONTROL_TTL, Gate, Pacer, RateLimiters};
+use crate::control::{Gate, Pacer, RateLimiters};
 use crate::email::EmailSender;
+use crate::limits::{Limits, Provider, Verdict};
 use crate::outcome::SendOutcome;
 use crate::push::{self, PushSenders};
 use crate::templates::{TemplateCache, TemplateLoadError};
@@ -49,6 +52,9 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 /// reach it before failing instead.
 const CANCEL_GRACE: Duration = Duration::from_secs(15);
 
+/// Error code of a receipt held back by an open circuit breaker.
+const CIRCUIT_OPEN: &str = "circuit_open";
+
 /// Failure type when the store says cancelled but Temporal never cancelled the activity.
 const ERR_REQUEST_CANCELLED: &str = "RequestCancelled";
 
@@ -62,11 +68,13 @@ pub const HELD_RETRY_AFTER: Duration = Duration::from_secs(5);
 const SWITCH_TTL: Duration = Duration::from_secs(1);
 
 /// Delivers one page over one channel and reports the page's counts.
+#[allow(clippy::too_many_arguments)] // the activity's shared handles, passed as borrowed
 pub async fn deliver_page(
     store: &Store,
     email: &EmailSender,
     push: &PushSenders,
     limiters: &RateLimiters,
+    limits: &Limits,
     config: &DeliveryConfig,
     ctx: &ActivityContext,
     input: &DeliverPageInput,
@@ -105,6 +113,7 @@ pub async fn deliver_page(
         pending: 0,
         settled_this_round: 0,
         retry_after_ms: None,
+        held: 0,
     };
     let mut todo = Vec::new();
     for member in members {
@@ -132,6 +141,7 @@ pub async fn deliver_page(
         last_attempt,
         pacer: &pacer,
         switch: &switch,
+        limits,
         erased: &erased,
         screen: &screen,
         push,
@@ -150,13 +160,14 @@ pub async fn deliver_page(
         tokio::select! {
             next = results.next() => {
                 let Some(delivered) = next else { break };
-                let Some(Attempted { receipt, message, retry_after }) = delivered else {
+                let Some(Attempted { receipt, message, retry_after, held }) = delivered else {
                     stopped = true;
                     continue;
                 };
                 match receipt.status {
                     DeliveryStatus::Pending => {
                         report.pending += 1;
+                        report.held += u64::from(held);
                         let asked = retry_after.map(|d| d.as_millis() as u64);
                         report.retry_after_ms = report.retry_after_ms.max(asked);
                     }
@@ -383,6 +394,7 @@ struct Job<'a> {
     last_attempt: bool,
     pacer: &'a Pacer<'a>,
     switch: &'a ChannelGate<'a>,
+    limits: &'a Limits,
     erased: &'a Erased,
     screen: &'a Screen,
     push: &'a PushSenders,
@@ -415,13 +427,21 @@ impl Job<'_> {
         };
         let mut message = None;
         let mut retry_after = None;
+        let mut held = false;
         let outcome = self.send(&receipt.instance_id, &member).await;
         match outcome {
             Outcome::Stopped => return None,
-            Outcome::Held => {
-                receipt.error_code = Some(CHANNEL_DISABLED.into());
-                receipt.error_message = Some("the channel is switched off; delivery held".into());
-                retry_after = Some(HELD_RETRY_AFTER);
+            Outcome::Held {
+                wait,
+                code,
+                message,
+            } => {
+                // Not attempted: pending even in the last round, so an outage or a switched-off
+                // channel never fails it.
+                held = true;
+                retry_after = Some(wait);
+                receipt.error_code = Some(code.into());
+                receipt.error_message = Some(message.into());
             }
             Outcome::Suppressed(code) => {
                 receipt.status = DeliveryStatus::Suppressed;
@@ -470,6 +490,7 @@ impl Job<'_> {
             receipt,
             message,
             retry_after,
+            held,
         })
     }
 
@@ -501,12 +522,11 @@ impl Job<'_> {
         }
         // Switches, pause, rate and cancellation apply to real sends only, not to suppressions.
         if self.switch.disabled().await {
-            if !input.final_round {
-                return Outcome::Held;
-            }
-            if !self.wait_for_channel().await {
-                return Outcome::Stopped;
-            }
+            return Outcome::Held {
+                wait: HELD_RETRY_AFTER,
+                code: CHANNEL_DISABLED,
+                message: "the channel is switched off; delivery held",
+            };
         }
         if self.pacer.admit(self.ctx).await == Gate::Cancelled {
             return Outcome::Stopped;
@@ -514,9 +534,27 @@ impl Job<'_> {
         if self.erased.contains(&user.user_id) {
             return Outcome::Suppressed("unknown_user");
         }
+        let providers = providers(input.channel, &devices);
+        let passes = match self
+            .limits
+            .admit(&input.tenant_id, &input.template_id, &providers, || {
+                self.ctx.is_cancelled()
+            })
+            .await
+        {
+            Verdict::Go(passes) => passes,
+            Verdict::Held(wait) => {
+                return Outcome::Held {
+                    wait,
+                    code: CIRCUIT_OPEN,
+                    message: "provider circuit open: send held",
+                };
+            }
+            Verdict::Cancelled => return Outcome::Stopped,
+        };
         let vars = fanout_domain::render::context(&input.data, user, &input.request_id);
         let started = Instant::now();
-        match input.channel {
+        let outcome = match input.channel {
             Channel::Email => {
                 let Some(address) = &user.email else {
                     return Outcome::Suppressed("no_email_address");
@@ -569,24 +607,33 @@ impl Job<'_> {
                     inbox: None,
                 },
             },
+        };
+        if let Outcome::Sent { send, started, .. } = &outcome {
+            self.limits.report(passes, send, started.elapsed()).await;
         }
+        outcome
     }
 }
 
-impl Job<'_> {
-    /// Waits until the channel is switched back on (true) or the request is cancelled (false).
-    async fn wait_for_channel(&self) -> bool {
-        loop {
-            if self.ctx.is_cancelled() || self.pacer.controls().await.cancelled {
-                return false;
-            }
-            tokio::time::sleep(CONTROL_TTL).await;
-            if !self.switch.disabled().await {
-                return true;
-            }
-        }
-    }
+/// The providers a send on `channel` to these devices goes through (none for in-app).
+fn providers(channel: Channel, devices: &[&Device]) -> Vec<Provider> {
+    let mut providers: Vec<Provider> = match channel {
+        Channel::Email => vec![Provider::Smtp],
+        Channel::Push => devices
+            .iter()
+            .map(|d| match d.platform {
+                Platform::Apns => Provider::Apns,
+                Platform::Fcm => Provider::Fcm,
+            })
+            .collect(),
+        Channel::InApp => Vec::new(),
+    };
+    providers.sort();
+    providers.dedup();
+    providers
+}
 
+impl Job<'_> {
     /// Retires a token the provider declared dead; failing to is logged, as the next send to
     /// it will be declared dead again.
     async fn retire(&self, user: &User, device: &Device, code: &str) {
@@ -619,11 +666,16 @@ struct Attempted {
     receipt: Receipt,
     message: Option<InboxMessage>,
     retry_after: Option<Duration>,
+    held: bool,
 }
 
 enum Outcome {
     Stopped,
-    Held,
+    Held {
+        wait: Duration,
+        code: &'static str,
+        message: &'static str,
+    },
     Suppressed(&'static str),
     Sent {
         send: SendOutcome,

@@ -9,6 +9,8 @@
 //! - [`templates`]: compiled template versions, cached per worker,
 //! - [`delivery`]: one page over one channel, resumable and classified into receipts,
 //! - [`control`]: pause, rate and cancellation as each send obeys them,
+//! - [`limits`]: rate limits shared by every worker (global, provider, tenant, template) with
+//!   provider feedback, and [`breaker`]: a circuit breaker per provider,
 //! - [`finalize`]: settling, recounting and recording a request's outcome.
 //!
 //! Activities decide what is retryable: permanent provider rejections become failed receipts
@@ -19,12 +21,14 @@
 
 pub mod apns;
 pub mod audience;
+pub mod breaker;
 pub mod control;
 pub mod delivery;
 pub mod email;
 pub mod fcm;
 pub mod finalize;
 pub mod in_app;
+pub mod limits;
 pub mod outcome;
 pub mod push;
 pub mod templates;
@@ -32,8 +36,8 @@ pub mod templates;
 use std::sync::Arc;
 
 use fanout_domain::contracts::{
-    self, ApplyControlsInput, BeginRedriveInput, DeliverPageInput, FinalizeInput, PageReport,
-    RedrivePage, ResolveChunk, ResolveChunkInput,
+    self, ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverPageInput,
+    FinalizeInput, PageReport, RedrivePage, ResolveChunk, ResolveChunkInput,
 };
 use fanout_domain::receipt::Progress;
 use fanout_store::Store;
@@ -44,6 +48,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 pub use email::{EmailSender, SmtpConfig, SmtpTlsMode};
+pub use limits::LimitsConfig;
 pub use outcome::SendOutcome;
 pub use push::PushSenders;
 
@@ -77,6 +82,7 @@ pub struct FanoutActivities {
     push: PushSenders,
     config: DeliveryConfig,
     limiters: control::RateLimiters,
+    limits: limits::Limits,
 }
 
 impl FanoutActivities {
@@ -88,12 +94,20 @@ impl FanoutActivities {
         config: DeliveryConfig,
     ) -> Self {
         Self {
+            limits: limits::Limits::new(store.clone(), LimitsConfig::default()),
             store,
             email,
             push,
             config,
             limiters: control::RateLimiters::default(),
         }
+    }
+
+    /// Applies the worker's rate limits and circuit breakers (the defaults have no global or
+    /// provider limit).
+    pub fn with_limits(mut self, config: LimitsConfig) -> Self {
+        self.limits = limits::Limits::new(self.store.clone(), config);
+        self
     }
 }
 
@@ -149,6 +163,7 @@ impl FanoutActivities {
             &self.email,
             &self.push,
             &self.limiters,
+            &self.limits,
             &self.config,
             &ctx,
             &input,
@@ -219,6 +234,32 @@ impl FanoutActivities {
             rate = ?input.controls.rate_per_second,
             cancelled = input.controls.cancelled,
             "controls applied"
+        );
+        Ok(())
+    }
+
+    /// Writes a template's quota where deliveries read it (the API wrote it already; this
+    /// makes the signal's value stick even if that write raced another).
+    #[activity(definition = contracts::ApplyTemplateQuota)]
+    pub async fn apply_template_quota(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: ApplyTemplateQuotaInput,
+    ) -> Result<(), ActivityError> {
+        let key = fanout_store::limits::template_key(&input.tenant_id, &input.template_id);
+        match input.per_second {
+            Some(rate) => self.store.set_quota(&input.tenant_id, &key, rate).await,
+            None => self
+                .store
+                .delete_quota(&input.tenant_id, &key)
+                .await
+                .map(|_| ()),
+        }
+        .map_err(store_error)?;
+        tracing::info!(
+            template_id = %input.template_id,
+            per_second = ?input.per_second,
+            "template quota applied"
         );
         Ok(())
     }

@@ -5,7 +5,10 @@
 //! in-app inbox from Temporal (while a request runs) and the store (once it has finished).
 //!
 //! Layout: [`app`] builds the router from one module per resource ([`notify`], [`requests`]
-//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`users`], [`templates`], [`kill`] for kill switches, [`inbox`], [`health`] with the OpenAPI
+//! for status and receipts, [`control`] for pause/resume/rate/cancel, [`quotas`] for delivery
+//! quotas, [`kill`] for kill switches, [`admin`] for the operator's tenants and keys, [`ingest`]
+//! for the notify quota, [`preflight`] for dry runs and the blast-radius guard, [`users`],
+//! [`templates`], [`inbox`], [`health`] with the OpenAPI
 //! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
 //! [`run`] serves on a given listener until a shutdown future resolves.
@@ -26,6 +29,7 @@ pub mod notify;
 pub mod orchestrator;
 pub mod preferences;
 pub mod preflight;
+pub mod quotas;
 pub mod requests;
 pub mod seed;
 pub mod segments;
@@ -150,6 +154,7 @@ pub fn app(state: AppState) -> Router {
             get(preflight::get_setting).put(preflight::put_setting),
         )
         .merge(admin::routes())
+        .merge(quotas::routes())
         .with_state(state)
 }
 

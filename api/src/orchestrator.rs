@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use fanout_domain::config::TemporalConfig;
 use fanout_domain::contracts::{
     self, NotificationInput, NotificationWorkflow, PauseSignal, ProgressQuery, RateLimit,
-    RedriveInput, RedriveWorkflow, ResumeSignal, SetRateSignal,
+    RedriveInput, RedriveWorkflow, ResumeSignal, SetRateSignal, SetTemplateQuotaSignal,
+    TemplateQuota,
 };
 use fanout_domain::receipt::{Progress, RequestState};
 use fanout_domain::{RequestId, TemplateId, TenantId};
@@ -89,6 +90,14 @@ pub trait Orchestrator: Send + Sync + 'static {
         tenant_id: &TenantId,
         template_id: &TemplateId,
     ) -> Result<Vec<RequestId>, OrchestratorError>;
+    /// Signals every running request of the tenant's template with the template's new quota;
+    /// returns how many were signalled.
+    async fn signal_template_quota(
+        &self,
+        tenant_id: &TenantId,
+        template_id: &TemplateId,
+        quota: TemplateQuota,
+    ) -> Result<u32, OrchestratorError>;
 }
 
 /// The visibility query that finds a tenant's running requests of a template. Tenant and
@@ -275,6 +284,35 @@ impl Orchestrator for TemporalOrchestrator {
             .reason("cancelled through the fanout api".to_owned())
             .build();
         handle.cancel(options).await.map_err(interaction_error)
+    }
+
+    async fn signal_template_quota(
+        &self,
+        tenant_id: &TenantId,
+        template_id: &TemplateId,
+        quota: TemplateQuota,
+    ) -> Result<u32, OrchestratorError> {
+        let mut signalled = 0;
+        for request_id in self.running_requests(tenant_id, template_id).await? {
+            let handle = self
+                .client
+                .get_workflow_handle::<NotificationWorkflow>(request_id.workflow_id());
+            match handle
+                .signal(
+                    SetTemplateQuotaSignal,
+                    quota,
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+                .map_err(interaction_error)
+            {
+                Ok(()) => signalled += 1,
+                // It finished between the listing and the signal: nothing to slow down.
+                Err(OrchestratorError::NotRunning) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(signalled)
     }
 }
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use fanout_domain::contracts::{NotificationInput, RedriveInput};
+use fanout_domain::contracts::{NotificationInput, RedriveInput, TemplateQuota};
 use fanout_domain::receipt::Progress;
-use fanout_domain::{RequestId, TenantId};
+use fanout_domain::{RequestId, TemplateId, TenantId};
 use fanout_store::Store;
 use fanout_store::tenants::generate_api_key;
 use serde_json::{Value, json};
@@ -26,6 +26,7 @@ struct FakeOrchestrator {
     controls: Mutex<Vec<(RequestId, Control)>>,
     cancelled: Mutex<Vec<RequestId>>,
     redrives: Mutex<Vec<RedriveInput>>,
+    quota_signals: Mutex<Vec<(TemplateId, TemplateQuota)>>,
 }
 
 #[async_trait]
@@ -78,6 +79,24 @@ impl Orchestrator for FakeOrchestrator {
             .filter(|s| !cancelled.contains(&s.request_id))
             .map(|s| s.request_id.clone())
             .collect())
+    }
+
+    async fn signal_template_quota(
+        &self,
+        tenant_id: &TenantId,
+        template_id: &TemplateId,
+        quota: TemplateQuota,
+    ) -> Result<u32, OrchestratorError> {
+        let started = self.started.lock().unwrap();
+        let running = started
+            .iter()
+            .filter(|s| &s.tenant_id == tenant_id && &s.template_id == template_id)
+            .count();
+        self.quota_signals
+            .lock()
+            .unwrap()
+            .push((template_id.clone(), quota));
+        Ok(u32::try_from(running).unwrap_or(u32::MAX))
     }
 
     async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
@@ -563,6 +582,9 @@ async fn the_openapi_document_describes_every_route() {
         "/v1/admin/tenants/{tenant_id}",
         "/v1/admin/tenants/{tenant_id}/keys",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+        "/v1/quotas",
+        "/v1/quotas/tenant",
+        "/v1/quotas/templates/{template_id}",
     ];
     assert_eq!(paths, routed.into_iter().collect());
     let (status, health) = h.call("GET", "/healthz", None, None).await;
@@ -3576,6 +3598,12 @@ mod tenancy {
                 "/v1/settings/blast-radius",
                 json!({"max_audience": 7777}),
             ),
+            ("PUT", "/v1/quotas/tenant", json!({"per_second": 7777})),
+            (
+                "PUT",
+                "/v1/quotas/templates/alpha-tpl",
+                json!({"per_second": 77}),
+            ),
         ] {
             let (status, answer) = h.call(method, uri, a, Some(body)).await;
             ok(status, &answer);
@@ -3650,6 +3678,7 @@ mod tenancy {
             "/v1/users/alice/preferences".to_owned(),
             "/v1/kill-switches/channels".to_owned(),
             "/v1/settings/blast-radius".to_owned(),
+            "/v1/quotas".to_owned(),
             "/v1/users/alice/inbox".to_owned(),
             "/v1/templates/alpha-tpl".to_owned(),
             "/v1/templates/alpha-tpl/versions".to_owned(),
@@ -3915,7 +3944,32 @@ mod tenancy {
                 "/v1/templates/alpha-tpl/enable".into(),
                 NotFound,
             ),
-            // Settings and switches are per tenant: b reads and sets its own.
+            probe(
+                "GET",
+                "/v1/quotas/templates/{template_id}",
+                "/v1/quotas/templates/alpha-tpl".into(),
+                NotFound,
+            ),
+            probe(
+                "PUT",
+                "/v1/quotas/templates/{template_id}",
+                "/v1/quotas/templates/alpha-tpl".into(),
+                NotFound,
+            )
+            .body(json!({"per_second": 1})),
+            probe(
+                "DELETE",
+                "/v1/quotas/templates/{template_id}",
+                "/v1/quotas/templates/alpha-tpl".into(),
+                NotFound,
+            ),
+            // b has no tenant quota of its own: a's is not what it reads or removes.
+            probe("GET", "/v1/quotas/tenant", "/v1/quotas/tenant".into(), NotFound),
+            probe("DELETE", "/v1/quotas/tenant", "/v1/quotas/tenant".into(), NotFound),
+            // Settings, quotas and switches are per tenant: b reads and sets its own.
+            probe("GET", "/v1/quotas", "/v1/quotas".into(), Own(ok)),
+            probe("PUT", "/v1/quotas/tenant", "/v1/quotas/tenant".into(), Own(ok))
+                .body(json!({"per_second": 3})),
             probe("GET", "/v1/kill-switches/channels", "/v1/kill-switches/channels".into(), Own(ok)),
             probe(
                 "POST",
@@ -4006,5 +4060,124 @@ mod tenancy {
         assert!(h.orchestrator.controls.lock().unwrap().is_empty());
         assert!(h.orchestrator.cancelled.lock().unwrap().is_empty());
         assert!(h.orchestrator.redrives.lock().unwrap().is_empty());
+    }
+}
+
+mod quotas {
+    use super::*;
+
+    #[tokio::test]
+    async fn template_quotas_are_stored_per_tenant_and_signal_running_requests() {
+        let h = harness().await;
+        let (status, body) = h
+            .call("POST", "/v1/notify", Some(h.key(0)), Some(trigger("q1")))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+        let uri = "/v1/quotas/templates/welcome";
+        let (status, body) = h
+            .call("PUT", uri, Some(h.key(0)), Some(json!({"per_second": 7})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["scope"], "template");
+        assert_eq!(body["template_id"], "welcome");
+        assert_eq!(body["per_second"], 7);
+        assert_eq!(body["signalled"], 1, "the running request was signalled");
+        let signals = h.orchestrator.quota_signals.lock().unwrap().clone();
+        assert_eq!(
+            signals,
+            vec![(
+                TemplateId::parse("welcome").unwrap(),
+                TemplateQuota {
+                    per_second: Some(7)
+                }
+            )]
+        );
+        // Deliveries read the same bucket.
+        let tenant = TenantId::parse("a").unwrap();
+        let key =
+            fanout_store::limits::template_key(&tenant, &TemplateId::parse("welcome").unwrap());
+        let bucket = h.store.bucket(&key).await.unwrap().unwrap();
+        assert_eq!(bucket.ceiling_per_second, 7);
+
+        // Tenant b sees none of it, and has its own.
+        let (status, _) = h.call("GET", uri, Some(h.key(1)), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, body) = h.call("GET", "/v1/quotas", Some(h.key(1)), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["quotas"], json!([]));
+
+        let (status, body) = h
+            .call(
+                "PUT",
+                "/v1/quotas/tenant",
+                Some(h.key(0)),
+                Some(json!({"per_second": 100})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["scope"], "tenant");
+        let (_, body) = h.call("GET", "/v1/quotas", Some(h.key(0)), None).await;
+        let listed: Vec<(String, u64)> = body["quotas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| {
+                (
+                    q["scope"].as_str().unwrap().to_owned(),
+                    q["per_second"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            vec![("template".to_owned(), 7), ("tenant".to_owned(), 100)]
+        );
+
+        // Removing the template quota signals the lift.
+        let (status, _) = h.call("DELETE", uri, Some(h.key(0)), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let last = h.orchestrator.quota_signals.lock().unwrap().last().cloned();
+        assert_eq!(last.map(|(_, q)| q.per_second), Some(None));
+        let (status, _) = h.call("DELETE", uri, Some(h.key(0)), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = h
+            .call("DELETE", "/v1/quotas/tenant", Some(h.key(0)), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    #[tokio::test]
+    async fn quota_writes_are_validated() {
+        let h = harness().await;
+        let (status, body) = h
+            .call(
+                "PUT",
+                "/v1/quotas/templates/welcome",
+                Some(h.key(0)),
+                Some(json!({"per_second": 0})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["field"], "per_second");
+        let (status, _) = h
+            .call(
+                "PUT",
+                "/v1/quotas/templates/nope",
+                Some(h.key(0)),
+                Some(json!({"per_second": 5})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = h
+            .call(
+                "PUT",
+                "/v1/quotas/tenant",
+                None,
+                Some(json!({"per_second": 5})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(h.orchestrator.quota_signals.lock().unwrap().is_empty());
     }
 }

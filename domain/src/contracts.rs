@@ -32,6 +32,9 @@ pub const PAUSE_SIGNAL: &str = "pause";
 pub const RESUME_SIGNAL: &str = "resume";
 /// Signal: cap the request's deliveries per second ([`RateLimit`]).
 pub const SET_RATE_SIGNAL: &str = "set_rate";
+/// Signal: the request's template got a new quota ([`TemplateQuota`]), sent by the API to
+/// every running request of the template.
+pub const SET_TEMPLATE_QUOTA_SIGNAL: &str = "set_template_quota";
 
 /// Search attribute: the request's tenant.
 pub const SA_TENANT_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("TenantId");
@@ -124,6 +127,25 @@ pub struct RateLimit {
     pub per_second: Option<u32>,
 }
 
+/// Input of [`SET_TEMPLATE_QUOTA_SIGNAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateQuota {
+    /// Deliveries per second across every request of the template; `None` removes the quota.
+    pub per_second: Option<u32>,
+}
+
+/// Input of `apply_template_quota`: a workflow writing its template's quota through to the
+/// store, where every delivery of the template reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyTemplateQuotaInput {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The template.
+    pub template_id: TemplateId,
+    /// The quota; `None` removes it.
+    pub per_second: Option<u32>,
+}
+
 /// What [`NOTIFICATION_WORKFLOW`] returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationOutcome {
@@ -199,6 +221,12 @@ signal_marker!(
     SetRateSignal,
     SET_RATE_SIGNAL,
     RateLimit
+);
+signal_marker!(
+    /// Marker for [`SET_TEMPLATE_QUOTA_SIGNAL`].
+    SetTemplateQuotaSignal,
+    SET_TEMPLATE_QUOTA_SIGNAL,
+    TemplateQuota
 );
 
 /// Input of [`RESOLVE_AUDIENCE_WORKFLOW`].
@@ -384,6 +412,10 @@ pub struct PageReport {
     /// The longest `Retry-After` a provider asked for in this round, in milliseconds.
     #[serde(default)]
     pub retry_after_ms: Option<u64>,
+    /// Pending instances not attempted because their provider's circuit breaker was open;
+    /// `retry_after_ms` then says when it will let probes through.
+    #[serde(default)]
+    pub held: u64,
 }
 
 /// Input of `finalize_request`: the request's last word, written to the store so status is
@@ -473,7 +505,8 @@ impl HasWorkflowDefinition for RedriveWorkflow {
 
 /// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
 pub use delivery_activities::{
-    ApplyControls, BeginRedrive, DeliverPage, FinalizeRequest, ResolveAudienceChunk,
+    ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverPage, FinalizeRequest,
+    ResolveAudienceChunk,
 };
 
 /// The activities the workflows call, declared here and implemented in `fanout-activities`.
@@ -511,6 +544,12 @@ impl DeliveryActivities {
     /// Writes the request's controls to the store, where delivery activities obey them.
     #[activity(name = "apply_controls")]
     pub fn apply_controls(input: ApplyControlsInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Writes a template's quota to the store, where delivery activities obey it.
+    #[activity(name = "apply_template_quota")]
+    pub fn apply_template_quota(input: ApplyTemplateQuotaInput) -> Result<(), ActivityError> {
         unimplemented!()
     }
 }

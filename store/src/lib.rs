@@ -8,9 +8,9 @@
 //! Methods are grouped by resource, one module each: [`tenants`] (tenants and API keys),
 //! [`users`], [`follows`] (who follows whom), [`segments`] (named sets of users), [`templates`],
 //! [`requests`], [`audience`] (paging through an audience and the paged recipient snapshot),
-//! [`controls`] (pause, rate, cancel of running requests), [`receipts`], [`dead_letters`]
-//! (instances that failed for good, and re-driving them), [`inbox`] and [`switches`] (channel
-//! and template kill switches).
+//! [`controls`] (pause, rate, cancel of running requests), [`limits`] (shared rate-limit
+//! buckets and quotas), [`receipts`], [`dead_letters`] (instances that failed for good, and
+//! re-driving them), [`inbox`] and [`switches`] (channel and template kill switches).
 //!
 //! Bulk writes go through `multi_row_sql`: tens to hundreds of rows per statement (see
 //! `rows_per_statement`), one transaction per call, so they are all-or-nothing and fast on
@@ -22,6 +22,7 @@ pub mod dead_letters;
 pub mod estimate;
 pub mod follows;
 pub mod inbox;
+pub mod limits;
 pub mod preferences;
 pub mod receipts;
 pub mod requests;

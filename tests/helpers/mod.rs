@@ -113,6 +113,8 @@ impl TestApp {
             },
             apns: shared.apns.clone(),
             fcm: shared.fcm.clone(),
+            // Outage tests count retry attempts; `limits.rs` spawns workers with breakers.
+            limits: fanout_activities::LimitsConfig::default().without_breaker(),
         };
         let stop_worker = in_process_worker.then(|| stack::spawn_worker(worker_config.clone()));
 

@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use fanout_activities::apns::{ApnsClient, ApnsConfig};
 use fanout_activities::fcm::{FcmClient, FcmConfig};
-use fanout_activities::{DeliveryConfig, EmailSender, FanoutActivities, PushSenders, SmtpConfig};
+use fanout_activities::{
+    DeliveryConfig, EmailSender, FanoutActivities, LimitsConfig, PushSenders, SmtpConfig,
+};
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
 use fanout_workflows::{
@@ -37,6 +39,8 @@ pub struct Config {
     pub apns: ApnsConfig,
     /// Firebase Cloud Messaging (push to `fcm` devices).
     pub fcm: FcmConfig,
+    /// Rate limits shared with every other worker, and the providers' circuit breakers.
+    pub limits: LimitsConfig,
 }
 
 /// How long start-up keeps retrying a Temporal frontend that is not reachable yet.
@@ -69,7 +73,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         fcm = push.fcm.is_some(),
         "push providers configured"
     );
-    let activities = FanoutActivities::new(store, email, push, config.delivery.clone());
+    let activities = FanoutActivities::new(store, email, push, config.delivery.clone())
+        .with_limits(config.limits.clone());
 
     let runtime = Runtime::from_current_tokio(Default::default())
         .map_err(|e| anyhow::anyhow!("creating the temporal runtime: {e}"))?;
@@ -123,5 +128,36 @@ async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
             }
             Err(e) => return Err(e).context("connecting to temporal"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn limits_come_from_the_environment_and_default_to_none() {
+        let defaults: Config = fanout_domain::config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(defaults.limits, LimitsConfig::default());
+        assert_eq!(defaults.limits.global_per_second, None);
+        assert!(defaults.limits.breaker.enabled);
+
+        let env: HashMap<String, String> = [
+            ("FANOUT_LIMITS__GLOBAL_PER_SECOND", "500"),
+            ("FANOUT_LIMITS__PROVIDERS__SMTP", "20"),
+            ("FANOUT_LIMITS__BREAKER__OPEN_MS", "2000"),
+            ("FANOUT_LIMITS__ADAPTIVE__ENABLED", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config: Config = fanout_domain::config::load(None, &env).unwrap();
+        assert_eq!(config.limits.global_per_second, Some(500));
+        assert_eq!(config.limits.providers.smtp, Some(20));
+        assert_eq!(config.limits.providers.apns, None);
+        assert_eq!(config.limits.breaker.open_ms, 2_000);
+        assert!(!config.limits.adaptive.enabled);
     }
 }

@@ -7,14 +7,17 @@
 //!
 //! Signals `pause`, `resume` and `set_rate` change its [`RequestControls`]; it writes them
 //! through to the store (activity `apply_controls`), where delivery activities read them before
-//! each send, so they take effect on in-flight pages within a fraction of a second. Cancellation
+//! each send, so they take effect on in-flight pages within a fraction of a second. Signal
+//! `set_template_quota` (sent by the API to every running request of a template) is written
+//! through the same way (activity `apply_template_quota`). Cancellation
 //! (API, Temporal UI or CLI) cancels the children, whose activities stop sending, and the final
 //! activity records every instance not yet delivered as cancelled.
 
 use fanout_domain::contracts::{
-    self, ApplyControlsInput, AudienceSnapshot, Carry, DeliveryActivities, FanoutPageInput,
-    FanoutPageWorkflow, FinalizeInput, NotificationInput, NotificationOutcome, PageOutcome,
-    RateLimit, RequestControls, ResolveAudienceInput, ResolveAudienceWorkflow,
+    self, ApplyControlsInput, ApplyTemplateQuotaInput, AudienceSnapshot, Carry, DeliveryActivities,
+    FanoutPageInput, FanoutPageWorkflow, FinalizeInput, NotificationInput, NotificationOutcome,
+    PageOutcome, RateLimit, RequestControls, ResolveAudienceInput, ResolveAudienceWorkflow,
+    TemplateQuota,
 };
 use fanout_domain::receipt::{ChannelCounts, DeliveryStatus, Progress, RequestState};
 use temporalio_macros::{workflow, workflow_methods};
@@ -40,6 +43,9 @@ pub struct NotificationWorkflow {
     controls: RequestControls,
     /// Bumped by every signal that changes `controls`, so the main loop notices.
     controls_version: u64,
+    /// The latest template quota signalled, and a counter bumped by each such signal.
+    template_quota: Option<u32>,
+    quota_version: u64,
 }
 
 /// Why resolution did not produce a snapshot.
@@ -150,9 +156,25 @@ impl NotificationWorkflow {
             ..self.controls
         });
     }
+
+    /// Writes the template's new quota through to the store.
+    #[signal(name = "set_template_quota")]
+    pub fn set_template_quota(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        quota: TemplateQuota,
+    ) {
+        self.note_template_quota(quota);
+    }
 }
 
 impl NotificationWorkflow {
+    /// Records a template quota change for the main loop to write through.
+    fn note_template_quota(&mut self, quota: TemplateQuota) {
+        self.template_quota = quota.per_second.filter(|r| *r > 0);
+        self.quota_version += 1;
+    }
+
     fn set_controls(&mut self, controls: RequestControls) {
         if controls != self.controls {
             self.controls = controls;
@@ -219,6 +241,7 @@ async fn fan_out(
     let mut started_this_run = 0u32;
     let mut failed_pages = 0u32;
     let mut applied_version = 0u64;
+    let mut applied_quota = 0u64;
     let mut reported_percent = ctx.state(|s| s.progress.percent());
     loop {
         let (controls, version) = ctx.state(|s| (s.controls, s.controls_version));
@@ -234,6 +257,21 @@ async fn fan_out(
             .await
             .map_err(WorkflowTermination::from)?;
             applied_version = version;
+        }
+        let (quota, quota_version) = ctx.state(|s| (s.template_quota, s.quota_version));
+        if quota_version != applied_quota {
+            ctx.execute_activity(
+                DeliveryActivities::apply_template_quota,
+                ApplyTemplateQuotaInput {
+                    tenant_id: input.tenant_id.clone(),
+                    template_id: input.template_id.clone(),
+                    per_second: quota,
+                },
+                options::store_activity(),
+            )
+            .await
+            .map_err(WorkflowTermination::from)?;
+            applied_quota = quota_version;
         }
 
         if !controls.paused {
@@ -293,7 +331,9 @@ async fn fan_out(
                     failed_pages += 1;
                 }
             }
-            _ = ctx.wait_condition(|s| s.controls_version != applied_version) => {}
+            _ = ctx.wait_condition(|s| {
+                s.controls_version != applied_version || s.quota_version != applied_quota
+            }) => {}
         }
 
         let percent = ctx.state(|s| s.progress.percent());

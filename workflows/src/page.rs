@@ -22,6 +22,9 @@ use temporalio_sdk::{TimerResult, WorkflowContext, WorkflowResult};
 
 use crate::options;
 
+/// Pages held by an open circuit breaker come back within this long after it half-opens.
+const HELD_SPREAD: Duration = Duration::from_millis(500);
+
 /// A page has no state worth querying; the parent aggregates.
 #[workflow]
 #[derive(Default)]
@@ -52,7 +55,8 @@ impl FanoutPageWorkflow {
 }
 
 /// Runs delivery rounds for one channel until nothing is pending, the rounds run out, or the
-/// workflow is cancelled while it waits (finalising records what is left as cancelled).
+/// workflow is cancelled while it waits (finalising records what is left as cancelled). Rounds
+/// in which a provider's circuit breaker held sends do not count against the rounds.
 async fn deliver_channel(
     ctx: &WorkflowContext<FanoutPageWorkflow>,
     input: &FanoutPageInput,
@@ -80,20 +84,30 @@ async fn deliver_channel(
                 options::delivery_activity(),
             )
             .await?;
-        if report.pending == 0 || final_round {
+        if report.pending == 0 || (final_round && report.held == 0) {
             return Ok(report);
         }
-        let delay = backoff.next_delay(
-            RoundOutcome {
-                settled: report.settled_this_round,
-                pending: report.pending,
-                retry_after: report.retry_after_ms.map(Duration::from_millis),
-            },
-            ctx.random::<f64>(),
-        );
+        let delay = if report.held > 0 {
+            // A provider's breaker is open: wait until it probes again, spread a little so the
+            // pages do not all come back at once. Not a failed round, so the backoff does not
+            // grow and the rounds are not used up: an outage never dead-letters.
+            let open_for = Duration::from_millis(report.retry_after_ms.unwrap_or(1_000));
+            open_for + HELD_SPREAD.mul_f64(ctx.random::<f64>())
+        } else {
+            backoff.next_delay(
+                RoundOutcome {
+                    settled: report.settled_this_round,
+                    pending: report.pending,
+                    retry_after: report.retry_after_ms.map(Duration::from_millis),
+                },
+                ctx.random::<f64>(),
+            )
+        };
         if ctx.timer(delay).await == TimerResult::Cancelled {
             return Ok(report);
         }
-        round += 1;
+        if report.held == 0 {
+            round += 1;
+        }
     }
 }
