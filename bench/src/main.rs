@@ -23,6 +23,7 @@
 
 mod ceiling;
 mod connection;
+mod cpu;
 mod direct;
 mod naive;
 mod sink;
@@ -182,13 +183,15 @@ impl Api {
     }
 }
 
-/// One channel's run through Fanout beside its sink's ceiling.
+/// One channel's run through Fanout beside its sink's ceiling, with the cores each used.
 struct ChannelRun {
     name: &'static str,
     recipients: usize,
     fanout_s: f64,
+    fanout_cpu: Value,
     ceiling: ceiling::Rate,
     ceiling_client: &'static str,
+    ceiling_cpu: Value,
 }
 
 impl ChannelRun {
@@ -203,6 +206,8 @@ impl ChannelRun {
             "ceiling_per_s": round(ceiling_per_s),
             "fanout_over_ceiling": (fanout_per_s / ceiling_per_s * 1000.0).round() / 1000.0,
             "ceiling_client": self.ceiling_client,
+            "fanout_cpu_cores": self.fanout_cpu,
+            "ceiling_cpu_cores": self.ceiling_cpu,
         })
     }
 }
@@ -408,6 +413,14 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    let watched = cpu::Watched {
+        worker: Some(worker.id()),
+        temporal: shared
+            .temporal_address
+            .rsplit_once(':')
+            .and_then(|(_, port)| cpu::temporal_pid(port)),
+    };
+    let before = cpu::Snapshot::take(watched);
     let (request_id, status, wall_s) = api
         .fan_out(json!({
             "template_id": "post",
@@ -416,6 +429,7 @@ async fn main() -> anyhow::Result<()> {
             "dedupe_key": "bench-fanout"
         }))
         .await?;
+    let mixed_cpu = cpu::Snapshot::take(watched).since(&before);
     let deliveries: u64 = ["email", "in_app"]
         .iter()
         .map(|c| status["channels"][c]["delivered"].as_u64().unwrap_or(0))
@@ -428,7 +442,26 @@ async fn main() -> anyhow::Result<()> {
     let worker_rss = peak_rss_mb(worker.id());
     let api_rss = peak_rss_mb(api_process.id());
 
-    // 5a. One channel at a time through Fanout, on the same worker and API.
+    // 5a. One channel at a time through Fanout, on the same worker and API. First one
+    // recipient, for the fixed cost of a request (start, resolve, one page, finalize) that
+    // every run below pays once.
+    store
+        .add_followers(&tenant, &UserId::parse("star-one")?, &followers[..1])
+        .await?;
+    let (_, status, one_recipient_s) = api
+        .fan_out(json!({
+            "template_id": "post",
+            "recipients_query": {"type": "followers", "of": "star-one"},
+            "channel_prefs": ["email"],
+            "data": {"actor": "Star"},
+            "dedupe_key": "bench-channel-one"
+        }))
+        .await?;
+    anyhow::ensure!(
+        status["state"] == "completed",
+        "the one-recipient run failed: {status}"
+    );
+    println!("fanout one recipient: {one_recipient_s:.2}s from trigger to completed");
     let mut fanout_channel_s = Vec::new();
     for (name, of, template, channel, count) in [
         ("email", "star-email", "post", "email", mail_recipients),
@@ -436,6 +469,7 @@ async fn main() -> anyhow::Result<()> {
         ("push_apns", "star-apns", "push", "push", channel_recipients),
         ("push_fcm", "star-fcm", "push", "push", channel_recipients),
     ] {
+        let before = cpu::Snapshot::take(watched);
         let (_, status, seconds) = api
             .fan_out(json!({
                 "template_id": template,
@@ -456,7 +490,8 @@ async fn main() -> anyhow::Result<()> {
             "fanout {name}: {delivered} deliveries in {seconds:.1}s = {:.0}/s",
             delivered as f64 / seconds
         );
-        fanout_channel_s.push((name, count, seconds));
+        let used = cpu::Snapshot::take(watched).since(&before);
+        fanout_channel_s.push((name, count, seconds, used));
     }
     let _ = worker.kill();
     let _ = api_process.kill();
@@ -550,44 +585,60 @@ async fn main() -> anyhow::Result<()> {
     // `WINDOW` pages (fewer if the audience has fewer), each with `concurrency` sends.
     let pages = channel_recipients.div_ceil(page_size.max(1) as usize);
     let in_flight = pages.clamp(1, direct::WINDOW) * concurrency;
-    let ceilings = [
-        (
-            ceiling::smtp(&EmailSender::new(&smtp)?, mail_recipients, in_flight).await?,
-            "fanout's pooled smtp sender (lettre client, TCP_NODELAY) -> smtp sandbox",
-        ),
-        (
-            ceiling::in_app(
-                &store,
-                &tenant,
-                mail_recipients,
-                ceiling::FLUSH_BATCH,
-                pages.clamp(1, direct::WINDOW),
-            )
-            .await?,
-            "store alone: record_deliveries in fanout's flush batches, one writer per page in flight",
-        ),
-        (
-            ceiling::apns(
-                &ApnsClient::new(&shared.apns)?,
-                channel_recipients,
-                in_flight,
-            )
-            .await?,
-            "ApnsClient alone (http/2, tls, provider token) -> apns simulator",
-        ),
-        (
-            ceiling::fcm(&FcmClient::new(&shared.fcm)?, channel_recipients, in_flight).await?,
-            "FcmClient alone (http v1, oauth) -> fcm simulator",
-        ),
-    ];
+    let watched = cpu::Watched {
+        worker: None,
+        ..watched
+    };
+    let mut ceilings = Vec::new();
+    let before = cpu::Snapshot::take(watched);
+    let rate = ceiling::smtp(&EmailSender::new(&smtp)?, mail_recipients, in_flight).await?;
+    ceilings.push((
+        rate,
+        "fanout's pooled smtp sender (lettre client, TCP_NODELAY) -> smtp sandbox",
+        cpu::Snapshot::take(watched).since(&before),
+    ));
+    let before = cpu::Snapshot::take(watched);
+    let rate = ceiling::in_app(
+        &store,
+        &tenant,
+        mail_recipients,
+        ceiling::FLUSH_BATCH,
+        pages.clamp(1, direct::WINDOW),
+    )
+    .await?;
+    ceilings.push((
+        rate,
+        "store alone: record_deliveries in fanout's flush batches, one writer per page in flight",
+        cpu::Snapshot::take(watched).since(&before),
+    ));
+    let apns = ApnsClient::new(&shared.apns)?;
+    let before = cpu::Snapshot::take(watched);
+    let rate = ceiling::apns(&apns, channel_recipients, in_flight).await?;
+    ceilings.push((
+        rate,
+        "ApnsClient alone (http/2, tls, provider token) -> apns simulator",
+        cpu::Snapshot::take(watched).since(&before),
+    ));
+    let fcm = FcmClient::new(&shared.fcm)?;
+    let before = cpu::Snapshot::take(watched);
+    let rate = ceiling::fcm(&fcm, channel_recipients, in_flight).await?;
+    ceilings.push((
+        rate,
+        "FcmClient alone (http v1, oauth) -> fcm simulator",
+        cpu::Snapshot::take(watched).since(&before),
+    ));
     let mut per_channel = serde_json::Map::new();
-    for ((name, count, seconds), (rate, client)) in fanout_channel_s.into_iter().zip(ceilings) {
+    for ((name, count, seconds, fanout_cpu), (rate, client, ceiling_cpu)) in
+        fanout_channel_s.into_iter().zip(ceilings)
+    {
         let run = ChannelRun {
             name,
             recipients: count,
             fanout_s: seconds,
+            fanout_cpu,
             ceiling: rate,
             ceiling_client: client,
+            ceiling_cpu,
         };
         println!(
             "ceiling {}: {} sends in {:.1}s = {:.0}/s",
@@ -623,7 +674,9 @@ async fn main() -> anyhow::Result<()> {
         "email_per_connection_ratio": round(fanout_per_connection / lettre_per_connection),
         "speedup_vs_naive": round(deliveries_per_s / naive_per_s),
         "fraction_of_direct": (deliveries_per_s / direct_per_s * 1000.0).round() / 1000.0,
+        "mixed_cpu_cores": mixed_cpu,
         "channel_recipients": channel_recipients,
+        "one_recipient_latency_s": (one_recipient_s * 100.0).round() / 100.0,
         "ceiling_in_flight": in_flight,
         "per_channel": per_channel,
     });
@@ -672,23 +725,36 @@ fn print_table(r: &Value) {
 }
 
 fn print_channel_table(r: &Value) {
+    let cores = |c: &Value| {
+        format!(
+            "worker {} / temporal {} / sandbox+bench {} / machine {}",
+            c["worker"], c["temporal"], c["bench_and_sandbox"], c["machine_busy"]
+        )
+    };
     println!();
     println!(
-        "| channel | recipients | Fanout deliveries/s | sink ceiling sends/s | Fanout / ceiling | ceiling client |"
+        "| channel | recipients | Fanout deliveries/s | sink ceiling sends/s | Fanout / ceiling | cores during Fanout | cores during ceiling | ceiling client |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     if let Some(channels) = r["per_channel"].as_object() {
         for (name, c) in channels {
             println!(
-                "| {name} | {} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} | {} | {} |",
                 c["recipients"],
                 c["fanout_deliveries_per_s"],
                 c["ceiling_per_s"],
                 c["fanout_over_ceiling"],
+                cores(&c["fanout_cpu_cores"]),
+                cores(&c["ceiling_cpu_cores"]),
                 c["ceiling_client"].as_str().unwrap_or_default()
             );
         }
     }
+    println!(
+        "one recipient, trigger to completed: {} s; mixed run cores: {}",
+        r["one_recipient_latency_s"],
+        cores(&r["mixed_cpu_cores"])
+    );
 }
 
 /// Runs the naive baseline's worker on its own thread until the sender fires.
