@@ -154,7 +154,8 @@ pub async fn fcm(client: &FcmClient, count: usize, in_flight: usize) -> anyhow::
     .await
 }
 
-/// The store alone: `count` delivered in-app receipts with their inbox rows, written with
+/// The store alone: `count` delivered in-app receipts, with their inbox rows if `inbox` (the
+/// in-app ceiling) or without (the receipt every channel writes per delivery), written with
 /// `record_deliveries` in batches of `batch`, `writers` batches at a time.
 pub async fn in_app(
     store: &Store,
@@ -162,8 +163,13 @@ pub async fn in_app(
     count: usize,
     batch: usize,
     writers: usize,
+    inbox: bool,
 ) -> anyhow::Result<Rate> {
-    let request_id = request("ceiling-in-app")?;
+    let request_id = request(if inbox {
+        "ceiling-in-app"
+    } else {
+        "ceiling-receipts"
+    })?;
     let data = serde_json::Map::new();
     // Built before the clock starts: the ceiling is the writes, not the allocation.
     let mut rows = Vec::with_capacity(count);
@@ -199,6 +205,9 @@ pub async fn in_app(
     let batches: Vec<(Vec<Receipt>, Vec<_>)> = rows
         .chunks(batch.max(1))
         .map(|chunk| chunk.iter().cloned().unzip())
+        .map(|(receipts, messages): (Vec<Receipt>, Vec<_>)| {
+            (receipts, if inbox { messages } else { Vec::new() })
+        })
         .collect();
     let started = Instant::now();
     let mut writes = futures::stream::iter(batches.iter())

@@ -604,6 +604,7 @@ async fn main() -> anyhow::Result<()> {
         mail_recipients,
         ceiling::FLUSH_BATCH,
         pages.clamp(1, direct::WINDOW),
+        true,
     )
     .await?;
     ceilings.push((
@@ -627,6 +628,25 @@ async fn main() -> anyhow::Result<()> {
         "FcmClient alone (http v1, oauth) -> fcm simulator",
         cpu::Snapshot::take(watched).since(&before),
     ));
+    // Not a channel: the receipt alone, which every channel's delivery writes, to tell the
+    // store's share of each channel's cost.
+    let before = cpu::Snapshot::take(watched);
+    let receipts_only = ceiling::in_app(
+        &store,
+        &tenant,
+        mail_recipients,
+        ceiling::FLUSH_BATCH,
+        pages.clamp(1, direct::WINDOW),
+        false,
+    )
+    .await?;
+    let receipts_only_cpu = cpu::Snapshot::take(watched).since(&before);
+    println!(
+        "store, receipts alone: {} in {:.1}s = {:.0}/s",
+        receipts_only.count,
+        receipts_only.seconds,
+        receipts_only.per_s()
+    );
     let mut per_channel = serde_json::Map::new();
     for ((name, count, seconds, fanout_cpu), (rate, client, ceiling_cpu)) in
         fanout_channel_s.into_iter().zip(ceilings)
@@ -677,6 +697,8 @@ async fn main() -> anyhow::Result<()> {
         "mixed_cpu_cores": mixed_cpu,
         "channel_recipients": channel_recipients,
         "one_recipient_latency_s": (one_recipient_s * 100.0).round() / 100.0,
+        "store_receipts_only_per_s": round(receipts_only.per_s()),
+        "store_receipts_only_cpu_cores": receipts_only_cpu,
         "ceiling_in_flight": in_flight,
         "per_channel": per_channel,
     });
