@@ -13,9 +13,11 @@ const TICKS_PER_S: f64 = 100.0;
 
 /// CPU seconds (user + system, all threads) a process has used so far; 0 if it is gone.
 fn process_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |stat| stat_seconds(&stat))
+}
+
+/// CPU seconds in the text of a `/proc/<pid>/stat`.
+fn stat_seconds(stat: &str) -> f64 {
     // The command name may hold spaces: fields are counted after its closing parenthesis,
     // where utime and stime are the 12th and 13th.
     let Some((_, rest)) = stat.rsplit_once(')') else {
@@ -59,14 +61,18 @@ pub fn temporal_pid(port: &str) -> Option<u32> {
         .find_map(|entry| {
             let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
             let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let is_server = args.iter().any(|a| *a == b"start-dev");
-            let on_port = args
-                .windows(2)
-                .any(|w| w[0] == b"--port" && w[1] == port.as_bytes());
-            // The watchdog shell's command line holds the same words in one argument.
-            (is_server && on_port && args.len() > 3).then_some(pid)
+            is_dev_server(&cmdline, port).then_some(pid)
         })
+}
+
+/// Whether a NUL-separated command line starts a dev server on `port`. The watchdog shell's
+/// command line holds the same words, but in one argument, so it does not match.
+fn is_dev_server(cmdline: &[u8], port: &str) -> bool {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.contains(&b"start-dev".as_slice())
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--port" && w[1] == port.as_bytes())
 }
 
 /// Processes to watch; `None` for one not running.
@@ -114,5 +120,42 @@ impl Snapshot {
             "machine_busy": (busy / total * cpus * 100.0).round() / 100.0,
             "machine_cores": cpus,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_seconds_counts_user_and_system_time_after_a_command_with_spaces() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+        // utime stime ...
+        let stat = "42 (tokio (rt) 1) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0";
+        assert!((stat_seconds(stat) - 3.0).abs() < 1e-9);
+        assert_eq!(stat_seconds("garbage"), 0.0);
+    }
+
+    #[test]
+    fn the_dev_server_matches_on_its_port_and_its_watchdog_does_not() {
+        let server = b"/venv/bin/temporal\0server\0start-dev\0--port\x007233\0";
+        assert!(is_dev_server(server, "7233"));
+        assert!(!is_dev_server(server, "7234"));
+        let watchdog = b"sh\0-c\0'temporal' 'server' 'start-dev' '--port' '7233' & child=$!\0";
+        assert!(!is_dev_server(watchdog, "7233"));
+    }
+
+    #[test]
+    fn this_process_used_cpu_and_the_machine_is_never_busier_than_its_total() {
+        let spin = (0..2_000_000u64).fold(0u64, |a, b| a.wrapping_add(b.wrapping_mul(b)));
+        assert!(spin > 0);
+        let (busy, total) = machine_ticks();
+        assert!(busy <= total && total > 0);
+        assert!(process_seconds(std::process::id()) > 0.0);
+        assert_eq!(
+            process_seconds(u32::MAX),
+            0.0,
+            "a process that is gone used nothing"
+        );
     }
 }
