@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: builds release binaries and runs fanout-bench (see bench/src/main.rs), which
-# prints a table and writes bench-results/latest.json. Sizes: BENCH_RECIPIENTS (100000),
-# BENCH_NAIVE_RECIPIENTS (3000), BENCH_PAGE_SIZE (1000), BENCH_CONCURRENCY (32).
+# prints two tables (the mixed fan-out; each channel next to its sink's ceiling) and writes
+# bench-results/latest.json. Sizes: BENCH_RECIPIENTS (100000), BENCH_NAIVE_RECIPIENTS (3000),
+# BENCH_PAGE_SIZE (2000), BENCH_CONCURRENCY (32), BENCH_CHANNEL_RECIPIENTS (20000).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 install_tools

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use crate::sink::{self, Content};
 
 /// Pages in flight at once, as the platform's window.
-const WINDOW: usize = 8;
+pub const WINDOW: usize = 8;
 
 /// Delivers the whole audience; returns (deliveries, seconds).
 #[allow(clippy::too_many_arguments)]
