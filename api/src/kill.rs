@@ -28,7 +28,7 @@ use fanout_store::switches::{ChannelSwitch, RunningAction, SwitchScope};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Operator};
 use crate::error::{ApiError, ApiJson};
 use crate::orchestrator::{Control, OrchestratorError};
 
@@ -40,6 +40,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/kill-switches/channels", get(list_channels))
         .route("/v1/kill-switches/channels/{channel}", post(set_channel))
+        .route(
+            "/v1/admin/kill-switches/channels/{channel}",
+            post(set_global_channel),
+        )
         .route(
             "/v1/templates/{template_id}/disable",
             post(disable_template),
@@ -110,12 +114,31 @@ pub async fn list_channels(
     Ok(Json(ChannelSwitches { switches }))
 }
 
-/// `POST /v1/kill-switches/channels/{channel}`.
+/// `POST /v1/kill-switches/channels/{channel}`: the caller's tenant's channel.
 pub async fn set_channel(
     State(state): State<AppState>,
     Caller(tenant): Caller,
     Path(raw_channel): Path<String>,
     ApiJson(body): ApiJson<ChannelSwitchBody>,
+) -> Result<Json<ChannelSwitch>, ApiError> {
+    switch_channel(&state, SwitchScope::Tenant(&tenant), &raw_channel, body).await
+}
+
+/// `POST /v1/admin/kill-switches/channels/{channel}`: the channel for every tenant (operator).
+pub async fn set_global_channel(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path(raw_channel): Path<String>,
+    ApiJson(body): ApiJson<ChannelSwitchBody>,
+) -> Result<Json<ChannelSwitch>, ApiError> {
+    switch_channel(&state, SwitchScope::Global, &raw_channel, body).await
+}
+
+async fn switch_channel(
+    state: &AppState,
+    scope: SwitchScope<'_>,
+    raw_channel: &str,
+    body: ChannelSwitchBody,
 ) -> Result<Json<ChannelSwitch>, ApiError> {
     let channel: Channel = raw_channel.parse().map_err(|_| ApiError::InvalidField {
         field: "channel".into(),
@@ -124,14 +147,9 @@ pub async fn set_channel(
     let reason = reason(body.reason)?;
     let switch = state
         .store
-        .set_channel_switch(
-            SwitchScope::Tenant(&tenant),
-            channel,
-            body.disabled,
-            reason.as_deref(),
-        )
+        .set_channel_switch(scope, channel, body.disabled, reason.as_deref())
         .await?;
-    tracing::warn!(tenant_id = %tenant, %channel, disabled = body.disabled, "channel switch set");
+    tracing::warn!(scope = %switch.scope, %channel, disabled = body.disabled, "channel switch set");
     Ok(Json(switch))
 }
 

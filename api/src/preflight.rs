@@ -29,8 +29,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fanout_domain::request::RecipientsQuery;
 use fanout_domain::template::Template;
-use fanout_domain::{Channel, TenantId};
+use fanout_domain::{Channel, TemplateId, TenantId};
 use fanout_store::estimate::ChannelEstimate;
+use fanout_store::limits::{template_key, tenant_key};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -263,6 +264,21 @@ pub struct Preflight {
     pub blast_radius: BlastRadiusPreview,
 }
 
+/// The tighter of the tenant's and the template's delivery quotas, if either is set.
+async fn quota(
+    state: &AppState,
+    tenant: &TenantId,
+    template_id: &TemplateId,
+) -> Result<Option<u32>, ApiError> {
+    let mut tightest: Option<u32> = None;
+    for key in [tenant_key(tenant), template_key(tenant, template_id)] {
+        if let Some(quota) = state.store.get_quota(tenant, &key).await? {
+            tightest = Some(tightest.map_or(quota.per_second, |t| t.min(quota.per_second)));
+        }
+    }
+    Ok(tightest)
+}
+
 /// Answers a dry run of an already validated notify on `channels` (non-empty, all in the
 /// template).
 pub async fn dry_run(
@@ -319,7 +335,7 @@ pub async fn dry_run(
         estimated_completion: CompletionEstimate::model(
             deliverable,
             state.preflight.throughput_per_second,
-            None,
+            quota(state, tenant, &template.template_id).await?,
         ),
         blast_radius: BlastRadiusPreview {
             exceeded: estimate.size.recipients > radius.limit,

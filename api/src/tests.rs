@@ -582,6 +582,7 @@ async fn the_openapi_document_describes_every_route() {
         "/v1/admin/tenants/{tenant_id}",
         "/v1/admin/tenants/{tenant_id}/keys",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+        "/v1/admin/kill-switches/channels/{channel}",
         "/v1/quotas",
         "/v1/quotas/tenant",
         "/v1/quotas/templates/{template_id}",
@@ -2778,7 +2779,7 @@ mod preflight {
     /// Tenant `a` gets a marketing template `promo` (email and in-app, no push) and a segment
     /// `all` of: `ua` (reachable everywhere), `ub` (no email), `uc` (opted out of email), `ud`
     /// (email suppressed), `ue` (opted out of marketing in the inbox) and `ghost` (no profile).
-    async fn seeded() -> Harness {
+    pub(super) async fn seeded() -> Harness {
         let h = harness().await;
         let (status, body) = h
             .call(
@@ -2835,7 +2836,7 @@ mod preflight {
         h
     }
 
-    fn promo(dedupe: &str) -> Value {
+    pub(super) fn promo(dedupe: &str) -> Value {
         json!({
             "template_id": "promo",
             "recipients_query": {"type": "segment", "segment_id": "all"},
@@ -4179,5 +4180,106 @@ mod quotas {
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(h.orchestrator.quota_signals.lock().unwrap().is_empty());
+    }
+}
+
+/// Where the guardrails meet: preflight's estimate follows the delivery quotas, and the operator
+/// switches a channel off for every tenant at once.
+mod guardrails {
+    use super::*;
+
+    async fn estimate(h: &Harness) -> Value {
+        let (status, body) = h
+            .call(
+                "POST",
+                "/v1/notify?dry_run=true",
+                Some(h.key(0)),
+                Some(preflight::promo("dry")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["estimated_completion"].clone()
+    }
+
+    #[tokio::test]
+    async fn the_completion_estimate_follows_the_tightest_quota() {
+        let h = preflight::seeded().await;
+        assert_eq!(estimate(&h).await["limited_by"], "platform_throughput");
+        let (status, body) = h
+            .call(
+                "PUT",
+                "/v1/quotas/tenant",
+                Some(h.key(0)),
+                Some(json!({"per_second": 3})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = h
+            .call(
+                "PUT",
+                "/v1/quotas/templates/promo",
+                Some(h.key(0)),
+                Some(json!({"per_second": 2})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let tight = estimate(&h).await;
+        assert_eq!(
+            (
+                &tight["limited_by"],
+                &tight["deliveries_per_second"],
+                &tight["seconds"]
+            ),
+            (&json!("quota"), &json!(2), &json!(3.0)),
+            "6 deliverable at the template's 2/s: {tight}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_operator_switches_a_channel_off_for_every_tenant() {
+        let h = harness().await;
+        let uri = "/v1/admin/kill-switches/channels/push";
+        let off = json!({"disabled": true, "reason": "provider incident"});
+        let (status, _) = h.call("POST", uri, Some(h.key(0)), Some(off.clone())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a tenant key cannot");
+        let (status, body) = h.call("POST", uri, Some(ADMIN_KEY), Some(off)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            (&body["scope"], &body["disabled"]),
+            (&json!("global"), &json!(true))
+        );
+        for tenant in 0..2 {
+            let (_, listed) = h
+                .call(
+                    "GET",
+                    "/v1/kill-switches/channels",
+                    Some(h.key(tenant)),
+                    None,
+                )
+                .await;
+            let global = listed["switches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["scope"] == "global" && s["channel"] == "push")
+                .cloned();
+            assert_eq!(
+                global.map(|s| s["disabled"].clone()),
+                Some(json!(true)),
+                "{listed}"
+            );
+        }
+        let (status, body) = h
+            .call(
+                "POST",
+                uri.replace("push", "sms").as_str(),
+                Some(ADMIN_KEY),
+                Some(json!({"disabled": true})),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["error"]["field"]),
+            (StatusCode::UNPROCESSABLE_ENTITY, &json!("channel"))
+        );
     }
 }
