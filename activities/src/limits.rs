@@ -273,6 +273,7 @@ pub struct Limits {
 struct Local {
     tokens: u32,
     unlimited_until: Option<Instant>,
+    rechecking: bool,
 }
 
 impl Limits {
@@ -439,31 +440,53 @@ impl Limits {
             let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
             buckets.entry(key.to_owned()).or_default().clone()
         };
-        // One lease in flight per bucket: the other sends wait here and spend what it got.
-        let mut local = bucket.lock().await;
         loop {
+            // One lease in flight per bucket: the other sends wait here and spend what it got.
+            let mut local = bucket.lock().await;
             if local.tokens > 0 {
                 local.tokens -= 1;
                 return true;
             }
             let now = Instant::now();
-            if local.unlimited_until.is_some_and(|until| until > now) {
-                return true;
+            match local.unlimited_until {
+                Some(until) if until > now => return true,
+                // Another send is re-checking an unlimited bucket: it stays unlimited until
+                // the answer comes, so no send waits on the store for a bucket with no quota.
+                Some(_) if local.rechecking => return true,
+                _ => {}
             }
             if cancelled() {
                 return false;
             }
-            match self.store.lease_tokens(key, ceiling).await {
+            let recheck = local.unlimited_until.is_some();
+            let held = if recheck {
+                local.rechecking = true;
+                drop(local);
+                None
+            } else {
+                Some(local)
+            };
+            let leased = self.store.lease_tokens(key, ceiling).await;
+            let mut local = match held {
+                Some(local) => local,
+                None => {
+                    let mut relocked = bucket.lock().await;
+                    relocked.rechecking = false;
+                    relocked
+                }
+            };
+            match leased {
                 Ok(None) => {
                     local.unlimited_until = Some(now + QUOTA_TTL);
                     return true;
                 }
                 Ok(Some(grant)) if grant.granted > 0 => {
                     local.unlimited_until = None;
-                    local.tokens = grant.granted - 1;
+                    local.tokens += grant.granted - 1;
                     return true;
                 }
                 Ok(Some(grant)) => {
+                    // Keep the bucket while waiting: the sends behind wait for this lease.
                     local.unlimited_until = None;
                     tokio::time::sleep(grant.wait.min(MAX_NAP)).await;
                 }

@@ -27,9 +27,9 @@ const T: &str = "suppressions";
 /// list.
 pub const SUPPRESSED_ADDRESS: &str = "suppressed_address";
 
-/// The most addresses one lookup puts in an `IN (..)` list: a delivery page of the default
-/// size (2,000 users) takes a single query for email.
-const LOOKUP_ADDRESSES: usize = 2000;
+/// The most addresses one lookup puts in an `IN (..)` list (see `preferences::LOOKUP_IDS` for
+/// why not more).
+const LOOKUP_ADDRESSES: usize = 200;
 
 /// Why an address is suppressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
