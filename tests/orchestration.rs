@@ -3,50 +3,13 @@
 
 use std::time::Duration;
 
-use fanout_sandbox::{FaultStage, NewFault};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::helpers::fanout::{
+    notify_followers, post_template as template, slow_sink, total_emails,
+};
 use crate::helpers::{TestApp, poll};
-
-fn template() -> Value {
-    json!({
-        "name": "New post",
-        "email": {"subject": "{{ data.actor }} posted", "text": "Hi {{ user.name }}, {{ data.actor }} posted."},
-        "in_app": {"title": "{{ data.actor }} posted", "body": "Have a look, {{ user.name }}."}
-    })
-}
-
-/// Makes every send to this test's domain take `delay_ms` (accepted normally afterwards).
-async fn slow_sink(app: &TestApp, delay_ms: u64) -> anyhow::Result<()> {
-    app.smtp_fault(&NewFault {
-        rcpt: format!("@{}.test", app.tenant),
-        code: 250,
-        message: "ok, slowly".into(),
-        stage: FaultStage::Rcpt,
-        times: None,
-        delay_ms,
-    })
-    .await
-    .map(|_| ())
-}
-
-async fn notify_followers(app: &TestApp, channels: &[&str]) -> anyhow::Result<String> {
-    let (status, body) = app
-        .notify(&json!({
-            "template_id": "post",
-            "recipients_query": {"type": "followers", "of": "star"},
-            "channel_prefs": channels,
-            "data": {"actor": "Star"}
-        }))
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    Ok(body["request_id"].as_str().unwrap().to_owned())
-}
-
-async fn total_emails(app: &TestApp) -> anyhow::Result<usize> {
-    Ok(app.emails_per_recipient().await?.values().sum())
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn thousands_of_followers_each_get_exactly_one_email_and_one_inbox_row() -> anyhow::Result<()>
@@ -316,7 +279,8 @@ async fn a_user_deleted_while_a_request_runs_gets_nothing_more() -> anyhow::Resu
             .request(reqwest::Method::DELETE, &format!("/v1/users/{user}"))
             .send()
             .await?;
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let status = r.status();
+        assert_eq!(status, StatusCode::NO_CONTENT, "{}", r.text().await?);
     }
 
     let done = app.wait_for_state(&request_id, "completed").await?;

@@ -31,6 +31,7 @@ use crate::AppState;
 use crate::auth::{Caller, Operator};
 use crate::error::{ApiError, ApiJson};
 use crate::orchestrator::{Control, OrchestratorError};
+use crate::templates::existing_template;
 
 /// The longest reason kept with a switch.
 const MAX_REASON: usize = 500;
@@ -151,22 +152,6 @@ async fn switch_channel(
         .await?;
     tracing::warn!(scope = %switch.scope, %channel, disabled = body.disabled, "channel switch set");
     Ok(Json(switch))
-}
-
-/// The tenant's template named in the path, or 404.
-async fn existing_template(
-    state: &AppState,
-    tenant: &TenantId,
-    raw_id: &str,
-) -> Result<TemplateId, ApiError> {
-    let not_found = || ApiError::NotFound(format!("template '{raw_id}' not found"));
-    let template_id = TemplateId::parse(raw_id).map_err(|_| not_found())?;
-    state
-        .store
-        .get_template(tenant, &template_id)
-        .await?
-        .ok_or_else(not_found)?;
-    Ok(template_id)
 }
 
 /// `POST /v1/templates/{template_id}/disable`.

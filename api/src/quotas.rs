@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson};
+use crate::templates::existing_template;
 
 /// The quota routes, merged into the app's router.
 pub fn routes() -> Router<AppState> {
@@ -90,20 +91,6 @@ fn check_rate(per_second: u32) -> Result<u32, ApiError> {
         });
     }
     Ok(per_second)
-}
-
-/// Parses the path's template id and checks that the template exists.
-async fn existing_template(
-    state: &AppState,
-    tenant: &TenantId,
-    raw_id: &str,
-) -> Result<TemplateId, ApiError> {
-    let not_found = || ApiError::NotFound(format!("template '{raw_id}' not found"));
-    let template_id = TemplateId::parse(raw_id).map_err(|_| not_found())?;
-    match state.store.get_template(tenant, &template_id).await? {
-        Some(_) => Ok(template_id),
-        None => Err(not_found()),
-    }
 }
 
 async fn quota_or_404(

@@ -17,7 +17,7 @@ use fanout_domain::template::{
     ChannelContent, DEFAULT_CATEGORY, DEFAULT_LOCALE, EmailContent, InAppContent, PushContent,
     Template, TemplateSpec, is_locale_tag, normalize_locale,
 };
-use fanout_domain::{Channel, TemplateId};
+use fanout_domain::{Channel, TemplateId, TenantId};
 use fanout_store::templates::MAX_VERSIONS_PER_PAGE;
 use serde::{Deserialize, Serialize};
 
@@ -367,4 +367,20 @@ pub async fn rollback(
                 body.version
             ))
         })
+}
+
+/// The tenant's template named in the path, or 404.
+pub(crate) async fn existing_template(
+    state: &AppState,
+    tenant: &TenantId,
+    raw_id: &str,
+) -> Result<TemplateId, ApiError> {
+    let not_found = || ApiError::NotFound(format!("template '{raw_id}' not found"));
+    let template_id = TemplateId::parse(raw_id).map_err(|_| not_found())?;
+    state
+        .store
+        .get_template(tenant, &template_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(template_id)
 }

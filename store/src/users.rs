@@ -114,8 +114,12 @@ impl Store {
     /// suppresses the user. Returns whether the user existed.
     pub async fn delete_user(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        // The addresses are read before the row goes, to find their suppression entries.
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND user_id = $2");
+        // The row is deleted and read in one statement: a deferred transaction that read first
+        // and wrote second would fail with SQLITE_BUSY whenever another writer committed in
+        // between. The addresses find the user's suppression entries.
+        let sql = format!(
+            "DELETE FROM users WHERE tenant_id = $1 AND user_id = $2 RETURNING {USER_COLUMNS}"
+        );
         let profile = sqlx::query(&sql)
             .bind(tenant_id.as_str())
             .bind(user_id.as_str())
@@ -124,13 +128,7 @@ impl Store {
             .as_ref()
             .map(user_from_row)
             .transpose()?;
-        let existed = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND user_id = $2")
-            .bind(tenant_id.as_str())
-            .bind(user_id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
+        let existed = profile.is_some();
         if let Some(profile) = &profile {
             let tokens: Vec<&str> = profile.devices.iter().map(|d| d.token.as_str()).collect();
             let email = profile.email.as_ref().map(EmailAddress::as_str);
@@ -194,6 +192,14 @@ impl Store {
         reason: &str,
     ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
+        // Write first (a no-op) so the transaction holds the write lock before it reads: a
+        // deferred transaction that read first would fail with SQLITE_BUSY whenever another
+        // writer committed in between.
+        sqlx::query("UPDATE users SET devices = devices WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant_id.as_str())
+            .bind(user_id.as_str())
+            .execute(&mut *tx)
+            .await?;
         let devices: Option<Option<String>> =
             sqlx::query_scalar("SELECT devices FROM users WHERE tenant_id = $1 AND user_id = $2")
                 .bind(tenant_id.as_str())

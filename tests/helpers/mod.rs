@@ -7,6 +7,8 @@
 
 pub use fanout_tests::stack;
 
+pub mod fanout;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;

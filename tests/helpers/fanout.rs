@@ -1,0 +1,50 @@
+//! Fan-out scenarios the orchestration and kill-switch tests share: a `post` template, followers
+//! of `star`, and a slow SMTP sink to keep a fan-out running while the test acts on it.
+
+use fanout_sandbox::{FaultStage, NewFault};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::TestApp;
+
+/// The `post` template: email and in-app.
+pub fn post_template() -> Value {
+    json!({
+        "name": "New post",
+        "email": {"subject": "{{ data.actor }} posted", "text": "Hi {{ user.name }}, {{ data.actor }} posted."},
+        "in_app": {"title": "{{ data.actor }} posted", "body": "Have a look, {{ user.name }}."}
+    })
+}
+
+/// Makes every send to this test's domain take `delay_ms` (accepted normally afterwards).
+pub async fn slow_sink(app: &TestApp, delay_ms: u64) -> anyhow::Result<()> {
+    app.smtp_fault(&NewFault {
+        rcpt: format!("@{}.test", app.tenant),
+        code: 250,
+        message: "ok, slowly".into(),
+        stage: FaultStage::Rcpt,
+        times: None,
+        delay_ms,
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Notifies the followers of `star` with the `post` template on `channels`.
+pub async fn notify_followers(app: &TestApp, channels: &[&str]) -> anyhow::Result<String> {
+    let (status, body) = app
+        .notify(&json!({
+            "template_id": "post",
+            "recipients_query": {"type": "followers", "of": "star"},
+            "channel_prefs": channels,
+            "data": {"actor": "Star"}
+        }))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    Ok(body["request_id"].as_str().unwrap().to_owned())
+}
+
+/// Emails this test's domain received so far.
+pub async fn total_emails(app: &TestApp) -> anyhow::Result<usize> {
+    Ok(app.emails_per_recipient().await?.values().sum())
+}
