@@ -60,6 +60,7 @@
 //! Errors are JSON [`ErrorResponse`] bodies with a matching status code.
 
 pub mod apns;
+mod arrivals;
 pub mod fcm;
 mod http;
 mod mailbox;

@@ -3,10 +3,11 @@
 //! Like the mailbox, it keeps the newest [`CAPACITY`] notifications and evicts the oldest
 //! beyond that; ids start at 1 and keep increasing across [`Notifications::clear`].
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::arrivals::{Arrival, Arrivals};
 
 /// How many notifications the simulator keeps; older ones are evicted first.
 pub const CAPACITY: usize = 200_000;
@@ -77,18 +78,16 @@ pub struct NotificationCount {
 
 /// The bounded, shared notification store.
 #[derive(Debug)]
-pub(crate) struct Notifications {
-    capacity: usize,
-    inner: Mutex<Inner>,
-}
+pub(crate) struct Notifications(Arrivals<Arc<Notification>>);
 
-#[derive(Debug)]
-struct Inner {
-    /// Sorted by id because ids are assigned under the same lock that appends.
-    items: VecDeque<Arc<Notification>>,
-    next_id: u64,
-    /// Stored notifications per device token, so counting is O(1) at any size.
-    per_token: HashMap<String, u64>,
+impl Arrival for Arc<Notification> {
+    fn id(&self) -> u64 {
+        self.as_ref().id
+    }
+
+    fn token(&self) -> &str {
+        &self.as_ref().token
+    }
 }
 
 impl Default for Notifications {
@@ -100,39 +99,17 @@ impl Default for Notifications {
 impl Notifications {
     /// Creates an empty store that keeps at most `capacity` notifications.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            inner: Mutex::new(Inner {
-                items: VecDeque::new(),
-                next_id: 1,
-                per_token: HashMap::new(),
-            }),
-        }
+        Self(Arrivals::new(capacity))
     }
 
     /// Stores `notification` under the next id, which it returns.
     pub fn store(&self, mut notification: Notification) -> u64 {
-        let mut inner = self.lock();
-        let id = inner.next_id;
-        inner.next_id += 1;
-        notification.id = id;
-        while inner.items.len() >= self.capacity {
-            let Some(evicted) = inner.items.pop_front() else {
-                break;
-            };
-            if let Some(count) = inner.per_token.get_mut(&evicted.token) {
-                *count -= 1;
-                if *count == 0 {
-                    inner.per_token.remove(&evicted.token);
-                }
-            }
-        }
-        *inner
-            .per_token
-            .entry(notification.token.clone())
-            .or_default() += 1;
-        inner.items.push_back(Arc::new(notification));
-        id
+        self.0
+            .push(|id| {
+                notification.id = id;
+                Arc::new(notification)
+            })
+            .id
     }
 
     /// Returns up to `limit` notifications after `after_id` (for `token` when given), oldest
@@ -143,37 +120,17 @@ impl Notifications {
         after_id: Option<u64>,
         limit: usize,
     ) -> (Vec<Arc<Notification>>, bool) {
-        let inner = self.lock();
-        let start = after_id.map_or(0, |after| inner.items.partition_point(|n| n.id <= after));
-        let mut matching = inner
-            .items
-            .range(start..)
-            .filter(|n| token.is_none_or(|token| n.token == token));
-        let page: Vec<_> = matching.by_ref().take(limit).cloned().collect();
-        let more = matching.next().is_some();
-        (page, more)
+        self.0.list(token, after_id, limit)
     }
 
     /// Counts stored notifications, only those for `token` when given.
     pub fn count(&self, token: Option<&str>) -> u64 {
-        let inner = self.lock();
-        match token {
-            Some(token) => inner.per_token.get(token).copied().unwrap_or(0),
-            None => inner.items.len() as u64,
-        }
+        self.0.count(token)
     }
 
     /// Removes every stored notification; ids keep increasing afterwards.
     pub fn clear(&self) {
-        let mut inner = self.lock();
-        inner.items.clear();
-        inner.per_token.clear();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.clear();
     }
 }
 

@@ -3,11 +3,9 @@
 //! Like the mailbox it keeps the newest [`CAPACITY`] messages, and ids start at 1 and keep
 //! increasing across [`Messages::clear`], so an `after_id` cursor never sees an id reused.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
-
 use serde::{Deserialize, Serialize};
 
+use crate::arrivals::{Arrival, Arrivals};
 use crate::fcm::now_ms;
 
 /// How many FCM messages the sandbox keeps; older ones are evicted first.
@@ -47,57 +45,38 @@ pub struct FcmMessageCount {
     pub count: u64,
 }
 
-/// The bounded, shared message store.
+/// The bounded, shared store of accepted messages.
 #[derive(Debug)]
-pub(crate) struct Messages {
-    capacity: usize,
-    inner: Mutex<Inner>,
-}
+pub(crate) struct Messages(Arrivals<StoredFcmMessage>);
 
-#[derive(Debug)]
-struct Inner {
-    /// Sorted by id because ids are assigned under the same lock that appends.
-    messages: VecDeque<StoredFcmMessage>,
-    next_id: u64,
-    /// Stored messages per token, so counting is O(1) at any size.
-    per_token: HashMap<String, u64>,
+impl Arrival for StoredFcmMessage {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn token(&self) -> &str {
+        &self.token
+    }
 }
 
 impl Messages {
     /// Creates an empty store that keeps at most `capacity` messages.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            inner: Mutex::new(Inner {
-                messages: VecDeque::new(),
-                next_id: 1,
-                per_token: HashMap::new(),
-            }),
-        }
+        Self(Arrivals::new(capacity))
     }
 
     /// Stores `message` for `token` under the next id and returns its resource name.
     pub fn store(&self, project: &str, token: &str, message: serde_json::Value) -> String {
-        let mut inner = self.lock();
-        let id = inner.next_id;
-        inner.next_id += 1;
-        while inner.messages.len() >= self.capacity {
-            let Some(evicted) = inner.messages.pop_front() else {
-                break;
-            };
-            inner.forget(&evicted.token);
-        }
-        let name = format!("projects/{project}/messages/{id}");
-        *inner.per_token.entry(token.to_owned()).or_default() += 1;
-        inner.messages.push_back(StoredFcmMessage {
-            id,
-            name: name.clone(),
-            project: project.to_owned(),
-            token: token.to_owned(),
-            message,
-            received_at_ms: now_ms(),
-        });
-        name
+        self.0
+            .push(|id| StoredFcmMessage {
+                id,
+                name: format!("projects/{project}/messages/{id}"),
+                project: project.to_owned(),
+                token: token.to_owned(),
+                message,
+                received_at_ms: now_ms(),
+            })
+            .name
     }
 
     /// Returns up to `limit` messages after `after_id`, for `token` when given, oldest first,
@@ -108,50 +87,17 @@ impl Messages {
         after_id: Option<u64>,
         limit: usize,
     ) -> (Vec<StoredFcmMessage>, bool) {
-        let inner = self.lock();
-        let start = after_id.map_or(0, |after| inner.messages.partition_point(|m| m.id <= after));
-        let mut matching = inner
-            .messages
-            .range(start..)
-            .filter(|message| token.is_none_or(|token| message.token == token));
-        let page: Vec<_> = matching.by_ref().take(limit).cloned().collect();
-        let more = matching.next().is_some();
-        (page, more)
+        self.0.list(token, after_id, limit)
     }
 
     /// Counts stored messages, only those for `token` when given.
     pub fn count(&self, token: Option<&str>) -> u64 {
-        let inner = self.lock();
-        match token {
-            Some(token) => inner.per_token.get(token).copied().unwrap_or(0),
-            None => inner.messages.len() as u64,
-        }
+        self.0.count(token)
     }
 
     /// Removes every stored message; ids keep increasing afterwards.
     pub fn clear(&self) {
-        let mut inner = self.lock();
-        inner.messages.clear();
-        inner.per_token.clear();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic under the lock cannot leave the store inconsistent in a way a test double
-        // cares about; keep serving.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Inner {
-    fn forget(&mut self, token: &str) {
-        if let Some(count) = self.per_token.get_mut(token) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_token.remove(token);
-            }
-        }
+        self.0.clear();
     }
 }
 
