@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::fanout::{
-    notify_followers, post_template as template, slow_sink, total_emails,
+    assert_holding, notify_followers, post_template as template, slow_sink, total_emails,
 };
 use crate::helpers::{TestApp, poll};
 
@@ -107,22 +107,7 @@ async fn disabling_a_template_pauses_its_fan_out_and_enabling_finishes_it() -> a
 
     let acted = disable(&app, "pause").await?;
     assert_eq!(acted, vec![request_id.clone()]);
-    let paused = poll(Duration::from_secs(5), "paused status", || async {
-        let s = app.status(&request_id).await?;
-        Ok((s["paused"] == true).then_some(s))
-    })
-    .await?;
-    assert_eq!(paused["state"], "running");
-    // Within a second the sends in flight have landed; after that nothing moves.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let held = total_emails(&app).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        total_emails(&app).await?,
-        held,
-        "emails arrived while disabled"
-    );
-    assert!(held < FOLLOWERS, "finished before the disable took effect");
+    assert_holding(&app, &request_id, FOLLOWERS, "disabled").await?;
 
     let (status, body) = app.post("/v1/templates/post/enable", None).await?;
     assert_eq!(status, StatusCode::OK, "{body}");

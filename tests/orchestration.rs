@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::fanout::{
-    notify_followers, post_template as template, slow_sink, total_emails,
+    assert_holding, notify_followers, post_template as template, slow_sink, total_emails,
 };
 use crate::helpers::{TestApp, poll};
 
@@ -130,22 +130,7 @@ async fn pause_holds_deliveries_and_resume_completes_them() -> anyhow::Result<()
         .post(&format!("/v1/requests/{request_id}/pause"), None)
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let paused = poll(Duration::from_secs(5), "paused status", || async {
-        let s = app.status(&request_id).await?;
-        Ok((s["paused"] == true).then_some(s))
-    })
-    .await?;
-    assert_eq!(paused["state"], "running");
-    // Within a second the sends in flight have landed; after that nothing moves.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let held = total_emails(&app).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        total_emails(&app).await?,
-        held,
-        "emails arrived while paused"
-    );
-    assert!(held < FOLLOWERS, "finished before the pause took effect");
+    assert_holding(&app, &request_id, FOLLOWERS, "paused").await?;
 
     let (status, _) = app
         .post(&format!("/v1/requests/{request_id}/resume"), None)

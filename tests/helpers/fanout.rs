@@ -1,11 +1,13 @@
 //! Fan-out scenarios the orchestration and kill-switch tests share: a `post` template, followers
 //! of `star`, and a slow SMTP sink to keep a fan-out running while the test acts on it.
 
+use std::time::Duration;
+
 use fanout_sandbox::{FaultStage, NewFault};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::TestApp;
+use super::{TestApp, poll};
 
 /// The `post` template: email and in-app.
 pub fn post_template() -> Value {
@@ -47,4 +49,28 @@ pub async fn notify_followers(app: &TestApp, channels: &[&str]) -> anyhow::Resul
 /// Emails this test's domain received so far.
 pub async fn total_emails(app: &TestApp) -> anyhow::Result<usize> {
     Ok(app.emails_per_recipient().await?.values().sum())
+}
+
+/// Waits until the request's status says paused, lets the sends in flight land, then checks
+/// that no email arrives for two seconds; returns how many had arrived. `why` names what held
+/// the request in the failure messages.
+pub async fn assert_holding(
+    app: &TestApp,
+    request_id: &str,
+    followers: usize,
+    why: &str,
+) -> anyhow::Result<usize> {
+    let paused = poll(Duration::from_secs(5), "paused status", || async {
+        let s = app.status(request_id).await?;
+        Ok((s["paused"] == true).then_some(s))
+    })
+    .await?;
+    assert_eq!(paused["state"], "running");
+    // Within a second the sends in flight have landed; after that nothing moves.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let held = total_emails(app).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(total_emails(app).await?, held, "emails arrived while {why}");
+    assert!(held < followers, "finished before the {why} took effect");
+    Ok(held)
 }
