@@ -8,6 +8,8 @@
 //!   classified,
 //! - [`templates`]: compiled template versions, cached per worker,
 //! - [`delivery`]: one page over one channel, resumable and classified into receipts,
+//! - [`direct`]: the direct path, a small audience resolved, delivered and finalised in one
+//!   call,
 //! - [`control`]: pause, rate and cancellation as each send obeys them,
 //! - [`limits`]: rate limits shared by every worker (global, provider, tenant, template) with
 //!   provider feedback, and [`breaker`]: a circuit breaker per provider,
@@ -24,6 +26,7 @@ pub mod audience;
 pub mod breaker;
 pub mod control;
 pub mod delivery;
+pub mod direct;
 pub mod email;
 pub mod fcm;
 pub mod finalize;
@@ -36,8 +39,9 @@ pub mod templates;
 use std::sync::Arc;
 
 use fanout_domain::contracts::{
-    self, ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverPageInput,
-    FinalizeInput, PageReport, RedrivePage, ResolveChunk, ResolveChunkInput,
+    self, ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
+    DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ResolveChunk,
+    ResolveChunkInput,
 };
 use fanout_domain::receipt::Progress;
 use fanout_store::Store;
@@ -103,6 +107,25 @@ impl FanoutActivities {
         }
     }
 
+    /// Delivers one page over one channel with the shared handles.
+    pub(crate) async fn deliver(
+        &self,
+        ctx: &ActivityContext,
+        input: &DeliverPageInput,
+    ) -> Result<PageReport, ActivityError> {
+        delivery::deliver_page(
+            &self.store,
+            &self.email,
+            &self.push,
+            &self.limiters,
+            &self.limits,
+            &self.config,
+            ctx,
+            input,
+        )
+        .await
+    }
+
     /// Applies the worker's rate limits and circuit breakers (the defaults have no global or
     /// provider limit).
     pub fn with_limits(mut self, config: LimitsConfig) -> Self {
@@ -158,17 +181,17 @@ impl FanoutActivities {
         ctx: ActivityContext,
         input: DeliverPageInput,
     ) -> Result<PageReport, ActivityError> {
-        delivery::deliver_page(
-            &self.store,
-            &self.email,
-            &self.push,
-            &self.limiters,
-            &self.limits,
-            &self.config,
-            &ctx,
-            &input,
-        )
-        .await
+        self.deliver(&ctx, &input).await
+    }
+
+    /// Resolves and delivers a small audience in one call; see [`direct::deliver_direct`].
+    #[activity(definition = contracts::DeliverDirect)]
+    pub async fn deliver_direct(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: DeliverDirectInput,
+    ) -> Result<DirectReport, ActivityError> {
+        direct::deliver_direct(&self, &ctx, &input).await
     }
 
     /// Takes dead letters off the list for a re-drive; see [`Store::begin_redrive`].

@@ -349,6 +349,7 @@ mod tests {
                     ttl_seconds: None,
                     accepted_at_ms: 1,
                     carry: None,
+                    path: Default::default(),
                 },
                 0,
                 "k",

@@ -71,6 +71,10 @@ pub struct Config {
     pub admin_key: Option<Secret>,
     /// The default per-tenant ingest quota on `POST /v1/notify` (`FANOUT_INGEST__PER_SECOND`, ..).
     pub ingest: ingest::IngestConfig,
+    /// Explicit audiences of at most this many users take the direct path (one workflow
+    /// execution, no child workflows); larger ones and followers or segments take the tree.
+    /// 0 sends everything down the tree (`FANOUT_DIRECT_MAX_RECIPIENTS`).
+    pub direct_max_recipients: usize,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             preflight: preflight::PreflightConfig::default(),
             admin_key: None,
             ingest: ingest::IngestConfig::default(),
+            direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
         }
     }
 }
@@ -105,6 +110,8 @@ pub struct AppState {
     pub admin_key: Option<Secret>,
     /// The process's per-tenant ingest buckets.
     pub ingest: ingest::IngestLimiter,
+    /// See [`Config::direct_max_recipients`].
+    pub direct_max_recipients: usize,
 }
 
 /// Builds the router.
@@ -174,6 +181,7 @@ pub async fn run(
         orchestrator: Arc::new(orchestrator),
         dedupe_window: Duration::from_secs(config.dedupe_window_seconds),
         preflight: config.preflight.clone(),
+        direct_max_recipients: config.direct_max_recipients,
     };
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app(state))

@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fanout_domain::contracts::NotificationInput;
 use fanout_domain::ids::InvalidId;
-use fanout_domain::request::{MAX_TTL_SECONDS, NotificationRequest, Priority, RecipientsQuery};
+use fanout_domain::request::{
+    DeliveryPath, MAX_TTL_SECONDS, NotificationRequest, Priority, RecipientsQuery,
+};
 use fanout_domain::{Channel, DedupeKey, RequestId, SegmentId, TemplateId, TenantId, UserId};
 use fanout_store::now_ms;
 use serde::{Deserialize, Serialize};
@@ -245,7 +247,9 @@ pub async fn notify(
         }
         None => (request.dedupe_key.request_id(), 0),
     };
+    let path = DeliveryPath::for_audience(&request.recipients, state.direct_max_recipients);
     let input = NotificationInput {
+        path,
         request_id: request_id.clone(),
         tenant_id: tenant,
         template_id: request.template_id,

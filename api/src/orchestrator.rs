@@ -73,6 +73,15 @@ pub trait Orchestrator: Send + Sync + 'static {
     async fn start(&self, input: NotificationInput) -> Result<StartOutcome, OrchestratorError>;
     /// Reads the request's live state.
     async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError>;
+    /// Reads whether the request's workflow still runs, without querying it: a direct request's
+    /// workflow answers queries only between workflow tasks, and its one task stays open while
+    /// it delivers. The progress in the answer is empty.
+    async fn run_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
+        Ok(match self.live_state(request_id).await? {
+            LiveState::Running(_) => LiveState::Running(Progress::default()),
+            other => other,
+        })
+    }
     /// Signals a running request.
     async fn control(
         &self,
@@ -209,7 +218,7 @@ impl Orchestrator for TemporalOrchestrator {
         }
     }
 
-    async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
+    async fn run_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
         let handle = self
             .client
             .get_workflow_handle::<NotificationWorkflow>(request_id.workflow_id());
@@ -218,9 +227,21 @@ impl Orchestrator for TemporalOrchestrator {
             Err(WorkflowInteractionError::NotFound(_)) => return Ok(LiveState::Unknown),
             Err(e) => return Err(OrchestratorError::Unavailable(e.to_string())),
         };
-        if let Some(state) = closed_state(description.status()) {
-            return Ok(LiveState::Closed(state));
+        Ok(match closed_state(description.status()) {
+            Some(state) => LiveState::Closed(state),
+            None => LiveState::Running(Progress::default()),
+        })
+    }
+
+    async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
+        if let state @ (LiveState::Closed(_) | LiveState::Unknown) =
+            self.run_state(request_id).await?
+        {
+            return Ok(state);
         }
+        let handle = self
+            .client
+            .get_workflow_handle::<NotificationWorkflow>(request_id.workflow_id());
         match handle
             .query(ProgressQuery, (), WorkflowQueryOptions::default())
             .await

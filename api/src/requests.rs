@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use fanout_domain::receipt::{ChannelCounts, Progress, Receipt, RequestState};
+use fanout_domain::request::{DeliveryPath, RecipientsQuery};
 use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UnixMillis};
 use fanout_store::requests::RequestRecord;
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,9 @@ pub struct StatusResponse {
     pub template_id: String,
     /// Where the figures come from: `workflow` (live), `store` (final) or `receipts` (fallback).
     pub source: String,
+    /// How the request is delivered: `direct` (a small explicit audience, one workflow
+    /// execution) or `tree` (resolution and pages as child workflows).
+    pub path: DeliveryPath,
     /// Recipients in the audience snapshot.
     pub recipients: u64,
     /// Audience members left out because their user does not exist (suppressed on every
@@ -90,6 +94,9 @@ pub async fn status(
             "store",
         )));
     }
+    if record.path == DeliveryPath::Direct {
+        return direct_status(&state, &tenant, record).await.map(Json);
+    }
     let live = tokio::time::timeout(LIVE_TIMEOUT, state.orchestrator.live_state(&request_id)).await;
     let (live_state, progress) = match live {
         Ok(Ok(LiveState::Running(progress))) => {
@@ -123,6 +130,51 @@ pub async fn status(
         None => progress_from_receipts(&state, &request_id).await?,
     };
     Ok(Json(respond(&record, live_state, progress, "receipts")))
+}
+
+/// Status of a direct request that has not recorded its outcome: whether it runs comes from
+/// Temporal (without a query, which would wait behind the delivery), the counts from its
+/// receipts over the audience it listed.
+async fn direct_status(
+    state: &AppState,
+    tenant: &TenantId,
+    record: RequestRecord,
+) -> Result<StatusResponse, ApiError> {
+    let request_id = &record.request_id;
+    let run = tokio::time::timeout(LIVE_TIMEOUT, state.orchestrator.run_state(request_id)).await;
+    let run_state = match run {
+        Ok(Ok(LiveState::Closed(closed))) => {
+            let fresh = owned_request(state, tenant, request_id).await?;
+            if let (true, Some(progress)) = (fresh.state.is_terminal(), fresh.progress) {
+                return Ok(respond(&record, fresh.state, progress, "store"));
+            }
+            closed
+        }
+        Ok(Ok(LiveState::Running(_) | LiveState::Unknown)) => record.state,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, request_id = %request_id, "run state unavailable");
+            record.state
+        }
+        Err(_) => {
+            tracing::warn!(request_id = %request_id, "run state timed out");
+            record.state
+        }
+    };
+    let mut progress = progress_from_receipts(state, request_id).await?;
+    if let Some(input) = state.store.request_input(tenant, request_id).await? {
+        let listed = match &input.recipients {
+            RecipientsQuery::Users { user_ids } => user_ids.len() as u64,
+            _ => 0,
+        };
+        progress.recipients = listed;
+        progress.pages_total = 1;
+        for channel in input.channels {
+            let counts = progress.channels.entry(channel).or_default();
+            counts.total = counts.total.max(listed);
+            counts.recompute_pending();
+        }
+    }
+    Ok(respond(&record, run_state, progress, "receipts"))
 }
 
 /// Rebuilds counts from receipts when neither the workflow nor its final write can answer.
@@ -165,6 +217,7 @@ fn respond(
         state,
         template_id: record.template_id.to_string(),
         source: source.to_owned(),
+        path: record.path,
         recipients: progress.recipients,
         excluded: progress.excluded,
         paused: progress.paused,

@@ -142,6 +142,7 @@ async fn harness_with_window(dedupe_window: Duration) -> Harness {
         preflight: Default::default(),
         admin_key: Some(fanout_domain::config::Secret::new(ADMIN_KEY)),
         ingest: crate::ingest::IngestLimiter::new(store.clone(), Default::default()),
+        direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
     });
     let mut keys = Vec::new();
     for tenant in ["a", "b"] {
@@ -3305,6 +3306,7 @@ mod tenancy {
             admin_key: None,
             ingest: crate::ingest::IngestLimiter::new(h.store.clone(), Default::default()),
             preflight: Default::default(),
+            direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
         });
         let request = Request::get("/v1/admin/tenants")
             .header(header::AUTHORIZATION, format!("Bearer {ADMIN_KEY}"))

@@ -12,8 +12,12 @@ use temporalio_common::{
 };
 use temporalio_macros::activity_definitions;
 
+mod direct;
+
+pub use direct::{DeliverDirectInput, DirectReport};
+
 use crate::receipt::{DeliveryStatus, Progress, RequestState};
-use crate::request::{Priority, RecipientsQuery};
+use crate::request::{DeliveryPath, Priority, RecipientsQuery};
 use crate::{Channel, InstanceId, RequestId, TemplateId, TenantId, UnixMillis, UserId};
 
 /// The Temporal workflow type that runs one notification request.
@@ -88,6 +92,10 @@ pub struct NotificationInput {
     /// State handed from one run to the next by continue-as-new; `None` on the first run.
     #[serde(default)]
     pub carry: Option<Carry>,
+    /// Whether the request runs as a tree of child workflows or directly in its own workflow;
+    /// inputs recorded before the direct path existed read as the tree.
+    #[serde(default)]
+    pub path: DeliveryPath,
 }
 
 /// What a [`NOTIFICATION_WORKFLOW`] run hands to its continuation.
@@ -505,7 +513,7 @@ impl HasWorkflowDefinition for RedriveWorkflow {
 
 /// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
 pub use delivery_activities::{
-    ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverPage, FinalizeRequest,
+    ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverDirect, DeliverPage, FinalizeRequest,
     ResolveAudienceChunk,
 };
 
@@ -531,6 +539,13 @@ impl DeliveryActivities {
     /// Renders and delivers one page over one channel, recording a receipt per instance.
     #[activity(name = "deliver_page")]
     pub fn deliver_page(input: DeliverPageInput) -> Result<PageReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Resolves a small audience and delivers it over every channel in one call, recording the
+    /// request's outcome when nothing is left pending (the direct path).
+    #[activity(name = "deliver_direct")]
+    pub fn deliver_direct(input: DeliverDirectInput) -> Result<DirectReport, ActivityError> {
         unimplemented!()
     }
 

@@ -219,6 +219,30 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// The counts of a request whose audience snapshot was just resolved: every recipient
+    /// pending on every channel, members left out of the snapshot suppressed.
+    pub fn for_snapshot(recipients: u64, excluded: u64, pages: u32, channels: &[Channel]) -> Self {
+        let channels = channels
+            .iter()
+            .map(|channel| {
+                let mut counts = ChannelCounts {
+                    total: recipients + excluded,
+                    suppressed: excluded,
+                    ..ChannelCounts::default()
+                };
+                counts.recompute_pending();
+                (*channel, counts)
+            })
+            .collect();
+        Self {
+            pages_total: pages,
+            recipients,
+            excluded,
+            channels,
+            ..Self::default()
+        }
+    }
+
     /// Whole-request completion in percent, for the Temporal UI search attribute.
     pub fn percent(&self) -> i64 {
         if self.pages_total == 0 {

@@ -61,6 +61,57 @@ impl RecipientsQuery {
     }
 }
 
+/// The largest explicit audience the API sends down the direct path by default: a request to
+/// at most this many listed users runs in one workflow execution (see [`DeliveryPath`]). Two
+/// hundred recipients over three channels are a few hundred provider calls, which one local
+/// activity finishes in well under a second on the sandbox; above it the tree's paging and
+/// sliding window pay for themselves.
+pub const DIRECT_MAX_RECIPIENTS: usize = 200;
+
+/// How a request's workflow delivers. Chosen by the API when it accepts the request and
+/// recorded in the workflow input, so replay always takes the same path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryPath {
+    /// Resolution and pages as child workflows: any audience size. Inputs recorded before the
+    /// path existed deserialize as this.
+    #[default]
+    Tree,
+    /// Resolution and delivery inside the request's own workflow, in one local activity: a
+    /// small explicit audience.
+    Direct,
+}
+
+impl DeliveryPath {
+    /// The path for an audience: direct for an explicit list of at most `max_direct` users.
+    pub fn for_audience(recipients: &RecipientsQuery, max_direct: usize) -> Self {
+        match recipients {
+            RecipientsQuery::Users { user_ids } if user_ids.len() <= max_direct => Self::Direct,
+            _ => Self::Tree,
+        }
+    }
+
+    /// The name status reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tree => "tree",
+            Self::Direct => "direct",
+        }
+    }
+}
+
+impl std::str::FromStr for DeliveryPath {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tree" => Ok(Self::Tree),
+            "direct" => Ok(Self::Direct),
+            other => Err(format!("unknown delivery path '{other}'")),
+        }
+    }
+}
+
 /// How urgent a request is; maps onto provider priorities (e.g. APNs 10 vs 5).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use fanout_domain::contracts::NotificationInput;
 use fanout_domain::receipt::{Progress, RequestState};
+use fanout_domain::request::DeliveryPath;
 use fanout_domain::{RequestId, TemplateId, TenantId, UnixMillis};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -35,6 +36,8 @@ pub struct RequestRecord {
     pub started: bool,
     /// Which use of its dedupe key this is (0 for the first).
     pub generation: u32,
+    /// How its workflow delivers.
+    pub path: DeliveryPath,
 }
 
 fn record_from_row(row: &AnyRow) -> Result<RequestRecord> {
@@ -59,6 +62,7 @@ fn record_from_row(row: &AnyRow) -> Result<RequestRecord> {
         updated_at_ms: row.try_get("updated_at_ms")?,
         started: row.try_get::<i64, _>("started")? != 0,
         generation: u32::try_from(row.try_get::<i64, _>("generation")?).unwrap_or(u32::MAX),
+        path: parse_col(T, row.try_get::<String, _>("path")?.parse())?,
     })
 }
 
@@ -78,8 +82,9 @@ impl Store {
         let stored_input = parse_col(T_REQUESTS, serde_json::to_string(input))?;
         let done = sqlx::query(
             "INSERT INTO requests (request_id, tenant_id, dedupe_key, template_id, state,
-                                   metadata, created_at_ms, updated_at_ms, generation, input)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) ON CONFLICT DO NOTHING",
+                                   metadata, created_at_ms, updated_at_ms, generation, input,
+                                   path)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
         )
         .bind(input.request_id.as_str())
         .bind(input.tenant_id.as_str())
@@ -90,6 +95,7 @@ impl Store {
         .bind(now)
         .bind(i64::from(generation))
         .bind(stored_input)
+        .bind(input.path.as_str())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -133,7 +139,7 @@ impl Store {
     ) -> Result<Option<RequestRecord>> {
         let row = sqlx::query(
             "SELECT request_id, tenant_id, dedupe_key, template_id, state, progress, metadata,
-                    created_at_ms, updated_at_ms, started, generation
+                    created_at_ms, updated_at_ms, started, generation, path
              FROM requests WHERE request_id = $1 AND tenant_id = $2",
         )
         .bind(request_id.as_str())
@@ -151,7 +157,7 @@ impl Store {
     ) -> Result<Option<RequestRecord>> {
         let row = sqlx::query(
             "SELECT request_id, tenant_id, dedupe_key, template_id, state, progress, metadata,
-                    created_at_ms, updated_at_ms, started, generation
+                    created_at_ms, updated_at_ms, started, generation, path
              FROM requests WHERE tenant_id = $1 AND dedupe_key = $2
              ORDER BY generation DESC LIMIT 1",
         )
@@ -215,6 +221,7 @@ mod tests {
             ttl_seconds: None,
             accepted_at_ms: 1,
             carry: None,
+            path: Default::default(),
         };
         let insert = |id: RequestId, generation: u32| {
             let (store, meta, input) = (store.clone(), meta.clone(), input(id));

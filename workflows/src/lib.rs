@@ -6,11 +6,13 @@
 //! committed under `histories/` (see `tests/replay.rs`).
 //!
 //! - [`notification`]: one workflow per notification request, the parent of the tree;
+//! - [`direct`]: its direct path, a small audience delivered without child workflows;
 //! - [`resolve`]: the child that materialises the audience snapshot in pages;
 //! - [`page`]: the child that delivers one page over every channel, in delivery rounds;
 //! - [`redrive`]: delivers a request's re-driven dead letters again;
 //! - [`options`]: retry policies and timeouts; [`window`]: a deterministic sliding window.
 
+pub mod direct;
 pub mod notification;
 pub mod options;
 pub mod page;

@@ -5,6 +5,10 @@
 //! After [`PAGES_PER_RUN`] pages it drains its window and continues as new, carrying the
 //! counts, so no history in the tree grows past a few thousand events whatever the audience.
 //!
+//! A request to a small explicit audience (the API records [`DeliveryPath::Direct`] in the
+//! input) skips the tree and runs [`crate::direct`] instead: the same state, signals and
+//! query, in one execution.
+//!
 //! Signals `pause`, `resume` and `set_rate` change its [`RequestControls`]; it writes them
 //! through to the store (activity `apply_controls`), where delivery activities read them before
 //! each send, so they take effect on in-flight pages within a fraction of a second. Signal
@@ -19,7 +23,8 @@ use fanout_domain::contracts::{
     PageOutcome, RateLimit, RequestControls, ResolveAudienceInput, ResolveAudienceWorkflow,
     TemplateQuota,
 };
-use fanout_domain::receipt::{ChannelCounts, DeliveryStatus, Progress, RequestState};
+use fanout_domain::receipt::{DeliveryStatus, Progress, RequestState};
+use fanout_domain::request::DeliveryPath;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
@@ -69,6 +74,9 @@ impl NotificationWorkflow {
         ctx: &mut WorkflowContext<Self>,
         input: NotificationInput,
     ) -> WorkflowResult<NotificationOutcome> {
+        if input.path == DeliveryPath::Direct && input.carry.is_none() {
+            return crate::direct::run(ctx, &input).await;
+        }
         let (snapshot, next_page, runs) = match input.carry.clone() {
             Some(carry) => {
                 ctx.state_mut(|s| {
@@ -169,6 +177,11 @@ impl NotificationWorkflow {
 }
 
 impl NotificationWorkflow {
+    /// Replaces the counts the `progress` query returns.
+    pub(crate) fn set_progress(&mut self, progress: Progress) {
+        self.progress = progress;
+    }
+
     /// Records a template quota change for the main loop to write through.
     fn note_template_quota(&mut self, quota: TemplateQuota) {
         self.template_quota = quota.per_second.filter(|r| *r > 0);
@@ -180,6 +193,95 @@ impl NotificationWorkflow {
             self.controls = controls;
             self.controls_version += 1;
         }
+    }
+}
+
+/// How controls and quotas are written through to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// A normal activity (the tree, whose histories recorded these).
+    Activity,
+    /// A local activity (the direct path: no task queue round trip, no extra history events).
+    Local,
+}
+
+/// The versions of the controls and the template quota last written through to the store.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Applied {
+    controls: u64,
+    quota: u64,
+}
+
+impl Applied {
+    /// Whether a signal changed something not yet written through.
+    pub(crate) fn is_stale(&self, state: &NotificationWorkflow) -> bool {
+        state.controls_version != self.controls || state.quota_version != self.quota
+    }
+
+    /// Writes changed controls, then a changed template quota, through to the store, where
+    /// every delivery reads them.
+    pub(crate) async fn write_through(
+        &mut self,
+        ctx: &WorkflowContext<NotificationWorkflow>,
+        input: &NotificationInput,
+        via: Via,
+    ) -> Result<(), WorkflowTermination> {
+        let (controls, version) = ctx.state(|s| (s.controls, s.controls_version));
+        if version != self.controls {
+            let apply = ApplyControlsInput {
+                request_id: input.request_id.clone(),
+                controls,
+            };
+            match via {
+                Via::Activity => {
+                    ctx.execute_activity(
+                        DeliveryActivities::apply_controls,
+                        apply,
+                        options::store_activity(),
+                    )
+                    .await
+                }
+                Via::Local => {
+                    ctx.execute_local_activity(
+                        DeliveryActivities::apply_controls,
+                        apply,
+                        options::local_store_activity(),
+                    )
+                    .await
+                }
+            }
+            .map_err(WorkflowTermination::from)?;
+            self.controls = version;
+        }
+        let (quota, quota_version) = ctx.state(|s| (s.template_quota, s.quota_version));
+        if quota_version != self.quota {
+            let apply = ApplyTemplateQuotaInput {
+                tenant_id: input.tenant_id.clone(),
+                template_id: input.template_id.clone(),
+                per_second: quota,
+            };
+            match via {
+                Via::Activity => {
+                    ctx.execute_activity(
+                        DeliveryActivities::apply_template_quota,
+                        apply,
+                        options::store_activity(),
+                    )
+                    .await
+                }
+                Via::Local => {
+                    ctx.execute_local_activity(
+                        DeliveryActivities::apply_template_quota,
+                        apply,
+                        options::local_store_activity(),
+                    )
+                    .await
+                }
+            }
+            .map_err(WorkflowTermination::from)?;
+            self.quota = quota_version;
+        }
+        Ok(())
     }
 }
 
@@ -211,20 +313,13 @@ async fn resolve(
             Stop::Failed(e.into())
         }
     })?;
-    ctx.state_mut(|s| {
-        s.progress.pages_total = snapshot.pages;
-        s.progress.recipients = snapshot.recipients;
-        s.progress.excluded = snapshot.excluded;
-        for channel in &input.channels {
-            let mut counts = ChannelCounts {
-                total: snapshot.recipients + snapshot.excluded,
-                suppressed: snapshot.excluded,
-                ..ChannelCounts::default()
-            };
-            counts.recompute_pending();
-            s.progress.channels.insert(*channel, counts);
-        }
-    });
+    let progress = Progress::for_snapshot(
+        snapshot.recipients,
+        snapshot.excluded,
+        snapshot.pages,
+        &input.channels,
+    );
+    ctx.state_mut(|s| s.progress = progress);
     Ok(snapshot)
 }
 
@@ -240,39 +335,11 @@ async fn fan_out(
     let mut inflight = InFlight::new();
     let mut started_this_run = 0u32;
     let mut failed_pages = 0u32;
-    let mut applied_version = 0u64;
-    let mut applied_quota = 0u64;
+    let mut applied = Applied::default();
     let mut reported_percent = ctx.state(|s| s.progress.percent());
     loop {
-        let (controls, version) = ctx.state(|s| (s.controls, s.controls_version));
-        if version != applied_version {
-            ctx.execute_activity(
-                DeliveryActivities::apply_controls,
-                ApplyControlsInput {
-                    request_id: input.request_id.clone(),
-                    controls,
-                },
-                options::store_activity(),
-            )
-            .await
-            .map_err(WorkflowTermination::from)?;
-            applied_version = version;
-        }
-        let (quota, quota_version) = ctx.state(|s| (s.template_quota, s.quota_version));
-        if quota_version != applied_quota {
-            ctx.execute_activity(
-                DeliveryActivities::apply_template_quota,
-                ApplyTemplateQuotaInput {
-                    tenant_id: input.tenant_id.clone(),
-                    template_id: input.template_id.clone(),
-                    per_second: quota,
-                },
-                options::store_activity(),
-            )
-            .await
-            .map_err(WorkflowTermination::from)?;
-            applied_quota = quota_version;
-        }
+        applied.write_through(ctx, input, Via::Activity).await?;
+        let controls = ctx.state(|s| s.controls);
 
         if !controls.paused {
             let mut pages = Vec::new();
@@ -331,9 +398,7 @@ async fn fan_out(
                     failed_pages += 1;
                 }
             }
-            _ = ctx.wait_condition(|s| {
-                s.controls_version != applied_version || s.quota_version != applied_quota
-            }) => {}
+            _ = ctx.wait_condition(|s| applied.is_stale(s)) => {}
         }
 
         let percent = ctx.state(|s| s.progress.percent());
@@ -381,8 +446,8 @@ fn absorb(
 }
 
 /// Records the cancellation in the request's controls, where every delivery checks it.
-async fn write_cancel_through(
-    ctx: &mut WorkflowContext<NotificationWorkflow>,
+pub(crate) async fn write_cancel_through(
+    ctx: &WorkflowContext<NotificationWorkflow>,
     input: &NotificationInput,
 ) -> Result<(), WorkflowTermination> {
     let controls = ctx.state(|s| RequestControls {
@@ -403,7 +468,7 @@ async fn write_cancel_through(
 
 /// Writes the outcome to the store (settling unfinished instances when asked) and ends the
 /// workflow accordingly.
-async fn finish(
+pub(crate) async fn finish(
     ctx: &mut WorkflowContext<NotificationWorkflow>,
     input: &NotificationInput,
     state: RequestState,
@@ -433,7 +498,11 @@ async fn finish(
         )
         .await?;
     ctx.state_mut(|s| s.progress = progress.clone());
-    ctx.upsert_search_attributes([contracts::SA_PROGRESS_PERCENT.value_set(100)]);
+    // The tree reports progress to the Temporal UI as it goes; the direct path's requests are
+    // over in a moment and leave the attribute as the start set it.
+    if input.path == DeliveryPath::Tree {
+        ctx.upsert_search_attributes([contracts::SA_PROGRESS_PERCENT.value_set(100)]);
+    }
     match state {
         RequestState::Cancelled => Err(WorkflowTermination::cancelled()),
         _ => Ok(NotificationOutcome { state, progress }),

@@ -7,7 +7,7 @@ use fanout_domain::contracts;
 use temporalio_common::RetryPolicy;
 use temporalio_sdk::{
     ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, ChildWorkflowOptions,
-    WorkflowCancellationToken,
+    LocalActivityOptions, WorkflowCancellationToken,
 };
 
 /// Attempts before an activity's failure reaches the workflow. Delivery's last attempt turns
@@ -22,13 +22,16 @@ pub fn retry_policy() -> RetryPolicy {
         .backoff_coefficient(2.0)
         .maximum_interval(Duration::from_secs(60))
         .maximum_attempts(MAX_ATTEMPTS)
-        .non_retryable_error_types([
-            contracts::ERR_TEMPLATE_MISSING,
-            contracts::ERR_TEMPLATE_RENDER,
-            contracts::ERR_INVALID_INPUT,
-        ])
+        .non_retryable_error_types(NON_RETRYABLE)
         .build()
 }
+
+/// Failure types no retry can fix.
+const NON_RETRYABLE: [&str; 3] = [
+    contracts::ERR_TEMPLATE_MISSING,
+    contracts::ERR_TEMPLATE_RENDER,
+    contracts::ERR_INVALID_INPUT,
+];
 
 /// Activities that only touch the store.
 pub fn store_activity() -> ActivityOptions {
@@ -56,6 +59,43 @@ pub fn delivery_activity() -> ActivityOptions {
         .heartbeat_timeout(Duration::from_secs(5))
         .retry_policy(retry_policy())
         .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
+        .build()
+}
+
+/// How long the direct path's local delivery may run before the workflow hands the rest to a
+/// normal, heartbeating activity. A local activity holds its workflow task open (the SDK
+/// extends it every 8 s of a 10 s task timeout, three history events each time), and a signal
+/// only reaches the workflow when the task is extended; a send to a few hundred users takes well
+/// under a second, so only a paused, rate-limited or stalled delivery reaches this.
+pub const LOCAL_DELIVERY_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// The direct path's delivery as a local activity: the worker runs it straight away, no task
+/// queue round trip and one marker event. Store errors are retried locally within
+/// [`LOCAL_DELIVERY_TIMEOUT`]; past it the workflow falls back to [`delivery_activity`], which
+/// resumes where this stopped (deliveries skip every instance already final). Cancelling the
+/// workflow cancels it and waits until sending stopped.
+pub fn local_delivery() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .schedule_to_close_timeout(LOCAL_DELIVERY_TIMEOUT)
+        .start_to_close_timeout(LOCAL_DELIVERY_TIMEOUT)
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(250))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(2))
+                .non_retryable_error_types(NON_RETRYABLE)
+                .build(),
+        )
+        .cancel_type(ActivityCancellationType::WaitCancellationCompleted)
+        .build()
+}
+
+/// Store-only work of the direct path (writing controls through) as a local activity.
+pub fn local_store_activity() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .schedule_to_close_timeout(Duration::from_secs(120))
+        .start_to_close_timeout(Duration::from_secs(10))
+        .retry_policy(retry_policy())
         .build()
 }
 

@@ -87,27 +87,41 @@ async fn deliver_channel(
         if report.pending == 0 || (final_round && report.held == 0) {
             return Ok(report);
         }
-        let delay = if report.held > 0 {
-            // A provider's breaker is open: wait until it probes again, spread a little so the
-            // pages do not all come back at once. Not a failed round, so the backoff does not
-            // grow and the rounds are not used up: an outage never dead-letters.
-            let open_for = Duration::from_millis(report.retry_after_ms.unwrap_or(1_000));
-            open_for + HELD_SPREAD.mul_f64(ctx.random::<f64>())
-        } else {
-            backoff.next_delay(
-                RoundOutcome {
-                    settled: report.settled_this_round,
-                    pending: report.pending,
-                    retry_after: report.retry_after_ms.map(Duration::from_millis),
-                },
-                ctx.random::<f64>(),
-            )
-        };
+        let delay = round_delay(
+            &mut backoff,
+            RoundOutcome {
+                settled: report.settled_this_round,
+                pending: report.pending,
+                retry_after: report.retry_after_ms.map(Duration::from_millis),
+            },
+            report.held,
+            ctx.random::<f64>(),
+        );
         if ctx.timer(delay).await == TimerResult::Cancelled {
             return Ok(report);
         }
         if report.held == 0 {
             round += 1;
         }
+    }
+}
+
+/// How long to wait before the next delivery round, given what the last one saw; `unit` is a
+/// draw from the workflow's deterministic random source.
+pub(crate) fn round_delay(
+    backoff: &mut Backoff,
+    round: RoundOutcome,
+    held: u64,
+    unit: f64,
+) -> Duration {
+    if held > 0 {
+        // A provider's breaker is open (or the channel is switched off): wait until it probes
+        // again, spread a little so the pages do not all come back at once. Not a failed round,
+        // so the backoff does not grow and the rounds are not used up: an outage never
+        // dead-letters.
+        let open_for = round.retry_after.unwrap_or(Duration::from_secs(1));
+        open_for + HELD_SPREAD.mul_f64(unit)
+    } else {
+        backoff.next_delay(round, unit)
     }
 }

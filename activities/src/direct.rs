@@ -1,0 +1,130 @@
+//! The direct path: a small explicit audience resolved and delivered in one activity call,
+//! which the request's workflow runs as a local activity (see `fanout_workflows::direct`).
+//!
+//! It is the tree's work without the tree: [`audience::resolve_chunk`] writes the same snapshot
+//! pages, [`delivery::deliver_page`] delivers each page on each channel (channels concurrently,
+//! pages one after another) with every guarantee it gives the tree (receipts per instance,
+//! resumable after a crash, preferences, suppressions, limits, breakers, kill switches, pause
+//! and cancel), and [`finalize::finalize`] records the outcome once nothing is pending, so a
+//! request that succeeds first time needs no other activity.
+
+use fanout_domain::contracts::{
+    AudienceSnapshot, DeliverDirectInput, DeliverPageInput, DirectReport, FinalizeInput,
+    ResolveChunkInput,
+};
+use fanout_domain::receipt::{Progress, RequestState};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::{FanoutActivities, audience, finalize};
+
+/// Resolves the audience (first round only), delivers every page on every channel, and
+/// records the outcome when nothing is left pending.
+pub async fn deliver_direct(
+    activities: &FanoutActivities,
+    ctx: &ActivityContext,
+    input: &DeliverDirectInput,
+) -> Result<DirectReport, ActivityError> {
+    let request = &input.request;
+    let snapshot = match input.snapshot {
+        Some(snapshot) => snapshot,
+        None => resolve(activities, ctx, input).await?,
+    };
+    let mut report = DirectReport {
+        snapshot,
+        progress: Progress::for_snapshot(
+            snapshot.recipients,
+            snapshot.excluded,
+            snapshot.pages,
+            &request.channels,
+        ),
+        pending: 0,
+        held: 0,
+        settled_this_round: 0,
+        retry_after_ms: None,
+        finalized: None,
+    };
+    for page in 0..snapshot.pages {
+        let deliveries = request.channels.iter().map(|channel| {
+            let page_input = DeliverPageInput {
+                request_id: request.request_id.clone(),
+                tenant_id: request.tenant_id.clone(),
+                template_id: request.template_id.clone(),
+                channel: *channel,
+                page,
+                data: request.data.clone(),
+                priority: request.priority,
+                ttl_seconds: request.ttl_seconds,
+                round: input.round,
+                final_round: input.final_round,
+            };
+            async move { activities.deliver(ctx, &page_input).await }
+        });
+        let mut page_settled = true;
+        for delivered in futures::future::join_all(deliveries).await {
+            let page_report = delivered?;
+            report
+                .progress
+                .channels
+                .entry(page_report.channel)
+                .or_default()
+                .absorb(
+                    page_report.delivered,
+                    page_report.failed,
+                    page_report.suppressed,
+                    0,
+                );
+            report.pending += page_report.pending;
+            report.held += page_report.held;
+            report.settled_this_round += page_report.settled_this_round;
+            report.retry_after_ms = report.retry_after_ms.max(page_report.retry_after_ms);
+            page_settled &= page_report.pending == 0;
+        }
+        if page_settled {
+            report.progress.pages_done += 1;
+        }
+    }
+    if report.pending == 0 {
+        let finalize_input = FinalizeInput {
+            request_id: request.request_id.clone(),
+            state: RequestState::Completed,
+            progress: report.progress.clone(),
+            tenant_id: Some(request.tenant_id.clone()),
+            channels: request.channels.clone(),
+            settle_as: None,
+            recount: false,
+        };
+        report.progress = finalize::finalize(&activities.store, ctx, &finalize_input).await?;
+        activities.limiters.forget(&request.request_id);
+        report.finalized = Some(RequestState::Completed);
+    }
+    Ok(report)
+}
+
+/// Writes the whole audience snapshot (it is small by construction: the API only sends
+/// explicit lists of a few hundred users down this path).
+async fn resolve(
+    activities: &FanoutActivities,
+    ctx: &ActivityContext,
+    input: &DeliverDirectInput,
+) -> Result<AudienceSnapshot, ActivityError> {
+    let request = &input.request;
+    let chunk = audience::resolve_chunk(
+        &activities.store,
+        ctx,
+        &ResolveChunkInput {
+            request_id: request.request_id.clone(),
+            tenant_id: request.tenant_id.clone(),
+            recipients: request.recipients.clone(),
+            after: None,
+            first_page: 0,
+            max_pages: u32::MAX,
+        },
+        activities.config.page_size,
+    )
+    .await?;
+    Ok(AudienceSnapshot {
+        recipients: chunk.recipients,
+        pages: chunk.pages,
+        excluded: chunk.excluded,
+    })
+}
