@@ -3,6 +3,7 @@
 //! Run with `make test` (which installs the temporal CLI) or `cargo test -p fanout-tests`.
 
 mod crash;
+mod direct;
 mod helpers;
 mod inbox_stream;
 mod ingest;

@@ -45,7 +45,11 @@ async fn a_notification_reaches_smtp_and_the_inbox_with_receipts_and_status() ->
     let request_id = body["request_id"].as_str().unwrap().to_owned();
 
     let done = app.wait_for_state(&request_id, "completed").await?;
-    assert_eq!(done["source"], "store", "{done}");
+    assert_eq!(
+        (&done["source"], &done["path"]),
+        (&json!("store"), &json!("direct")),
+        "{done}"
+    );
     assert_eq!(done["metadata"]["source"], "e2e");
     // zed does not exist: left out of the snapshot and counted as suppressed on both channels;
     // dave has no address: suppressed on email.
@@ -152,7 +156,8 @@ async fn a_repeated_trigger_returns_the_same_request_and_delivers_once() -> anyh
     assert_eq!(first["request_id"], second["request_id"]);
 
     let request_id = first["request_id"].as_str().unwrap();
-    app.wait_for_state(request_id, "completed").await?;
+    let done = app.wait_for_state(request_id, "completed").await?;
+    assert_eq!(done["path"], "direct", "{done}");
     // A third trigger after completion is still the same request.
     let (third_status, third) = app.notify(&trigger).await?;
     assert_eq!(

@@ -5,6 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use fanout_domain::request::DeliveryPath;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -22,7 +23,7 @@ fn template() -> Value {
 }
 
 /// A token shaped like a real one for the platform, unique per test run.
-fn token(platform: &str, tag: &str) -> String {
+pub(crate) fn token(platform: &str, tag: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -50,7 +51,11 @@ fn now_ms() -> u64 {
 }
 
 impl TestApp {
-    async fn put_device_user(&self, user: &str, devices: &[(&str, &str)]) -> anyhow::Result<()> {
+    pub(crate) async fn put_device_user(
+        &self,
+        user: &str,
+        devices: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let devices: Vec<Value> = devices
             .iter()
             .map(|(platform, token)| json!({"platform": platform, "token": token}))
@@ -63,7 +68,7 @@ impl TestApp {
         expect_status(r, StatusCode::OK).await.map(|_| ())
     }
 
-    async fn sandbox(
+    pub(crate) async fn sandbox(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -81,7 +86,7 @@ impl TestApp {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn apns_notifications(&self, token: &str) -> anyhow::Result<Vec<Value>> {
+    pub(crate) async fn apns_notifications(&self, token: &str) -> anyhow::Result<Vec<Value>> {
         let list = self
             .sandbox(
                 reqwest::Method::GET,
@@ -95,7 +100,7 @@ impl TestApp {
             .unwrap_or_default())
     }
 
-    async fn fcm_messages(&self, token: &str) -> anyhow::Result<Vec<Value>> {
+    pub(crate) async fn fcm_messages(&self, token: &str) -> anyhow::Result<Vec<Value>> {
         let list = self
             .sandbox(
                 reqwest::Method::GET,
@@ -229,8 +234,17 @@ async fn push_reaches_both_providers_and_dead_tokens_are_retired() -> anyhow::Re
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_429_with_retry_after_is_retried_no_sooner_than_asked() -> anyhow::Result<()> {
-    let app = TestApp::spawn("push-429").await?;
+async fn a_429_with_retry_after_is_retried_no_sooner_than_asked_direct() -> anyhow::Result<()> {
+    retry_after_honoured(DeliveryPath::Direct).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_with_retry_after_is_retried_no_sooner_than_asked_tree() -> anyhow::Result<()> {
+    retry_after_honoured(DeliveryPath::Tree).await
+}
+
+async fn retry_after_honoured(path: DeliveryPath) -> anyhow::Result<()> {
+    let app = TestApp::spawn_on("push-429", path).await?;
     app.put_template("reply", template()).await?;
     let (ios, android) = (token("apns", "busy"), token("fcm", "busy"));
     app.put_device_user("ios", &[("apns", &ios)]).await?;
@@ -250,7 +264,8 @@ async fn a_429_with_retry_after_is_retried_no_sooner_than_asked() -> anyhow::Res
 
     let asked_at = now_ms();
     let request = app.push(&["ios", "android"], "t").await?;
-    app.wait_for_state(&request, "completed").await?;
+    let done = app.wait_for_state(&request, "completed").await?;
+    assert_eq!(done["path"], path.as_str(), "{done}");
     let outcomes = app.outcomes(&request).await?;
     assert_eq!(outcomes["ios"], "delivered:-");
     assert_eq!(outcomes["android"], "delivered:-");

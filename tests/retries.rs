@@ -1,9 +1,11 @@
 //! Retries and failures end to end over email: a relay outage ends with every instance
 //! delivered once it recovers, and a permanent rejection lands on the dead-letter list and is
-//! re-driven through the API.
+//! re-driven through the API. Each runs on both delivery paths: the direct one (a small list of
+//! users, one workflow execution) and the tree (child workflows per page).
 
 use std::time::Duration;
 
+use fanout_domain::request::DeliveryPath;
 use fanout_sandbox::{FaultStage, NewFault};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -29,8 +31,19 @@ fn fault(rcpt: String, code: u16, times: Option<u32>) -> NewFault {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_relay_outage_ends_with_every_email_delivered_once_it_recovers() -> anyhow::Result<()> {
-    let app = TestApp::spawn("smtp-outage").await?;
+async fn a_relay_outage_ends_with_every_email_delivered_once_it_recovers_direct()
+-> anyhow::Result<()> {
+    relay_outage(DeliveryPath::Direct).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_outage_ends_with_every_email_delivered_once_it_recovers_tree() -> anyhow::Result<()>
+{
+    relay_outage(DeliveryPath::Tree).await
+}
+
+async fn relay_outage(path: DeliveryPath) -> anyhow::Result<()> {
+    let app = TestApp::spawn_on("smtp-outage", path).await?;
     app.put_template("digest", template()).await?;
     let users: Vec<String> = (0..30).map(|i| format!("reader{i:02}")).collect();
     for u in &users {
@@ -59,6 +72,7 @@ async fn a_relay_outage_ends_with_every_email_delivered_once_it_recovers() -> an
     app.remove_smtp_fault(outage).await?;
 
     let done = app.wait_for_state(&request_id, "completed").await?;
+    assert_eq!(done["path"], path.as_str(), "{done}");
     let email = &done["channels"]["email"];
     assert_eq!(
         (&email["delivered"], &email["failed"], &email["pending"]),
@@ -84,8 +98,17 @@ async fn a_relay_outage_ends_with_every_email_delivered_once_it_recovers() -> an
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_permanent_rejection_is_dead_lettered_and_redriven() -> anyhow::Result<()> {
-    let app = TestApp::spawn("smtp-dead-letter").await?;
+async fn a_permanent_rejection_is_dead_lettered_and_redriven_direct() -> anyhow::Result<()> {
+    dead_letter_and_redrive(DeliveryPath::Direct).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_rejection_is_dead_lettered_and_redriven_tree() -> anyhow::Result<()> {
+    dead_letter_and_redrive(DeliveryPath::Tree).await
+}
+
+async fn dead_letter_and_redrive(path: DeliveryPath) -> anyhow::Result<()> {
+    let app = TestApp::spawn_on("smtp-dead-letter", path).await?;
     app.put_template("digest", template()).await?;
     for u in ["bounce", "fine"] {
         app.put_user(u, u, true).await?;
@@ -103,6 +126,7 @@ async fn a_permanent_rejection_is_dead_lettered_and_redriven() -> anyhow::Result
         .await?;
     let request_id = body["request_id"].as_str().unwrap().to_owned();
     let done = app.wait_for_state(&request_id, "completed").await?;
+    assert_eq!(done["path"], path.as_str(), "{done}");
     assert_eq!(done["channels"]["email"]["failed"], 1, "{done}");
 
     let (status, dead) = app

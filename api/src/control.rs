@@ -83,6 +83,16 @@ async fn send(
     action: &str,
 ) -> Result<(StatusCode, Json<ControlResponse>), ApiError> {
     let record = running_request(state, tenant, raw_id).await?;
+    // Deliveries read the controls from the store before every send: writing them here holds
+    // or paces sends at once, before the workflow takes the signal (which writes the same
+    // value through again in signal order).
+    match control {
+        Control::Pause => state.store.set_paused(&record.request_id, true).await?,
+        Control::Resume => state.store.set_paused(&record.request_id, false).await?,
+        Control::SetRate(per_second) => {
+            state.store.set_rate(&record.request_id, per_second).await?
+        }
+    }
     state
         .orchestrator
         .control(&record.request_id, control)

@@ -53,6 +53,41 @@ impl Store {
         Ok(())
     }
 
+    /// Sets whether the request is paused, keeping its other controls. The API writes this as
+    /// it signals the workflow, so deliveries hold at once even while the workflow cannot take
+    /// the signal yet (a direct request's workflow task stays open while it delivers).
+    pub async fn set_paused(&self, request_id: &RequestId, paused: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO request_controls (request_id, paused, rate_per_second, cancelled, updated_at_ms)
+             VALUES ($1, $2, NULL, 0, $3)
+             ON CONFLICT (request_id) DO UPDATE SET paused = excluded.paused,
+               updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(request_id.as_str())
+        .bind(i64::from(paused))
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the request's rate cap (`None` removes it), keeping its other controls; see
+    /// [`Self::set_paused`] for why the API writes it.
+    pub async fn set_rate(&self, request_id: &RequestId, per_second: Option<u32>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO request_controls (request_id, paused, rate_per_second, cancelled, updated_at_ms)
+             VALUES ($1, 0, $2, 0, $3)
+             ON CONFLICT (request_id) DO UPDATE SET rate_per_second = excluded.rate_per_second,
+               updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(request_id.as_str())
+        .bind(per_second.map(i64::from))
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Marks the request cancelled, keeping its other controls.
     pub async fn mark_cancelled(&self, request_id: &RequestId) -> Result<()> {
         sqlx::query(
@@ -75,6 +110,23 @@ mod tests {
     use crate::test_support::store;
 
     use super::*;
+
+    #[tokio::test]
+    async fn pause_and_rate_are_set_one_at_a_time() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let id = DedupeKey::new(t, "k").unwrap().request_id();
+        store.set_rate(&id, Some(7)).await.unwrap();
+        store.set_paused(&id, true).await.unwrap();
+        let both = store.get_controls(&id).await.unwrap();
+        assert_eq!((both.paused, both.rate_per_second), (true, Some(7)));
+        store.set_paused(&id, false).await.unwrap();
+        store.set_rate(&id, None).await.unwrap();
+        assert_eq!(
+            store.get_controls(&id).await.unwrap(),
+            RequestControls::default()
+        );
+    }
 
     #[tokio::test]
     async fn controls_round_trip_and_cancel_sticks() {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use fanout_domain::TenantId;
 use fanout_domain::config::{StoreConfig, TemporalConfig};
+use fanout_domain::request::DeliveryPath;
 use fanout_sandbox::{EmailList, NewFault, StoredEmail};
 use fanout_store::Store;
 use fanout_store::tenants::generate_api_key;
@@ -44,7 +45,49 @@ pub struct TestApp {
     stop_worker: Option<oneshot::Sender<()>>,
 }
 
+/// How a test's slice of the platform is set up.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Recipients per audience page.
+    pub page_size: u32,
+    /// Sends in flight per page and channel.
+    pub concurrency: usize,
+    /// Whether the test gets a worker in this process (false: it runs its own).
+    pub in_process_worker: bool,
+    /// The API's limit for the direct path (0 sends every request down the tree).
+    pub direct_max_recipients: usize,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            page_size: 50,
+            concurrency: 16,
+            in_process_worker: true,
+            direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
+        }
+    }
+}
+
+impl Setup {
+    /// The default setup, with every request of the test taking `path`.
+    pub fn on(path: DeliveryPath) -> Self {
+        Self {
+            direct_max_recipients: match path {
+                DeliveryPath::Direct => fanout_domain::request::DIRECT_MAX_RECIPIENTS,
+                DeliveryPath::Tree => 0,
+            },
+            ..Self::default()
+        }
+    }
+}
+
 impl TestApp {
+    /// Starts a worker and an API for the test named `name`, whose requests take `path`.
+    pub async fn spawn_on(name: &str, path: DeliveryPath) -> anyhow::Result<Self> {
+        Self::spawn_setup(&format!("{name}-{}", path.as_str()), Setup::on(path)).await
+    }
+
     /// Starts a worker and an API for the test named `name`.
     pub async fn spawn(name: &str) -> anyhow::Result<Self> {
         Self::spawn_with(name, 50, 16).await
@@ -67,6 +110,23 @@ impl TestApp {
         concurrency: usize,
         in_process_worker: bool,
     ) -> anyhow::Result<Self> {
+        let setup = Setup {
+            page_size,
+            concurrency,
+            in_process_worker,
+            ..Setup::default()
+        };
+        Self::spawn_setup(name, setup).await
+    }
+
+    /// Starts the test's slice of the platform as `setup` says.
+    pub async fn spawn_setup(name: &str, setup: Setup) -> anyhow::Result<Self> {
+        let Setup {
+            page_size,
+            concurrency,
+            in_process_worker,
+            direct_max_recipients,
+        } = setup;
         let shared = stack::shared()?;
         let suffix: u32 = rand::random();
         let slug: String = name
@@ -127,6 +187,7 @@ impl TestApp {
             listen_addr: listener.local_addr()?.to_string(),
             temporal,
             store: store_config,
+            direct_max_recipients,
             ..fanout_api::Config::default()
         };
         tokio::spawn(async move {
@@ -312,6 +373,21 @@ impl TestApp {
             connection,
             temporalio_client::ClientOptions::new("default").build(),
         )?)
+    }
+
+    /// The history of the workflow `workflow_id` on the shared dev server.
+    pub async fn history(
+        &self,
+        workflow_id: &str,
+    ) -> anyhow::Result<Vec<temporalio_common::protos::temporal::api::history::v1::HistoryEvent>>
+    {
+        let client = self.temporal_client().await?;
+        let history = client
+            .get_workflow_handle::<temporalio_client::UntypedWorkflow>(workflow_id)
+            .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await?;
+        Ok(history)
     }
 
     /// Every email the sandbox received at this test's domain, counted per recipient.
