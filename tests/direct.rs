@@ -12,6 +12,7 @@ use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
+use crate::helpers::fanout::{assert_holding, slow_sink, total_emails};
 use crate::helpers::{TestApp, poll};
 use crate::push::token;
 
@@ -237,5 +238,48 @@ async fn cancelling_before_the_send_sends_nothing_and_records_cancelled() -> any
         "the workflow itself ended cancelled"
     );
     assert!(app.emails_to(&app.email_of("alice")).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_holds_a_direct_request_and_resume_completes_it_once() -> anyhow::Result<()> {
+    const USERS: usize = 40;
+    let app = TestApp::spawn_with("direct-pause", 50, 4).await?;
+    app.put_template("otp", template()).await?;
+    let users: Vec<String> = (0..USERS).map(|i| format!("u{i:02}")).collect();
+    for u in &users {
+        app.put_user(u, u, true).await?;
+    }
+    slow_sink(&app, 250).await?;
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let request_id = notify(&app, &names, &["email"]).await?;
+    poll(Duration::from_secs(30), "first emails", || async {
+        Ok((total_emails(&app).await? >= 4).then_some(()))
+    })
+    .await?;
+    let (status, body) = app
+        .post(&format!("/v1/requests/{request_id}/pause"), None)
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let held = assert_holding(&app, &request_id, USERS, "paused").await?;
+
+    let (status, body) = app
+        .post(&format!("/v1/requests/{request_id}/resume"), None)
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let done = app.wait_for_state(&request_id, "completed").await?;
+    assert_eq!(done["path"], "direct", "{done}");
+    assert_eq!(done["channels"]["email"]["delivered"], USERS, "{done}");
+    let emails = app.emails_per_recipient().await?;
+    assert_eq!(emails.len(), USERS);
+    assert!(emails.values().all(|n| *n == 1), "{emails:?}");
+    println!("direct pause: {held} of {USERS} emails before the pause took hold");
+    // The local run handed the paused rest to a normal, heartbeating activity.
+    let events = app.history(&request_id).await?;
+    assert_eq!(count(&events, EventType::ActivityTaskScheduled), 1);
+    assert_eq!(
+        count(&events, EventType::StartChildWorkflowExecutionInitiated),
+        0
+    );
     Ok(())
 }

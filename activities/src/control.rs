@@ -23,6 +23,9 @@ pub enum Gate {
     Go,
     /// The request (or this activity) was cancelled: send nothing more.
     Cancelled,
+    /// The activity's deadline for starting sends passed while it waited (paused or paced):
+    /// leave the send to the activity that takes over.
+    Deferred,
 }
 
 /// The token buckets of the requests this worker is delivering, by request.
@@ -119,11 +122,15 @@ impl<'a> Pacer<'a> {
     }
 
     /// Waits until one send may go: not paused, within the rate. Returns
-    /// [`Gate::Cancelled`] as soon as the request or the activity is cancelled.
-    pub async fn admit(&self, ctx: &ActivityContext) -> Gate {
+    /// [`Gate::Cancelled`] as soon as the request or the activity is cancelled, and
+    /// [`Gate::Deferred`] once `deadline` has passed.
+    pub async fn admit(&self, ctx: &ActivityContext, deadline: Option<Instant>) -> Gate {
         loop {
             if ctx.is_cancelled() {
                 return Gate::Cancelled;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Gate::Deferred;
             }
             let controls = self.controls().await;
             if controls.cancelled {

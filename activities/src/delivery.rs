@@ -67,7 +67,9 @@ pub const HELD_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How stale a delivery's view of the channel switches may be.
 const SWITCH_TTL: Duration = Duration::from_secs(1);
 
-/// Delivers one page over one channel and reports the page's counts.
+/// Delivers one page over one channel and reports the page's counts. No send starts after
+/// `deadline` (the direct path's local activity hands the rest to a normal one): those are left
+/// pending and counted as `deferred`.
 #[allow(clippy::too_many_arguments)] // the activity's shared handles, passed as borrowed
 pub async fn deliver_page(
     store: &Store,
@@ -78,6 +80,7 @@ pub async fn deliver_page(
     config: &DeliveryConfig,
     ctx: &ActivityContext,
     input: &DeliverPageInput,
+    deadline: Option<Instant>,
 ) -> Result<PageReport, ActivityError> {
     // The version active when the request was accepted, compiled once per worker.
     let template = TemplateCache::shared()
@@ -114,6 +117,7 @@ pub async fn deliver_page(
         settled_this_round: 0,
         retry_after_ms: None,
         held: 0,
+        deferred: 0,
     };
     let mut todo = Vec::new();
     for member in members {
@@ -147,6 +151,7 @@ pub async fn deliver_page(
         push,
         store,
         ctx,
+        deadline,
     };
     let mut results = futures::stream::iter(todo)
         .map(|(id, member, attempts)| job.attempt(id, member, attempts))
@@ -162,6 +167,12 @@ pub async fn deliver_page(
                 let Some(delivered) = next else { break };
                 let Some(Attempted { receipt, message, retry_after, held }) = delivered else {
                     stopped = true;
+                    continue;
+                };
+                let Some(receipt) = receipt else {
+                    // Deferred past the deadline: untouched, for the activity taking over.
+                    report.pending += 1;
+                    report.deferred += 1;
                     continue;
                 };
                 match receipt.status {
@@ -400,6 +411,7 @@ struct Job<'a> {
     push: &'a PushSenders,
     store: &'a Store,
     ctx: &'a ActivityContext,
+    deadline: Option<Instant>,
 }
 
 impl Job<'_> {
@@ -431,6 +443,14 @@ impl Job<'_> {
         let outcome = self.send(&receipt.instance_id, &member).await;
         match outcome {
             Outcome::Stopped => return None,
+            Outcome::Deferred => {
+                return Some(Attempted {
+                    receipt: None,
+                    message: None,
+                    retry_after: None,
+                    held: false,
+                });
+            }
             Outcome::Held {
                 wait,
                 code,
@@ -487,7 +507,7 @@ impl Job<'_> {
         }
         receipt.updated_at_ms = now_ms();
         Some(Attempted {
-            receipt,
+            receipt: Some(receipt),
             message,
             retry_after,
             held,
@@ -528,8 +548,10 @@ impl Job<'_> {
                 message: "the channel is switched off; delivery held",
             };
         }
-        if self.pacer.admit(self.ctx).await == Gate::Cancelled {
-            return Outcome::Stopped;
+        match self.pacer.admit(self.ctx, self.deadline).await {
+            Gate::Go => {}
+            Gate::Cancelled => return Outcome::Stopped,
+            Gate::Deferred => return Outcome::Deferred,
         }
         if self.erased.contains(&user.user_id) {
             return Outcome::Suppressed("unknown_user");
@@ -538,11 +560,12 @@ impl Job<'_> {
         let passes = match self
             .limits
             .admit(&input.tenant_id, &input.template_id, &providers, || {
-                self.ctx.is_cancelled()
+                self.ctx.is_cancelled() || self.past_deadline()
             })
             .await
         {
             Verdict::Go(passes) => passes,
+            Verdict::Cancelled if !self.ctx.is_cancelled() => return Outcome::Deferred,
             Verdict::Held(wait) => {
                 return Outcome::Held {
                     wait,
@@ -660,10 +683,16 @@ fn render_failure(e: &fanout_domain::render::RenderError) -> SendOutcome {
     }
 }
 
-/// One instance's result: its receipt, the in-app message to write beside it, and how long
-/// the provider asked to wait before a retry.
+impl Job<'_> {
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// One instance's result: its receipt (none when deferred past the deadline), the in-app
+/// message to write beside it, and how long the provider asked to wait before a retry.
 struct Attempted {
-    receipt: Receipt,
+    receipt: Option<Receipt>,
     message: Option<InboxMessage>,
     retry_after: Option<Duration>,
     held: bool,
@@ -671,6 +700,7 @@ struct Attempted {
 
 enum Outcome {
     Stopped,
+    Deferred,
     Held {
         wait: Duration,
         code: &'static str,

@@ -8,6 +8,8 @@
 //! and cancel), and [`finalize::finalize`] records the outcome once nothing is pending, so a
 //! request that succeeds first time needs no other activity.
 
+use std::time::{Duration, Instant};
+
 use fanout_domain::contracts::{
     AudienceSnapshot, DeliverDirectInput, DeliverPageInput, DirectReport, FinalizeInput,
     ResolveChunkInput,
@@ -17,6 +19,13 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::{FanoutActivities, audience, finalize};
 
+/// How long a local run of the direct path keeps starting sends. A local activity cannot be
+/// stopped from outside once it runs (its timeout only abandons it), so it stops itself: past
+/// this, sends still waiting (paused, paced, held up by a slow provider) are left for the normal
+/// activity the workflow starts next, and the ones already started finish first. Well inside
+/// the 8 s after which the SDK would have to extend the open workflow task.
+pub const LOCAL_SEND_WINDOW: Duration = Duration::from_secs(3);
+
 /// Resolves the audience (first round only), delivers every page on every channel, and
 /// records the outcome when nothing is left pending.
 pub async fn deliver_direct(
@@ -25,6 +34,10 @@ pub async fn deliver_direct(
     input: &DeliverDirectInput,
 ) -> Result<DirectReport, ActivityError> {
     let request = &input.request;
+    let deadline = ctx
+        .info()
+        .is_local
+        .then(|| Instant::now() + LOCAL_SEND_WINDOW);
     let snapshot = match input.snapshot {
         Some(snapshot) => snapshot,
         None => resolve(activities, ctx, input).await?,
@@ -39,6 +52,7 @@ pub async fn deliver_direct(
         ),
         pending: 0,
         held: 0,
+        deferred: 0,
         settled_this_round: 0,
         retry_after_ms: None,
         finalized: None,
@@ -57,7 +71,7 @@ pub async fn deliver_direct(
                 round: input.round,
                 final_round: input.final_round,
             };
-            async move { activities.deliver(ctx, &page_input).await }
+            async move { activities.deliver(ctx, &page_input, deadline).await }
         });
         let mut page_settled = true;
         for delivered in futures::future::join_all(deliveries).await {
@@ -75,6 +89,7 @@ pub async fn deliver_direct(
                 );
             report.pending += page_report.pending;
             report.held += page_report.held;
+            report.deferred += page_report.deferred;
             report.settled_this_round += page_report.settled_this_round;
             report.retry_after_ms = report.retry_after_ms.max(page_report.retry_after_ms);
             page_settled &= page_report.pending == 0;

@@ -107,11 +107,13 @@ impl FanoutActivities {
         }
     }
 
-    /// Delivers one page over one channel with the shared handles.
+    /// Delivers one page over one channel with the shared handles, starting no send after
+    /// `deadline`.
     pub(crate) async fn deliver(
         &self,
         ctx: &ActivityContext,
         input: &DeliverPageInput,
+        deadline: Option<std::time::Instant>,
     ) -> Result<PageReport, ActivityError> {
         delivery::deliver_page(
             &self.store,
@@ -122,6 +124,7 @@ impl FanoutActivities {
             &self.config,
             ctx,
             input,
+            deadline,
         )
         .await
     }
@@ -181,7 +184,7 @@ impl FanoutActivities {
         ctx: ActivityContext,
         input: DeliverPageInput,
     ) -> Result<PageReport, ActivityError> {
-        self.deliver(&ctx, &input).await
+        self.deliver(&ctx, &input, None).await
     }
 
     /// Resolves and delivers a small audience in one call; see [`direct::deliver_direct`].

@@ -161,6 +161,9 @@ async fn direct_status(
         }
     };
     let mut progress = progress_from_receipts(state, request_id).await?;
+    let controls = state.store.get_controls(request_id).await?;
+    progress.paused = controls.paused;
+    progress.rate_per_second = controls.rate_per_second;
     if let Some(input) = state.store.request_input(tenant, request_id).await? {
         let listed = match &input.recipients {
             RecipientsQuery::Users { user_ids } => user_ids.len() as u64,

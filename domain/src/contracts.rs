@@ -424,6 +424,10 @@ pub struct PageReport {
     /// `retry_after_ms` then says when it will let probes through.
     #[serde(default)]
     pub held: u64,
+    /// Pending instances not attempted because the activity's deadline for starting sends
+    /// passed (the direct path's local activity handing over to a normal one).
+    #[serde(default)]
+    pub deferred: u64,
 }
 
 /// Input of `finalize_request`: the request's last word, written to the store so status is

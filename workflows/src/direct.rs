@@ -128,14 +128,20 @@ async fn deliver(
             }
         }
     };
-    match outcome {
-        Ok(report) => return Ok(Round::Report(Box::new(report))),
+    let delivery = match outcome {
+        Ok(report) if report.deferred == 0 => return Ok(Round::Report(Box::new(report))),
+        // The local run's send window closed with sends waiting (paused, paced, a slow
+        // provider): the same round goes on in a normal activity, which heartbeats (so a cancel
+        // reaches it) and skips everything already final.
+        Ok(report) => DeliverDirectInput {
+            snapshot: Some(report.snapshot),
+            ..delivery
+        },
         Err(ActivityExecutionError::Cancelled(_)) => return Ok(Round::Cancelled),
-        // Past the local timeout or out of local retries: the rest goes to a normal activity,
-        // which heartbeats (so a cancel reaches it) and resumes where the local one stopped.
-        // A failure no retry can fix fails it again at once.
-        Err(_) => {}
-    }
+        // Out of local retries (the store failing): the normal activity's retries take over. A
+        // failure no retry can fix fails it again at once.
+        Err(_) => delivery,
+    };
     let fallback = ctx
         .execute_activity(
             DeliveryActivities::deliver_direct,

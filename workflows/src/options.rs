@@ -62,18 +62,18 @@ pub fn delivery_activity() -> ActivityOptions {
         .build()
 }
 
-/// How long the direct path's local delivery may run before the workflow hands the rest to a
-/// normal, heartbeating activity. A local activity holds its workflow task open (the SDK
-/// extends it every 8 s of a 10 s task timeout, three history events each time), and a signal
-/// only reaches the workflow when the task is extended; a send to a few hundred users takes well
-/// under a second, so only a paused, rate-limited or stalled delivery reaches this.
-pub const LOCAL_DELIVERY_TIMEOUT: Duration = Duration::from_secs(7);
+/// How long the direct path's local delivery may run at most. The activity stops starting
+/// sends after a few seconds and hands what is left to a normal activity itself (see
+/// `fanout_activities::direct::LOCAL_SEND_WINDOW`), so this only bounds sends already started
+/// (a provider's own timeouts end them sooner). A local activity holds its workflow task open,
+/// which the SDK extends every 8 s (three history events each time).
+pub const LOCAL_DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The direct path's delivery as a local activity: the worker runs it straight away, no task
 /// queue round trip and one marker event. Store errors are retried locally within
-/// [`LOCAL_DELIVERY_TIMEOUT`]; past it the workflow falls back to [`delivery_activity`], which
-/// resumes where this stopped (deliveries skip every instance already final). Cancelling the
-/// workflow cancels it and waits until sending stopped.
+/// [`LOCAL_DELIVERY_TIMEOUT`]; past that the workflow falls back to [`delivery_activity`],
+/// which resumes where this stopped (deliveries skip every instance already final). Cancelling
+/// the workflow cancels it and waits until sending stopped.
 pub fn local_delivery() -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .schedule_to_close_timeout(LOCAL_DELIVERY_TIMEOUT)

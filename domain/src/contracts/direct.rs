@@ -44,6 +44,11 @@ pub struct DirectReport {
     /// The longest `Retry-After` a provider asked for in this round, in milliseconds.
     #[serde(default)]
     pub retry_after_ms: Option<u64>,
+    /// Pending instances the local activity left untouched when its deadline for starting
+    /// sends passed (paused, paced, or a slow provider): the workflow hands them to a normal
+    /// activity at once, in the same round.
+    #[serde(default)]
+    pub deferred: u64,
     /// Set when nothing was left pending and the activity recorded the request's final state,
     /// so the workflow only has to return it.
     #[serde(default)]
