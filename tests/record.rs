@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Setup, TestApp};
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "rewrites workflows/histories; run `make record-histories`"]
@@ -18,7 +18,16 @@ async fn record_histories() -> anyhow::Result<()> {
     // Three pages, two channels, a suppressed recipient, a permanent SMTP failure and a
     // transient one (two delivery rounds on page 0, with a backoff timer): every branch the
     // workflow takes on the way to completion. Then a re-drive of the dead letter.
-    let app = TestApp::spawn_with("record", 2, 16).await?;
+    let app = TestApp::spawn_setup(
+        "record",
+        Setup {
+            page_size: 2,
+            concurrency: 16,
+            direct_max_recipients: 0,
+            ..Setup::default()
+        },
+    )
+    .await?;
     app.put_template(
         "welcome",
         json!({
@@ -74,20 +83,138 @@ async fn record_histories() -> anyhow::Result<()> {
     )
     .await?;
 
+    save(
+        &app,
+        &[
+            (request_id.to_owned(), "notification_completed.json"),
+            (format!("{request_id}/resolve"), "resolve_audience.json"),
+            // Two snapshot members a page in user-id order (ghost, u1 | u2, u3 | u4): page 1
+            // holds u2, whose transient failures take two extra delivery rounds.
+            (format!("{request_id}/page-0"), "fanout_page.json"),
+            (
+                format!("{request_id}/page-1"),
+                "fanout_page_retry_rounds.json",
+            ),
+            (redrive_id.clone(), "redrive.json"),
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "rewrites workflows/histories; run `make record-histories`"]
+async fn record_histories_direct() -> anyhow::Result<()> {
+    // The direct path's branches: first-time success (one local activity), a transient
+    // refusal (a backoff timer and a second round), a paused request handed from the local run
+    // to a normal activity (signals written through as local activities), and a cancel while a
+    // held send waits.
+    let app = TestApp::spawn_with("record-direct", 50, 2).await?;
+    app.put_template(
+        "code",
+        json!({"name": "Code", "email": {"subject": "Code", "text": "{{ data.code }}"}}),
+    )
+    .await?;
+    let users: Vec<String> = (0..12).map(|i| format!("u{i:02}")).collect();
+    for u in &users {
+        app.put_user(u, u, true).await?;
+    }
+    let notify = |users: Vec<&str>, key: &str| {
+        let body = json!({
+            "template_id": "code",
+            "recipients_query": {"type": "users", "user_ids": users},
+            "data": {"code": "1234"},
+            "dedupe_key": key
+        });
+        let app = &app;
+        async move {
+            let (status, body) = app.notify(&body).await?;
+            anyhow::ensure!(status == StatusCode::ACCEPTED, "{body}");
+            Ok::<String, anyhow::Error>(body["request_id"].as_str().unwrap().to_owned())
+        }
+    };
+
+    let completed = notify(vec!["u00"], "direct-completed").await?;
+    app.wait_for_state(&completed, "completed").await?;
+
+    app.smtp_fault(&NewFault {
+        rcpt: app.email_of("u01"),
+        code: 451,
+        message: "4.3.0 try again later".into(),
+        stage: FaultStage::Rcpt,
+        times: Some(1),
+        delay_ms: 0,
+    })
+    .await?;
+    let retried = notify(vec!["u01"], "direct-retried").await?;
+    app.wait_for_state(&retried, "completed").await?;
+
+    let slow: Vec<&str> = users[2..].iter().map(String::as_str).collect();
+    for u in &slow {
+        app.smtp_fault(&NewFault {
+            rcpt: app.email_of(u),
+            code: 250,
+            message: "ok, slowly".into(),
+            stage: FaultStage::Rcpt,
+            times: None,
+            delay_ms: 500,
+        })
+        .await?;
+    }
+    let paused = notify(slow, "direct-paused").await?;
+    app.post(&format!("/v1/requests/{paused}/pause"), None)
+        .await?;
+    // Held past the local run's send window, then resumed.
+    crate::helpers::poll(
+        std::time::Duration::from_secs(30),
+        "handed to a normal activity",
+        || async {
+            let events = app.history(&paused).await?;
+            Ok(events
+                .iter()
+                .any(|e| {
+                    e.event_type()
+                        == temporalio_common::protos::temporal::api::enums::v1::EventType::ActivityTaskScheduled
+                })
+                .then_some(()))
+        },
+    )
+    .await?;
+    app.post(&format!("/v1/requests/{paused}/resume"), None)
+        .await?;
+    app.wait_for_state(&paused, "completed").await?;
+
+    app.post(
+        "/v1/kill-switches/channels/email",
+        Some(json!({"disabled": true, "reason": "recording"})),
+    )
+    .await?;
+    let cancelled = notify(vec!["u00"], "direct-cancelled").await?;
+    crate::helpers::poll(std::time::Duration::from_secs(30), "held", || async {
+        let receipts = app.all_receipts(&cancelled).await?;
+        Ok((!receipts.is_empty()).then_some(()))
+    })
+    .await?;
+    app.post("/v1/cancel", Some(json!({"request_id": cancelled})))
+        .await?;
+    app.wait_for_state(&cancelled, "cancelled").await?;
+
+    save(
+        &app,
+        &[
+            (completed, "direct_completed.json"),
+            (retried, "direct_retried.json"),
+            (paused, "direct_paused_handoff.json"),
+            (cancelled, "direct_cancelled.json"),
+        ],
+    )
+    .await
+}
+
+/// Writes each workflow's history under `workflows/histories/`.
+async fn save(app: &TestApp, workflows: &[(String, &str)]) -> anyhow::Result<()> {
     let client = app.temporal_client().await?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows/histories");
-    for (workflow_id, file) in [
-        (request_id.to_owned(), "notification_completed.json"),
-        (format!("{request_id}/resolve"), "resolve_audience.json"),
-        // Two snapshot members a page in user-id order (ghost, u1 | u2, u3 | u4): page 1 holds
-        // u2, whose transient failures take two extra delivery rounds.
-        (format!("{request_id}/page-0"), "fanout_page.json"),
-        (
-            format!("{request_id}/page-1"),
-            "fanout_page_retry_rounds.json",
-        ),
-        (redrive_id.clone(), "redrive.json"),
-    ] {
+    for (workflow_id, file) in workflows {
         let history = client
             .get_workflow_handle::<UntypedWorkflow>(workflow_id)
             .fetch_history(WorkflowFetchHistoryOptions::default())

@@ -55,6 +55,12 @@ async fn committed_histories_replay_against_current_code() -> anyhow::Result<()>
         "fanout_page",
         "fanout_page_retry_rounds",
         "redrive",
+        // The direct path: first-time success, a retry round after a backoff timer, a paused
+        // request handed from the local run to a normal activity, a cancel while held.
+        "direct_completed",
+        "direct_retried",
+        "direct_paused_handoff",
+        "direct_cancelled",
         // Recorded before delivery rounds existed: still replays, so requests running across
         // that upgrade finish.
         "pre_rounds_fanout_page",
