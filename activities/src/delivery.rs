@@ -18,7 +18,6 @@
 //! gate every real send after the request's own controls (`circuit_open` while a provider's
 //! breaker is open).
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use fanout_domain::contracts::{DeliverPageInput, PageReport};
@@ -26,10 +25,8 @@ use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::Compiled;
 use fanout_domain::user::{Device, Platform, User};
-use fanout_domain::{Channel, InstanceId, UserId};
+use fanout_domain::{Channel, InstanceId};
 use fanout_store::audience::PageMember;
-use fanout_store::preferences::OPTED_OUT;
-use fanout_store::suppressions::SUPPRESSED_ADDRESS;
 use fanout_store::{Store, now_ms};
 use futures::StreamExt;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -41,6 +38,12 @@ use crate::outcome::SendOutcome;
 use crate::push::{self, PushSenders};
 use crate::templates::{TemplateCache, TemplateLoadError};
 use crate::{DeliveryConfig, heartbeat, in_app, permanent, store_error};
+
+mod screen;
+mod switch;
+
+use screen::{Erased, Screen};
+use switch::ChannelGate;
 
 /// Receipts are written after this many deliveries, bounding what a crash can make us resend.
 const FLUSH_EVERY: usize = 32;
@@ -63,9 +66,6 @@ pub const CHANNEL_DISABLED: &str = "channel_disabled";
 
 /// How long a round that was held by a channel switch asks the page workflow to wait.
 pub const HELD_RETRY_AFTER: Duration = Duration::from_secs(5);
-
-/// How stale a delivery's view of the channel switches may be.
-const SWITCH_TTL: Duration = Duration::from_secs(1);
 
 /// Delivers one page over one channel and reports the page's counts. No send starts after
 /// `deadline` (the direct path's local activity hands the rest to a normal one): those are left
@@ -281,120 +281,6 @@ async fn stop_cancelled(ctx: &ActivityContext, input: &DeliverPageInput) -> Acti
         ERR_REQUEST_CANCELLED,
         format!("request {} was cancelled", input.request_id),
     )
-}
-
-/// What the page's recipients must not receive: users who opted out of the channel (for the
-/// template's category) and addresses on the tenant's suppression list (hard bounces, dead push
-/// tokens, manual entries). Read once per page, two queries, before anything is sent.
-#[derive(Debug, Default)]
-struct Screen {
-    opted_out: HashSet<UserId>,
-    suppressed: HashSet<String>,
-}
-
-impl Screen {
-    async fn load(
-        store: &Store,
-        input: &DeliverPageInput,
-        category: &str,
-        todo: &[(InstanceId, PageMember, u32)],
-    ) -> Result<Self, ActivityError> {
-        let profiles: Vec<&User> = todo
-            .iter()
-            .filter_map(|(_, m, _)| m.profile.as_ref())
-            .collect();
-        if profiles.is_empty() {
-            return Ok(Self::default());
-        }
-        let users: Vec<UserId> = profiles.iter().map(|u| u.user_id.clone()).collect();
-        let opted_out = store
-            .blocked_by_preferences(&input.tenant_id, &users, input.channel, category)
-            .await
-            .map_err(store_error)?;
-        let addresses: Vec<&str> = match input.channel {
-            Channel::Email => profiles
-                .iter()
-                .filter_map(|u| u.email.as_ref().map(|e| e.as_str()))
-                .collect(),
-            Channel::Push => profiles
-                .iter()
-                .flat_map(|u| u.devices.iter().map(|d| d.token.as_str()))
-                .collect(),
-            Channel::InApp => Vec::new(),
-        };
-        let suppressed = if addresses.is_empty() {
-            HashSet::new()
-        } else {
-            store
-                .suppressed_addresses(&input.tenant_id, input.channel, &addresses)
-                .await
-                .map_err(store_error)?
-        };
-        Ok(Self {
-            opted_out,
-            suppressed,
-        })
-    }
-
-    /// Why `user` must not get this channel, if they must not.
-    fn verdict(&self, user: &User, channel: Channel) -> Option<&'static str> {
-        if self.opted_out.contains(&user.user_id) {
-            return Some(OPTED_OUT);
-        }
-        let suppressed = match channel {
-            Channel::Email => user
-                .email
-                .as_ref()
-                .is_some_and(|e| self.suppressed.contains(e.as_str())),
-            Channel::Push => {
-                !user.devices.is_empty()
-                    && user
-                        .devices
-                        .iter()
-                        .all(|d| self.suppressed.contains(d.token.as_str()))
-            }
-            Channel::InApp => false,
-        };
-        suppressed.then_some(SUPPRESSED_ADDRESS)
-    }
-
-    /// The user's devices whose tokens are not suppressed.
-    fn live_devices<'u>(&self, user: &'u User) -> Vec<&'u Device> {
-        user.devices
-            .iter()
-            .filter(|d| !self.suppressed.contains(d.token.as_str()))
-            .collect()
-    }
-}
-
-/// Users erased since the page was loaded: their profiles are in memory, so each tick asks the
-/// store for erasures and sends to those users are skipped from then on.
-#[derive(Default)]
-struct Erased {
-    users: std::sync::Mutex<std::collections::HashSet<fanout_domain::UserId>>,
-}
-
-impl Erased {
-    async fn refresh(
-        &self,
-        store: &Store,
-        input: &DeliverPageInput,
-        since: fanout_domain::UnixMillis,
-    ) {
-        match store.erased_since(&input.tenant_id, since).await {
-            Ok(users) if !users.is_empty() => {
-                let mut known = self.users.lock().unwrap_or_else(|e| e.into_inner());
-                known.extend(users);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reading erasures failed"),
-        }
-    }
-
-    fn contains(&self, user: &fanout_domain::UserId) -> bool {
-        let known = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        known.contains(user)
-    }
 }
 
 /// What every instance of the page shares.
@@ -712,72 +598,4 @@ enum Outcome {
         started: Instant,
         inbox: Option<Box<InboxMessage>>,
     },
-}
-
-/// One activity's view of its channel's kill switches: the worker's configured list (see
-/// [`DeliveryConfig::disabled_channels`]) and the store's tenant and global switches, read at
-/// most once per [`SWITCH_TTL`].
-struct ChannelGate<'a> {
-    store: &'a Store,
-    input: &'a DeliverPageInput,
-    configured_off: bool,
-    cached: tokio::sync::Mutex<Option<(Instant, bool)>>,
-}
-
-impl<'a> ChannelGate<'a> {
-    fn new(store: &'a Store, input: &'a DeliverPageInput, config: &DeliveryConfig) -> Self {
-        Self {
-            store,
-            input,
-            configured_off: configured_off(&config.disabled_channels, input.channel),
-            cached: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// Whether the channel is switched off. If the store cannot be read the last answer stands
-    /// (or "on", before any read): a store outage must not stop every delivery.
-    async fn disabled(&self) -> bool {
-        if self.configured_off {
-            return true;
-        }
-        let mut cached = self.cached.lock().await;
-        if let Some((at, off)) = *cached
-            && at.elapsed() < SWITCH_TTL
-        {
-            return off;
-        }
-        let fresh = match self
-            .store
-            .disabled_channel(&self.input.tenant_id, self.input.channel)
-            .await
-        {
-            Ok(switch) => switch.is_some(),
-            Err(e) => {
-                tracing::warn!(error = %e, channel = %self.input.channel, "reading channel switches failed");
-                cached.is_some_and(|(_, off)| off)
-            }
-        };
-        *cached = Some((Instant::now(), fresh));
-        fresh
-    }
-}
-
-/// Whether `channel` is among the comma-separated channel names in `list`.
-fn configured_off(list: &str, channel: Channel) -> bool {
-    list.split(',').any(|name| name.trim() == channel.as_str())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn configured_channels_are_matched_by_name() {
-        assert!(configured_off("email", Channel::Email));
-        assert!(configured_off(" push , email ", Channel::Email));
-        assert!(!configured_off("push", Channel::Email));
-        assert!(!configured_off("", Channel::InApp));
-        assert!(!configured_off("in-app", Channel::InApp));
-        assert!(configured_off("in_app", Channel::InApp));
-    }
 }

@@ -377,11 +377,9 @@ impl TestApp {
 
     /// Lifts the tenant's ingest quota, for tests that send bursts on purpose.
     pub async fn lift_ingest_quota(&self) -> anyhow::Result<()> {
-        let settings = fanout_store::tenants::TenantSettings {
-            ingest_per_second: Some(100_000),
-            ingest_burst: Some(100_000),
-            ..self.store.tenant_settings(&self.tenant).await?
-        };
+        let mut settings = self.store.tenant_settings(&self.tenant).await?;
+        settings.ingest_per_second = Some(100_000);
+        settings.ingest_burst = Some(100_000);
         self.store
             .set_tenant_settings(&self.tenant, &settings)
             .await?;
