@@ -37,9 +37,28 @@ fn worker_binary() -> anyhow::Result<PathBuf> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-fn start_worker(app: &TestApp) -> anyhow::Result<Child> {
+/// A worker process, SIGKILLed when dropped, so a failing test leaves no worker behind.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    /// SIGKILL: no drain, no goodbye.
+    fn kill(&mut self) -> anyhow::Result<()> {
+        self.0.kill()?;
+        self.0.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_worker(app: &TestApp) -> anyhow::Result<WorkerProcess> {
     let config = &app.worker_config;
-    Ok(Command::new(worker_binary()?)
+    Ok(WorkerProcess(Command::new(worker_binary()?)
         .env("FANOUT_TEMPORAL__ADDRESS", &config.temporal.address)
         .env("FANOUT_TEMPORAL__TASK_QUEUE", &config.temporal.task_queue)
         .env("FANOUT_STORE__URL", &config.store.url)
@@ -56,7 +75,7 @@ fn start_worker(app: &TestApp) -> anyhow::Result<Child> {
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .spawn()?)
+        .spawn()?))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,8 +116,7 @@ async fn a_worker_killed_mid_fanout_loses_no_recipient() -> anyhow::Result<()> {
         Ok((count().await? >= FOLLOWERS / 3).then_some(()))
     })
     .await?;
-    worker.kill()?; // SIGKILL: no drain, no goodbye
-    worker.wait()?;
+    worker.kill()?;
     let at_kill = count().await?;
     assert!(at_kill < FOLLOWERS, "finished before the kill");
 
@@ -113,7 +131,6 @@ async fn a_worker_killed_mid_fanout_loses_no_recipient() -> anyhow::Result<()> {
     )
     .await;
     replacement.kill()?;
-    replacement.wait()?;
     let done = done?;
 
     let emails = app.emails_per_recipient().await?;
@@ -177,8 +194,7 @@ async fn a_worker_killed_during_a_burst_of_small_requests_loses_none() -> anyhow
         Ok((count().await? >= REQUESTS / 3).then_some(()))
     })
     .await?;
-    worker.kill()?; // SIGKILL: no drain, no goodbye
-    worker.wait()?;
+    worker.kill()?;
     // Sends in flight at the kill may still land; then nothing moves until the restart.
     let at_kill = quiet_count(&app).await?;
     let mut recorded = 0;
@@ -206,7 +222,6 @@ async fn a_worker_killed_during_a_burst_of_small_requests_loses_none() -> anyhow
     )
     .await;
     replacement.kill()?;
-    replacement.wait()?;
     done?;
 
     let emails = app.emails_per_recipient().await?;
