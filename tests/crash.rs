@@ -58,24 +58,26 @@ impl Drop for WorkerProcess {
 
 fn start_worker(app: &TestApp) -> anyhow::Result<WorkerProcess> {
     let config = &app.worker_config;
-    Ok(WorkerProcess(Command::new(worker_binary()?)
-        .env("FANOUT_TEMPORAL__ADDRESS", &config.temporal.address)
-        .env("FANOUT_TEMPORAL__TASK_QUEUE", &config.temporal.task_queue)
-        .env("FANOUT_STORE__URL", &config.store.url)
-        .env("FANOUT_SMTP__HOST", &config.smtp.host)
-        .env("FANOUT_SMTP__PORT", config.smtp.port.to_string())
-        .env(
-            "FANOUT_DELIVERY__PAGE_SIZE",
-            config.delivery.page_size.to_string(),
-        )
-        .env(
-            "FANOUT_DELIVERY__CONCURRENCY",
-            config.delivery.concurrency.to_string(),
-        )
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()?))
+    Ok(WorkerProcess(
+        Command::new(worker_binary()?)
+            .env("FANOUT_TEMPORAL__ADDRESS", &config.temporal.address)
+            .env("FANOUT_TEMPORAL__TASK_QUEUE", &config.temporal.task_queue)
+            .env("FANOUT_STORE__URL", &config.store.url)
+            .env("FANOUT_SMTP__HOST", &config.smtp.host)
+            .env("FANOUT_SMTP__PORT", config.smtp.port.to_string())
+            .env(
+                "FANOUT_DELIVERY__PAGE_SIZE",
+                config.delivery.page_size.to_string(),
+            )
+            .env(
+                "FANOUT_DELIVERY__CONCURRENCY",
+                config.delivery.concurrency.to_string(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()?,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,3 +16,4 @@ mod preflight;
 mod push;
 mod record;
 mod retries;
+mod scheduling;

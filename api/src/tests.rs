@@ -226,6 +226,43 @@ fn trigger(dedupe: &str) -> Value {
 }
 
 #[tokio::test]
+async fn small_lists_take_the_direct_path_and_larger_audiences_the_tree() {
+    let h = harness().await;
+    let many: Vec<String> = (0..=fanout_domain::request::DIRECT_MAX_RECIPIENTS)
+        .map(|i| format!("u{i}"))
+        .collect();
+    let mut followers = trigger("followers");
+    followers["recipients_query"] = json!({"type": "followers", "of": "u1"});
+    let mut large = trigger("large");
+    large["recipients_query"] = json!({"type": "users", "user_ids": many});
+    for (body, path, source) in [
+        (trigger("small"), "direct", "receipts"),
+        (large, "tree", "workflow"),
+        (followers, "tree", "workflow"),
+    ] {
+        let (status, accepted) = h
+            .call("POST", "/v1/notify", Some(h.key(0)), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        let id = accepted["request_id"].as_str().unwrap();
+        let started = h.orchestrator.started.lock().unwrap().clone();
+        let input = started
+            .iter()
+            .find(|s| s.request_id.as_str() == id)
+            .unwrap();
+        assert_eq!(input.path.as_str(), path);
+        let (_, status) = h
+            .call("GET", &format!("/v1/status/{id}"), Some(h.key(0)), None)
+            .await;
+        assert_eq!(
+            (&status["path"], &status["source"]),
+            (&json!(path), &json!(source)),
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn missing_or_wrong_keys_are_401_with_a_challenge() {
     let h = harness().await;
     let (status, body) = h.call("POST", "/v1/notify", None, Some(trigger("k"))).await;
@@ -408,9 +445,10 @@ async fn the_same_dedupe_key_in_two_tenants_is_two_requests_and_each_is_private(
         .call("GET", &format!("/v1/status/{a_id}"), Some(h.key(0)), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{own}");
+    // Two listed users take the direct path: live counts come from the receipts.
     assert_eq!(
-        (&own["state"], &own["source"]),
-        (&json!("running"), &json!("workflow"))
+        (&own["state"], &own["source"], &own["path"]),
+        (&json!("running"), &json!("receipts"), &json!("direct"))
     );
     for uri in [
         format!("/v1/status/{a_id}"),

@@ -227,9 +227,53 @@ impl TestApp {
 
     /// A request to this test's API, authenticated as its tenant.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_as(&self.api_key, method, path)
+    }
+
+    /// A request to this test's API with another tenant's key (see [`Self::add_tenant`]).
+    pub fn request_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.api_url))
-            .bearer_auth(&self.api_key)
+            .bearer_auth(key)
+    }
+
+    /// Creates a second tenant on this test's stack (same task queue and worker), with the
+    /// test's templates, a lifted ingest quota, and an API key, which it returns.
+    pub async fn add_tenant(
+        &self,
+        name: &str,
+        templates: &[(&str, Value)],
+    ) -> anyhow::Result<String> {
+        let suffix: u32 = rand::random();
+        let tenant = TenantId::parse(&format!("{name}-{suffix:08x}"))?;
+        self.store.upsert_tenant(&tenant, name).await?;
+        let key = generate_api_key();
+        self.store.add_api_key(&tenant, &key).await?;
+        lift_ingest_quota(&self.store, &tenant).await?;
+        for (id, body) in templates {
+            let r = self
+                .request_as(&key, reqwest::Method::PUT, &format!("/v1/templates/{id}"))
+                .json(body)
+                .send()
+                .await?;
+            expect_status(r, StatusCode::OK).await?;
+        }
+        Ok(key)
+    }
+
+    /// Creates a user with an address for the tenant whose key is `key`.
+    pub async fn put_user_as(&self, key: &str, user: &str) -> anyhow::Result<()> {
+        let r = self
+            .request_as(key, reqwest::Method::PUT, &format!("/v1/users/{user}"))
+            .json(&json!({"name": user, "email": format!("{user}@{}.test", self.tenant)}))
+            .send()
+            .await?;
+        expect_status(r, StatusCode::OK).await.map(|_| ())
     }
 
     /// An email address unique to this test, so sandbox reads never see other tests' mail.
@@ -377,13 +421,7 @@ impl TestApp {
 
     /// Lifts the tenant's ingest quota, for tests that send bursts on purpose.
     pub async fn lift_ingest_quota(&self) -> anyhow::Result<()> {
-        let mut settings = self.store.tenant_settings(&self.tenant).await?;
-        settings.ingest_per_second = Some(100_000);
-        settings.ingest_burst = Some(100_000);
-        self.store
-            .set_tenant_settings(&self.tenant, &settings)
-            .await?;
-        Ok(())
+        lift_ingest_quota(&self.store, &self.tenant).await
     }
 
     /// The history of the workflow `workflow_id` on the shared dev server.
@@ -581,4 +619,13 @@ pub fn tally(items: &[Value], key: impl Fn(&Value) -> String) -> HashMap<String,
         *counts.entry(key(item)).or_default() += 1;
     }
     counts
+}
+
+/// Lifts a tenant's ingest quota far above anything a test sends.
+async fn lift_ingest_quota(store: &Store, tenant: &TenantId) -> anyhow::Result<()> {
+    let mut settings = store.tenant_settings(tenant).await?;
+    settings.ingest_per_second = Some(100_000);
+    settings.ingest_burst = Some(100_000);
+    store.set_tenant_settings(tenant, &settings).await?;
+    Ok(())
 }

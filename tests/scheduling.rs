@@ -1,0 +1,150 @@
+//! Priority and tenant fairness on the real task queue: requests queued while no worker polls
+//! are dispatched by priority first and, within a priority, in turn across tenants, once a
+//! worker starts. Order is read from the receipts' times, so the tests depend on the order
+//! Temporal hands out work, never on how fast the machine is.
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::stack;
+use crate::helpers::{Setup, TestApp};
+
+fn template() -> Value {
+    json!({"name": "Code", "email": {"subject": "Your code", "text": "Hi {{ user.name }}"}})
+}
+
+/// A test slice whose worker starts only when the test says, so requests queue up first.
+async fn queued_app(name: &str) -> anyhow::Result<TestApp> {
+    let app = TestApp::spawn_setup(
+        name,
+        Setup {
+            in_process_worker: false,
+            ..Setup::default()
+        },
+    )
+    .await?;
+    app.put_template("code", template()).await?;
+    app.lift_ingest_quota().await?;
+    Ok(app)
+}
+
+/// Sends a one-recipient request to `user` with `key` and `priority`; returns its id.
+async fn send(app: &TestApp, key: &str, user: &str, priority: &str) -> anyhow::Result<String> {
+    let r = app
+        .request_as(key, reqwest::Method::POST, "/v1/notify")
+        .json(&json!({
+            "template_id": "code",
+            "recipients_query": {"type": "users", "user_ids": [user]},
+            "priority": priority
+        }))
+        .send()
+        .await?;
+    let status = r.status();
+    let body: Value = r.json().await?;
+    anyhow::ensure!(status == StatusCode::ACCEPTED, "{status}: {body}");
+    Ok(body["request_id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Starts the test's worker, waits for every request to complete, and returns each request's
+/// place in delivery order (0 first), by the time its receipt was written.
+async fn delivery_ranks(
+    app: &TestApp,
+    requests: &[String],
+) -> anyhow::Result<HashMap<String, usize>> {
+    let _worker = stack::spawn_worker(app.worker_config.clone());
+    let mut delivered = Vec::with_capacity(requests.len());
+    for id in requests {
+        app.wait_for_state(id, "completed").await?;
+        let receipts = app.all_receipts(id).await?;
+        let at = receipts
+            .iter()
+            .filter(|r| r["status"] == "delivered")
+            .filter_map(|r| r["updated_at_ms"].as_u64())
+            .max()
+            .ok_or_else(|| anyhow::anyhow!("{id} has no delivered receipt: {receipts:?}"))?;
+        delivered.push((at, id.clone()));
+    }
+    delivered.sort();
+    Ok(delivered
+        .into_iter()
+        .enumerate()
+        .map(|(rank, (_, id))| (id, rank))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_high_priority_work_overtakes_queued_low_priority_work() -> anyhow::Result<()> {
+    const LOW: usize = 30;
+    let app = queued_app("priority").await?;
+    let users: Vec<String> = (0..LOW + 3).map(|i| format!("u{i:02}")).collect();
+    for u in &users {
+        app.put_user(u, u, true).await?;
+    }
+    let key = app.api_key.clone();
+    let mut low = Vec::new();
+    for u in &users[..LOW] {
+        low.push(send(&app, &key, u, "low").await?);
+    }
+    let mut high = Vec::new();
+    for u in &users[LOW..] {
+        high.push(send(&app, &key, u, "high").await?);
+    }
+
+    let all: Vec<String> = low.iter().chain(&high).cloned().collect();
+    let ranks = delivery_ranks(&app, &all).await?;
+    let high_ranks: Vec<usize> = high.iter().map(|id| ranks[id]).collect();
+    println!(
+        "priority: the 3 high requests (sent last) were delivered at places {high_ranks:?} of {}",
+        all.len()
+    );
+    // Sent after 30 queued low ones, each high one is among the first few dispatched (a
+    // handful of slack for tasks the worker's pollers held before the queue was sorted).
+    assert!(
+        high_ranks.iter().all(|r| *r < 10),
+        "high priority delivered at {high_ranks:?} of {}",
+        all.len()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_backlog_does_not_hold_back_another_tenant() -> anyhow::Result<()> {
+    const NOISY: usize = 40;
+    let app = queued_app("fairness").await?;
+    let quiet_key = app
+        .add_tenant("fairness-quiet", &[("code", template())])
+        .await?;
+    let users: Vec<String> = (0..NOISY).map(|i| format!("n{i:02}")).collect();
+    for u in &users {
+        app.put_user(u, u, true).await?;
+    }
+    for u in ["q0", "q1", "q2", "q3"] {
+        app.put_user_as(&quiet_key, u).await?;
+    }
+    let noisy_key = app.api_key.clone();
+    let mut noisy = Vec::new();
+    for u in &users {
+        noisy.push(send(&app, &noisy_key, u, "normal").await?);
+    }
+    let mut quiet = Vec::new();
+    for u in ["q0", "q1", "q2", "q3"] {
+        quiet.push(send(&app, &quiet_key, u, "normal").await?);
+    }
+
+    let all: Vec<String> = noisy.iter().chain(&quiet).cloned().collect();
+    let ranks = delivery_ranks(&app, &all).await?;
+    let quiet_ranks: Vec<usize> = quiet.iter().map(|id| ranks[id]).collect();
+    println!(
+        "fairness: the quiet tenant's 4 requests (sent after the noisy tenant's {NOISY}) were delivered at places {quiet_ranks:?} of {}",
+        all.len()
+    );
+    // In turn with the noisy tenant: within the first dozen, not after its 40.
+    assert!(
+        quiet_ranks.iter().all(|r| *r < 16),
+        "the quiet tenant waited behind the noisy one: {quiet_ranks:?} of {}",
+        all.len()
+    );
+    Ok(())
+}
