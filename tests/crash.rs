@@ -198,7 +198,7 @@ async fn a_worker_killed_during_a_burst_of_small_requests_loses_none() -> anyhow
     .await?;
     worker.kill()?;
     // Sends in flight at the kill may still land; then nothing moves until the restart.
-    let at_kill = quiet_count(&app).await?;
+    let at_kill = app.quiet_email_count(Duration::from_millis(500)).await?;
     let mut recorded = 0;
     for id in &requests {
         let counts = app
@@ -240,22 +240,4 @@ async fn a_worker_killed_during_a_burst_of_small_requests_loses_none() -> anyhow
         "{duplicates} duplicate sends (bound {bound}: sent but unrecorded at the kill)"
     );
     Ok(())
-}
-
-/// The emails received once the count has stopped moving for half a second.
-async fn quiet_count(app: &TestApp) -> anyhow::Result<usize> {
-    let last = std::cell::Cell::new((usize::MAX, std::time::Instant::now()));
-    poll(Duration::from_secs(30), "the sink quiet", || {
-        let last = &last;
-        async move {
-            let now: usize = app.emails_per_recipient().await?.values().sum();
-            let (seen, since) = last.get();
-            if now != seen {
-                last.set((now, std::time::Instant::now()));
-                return Ok(None);
-            }
-            Ok((since.elapsed() >= Duration::from_millis(500)).then_some(now))
-        }
-    })
-    .await
 }

@@ -58,9 +58,9 @@ async fn disabling_a_template_cancels_its_running_fan_out() -> anyhow::Result<()
     );
 
     let done = app.wait_for_state(&request_id, "cancelled").await?;
-    // Let any send that was in flight when the call returned land before counting for good.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = total_emails(&app).await?;
+    // Let any send that was in flight when the call returned (500 ms at the sink) land before
+    // counting for good.
+    let after = app.quiet_email_count(Duration::from_secs(1)).await?;
     // In flight when the call returned: at most window (8 pages) x concurrency sends, plus
     // those started within a send's 100 ms view of the controls.
     let in_flight_bound = 8 * CONCURRENCY + 8 * CONCURRENCY / 4;

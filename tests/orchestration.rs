@@ -74,9 +74,8 @@ async fn cancel_mid_fanout_stops_sending_and_records_the_rest_as_cancelled() -> 
     let at_cancel = total_emails(&app).await?;
 
     let done = app.wait_for_state(&request_id, "cancelled").await?;
-    // Let any straggler land before counting for good.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = total_emails(&app).await?;
+    // Let any straggler (500 ms at the sink) land before counting for good.
+    let after = app.quiet_email_count(Duration::from_secs(1)).await?;
     // In flight when cancel returned: at most window (8 pages) x concurrency sends, each
     // started before the cancel was written (a send's view of the controls may lag 100 ms).
     let in_flight_bound = 8 * CONCURRENCY + 8 * CONCURRENCY / 4;
@@ -170,8 +169,7 @@ async fn cancelling_from_the_temporal_cli_has_the_same_effect() -> anyhow::Resul
     );
 
     let done = app.wait_for_state(&request_id, "cancelled").await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = total_emails(&app).await?;
+    let after = app.quiet_email_count(Duration::from_secs(1)).await?;
     assert!(after < FOLLOWERS, "the CLI cancel did not stop the fan-out");
     let email = &done["channels"]["email"];
     assert_eq!(

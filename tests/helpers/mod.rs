@@ -439,6 +439,25 @@ impl TestApp {
         Ok(history)
     }
 
+    /// The number of emails at this test's domain once none has arrived for `quiet` (make it
+    /// longer than the sink's injected delay, so sends in flight have landed).
+    pub async fn quiet_email_count(&self, quiet: Duration) -> anyhow::Result<usize> {
+        let last = std::cell::Cell::new((usize::MAX, std::time::Instant::now()));
+        poll(Duration::from_secs(60), "the sink quiet", || {
+            let last = &last;
+            async move {
+                let now: usize = self.emails_per_recipient().await?.values().sum();
+                let (seen, since) = last.get();
+                if now != seen {
+                    last.set((now, std::time::Instant::now()));
+                    return Ok(None);
+                }
+                Ok((since.elapsed() >= quiet).then_some(now))
+            }
+        })
+        .await
+    }
+
     /// Every email the sandbox received at this test's domain, counted per recipient.
     pub async fn emails_per_recipient(&self) -> anyhow::Result<HashMap<String, usize>> {
         let mut counts = HashMap::new();
