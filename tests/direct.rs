@@ -56,11 +56,13 @@ async fn a_one_recipient_request_is_one_execution_of_a_few_events() -> anyhow::R
 
     let events = app.history(&request_id).await?;
     let kinds: Vec<_> = events.iter().map(HistoryEvent::event_type).collect();
+    let actions = fanout_tests::history::billable_actions(&events);
     println!(
-        "direct one-recipient history: {} events {kinds:?}",
+        "direct one-recipient history: {} events, {actions} billable actions {kinds:?}",
         events.len()
     );
     assert!(events.len() <= 12, "{} events: {kinds:?}", events.len());
+    assert!(actions <= 3, "{actions} billable actions: {kinds:?}");
     for absent in [
         EventType::StartChildWorkflowExecutionInitiated,
         EventType::ActivityTaskScheduled,

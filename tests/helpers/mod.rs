@@ -177,6 +177,7 @@ impl TestApp {
             fcm: shared.fcm.clone(),
             // Outage tests count retry attempts; `limits.rs` spawns workers with breakers.
             limits: fanout_activities::LimitsConfig::default().without_breaker(),
+            ..fanout_worker::Config::default()
         };
         let stop_worker = in_process_worker.then(|| stack::spawn_worker(worker_config.clone()));
 
