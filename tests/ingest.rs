@@ -52,6 +52,7 @@ async fn a_burst_over_the_quota_gets_429s_and_every_accepted_request_completes()
             &TenantSettings {
                 ingest_per_second: Some(2),
                 ingest_burst: Some(3),
+                ..TenantSettings::default()
             },
         )
         .await?;

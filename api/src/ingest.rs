@@ -303,6 +303,7 @@ mod tests {
         let own = TenantSettings {
             ingest_per_second: Some(0),
             ingest_burst: Some(7),
+            ..TenantSettings::default()
         };
         assert_eq!(config.quota(&own), quota(1, 7));
     }

@@ -36,7 +36,7 @@ fn generate_key_id() -> String {
 }
 
 /// A tenant as the operator sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
     /// The tenant's id.
     pub tenant_id: TenantId,
@@ -49,12 +49,18 @@ pub struct Tenant {
 }
 
 /// Per-tenant overrides; `None` means the platform default applies.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// `PartialEq` without `Eq`: the fairness weight is a float. The API stores only finite weights
+/// (0.001 to 1000), so comparing settings to detect a change still means what it says.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct TenantSettings {
     /// Sustained `POST /v1/notify` requests per second.
     pub ingest_per_second: Option<u32>,
     /// How many notify requests may arrive at once before the sustained rate applies.
     pub ingest_burst: Option<u32>,
+    /// The tenant's share of queued Temporal work against other tenants' (Temporal's fairness
+    /// weight; the server's default is 1).
+    pub fairness_weight: Option<f64>,
 }
 
 /// An API key's public record: everything but the key.
@@ -91,16 +97,22 @@ fn setting(row: &AnyRow, column: &str) -> Result<Option<u32>> {
         .transpose()
 }
 
+/// Reads the settings columns of a `tenant_settings` row (or of a join that left them NULL).
+fn settings_from_row(row: &AnyRow) -> Result<TenantSettings> {
+    Ok(TenantSettings {
+        ingest_per_second: setting(row, "ingest_per_second")?,
+        ingest_burst: setting(row, "ingest_burst")?,
+        fairness_weight: row.try_get("fairness_weight")?,
+    })
+}
+
 fn tenant_from_row(row: &AnyRow) -> Result<Tenant> {
     let id: String = row.try_get("tenant_id")?;
     Ok(Tenant {
         tenant_id: parse_col("tenants", TenantId::parse(&id))?,
         name: row.try_get("name")?,
         created_at_ms: row.try_get("created_at_ms")?,
-        settings: TenantSettings {
-            ingest_per_second: setting(row, "ingest_per_second")?,
-            ingest_burst: setting(row, "ingest_burst")?,
-        },
+        settings: settings_from_row(row)?,
     })
 }
 
@@ -116,8 +128,8 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyInfo> {
     })
 }
 
-const TENANT_COLUMNS: &str =
-    "SELECT t.tenant_id, t.name, t.created_at_ms, s.ingest_per_second, s.ingest_burst
+const TENANT_COLUMNS: &str = "SELECT t.tenant_id, t.name, t.created_at_ms,
+            s.ingest_per_second, s.ingest_burst, s.fairness_weight
      FROM tenants t LEFT JOIN tenant_settings s ON s.tenant_id = t.tenant_id";
 
 const KEY_COLUMNS: &str =
@@ -196,18 +208,14 @@ impl Store {
     /// The tenant's settings (all `None` for a tenant that never set any, or does not exist).
     pub async fn tenant_settings(&self, tenant_id: &TenantId) -> Result<TenantSettings> {
         let row = sqlx::query(
-            "SELECT ingest_per_second, ingest_burst FROM tenant_settings WHERE tenant_id = $1",
+            "SELECT ingest_per_second, ingest_burst, fairness_weight FROM tenant_settings
+             WHERE tenant_id = $1",
         )
         .bind(tenant_id.as_str())
         .fetch_optional(self.pool())
         .await?;
-        Ok(match row {
-            Some(row) => TenantSettings {
-                ingest_per_second: setting(&row, "ingest_per_second")?,
-                ingest_burst: setting(&row, "ingest_burst")?,
-            },
-            None => TenantSettings::default(),
-        })
+        row.as_ref()
+            .map_or_else(|| Ok(TenantSettings::default()), settings_from_row)
     }
 
     /// Replaces the tenant's settings. The tenant must exist.
@@ -217,14 +225,17 @@ impl Store {
         settings: &TenantSettings,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tenant_settings (tenant_id, ingest_per_second, ingest_burst, updated_at_ms)
-             VALUES ($1, $2, $3, $4)
+            "INSERT INTO tenant_settings (tenant_id, ingest_per_second, ingest_burst,
+                                          fairness_weight, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (tenant_id) DO UPDATE SET ingest_per_second = excluded.ingest_per_second,
-                 ingest_burst = excluded.ingest_burst, updated_at_ms = excluded.updated_at_ms",
+                 ingest_burst = excluded.ingest_burst, fairness_weight = excluded.fairness_weight,
+                 updated_at_ms = excluded.updated_at_ms",
         )
         .bind(tenant_id.as_str())
         .bind(settings.ingest_per_second.map(i64::from))
         .bind(settings.ingest_burst.map(i64::from))
+        .bind(settings.fairness_weight)
         .bind(now_ms())
         .execute(self.pool())
         .await?;
@@ -379,10 +390,36 @@ mod tests {
         let set = TenantSettings {
             ingest_per_second: Some(5),
             ingest_burst: None,
+            fairness_weight: None,
         };
         store.set_tenant_settings(&t, &set).await.unwrap();
         assert_eq!(store.tenant_settings(&t).await.unwrap(), set);
         assert_eq!(store.get_tenant(&t).await.unwrap().unwrap().settings, set);
+    }
+
+    #[tokio::test]
+    async fn a_fairness_weight_round_trips_exactly_and_clears() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        store.create_tenant(&t, "Acme").await.unwrap();
+        // The extremes the API accepts, and a value with no exact binary form.
+        for weight in [0.001, 1000.0, 2.5, 0.1] {
+            let set = TenantSettings {
+                fairness_weight: Some(weight),
+                ..TenantSettings::default()
+            };
+            store.set_tenant_settings(&t, &set).await.unwrap();
+            assert_eq!(store.tenant_settings(&t).await.unwrap(), set);
+            let listed = store.list_tenants(None, 10).await.unwrap();
+            assert_eq!(listed[0].settings.fairness_weight, Some(weight));
+        }
+        // Writing the other settings leaves it unset again: settings are replaced as a whole.
+        let ingest_only = TenantSettings {
+            ingest_burst: Some(3),
+            ..TenantSettings::default()
+        };
+        store.set_tenant_settings(&t, &ingest_only).await.unwrap();
+        assert_eq!(store.tenant_settings(&t).await.unwrap(), ingest_only);
     }
 
     #[tokio::test]
