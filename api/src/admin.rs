@@ -30,6 +30,10 @@ pub const MAX_INGEST_BURST: u32 = 1_000_000;
 const MAX_NAME_CHARS: usize = 200;
 /// The longest key label.
 const MAX_LABEL_CHARS: usize = 100;
+/// The smallest and largest fairness weights, as the Temporal server clamps them.
+pub const FAIRNESS_WEIGHTS: std::ops::RangeInclusive<f64> = 0.001..=1000.0;
+/// The weight of a tenant without a `fairness_weight` setting (the server's default).
+const DEFAULT_FAIRNESS_WEIGHT: f64 = 1.0;
 
 /// The admin routes.
 pub fn routes() -> Router<AppState> {
@@ -56,13 +60,15 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     }
 }
 
-/// Ingest settings: the tenant's overrides (`null`: the default) or the quota in force.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct IngestView {
+/// A tenant's settings: its overrides (`null`: the default) or the values in force.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct SettingsView {
     /// Notify requests per second.
     pub ingest_per_second: Option<u32>,
     /// Notify requests at once.
     pub ingest_burst: Option<u32>,
+    /// The tenant's share of queued work against other tenants'.
+    pub fairness_weight: Option<f64>,
 }
 
 /// A tenant as the admin API shows it.
@@ -75,9 +81,9 @@ pub struct TenantView {
     /// When it was created.
     pub created_at_ms: i64,
     /// Its own settings; `null` means the platform default.
-    pub settings: IngestView,
-    /// The quota in force (settings over the platform defaults).
-    pub effective: IngestView,
+    pub settings: SettingsView,
+    /// The settings in force (its own over the platform defaults).
+    pub effective: SettingsView,
 }
 
 impl TenantView {
@@ -87,13 +93,20 @@ impl TenantView {
             tenant_id: tenant.tenant_id.to_string(),
             name: tenant.name,
             created_at_ms: tenant.created_at_ms,
-            settings: IngestView {
+            settings: SettingsView {
                 ingest_per_second: tenant.settings.ingest_per_second,
                 ingest_burst: tenant.settings.ingest_burst,
+                fairness_weight: tenant.settings.fairness_weight,
             },
-            effective: IngestView {
+            effective: SettingsView {
                 ingest_per_second: Some(quota.per_second),
                 ingest_burst: Some(quota.burst),
+                fairness_weight: Some(
+                    tenant
+                        .settings
+                        .fairness_weight
+                        .unwrap_or(DEFAULT_FAIRNESS_WEIGHT),
+                ),
             },
         }
     }
@@ -259,6 +272,8 @@ pub struct UpdateTenantBody {
     ingest_per_second: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     ingest_burst: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    fairness_weight: Option<Value>,
 }
 
 /// Parses a setting: `null`, or a whole number in `1..=max`.
@@ -281,6 +296,27 @@ fn limit_setting(field: &str, value: &Value, max: u32) -> Result<Option<u32>, Ap
         })
 }
 
+/// Parses the fairness weight: `null`, or a number in [`FAIRNESS_WEIGHTS`].
+fn weight_setting(value: &Value) -> Result<Option<f64>, ApiError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    value
+        .as_f64()
+        .filter(|w| FAIRNESS_WEIGHTS.contains(w))
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(
+                "fairness_weight",
+                format!(
+                    "fairness_weight must be a number from {} to {}, or null for the default weight of {DEFAULT_FAIRNESS_WEIGHT}",
+                    FAIRNESS_WEIGHTS.start(),
+                    FAIRNESS_WEIGHTS.end()
+                ),
+            )
+        })
+}
+
 /// `PATCH /v1/admin/tenants/{tenant_id}`: renames the tenant or changes its settings. Every
 /// field is checked before anything is written.
 pub async fn update_tenant(
@@ -298,6 +334,9 @@ pub async fn update_tenant(
     if let Some(v) = &body.ingest_burst {
         settings.ingest_burst = limit_setting("ingest_burst", v, MAX_INGEST_BURST)?;
     }
+    if let Some(v) = &body.fairness_weight {
+        settings.fairness_weight = weight_setting(v)?;
+    }
     if let Some(name) = &new_name {
         state.store.rename_tenant(&tenant.tenant_id, name).await?;
     }
@@ -306,10 +345,14 @@ pub async fn update_tenant(
             .store
             .set_tenant_settings(&tenant.tenant_id, &settings)
             .await?;
+        // This process applies the change from its next request; others within their cache's
+        // lifetime (`ingest.settings_ttl_ms`).
+        state.ingest.forget_settings(&tenant.tenant_id);
         tracing::info!(
             tenant_id = %tenant.tenant_id,
             ingest_per_second = ?settings.ingest_per_second,
             ingest_burst = ?settings.ingest_burst,
+            fairness_weight = ?settings.fairness_weight,
             "tenant settings changed"
         );
     }

@@ -201,6 +201,12 @@ pub async fn redrive(
             ))
         })?;
     let redrive_id = format!("{request_id}/redrive-{}", now_ms());
+    // At the request's own priority, and in its tenant's share of the queue.
+    let settings = state.ingest.settings(&tenant).await?;
+    let priority =
+        state
+            .scheduling
+            .task_priority(request.priority, &tenant, settings.fairness_weight);
     let input = RedriveInput {
         request,
         redrive_id: redrive_id.clone(),
@@ -208,7 +214,7 @@ pub async fn redrive(
         instance_ids,
         progress: record.progress.unwrap_or_default(),
     };
-    match state.orchestrator.start_redrive(input).await {
+    match state.orchestrator.start_redrive(input, priority).await {
         Ok(StartOutcome::Started) => {}
         Ok(StartOutcome::Duplicate) => {
             return Err(ApiError::Conflict(format!(

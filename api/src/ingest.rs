@@ -10,7 +10,10 @@
 //! already competes for it); a shared limiter (Redis, or a row per tenant in PostgreSQL) is the
 //! way to an exact global rate if replicas multiply. A tenant's settings are read from the
 //! store at most once per [`IngestConfig::settings_ttl_ms`], so an operator's change applies
-//! within that time without a read per request.
+//! within that time without a read per request (at once when the change is made through this
+//! process, which forgets its cached copy). The handler gets the same read through
+//! [`Admitted::settings`] (the start's fairness weight is one of them), and other routes
+//! through [`IngestLimiter::settings`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::cache::TtlCache;
 use crate::error::ApiError;
 
 /// The platform's default quota, which a tenant's settings override.
@@ -73,11 +77,13 @@ impl IngestConfig {
     }
 }
 
-/// One tenant's bucket, and when its quota was last read.
+/// The most tenants whose settings are cached at once (see [`TtlCache`]).
+const SETTINGS_CAPACITY: usize = 10_000;
+
+/// One tenant's bucket.
 #[derive(Debug)]
 struct Bucket {
     quota: Quota,
-    read_at: Instant,
     tokens: f64,
     refilled_at: Instant,
 }
@@ -86,7 +92,6 @@ impl Bucket {
     fn new(quota: Quota, now: Instant) -> Self {
         Self {
             quota,
-            read_at: now,
             tokens: f64::from(quota.burst),
             refilled_at: now,
         }
@@ -109,18 +114,19 @@ impl Bucket {
     }
 
     /// Applies a newly read quota; tokens above the new burst are dropped.
-    fn requota(&mut self, quota: Quota, now: Instant) {
+    fn requota(&mut self, quota: Quota) {
         self.quota = quota;
-        self.read_at = now;
         self.tokens = self.tokens.min(f64::from(quota.burst));
     }
 }
 
-/// The process's ingest buckets, one per tenant. Cheap to clone.
+/// The process's ingest buckets, one per tenant, and its cache of tenants' settings. Cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub struct IngestLimiter {
     store: Store,
     config: IngestConfig,
+    settings: TtlCache<TenantId, TenantSettings>,
     buckets: Arc<Mutex<HashMap<TenantId, Bucket>>>,
 }
 
@@ -137,6 +143,10 @@ impl IngestLimiter {
     /// Buckets with `config`'s defaults, reading tenant overrides from `store`.
     pub fn new(store: Store, config: IngestConfig) -> Self {
         Self {
+            settings: TtlCache::new(
+                Duration::from_millis(config.settings_ttl_ms),
+                SETTINGS_CAPACITY,
+            ),
             store,
             config,
             buckets: Arc::default(),
@@ -148,39 +158,42 @@ impl IngestLimiter {
         &self.config
     }
 
-    /// Takes one token from the tenant's bucket.
-    pub async fn admit(&self, tenant: &TenantId) -> Result<Result<(), Throttled>, ApiError> {
+    /// The tenant's settings, at most [`IngestConfig::settings_ttl_ms`] old.
+    pub async fn settings(&self, tenant: &TenantId) -> Result<TenantSettings, ApiError> {
+        Ok(self
+            .settings
+            .get_or_load(tenant, || self.store.tenant_settings(tenant))
+            .await?)
+    }
+
+    /// Drops the tenant's cached settings: they were just changed.
+    pub fn forget_settings(&self, tenant: &TenantId) {
+        self.settings.invalidate(tenant);
+    }
+
+    /// Takes one token from the tenant's bucket; on success, returns the settings the quota
+    /// came from.
+    pub async fn admit(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Result<TenantSettings, Throttled>, ApiError> {
+        let settings = self.settings(tenant).await?;
+        let quota = self.config.quota(&settings);
         let now = Instant::now();
-        let ttl = Duration::from_millis(self.config.settings_ttl_ms);
-        let fresh = self
-            .lock()
-            .get(tenant)
-            .is_some_and(|b| now.saturating_duration_since(b.read_at) < ttl);
-        // The settings are read outside the lock; racing readers both write the same value.
-        let quota = if fresh {
-            None
-        } else {
-            let settings = self.store.tenant_settings(tenant).await?;
-            Some(self.config.quota(&settings))
-        };
         let mut buckets = self.lock();
-        let bucket = match (buckets.get_mut(tenant), quota) {
-            (Some(bucket), Some(quota)) => {
-                bucket.requota(quota, now);
-                bucket
-            }
-            (Some(bucket), None) => bucket,
-            (None, quota) => buckets.entry(tenant.clone()).or_insert_with(|| {
-                Bucket::new(
-                    quota.unwrap_or_else(|| self.config.quota(&TenantSettings::default())),
-                    now,
-                )
-            }),
-        };
-        Ok(bucket.take(now).map_err(|wait| Throttled {
-            quota: bucket.quota,
-            retry_after_seconds: (wait.as_secs_f64().ceil() as u64).max(1),
-        }))
+        let bucket = buckets
+            .entry(tenant.clone())
+            .or_insert_with(|| Bucket::new(quota, now));
+        if bucket.quota != quota {
+            bucket.requota(quota);
+        }
+        Ok(bucket
+            .take(now)
+            .map(|()| settings)
+            .map_err(|wait| Throttled {
+                quota: bucket.quota,
+                retry_after_seconds: (wait.as_secs_f64().ceil() as u64).max(1),
+            }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Bucket>> {
@@ -195,7 +208,17 @@ impl IngestLimiter {
 /// Proof that the caller's notify request is within its tenant's quota. Take it after
 /// [`Caller`] and before the body, so nothing is recorded for a refused request.
 #[derive(Debug)]
-pub struct Admitted;
+pub struct Admitted {
+    settings: TenantSettings,
+}
+
+impl Admitted {
+    /// The tenant's settings as the quota read them (at most
+    /// [`IngestConfig::settings_ttl_ms`] old), so the handler needs no read of its own.
+    pub fn settings(&self) -> &TenantSettings {
+        &self.settings
+    }
+}
 
 /// Why a request was not admitted.
 #[derive(Debug)]
@@ -218,7 +241,7 @@ impl FromRequestParts<AppState> for Admitted {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NotAdmitted> {
         let Caller(tenant) = Caller::from_request_parts(parts, state).await?;
         match state.ingest.admit(&tenant).await? {
-            Ok(()) => Ok(Admitted),
+            Ok(settings) => Ok(Admitted { settings }),
             Err(throttled) => {
                 // Debug, not info: a flooding tenant would otherwise flood the log too.
                 tracing::debug!(
@@ -290,7 +313,7 @@ mod tests {
     fn a_lower_quota_drops_the_tokens_above_it() {
         let now = Instant::now();
         let mut bucket = Bucket::new(quota(10, 100), now);
-        bucket.requota(quota(1, 2), now);
+        bucket.requota(quota(1, 2));
         bucket.take(now).unwrap();
         bucket.take(now).unwrap();
         assert_eq!(bucket.take(now).unwrap_err(), Duration::from_secs(1));

@@ -7,7 +7,8 @@
 //! Layout: [`app`] builds the router from one module per resource ([`notify`], [`requests`]
 //! for status and receipts, [`control`] for pause/resume/rate/cancel, [`quotas`] for delivery
 //! quotas, [`kill`] for kill switches, [`admin`] for the operator's tenants and keys, [`ingest`]
-//! for the notify quota, [`preflight`] for dry runs and the blast-radius guard, [`users`],
+//! for the notify quota, [`preflight`] for dry runs and the blast-radius guard, [`scheduling`]
+//! for the priority and fairness of each request's Temporal work, [`users`],
 //! [`templates`], [`inbox`], [`health`] with the OpenAPI
 //! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod audience;
 pub mod auth;
+pub mod cache;
 pub mod control;
 pub mod cursor;
 pub mod dead_letters;
@@ -31,6 +33,7 @@ pub mod preferences;
 pub mod preflight;
 pub mod quotas;
 pub mod requests;
+pub mod scheduling;
 pub mod seed;
 pub mod segments;
 pub mod suppressions;
@@ -75,6 +78,9 @@ pub struct Config {
     /// execution, no child workflows); larger ones and followers or segments take the tree.
     /// 0 sends everything down the tree (`FANOUT_DIRECT_MAX_RECIPIENTS`).
     pub direct_max_recipients: usize,
+    /// Whether workflow starts carry a priority key and a per-tenant fairness key
+    /// (`FANOUT_SCHEDULING__PRIORITY`, `FANOUT_SCHEDULING__FAIRNESS`; both on by default).
+    pub scheduling: scheduling::SchedulingConfig,
 }
 
 impl Default for Config {
@@ -89,6 +95,7 @@ impl Default for Config {
             admin_key: None,
             ingest: ingest::IngestConfig::default(),
             direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
+            scheduling: scheduling::SchedulingConfig::default(),
         }
     }
 }
@@ -112,6 +119,8 @@ pub struct AppState {
     pub ingest: ingest::IngestLimiter,
     /// See [`Config::direct_max_recipients`].
     pub direct_max_recipients: usize,
+    /// See [`Config::scheduling`].
+    pub scheduling: scheduling::SchedulingConfig,
 }
 
 /// Builds the router.
@@ -182,6 +191,7 @@ pub async fn run(
         dedupe_window: Duration::from_secs(config.dedupe_window_seconds),
         preflight: config.preflight.clone(),
         direct_max_recipients: config.direct_max_recipients,
+        scheduling: config.scheduling,
     };
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app(state))

@@ -159,7 +159,7 @@ pub async fn notify(
     State(state): State<AppState>,
     Caller(tenant): Caller,
     // The quota is taken before the body is read, so a refused trigger records nothing.
-    _admitted: crate::ingest::Admitted,
+    admitted: crate::ingest::Admitted,
     Query(params): Query<NotifyParams>,
     ApiJson(body): ApiJson<NotifyBody>,
 ) -> Result<Response, ApiError> {
@@ -248,6 +248,11 @@ pub async fn notify(
         None => (request.dedupe_key.request_id(), 0),
     };
     let path = DeliveryPath::for_audience(&request.recipients, state.direct_max_recipients);
+    let priority = state.scheduling.task_priority(
+        request.priority,
+        &tenant,
+        admitted.settings().fairness_weight,
+    );
     let input = NotificationInput {
         path,
         request_id: request_id.clone(),
@@ -270,7 +275,7 @@ pub async fn notify(
             &request.metadata,
         )
         .await?;
-    let outcome = tokio::time::timeout(START_TIMEOUT, state.orchestrator.start(input))
+    let outcome = tokio::time::timeout(START_TIMEOUT, state.orchestrator.start(input, priority))
         .await
         .map_err(|_| {
             ApiError::Unavailable(

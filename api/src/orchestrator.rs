@@ -22,7 +22,10 @@ use temporalio_client::{
     WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowListOptions,
     WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
+use temporalio_common::Priority;
 use temporalio_common::search_attributes::SearchAttributes;
+
+use crate::scheduling::TaskPriority;
 
 /// Whether a start created a new workflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +72,13 @@ pub enum OrchestratorError {
 /// Starts and inspects request workflows.
 #[async_trait]
 pub trait Orchestrator: Send + Sync + 'static {
-    /// Starts the workflow for a request; a second start of the same request is a duplicate.
-    async fn start(&self, input: NotificationInput) -> Result<StartOutcome, OrchestratorError>;
+    /// Starts the workflow for a request at `priority`; a second start of the same request is
+    /// a duplicate.
+    async fn start(
+        &self,
+        input: NotificationInput,
+        priority: TaskPriority,
+    ) -> Result<StartOutcome, OrchestratorError>;
     /// Reads the request's live state.
     async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError>;
     /// Reads whether the request's workflow still runs, without querying it: a direct request's
@@ -90,8 +98,12 @@ pub trait Orchestrator: Send + Sync + 'static {
     ) -> Result<(), OrchestratorError>;
     /// Requests cancellation of a running request.
     async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError>;
-    /// Starts a re-drive of a finished request's dead letters.
-    async fn start_redrive(&self, input: RedriveInput) -> Result<StartOutcome, OrchestratorError>;
+    /// Starts a re-drive of a finished request's dead letters at `priority`.
+    async fn start_redrive(
+        &self,
+        input: RedriveInput,
+        priority: TaskPriority,
+    ) -> Result<StartOutcome, OrchestratorError>;
     /// Lists the tenant's running requests of a template, as Temporal's visibility sees them
     /// (see [`running_requests_query`]).
     async fn running_requests(
@@ -158,6 +170,15 @@ impl TemporalOrchestrator {
     }
 }
 
+/// The SDK's form of a start's priority.
+fn temporal_priority(priority: TaskPriority) -> Priority {
+    Priority::builder()
+        .maybe_priority_key(priority.priority_key)
+        .maybe_fairness_key(priority.fairness_key.map(|t| t.as_str().to_owned()))
+        .maybe_fairness_weight(priority.fairness_weight)
+        .build()
+}
+
 fn closed_state(status: WorkflowExecutionStatus) -> Option<RequestState> {
     match status {
         WorkflowExecutionStatus::Completed => Some(RequestState::Completed),
@@ -171,7 +192,11 @@ fn closed_state(status: WorkflowExecutionStatus) -> Option<RequestState> {
 
 #[async_trait]
 impl Orchestrator for TemporalOrchestrator {
-    async fn start(&self, input: NotificationInput) -> Result<StartOutcome, OrchestratorError> {
+    async fn start(
+        &self,
+        input: NotificationInput,
+        priority: TaskPriority,
+    ) -> Result<StartOutcome, OrchestratorError> {
         let workflow_id = input.request_id.workflow_id().to_owned();
         let search_attributes = SearchAttributes::new([
             contracts::SA_TENANT_ID.value_set(input.tenant_id.to_string()),
@@ -184,6 +209,7 @@ impl Orchestrator for TemporalOrchestrator {
         let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
             .search_attributes(search_attributes)
+            .priority(temporal_priority(priority))
             .build();
         match self
             .client
@@ -196,7 +222,11 @@ impl Orchestrator for TemporalOrchestrator {
         }
     }
 
-    async fn start_redrive(&self, input: RedriveInput) -> Result<StartOutcome, OrchestratorError> {
+    async fn start_redrive(
+        &self,
+        input: RedriveInput,
+        priority: TaskPriority,
+    ) -> Result<StartOutcome, OrchestratorError> {
         let request = &input.request;
         let search_attributes = SearchAttributes::new([
             contracts::SA_TENANT_ID.value_set(request.tenant_id.to_string()),
@@ -206,6 +236,7 @@ impl Orchestrator for TemporalOrchestrator {
         let options = WorkflowStartOptions::new(self.task_queue.clone(), input.redrive_id.clone())
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
             .search_attributes(search_attributes)
+            .priority(temporal_priority(priority))
             .build();
         match self
             .client
@@ -340,6 +371,24 @@ impl Orchestrator for TemporalOrchestrator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_priority_reaches_the_sdk_field_by_field() {
+        let full = temporal_priority(TaskPriority {
+            priority_key: Some(1),
+            fairness_key: Some(TenantId::parse("acme").unwrap()),
+            fairness_weight: Some(2.5),
+        });
+        assert_eq!(
+            (full.priority_key, full.fairness_key, full.fairness_weight),
+            (Some(1), Some("acme".to_owned()), Some(2.5))
+        );
+        // Nothing set leaves every field to the server's default.
+        assert_eq!(
+            temporal_priority(TaskPriority::default()),
+            Priority::default()
+        );
+    }
 
     #[test]
     fn the_running_requests_query_filters_on_the_search_attributes() {

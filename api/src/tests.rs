@@ -17,31 +17,43 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::orchestrator::{Control, LiveState, Orchestrator, OrchestratorError, StartOutcome};
+use crate::scheduling::{SchedulingConfig, TaskPriority};
 use crate::{AppState, app};
 
 /// Remembers started requests; a second start of the same id is a duplicate, as in Temporal.
 #[derive(Default)]
 struct FakeOrchestrator {
     started: Mutex<Vec<NotificationInput>>,
+    /// The priority of each start in `started`, in the same order.
+    priorities: Mutex<Vec<TaskPriority>>,
     controls: Mutex<Vec<(RequestId, Control)>>,
     cancelled: Mutex<Vec<RequestId>>,
-    redrives: Mutex<Vec<RedriveInput>>,
+    redrives: Mutex<Vec<(RedriveInput, TaskPriority)>>,
     quota_signals: Mutex<Vec<(TemplateId, TemplateQuota)>>,
 }
 
 #[async_trait]
 impl Orchestrator for FakeOrchestrator {
-    async fn start(&self, input: NotificationInput) -> Result<StartOutcome, OrchestratorError> {
+    async fn start(
+        &self,
+        input: NotificationInput,
+        priority: TaskPriority,
+    ) -> Result<StartOutcome, OrchestratorError> {
         let mut started = self.started.lock().unwrap();
         if started.iter().any(|s| s.request_id == input.request_id) {
             return Ok(StartOutcome::Duplicate);
         }
         started.push(input);
+        self.priorities.lock().unwrap().push(priority);
         Ok(StartOutcome::Started)
     }
 
-    async fn start_redrive(&self, input: RedriveInput) -> Result<StartOutcome, OrchestratorError> {
-        self.redrives.lock().unwrap().push(input);
+    async fn start_redrive(
+        &self,
+        input: RedriveInput,
+        priority: TaskPriority,
+    ) -> Result<StartOutcome, OrchestratorError> {
+        self.redrives.lock().unwrap().push((input, priority));
         Ok(StartOutcome::Started)
     }
 
@@ -126,6 +138,11 @@ async fn harness() -> Harness {
 
 /// As [`harness`], with the given dedupe window.
 async fn harness_with_window(dedupe_window: Duration) -> Harness {
+    harness_with(dedupe_window, SchedulingConfig::default()).await
+}
+
+/// As [`harness`], with the given dedupe window and scheduling switches.
+async fn harness_with(dedupe_window: Duration, scheduling: SchedulingConfig) -> Harness {
     let dir = std::env::temp_dir().join(format!("fanout-api-test-{}", rand_suffix()));
     let store = Store::connect(&fanout_domain::config::StoreConfig {
         url: format!("sqlite://{}/db.sqlite?mode=rwc", dir.display()),
@@ -143,6 +160,7 @@ async fn harness_with_window(dedupe_window: Duration) -> Harness {
         admin_key: Some(fanout_domain::config::Secret::new(ADMIN_KEY)),
         ingest: crate::ingest::IngestLimiter::new(store.clone(), Default::default()),
         direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
+        scheduling,
     });
     let mut keys = Vec::new();
     for tenant in ["a", "b"] {
@@ -631,6 +649,51 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!((status, health), (StatusCode::OK, json!({"status": "ok"})));
 }
 
+/// The names of a schema's properties in the OpenAPI document.
+fn schema_properties(doc: &Value, schema: &str) -> HashSet<String> {
+    doc["components"]["schemas"][schema]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no schema {schema}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn keys(object: &Value) -> HashSet<String> {
+    object.as_object().unwrap().keys().cloned().collect()
+}
+
+/// The document is written by hand: every field a status or tenant answer carries must be in
+/// its schema, so a new field cannot ship undocumented.
+#[tokio::test]
+async fn the_openapi_schemas_name_every_field_of_a_status_and_a_tenant() {
+    let h = harness().await;
+    let (_, doc) = h.call("GET", "/openapi.json", None, None).await;
+    let (_, accepted) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(trigger("doc")))
+        .await;
+    let status_uri = accepted["status_url"].as_str().unwrap();
+    let (status, body) = h.call("GET", status_uri, Some(h.key(0)), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let documented = schema_properties(&doc, "Status");
+    assert!(
+        keys(&body).is_subset(&documented),
+        "undocumented: {:?}",
+        keys(&body).difference(&documented).collect::<Vec<_>>()
+    );
+
+    let (status, tenant) = h
+        .call("GET", "/v1/admin/tenants/a", Some(ADMIN_KEY), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tenant}");
+    assert_eq!(keys(&tenant), schema_properties(&doc, "Tenant"));
+    let settings = schema_properties(&doc, "TenantSettings");
+    assert_eq!(keys(&tenant["settings"]), settings);
+    assert_eq!(keys(&tenant["effective"]), settings);
+    let patchable: HashSet<String> = settings.into_iter().chain(["name".to_owned()]).collect();
+    assert_eq!(schema_properties(&doc, "TenantPatch"), patchable);
+}
+
 #[tokio::test]
 async fn controls_reach_the_workflow_and_cancel_is_written_through() {
     let h = harness().await;
@@ -850,11 +913,18 @@ async fn dead_letters_are_listed_per_tenant_and_redriven_once_finished() {
     assert_eq!(body["instances"], 2);
     let started = h.orchestrator.redrives.lock().unwrap().clone();
     assert_eq!(started.len(), 1);
-    assert_eq!(started[0].request.request_id, request_id);
-    assert_eq!(started[0].request.template_id.as_str(), "welcome");
+    let (input, priority) = &started[0];
+    assert_eq!(input.request.request_id, request_id);
+    assert_eq!(input.request.template_id.as_str(), "welcome");
+    assert_eq!(Some(input.redrive_id.as_str()), body["redrive_id"].as_str());
+    // A re-drive runs at its request's priority, in its tenant's share of the queue.
     assert_eq!(
-        Some(started[0].redrive_id.as_str()),
-        body["redrive_id"].as_str()
+        priority,
+        &TaskPriority {
+            priority_key: Some(3),
+            fairness_key: Some(tenant),
+            fairness_weight: None,
+        }
     );
 }
 
@@ -3188,11 +3258,11 @@ mod tenancy {
         assert_eq!(created["tenant_id"], "acme");
         assert_eq!(
             created["settings"],
-            json!({"ingest_per_second": null, "ingest_burst": null})
+            json!({"ingest_per_second": null, "ingest_burst": null, "fairness_weight": null})
         );
         assert_eq!(
             created["effective"],
-            json!({"ingest_per_second": 50, "ingest_burst": 100})
+            json!({"ingest_per_second": 50, "ingest_burst": 100, "fairness_weight": 1.0})
         );
         let (status, again) = h
             .call(
@@ -3345,6 +3415,7 @@ mod tenancy {
             ingest: crate::ingest::IngestLimiter::new(h.store.clone(), Default::default()),
             preflight: Default::default(),
             direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
+            scheduling: Default::default(),
         });
         let request = Request::get("/v1/admin/tenants")
             .header(header::AUTHORIZATION, format!("Bearer {ADMIN_KEY}"))
@@ -3378,6 +3449,15 @@ mod tenancy {
             ),
             (json!({"name": "  "}), "name"),
             (json!({"name": 7}), "name"),
+            (json!({"fairness_weight": 0}), "fairness_weight"),
+            (json!({"fairness_weight": 0.0009}), "fairness_weight"),
+            (json!({"fairness_weight": 1000.5}), "fairness_weight"),
+            (json!({"fairness_weight": -1}), "fairness_weight"),
+            (json!({"fairness_weight": "2"}), "fairness_weight"),
+            (
+                json!({"ingest_per_second": 5, "fairness_weight": 1e6}),
+                "fairness_weight",
+            ),
         ] {
             let (status, answer) = h.call("PATCH", uri, admin, Some(body.clone())).await;
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
@@ -3391,7 +3471,7 @@ mod tenancy {
         let (_, tenant) = h.call("GET", uri, admin, None).await;
         assert_eq!(
             tenant["settings"],
-            json!({"ingest_per_second": null, "ingest_burst": null})
+            json!({"ingest_per_second": null, "ingest_burst": null, "fairness_weight": null})
         );
 
         let (status, tenant) = h
@@ -3406,7 +3486,7 @@ mod tenancy {
         assert_eq!(tenant["name"], "Alpha");
         assert_eq!(
             tenant["effective"],
-            json!({"ingest_per_second": 5, "ingest_burst": 20})
+            json!({"ingest_per_second": 5, "ingest_burst": 20, "fairness_weight": 1.0})
         );
         // Absent fields stay; null returns one to the platform default.
         let (_, tenant) = h
@@ -3414,11 +3494,11 @@ mod tenancy {
             .await;
         assert_eq!(
             tenant["settings"],
-            json!({"ingest_per_second": 5, "ingest_burst": null})
+            json!({"ingest_per_second": 5, "ingest_burst": null, "fairness_weight": null})
         );
         assert_eq!(
             tenant["effective"],
-            json!({"ingest_per_second": 5, "ingest_burst": 100})
+            json!({"ingest_per_second": 5, "ingest_burst": 100, "fairness_weight": 1.0})
         );
         let (status, _) = h
             .call("PATCH", "/v1/admin/tenants/nope", admin, Some(json!({})))
@@ -4323,3 +4403,5 @@ mod guardrails {
         );
     }
 }
+
+mod scheduling;
