@@ -28,6 +28,9 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 
 # The search attributes the workflows set (kept in step with fanout_domain::contracts).
 SEARCH_ATTRIBUTES=(TenantId=Keyword TemplateId=Keyword RequestId=Keyword ProgressPercent=Int)
+# The server settings priority and per-tenant fairness need (fanout_domain::contracts::
+# DEV_SERVER_DYNAMIC_CONFIG says why).
+DYNAMIC_CONFIG=(matching.enableFairness=true matching.numTaskqueueReadPartitions=1 matching.numTaskqueueWritePartitions=1)
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -15,8 +15,9 @@ if pid_alive temporal && temporal_healthy >/dev/null 2>&1; then
   say "temporal is already running"
 else
   stop_service temporal
-  sa_flags=()
-  for sa in "${SEARCH_ATTRIBUTES[@]}"; do sa_flags+=(--search-attribute "$sa"); done
+  server_flags=() # search attributes and dynamic config
+  for sa in "${SEARCH_ATTRIBUTES[@]}"; do server_flags+=(--search-attribute "$sa"); done
+  for dc in "${DYNAMIC_CONFIG[@]}"; do server_flags+=(--dynamic-config-value "$dc"); done
   say "starting the temporal dev server (state in $STATE_DIR/temporal.db)"
   # WAL with synchronous=normal: a crash of the process loses nothing, a power cut may lose the
   # last transactions; for a dev server that doubles what it persists per second (one-recipient
@@ -24,7 +25,7 @@ else
   start_service temporal "$VENV/bin/temporal" server start-dev \
     --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
     --db-filename "$STATE_DIR/temporal.db" --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
-    --log-level warn "${sa_flags[@]}"
+    --log-level warn "${server_flags[@]}"
   wait_until temporal 90 temporal_healthy || die "temporal did not start; see $LOG_DIR/temporal.log"
 fi
 

@@ -4,12 +4,16 @@
 //! Temporal hands out work, never on how fast the machine is.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use fanout_domain::receipt::DeliveryStatus;
+use fanout_domain::{RequestId, TenantId};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::stack;
-use crate::helpers::{Setup, TestApp};
+use crate::helpers::{Setup, TestApp, poll};
 
 fn template() -> Value {
     json!({"name": "Code", "email": {"subject": "Your code", "text": "Hi {{ user.name }}"}})
@@ -47,23 +51,32 @@ async fn send(app: &TestApp, key: &str, user: &str, priority: &str) -> anyhow::R
     Ok(body["request_id"].as_str().unwrap_or_default().to_owned())
 }
 
-/// Starts the test's worker, waits for every request to complete, and returns each request's
-/// place in delivery order (0 first), by the time its receipt was written.
+/// Starts the test's worker, waits for every request's email to be delivered, and returns
+/// each request's place in delivery order (0 first), by the time its receipt was written.
+/// Requests are `(tenant, request id)`: read from the store, since they span tenants.
 async fn delivery_ranks(
     app: &TestApp,
-    requests: &[String],
+    requests: &[(TenantId, String)],
 ) -> anyhow::Result<HashMap<String, usize>> {
     let _worker = stack::spawn_worker(app.worker_config.clone());
     let mut delivered = Vec::with_capacity(requests.len());
-    for id in requests {
-        app.wait_for_state(id, "completed").await?;
-        let receipts = app.all_receipts(id).await?;
-        let at = receipts
-            .iter()
-            .filter(|r| r["status"] == "delivered")
-            .filter_map(|r| r["updated_at_ms"].as_u64())
-            .max()
-            .ok_or_else(|| anyhow::anyhow!("{id} has no delivered receipt: {receipts:?}"))?;
+    for (tenant, id) in requests {
+        let request_id = RequestId::parse(id)?;
+        let at = poll(
+            Duration::from_secs(120),
+            &format!("{id} delivered"),
+            || async {
+                let receipts = app
+                    .store
+                    .list_receipts(tenant, &request_id, None, 10)
+                    .await?;
+                Ok(receipts
+                    .iter()
+                    .find(|r| r.status == DeliveryStatus::Delivered)
+                    .map(|r| r.updated_at_ms))
+            },
+        )
+        .await?;
         delivered.push((at, id.clone()));
     }
     delivered.sort();
@@ -92,7 +105,11 @@ async fn queued_high_priority_work_overtakes_queued_low_priority_work() -> anyho
         high.push(send(&app, &key, u, "high").await?);
     }
 
-    let all: Vec<String> = low.iter().chain(&high).cloned().collect();
+    let all: Vec<(TenantId, String)> = low
+        .iter()
+        .chain(&high)
+        .map(|id| (app.tenant.clone(), id.clone()))
+        .collect();
     let ranks = delivery_ranks(&app, &all).await?;
     let high_ranks: Vec<usize> = high.iter().map(|id| ranks[id]).collect();
     println!(
@@ -113,7 +130,7 @@ async fn queued_high_priority_work_overtakes_queued_low_priority_work() -> anyho
 async fn a_tenants_backlog_does_not_hold_back_another_tenant() -> anyhow::Result<()> {
     const NOISY: usize = 40;
     let app = queued_app("fairness").await?;
-    let quiet_key = app
+    let (quiet_tenant, quiet_key) = app
         .add_tenant("fairness-quiet", &[("code", template())])
         .await?;
     let users: Vec<String> = (0..NOISY).map(|i| format!("n{i:02}")).collect();
@@ -133,7 +150,11 @@ async fn a_tenants_backlog_does_not_hold_back_another_tenant() -> anyhow::Result
         quiet.push(send(&app, &quiet_key, u, "normal").await?);
     }
 
-    let all: Vec<String> = noisy.iter().chain(&quiet).cloned().collect();
+    let all: Vec<(TenantId, String)> = noisy
+        .iter()
+        .map(|id| (app.tenant.clone(), id.clone()))
+        .chain(quiet.iter().map(|id| (quiet_tenant.clone(), id.clone())))
+        .collect();
     let ranks = delivery_ranks(&app, &all).await?;
     let quiet_ranks: Vec<usize> = quiet.iter().map(|id| ranks[id]).collect();
     println!(

@@ -153,6 +153,10 @@ fn start_temporal(bin: &PathBuf) -> anyhow::Result<String> {
         server.push("--search-attribute".into());
         server.push(format!("{name}={kind}"));
     }
+    for (key, value) in fanout_domain::contracts::DEV_SERVER_DYNAMIC_CONFIG {
+        server.push("--dynamic-config-value".into());
+        server.push(format!("{key}={value}"));
+    }
     let quoted: Vec<String> = server.iter().map(|a| format!("'{a}'")).collect();
     let script = format!(
         "{} & child=$!; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null",

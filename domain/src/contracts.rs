@@ -58,6 +58,19 @@ pub const SEARCH_ATTRIBUTES: [(&str, &str); 4] = [
     ("ProgressPercent", "Int"),
 ];
 
+/// The dynamic config every Temporal server Fanout runs on needs (`temporal server start-dev
+/// --dynamic-config-value KEY=VALUE`; `dynamicConfig` in a self-hosted deployment; a namespace
+/// setting in Temporal Cloud). Fairness dispatches queued tasks across tenants (the fairness
+/// key of every start) in proportion to their weights, within each priority level; it implies
+/// the priority matcher. One partition per task queue keeps that order exact on one server:
+/// priority and fairness are enforced per partition, and the dev server gains nothing from four.
+/// `scripts/lib.sh` keeps the same list for `make up`.
+pub const DEV_SERVER_DYNAMIC_CONFIG: [(&str, &str); 3] = [
+    ("matching.enableFairness", "true"),
+    ("matching.numTaskqueueReadPartitions", "1"),
+    ("matching.numTaskqueueWritePartitions", "1"),
+];
+
 /// Non-retryable activity failure type: the template does not exist (any more).
 pub const ERR_TEMPLATE_MISSING: &str = "TemplateMissing";
 /// Non-retryable activity failure type: the template failed to render.
@@ -570,5 +583,33 @@ impl DeliveryActivities {
     #[activity(name = "apply_template_quota")]
     pub fn apply_template_quota(input: ApplyTemplateQuotaInput) -> Result<(), ActivityError> {
         unimplemented!()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `make up` starts its server from `scripts/lib.sh`, the tests from these constants: a
+    /// search attribute or setting added to one must be added to the other.
+    #[test]
+    fn the_scripts_start_the_server_with_the_same_attributes_and_settings() {
+        let lib = include_str!("../../scripts/lib.sh");
+        let list = |name: &str| -> Vec<String> {
+            let line = lib
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}=(")))
+                .unwrap_or_else(|| panic!("scripts/lib.sh sets no {name}"));
+            line[name.len() + 2..line.len() - 1]
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        let pairs = |items: &[(&str, &str)]| -> Vec<String> {
+            items.iter().map(|(k, v)| format!("{k}={v}")).collect()
+        };
+        assert_eq!(list("SEARCH_ATTRIBUTES"), pairs(&super::SEARCH_ATTRIBUTES));
+        assert_eq!(
+            list("DYNAMIC_CONFIG"),
+            pairs(&super::DEV_SERVER_DYNAMIC_CONFIG)
+        );
     }
 }

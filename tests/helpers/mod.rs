@@ -244,12 +244,13 @@ impl TestApp {
     }
 
     /// Creates a second tenant on this test's stack (same task queue and worker), with the
-    /// test's templates, a lifted ingest quota, and an API key, which it returns.
+    /// test's templates, a lifted ingest quota, and an API key; returns the tenant (its id is
+    /// `name` with a random suffix) and the key.
     pub async fn add_tenant(
         &self,
         name: &str,
         templates: &[(&str, Value)],
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<(TenantId, String)> {
         let suffix: u32 = rand::random();
         let tenant = TenantId::parse(&format!("{name}-{suffix:08x}"))?;
         self.store.upsert_tenant(&tenant, name).await?;
@@ -264,7 +265,7 @@ impl TestApp {
                 .await?;
             expect_status(r, StatusCode::OK).await?;
         }
-        Ok(key)
+        Ok((tenant, key))
     }
 
     /// Creates a user with an address for the tenant whose key is `key`.
