@@ -11,8 +11,9 @@
 //! for the priority and fairness of each request's Temporal work, [`users`],
 //! [`templates`], [`inbox`], [`health`] with the OpenAPI
 //! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
-//! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant.
-//! [`run`] serves on a given listener until a shutdown future resolves.
+//! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant;
+//! [`cache`] keeps short-lived copies of hot reads; [`timing`] reports where a notify's time
+//! went (`Server-Timing`). [`run`] serves on a given listener until a shutdown future resolves.
 
 pub mod admin;
 pub mod audience;
@@ -38,6 +39,7 @@ pub mod seed;
 pub mod segments;
 pub mod suppressions;
 pub mod templates;
+pub mod timing;
 pub mod users;
 
 use std::future::Future;
@@ -128,7 +130,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/openapi.json", get(health::openapi))
-        .route("/v1/notify", post(notify::notify))
+        .route(
+            "/v1/notify",
+            post(notify::notify).layer(axum::middleware::from_fn(timing::server_timing)),
+        )
         .route("/v1/status/{request_id}", get(requests::status))
         .route("/v1/receipts", get(requests::receipts))
         .route("/v1/cancel", post(control::cancel))

@@ -21,6 +21,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson};
 use crate::orchestrator::StartOutcome;
 use crate::preflight;
+use crate::timing::Phases;
 
 /// The request body as sent; converted into a [`NotificationRequest`] before anything else.
 #[derive(Debug, Deserialize)]
@@ -163,6 +164,7 @@ pub async fn notify(
     Query(params): Query<NotifyParams>,
     ApiJson(body): ApiJson<NotifyBody>,
 ) -> Result<Response, ApiError> {
+    let mut phases = Phases::start();
     let confirm_audience = body.confirm_audience;
     let mut request = body.parse(tenant.clone())?;
     let template = state
@@ -226,6 +228,7 @@ pub async fn notify(
         return Ok(refusal.into_response());
     }
 
+    phases.mark("checks");
     // Within the dedupe window the key names its latest request; after it, the next
     // generation. Either way the id is derived, so racing triggers share one workflow id.
     let window_ms = i64::try_from(state.dedupe_window.as_millis()).unwrap_or(i64::MAX);
@@ -247,6 +250,7 @@ pub async fn notify(
         }
         None => (request.dedupe_key.request_id(), 0),
     };
+    phases.mark("dedupe");
     let path = DeliveryPath::for_audience(&request.recipients, state.direct_max_recipients);
     let priority = state.scheduling.task_priority(
         request.priority,
@@ -275,6 +279,7 @@ pub async fn notify(
             &request.metadata,
         )
         .await?;
+    phases.mark("record");
     let outcome = tokio::time::timeout(START_TIMEOUT, state.orchestrator.start(input, priority))
         .await
         .map_err(|_| {
@@ -284,10 +289,14 @@ pub async fn notify(
             )
         })?
         .map_err(|e| ApiError::Unavailable(format!("{e}; retry with the same dedupe_key")))?;
+    phases.mark("start");
     state.store.mark_started(&request_id).await?;
+    phases.mark("mark_started");
     let duplicate = outcome == StartOutcome::Duplicate;
     tracing::info!(request_id = %request_id, duplicate, "notification accepted");
-    Ok(accepted(&request_id, duplicate).into_response())
+    let mut response = accepted(&request_id, duplicate).into_response();
+    phases.attach(&mut response);
+    Ok(response)
 }
 
 /// 202 for a new request, 200 for a duplicate of an existing one.
