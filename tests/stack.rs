@@ -148,6 +148,11 @@ fn start_temporal(bin: &PathBuf) -> anyhow::Result<String> {
     if let Ok(db) = std::env::var("FANOUT_TEMPORAL_DB") {
         server.push("--db-filename".into());
         server.push(db);
+        // As `make up` runs it (scripts/up.sh says why).
+        for pragma in ["journal_mode=wal", "synchronous=normal"] {
+            server.push("--sqlite-pragma".into());
+            server.push(pragma.into());
+        }
     }
     for (name, kind) in fanout_domain::contracts::SEARCH_ATTRIBUTES {
         server.push("--search-attribute".into());
