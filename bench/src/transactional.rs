@@ -1,0 +1,895 @@
+//! The "transactional" section: one-recipient email requests, the bulk of a notification
+//! platform's traffic, against the designs a team could otherwise build, in the same run on
+//! the same dev server and SMTP sandbox:
+//!
+//! - **Fanout**, through its API and a release worker (a list of one user takes the direct
+//!   path), and Fanout's **tree** path for the same requests (an API with
+//!   `FANOUT_DIRECT_MAX_RECIPIENTS=0`: the design before the direct path);
+//! - **minimal Temporal**: one workflow and one activity per request, the same read, email and
+//!   receipt (see [`crate::minimal`]);
+//! - **direct**: the same work from a plain loop, no Temporal.
+//!
+//! Each burst keeps `BENCH_TX_CONCURRENCY` (32) requests in flight until `BENCH_TX_REQUESTS`
+//! (2000; the tree `BENCH_TX_TREE_REQUESTS`, 300) are accepted. Trigger-to-delivered runs from
+//! the client's clock just before it sends the request to the receipt's time in the store
+//! (written when the sandbox accepted the email); nothing is timed by polling. Then an open
+//! loop offers 10 requests/s for 30 s, and the noisy neighbour: tenant A sends
+//! `BENCH_TX_NOISY_REQUESTS` (2000) as fast as the API takes them while tenant B sends 20
+//! `high` ones, one every 0.5 s, once with priority and fairness on and once with them off
+//! (an API with `FANOUT_SCHEDULING__PRIORITY=false` and `FANOUT_SCHEDULING__FAIRNESS=false`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Child;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use fanout_activities::EmailSender;
+use fanout_domain::receipt::DeliveryStatus;
+use fanout_domain::render::Compiled;
+use fanout_domain::template::{ChannelContent, EmailContent, TemplateSpec};
+use fanout_domain::user::{EmailAddress, User};
+use fanout_domain::{DedupeKey, RequestId, TemplateId, TenantId, UserId};
+use fanout_store::tenants::TenantSettings;
+use fanout_store::{Store, now_ms};
+use fanout_tests::stack::Shared;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use temporalio_client::{
+    Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowListOptions, WorkflowStartOptions,
+};
+
+use crate::minimal::{MinimalActivities, MinimalInput, MinimalWorkflow};
+use crate::{env_or, round, spawn, temporal_client};
+
+/// Sizes of the section's runs.
+struct Sizes {
+    requests: usize,
+    tree_requests: usize,
+    concurrency: usize,
+    open_per_s: u64,
+    open_seconds: u64,
+    noisy_requests: usize,
+    quiet_requests: usize,
+    quiet_every: Duration,
+}
+
+impl Sizes {
+    fn from_env() -> Self {
+        Self {
+            requests: env_or("BENCH_TX_REQUESTS", 2_000),
+            tree_requests: env_or("BENCH_TX_TREE_REQUESTS", 300),
+            concurrency: env_or("BENCH_TX_CONCURRENCY", 32),
+            open_per_s: 10,
+            open_seconds: 30,
+            noisy_requests: env_or("BENCH_TX_NOISY_REQUESTS", 2_000),
+            quiet_requests: 20,
+            quiet_every: Duration::from_millis(500),
+        }
+    }
+}
+
+fn otp_email() -> EmailContent {
+    EmailContent {
+        subject: "Your sign-in code".into(),
+        text: "Hi {{ user.name }}, your code is {{ data.code }}.".into(),
+        html: None,
+    }
+}
+
+/// One request as sent: its id, when the client sent it (ms since the epoch) and how long the
+/// platform took to accept it.
+#[derive(Debug, Clone)]
+struct Sent {
+    request_id: RequestId,
+    sent_at_ms: i64,
+    accept_ms: f64,
+    /// The API's own account of the accept, from its `Server-Timing` header.
+    phases: Vec<(String, f64)>,
+}
+
+/// The 50th, 95th and 99th percentiles and the maximum of a sample.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spread {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(mut sample: Vec<f64>) -> Self {
+        if sample.is_empty() {
+            return Self::default();
+        }
+        sample.sort_by(f64::total_cmp);
+        let at =
+            |q: f64| sample[((q * sample.len() as f64).ceil() as usize).clamp(1, sample.len()) - 1];
+        Self {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: sample[sample.len() - 1],
+        }
+    }
+
+    fn to_json(self) -> Value {
+        json!({"p50": round(self.p50), "p95": round(self.p95), "p99": round(self.p99), "max": round(self.max)})
+    }
+}
+
+/// What a run measured.
+struct Run {
+    requests: usize,
+    accept_ms: Spread,
+    /// Each phase of the API's accept, in the order it reported them.
+    accept_phases_ms: Vec<(String, Spread)>,
+    delivered_ms: Spread,
+    completed_per_s: f64,
+}
+
+impl Run {
+    fn of(sent: &[Sent], delivered_at: &[i64]) -> Self {
+        let first = sent.iter().map(|s| s.sent_at_ms).min().unwrap_or_default();
+        let last = delivered_at.iter().copied().max().unwrap_or_default();
+        let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
+        for (name, ms) in sent.iter().flat_map(|s| &s.phases) {
+            match phases.iter_mut().find(|(n, _)| n == name) {
+                Some((_, sample)) => sample.push(*ms),
+                None => phases.push((name.clone(), vec![*ms])),
+            }
+        }
+        Self {
+            requests: sent.len(),
+            accept_ms: Spread::of(sent.iter().map(|s| s.accept_ms).collect()),
+            accept_phases_ms: phases
+                .into_iter()
+                .map(|(name, sample)| (name, Spread::of(sample)))
+                .collect(),
+            delivered_ms: Spread::of(
+                sent.iter()
+                    .zip(delivered_at)
+                    .map(|(s, at)| (at - s.sent_at_ms) as f64)
+                    .collect(),
+            ),
+            completed_per_s: sent.len() as f64 / ((last - first).max(1) as f64 / 1000.0),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "requests": self.requests,
+            "accept_ms": self.accept_ms.to_json(),
+            "accept_phases_ms": self
+                .accept_phases_ms
+                .iter()
+                .map(|(name, spread)| (name.clone(), spread.to_json()))
+                .collect::<serde_json::Map<_, _>>(),
+            "trigger_to_delivered_ms": self.delivered_ms.to_json(),
+            "completed_per_s": round(self.completed_per_s),
+        })
+    }
+}
+
+/// Temporal's cost of one request, averaged over a sample of requests.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cost {
+    executions: f64,
+    events: f64,
+    actions: f64,
+}
+
+impl Cost {
+    fn to_json(self) -> Value {
+        json!({"executions": round(self.executions), "events": round(self.events), "billable_actions": round(self.actions)})
+    }
+}
+
+/// A tenant of the section, with its key and `users` one-recipient audiences.
+struct Tenant {
+    id: TenantId,
+    key: String,
+    users: Vec<UserId>,
+}
+
+async fn seed_tenant(store: &Store, id: &str, users: usize) -> anyhow::Result<Tenant> {
+    let tenant = TenantId::parse(id)?;
+    store.upsert_tenant(&tenant, id).await?;
+    let key = fanout_store::tenants::generate_api_key();
+    store.add_api_key(&tenant, &key).await?;
+    let spec = TemplateSpec::new(
+        "Sign-in code",
+        ChannelContent {
+            email: Some(otp_email()),
+            in_app: None,
+            push: None,
+        },
+    );
+    store
+        .write_template(&tenant, &TemplateId::parse("otp")?, &spec)
+        .await?;
+    let seeded: Vec<User> = (0..users)
+        .map(|i| {
+            let user = format!("{id}-{i:05}");
+            Ok(User {
+                email: Some(EmailAddress::parse(&format!("{user}@tx.bench.test"))?),
+                user_id: UserId::parse(&user)?,
+                name: Some(user),
+                locale: None,
+                timezone: None,
+                devices: Vec::new(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    store.upsert_users(&tenant, &seeded).await?;
+    // A burst is the point here: lift the notify quota (the default is 50/s).
+    let lifted = TenantSettings {
+        ingest_per_second: Some(100_000),
+        ingest_burst: Some(100_000),
+        ..TenantSettings::default()
+    };
+    store.set_tenant_settings(&tenant, &lifted).await?;
+    Ok(Tenant {
+        id: tenant,
+        key,
+        users: seeded.into_iter().map(|u| u.user_id).collect(),
+    })
+}
+
+/// One Fanout API process.
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    process: Child,
+}
+
+impl Api {
+    async fn start(bin_dir: &Path, env: &[(&'static str, String)]) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut env = env.to_vec();
+        env.push(("FANOUT_LISTEN_ADDR", format!("127.0.0.1:{port}")));
+        let process = spawn(&bin_dir.join("fanout-api"), &env, &["serve"])?;
+        let api = Self {
+            http: reqwest::Client::new(),
+            url: format!("http://127.0.0.1:{port}"),
+            process,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while api
+            .http
+            .get(format!("{}/healthz", api.url))
+            .send()
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("the api did not come up");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(api)
+    }
+
+    /// Sends one one-recipient request and returns it as sent.
+    async fn notify(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        dedupe: String,
+        priority: &str,
+    ) -> anyhow::Result<Sent> {
+        let body = json!({
+            "template_id": "otp",
+            "recipients_query": {"type": "users", "user_ids": [user]},
+            "data": {"code": "493021"},
+            "dedupe_key": dedupe,
+            "priority": priority,
+        });
+        let sent_at_ms = now_ms();
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(format!("{}/v1/notify", self.url))
+            .bearer_auth(&tenant.key)
+            .json(&body)
+            .send()
+            .await?;
+        let accept_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let phases = response
+            .headers()
+            .get("server-timing")
+            .and_then(|h| h.to_str().ok())
+            .map(fanout_api::timing::parse)
+            .unwrap_or_default();
+        let status = response.status();
+        let answer: Value = response.json().await?;
+        anyhow::ensure!(status.as_u16() == 202, "notify answered {status}: {answer}");
+        Ok(Sent {
+            request_id: RequestId::parse(answer["request_id"].as_str().unwrap_or_default())?,
+            sent_at_ms,
+            accept_ms,
+            phases,
+        })
+    }
+
+    /// Sends `count` requests of `tenant` with `in_flight` at a time; returns them in order.
+    async fn burst(
+        &self,
+        tenant: &Tenant,
+        label: &str,
+        count: usize,
+        in_flight: usize,
+    ) -> anyhow::Result<Vec<Sent>> {
+        futures::stream::iter(0..count)
+            .map(|i| {
+                let user = &tenant.users[i % tenant.users.len()];
+                self.notify(tenant, user, format!("{label}-{i}"), "normal")
+            })
+            .buffered(in_flight)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// When each request's email receipt said delivered (ms since the epoch), in `sent`'s order.
+/// Waits for the last request first, so the store is read once per request only when nearly
+/// everything has landed, and not at all while the run is under way.
+async fn delivered_at(store: &Store, tenant: &TenantId, sent: &[Sent]) -> anyhow::Result<Vec<i64>> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut found: HashMap<&RequestId, i64> = HashMap::new();
+    let order: Vec<&Sent> = sent.iter().rev().collect();
+    loop {
+        for s in &order {
+            if found.contains_key(&s.request_id) {
+                continue;
+            }
+            let receipts = store.list_receipts(tenant, &s.request_id, None, 8).await?;
+            match receipts
+                .iter()
+                .find(|r| r.status != DeliveryStatus::Pending)
+            {
+                Some(r) if r.status == DeliveryStatus::Delivered => {
+                    found.insert(&s.request_id, r.updated_at_ms);
+                }
+                Some(r) => bail!("{} ended {:?}: {r:?}", s.request_id, r.status),
+                // Not yet: the ones sent before it are unlikely to be either.
+                None => break,
+            }
+        }
+        if found.len() == sent.len() {
+            return Ok(sent.iter().map(|s| found[&s.request_id]).collect());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} of {} requests delivered after 900 s",
+                found.len(),
+                sent.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Temporal's cost of the requests in `sample`: executions (the request's workflow and any
+/// children, whose ids start with its own), history events and billable actions, averaged.
+async fn cost(client: &Client, sample: &[RequestId]) -> anyhow::Result<Cost> {
+    let mut total = Cost::default();
+    for id in sample {
+        let query = format!("WorkflowId STARTS_WITH '{id}'");
+        // Visibility lags the histories a little: list until two reads agree.
+        let mut ids: Vec<String> = Vec::new();
+        for _ in 0..20 {
+            let mut stream = client.list_workflows(query.clone(), WorkflowListOptions::default());
+            let mut now = Vec::new();
+            while let Some(execution) = stream.next().await {
+                now.push(execution?.id().to_owned());
+            }
+            now.sort();
+            if !now.is_empty() && now == ids {
+                break;
+            }
+            ids = now;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        for workflow_id in &ids {
+            let events = client
+                .get_workflow_handle::<UntypedWorkflow>(workflow_id.clone())
+                .fetch_history(WorkflowFetchHistoryOptions::default())
+                .into_events()
+                .await?;
+            total.executions += 1.0;
+            total.events += events.len() as f64;
+            total.actions += fanout_tests::history::billable_actions(&events) as f64;
+        }
+    }
+    let n = sample.len().max(1) as f64;
+    Ok(Cost {
+        executions: total.executions / n,
+        events: total.events / n,
+        actions: total.actions / n,
+    })
+}
+
+/// Every tenth request of the first hundred.
+fn sample(sent: &[Sent]) -> Vec<RequestId> {
+    sent.iter()
+        .take(100)
+        .step_by(10)
+        .map(|s| s.request_id.clone())
+        .collect()
+}
+
+/// The minimal design's burst: `count` workflows started `in_flight` at a time.
+async fn minimal_burst(
+    client: &Client,
+    task_queue: &str,
+    tenant: &Tenant,
+    count: usize,
+    in_flight: usize,
+) -> anyhow::Result<Vec<Sent>> {
+    futures::stream::iter(0..count)
+        .map(|i| async move {
+            let request_id =
+                DedupeKey::new(tenant.id.clone(), &format!("minimal-{i}"))?.request_id();
+            let input = MinimalInput {
+                tenant_id: tenant.id.clone(),
+                request_id: request_id.clone(),
+                user_id: tenant.users[i % tenant.users.len()].clone(),
+                data: data(),
+            };
+            let sent_at_ms = now_ms();
+            let started = Instant::now();
+            client
+                .start_workflow(
+                    MinimalWorkflow,
+                    input,
+                    WorkflowStartOptions::new(task_queue.to_owned(), request_id.to_string())
+                        .build(),
+                )
+                .await?;
+            anyhow::Ok(Sent {
+                request_id,
+                sent_at_ms,
+                accept_ms: started.elapsed().as_secs_f64() * 1000.0,
+                phases: Vec::new(),
+            })
+        })
+        .buffered(in_flight)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The direct loop: the same read, send and receipt, `in_flight` at a time, no Temporal.
+async fn direct_burst(
+    work: &MinimalActivities,
+    tenant: &Tenant,
+    count: usize,
+    in_flight: usize,
+) -> anyhow::Result<Vec<Sent>> {
+    futures::stream::iter(0..count)
+        .map(|i| async move {
+            let request_id =
+                DedupeKey::new(tenant.id.clone(), &format!("direct-{i}"))?.request_id();
+            let sent_at_ms = now_ms();
+            work.deliver(&MinimalInput {
+                tenant_id: tenant.id.clone(),
+                request_id: request_id.clone(),
+                user_id: tenant.users[i % tenant.users.len()].clone(),
+                data: data(),
+            })
+            .await?;
+            anyhow::Ok(Sent {
+                request_id,
+                sent_at_ms,
+                accept_ms: 0.0,
+                phases: Vec::new(),
+            })
+        })
+        .buffer_unordered(in_flight)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+fn data() -> serde_json::Map<String, Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("code".into(), json!("493021"));
+    data
+}
+
+/// Offers `per_s` requests a second for `seconds`, each on its own task, whatever the
+/// answers' pace.
+async fn open_loop(
+    api: &Arc<Api>,
+    tenant: &Arc<Tenant>,
+    per_s: u64,
+    seconds: u64,
+) -> anyhow::Result<Vec<Sent>> {
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / per_s.max(1)));
+    let mut tasks = Vec::new();
+    for i in 0..(per_s * seconds) as usize {
+        tick.tick().await;
+        let (api, tenant) = (api.clone(), tenant.clone());
+        tasks.push(tokio::spawn(async move {
+            let user = tenant.users[i % tenant.users.len()].clone();
+            api.notify(&tenant, &user, format!("open-{i}"), "normal")
+                .await
+        }));
+    }
+    let mut sent = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        sent.push(task.await??);
+    }
+    Ok(sent)
+}
+
+/// What tenant B saw while tenant A's burst drained.
+struct Neighbours {
+    quiet: Spread,
+    quiet_accept: Spread,
+    noisy_accepted_s: f64,
+    noisy_drained_s: f64,
+}
+
+impl Neighbours {
+    fn to_json(&self) -> Value {
+        json!({
+            "quiet_trigger_to_delivered_ms": self.quiet.to_json(),
+            "quiet_accept_ms": self.quiet_accept.to_json(),
+            "noisy_accepted_s": round(self.noisy_accepted_s),
+            "noisy_drained_s": round(self.noisy_drained_s),
+        })
+    }
+}
+
+/// Tenant A bursts `sizes.noisy_requests`; once it has a backlog, tenant B sends its `high`
+/// requests at a steady pace. `label` keeps each run's dedupe keys apart.
+async fn noisy_neighbour(
+    api: &Arc<Api>,
+    store: &Store,
+    noisy: &Arc<Tenant>,
+    quiet: &Arc<Tenant>,
+    sizes: &Sizes,
+    label: &str,
+) -> anyhow::Result<Neighbours> {
+    let started = Instant::now();
+    let burst = {
+        let (api, noisy, label) = (api.clone(), noisy.clone(), format!("noisy-{label}"));
+        let (count, in_flight) = (sizes.noisy_requests, sizes.concurrency);
+        tokio::spawn(async move {
+            let sent = api.burst(&noisy, &label, count, in_flight).await?;
+            anyhow::Ok((sent, started.elapsed().as_secs_f64()))
+        })
+    };
+    // A backlog: a second of A's burst, some 100 requests at the API's pace here.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut tick = tokio::time::interval(sizes.quiet_every);
+    let mut tasks = Vec::new();
+    for i in 0..sizes.quiet_requests {
+        tick.tick().await;
+        let (api, quiet) = (api.clone(), quiet.clone());
+        let dedupe = format!("quiet-{label}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let user = quiet.users[i % quiet.users.len()].clone();
+            api.notify(&quiet, &user, dedupe, "high").await
+        }));
+    }
+    let mut quiet_sent = Vec::new();
+    for task in tasks {
+        quiet_sent.push(task.await??);
+    }
+    let quiet_at = delivered_at(store, &quiet.id, &quiet_sent).await?;
+    let (noisy_sent, noisy_accepted_s) = burst.await??;
+    let noisy_at = delivered_at(store, &noisy.id, &noisy_sent).await?;
+    let first = noisy_sent
+        .iter()
+        .map(|s| s.sent_at_ms)
+        .min()
+        .unwrap_or_default();
+    let last = noisy_at.iter().copied().max().unwrap_or_default();
+    let (b, a) = (
+        Run::of(&quiet_sent, &quiet_at),
+        Run::of(&noisy_sent, &noisy_at),
+    );
+    println!(
+        "noisy neighbour ({label}): B's {} high requests delivered p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms (accepted p50 {:.0} ms, p95 {:.0} ms); A's {} accepted in {noisy_accepted_s:.1}s, drained in {:.1}s (A p95 {:.0} ms)",
+        b.requests,
+        b.delivered_ms.p50,
+        b.delivered_ms.p95,
+        b.delivered_ms.max,
+        b.accept_ms.p50,
+        b.accept_ms.p95,
+        a.requests,
+        (last - first) as f64 / 1000.0,
+        a.delivered_ms.p95,
+    );
+    Ok(Neighbours {
+        quiet: b.delivered_ms,
+        quiet_accept: b.accept_ms,
+        noisy_accepted_s,
+        noisy_drained_s: (last - first) as f64 / 1000.0,
+    })
+}
+
+/// Runs the section on `shared`'s dev server and sandbox, with Fanout's release binaries from
+/// `bin_dir`; scratch files go under `dir`. Returns the section's results.
+pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow::Result<Value> {
+    let sizes = Sizes::from_env();
+    println!(
+        "transactional: {} one-recipient email requests, {} in flight (tree path: {}); open loop {}/s for {}s; noisy neighbour {} + {} high",
+        sizes.requests,
+        sizes.concurrency,
+        sizes.tree_requests,
+        sizes.open_per_s,
+        sizes.open_seconds,
+        sizes.noisy_requests,
+        sizes.quiet_requests
+    );
+    let store_url = format!("sqlite://{}/transactional.db?mode=rwc", dir.display());
+    let store = Store::connect(&fanout_domain::config::StoreConfig {
+        url: store_url.clone(),
+        max_connections: 8,
+    })
+    .await?;
+    let users = sizes.requests.max(sizes.tree_requests).max(1);
+    let tx = Arc::new(seed_tenant(&store, "tx", users).await?);
+    let noisy = Arc::new(seed_tenant(&store, "noisy-a", sizes.noisy_requests.max(1)).await?);
+    let quiet = Arc::new(seed_tenant(&store, "quiet-b", sizes.quiet_requests).await?);
+
+    let task_queue = "bench-tx".to_owned();
+    let common = vec![
+        (
+            "FANOUT_TEMPORAL__ADDRESS",
+            format!("http://{}", shared.temporal_address),
+        ),
+        ("FANOUT_TEMPORAL__TASK_QUEUE", task_queue.clone()),
+        ("FANOUT_STORE__URL", store_url.clone()),
+    ];
+    let mut worker_env = common.clone();
+    worker_env.extend([
+        ("FANOUT_SMTP__HOST", "127.0.0.1".to_owned()),
+        ("FANOUT_SMTP__PORT", shared.smtp_addr.port().to_string()),
+    ]);
+    let mut worker = spawn(&bin_dir.join("fanout-worker"), &worker_env, &[])?;
+    let api = Arc::new(Api::start(bin_dir, &common).await?);
+    let mut tree_env = common.clone();
+    tree_env.push(("FANOUT_DIRECT_MAX_RECIPIENTS", "0".to_owned()));
+    let tree_api = Api::start(bin_dir, &tree_env).await?;
+    let mut off_env = common.clone();
+    off_env.extend([
+        ("FANOUT_SCHEDULING__PRIORITY", "false".to_owned()),
+        ("FANOUT_SCHEDULING__FAIRNESS", "false".to_owned()),
+    ]);
+    let off_api = Arc::new(Api::start(bin_dir, &off_env).await?);
+    let client = temporal_client(shared).await?;
+
+    // Warm up every process and the dev server's queue before anything is timed.
+    let warm = api.burst(&tx, "warm", 20, 4).await?;
+    delivered_at(&store, &tx.id, &warm).await?;
+
+    let sent = api
+        .burst(&tx, "fanout", sizes.requests, sizes.concurrency)
+        .await?;
+    let at = delivered_at(&store, &tx.id, &sent).await?;
+    let fanout = Run::of(&sent, &at);
+    let fanout_cost = cost(&client, &sample(&sent)).await?;
+    println!(
+        "transactional fanout (direct path): {:.1} completed/s; accept p95 {:.0} ms; trigger-to-delivered p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms; {:?}",
+        fanout.completed_per_s,
+        fanout.accept_ms.p95,
+        fanout.delivered_ms.p50,
+        fanout.delivered_ms.p95,
+        fanout.delivered_ms.p99,
+        fanout_cost
+    );
+
+    let sent = tree_api
+        .burst(&tx, "tree", sizes.tree_requests, sizes.concurrency)
+        .await?;
+    let at = delivered_at(&store, &tx.id, &sent).await?;
+    let tree = Run::of(&sent, &at);
+    let tree_cost = cost(&client, &sample(&sent)).await?;
+    println!(
+        "transactional fanout (tree path): {:.1} completed/s; trigger-to-delivered p50 {:.0} ms, p95 {:.0} ms; {:?}",
+        tree.completed_per_s, tree.delivered_ms.p50, tree.delivered_ms.p95, tree_cost
+    );
+
+    let smtp = fanout_activities::SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: shared.smtp_addr.port(),
+        ..fanout_activities::SmtpConfig::default()
+    };
+    let minimal_queue = "bench-tx-minimal".to_owned();
+    let stop_minimal = crate::spawn_bench_worker(
+        shared,
+        minimal_queue.clone(),
+        crate::BenchWorker::Minimal(Box::new(MinimalActivities {
+            store: store.clone(),
+            sender: EmailSender::new(&smtp)?,
+            email: Compiled::email(&otp_email())?,
+        })),
+    );
+    // Warmed up as Fanout was; the burst then runs as another tenant, so its request ids
+    // (derived from tenant and key) are new.
+    let warm = minimal_burst(&client, &minimal_queue, &tx, 20, 4).await?;
+    delivered_at(&store, &tx.id, &warm).await?;
+    let sent = minimal_burst(
+        &client,
+        &minimal_queue,
+        &noisy,
+        sizes.requests,
+        sizes.concurrency,
+    )
+    .await?;
+    let at = delivered_at(&store, &noisy.id, &sent).await?;
+    let minimal = Run::of(&sent, &at);
+    let minimal_cost = cost(&client, &sample(&sent)).await?;
+    let _ = stop_minimal.send(());
+    println!(
+        "transactional minimal temporal: {:.1} completed/s; start p95 {:.0} ms; trigger-to-delivered p50 {:.0} ms, p95 {:.0} ms; {:?}",
+        minimal.completed_per_s,
+        minimal.accept_ms.p95,
+        minimal.delivered_ms.p50,
+        minimal.delivered_ms.p95,
+        minimal_cost
+    );
+
+    let work = MinimalActivities {
+        store: store.clone(),
+        sender: EmailSender::new(&smtp)?,
+        email: Compiled::email(&otp_email())?,
+    };
+    let sent = direct_burst(&work, &quiet, sizes.requests, sizes.concurrency).await?;
+    let at = delivered_at(&store, &quiet.id, &sent).await?;
+    let direct = Run::of(&sent, &at);
+    println!(
+        "transactional direct loop: {:.1} completed/s; p50 {:.0} ms, p95 {:.0} ms",
+        direct.completed_per_s, direct.delivered_ms.p50, direct.delivered_ms.p95
+    );
+
+    let sent = open_loop(&api, &tx, sizes.open_per_s, sizes.open_seconds).await?;
+    let at = delivered_at(&store, &tx.id, &sent).await?;
+    let open = Run::of(&sent, &at);
+    println!(
+        "open loop {}/s for {}s: trigger-to-delivered p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        sizes.open_per_s,
+        sizes.open_seconds,
+        open.delivered_ms.p50,
+        open.delivered_ms.p95,
+        open.delivered_ms.p99,
+        open.delivered_ms.max
+    );
+
+    let on = noisy_neighbour(&api, &store, &noisy, &quiet, &sizes, "on").await?;
+    let off = noisy_neighbour(&off_api, &store, &noisy, &quiet, &sizes, "off").await?;
+
+    drop(tree_api);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    Ok(json!({
+        "requests": sizes.requests,
+        "concurrency": sizes.concurrency,
+        "fanout": fanout.to_json(),
+        "fanout_cost": fanout_cost.to_json(),
+        "tree": tree.to_json(),
+        "tree_cost": tree_cost.to_json(),
+        "minimal": minimal.to_json(),
+        "minimal_cost": minimal_cost.to_json(),
+        "direct": direct.to_json(),
+        "fanout_over_minimal": (fanout.completed_per_s / minimal.completed_per_s * 100.0).round() / 100.0,
+        "fanout_over_tree": (fanout.completed_per_s / tree.completed_per_s * 100.0).round() / 100.0,
+        "fanout_over_direct": (fanout.completed_per_s / direct.completed_per_s * 100.0).round() / 100.0,
+        "open_loop": {
+            "per_s": sizes.open_per_s,
+            "seconds": sizes.open_seconds,
+            "trigger_to_delivered_ms": open.delivered_ms.to_json(),
+        },
+        "noisy_neighbour_on": on.to_json(),
+        "noisy_neighbour_off": off.to_json(),
+        "noisy_neighbour_p95_off_over_on": (off.quiet.p95 / on.quiet.p95.max(1.0) * 10.0).round() / 10.0,
+    }))
+}
+
+/// Prints the section's table (the README's copy comes from here).
+pub fn print_table(r: &Value) {
+    let ms = |v: &Value| format!("{} / {} / {}", v["p50"], v["p95"], v["p99"]);
+    let cost = |c: &Value| {
+        if c.is_null() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{} / {} / {}",
+                c["executions"], c["events"], c["billable_actions"]
+            )
+        }
+    };
+    println!();
+    println!(
+        "| one-recipient email, {} in flight | requests | completed/s | accept p50 / p95 / p99 ms | trigger-to-delivered p50 / p95 / p99 ms | executions / events / billable actions per request |",
+        r["concurrency"]
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, run, cost_key) in [
+        ("Fanout (direct path)", "fanout", "fanout_cost"),
+        ("Fanout, tree path (before)", "tree", "tree_cost"),
+        (
+            "minimal Temporal (1 workflow + 1 activity)",
+            "minimal",
+            "minimal_cost",
+        ),
+        ("direct loop, no Temporal", "direct", ""),
+    ] {
+        let x = &r[run];
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            x["requests"],
+            x["completed_per_s"],
+            if run == "direct" {
+                "-".to_owned()
+            } else {
+                ms(&x["accept_ms"])
+            },
+            ms(&x["trigger_to_delivered_ms"]),
+            cost(&r[cost_key])
+        );
+    }
+    if let Some(phases) = r["fanout"]["accept_phases_ms"].as_object() {
+        let p95: Vec<String> = phases
+            .iter()
+            .map(|(name, spread)| format!("{name} {}", spread["p95"]))
+            .collect();
+        println!(
+            "Fanout accept, p95 of each phase (ms, the API's Server-Timing): {}",
+            p95.join(", ")
+        );
+    }
+    println!(
+        "Fanout / minimal Temporal: {}x; Fanout / tree: {}x; Fanout / direct loop: {}x",
+        r["fanout_over_minimal"], r["fanout_over_tree"], r["fanout_over_direct"]
+    );
+    let open = &r["open_loop"];
+    println!(
+        "open loop {}/s for {}s, trigger-to-delivered ms: p50 {} / p95 {} / p99 {} / max {}",
+        open["per_s"],
+        open["seconds"],
+        open["trigger_to_delivered_ms"]["p50"],
+        open["trigger_to_delivered_ms"]["p95"],
+        open["trigger_to_delivered_ms"]["p99"],
+        open["trigger_to_delivered_ms"]["max"]
+    );
+    println!();
+    println!(
+        "| noisy neighbour | B (20 high) p50 / p95 / max ms | A accepted in s | A drained in s |"
+    );
+    println!("|---|---|---|---|");
+    for (name, key) in [
+        ("priority and fairness on", "noisy_neighbour_on"),
+        ("off", "noisy_neighbour_off"),
+    ] {
+        let n = &r[key];
+        let b = &n["quiet_trigger_to_delivered_ms"];
+        println!(
+            "| {name} | {} / {} / {} | {} | {} |",
+            b["p50"], b["p95"], b["max"], n["noisy_accepted_s"], n["noisy_drained_s"]
+        );
+    }
+    println!(
+        "B's p95, off over on: {}x",
+        r["noisy_neighbour_p95_off_over_on"]
+    );
+}
