@@ -16,7 +16,7 @@
 //! through [`IngestLimiter::settings`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
@@ -29,6 +29,7 @@ use fanout_store::Store;
 use fanout_store::tenants::TenantSettings;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::AppState;
@@ -46,6 +47,11 @@ pub struct IngestConfig {
     pub burst: u32,
     /// How long a tenant's settings are reused before being read again.
     pub settings_ttl_ms: u64,
+    /// Workflow starts one tenant may have waiting on Temporal at once, per API process; more
+    /// wait their turn here (0: no limit). Temporal's priority and fairness order queued
+    /// *tasks*; the start itself is first come, first served at the server, so without this a
+    /// tenant's burst queues every other tenant's start behind all of its own.
+    pub starts_in_flight: usize,
 }
 
 impl Default for IngestConfig {
@@ -54,6 +60,7 @@ impl Default for IngestConfig {
             per_second: 50,
             burst: 100,
             settings_ttl_ms: 1_000,
+            starts_in_flight: 16,
         }
     }
 }
@@ -128,6 +135,7 @@ pub struct IngestLimiter {
     config: IngestConfig,
     settings: TtlCache<TenantId, TenantSettings>,
     buckets: Arc<Mutex<HashMap<TenantId, Bucket>>>,
+    starts: Arc<Mutex<HashMap<TenantId, Arc<Semaphore>>>>,
 }
 
 /// A notify request refused by the quota: 429 with `Retry-After`.
@@ -150,6 +158,7 @@ impl IngestLimiter {
             store,
             config,
             buckets: Arc::default(),
+            starts: Arc::default(),
         }
     }
 
@@ -164,6 +173,28 @@ impl IngestLimiter {
             .settings
             .get_or_load(tenant, || self.store.tenant_settings(tenant))
             .await?)
+    }
+
+    /// Waits for the tenant's turn to start a workflow (see [`IngestConfig::starts_in_flight`]);
+    /// the start may go ahead while the permit is held. `None` when there is no limit.
+    pub async fn start_turn(&self, tenant: &TenantId) -> Option<OwnedSemaphorePermit> {
+        let limit = self.config.starts_in_flight;
+        if limit == 0 {
+            return None;
+        }
+        let turns = {
+            let mut starts = self.starts.lock().unwrap_or_else(PoisonError::into_inner);
+            // Forget tenants with nothing in flight, so the map holds only the busy ones.
+            if starts.len() > 1_000 {
+                starts.retain(|_, s| s.available_permits() < limit);
+            }
+            starts
+                .entry(tenant.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+                .clone()
+        };
+        // The semaphore is never closed.
+        turns.acquire_owned().await.ok()
     }
 
     /// Drops the tenant's cached settings: they were just changed.
@@ -286,6 +317,41 @@ mod tests {
 
     fn quota(per_second: u32, burst: u32) -> Quota {
         Quota { per_second, burst }
+    }
+
+    async fn with_starts(starts_in_flight: usize) -> IngestLimiter {
+        let dir = std::env::temp_dir().join(format!("fanout-ingest-{}", uuid::Uuid::new_v4()));
+        let store = Store::connect(&fanout_domain::config::StoreConfig {
+            url: format!("sqlite://{}/db.sqlite?mode=rwc", dir.display()),
+            max_connections: 1,
+        })
+        .await
+        .unwrap();
+        IngestLimiter::new(
+            store,
+            IngestConfig {
+                starts_in_flight,
+                ..IngestConfig::default()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_tenant_with_its_starts_in_flight_waits_and_others_do_not() {
+        use futures::FutureExt;
+        let limiter = with_starts(2).await;
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        let first = limiter.start_turn(&a).await;
+        let second = limiter.start_turn(&a).await;
+        assert!(first.is_some() && second.is_some());
+        // A's third start waits for one of its own to finish; B's goes ahead.
+        let mut third = Box::pin(limiter.start_turn(&a));
+        assert!((&mut third).now_or_never().is_none());
+        assert!(limiter.start_turn(&b).now_or_never().flatten().is_some());
+        drop(first);
+        assert!(third.now_or_never().flatten().is_some());
+        // 0 is no limit.
+        assert!(with_starts(0).await.start_turn(&a).await.is_none());
     }
 
     #[test]

@@ -280,6 +280,8 @@ pub async fn notify(
         )
         .await?;
     phases.mark("record");
+    let turn = state.ingest.start_turn(&input.tenant_id).await;
+    phases.mark("turn");
     let outcome = tokio::time::timeout(START_TIMEOUT, state.orchestrator.start(input, priority))
         .await
         .map_err(|_| {
@@ -289,6 +291,7 @@ pub async fn notify(
             )
         })?
         .map_err(|e| ApiError::Unavailable(format!("{e}; retry with the same dedupe_key")))?;
+    drop(turn);
     phases.mark("start");
     state.store.mark_started(&request_id).await?;
     phases.mark("mark_started");
