@@ -8,8 +8,8 @@ use fanout_activities::SendOutcome;
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::{Compiled, RenderContext};
-use fanout_domain::user::User;
-use fanout_domain::{Channel, InstanceId, RequestId};
+use fanout_domain::user::{EmailAddress, User};
+use fanout_domain::{Channel, InstanceId, RequestId, UserId};
 use fanout_store::now_ms;
 
 /// Compiled content of the bench template.
@@ -18,6 +18,18 @@ pub struct Content {
     pub email: Compiled,
     /// In-app parts.
     pub in_app: Compiled,
+}
+
+/// A user reachable by email only: `id`, named `id`, at `id@domain`.
+pub fn email_user(id: &str, domain: &str) -> anyhow::Result<User> {
+    Ok(User {
+        email: Some(EmailAddress::parse(&format!("{id}@{domain}"))?),
+        user_id: UserId::parse(id)?,
+        name: Some(id.to_owned()),
+        locale: None,
+        timezone: None,
+        devices: Vec::new(),
+    })
 }
 
 /// Sends the email, builds the inbox message, and returns both receipts.

@@ -17,8 +17,9 @@
 //! `BENCH_TX_NOISY_REQUESTS` (2000) as fast as the API takes them while tenant B sends 20
 //! `high` ones, one every 0.5 s, once with priority and fairness on and once with them off
 //! (an API with `FANOUT_SCHEDULING__PRIORITY=false` and `FANOUT_SCHEDULING__FAIRNESS=false`).
+//!
+//! How each request is timed and costed is in [`measure`]; this file drives the runs.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Child;
 use std::sync::Arc;
@@ -26,19 +27,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use fanout_activities::EmailSender;
-use fanout_domain::receipt::DeliveryStatus;
 use fanout_domain::render::Compiled;
 use fanout_domain::template::{ChannelContent, EmailContent, TemplateSpec};
-use fanout_domain::user::{EmailAddress, User};
+use fanout_domain::user::User;
 use fanout_domain::{DedupeKey, RequestId, TemplateId, TenantId, UserId};
 use fanout_store::tenants::TenantSettings;
 use fanout_store::{Store, now_ms};
 use fanout_tests::stack::Shared;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use temporalio_client::{
-    Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowListOptions, WorkflowStartOptions,
-};
+use temporalio_client::{Client, WorkflowStartOptions};
+
+mod measure;
+
+use measure::{Run, Sent, Spread, cost, delivered_at, sample};
 
 use crate::minimal::{MinimalActivities, MinimalInput, MinimalWorkflow};
 use crate::{env_or, round, spawn, temporal_client};
@@ -78,114 +80,6 @@ fn otp_email() -> EmailContent {
     }
 }
 
-/// One request as sent: its id, when the client sent it (ms since the epoch) and how long the
-/// platform took to accept it.
-#[derive(Debug, Clone)]
-struct Sent {
-    request_id: RequestId,
-    sent_at_ms: i64,
-    accept_ms: f64,
-    /// The API's own account of the accept, from its `Server-Timing` header.
-    phases: Vec<(String, f64)>,
-}
-
-/// The 50th, 95th and 99th percentiles and the maximum of a sample.
-#[derive(Debug, Clone, Copy, Default)]
-struct Spread {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Spread {
-    fn of(mut sample: Vec<f64>) -> Self {
-        if sample.is_empty() {
-            return Self::default();
-        }
-        sample.sort_by(f64::total_cmp);
-        let at =
-            |q: f64| sample[((q * sample.len() as f64).ceil() as usize).clamp(1, sample.len()) - 1];
-        Self {
-            p50: at(0.50),
-            p95: at(0.95),
-            p99: at(0.99),
-            max: sample[sample.len() - 1],
-        }
-    }
-
-    fn to_json(self) -> Value {
-        json!({"p50": round(self.p50), "p95": round(self.p95), "p99": round(self.p99), "max": round(self.max)})
-    }
-}
-
-/// What a run measured.
-struct Run {
-    requests: usize,
-    accept_ms: Spread,
-    /// Each phase of the API's accept, in the order it reported them.
-    accept_phases_ms: Vec<(String, Spread)>,
-    delivered_ms: Spread,
-    completed_per_s: f64,
-}
-
-impl Run {
-    fn of(sent: &[Sent], delivered_at: &[i64]) -> Self {
-        let first = sent.iter().map(|s| s.sent_at_ms).min().unwrap_or_default();
-        let last = delivered_at.iter().copied().max().unwrap_or_default();
-        let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
-        for (name, ms) in sent.iter().flat_map(|s| &s.phases) {
-            match phases.iter_mut().find(|(n, _)| n == name) {
-                Some((_, sample)) => sample.push(*ms),
-                None => phases.push((name.clone(), vec![*ms])),
-            }
-        }
-        Self {
-            requests: sent.len(),
-            accept_ms: Spread::of(sent.iter().map(|s| s.accept_ms).collect()),
-            accept_phases_ms: phases
-                .into_iter()
-                .map(|(name, sample)| (name, Spread::of(sample)))
-                .collect(),
-            delivered_ms: Spread::of(
-                sent.iter()
-                    .zip(delivered_at)
-                    .map(|(s, at)| (at - s.sent_at_ms) as f64)
-                    .collect(),
-            ),
-            completed_per_s: sent.len() as f64 / ((last - first).max(1) as f64 / 1000.0),
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "requests": self.requests,
-            "accept_ms": self.accept_ms.to_json(),
-            "accept_phases_ms": self
-                .accept_phases_ms
-                .iter()
-                .map(|(name, spread)| (name.clone(), spread.to_json()))
-                .collect::<serde_json::Map<_, _>>(),
-            "trigger_to_delivered_ms": self.delivered_ms.to_json(),
-            "completed_per_s": round(self.completed_per_s),
-        })
-    }
-}
-
-/// Temporal's cost of one request, averaged over a sample of requests.
-#[derive(Debug, Default, Clone, Copy)]
-struct Cost {
-    executions: f64,
-    events: f64,
-    actions: f64,
-}
-
-impl Cost {
-    fn to_json(self) -> Value {
-        json!({"executions": round(self.executions), "events": round(self.events), "billable_actions": round(self.actions)})
-    }
-}
-
 /// A tenant of the section, with its key and `users` one-recipient audiences.
 struct Tenant {
     id: TenantId,
@@ -210,17 +104,7 @@ async fn seed_tenant(store: &Store, id: &str, users: usize) -> anyhow::Result<Te
         .write_template(&tenant, &TemplateId::parse("otp")?, &spec)
         .await?;
     let seeded: Vec<User> = (0..users)
-        .map(|i| {
-            let user = format!("{id}-{i:05}");
-            Ok(User {
-                email: Some(EmailAddress::parse(&format!("{user}@tx.bench.test"))?),
-                user_id: UserId::parse(&user)?,
-                name: Some(user),
-                locale: None,
-                timezone: None,
-                devices: Vec::new(),
-            })
-        })
+        .map(|i| crate::sink::email_user(&format!("{id}-{i:05}"), "tx.bench.test"))
         .collect::<anyhow::Result<_>>()?;
     store.upsert_users(&tenant, &seeded).await?;
     // A burst is the point here: lift the notify quota (the default is 50/s).
@@ -343,128 +227,42 @@ impl Drop for Api {
     }
 }
 
-/// When each request's email receipt said delivered (ms since the epoch), in `sent`'s order.
-/// Waits for the last request first, so the store is read once per request only when nearly
-/// everything has landed, and not at all while the run is under way.
-async fn delivered_at(store: &Store, tenant: &TenantId, sent: &[Sent]) -> anyhow::Result<Vec<i64>> {
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let mut found: HashMap<&RequestId, i64> = HashMap::new();
-    let order: Vec<&Sent> = sent.iter().rev().collect();
-    loop {
-        for s in &order {
-            if found.contains_key(&s.request_id) {
-                continue;
-            }
-            let receipts = store.list_receipts(tenant, &s.request_id, None, 8).await?;
-            match receipts
-                .iter()
-                .find(|r| r.status != DeliveryStatus::Pending)
-            {
-                Some(r) if r.status == DeliveryStatus::Delivered => {
-                    found.insert(&s.request_id, r.updated_at_ms);
-                }
-                Some(r) => bail!("{} ended {:?}: {r:?}", s.request_id, r.status),
-                // Not yet: the ones sent before it are unlikely to be either.
-                None => break,
-            }
-        }
-        if found.len() == sent.len() {
-            return Ok(sent.iter().map(|s| found[&s.request_id]).collect());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{} of {} requests delivered after 900 s",
-                found.len(),
-                sent.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Temporal's cost of the requests in `sample`: executions (the request's workflow and any
-/// children, whose ids start with its own), history events and billable actions, averaged.
-async fn cost(client: &Client, sample: &[RequestId]) -> anyhow::Result<Cost> {
-    let mut total = Cost::default();
-    for id in sample {
-        let query = format!("WorkflowId STARTS_WITH '{id}'");
-        // Visibility lags the histories a little: list until two reads agree.
-        let mut ids: Vec<String> = Vec::new();
-        for _ in 0..20 {
-            let mut stream = client.list_workflows(query.clone(), WorkflowListOptions::default());
-            let mut now = Vec::new();
-            while let Some(execution) = stream.next().await {
-                now.push(execution?.id().to_owned());
-            }
-            now.sort();
-            if !now.is_empty() && now == ids {
-                break;
-            }
-            ids = now;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        for workflow_id in &ids {
-            let events = client
-                .get_workflow_handle::<UntypedWorkflow>(workflow_id.clone())
-                .fetch_history(WorkflowFetchHistoryOptions::default())
-                .into_events()
-                .await?;
-            total.executions += 1.0;
-            total.events += events.len() as f64;
-            total.actions += fanout_tests::history::billable_actions(&events) as f64;
-        }
-    }
-    let n = sample.len().max(1) as f64;
-    Ok(Cost {
-        executions: total.executions / n,
-        events: total.events / n,
-        actions: total.actions / n,
-    })
-}
-
-/// Every tenth request of the first hundred.
-fn sample(sent: &[Sent]) -> Vec<RequestId> {
-    sent.iter()
-        .take(100)
-        .step_by(10)
-        .map(|s| s.request_id.clone())
-        .collect()
-}
-
-/// The minimal design's burst: `count` workflows started `in_flight` at a time.
-async fn minimal_burst(
-    client: &Client,
-    task_queue: &str,
+/// Sends `count` one-recipient requests of `tenant` through `send`, `in_flight` at a time, and
+/// returns them as sent, in order; `accept_ms` is how long `send` took (for the minimal design,
+/// the start; for the direct loop, the whole delivery). `label` keeps each run's ids apart.
+async fn burst_through<F, Fut>(
     tenant: &Tenant,
+    label: &str,
     count: usize,
     in_flight: usize,
-) -> anyhow::Result<Vec<Sent>> {
+    send: F,
+) -> anyhow::Result<Vec<Sent>>
+where
+    F: Fn(MinimalInput) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     futures::stream::iter(0..count)
-        .map(|i| async move {
-            let request_id =
-                DedupeKey::new(tenant.id.clone(), &format!("minimal-{i}"))?.request_id();
-            let input = MinimalInput {
-                tenant_id: tenant.id.clone(),
-                request_id: request_id.clone(),
-                user_id: tenant.users[i % tenant.users.len()].clone(),
-                data: data(),
-            };
-            let sent_at_ms = now_ms();
-            let started = Instant::now();
-            client
-                .start_workflow(
-                    MinimalWorkflow,
-                    input,
-                    WorkflowStartOptions::new(task_queue.to_owned(), request_id.to_string())
-                        .build(),
-                )
-                .await?;
-            anyhow::Ok(Sent {
-                request_id,
-                sent_at_ms,
-                accept_ms: started.elapsed().as_secs_f64() * 1000.0,
-                phases: Vec::new(),
-            })
+        .map(|i| {
+            let send = &send;
+            async move {
+                let request_id =
+                    DedupeKey::new(tenant.id.clone(), &format!("{label}-{i}"))?.request_id();
+                let input = MinimalInput {
+                    tenant_id: tenant.id.clone(),
+                    request_id: request_id.clone(),
+                    user_id: tenant.users[i % tenant.users.len()].clone(),
+                    data: data(),
+                };
+                let sent_at_ms = now_ms();
+                let started = Instant::now();
+                send(input).await?;
+                anyhow::Ok(Sent {
+                    request_id,
+                    sent_at_ms,
+                    accept_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    phases: Vec::new(),
+                })
+            }
         })
         .buffered(in_flight)
         .collect::<Vec<_>>()
@@ -473,37 +271,36 @@ async fn minimal_burst(
         .collect()
 }
 
-/// The direct loop: the same read, send and receipt, `in_flight` at a time, no Temporal.
+/// The minimal design's burst: one workflow started per request.
+async fn minimal_burst(
+    client: &Client,
+    task_queue: &str,
+    tenant: &Tenant,
+    count: usize,
+    in_flight: usize,
+) -> anyhow::Result<Vec<Sent>> {
+    burst_through(tenant, "minimal", count, in_flight, |input| async move {
+        let options =
+            WorkflowStartOptions::new(task_queue.to_owned(), input.request_id.to_string()).build();
+        client
+            .start_workflow(MinimalWorkflow, input, options)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The direct loop: the same read, send and receipt, no Temporal.
 async fn direct_burst(
     work: &MinimalActivities,
     tenant: &Tenant,
     count: usize,
     in_flight: usize,
 ) -> anyhow::Result<Vec<Sent>> {
-    futures::stream::iter(0..count)
-        .map(|i| async move {
-            let request_id =
-                DedupeKey::new(tenant.id.clone(), &format!("direct-{i}"))?.request_id();
-            let sent_at_ms = now_ms();
-            work.deliver(&MinimalInput {
-                tenant_id: tenant.id.clone(),
-                request_id: request_id.clone(),
-                user_id: tenant.users[i % tenant.users.len()].clone(),
-                data: data(),
-            })
-            .await?;
-            anyhow::Ok(Sent {
-                request_id,
-                sent_at_ms,
-                accept_ms: 0.0,
-                phases: Vec::new(),
-            })
-        })
-        .buffer_unordered(in_flight)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect()
+    burst_through(tenant, "direct", count, in_flight, |input| async move {
+        work.deliver(&input).await
+    })
+    .await
 }
 
 fn data() -> serde_json::Map<String, Value> {
