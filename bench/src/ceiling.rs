@@ -25,7 +25,7 @@ use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::{RenderedEmail, RenderedInApp};
 use fanout_domain::user::{DeviceToken, EmailAddress};
 use fanout_domain::{Channel, DedupeKey, InstanceId, RequestId, TenantId, UserId};
-use fanout_store::{Store, now_ms};
+use fanout_store::Store;
 use futures::StreamExt;
 
 /// Receipts per `record_deliveries` call: the delivery loop's flush size
@@ -187,19 +187,12 @@ pub async fn in_app(
             },
             &data,
         );
-        let receipt = Receipt {
-            instance_id: id,
-            request_id: request_id.clone(),
-            user_id,
-            channel: Channel::InApp,
-            status: DeliveryStatus::Delivered,
-            provider_message_id: None,
-            attempts: 1,
-            latency_ms: None,
-            error_code: None,
-            error_message: None,
-            updated_at_ms: now_ms(),
-        };
+        let receipt = crate::sink::receipt(
+            &request_id,
+            &user_id,
+            Channel::InApp,
+            DeliveryStatus::Delivered,
+        );
         rows.push((receipt, message));
     }
     let batches: Vec<(Vec<Receipt>, Vec<_>)> = rows

@@ -26,7 +26,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use fanout_activities::apns::{ApnsClient, ApnsConfig};
 use fanout_activities::fcm::{FcmClient, FcmConfig};
 use fanout_activities::{EmailSender, SmtpConfig};
@@ -50,7 +50,7 @@ use crate::naive::{NaiveActivities, NaiveInput, NaiveWorkflow};
 use crate::sink::Content;
 use crate::{
     BenchWorker, ceiling, connection, cpu, direct, env_or, round, spawn, spawn_bench_worker,
-    temporal_client,
+    temporal_client, wait_for_api,
 };
 
 fn email_content() -> EmailContent {
@@ -348,19 +348,7 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         url: format!("http://127.0.0.1:{api_port}"),
         key: api_key,
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while api
-        .http
-        .get(format!("{}/healthz", api.url))
-        .send()
-        .await
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            bail!("the api did not come up");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_api(&api.http, &api.url).await?;
 
     let watched = cpu::Watched {
         worker: Some(worker.id()),

@@ -55,6 +55,18 @@ fn spawn(binary: &Path, envs: &[(&str, String)], args: &[&str]) -> anyhow::Resul
         .with_context(|| format!("starting {}", binary.display()))
 }
 
+/// Waits up to a minute for a Fanout API at `url` to answer `/healthz`.
+async fn wait_for_api(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while http.get(format!("{url}/healthz")).send().await.is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("the api at {url} did not come up");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
 async fn temporal_client(shared: &Shared) -> anyhow::Result<Client> {
     let url = Url::from_str(&format!("http://{}", shared.temporal_address))?;
     let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;

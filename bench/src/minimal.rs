@@ -8,27 +8,13 @@ use std::time::Duration;
 
 use fanout_activities::EmailSender;
 use fanout_domain::render::Compiled;
-use fanout_domain::{RequestId, TenantId, UserId};
 use fanout_store::Store;
-use serde::{Deserialize, Serialize};
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
+use crate::naive::OneInput;
 use crate::sink;
-
-/// One request: one recipient, one email.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MinimalInput {
-    /// The tenant.
-    pub tenant_id: TenantId,
-    /// The request (also the workflow id).
-    pub request_id: RequestId,
-    /// The recipient.
-    pub user_id: UserId,
-    /// Template variables.
-    pub data: serde_json::Map<String, serde_json::Value>,
-}
 
 /// The baseline workflow.
 #[workflow]
@@ -39,7 +25,7 @@ pub struct MinimalWorkflow;
 impl MinimalWorkflow {
     /// Sends the request's one email.
     #[run(name = "BenchMinimalWorkflow")]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, input: MinimalInput) -> WorkflowResult<()> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: OneInput) -> WorkflowResult<()> {
         ctx.execute_activity(
             MinimalActivities::send_one,
             input,
@@ -63,7 +49,7 @@ pub struct MinimalActivities {
 impl MinimalActivities {
     /// Reads the user, sends the email and writes its receipt: the unit both the minimal
     /// design and the direct loop repeat.
-    pub async fn deliver(&self, input: &MinimalInput) -> anyhow::Result<()> {
+    pub async fn deliver(&self, input: &OneInput) -> anyhow::Result<()> {
         let user = self
             .store
             .get_user(&input.tenant_id, &input.user_id)
@@ -86,7 +72,7 @@ impl MinimalActivities {
     pub async fn send_one(
         self: Arc<Self>,
         _ctx: ActivityContext,
-        input: MinimalInput,
+        input: OneInput,
     ) -> Result<(), ActivityError> {
         self.deliver(&input).await?;
         Ok(())

@@ -31,7 +31,8 @@ pub struct NaiveInput {
     pub concurrency: usize,
 }
 
-/// One recipient.
+/// One recipient: a unit of the naive baseline, and a whole request of the minimal design
+/// ([`crate::minimal`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OneInput {
     /// The tenant.

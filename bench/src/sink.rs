@@ -53,7 +53,7 @@ pub async fn deliver(
     });
     let in_app = receipt(
         request_id,
-        user,
+        &user.user_id,
         Channel::InApp,
         if message.is_some() {
             DeliveryStatus::Delivered
@@ -85,29 +85,39 @@ pub async fn send_email(
             provider_message_id,
         } => Receipt {
             provider_message_id: Some(provider_message_id),
-            ..receipt(request_id, user, Channel::Email, DeliveryStatus::Delivered)
+            ..receipt(
+                request_id,
+                &user.user_id,
+                Channel::Email,
+                DeliveryStatus::Delivered,
+            )
         },
         SendOutcome::Permanent { code, message }
         | SendOutcome::InvalidAddress { code, message }
         | SendOutcome::Transient { code, message, .. } => Receipt {
             error_code: Some(code),
             error_message: Some(message),
-            ..receipt(request_id, user, Channel::Email, DeliveryStatus::Failed)
+            ..receipt(
+                request_id,
+                &user.user_id,
+                Channel::Email,
+                DeliveryStatus::Failed,
+            )
         },
     }
 }
 
 /// A first-attempt receipt, timed now.
-fn receipt(
+pub fn receipt(
     request_id: &RequestId,
-    user: &User,
+    user_id: &UserId,
     channel: Channel,
     status: DeliveryStatus,
 ) -> Receipt {
     Receipt {
-        instance_id: InstanceId::derive(request_id, &user.user_id, channel),
+        instance_id: InstanceId::derive(request_id, user_id, channel),
         request_id: request_id.clone(),
-        user_id: user.user_id.clone(),
+        user_id: user_id.clone(),
         channel,
         status,
         provider_message_id: None,

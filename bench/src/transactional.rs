@@ -25,7 +25,6 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use fanout_activities::EmailSender;
 use fanout_domain::render::Compiled;
 use fanout_domain::template::{ChannelContent, EmailContent, TemplateSpec};
@@ -42,7 +41,8 @@ mod measure;
 
 use measure::{Run, Sent, Spread, cost, delivered_at, sample};
 
-use crate::minimal::{MinimalActivities, MinimalInput, MinimalWorkflow};
+use crate::minimal::{MinimalActivities, MinimalWorkflow};
+use crate::naive::OneInput;
 use crate::{env_or, round, spawn, temporal_client};
 
 /// Sizes of the section's runs.
@@ -141,19 +141,7 @@ impl Api {
             url: format!("http://127.0.0.1:{port}"),
             process,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while api
-            .http
-            .get(format!("{}/healthz", api.url))
-            .send()
-            .await
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                bail!("the api did not come up");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        crate::wait_for_api(&api.http, &api.url).await?;
         Ok(api)
     }
 
@@ -238,7 +226,7 @@ async fn burst_through<F, Fut>(
     send: F,
 ) -> anyhow::Result<Vec<Sent>>
 where
-    F: Fn(MinimalInput) -> Fut,
+    F: Fn(OneInput) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     futures::stream::iter(0..count)
@@ -247,7 +235,7 @@ where
             async move {
                 let request_id =
                     DedupeKey::new(tenant.id.clone(), &format!("{label}-{i}"))?.request_id();
-                let input = MinimalInput {
+                let input = OneInput {
                     tenant_id: tenant.id.clone(),
                     request_id: request_id.clone(),
                     user_id: tenant.users[i % tenant.users.len()].clone(),
