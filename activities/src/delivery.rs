@@ -18,12 +18,13 @@
 //! gate every real send after the request's own controls (`circuit_open` while a provider's
 //! breaker is open).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fanout_domain::contracts::{DeliverPageInput, PageReport};
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
-use fanout_domain::render::Compiled;
+use fanout_domain::render::{RenderError, RenderFailure};
 use fanout_domain::user::{Device, Platform, User};
 use fanout_domain::{Channel, InstanceId};
 use fanout_store::audience::PageMember;
@@ -36,7 +37,7 @@ use crate::email::EmailSender;
 use crate::limits::{Limits, Provider, Verdict};
 use crate::outcome::SendOutcome;
 use crate::push::{self, PushSenders};
-use crate::templates::{TemplateCache, TemplateLoadError};
+use crate::templates::{LoadedTemplate, TemplateCache, TemplateLoadError};
 use crate::{DeliveryConfig, heartbeat, in_app, permanent, store_error};
 
 mod screen;
@@ -92,7 +93,7 @@ pub async fn deliver_page(
         )
         .await
         .map_err(TemplateLoadError::into_activity_error)?;
-    let compiled = Some(&template.compiled).filter(|c| c.supports(input.channel));
+    let compiled = Some(&template).filter(|t| t.compiled.supports(input.channel));
 
     // Erasures from this moment on are picked up on every tick (see `Erased`).
     let loaded_at = now_ms();
@@ -287,7 +288,7 @@ async fn stop_cancelled(ctx: &ActivityContext, input: &DeliverPageInput) -> Acti
 struct Job<'a> {
     email: &'a EmailSender,
     input: &'a DeliverPageInput,
-    compiled: Option<&'a Compiled>,
+    compiled: Option<&'a Arc<LoadedTemplate>>,
     last_attempt: bool,
     pacer: &'a Pacer<'a>,
     switch: &'a ChannelGate<'a>,
@@ -468,7 +469,7 @@ impl Job<'_> {
                 let Some(address) = &user.email else {
                     return Outcome::Suppressed("no_email_address");
                 };
-                let send = match compiled.render_email(&vars) {
+                let send = match compiled.render(move |c| c.render_email(&vars)).await {
                     Ok(rendered) => self.email.send(id, address, &rendered).await,
                     Err(e) => render_failure(&e),
                 };
@@ -479,7 +480,7 @@ impl Job<'_> {
                 }
             }
             Channel::Push => {
-                let send = match compiled.render_push(&vars) {
+                let send = match compiled.render(move |c| c.render_push(&vars)).await {
                     Ok(rendered) => {
                         let message = push::message(id, rendered, input);
                         let sent = self.push.send(&devices, &message).await;
@@ -496,7 +497,7 @@ impl Job<'_> {
                     inbox: None,
                 }
             }
-            Channel::InApp => match compiled.render_in_app(&vars) {
+            Channel::InApp => match compiled.render(move |c| c.render_in_app(&vars)).await {
                 Ok(rendered) => Outcome::Sent {
                     send: SendOutcome::Accepted {
                         provider_message_id: id.to_string(),
@@ -507,7 +508,6 @@ impl Job<'_> {
                         &input.request_id,
                         &user.user_id,
                         rendered,
-                        &input.data,
                     ))),
                 },
                 Err(e) => Outcome::Sent {
@@ -562,9 +562,16 @@ impl Job<'_> {
     }
 }
 
-fn render_failure(e: &fanout_domain::render::RenderError) -> SendOutcome {
+/// A render that failed: `template_render` when the template does not render with this
+/// request's data, `template_limit` when it ran past its budget. Either is permanent for this
+/// recipient; the page goes on with the others.
+fn render_failure(e: &RenderError) -> SendOutcome {
+    let code = match e.failure {
+        RenderFailure::Template => "template_render",
+        RenderFailure::Limit => "template_limit",
+    };
     SendOutcome::Permanent {
-        code: "template_render".into(),
+        code: code.into(),
         message: e.to_string(),
     }
 }

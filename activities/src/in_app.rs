@@ -15,7 +15,6 @@ pub fn message(
     request_id: &RequestId,
     user_id: &UserId,
     rendered: RenderedInApp,
-    data: &serde_json::Map<String, serde_json::Value>,
 ) -> InboxMessage {
     InboxMessage {
         id: instance.clone(),
@@ -23,7 +22,14 @@ pub fn message(
         request_id: request_id.clone(),
         title: rendered.title,
         body: rendered.body,
-        data: serde_json::Value::Object(data.clone()),
+        action_url: rendered.action_url,
+        data: serde_json::Value::Object(
+            rendered
+                .payload
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect(),
+        ),
         created_at_ms: now_ms(),
         read_at_ms: None,
     }

@@ -8,10 +8,15 @@
 //! Which version a delivery uses is pinned by its request: the version that was active when
 //! the request was accepted (see `Store::template_version_for_request`), so an update or a
 //! rollback while a request fans out changes nothing for the pages still to come.
+//!
+//! Templates are tenant code, so renders run on the blocking pool with a timeout
+//! ([`LoadedTemplate::render`]) rather than on the async threads every delivery shares; the
+//! engine's fuel bounds each one, so a timed-out render still ends.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use fanout_domain::contracts;
 use fanout_domain::render::{Compiled, RenderError};
@@ -23,6 +28,9 @@ use tokio::sync::OnceCell;
 
 use crate::{permanent, store_error};
 
+/// How long one recipient's render may take before it fails with `template_limit`.
+pub const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How many versions [`TemplateCache::shared`] keeps compiled.
 pub const DEFAULT_CAPACITY: usize = 256;
 
@@ -33,6 +41,32 @@ pub struct LoadedTemplate {
     pub template: Template,
     /// Its compiled content.
     pub compiled: Compiled,
+}
+
+impl LoadedTemplate {
+    /// Runs `render` on the blocking pool, failing with a [`RenderFailure::Limit`] error when
+    /// it takes longer than [`RENDER_TIMEOUT`] or panics.
+    ///
+    /// [`RenderFailure::Limit`]: fanout_domain::render::RenderFailure::Limit
+    pub async fn render<T, F>(self: &Arc<Self>, render: F) -> Result<T, RenderError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Compiled) -> Result<T, RenderError> + Send + 'static,
+    {
+        let loaded = Arc::clone(self);
+        let task = tokio::task::spawn_blocking(move || render(&loaded.compiled));
+        match tokio::time::timeout(RENDER_TIMEOUT, task).await {
+            Ok(Ok(rendered)) => rendered,
+            Ok(Err(e)) => Err(RenderError::limit(
+                "template",
+                format!("the render failed: {e}"),
+            )),
+            Err(_) => Err(RenderError::limit(
+                "template",
+                format!("the render took longer than {RENDER_TIMEOUT:?}"),
+            )),
+        }
+    }
 }
 
 /// Why a template could not be loaded.
@@ -250,6 +284,7 @@ mod tests {
             title: title.into(),
             body: "b".into(),
             action_url: None,
+            payload: BTreeMap::new(),
         })
     }
 

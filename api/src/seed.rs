@@ -2,6 +2,8 @@
 //! iPhone, bob with an Android phone, registered with the sandbox's simulators), and a template
 //! with email, in-app and push content and a French variant.
 
+use std::collections::BTreeMap;
+
 use fanout_domain::template::{
     ChannelContent, EmailContent, InAppContent, PushContent, TemplateSpec,
 };
@@ -82,6 +84,7 @@ pub async fn demo(store: &Store, api_key: Option<String>) -> anyhow::Result<Demo
                 title: "Welcome to {{ data.product }}".into(),
                 body: "{{ data.actor }} invited you, {{ user.name }}.".into(),
                 action_url: None,
+                payload: BTreeMap::new(),
             }),
             push: Some(PushContent {
                 title: "{{ data.actor }} invited you".into(),
@@ -103,6 +106,7 @@ pub async fn demo(store: &Store, api_key: Option<String>) -> anyhow::Result<Demo
                 title: "Bienvenue sur {{ data.product }}".into(),
                 body: "{{ data.actor }} vous invite, {{ user.name }}.".into(),
                 action_url: None,
+                payload: BTreeMap::new(),
             }),
             push: Some(PushContent {
                 title: "{{ data.actor }} vous invite".into(),

@@ -170,7 +170,6 @@ pub async fn in_app(
     } else {
         "ceiling-receipts"
     })?;
-    let data = serde_json::Map::new();
     // Built before the clock starts: the ceiling is the writes, not the allocation.
     let mut rows = Vec::with_capacity(count);
     for i in 0..count {
@@ -184,8 +183,8 @@ pub async fn in_app(
                 title: "Star posted".into(),
                 body: "Have a look.".into(),
                 action_url: None,
+                payload: Default::default(),
             },
-            &data,
         );
         let receipt = crate::sink::receipt(
             &request_id,

@@ -23,6 +23,7 @@
 //! and one API whose results feed one table; cutting it along its five measurements is the
 //! next step (issue 13).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,7 @@ fn in_app_content() -> InAppContent {
         title: "{{ data.actor }} posted".into(),
         body: "Have a look, {{ user.name }}.".into(),
         action_url: None,
+        payload: BTreeMap::new(),
     }
 }
 

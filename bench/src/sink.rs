@@ -48,7 +48,6 @@ pub async fn deliver(
             request_id,
             &user.user_id,
             rendered,
-            data,
         )
     });
     let in_app = receipt(

@@ -18,7 +18,12 @@ pub struct InboxMessage {
     pub title: String,
     /// Rendered body.
     pub body: String,
-    /// The request's template variables, for clients that render their own UI.
+    /// Where the client goes when the message is opened (the template's rendered
+    /// `in_app.action_url`).
+    #[serde(default)]
+    pub action_url: Option<String>,
+    /// The template's rendered `in_app.payload`, for clients that build their own UI. Messages
+    /// written before payloads existed hold the request's whole `data` here.
     pub data: serde_json::Value,
     /// When it was delivered.
     pub created_at_ms: UnixMillis,

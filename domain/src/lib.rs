@@ -18,6 +18,7 @@ pub mod config;
 pub mod contracts;
 pub mod ids;
 pub mod inbox;
+pub mod limits;
 pub mod receipt;
 pub mod render;
 pub mod request;

@@ -10,6 +10,13 @@
 //! [`validate`] rejects anything else at write time, and undefined values are errors rather
 //! than blanks when rendering, so a typo fails loudly instead of sending "Hello ,".
 //!
+//! Templates are tenant code running on workers every tenant shares, so each render is
+//! bounded: [`RENDER_FUEL`] instructions per part and [`MAX_RENDERED_BYTES`] of output per
+//! part. A part that exceeds either fails with [`RenderFailure::Limit`]; [`validate`] trial
+//! renders every part so a template that exceeds them on any data is refused when written.
+//! [`required_data`] finds the `data.*` values a template cannot render without, so the API
+//! refuses a notify that lacks them instead of failing every recipient later.
+//!
 //! A [`Compiled`] holds every channel and locale variant of one template version, compiled
 //! once; each render picks the variant for the recipient's locale (see
 //! [`crate::template::resolve_locale`]).
@@ -20,6 +27,7 @@ use std::fmt;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
+use crate::limits::MAX_INBOX_PAYLOAD_BYTES;
 use crate::template::{
     ChannelContent, EmailContent, InAppContent, PushContent, Template, resolve_locale,
 };
@@ -28,6 +36,25 @@ use crate::{Channel, RequestId};
 
 /// The fields of `user` templates may use; [`context`] provides exactly these.
 pub const USER_FIELDS: [&str; 5] = ["user_id", "name", "email", "locale", "timezone"];
+
+/// The instructions one render of one part may execute. A loop over a hundred items with a
+/// few expressions each uses a few thousand; the budget stops a runaway template (nested
+/// loops over `range(100000)`) in a few milliseconds.
+pub const RENDER_FUEL: u64 = 200_000;
+
+/// The most output one render of one part may produce, in bytes.
+pub const MAX_RENDERED_BYTES: usize = 256 * 1024;
+
+/// Why a render failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RenderFailure {
+    /// The template does not render with this data (an undefined value, a type error).
+    Template,
+    /// The render exceeded its budget: [`RENDER_FUEL`], [`MAX_RENDERED_BYTES`] or the
+    /// worker's render timeout.
+    Limit,
+}
 
 /// A rendering failure, naming the template part and the position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +65,39 @@ pub struct RenderError {
     pub part: String,
     /// MiniJinja's description, with line information.
     pub message: String,
+    /// Whether the template or its budget failed.
+    pub failure: RenderFailure,
+}
+
+impl RenderError {
+    /// A failure of the render's budget, outside the engine (a timeout).
+    pub fn limit(part: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            part: part.into(),
+            message: message.into(),
+            failure: RenderFailure::Limit,
+        }
+    }
+
+    fn from_engine(part: String, e: &minijinja::Error, overflowed: bool) -> Self {
+        let limit = overflowed || e.kind() == minijinja::ErrorKind::OutOfFuel;
+        let message = if overflowed {
+            format!("the output exceeds {MAX_RENDERED_BYTES} bytes")
+        } else if e.kind() == minijinja::ErrorKind::OutOfFuel {
+            format!("the render exceeds its budget of {RENDER_FUEL} instructions")
+        } else {
+            describe(e)
+        };
+        Self {
+            part,
+            message,
+            failure: if limit {
+                RenderFailure::Limit
+            } else {
+                RenderFailure::Template
+            },
+        }
+    }
 }
 
 /// Rendered email content.
@@ -60,6 +120,8 @@ pub struct RenderedInApp {
     pub body: String,
     /// Where the client goes when the message is opened.
     pub action_url: Option<String>,
+    /// The template's payload, rendered.
+    pub payload: BTreeMap<String, String>,
 }
 
 /// Rendered push content.
@@ -132,6 +194,10 @@ pub enum ProblemKind {
     Syntax,
     /// The part uses a variable templates do not get.
     UnknownVariable,
+    /// A trial render exceeds the render budget ([`RENDER_FUEL`] or [`MAX_RENDERED_BYTES`]).
+    Limit,
+    /// The part reads no variables and its trial render fails, so every render would.
+    Render,
 }
 
 /// One problem found by [`validate`], located as precisely as MiniJinja allows.
@@ -245,6 +311,9 @@ fn parts_of<'a>(locale: Option<&'a str>, content: &'a ChannelContent, out: &mut 
         if let Some(url) = &in_app.action_url {
             push(Channel::InApp, "action_url".into(), url);
         }
+        for (name, value) in &in_app.payload {
+            push(Channel::InApp, format!("payload.{name}"), value);
+        }
     }
     if let Some(p) = &content.push {
         push(Channel::Push, "title".into(), &p.title);
@@ -270,6 +339,7 @@ fn all_parts<'a>(
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(RENDER_FUEL));
     // Only the email's HTML alternative is HTML; a push data key that happens to end in
     // `.html` must not be escaped.
     env.set_auto_escape_callback(|name| {
@@ -315,6 +385,7 @@ pub fn validate(
             .filter(|var| !is_known(var, &globals))
             .collect();
         unknown.sort();
+        let known = unknown.is_empty();
         for var in unknown {
             let position = locate(part.source, &var);
             problems.push(part.problem(
@@ -323,6 +394,22 @@ pub fn validate(
                 position.map(|p| p.1),
                 unknown_message(&var),
             ));
+        }
+        if known {
+            // A trial render: over budget with sample values is over budget for real data
+            // too. A part that reads no variables fails the same way on every render.
+            let vars = variables(&template, &globals);
+            let constant = vars.is_empty();
+            match render_bounded(&template, &sample_context(&vars, None), part.path()) {
+                Err(e) if e.failure == RenderFailure::Limit => {
+                    problems.push(part.problem(ProblemKind::Limit, None, None, e.message));
+                }
+                Err(e) if constant => {
+                    let message = format!("fails on every render: {}", e.message);
+                    problems.push(part.problem(ProblemKind::Render, None, None, message));
+                }
+                _ => {}
+            }
         }
     }
     if problems.is_empty() {
@@ -436,10 +523,7 @@ impl Compiled {
         let mut env = environment();
         for part in all_parts(content, locales) {
             env.add_template_owned(part.key(), part.source.to_owned())
-                .map_err(|e| RenderError {
-                    part: part.path(),
-                    message: describe(&e),
-                })?;
+                .map_err(|e| RenderError::from_engine(part.path(), &e, false))?;
         }
         Ok(Self {
             env,
@@ -511,21 +595,19 @@ impl Compiled {
         field: &str,
         ctx: &RenderContext,
     ) -> Result<String, RenderError> {
-        let failed = |e: minijinja::Error| RenderError {
-            part: part_path(locale, channel, field),
-            message: describe(&e),
-        };
-        self.env
+        let path = part_path(locale, channel, field);
+        let template = self
+            .env
             .get_template(&key(locale, channel, field))
-            .map_err(failed)?
-            .render(ctx.vars())
-            .map_err(failed)
+            .map_err(|e| RenderError::from_engine(path.clone(), &e, false))?;
+        render_bounded(&template, ctx.vars(), path)
     }
 
     fn missing(channel: Channel) -> RenderError {
         RenderError {
             part: channel.to_string(),
             message: format!("the template has no {channel} content"),
+            failure: RenderFailure::Template,
         }
     }
 
@@ -551,7 +633,19 @@ impl Compiled {
             .in_app
             .as_ref()
             .ok_or_else(|| Self::missing(Channel::InApp))?;
-        let part = |field| self.render(locale, Channel::InApp, field, ctx);
+        let part = |field: &str| self.render(locale, Channel::InApp, field, ctx);
+        let payload: BTreeMap<String, String> = in_app
+            .payload
+            .keys()
+            .map(|name| Ok((name.clone(), part(&format!("payload.{name}"))?)))
+            .collect::<Result<_, RenderError>>()?;
+        let size: usize = payload.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_INBOX_PAYLOAD_BYTES {
+            return Err(RenderError::limit(
+                "in_app.payload",
+                format!("the rendered payload exceeds {MAX_INBOX_PAYLOAD_BYTES} bytes"),
+            ));
+        }
         Ok(RenderedInApp {
             title: part("title")?,
             body: part("body")?,
@@ -560,6 +654,7 @@ impl Compiled {
                 .as_ref()
                 .map(|_| part("action_url").map(|u| u.trim().to_owned()))
                 .transpose()?,
+            payload,
         })
     }
 
@@ -582,6 +677,155 @@ impl Compiled {
             data,
         })
     }
+}
+
+/// Renders one part within [`MAX_RENDERED_BYTES`] (the environment's fuel bounds the work).
+fn render_bounded(
+    template: &minijinja::Template<'_, '_>,
+    vars: &Value,
+    part: String,
+) -> Result<String, RenderError> {
+    let mut out = Bounded::default();
+    match template.render_captured_to(vars, &mut out) {
+        Ok(_) => String::from_utf8(out.buf).map_err(|_| RenderError {
+            part,
+            message: "the output is not valid UTF-8".into(),
+            failure: RenderFailure::Template,
+        }),
+        Err(e) => Err(RenderError::from_engine(part, &e, out.overflowed)),
+    }
+}
+
+/// An output buffer that refuses to grow past [`MAX_RENDERED_BYTES`].
+#[derive(Default)]
+struct Bounded {
+    buf: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + bytes.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered output too large"));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The (dotted) variables a part reads from its context: what it does not declare itself,
+/// less the environment's globals (`range`, `namespace`).
+fn variables(template: &minijinja::Template<'_, '_>, globals: &HashSet<String>) -> HashSet<String> {
+    template
+        .undeclared_variables(true)
+        .into_iter()
+        .filter(|v| !globals.contains(v.split('.').next().unwrap_or_default()))
+        .collect()
+}
+
+/// A stand-in value for every variable a trial render reads.
+const SAMPLE: &str = "sample";
+
+/// A context giving every dotted variable in `vars` a sample string (`data.a.b` becomes
+/// `{"data": {"a": {"b": "sample"}}}`), leaving out `without` and everything under it.
+fn sample_context(vars: &HashSet<String>, without: Option<&str>) -> Value {
+    let mut root = serde_json::Map::new();
+    for var in vars {
+        if without.is_some_and(|w| var == w || var.starts_with(&format!("{w}."))) {
+            continue;
+        }
+        let mut node = &mut root;
+        let mut segments = var.split('.').peekable();
+        while let Some(segment) = segments.next() {
+            if segments.peek().is_none() {
+                node.entry(segment.to_owned())
+                    .or_insert_with(|| serde_json::Value::String(SAMPLE.into()));
+                break;
+            }
+            let child = node
+                .entry(segment.to_owned())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if !child.is_object() {
+                *child = serde_json::Value::Object(serde_json::Map::new());
+            }
+            let serde_json::Value::Object(next) = child else {
+                break;
+            };
+            node = next;
+        }
+    }
+    Value::from_serialize(&root)
+}
+
+/// The `data.*` values (dotted paths) the `channels` content of a template cannot render
+/// without, in any locale: those it reads with no `default` filter, no `is defined` test and
+/// no branch around them. Found by trial renders: with every variable given a sample value the
+/// part renders, and without this one it fails on an undefined value. A part whose trial
+/// render fails even with every sample (it does arithmetic on a value, say) adds nothing, so
+/// the check only ever refuses what would certainly fail.
+pub fn required_data(
+    content: &ChannelContent,
+    locales: &BTreeMap<String, ChannelContent>,
+    channels: &[Channel],
+) -> Vec<String> {
+    let mut env = environment();
+    let globals: HashSet<String> = env.globals().map(|(name, _)| name.to_owned()).collect();
+    let mut required = std::collections::BTreeSet::new();
+    for part in all_parts(content, locales) {
+        if !channels.contains(&part.channel) {
+            continue;
+        }
+        let name = part.key();
+        if env
+            .add_template_owned(name.clone(), part.source.to_owned())
+            .is_err()
+        {
+            continue;
+        }
+        let Ok(template) = env.get_template(&name) else {
+            continue;
+        };
+        let vars = variables(&template, &globals);
+        if render_bounded(&template, &sample_context(&vars, None), part.path()).is_err() {
+            continue;
+        }
+        for var in vars.iter().filter(|v| v.starts_with("data.")) {
+            let without = sample_context(&vars, Some(var));
+            if let Err(e) = render_bounded(&template, &without, part.path())
+                && e.failure == RenderFailure::Template
+            {
+                required.insert(var.clone());
+            }
+        }
+    }
+    required.into_iter().collect()
+}
+
+/// The dotted `data.*` paths of `required` that `data` lacks (a `null` counts as present).
+pub fn missing_data(
+    required: &[String],
+    data: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    required
+        .iter()
+        .filter(|path| {
+            let mut segments = path.split('.').skip(1);
+            let Some(first) = segments.next() else {
+                return false;
+            };
+            let mut node = data.get(first);
+            for segment in segments {
+                node = node.and_then(|n| n.get(segment));
+            }
+            node.is_none()
+        })
+        .cloned()
+        .collect()
 }
 
 /// MiniJinja's error with its line, when it knows it.
@@ -642,6 +886,7 @@ mod tests {
             title: title.into(),
             body: body.into(),
             action_url: None,
+            payload: BTreeMap::new(),
         }
     }
 
@@ -867,5 +1112,86 @@ mod tests {
         content.in_app.as_mut().unwrap().action_url = Some("{{ id }}".into());
         let problems = validate(&content, &BTreeMap::new()).unwrap_err();
         assert_eq!(problems[0].path(), "in_app.action_url");
+    }
+
+    #[test]
+    fn a_runaway_template_is_refused_when_written() {
+        let runaway =
+            "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}";
+        let problems = validate(&only_in_app("t", runaway), &BTreeMap::new()).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].kind, ProblemKind::Limit, "{problems:?}");
+        assert_eq!(problems[0].path(), "in_app.body");
+        assert!(problems[0].message.contains("budget"), "{}", problems[0]);
+        let huge =
+            "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+        let problems = validate(&only_in_app("t", huge), &BTreeMap::new()).unwrap_err();
+        assert_eq!(problems[0].kind, ProblemKind::Limit, "{problems:?}");
+        // A part that reads nothing and fails its trial render fails every render.
+        let problems = validate(&only_in_app("t", "{{ 1 + 'a' }}"), &BTreeMap::new()).unwrap_err();
+        assert_eq!(problems[0].kind, ProblemKind::Render, "{problems:?}");
+        // Data-dependent parts are not refused for what sample values make of them.
+        validate(&only_in_app("t", "{{ data.count + 1 }}"), &BTreeMap::new()).unwrap();
+    }
+
+    #[test]
+    fn renders_past_the_budget_fail_as_limits_not_template_errors() {
+        // Valid when written (the sample data is short); the data makes it run away.
+        let content = only_in_app(
+            "t",
+            "{% for a in data.items %}{% for b in data.items %}{% for c in data.items %}\
+             {{ a }}{% endfor %}{% endfor %}{% endfor %}",
+        );
+        validate(&content, &BTreeMap::new()).unwrap();
+        let compiled = Compiled::new(&content, &BTreeMap::new()).unwrap();
+        let items: Vec<u32> = (0..200).collect();
+        let err = compiled
+            .render_in_app(&ctx(serde_json::json!({ "items": items })))
+            .unwrap_err();
+        assert_eq!(err.failure, RenderFailure::Limit, "{err}");
+        assert_eq!(err.part, "in_app.body");
+        // Output is capped too: a short loop writing a long string.
+        let wide = only_in_app("t", "{% for a in range(100) %}{{ data.s }}{% endfor %}");
+        let err = Compiled::new(&wide, &BTreeMap::new())
+            .unwrap()
+            .render_in_app(&ctx(serde_json::json!({ "s": "y".repeat(10_000) })))
+            .unwrap_err();
+        assert_eq!(err.failure, RenderFailure::Limit, "{err}");
+        assert!(err.message.contains("output"), "{err}");
+        // An ordinary undefined value stays a template failure.
+        let err = compiled
+            .render_in_app(&ctx(serde_json::json!({})))
+            .unwrap_err();
+        assert_eq!(err.failure, RenderFailure::Template);
+    }
+
+    #[test]
+    fn required_data_skips_defaults_tests_and_branches() {
+        let mut content = only_in_app(
+            "{{ data.product }} for {{ user.name }}",
+            "{{ data.note | default('none') }}{% if data.extra is defined %}{{ data.extra }}\
+             {% endif %}{{ data.order.id }}",
+        );
+        content.email = Some(EmailContent {
+            subject: "{{ data.subject_only }}".into(),
+            text: "t".into(),
+            html: None,
+        });
+        let in_app = required_data(&content, &BTreeMap::new(), &[Channel::InApp]);
+        assert_eq!(in_app, vec!["data.order.id", "data.product"]);
+        let both = required_data(
+            &content,
+            &BTreeMap::new(),
+            &[Channel::InApp, Channel::Email],
+        );
+        assert_eq!(
+            both,
+            vec!["data.order.id", "data.product", "data.subject_only"]
+        );
+        let data = serde_json::json!({"product": null, "order": {"no_id": 1}});
+        assert_eq!(
+            missing_data(&both, data.as_object().unwrap()),
+            vec!["data.order.id", "data.subject_only"]
+        );
     }
 }

@@ -48,6 +48,10 @@ pub struct InAppContent {
     /// Where the client goes when the message is opened; a template too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action_url: Option<String>,
+    /// Key/values stored with the message for clients that build their own UI (the inbox
+    /// message's `data`); each value is a template. The request's `data` itself is not stored.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub payload: BTreeMap<String, String>,
 }
 
 /// Push content, shared by APNs and FCM.
@@ -236,6 +240,7 @@ mod tests {
                 title: title.into(),
                 body: "b".into(),
                 action_url: None,
+                payload: BTreeMap::new(),
             }),
             ..ChannelContent::default()
         }

@@ -182,6 +182,7 @@ fn message_from_row(row: &AnyRow) -> Result<InboxMessage> {
         request_id: parse_col(T, RequestId::parse(&request_id))?,
         title: row.try_get("title")?,
         body: row.try_get("body")?,
+        action_url: row.try_get("action_url")?,
         data: parse_col(T, serde_json::from_str(&data))?,
         created_at_ms: row.try_get("created_at_ms")?,
         read_at_ms: row.try_get("read_at_ms")?,
@@ -261,11 +262,11 @@ pub(crate) async fn insert_messages(
     messages: &[InboxMessage],
 ) -> Result<()> {
     let mut added = HashSet::with_capacity(messages.len());
-    for chunk in messages.chunks(rows_per_statement(8)) {
+    for chunk in messages.chunks(rows_per_statement(9)) {
         let sql = multi_row_sql(
             "INSERT INTO inbox (instance_id, tenant_id, user_id, request_id, title, body, data,
-                                created_at_ms)",
-            8,
+                                action_url, created_at_ms)",
+            9,
             chunk.len(),
             "ON CONFLICT (instance_id) DO NOTHING RETURNING instance_id",
         );
@@ -280,6 +281,7 @@ pub(crate) async fn insert_messages(
                 .bind(m.title.clone())
                 .bind(m.body.clone())
                 .bind(data)
+                .bind(m.action_url.clone())
                 .bind(m.created_at_ms);
         }
         for row in query.fetch_all(&mut **tx).await? {
@@ -363,7 +365,8 @@ impl Store {
     ) -> Result<Vec<InboxMessage>> {
         let (at, id) = before.map_or((i64::MAX, ""), |c| (c.created_at_ms, c.id.as_str()));
         let rows = sqlx::query(
-            "SELECT instance_id, user_id, request_id, title, body, data, created_at_ms, read_at_ms
+            "SELECT instance_id, user_id, request_id, title, body, data, action_url, created_at_ms,
+                    read_at_ms
              FROM inbox
              WHERE tenant_id = $1 AND user_id = $2
                AND (created_at_ms < $3 OR (created_at_ms = $3 AND instance_id < $4))
@@ -622,7 +625,7 @@ impl Store {
         for chunk in wanted.chunks(200) {
             let sql = format!(
                 "SELECT instance_id, tenant_id, user_id, request_id, title, body, data,
-                        created_at_ms, read_at_ms
+                        action_url, created_at_ms, read_at_ms
                  FROM inbox WHERE instance_id IN ({})",
                 placeholders(1, chunk.len())
             );
@@ -697,6 +700,7 @@ mod tests {
                 request_id: req,
                 title: format!("t{i}"),
                 body: "b".into(),
+                action_url: None,
                 data: serde_json::json!({"i": i}),
                 created_at_ms: 1_000 + i64::from(i),
                 read_at_ms: None,
@@ -746,6 +750,7 @@ mod tests {
             request_id: req,
             title: key.to_owned(),
             body: "b".into(),
+            action_url: None,
             data: serde_json::json!({}),
             created_at_ms: at,
             read_at_ms: None,

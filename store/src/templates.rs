@@ -346,6 +346,7 @@ mod tests {
             title: title.into(),
             body: "Hello {{ user.name }}".into(),
             action_url: None,
+            payload: BTreeMap::new(),
         }
     }
 

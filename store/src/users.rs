@@ -326,6 +326,7 @@ pub(crate) mod tests {
             request_id: req.clone(),
             title: "t".into(),
             body: "b".into(),
+            action_url: None,
             data: serde_json::json!({}),
             created_at_ms: 1,
             read_at_ms: None,

@@ -1,0 +1,6 @@
+-- The inbox keeps the template's rendered action URL beside title and body (its `data` now
+-- holds the template's bounded payload, not the request's whole data).
+ALTER TABLE inbox ADD COLUMN action_url TEXT;
+-- The operator's per-tenant cap on a notify's `data`, in bytes of JSON. NULL means the
+-- platform default (64 KiB).
+ALTER TABLE tenant_settings ADD COLUMN max_data_bytes BIGINT;
