@@ -10,7 +10,7 @@ use crate::{heartbeat, store_error};
 
 /// Writes up to `input.max_pages` pages of at most `page_size` members, continuing after
 /// `input.after`. Members without a user row (deleted, never created) are left out and counted
-/// as excluded. A retry rewrites the same page numbers from the same cursor.
+/// as excluded; the request's actor is left out without being counted. A retry rewrites the same page numbers from the same cursor.
 pub async fn resolve_chunk(
     store: &Store,
     ctx: &ActivityContext,
@@ -36,7 +36,10 @@ pub async fn resolve_chunk(
         if let Some(last) = batch.last() {
             chunk.after = Some(last.user_id.clone());
         }
-        let (present, missing): (Vec<_>, Vec<_>) = batch.into_iter().partition(|m| m.exists);
+        let (present, missing): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .filter(|m| input.actor_id.as_ref() != Some(&m.user_id))
+            .partition(|m| m.exists);
         chunk.excluded += missing.len() as u64;
         if !present.is_empty() {
             let users: Vec<UserId> = present.into_iter().map(|m| m.user_id).collect();

@@ -133,6 +133,7 @@ async fn resolve(
             after: None,
             first_page: 0,
             max_pages: u32::MAX,
+            actor_id: request.actor_id.clone(),
         },
         activities.config.page_size,
     )

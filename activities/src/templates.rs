@@ -384,6 +384,7 @@ mod tests {
                     ttl_seconds: None,
                     accepted_at_ms: 1,
                     carry: None,
+                    actor_id: None,
                     path: Default::default(),
                 },
                 0,

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use fanout_domain::TenantId;
+use fanout_domain::limits::{DEFAULT_MAX_DATA_BYTES, MAX_DATA_BYTES_CEILING};
 use fanout_store::tenants::{ApiKeyInfo, Tenant, TenantSettings};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -69,6 +70,8 @@ pub struct SettingsView {
     pub ingest_burst: Option<u32>,
     /// The tenant's share of queued work against other tenants'.
     pub fairness_weight: Option<f64>,
+    /// The largest `data` a notify may carry, in bytes of JSON.
+    pub max_data_bytes: Option<u32>,
 }
 
 /// A tenant as the admin API shows it.
@@ -97,6 +100,7 @@ impl TenantView {
                 ingest_per_second: tenant.settings.ingest_per_second,
                 ingest_burst: tenant.settings.ingest_burst,
                 fairness_weight: tenant.settings.fairness_weight,
+                max_data_bytes: tenant.settings.max_data_bytes,
             },
             effective: SettingsView {
                 ingest_per_second: Some(quota.per_second),
@@ -107,6 +111,7 @@ impl TenantView {
                         .fairness_weight
                         .unwrap_or(DEFAULT_FAIRNESS_WEIGHT),
                 ),
+                max_data_bytes: Some(max_data_bytes(&tenant.settings)),
             },
         }
     }
@@ -274,6 +279,15 @@ pub struct UpdateTenantBody {
     ingest_burst: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     fairness_weight: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    max_data_bytes: Option<Value>,
+}
+
+/// The `data` cap in force for a tenant: its own, or the platform default.
+pub fn max_data_bytes(settings: &TenantSettings) -> u32 {
+    settings
+        .max_data_bytes
+        .unwrap_or(DEFAULT_MAX_DATA_BYTES as u32)
 }
 
 /// Parses a setting: `null`, or a whole number in `1..=max`.
@@ -337,6 +351,10 @@ pub async fn update_tenant(
     if let Some(v) = &body.fairness_weight {
         settings.fairness_weight = weight_setting(v)?;
     }
+    if let Some(v) = &body.max_data_bytes {
+        settings.max_data_bytes =
+            limit_setting("max_data_bytes", v, MAX_DATA_BYTES_CEILING as u32)?;
+    }
     if let Some(name) = &new_name {
         state.store.rename_tenant(&tenant.tenant_id, name).await?;
     }
@@ -353,6 +371,7 @@ pub async fn update_tenant(
             ingest_per_second = ?settings.ingest_per_second,
             ingest_burst = ?settings.ingest_burst,
             fairness_weight = ?settings.fairness_weight,
+            max_data_bytes = ?settings.max_data_bytes,
             "tenant settings changed"
         );
     }

@@ -10,6 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fanout_domain::ids::InvalidId;
+use fanout_domain::limits::TooLarge;
 use fanout_domain::render::TemplateProblem;
 use serde_json::json;
 
@@ -99,6 +100,15 @@ impl From<InvalidId> for ApiError {
     fn from(e: InvalidId) -> Self {
         ApiError::InvalidField {
             field: e.field.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<TooLarge> for ApiError {
+    fn from(e: TooLarge) -> Self {
+        ApiError::InvalidField {
+            field: e.field.clone(),
             message: e.to_string(),
         }
     }

@@ -9,9 +9,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fanout_domain::contracts::NotificationInput;
 use fanout_domain::ids::InvalidId;
+use fanout_domain::limits::{check_data, check_metadata};
+use fanout_domain::render::missing_data;
 use fanout_domain::request::{
     DeliveryPath, MAX_TTL_SECONDS, NotificationRequest, Priority, RecipientsQuery,
 };
+use fanout_domain::template::Template;
 use fanout_domain::{Channel, DedupeKey, RequestId, SegmentId, TemplateId, TenantId, UserId};
 use fanout_store::now_ms;
 use serde::{Deserialize, Serialize};
@@ -138,18 +141,65 @@ impl NotifyBody {
         let key = self
             .dedupe_key
             .unwrap_or_else(|| format!("auto-{}", uuid::Uuid::new_v4()));
+        let metadata = self.metadata.unwrap_or_default();
+        check_metadata(&metadata)?;
+        let actor_id = self.actor_id.as_deref().map(UserId::parse).transpose()?;
+        let recipients = without_actor(recipients, actor_id.as_ref())?;
         Ok(NotificationRequest {
             dedupe_key: DedupeKey::new(tenant, &key)?,
-            actor_id: self.actor_id.as_deref().map(UserId::parse).transpose()?,
+            actor_id,
             template_id,
             recipients,
             channels,
             data: self.data.unwrap_or_default(),
             priority: self.priority.unwrap_or_default(),
             ttl_seconds: self.ttl_seconds,
-            metadata: self.metadata.unwrap_or_default(),
+            metadata,
         })
     }
+}
+
+/// Leaves the actor out of an explicit audience, as notification platforms do ("Bob commented"
+/// does not go to Bob). Followers and segments leave the actor out when they are resolved.
+fn without_actor(
+    recipients: RecipientsQuery,
+    actor: Option<&UserId>,
+) -> Result<RecipientsQuery, ApiError> {
+    match (recipients, actor) {
+        (RecipientsQuery::Users { user_ids }, Some(actor)) if user_ids.contains(actor) => {
+            let rest: Vec<UserId> = user_ids.into_iter().filter(|u| u != actor).collect();
+            if rest.is_empty() {
+                return Err(ApiError::field(
+                    "actor_id",
+                    format!(
+                        "the actor '{actor}' is the only recipient, and the actor is left out of \
+                         the audience; send without actor_id to notify them"
+                    ),
+                ));
+            }
+            Ok(RecipientsQuery::Users { user_ids: rest })
+        }
+        (recipients, _) => Ok(recipients),
+    }
+}
+
+/// Refuses a notify whose `data` lacks a value the template renders with no default: every
+/// recipient would fail with `template_render` after the API answered 202.
+fn refuse_missing_data(missing: &[String], template: &Template) -> Result<(), ApiError> {
+    let Some(first) = missing.first() else {
+        return Ok(());
+    };
+    Err(ApiError::field(
+        first.clone(),
+        format!(
+            "template '{}' (version {}) renders {} with no default; send {} in data, or give \
+             the template a default ('{{{{ {first} | default(\"\") }}}}')",
+            template.template_id,
+            template.version,
+            missing.join(", "),
+            if missing.len() == 1 { "it" } else { "them" },
+        ),
+    ))
 }
 
 /// How long the API waits on Temporal to accept a start before answering 503.
@@ -167,6 +217,10 @@ pub async fn notify(
     let mut phases = Phases::start();
     let confirm_audience = body.confirm_audience;
     let mut request = body.parse(tenant.clone())?;
+    check_data(
+        &request.data,
+        crate::admin::max_data_bytes(admitted.settings()) as usize,
+    )?;
     let template = state
         .store
         .get_template(&tenant, &request.template_id)
@@ -204,8 +258,12 @@ pub async fn notify(
         )));
     }
 
+    let missing = missing_data(
+        &crate::templates::required_data(&tenant, &template, &request.channels),
+        &request.data,
+    );
     if params.dry_run {
-        let preflight = preflight::dry_run(
+        let mut preflight = preflight::dry_run(
             &state,
             &tenant,
             &request.recipients,
@@ -213,8 +271,10 @@ pub async fn notify(
             &template,
         )
         .await?;
+        preflight.missing_data = missing;
         return Ok(Json(preflight).into_response());
     }
+    refuse_missing_data(&missing, &template)?;
     // Before anything is recorded, so a refused request leaves no trace to clean up.
     if let Some(refusal) = preflight::guard(
         &state,
@@ -269,6 +329,7 @@ pub async fn notify(
         ttl_seconds: request.ttl_seconds,
         accepted_at_ms: now_ms(),
         carry: None,
+        actor_id: request.actor_id,
     };
     state
         .store

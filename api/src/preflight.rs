@@ -262,6 +262,9 @@ pub struct Preflight {
     pub estimated_completion: CompletionEstimate,
     /// Whether the blast-radius guard would refuse it.
     pub blast_radius: BlastRadiusPreview,
+    /// The `data.*` values the template renders with no default that this request's `data`
+    /// lacks; a real notify is refused (422) until they are sent.
+    pub missing_data: Vec<String>,
 }
 
 /// The tighter of the tenant's and the template's delivery quotas, if either is set.
@@ -342,6 +345,7 @@ pub async fn dry_run(
             radius,
             override_field: OVERRIDE_FIELD.to_owned(),
         },
+        missing_data: Vec::new(),
     })
 }
 

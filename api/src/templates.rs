@@ -6,12 +6,17 @@
 //! 400 and every problem located (channel, field, locale, line, column); a body that is
 //! malformed in other ways (no content, a bad locale tag) is a 422 like everywhere else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fanout_domain::limits::{
+    MAX_INBOX_PAYLOAD_KEYS, MAX_PUSH_DATA_KEYS, MAX_TEMPLATE_LOCALES, MAX_TEMPLATE_NAME_BYTES,
+    MAX_TEMPLATE_PART_BYTES, MAX_TEMPLATE_VERSIONS, TooLarge, check_bytes, check_count,
+};
 use fanout_domain::render::validate;
 use fanout_domain::template::{
     ChannelContent, DEFAULT_CATEGORY, DEFAULT_LOCALE, EmailContent, InAppContent, PushContent,
@@ -136,8 +141,11 @@ const DEFAULT_VERSIONS_PAGE: u32 = 20;
 /// parse or uses unknown variables (400).
 fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, ApiError> {
     let name = body.name.trim().to_owned();
-    if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::field("name", "name must be 1 to 200 bytes"));
+    if name.is_empty() || name.len() > MAX_TEMPLATE_NAME_BYTES {
+        return Err(ApiError::field(
+            "name",
+            format!("name must be 1 to {MAX_TEMPLATE_NAME_BYTES} bytes"),
+        ));
     }
     let category = body.category.unwrap_or_else(|| DEFAULT_CATEGORY.to_owned());
     let category_ok = (1..=64).contains(&category.len())
@@ -212,6 +220,7 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, ApiError> {
             ));
         }
     }
+    check_sizes(&content, &body.locales)?;
     validate(&content, &body.locales).map_err(ApiError::InvalidTemplate)?;
     Ok(TemplateSpec {
         name,
@@ -221,6 +230,118 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, ApiError> {
         locales: body.locales,
         max_audience: body.max_audience,
     })
+}
+
+/// Refuses content over the template limits (see `fanout_domain::limits`), naming the part.
+fn check_sizes(
+    content: &ChannelContent,
+    locales: &BTreeMap<String, ChannelContent>,
+) -> Result<(), TooLarge> {
+    check_count(
+        "locales",
+        locales.len(),
+        MAX_TEMPLATE_LOCALES,
+        "locale variants",
+    )?;
+    let variants = std::iter::once((String::new(), content)).chain(
+        locales
+            .iter()
+            .map(|(tag, c)| (format!("locales.{tag}."), c)),
+    );
+    for (at, content) in variants {
+        let part = |field: &str, source: &str| {
+            check_bytes(&format!("{at}{field}"), source, MAX_TEMPLATE_PART_BYTES)
+        };
+        if let Some(email) = &content.email {
+            part("email.subject", &email.subject)?;
+            part("email.text", &email.text)?;
+            part("email.html", email.html.as_deref().unwrap_or_default())?;
+        }
+        if let Some(in_app) = &content.in_app {
+            part("in_app.title", &in_app.title)?;
+            part("in_app.body", &in_app.body)?;
+            part(
+                "in_app.action_url",
+                in_app.action_url.as_deref().unwrap_or_default(),
+            )?;
+            let keys = in_app.payload.len();
+            check_count(
+                &format!("{at}in_app.payload"),
+                keys,
+                MAX_INBOX_PAYLOAD_KEYS,
+                "keys",
+            )?;
+            for (key, value) in &in_app.payload {
+                part(&format!("in_app.payload.{key}"), value)?;
+            }
+        }
+        if let Some(push) = &content.push {
+            part("push.title", &push.title)?;
+            part("push.body", &push.body)?;
+            check_count(
+                &format!("{at}push.data"),
+                push.data.len(),
+                MAX_PUSH_DATA_KEYS,
+                "keys",
+            )?;
+            for (key, value) in &push.data {
+                part(&format!("push.data.{key}"), value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a write past [`MAX_TEMPLATE_VERSIONS`]: every write is a version, so this is what
+/// bounds one template's history.
+async fn refuse_past_version_cap(
+    state: &AppState,
+    tenant: &TenantId,
+    template_id: &TemplateId,
+) -> Result<(), ApiError> {
+    let current = state.store.get_template(tenant, template_id).await?;
+    if current.is_some_and(|t| t.version >= MAX_TEMPLATE_VERSIONS) {
+        return Err(ApiError::Conflict(format!(
+            "template '{template_id}' has {MAX_TEMPLATE_VERSIONS} versions, the most one template keeps; \
+             create a template under a new id"
+        )));
+    }
+    Ok(())
+}
+
+/// The `data.*` values a template version's `channels` render with no default (see
+/// `fanout_domain::render::required_data`). Versions never change, so the answer is kept per
+/// version and channel set, for every notify after the first.
+pub fn required_data(
+    tenant: &TenantId,
+    template: &Template,
+    channels: &[Channel],
+) -> Arc<Vec<String>> {
+    type Key = (TenantId, TemplateId, i64, Vec<Channel>);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Vec<String>>>>> = OnceLock::new();
+    /// Entries kept before the cache starts over; each is a few ids and names.
+    const CAPACITY: usize = 4096;
+    let key = (
+        tenant.clone(),
+        template.template_id.clone(),
+        template.version,
+        channels.to_vec(),
+    );
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Arc::clone(hit);
+    }
+    let required = Arc::new(fanout_domain::render::required_data(
+        &template.content,
+        &template.locales,
+        channels,
+    ));
+    let mut entries = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if entries.len() >= CAPACITY {
+        entries.clear();
+    }
+    entries.insert(key, Arc::clone(&required));
+    required
 }
 
 /// Parses a template id from a path; a malformed one cannot exist, so it is a 404.
@@ -263,6 +384,7 @@ pub async fn put_template(
 ) -> Result<Json<Template>, ApiError> {
     let template_id = TemplateId::parse(&raw_id)?;
     let spec = parse_spec(body)?;
+    refuse_past_version_cap(&state, &tenant, &template_id).await?;
     let written = state
         .store
         .write_template(&tenant, &template_id, &spec)
@@ -356,6 +478,7 @@ pub async fn rollback(
     {
         return Err(not_found(&raw_id));
     }
+    refuse_past_version_cap(&state, &tenant, &template_id).await?;
     state
         .store
         .rollback_template(&tenant, &template_id, body.version)

@@ -3259,11 +3259,11 @@ mod tenancy {
         assert_eq!(created["tenant_id"], "acme");
         assert_eq!(
             created["settings"],
-            json!({"ingest_per_second": null, "ingest_burst": null, "fairness_weight": null})
+            json!({"ingest_per_second": null, "ingest_burst": null, "fairness_weight": null, "max_data_bytes": null})
         );
         assert_eq!(
             created["effective"],
-            json!({"ingest_per_second": 50, "ingest_burst": 100, "fairness_weight": 1.0})
+            json!({"ingest_per_second": 50, "ingest_burst": 100, "fairness_weight": 1.0, "max_data_bytes": 65536})
         );
         let (status, again) = h
             .call(
@@ -3451,8 +3451,14 @@ mod tenancy {
             (json!({"name": "  "}), "name"),
             (json!({"name": 7}), "name"),
             (json!({"fairness_weight": 0}), "fairness_weight"),
-            (json!({"fairness_weight": 0.0009}), "fairness_weight"),
-            (json!({"fairness_weight": 1000.5}), "fairness_weight"),
+            (
+                json!({"fairness_weight": 0.0009, "max_data_bytes": 65536}),
+                "fairness_weight",
+            ),
+            (
+                json!({"fairness_weight": 1000.5, "max_data_bytes": 65536}),
+                "fairness_weight",
+            ),
             (json!({"fairness_weight": -1}), "fairness_weight"),
             (json!({"fairness_weight": "2"}), "fairness_weight"),
             (
@@ -3472,7 +3478,7 @@ mod tenancy {
         let (_, tenant) = h.call("GET", uri, admin, None).await;
         assert_eq!(
             tenant["settings"],
-            json!({"ingest_per_second": null, "ingest_burst": null, "fairness_weight": null})
+            json!({"ingest_per_second": null, "ingest_burst": null, "fairness_weight": null, "max_data_bytes": null})
         );
 
         let (status, tenant) = h
@@ -3487,7 +3493,7 @@ mod tenancy {
         assert_eq!(tenant["name"], "Alpha");
         assert_eq!(
             tenant["effective"],
-            json!({"ingest_per_second": 5, "ingest_burst": 20, "fairness_weight": 1.0})
+            json!({"ingest_per_second": 5, "ingest_burst": 20, "fairness_weight": 1.0, "max_data_bytes": 65536})
         );
         // Absent fields stay; null returns one to the platform default.
         let (_, tenant) = h
@@ -3495,11 +3501,11 @@ mod tenancy {
             .await;
         assert_eq!(
             tenant["settings"],
-            json!({"ingest_per_second": 5, "ingest_burst": null, "fairness_weight": null})
+            json!({"ingest_per_second": 5, "ingest_burst": null, "fairness_weight": null, "max_data_bytes": null})
         );
         assert_eq!(
             tenant["effective"],
-            json!({"ingest_per_second": 5, "ingest_burst": 100, "fairness_weight": 1.0})
+            json!({"ingest_per_second": 5, "ingest_burst": 100, "fairness_weight": 1.0, "max_data_bytes": 65536})
         );
         let (status, _) = h
             .call("PATCH", "/v1/admin/tenants/nope", admin, Some(json!({})))
@@ -4406,4 +4412,5 @@ mod guardrails {
     }
 }
 
+mod limits;
 mod scheduling;

@@ -4,6 +4,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use fanout_domain::UserId;
+use fanout_domain::limits::{
+    MAX_DEVICES_PER_USER, MAX_LOCALE_BYTES, MAX_USER_NAME_BYTES, check_bytes, check_count,
+};
 use fanout_domain::user::{Device, DeviceToken, EmailAddress, Platform, Timezone, User};
 use serde::Deserialize;
 
@@ -62,13 +65,21 @@ pub async fn put_user(
     Path(raw_id): Path<String>,
     ApiJson(body): ApiJson<UserBody>,
 ) -> Result<Json<User>, ApiError> {
+    let devices = body.devices.unwrap_or_default();
+    check_count("devices", devices.len(), MAX_DEVICES_PER_USER, "devices")?;
+    if let Some(name) = &body.name {
+        check_bytes("name", name, MAX_USER_NAME_BYTES)?;
+    }
+    if let Some(locale) = &body.locale {
+        check_bytes("locale", locale, MAX_LOCALE_BYTES)?;
+    }
     let user = User {
         user_id: UserId::parse(&raw_id)?,
         email: body.email.as_deref().map(EmailAddress::parse).transpose()?,
         name: body.name,
         locale: body.locale,
         timezone: body.timezone.as_deref().map(Timezone::parse).transpose()?,
-        devices: parse_devices(body.devices.unwrap_or_default())?,
+        devices: parse_devices(devices)?,
     };
     state.store.upsert_user(&tenant, &user).await?;
     Ok(Json(user))

@@ -109,6 +109,10 @@ pub struct NotificationInput {
     /// inputs recorded before the direct path existed read as the tree.
     #[serde(default)]
     pub path: DeliveryPath,
+    /// Who triggered the request; left out of a followers or segment audience when it is
+    /// resolved (an explicit list has the actor removed by the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<UserId>,
 }
 
 /// What a [`NOTIFICATION_WORKFLOW`] run hands to its continuation.
@@ -262,6 +266,9 @@ pub struct ResolveAudienceInput {
     /// Where a previous run (before continue-as-new) stopped.
     #[serde(default)]
     pub resume: Option<ResolveChunk>,
+    /// A user left out of the audience (the request's actor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<UserId>,
 }
 
 /// The audience snapshot, by reference: the user ids stay in the store so workflow history
@@ -292,6 +299,9 @@ pub struct ResolveChunkInput {
     pub first_page: u32,
     /// Pages to write at most in this call.
     pub max_pages: u32,
+    /// A user left out of the audience (the request's actor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<UserId>,
 }
 
 /// Where resolution stands after a chunk: totals so far and the cursor to go on from.

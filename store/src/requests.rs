@@ -222,6 +222,7 @@ mod tests {
             accepted_at_ms: 1,
             carry: None,
             path: Default::default(),
+            actor_id: None,
         };
         let insert = |id: RequestId, generation: u32| {
             let (store, meta, input) = (store.clone(), meta.clone(), input(id));

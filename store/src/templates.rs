@@ -530,6 +530,7 @@ mod tests {
                     accepted_at_ms: 1,
                     carry: None,
                     path: Default::default(),
+                    actor_id: None,
                 },
                 0,
                 "k",

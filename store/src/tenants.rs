@@ -61,6 +61,8 @@ pub struct TenantSettings {
     /// The tenant's share of queued Temporal work against other tenants' (Temporal's fairness
     /// weight; the server's default is 1).
     pub fairness_weight: Option<f64>,
+    /// The largest `data` a notify may carry, in bytes of JSON.
+    pub max_data_bytes: Option<u32>,
 }
 
 /// An API key's public record: everything but the key.
@@ -103,6 +105,7 @@ fn settings_from_row(row: &AnyRow) -> Result<TenantSettings> {
         ingest_per_second: setting(row, "ingest_per_second")?,
         ingest_burst: setting(row, "ingest_burst")?,
         fairness_weight: row.try_get("fairness_weight")?,
+        max_data_bytes: setting(row, "max_data_bytes")?,
     })
 }
 
@@ -129,7 +132,7 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyInfo> {
 }
 
 const TENANT_COLUMNS: &str = "SELECT t.tenant_id, t.name, t.created_at_ms,
-            s.ingest_per_second, s.ingest_burst, s.fairness_weight
+            s.ingest_per_second, s.ingest_burst, s.fairness_weight, s.max_data_bytes
      FROM tenants t LEFT JOIN tenant_settings s ON s.tenant_id = t.tenant_id";
 
 const KEY_COLUMNS: &str =
@@ -208,8 +211,8 @@ impl Store {
     /// The tenant's settings (all `None` for a tenant that never set any, or does not exist).
     pub async fn tenant_settings(&self, tenant_id: &TenantId) -> Result<TenantSettings> {
         let row = sqlx::query(
-            "SELECT ingest_per_second, ingest_burst, fairness_weight FROM tenant_settings
-             WHERE tenant_id = $1",
+            "SELECT ingest_per_second, ingest_burst, fairness_weight, max_data_bytes
+             FROM tenant_settings WHERE tenant_id = $1",
         )
         .bind(tenant_id.as_str())
         .fetch_optional(self.pool())
@@ -226,16 +229,17 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO tenant_settings (tenant_id, ingest_per_second, ingest_burst,
-                                          fairness_weight, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5)
+                                          fairness_weight, max_data_bytes, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (tenant_id) DO UPDATE SET ingest_per_second = excluded.ingest_per_second,
                  ingest_burst = excluded.ingest_burst, fairness_weight = excluded.fairness_weight,
-                 updated_at_ms = excluded.updated_at_ms",
+                 max_data_bytes = excluded.max_data_bytes, updated_at_ms = excluded.updated_at_ms",
         )
         .bind(tenant_id.as_str())
         .bind(settings.ingest_per_second.map(i64::from))
         .bind(settings.ingest_burst.map(i64::from))
         .bind(settings.fairness_weight)
+        .bind(settings.max_data_bytes.map(i64::from))
         .bind(now_ms())
         .execute(self.pool())
         .await?;
@@ -391,6 +395,7 @@ mod tests {
             ingest_per_second: Some(5),
             ingest_burst: None,
             fairness_weight: None,
+            max_data_bytes: None,
         };
         store.set_tenant_settings(&t, &set).await.unwrap();
         assert_eq!(store.tenant_settings(&t).await.unwrap(), set);

@@ -298,6 +298,7 @@ async fn resolve(
                 tenant_id: input.tenant_id.clone(),
                 recipients: input.recipients.clone(),
                 resume: None,
+                actor_id: input.actor_id.clone(),
             },
             options::child(format!("{}/resolve", input.request_id)),
         )

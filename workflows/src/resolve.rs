@@ -52,6 +52,7 @@ impl ResolveAudienceWorkflow {
                         after: total.after.clone(),
                         first_page: total.pages,
                         max_pages: PAGES_PER_CHUNK,
+                        actor_id: input.actor_id.clone(),
                     },
                     options::store_activity(),
                 )
