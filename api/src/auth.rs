@@ -17,7 +17,7 @@ use crate::error::ApiError;
 pub struct Caller(pub TenantId);
 
 /// The bearer token of a request, if it has one.
-fn bearer(parts: &Parts) -> Option<&str> {
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     parts
         .headers
         .get(AUTHORIZATION)

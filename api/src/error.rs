@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The body is not valid JSON, or a query parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The body is over the router's limit.
+    #[error("the body is over {0}; send less (see the README's limits)")]
+    PayloadTooLarge(String),
     /// The body must be JSON.
     #[error("expected a JSON body with 'Content-Type: application/json'")]
     UnsupportedMediaType,
@@ -49,6 +52,9 @@ pub enum ApiError {
     /// The resource is not in a state that allows this (e.g. pausing a finished request).
     #[error("{0}")]
     Conflict(String),
+    /// Over a rate or concurrency limit; nothing was done.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A dependency (Temporal) is not reachable; the request was not accepted.
     #[error("{0}")]
     Unavailable(String),
@@ -76,12 +82,14 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             ApiError::InvalidTemplate(_) => (StatusCode::BAD_REQUEST, "invalid_template"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -114,6 +122,18 @@ impl From<TooLarge> for ApiError {
     }
 }
 
+impl From<crate::inbox::hub::SubscribeError> for ApiError {
+    fn from(e: crate::inbox::hub::SubscribeError) -> Self {
+        use crate::inbox::hub::SubscribeError;
+        match e {
+            SubscribeError::Store(e) => e.into(),
+            too_many @ SubscribeError::TooMany { .. } => {
+                ApiError::TooManyRequests(too_many.to_string())
+            }
+        }
+    }
+}
+
 impl From<fanout_store::StoreError> for ApiError {
     fn from(e: fanout_store::StoreError) -> Self {
         ApiError::internal(e)
@@ -124,6 +144,9 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge("the router's body limit".into())
+            }
             JsonRejection::JsonDataError(e) => ApiError::InvalidField {
                 field: data_error_path(&e.body_text()),
                 message: e.body_text(),
@@ -164,6 +187,9 @@ impl IntoResponse for ApiError {
         let mut body = json!({"error": {"code": code, "message": message}});
         if let ApiError::InvalidField { field, .. } = &self {
             body["error"]["field"] = json!(field);
+        }
+        if let ApiError::PayloadTooLarge(_) = &self {
+            body["error"]["field"] = json!("body");
         }
         if let ApiError::InvalidTemplate(problems) = &self {
             body["error"]["field"] = json!(problems.first().map(TemplateProblem::path));

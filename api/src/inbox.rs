@@ -49,6 +49,16 @@ pub struct InboxConfig {
     pub token_ttl_seconds: u64,
     /// Longest lifetime a request may ask for.
     pub max_token_ttl_seconds: u64,
+    /// Streams (SSE and WebSocket together) one user may hold open on one API process.
+    pub max_streams_per_user: usize,
+    /// Streams one tenant's users may hold open on one API process.
+    pub max_streams_per_tenant: usize,
+    /// The largest WebSocket message (and frame) a client may send, in bytes.
+    pub max_ws_message_bytes: usize,
+    /// Sustained inbox writes (mark read, read all) per second per token.
+    pub writes_per_second: u32,
+    /// Inbox writes one token may make at once before the sustained rate applies.
+    pub writes_burst: u32,
 }
 
 impl Default for InboxConfig {
@@ -61,6 +71,11 @@ impl Default for InboxConfig {
             keep_alive_seconds: 15,
             token_ttl_seconds: 24 * 3600,
             max_token_ttl_seconds: 30 * 24 * 3600,
+            max_streams_per_user: 20,
+            max_streams_per_tenant: 10_000,
+            max_ws_message_bytes: 4096,
+            writes_per_second: 5,
+            writes_burst: 20,
         }
     }
 }
@@ -277,6 +292,7 @@ pub async fn read(
 ) -> Result<Json<ReadState>, ApiError> {
     let not_found = || ApiError::NotFound(format!("no message {raw_id}"));
     let message_id = InstanceId::parse(&raw_id).map_err(|_| not_found())?;
+    state.inbox.admit_write(&user.token_id)?;
     let outcome = state
         .store
         .mark_inbox_read(&user.tenant_id, &user.user_id, &message_id, now_ms())
@@ -307,6 +323,7 @@ pub async fn read_all(
     State(state): State<AppState>,
     user: InboxUser,
 ) -> Result<Json<ReadAll>, ApiError> {
+    state.inbox.admit_write(&user.token_id)?;
     let marked = state
         .store
         .mark_all_inbox_read(&user.tenant_id, &user.user_id, now_ms())

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,10 +30,11 @@ use fanout_store::tenants::TenantSettings;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
 
 use crate::AppState;
 use crate::auth::Caller;
+pub use crate::bucket::Quota;
+use crate::bucket::{Buckets, retry_after_seconds};
 use crate::cache::TtlCache;
 use crate::error::ApiError;
 
@@ -52,6 +53,10 @@ pub struct IngestConfig {
     /// *tasks*; the start itself is first come, first served at the server, so without this a
     /// tenant's burst queues every other tenant's start behind all of its own.
     pub starts_in_flight: usize,
+    /// Sustained dry runs (`?dry_run=true`) per second per tenant, a quota of their own.
+    pub dry_run_per_second: u32,
+    /// Dry runs a tenant may send at once.
+    pub dry_run_burst: u32,
 }
 
 impl Default for IngestConfig {
@@ -61,17 +66,10 @@ impl Default for IngestConfig {
             burst: 100,
             settings_ttl_ms: 1_000,
             starts_in_flight: 16,
+            dry_run_per_second: 2,
+            dry_run_burst: 10,
         }
     }
-}
-
-/// The quota that applies to one tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Quota {
-    /// Sustained requests per second.
-    pub per_second: u32,
-    /// Requests at once.
-    pub burst: u32,
 }
 
 impl IngestConfig {
@@ -87,46 +85,6 @@ impl IngestConfig {
 /// The most tenants whose settings are cached at once (see [`TtlCache`]).
 const SETTINGS_CAPACITY: usize = 10_000;
 
-/// One tenant's bucket.
-#[derive(Debug)]
-struct Bucket {
-    quota: Quota,
-    tokens: f64,
-    refilled_at: Instant,
-}
-
-impl Bucket {
-    fn new(quota: Quota, now: Instant) -> Self {
-        Self {
-            quota,
-            tokens: f64::from(quota.burst),
-            refilled_at: now,
-        }
-    }
-
-    /// Takes a token, or says how long until one is available.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let elapsed = now
-            .saturating_duration_since(self.refilled_at)
-            .as_secs_f64();
-        let rate = f64::from(self.quota.per_second);
-        self.tokens = (self.tokens + elapsed * rate).min(f64::from(self.quota.burst));
-        self.refilled_at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
-        }
-    }
-
-    /// Applies a newly read quota; tokens above the new burst are dropped.
-    fn requota(&mut self, quota: Quota) {
-        self.quota = quota;
-        self.tokens = self.tokens.min(f64::from(quota.burst));
-    }
-}
-
 /// The process's ingest buckets, one per tenant, and its cache of tenants' settings. Cheap to
 /// clone.
 #[derive(Debug, Clone)]
@@ -134,7 +92,7 @@ pub struct IngestLimiter {
     store: Store,
     config: IngestConfig,
     settings: TtlCache<TenantId, TenantSettings>,
-    buckets: Arc<Mutex<HashMap<TenantId, Bucket>>>,
+    buckets: Buckets<(TenantId, Lane)>,
     starts: Arc<Mutex<HashMap<TenantId, Arc<Semaphore>>>>,
 }
 
@@ -143,6 +101,8 @@ pub struct IngestLimiter {
 pub struct Throttled {
     /// The quota that refused it.
     pub quota: Quota,
+    /// Which of the tenant's quotas.
+    pub lane: Lane,
     /// Whole seconds until a retry can succeed (at least 1).
     pub retry_after_seconds: u64,
 }
@@ -157,7 +117,7 @@ impl IngestLimiter {
             ),
             store,
             config,
-            buckets: Arc::default(),
+            buckets: Buckets::default(),
             starts: Arc::default(),
         }
     }
@@ -202,38 +162,48 @@ impl IngestLimiter {
         self.settings.invalidate(tenant);
     }
 
-    /// Takes one token from the tenant's bucket; on success, returns the settings the quota
-    /// came from.
+    /// Takes one token from the tenant's bucket for `lane`; on success, returns the settings
+    /// the quota came from.
     pub async fn admit(
         &self,
         tenant: &TenantId,
+        lane: Lane,
     ) -> Result<Result<TenantSettings, Throttled>, ApiError> {
         let settings = self.settings(tenant).await?;
-        let quota = self.config.quota(&settings);
-        let now = Instant::now();
-        let mut buckets = self.lock();
-        let bucket = buckets
-            .entry(tenant.clone())
-            .or_insert_with(|| Bucket::new(quota, now));
-        if bucket.quota != quota {
-            bucket.requota(quota);
-        }
-        Ok(bucket
-            .take(now)
+        let quota = match lane {
+            Lane::Notify => self.config.quota(&settings),
+            Lane::DryRun => Quota {
+                per_second: self.config.dry_run_per_second.max(1),
+                burst: self.config.dry_run_burst.max(1),
+            },
+        };
+        Ok(self
+            .buckets
+            .take(&(tenant.clone(), lane), quota)
             .map(|()| settings)
             .map_err(|wait| Throttled {
-                quota: bucket.quota,
-                retry_after_seconds: (wait.as_secs_f64().ceil() as u64).max(1),
+                quota,
+                lane,
+                retry_after_seconds: retry_after_seconds(wait),
             }))
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Bucket>> {
-        // A panic while holding the lock leaves the map consistent (every update is one
-        // assignment), so a poisoned lock is still usable.
-        self.buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+/// Which of a tenant's buckets a notify takes from: dry runs cost full-audience aggregates
+/// and start nothing, so they have their own, lower quota instead of sharing the real one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// `POST /v1/notify`.
+    Notify,
+    /// `POST /v1/notify?dry_run=true`.
+    DryRun,
+}
+
+/// `?dry_run=` as the quota reads it, before the handler parses the query.
+#[derive(Deserialize)]
+struct DryRunQuery {
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// Proof that the caller's notify request is within its tenant's quota. Take it after
@@ -271,7 +241,9 @@ impl FromRequestParts<AppState> for Admitted {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NotAdmitted> {
         let Caller(tenant) = Caller::from_request_parts(parts, state).await?;
-        match state.ingest.admit(&tenant).await? {
+        let dry_run = Query::<DryRunQuery>::try_from_uri(&parts.uri).is_ok_and(|q| q.dry_run);
+        let lane = if dry_run { Lane::DryRun } else { Lane::Notify };
+        match state.ingest.admit(&tenant, lane).await? {
             Ok(settings) => Ok(Admitted { settings }),
             Err(throttled) => {
                 // Debug, not info: a flooding tenant would otherwise flood the log too.
@@ -295,7 +267,11 @@ impl IntoResponse for NotAdmitted {
         let body = json!({"error": {
             "code": "rate_limited",
             "message": format!(
-                "over this tenant's ingest quota of {} notify requests per second (burst {}); nothing was accepted: retry in {} s",
+                "over this tenant's {} of {} per second (burst {}); nothing was accepted: retry in {} s",
+                match t.lane {
+                    Lane::Notify => "ingest quota of notify requests",
+                    Lane::DryRun => "dry-run quota (dry runs have their own)",
+                },
                 t.quota.per_second, t.quota.burst, t.retry_after_seconds
             ),
             "rate_per_second": t.quota.per_second,
@@ -352,37 +328,6 @@ mod tests {
         assert!(third.now_or_never().flatten().is_some());
         // 0 is no limit.
         assert!(with_starts(0).await.start_turn(&a).await.is_none());
-    }
-
-    #[test]
-    fn a_bucket_allows_its_burst_then_its_rate() {
-        let start = Instant::now();
-        let mut bucket = Bucket::new(quota(2, 3), start);
-        for _ in 0..3 {
-            bucket.take(start).unwrap();
-        }
-        let wait = bucket.take(start).unwrap_err();
-        assert_eq!(wait, Duration::from_millis(500));
-        // Refused requests take nothing: half a second later exactly one more fits.
-        let later = start + Duration::from_millis(500);
-        bucket.take(later).unwrap();
-        assert!(bucket.take(later).is_err());
-        // Idle time refills to the burst, never past it.
-        let idle = later + Duration::from_secs(60);
-        for _ in 0..3 {
-            bucket.take(idle).unwrap();
-        }
-        assert!(bucket.take(idle).is_err());
-    }
-
-    #[test]
-    fn a_lower_quota_drops_the_tokens_above_it() {
-        let now = Instant::now();
-        let mut bucket = Bucket::new(quota(10, 100), now);
-        bucket.requota(quota(1, 2));
-        bucket.take(now).unwrap();
-        bucket.take(now).unwrap();
-        assert_eq!(bucket.take(now).unwrap_err(), Duration::from_secs(1));
     }
 
     #[test]

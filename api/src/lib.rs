@@ -13,11 +13,14 @@
 //! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant;
 //! [`cache`] keeps short-lived copies of hot reads; [`timing`] reports where a notify's time
-//! went (`Server-Timing`). [`run`] serves on a given listener until a shutdown future resolves.
+//! went (`Server-Timing`); [`bounds`] holds every route to a body limit, a timeout and a number
+//! in flight, and [`bucket`] is the token bucket behind the quotas. [`run`] serves on a given listener until a shutdown future resolves.
 
 pub mod admin;
 pub mod audience;
 pub mod auth;
+pub mod bounds;
+pub mod bucket;
 pub mod cache;
 pub mod control;
 pub mod cursor;
@@ -47,6 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use fanout_domain::config::{Secret, StoreConfig, TemporalConfig};
 use fanout_store::Store;
@@ -83,6 +87,9 @@ pub struct Config {
     /// Whether workflow starts carry a priority key and a per-tenant fairness key
     /// (`FANOUT_SCHEDULING__PRIORITY`, `FANOUT_SCHEDULING__FAIRNESS`; both on by default).
     pub scheduling: scheduling::SchedulingConfig,
+    /// The body limit, request timeout and requests in flight of every non-streaming route
+    /// (`FANOUT_HTTP__MAX_BODY_BYTES`, `..__REQUEST_TIMEOUT_SECONDS`, `..__MAX_IN_FLIGHT`).
+    pub http: bounds::HttpConfig,
 }
 
 impl Default for Config {
@@ -98,6 +105,7 @@ impl Default for Config {
             ingest: ingest::IngestConfig::default(),
             direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
             scheduling: scheduling::SchedulingConfig::default(),
+            http: bounds::HttpConfig::default(),
         }
     }
 }
@@ -123,10 +131,18 @@ pub struct AppState {
     pub direct_max_recipients: usize,
     /// See [`Config::scheduling`].
     pub scheduling: scheduling::SchedulingConfig,
+    /// See [`Config::http`].
+    pub http: bounds::HttpConfig,
 }
 
-/// Builds the router.
+/// Builds the router: every route inside the [`bounds`] but the inbox streams, which stay open
+/// by design and have caps of their own.
 pub fn app(state: AppState) -> Router {
+    let bounds = bounds::Bounds::new(&state.http);
+    let max_body = DefaultBodyLimit::max(state.http.max_body_bytes);
+    let streams = Router::new()
+        .route("/v1/inbox/stream", get(inbox::stream::sse))
+        .route("/v1/inbox/ws", get(inbox::stream::ws));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/openapi.json", get(health::openapi))
@@ -163,8 +179,6 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/inbox/unread-count", get(inbox::unread_count))
         .route("/v1/inbox/messages/{message_id}/read", post(inbox::read))
         .route("/v1/inbox/read-all", post(inbox::read_all))
-        .route("/v1/inbox/stream", get(inbox::stream::sse))
-        .route("/v1/inbox/ws", get(inbox::stream::ws))
         .merge(follows::routes())
         .merge(segments::routes())
         .merge(preferences::routes())
@@ -176,6 +190,9 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(admin::routes())
         .merge(quotas::routes())
+        .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound))
+        .merge(streams)
+        .layer(max_body)
         .with_state(state)
 }
 
@@ -197,6 +214,7 @@ pub async fn run(
         preflight: config.preflight.clone(),
         direct_max_recipients: config.direct_max_recipients,
         scheduling: config.scheduling,
+        http: config.http.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app(state))

@@ -161,6 +161,7 @@ async fn harness_with(dedupe_window: Duration, scheduling: SchedulingConfig) -> 
         ingest: crate::ingest::IngestLimiter::new(store.clone(), Default::default()),
         direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
         scheduling,
+        http: Default::default(),
     });
     let mut keys = Vec::new();
     for tenant in ["a", "b"] {
@@ -2217,6 +2218,8 @@ async fn the_demo_seed_writes_a_valid_localized_template_once() {
 mod inbox {
     use std::time::Duration;
 
+    use tower::ServiceExt;
+
     use axum::body::{Body, BodyDataStream};
     use axum::http::{Request, StatusCode, header};
     use fanout_domain::inbox::InboxMessage;
@@ -2296,16 +2299,38 @@ mod inbox {
             .collect();
         assert_eq!(titles, ["one"], "u1's token shows u1's inbox only");
         assert_eq!(page["last_event_id"], 2);
-        // The query parameter works where headers cannot be set.
+        // The query parameter works only on the streams, where browsers cannot set headers:
+        // anywhere else a token in a URL is refused rather than left in logs.
+        for uri in ["/v1/inbox", "/v1/inbox/unread-count"] {
+            let (status, _) = h
+                .call("GET", &format!("{uri}?token={token}"), None, None)
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+        }
         let (status, _) = h
             .call(
-                "GET",
-                &format!("/v1/inbox/unread-count?token={token}"),
+                "POST",
+                &format!("/v1/inbox/read-all?token={token}"),
                 None,
                 None,
             )
             .await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let response = h
+            .router
+            .clone()
+            .oneshot(
+                Request::get(format!("/v1/inbox/stream?token={token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "the stream takes ?token="
+        );
 
         // A user token is not an API key, an API key is not a user token, and no token is 401.
         for (uri, key) in [
@@ -3417,6 +3442,7 @@ mod tenancy {
             preflight: Default::default(),
             direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
             scheduling: Default::default(),
+            http: Default::default(),
         });
         let request = Request::get("/v1/admin/tenants")
             .header(header::AUTHORIZATION, format!("Bearer {ADMIN_KEY}"))
@@ -3558,7 +3584,7 @@ mod tenancy {
             assert_eq!(body["error"]["retry_after_seconds"], 1);
             let message = body["error"]["message"].as_str().unwrap();
             assert!(
-                message.contains("1 notify requests per second"),
+                message.contains("notify requests of 1 per second"),
                 "{message}"
             );
             refused.push(format!("burst-{i}"));

@@ -404,6 +404,13 @@ impl Store {
         message_id: &InstanceId,
         at_ms: UnixMillis,
     ) -> Result<MarkRead> {
+        // A read first: a message that is not there, or already read, never takes the
+        // store's write lock (end users' devices call this; tenants' deliveries share the lock).
+        match self.read_state(tenant_id, user_id, message_id).await? {
+            None => return Ok(MarkRead::NotFound),
+            Some(Some(at)) => return Ok(MarkRead::AlreadyRead(at)),
+            Some(None) => {}
+        }
         let mut tx = self.pool().begin().await?;
         // The counter first: it takes the write lock before the update reads anything.
         let seq = reserve_seqs(&mut tx, 1).await?;
@@ -424,8 +431,23 @@ impl Store {
             tx.commit().await?;
             return Ok(MarkRead::Marked(at_ms));
         }
-        // Nothing changed: give the sequence number back.
+        // Read (or erased) between the check and the update: give the sequence number back.
         tx.rollback().await?;
+        Ok(
+            match self.read_state(tenant_id, user_id, message_id).await? {
+                Some(Some(at)) => MarkRead::AlreadyRead(at),
+                _ => MarkRead::NotFound,
+            },
+        )
+    }
+
+    /// Whether the message exists (`None` if not) and when it was read.
+    async fn read_state(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &UserId,
+        message_id: &InstanceId,
+    ) -> Result<Option<Option<UnixMillis>>> {
         let row = sqlx::query(
             "SELECT read_at_ms FROM inbox WHERE tenant_id = $1 AND user_id = $2 AND instance_id = $3",
         )
@@ -434,13 +456,9 @@ impl Store {
         .bind(message_id.as_str())
         .fetch_optional(self.pool())
         .await?;
-        Ok(match row {
-            None => MarkRead::NotFound,
-            Some(row) => {
-                let at: Option<i64> = row.try_get("read_at_ms")?;
-                at.map_or(MarkRead::NotFound, MarkRead::AlreadyRead)
-            }
-        })
+        row.map(|row| row.try_get("read_at_ms"))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Marks every unread message of the user read at `at_ms` and returns how many there were;
@@ -451,6 +469,18 @@ impl Store {
         user_id: &UserId,
         at_ms: UnixMillis,
     ) -> Result<u64> {
+        // Nothing unread: no write lock taken.
+        let unread = sqlx::query(
+            "SELECT 1 FROM inbox WHERE tenant_id = $1 AND user_id = $2 AND read_at_ms IS NULL
+             LIMIT 1",
+        )
+        .bind(tenant_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        if unread.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.pool().begin().await?;
         // The counter before the update: every message whose event is numbered below ours has
         // committed by then (its writer held the counter until it did), so the update sees it

@@ -17,8 +17,28 @@ use fanout_store::{Store, StoreError};
 use tokio::sync::{Notify, OnceCell, mpsc};
 
 use super::InboxConfig;
+use crate::bucket::{Buckets, Quota, retry_after_seconds};
+use crate::error::ApiError;
 
 type Key = (TenantId, UserId);
+
+/// Why a stream could not subscribe.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The user or the tenant has as many streams open on this process as it may.
+    #[error(
+        "this {scope} already has {limit} inbox streams open here, the most allowed; close one first"
+    )]
+    TooMany {
+        /// `user` or `tenant`.
+        scope: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+}
 
 /// The process's inbox event fan-out. Cheap to clone; the poller starts with the first stream
 /// and stops once every clone is dropped.
@@ -34,6 +54,7 @@ struct Inner {
     subscribers: Mutex<HashMap<Key, Vec<Subscriber>>>,
     next_id: AtomicU64,
     nudge: Arc<Notify>,
+    writes: Buckets<String>,
 }
 
 struct Subscriber {
@@ -78,6 +99,7 @@ impl InboxHub {
                 subscribers: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 nudge: Arc::new(Notify::new()),
+                writes: Buckets::default(),
             }),
         }
     }
@@ -95,7 +117,7 @@ impl InboxHub {
         tenant_id: TenantId,
         user_id: UserId,
         token_id: String,
-    ) -> Result<Subscription, StoreError> {
+    ) -> Result<Subscription, SubscribeError> {
         // The poller's starting point is read before this subscriber exists, so whatever the
         // subscriber's replay misses (committed after it) is above that point and polled.
         self.inner
@@ -113,17 +135,60 @@ impl InboxHub {
         let (tx, rx) = mpsc::channel(self.inner.config.buffer.max(1));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let key = (tenant_id, user_id);
-        self.inner
-            .lock()
+        let mut subscribers = self.inner.lock();
+        let config = &self.inner.config;
+        let of_user = subscribers.get(&key).map_or(0, Vec::len);
+        if of_user >= config.max_streams_per_user {
+            return Err(SubscribeError::TooMany {
+                scope: "user",
+                limit: config.max_streams_per_user,
+            });
+        }
+        // A scan, not a counter: subscribing is rare next to delivering, and the map is the
+        // one truth about which streams are open.
+        let of_tenant: usize = subscribers
+            .iter()
+            .filter(|((tenant, _), _)| *tenant == key.0)
+            .map(|(_, list)| list.len())
+            .sum();
+        if of_tenant >= config.max_streams_per_tenant {
+            return Err(SubscribeError::TooMany {
+                scope: "tenant",
+                limit: config.max_streams_per_tenant,
+            });
+        }
+        subscribers
             .entry(key.clone())
             .or_default()
             .push(Subscriber { id, token_id, tx });
+        drop(subscribers);
         Ok(Subscription {
             rx,
             key,
             id,
             hub: Arc::downgrade(&self.inner),
         })
+    }
+
+    /// Takes one of the token's inbox writes (mark read, read all): end users' devices share
+    /// the store's writer with every tenant's deliveries, so each token gets a small quota.
+    pub fn admit_write(&self, token_id: &str) -> Result<(), ApiError> {
+        let config = &self.inner.config;
+        let quota = Quota {
+            per_second: config.writes_per_second.max(1),
+            burst: config.writes_burst.max(1),
+        };
+        self.inner
+            .writes
+            .take(&token_id.to_owned(), quota)
+            .map_err(|wait| {
+                ApiError::TooManyRequests(format!(
+                    "over this token's {} inbox writes per second (burst {}); retry in {} s",
+                    quota.per_second,
+                    quota.burst,
+                    retry_after_seconds(wait)
+                ))
+            })
     }
 
     /// Polls now rather than at the next tick: this process just wrote an event.

@@ -24,8 +24,8 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::hub::{InboxHub, Subscription};
-use super::token::InboxUser;
+use super::hub::{InboxHub, SubscribeError, Subscription};
+use super::token::{InboxUser, StreamUser};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -133,7 +133,7 @@ impl Session {
         store: &Store,
         user: &InboxUser,
         last_event_id: Option<i64>,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, SubscribeError> {
         let live = hub
             .subscribe(
                 user.tenant_id.clone(),
@@ -238,7 +238,7 @@ fn last_event_id(headers: &HeaderMap, query: &StreamQuery) -> Result<Option<i64>
 /// `data:` the JSON frame.
 pub async fn sse(
     State(state): State<AppState>,
-    user: InboxUser,
+    StreamUser(user): StreamUser,
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -267,7 +267,7 @@ pub async fn sse(
 /// `GET /v1/inbox/ws`: one JSON [`StreamFrame`] per text message; pings keep it alive.
 pub async fn ws(
     State(state): State<AppState>,
-    user: InboxUser,
+    StreamUser(user): StreamUser,
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
     upgrade: WebSocketUpgrade,
@@ -275,7 +275,12 @@ pub async fn ws(
     let from = last_event_id(&headers, &query)?;
     let session = Session::open(&state.inbox, &state.store, &user, from).await?;
     let keep_alive = Duration::from_secs(state.inbox.config().keep_alive_seconds.max(1));
+    // Clients only listen, so what they may send is small: a larger message or frame closes
+    // that connection and no other.
+    let max_message = state.inbox.config().max_ws_message_bytes;
     Ok(upgrade
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
         .on_upgrade(move |socket| serve_ws(socket, session, keep_alive))
         .into_response())
 }

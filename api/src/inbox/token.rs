@@ -1,10 +1,11 @@
 //! Inbox tokens: a tenant's backend issues one per user (`POST /v1/users/{user_id}/inbox-token`)
-//! and hands it to the device, which presents it as `Authorization: Bearer <token>` or, where
-//! browsers' `EventSource` and `WebSocket` cannot set headers, as `?token=`. The store keeps only
-//! its hash, so any API replica verifies it and a revocation reaches them all.
+//! and hands it to the device, which presents it as `Authorization: Bearer <token>`. Only the
+//! stream routes, where browsers' `EventSource` and `WebSocket` cannot set headers, also take
+//! it as `?token=` ([`StreamUser`]): a URL ends up in logs and histories, so the routes that can
+//! use the header must. The store keeps only its hash, so any API replica verifies it and a
+//! revocation reaches them all.
 
 use axum::extract::{FromRequestParts, Query};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use fanout_domain::{TenantId, UnixMillis, UserId};
 use fanout_store::now_ms;
@@ -36,32 +37,42 @@ impl FromRequestParts<AppState> for InboxUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
-        let token = match header {
-            Some(token) => token,
+        let token = crate::auth::bearer(parts).ok_or(ApiError::Unauthorized)?;
+        verify(state, token).await
+    }
+}
+
+/// The user of a stream route (`/v1/inbox/stream`, `/v1/inbox/ws`): the token comes from the
+/// `Authorization` header or, for clients that cannot set one, from `?token=`.
+#[derive(Debug, Clone)]
+pub struct StreamUser(pub InboxUser);
+
+impl FromRequestParts<AppState> for StreamUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = match crate::auth::bearer(parts) {
+            Some(token) => token.to_owned(),
             None => Query::<TokenQuery>::try_from_uri(&parts.uri)
                 .ok()
                 .and_then(|q| q.0.token)
                 .filter(|t| !t.is_empty())
                 .ok_or(ApiError::Unauthorized)?,
         };
-        let grant = state
-            .store
-            .verify_inbox_token(&token, now_ms())
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        Ok(Self {
-            tenant_id: grant.tenant_id,
-            user_id: grant.user_id,
-            token_id: grant.token_id,
-            expires_at_ms: grant.expires_at_ms,
-        })
+        verify(state, &token).await.map(StreamUser)
     }
+}
+
+async fn verify(state: &AppState, token: &str) -> Result<InboxUser, ApiError> {
+    let grant = state
+        .store
+        .verify_inbox_token(token, now_ms())
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(InboxUser {
+        tenant_id: grant.tenant_id,
+        user_id: grant.user_id,
+        token_id: grant.token_id,
+        expires_at_ms: grant.expires_at_ms,
+    })
 }

@@ -227,3 +227,152 @@ async fn profiles_are_bounded_in_devices_name_and_locale() {
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
+
+/// Creates `user` in tenant `a` and issues it an inbox token.
+async fn inbox_token(h: &Harness, user: &str) -> String {
+    let (status, _) = h
+        .call(
+            "PUT",
+            &format!("/v1/users/{user}"),
+            Some(h.key(0)),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = h
+        .call(
+            "POST",
+            &format!("/v1/users/{user}/inbox-token"),
+            Some(h.key(0)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// Opens an SSE stream; the response (and so the stream) stays open while it is held.
+async fn open_stream(h: &Harness, token: &str) -> axum::response::Response {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use tower::ServiceExt;
+    h.router
+        .clone()
+        .oneshot(
+            Request::get("/v1/inbox/stream")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_21st_stream_of_a_user_is_refused_and_closing_one_makes_room() {
+    let h = harness().await;
+    let token = inbox_token(&h, "u1").await;
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        let response = open_stream(&h, &token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        open.push(response);
+    }
+    let refused = open_stream(&h, &token).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body = axum::body::to_bytes(refused.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("20 inbox streams"), "{message}");
+    // Another user of the same tenant is not affected.
+    let other = inbox_token(&h, "u2").await;
+    assert_eq!(open_stream(&h, &other).await.status(), StatusCode::OK);
+    drop(open.pop());
+    assert_eq!(open_stream(&h, &token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn inbox_writes_are_limited_per_token() {
+    let h = harness().await;
+    let token = inbox_token(&h, "u1").await;
+    let read_all = |token: String| {
+        let h = &h;
+        async move {
+            h.call("POST", "/v1/inbox/read-all", Some(&token), None)
+                .await
+                .0
+        }
+    };
+    // The burst of 20 goes through; writes after it are refused as soon as they outrun the
+    // refill of 5 a second, which a loop of local calls does at once.
+    for i in 0..20 {
+        assert_eq!(read_all(token.clone()).await, StatusCode::OK, "write {i}");
+    }
+    let mut tries = 0;
+    while read_all(token.clone()).await != StatusCode::TOO_MANY_REQUESTS {
+        tries += 1;
+        assert!(tries < 10_000, "writes were never limited");
+    }
+    // Another token (another device) has its own quota.
+    let (status, body) = h
+        .call("POST", "/v1/users/u1/inbox-token", Some(h.key(0)), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let second = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(read_all(second).await, StatusCode::OK);
+    // A message that does not exist is 404 before any write.
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/inbox/messages/nope/read",
+            Some(&inbox_token(&h, "u3").await),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn dry_runs_have_their_own_lower_quota() {
+    let h = harness().await;
+    let mut refused = None;
+    for i in 0..50 {
+        let (status, answer) = h
+            .call(
+                "POST",
+                "/v1/notify?dry_run=true",
+                Some(h.key(0)),
+                Some(trigger(&format!("dry-{i}"))),
+            )
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some((i, answer));
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let (at, answer) = refused.expect("dry runs are limited");
+    assert!((10..50).contains(&at), "refused after {at}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("dry-run"), "{message}");
+    // Real notifies draw on their own bucket.
+    let (status, answer) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(trigger("real")))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_router_limit_is_413_naming_the_body() {
+    let h = harness().await;
+    let mut body = trigger("huge");
+    body["data"] = json!({"blob": "x".repeat(3 * 1024 * 1024)});
+    let (status, answer) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"]["field"], "body");
+    assert_eq!(started(&h), 0);
+}
