@@ -4,6 +4,7 @@
 
 mod crash;
 mod direct;
+mod hardening;
 mod helpers;
 mod inbox_stream;
 mod ingest;

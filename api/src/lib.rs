@@ -14,7 +14,8 @@
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant;
 //! [`cache`] keeps short-lived copies of hot reads; [`timing`] reports where a notify's time
 //! went (`Server-Timing`); [`bounds`] holds every route to a body limit, a timeout and a number
-//! in flight, and [`bucket`] is the token bucket behind the quotas. [`run`] serves on a given listener until a shutdown future resolves.
+//! in flight, and [`bucket`] is the token bucket behind the quotas; [`retention`] prunes the
+//! store on an interval. [`run`] serves on a given listener until a shutdown future resolves.
 
 pub mod admin;
 pub mod audience;
@@ -37,6 +38,7 @@ pub mod preferences;
 pub mod preflight;
 pub mod quotas;
 pub mod requests;
+pub mod retention;
 pub mod scheduling;
 pub mod seed;
 pub mod segments;
@@ -90,6 +92,8 @@ pub struct Config {
     /// The body limit, request timeout and requests in flight of every non-streaming route
     /// (`FANOUT_HTTP__MAX_BODY_BYTES`, `..__REQUEST_TIMEOUT_SECONDS`, `..__MAX_IN_FLIGHT`).
     pub http: bounds::HttpConfig,
+    /// What the store keeps and for how long (`FANOUT_RETENTION__*`).
+    pub retention: retention::RetentionConfig,
 }
 
 impl Default for Config {
@@ -106,6 +110,7 @@ impl Default for Config {
             direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
             scheduling: scheduling::SchedulingConfig::default(),
             http: bounds::HttpConfig::default(),
+            retention: retention::RetentionConfig::default(),
         }
     }
 }
@@ -204,6 +209,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Store::connect(&config.store).await?;
     let orchestrator = TemporalOrchestrator::connect(&config.temporal).await?;
+    let pruning = retention::spawn(store.clone(), &config.retention);
     let state = AppState {
         inbox: inbox::InboxHub::new(store.clone(), config.inbox.clone()),
         admin_key: config.admin_key.clone(),
@@ -220,6 +226,9 @@ pub async fn run(
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;
+    if let Some(pruning) = pruning {
+        pruning.abort();
+    }
     Ok(())
 }
 

@@ -26,6 +26,7 @@ pub mod limits;
 pub mod preferences;
 pub mod receipts;
 pub mod requests;
+pub mod retention;
 pub mod segments;
 pub mod suppressions;
 pub mod switches;

@@ -71,6 +71,10 @@ pub enum FrameBody {
     },
     /// The replay is done; live events follow. Sent once per connection.
     Ready,
+    /// The stream resumed from an event older than the store keeps (see the README's
+    /// retention): events may have been missed, so the client re-lists the inbox
+    /// (`GET /v1/inbox`) and then carries on with this stream, which goes on from `id`.
+    Reset,
 }
 
 impl StreamFrame {
@@ -80,6 +84,7 @@ impl StreamFrame {
             FrameBody::Read { .. } => "read",
             FrameBody::ReadAll { .. } => "read_all",
             FrameBody::Ready => "ready",
+            FrameBody::Reset => "reset",
         }
     }
 
@@ -120,6 +125,8 @@ pub struct Session {
     replayed_to: i64,
     replaying: bool,
     ready_sent: bool,
+    /// A `reset` frame is owed before anything else (see [`FrameBody::Reset`]).
+    reset_pending: bool,
     pending: VecDeque<InboxEvent>,
     page: u32,
     /// When the token expires; the stream ends then.
@@ -141,9 +148,14 @@ impl Session {
                 user.token_id.clone(),
             )
             .await?;
-        let start = match last_event_id {
-            Some(id) => id,
-            None => store.last_inbox_seq().await?,
+        let pruned_through = match last_event_id {
+            Some(_) => store.inbox_events_pruned_through().await?,
+            None => 0,
+        };
+        let (start, reset) = match last_event_id {
+            Some(id) if id >= pruned_through => (id, false),
+            Some(_) => (store.last_inbox_seq().await?, true),
+            None => (store.last_inbox_seq().await?, false),
         };
         let remaining = u64::try_from(user.expires_at_ms - now_ms()).unwrap_or_default();
         Ok(Self {
@@ -155,6 +167,7 @@ impl Session {
             replayed_to: start,
             replaying: true,
             ready_sent: false,
+            reset_pending: reset,
             pending: VecDeque::new(),
             page: hub.config().replay_page.max(1),
             deadline: Instant::now() + Duration::from_millis(remaining),
@@ -164,6 +177,13 @@ impl Session {
     /// The next frame, or `None` when the stream must end (the client fell behind, its token
     /// expired or was revoked). Cancel-safe: state changes only after each await completes.
     pub async fn next(&mut self) -> Result<Option<StreamFrame>, StoreError> {
+        if self.reset_pending {
+            self.reset_pending = false;
+            return Ok(Some(StreamFrame {
+                id: self.last_seq,
+                body: FrameBody::Reset,
+            }));
+        }
         loop {
             if let Some(event) = self.pending.pop_front() {
                 self.last_seq = event.seq;

@@ -376,3 +376,71 @@ async fn a_body_over_the_router_limit_is_413_naming_the_body() {
     assert_eq!(answer["error"]["field"], "body");
     assert_eq!(started(&h), 0);
 }
+
+#[tokio::test]
+async fn a_stream_resuming_from_before_the_retention_window_is_told_to_re_list() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use fanout_domain::inbox::InboxMessage;
+    use fanout_domain::{Channel, DedupeKey, InstanceId, TenantId, UserId};
+    use fanout_store::retention::RetentionPolicy;
+    use futures::StreamExt;
+    use tower::ServiceExt;
+
+    let h = harness().await;
+    let token = inbox_token(&h, "u1").await;
+    let tenant = TenantId::parse("a").unwrap();
+    let user = UserId::parse("u1").unwrap();
+    let request_id = DedupeKey::new(tenant.clone(), "old").unwrap().request_id();
+    let message = InboxMessage {
+        id: InstanceId::derive(&request_id, &user, Channel::InApp),
+        user_id: user.clone(),
+        request_id,
+        title: "old".into(),
+        body: "b".into(),
+        action_url: None,
+        data: json!({}),
+        created_at_ms: fanout_store::now_ms(),
+        read_at_ms: None,
+    };
+    h.store
+        .record_deliveries(&tenant, &[], &[message])
+        .await
+        .unwrap();
+    let first = |token: String, last_event_id: i64| {
+        let h = &h;
+        async move {
+            let response = h
+                .router
+                .clone()
+                .oneshot(
+                    Request::get("/v1/inbox/stream")
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                        .header("last-event-id", last_event_id.to_string())
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let chunk = response.into_body().into_data_stream().next().await;
+            String::from_utf8(chunk.unwrap().unwrap().to_vec()).unwrap()
+        }
+    };
+    // Within the window, a resume replays what it missed.
+    assert!(first(token, 0).await.contains("event: message"));
+    let week_on = fanout_store::now_ms() + 8 * 24 * 3600 * 1000;
+    let policy = RetentionPolicy {
+        inbox_events_days: 7,
+        requests_days: 90,
+        dead_letters_days: 30,
+        batch: 100,
+    };
+    let pruned = h.store.prune_at(&policy, week_on).await.unwrap();
+    assert_eq!(pruned.inbox_events, 1);
+    // From before what was pruned: a reset, then the stream goes on from the current end. (The
+    // week-old token went with the pruning too.)
+    let token = inbox_token(&h, "u1").await;
+    let frame = first(token, 0).await;
+    assert!(frame.contains("event: reset"), "{frame}");
+}
