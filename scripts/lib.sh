@@ -88,3 +88,36 @@ wait_until() {
   done
   say "$what is up"
 }
+
+SCHEMATHESIS_VERSION=4.32.5
+FUZZ_VENV=$FANOUT_DIR/fuzz-venv
+# A Python for schemathesis: 3.12 or newer where the machine has one (CPython 3.11 before 3.11.8
+# can fail schemathesis's schema walk with "AST constructor recursion depth mismatch",
+# gh-106905), else python3.
+fuzz_python() {
+  local candidate
+  for candidate in python3.13 python3.12 "$(pyenv root 2>/dev/null)"/versions/3.1[2-9]*/bin/python3; do
+    if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+      echo "$candidate"; return
+    fi
+  done
+  echo python3
+}
+# Installs schemathesis (the API fuzzer `make fuzz` and `make test` run) into a venv of its own,
+# once.
+install_fuzzer() {
+  if [ -x "$FUZZ_VENV/bin/schemathesis" ] && "$FUZZ_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    return
+  fi
+  local python
+  python=$(fuzz_python)
+  say "installing schemathesis ($SCHEMATHESIS_VERSION) into $FUZZ_VENV with $("$python" --version 2>&1)"
+  rm -rf "$FUZZ_VENV"
+  "$python" -m venv "$FUZZ_VENV"
+  "$FUZZ_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
+# A free loopback TCP port.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
