@@ -28,7 +28,7 @@ mod routes;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use http_body_util::{BodyExt, Full, Limited};
@@ -49,6 +49,7 @@ pub use routes::CredentialsInfo;
 pub(crate) use routes::routes;
 
 use crate::Sandbox;
+use crate::arrivals::now_ms;
 use auth::Verifier;
 use credentials::Identity;
 use fault::Faults;
@@ -482,15 +483,6 @@ fn error_response(
         headers.insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 #[cfg(test)]

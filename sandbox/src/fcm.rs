@@ -39,7 +39,6 @@ mod send;
 mod store;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
@@ -144,16 +143,7 @@ pub(crate) fn routes() -> Router<Arc<Sandbox>> {
 
 /// Seconds since the Unix epoch.
 pub(crate) fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+    crate::arrivals::now_ms() / 1000
 }
 
 /// The sandbox's own origin as the client addressed it, from the `Host` header.

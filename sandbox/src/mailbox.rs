@@ -5,9 +5,9 @@
 //! insertion, start at 1, and keep increasing across [`Mailbox::clear`], so an `after_id` cursor
 //! held by a poller never sees an old id reused.
 
+use crate::arrivals::now_ms;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mail_parser::{MessageParser, PartType};
 use serde::{Deserialize, Serialize};
@@ -191,10 +191,15 @@ impl Mailbox {
         inner.messages.iter().rev().take(limit).cloned().collect()
     }
 
-    /// Counts stored messages, only those addressed to `to` when given.
+    /// Counts stored messages, only those addressed to `to` when given: an address (O(1)), or
+    /// `@domain` for every address at that domain, as the listing matches them. A message to
+    /// two addresses at the domain counts once.
     pub fn count(&self, to: Option<&str>) -> u64 {
         let inner = self.lock();
         match to {
+            Some(domain) if domain.starts_with('@') => {
+                inner.messages.iter().filter(|m| m.is_for(domain)).count() as u64
+            }
             Some(to) => inner
                 .per_recipient
                 .get(&to.to_lowercase())
@@ -323,12 +328,6 @@ fn to_address(addr: &mail_parser::Addr<'_>) -> Option<Address> {
     })
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +413,20 @@ mod tests {
         assert_eq!(mailbox.count(None), 2);
         assert_eq!(mailbox.count(Some("a@EXAMPLE.com")), 1);
         assert_eq!(mailbox.count(Some("b@example.com")), 2);
+    }
+
+    #[test]
+    fn a_domain_counts_every_message_to_it_once() {
+        let mailbox = Mailbox::new(10);
+        mailbox.store(envelope(&["a@example.com"]), b"\r\n".to_vec());
+        mailbox.store(
+            envelope(&["B@Example.com", "c@example.com"]),
+            b"\r\n".to_vec(),
+        );
+        mailbox.store(envelope(&["d@example.org"]), b"\r\n".to_vec());
+        assert_eq!(mailbox.count(Some("@example.com")), 2);
+        assert_eq!(mailbox.count(Some("@EXAMPLE.org")), 1);
+        assert_eq!(mailbox.count(Some("@nowhere.test")), 0);
     }
 
     #[test]

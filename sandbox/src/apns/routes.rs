@@ -176,7 +176,7 @@ async fn add_fault(
     new: Result<Json<NewFault>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Fault>)> {
     let Json(new) = new?;
-    let fault = sandbox.apns.faults.add(new, super::now_ms())?;
+    let fault = sandbox.apns.faults.add(new, crate::arrivals::now_ms())?;
     Ok((StatusCode::CREATED, Json(fault)))
 }
 

@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::arrivals::now_ms;
 use crate::arrivals::{Arrival, Arrivals};
-use crate::fcm::now_ms;
 
 /// How many FCM messages the sandbox keeps; older ones are evicted first.
 pub const CAPACITY: usize = 200_000;
