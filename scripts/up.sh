@@ -44,13 +44,17 @@ wait_until sandbox 30 curl -fsS "http://127.0.0.1:$SANDBOX_HTTP_PORT/healthz" \
 
 # The sandbox makes fresh push credentials each start: fetch them as an operator would fetch
 # theirs from Apple and Google, and point the worker at the simulators.
+# Keys are written readable by their owner only (the worker warns about group- or world-readable
+# key files).
 PUSH_DIR=$FANOUT_DIR/push
-mkdir -p "$PUSH_DIR"
+(umask 077 && mkdir -p "$PUSH_DIR")
 sandbox_api="http://127.0.0.1:$SANDBOX_HTTP_PORT/api"
-curl -fsS -o "$PUSH_DIR/apns-ca.pem" "$sandbox_api/apns/credentials/ca.pem" \
+(umask 077 \
+  && curl -fsS -o "$PUSH_DIR/apns-ca.pem" "$sandbox_api/apns/credentials/ca.pem" \
   && curl -fsS -o "$PUSH_DIR/apns-key.p8" "$sandbox_api/apns/credentials/signing-key.p8" \
-  && curl -fsS -o "$PUSH_DIR/fcm-service-account.json" "$sandbox_api/fcm/service-account.json" \
+  && curl -fsS -o "$PUSH_DIR/fcm-service-account.json" "$sandbox_api/fcm/service-account.json") \
   || die "fetching the sandbox's push credentials failed"
+chmod 600 "$PUSH_DIR"/*
 apns_ids=$(curl -fsS "$sandbox_api/apns/credentials")
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
@@ -90,6 +94,8 @@ start_service api env FANOUT_LISTEN_ADDR="127.0.0.1:$API_PORT" FANOUT_ADMIN_KEY=
 wait_until api 30 curl -fsS "http://127.0.0.1:$API_PORT/healthz" \
   || die "the api did not start; see $LOG_DIR/api.log"
 
+# The API key and the admin key: the owner's eyes only.
+touch "$DEV_ENV" && chmod 600 "$DEV_ENV"
 cat >"$DEV_ENV" <<ENV
 FANOUT_API_URL=http://127.0.0.1:$API_PORT
 FANOUT_API_KEY=$FANOUT_API_KEY

@@ -33,6 +33,7 @@ use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::credentials::{check_secure_url, operator_failure, read_key_file};
 use crate::outcome::SendOutcome;
 use crate::push::{PushMessage, PushPriority};
 
@@ -287,7 +288,12 @@ impl ApnsClient {
             .connect_timeout(timeout)
             .user_agent(concat!("fanout/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &config.ca_path {
-            let pem = read("ca_path", path)?;
+            // Certificates are public: read without the key files' permission check.
+            let pem = std::fs::read(path).map_err(|source| ApnsConfigError::Read {
+                what: "ca_path",
+                path: path.to_owned(),
+                source,
+            })?;
             let roots = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| invalid("ca_path", path, e))?;
             if roots.is_empty() {
@@ -358,10 +364,11 @@ impl ApnsClient {
         loop {
             let provider_token = match tokens.get() {
                 Ok(provider_token) => provider_token,
-                Err(_) => {
-                    return SendOutcome::transient(
-                        "apns_token",
-                        "signing the provider token failed",
+                Err(e) => {
+                    return operator_failure(
+                        "APNs",
+                        &format!("signing the provider token failed: {e:?}"),
+                        Some(None),
                     );
                 }
             };
@@ -373,7 +380,7 @@ impl ApnsClient {
                 SendOutcome::Permanent { code, .. } if code == "apns_ExpiredProviderToken"
             );
             if !expired || refreshed {
-                return outcome;
+                return operator_side(outcome);
             }
             tracing::info!(key_id = %tokens.key_id, "apns provider token expired, refreshing");
             tokens.invalidate(&provider_token);
@@ -506,7 +513,7 @@ fn provider_tokens(
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, ApnsConfigError> {
-    std::fs::read(path).map_err(|source| ApnsConfigError::Read {
+    read_key_file(what, path).map_err(|source| ApnsConfigError::Read {
         what,
         path: path.to_owned(),
         source,
@@ -535,7 +542,9 @@ fn base_url(endpoint: &str) -> Result<String, ApnsConfigError> {
         && url.host().is_some()
         && url.query().is_none()
         && url.fragment().is_none();
-    if !usable {
+    // Plain http only to loopback (the sandbox): provider tokens never cross a network in
+    // plain text.
+    if !usable || check_secure_url(endpoint).is_err() {
         return Err(ApnsConfigError::Endpoint(endpoint.to_owned()));
     }
     Ok(endpoint.trim_end_matches('/').to_owned())
@@ -610,6 +619,26 @@ fn classify(answer: &Answer) -> SendOutcome {
     } else {
         // Informational or redirect answers are not part of the protocol: try again later.
         SendOutcome::transient(code, message)
+    }
+}
+
+/// APNs refusals of the operator's credentials (the provider token, the certificate), told to
+/// tenants generically (see [`operator_failure`]); other outcomes pass through.
+fn operator_side(outcome: SendOutcome) -> SendOutcome {
+    match &outcome {
+        SendOutcome::Permanent { code, message }
+            if matches!(
+                code.as_str(),
+                "apns_InvalidProviderToken"
+                    | "apns_ExpiredProviderToken"
+                    | "apns_MissingProviderToken"
+                    | "apns_BadCertificate"
+                    | "apns_BadCertificateEnvironment"
+            ) =>
+        {
+            operator_failure("APNs", &format!("{code}: {message}"), None)
+        }
+        _ => outcome,
     }
 }
 
@@ -888,7 +917,8 @@ mod tests {
         config.auth.key_path = Some(path);
         let client = ApnsClient::new(&config).unwrap();
         let outcome = client.send(&device(4), &message(4)).await;
-        assert_eq!(code(&outcome), "apns_InvalidProviderToken");
+        // The operator's key is at fault: the tenant's receipt says so generically.
+        assert_eq!(code(&outcome), "provider_auth");
         assert!(
             matches!(outcome, SendOutcome::Permanent { .. }),
             "{outcome:?}"
@@ -1077,7 +1107,7 @@ mod tests {
             }))
             .await;
         let outcome = client.send(&token, &message(10)).await;
-        assert_eq!(code(&outcome), "apns_ExpiredProviderToken");
+        assert_eq!(code(&outcome), "provider_auth");
         assert!(
             matches!(outcome, SendOutcome::Permanent { .. }),
             "{outcome:?}"

@@ -37,6 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::credentials::is_loopback_host;
 use crate::outcome::SendOutcome;
 
 /// AUTH mechanisms offered to the relay, in order of preference.
@@ -321,6 +322,16 @@ impl EmailSender {
                 ));
             }
         };
+        if credentials.is_some()
+            && config.tls == SmtpTlsMode::None
+            && !is_loopback_host(&config.host)
+        {
+            return Err(SmtpConfigError(format!(
+                "tls: AUTH credentials would cross the network to '{}' in plain text; set \
+                 tls = starttls or tls (only a relay on loopback may go without)",
+                config.host
+            )));
+        }
         let hello = match &config.hello_name {
             Some(name) => ClientId::Domain(name.clone()),
             None => ClientId::default(),
@@ -774,6 +785,28 @@ mod tests {
         let result = EmailSender::new(&no_certificate);
         let _ = std::fs::remove_file(&empty);
         assert!(result.is_err());
+    }
+
+    #[test]
+    fn auth_without_tls_is_refused_except_to_loopback() {
+        let remote = SmtpConfig {
+            host: "relay.example.com".into(),
+            username: Some("alice".into()),
+            password: Some(Secret::new("s3cret")),
+            ..SmtpConfig::default()
+        };
+        let error = EmailSender::new(&remote).err().unwrap().to_string();
+        assert!(error.contains("tls"), "{error}");
+        let starttls = SmtpConfig {
+            tls: SmtpTlsMode::Starttls,
+            ..remote.clone()
+        };
+        assert!(EmailSender::new(&starttls).is_ok());
+        let loopback = SmtpConfig {
+            host: "127.0.0.1".into(),
+            ..remote
+        };
+        assert!(EmailSender::new(&loopback).is_ok());
     }
 
     #[test]

@@ -30,6 +30,9 @@ use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::credentials::{
+    SANDBOX_FCM_KEY_ID, check_secure_url, is_loopback_host, operator_failure, read_key_file,
+};
 use crate::outcome::SendOutcome;
 use crate::push::{PushMessage, PushPriority};
 
@@ -209,10 +212,12 @@ impl FcmClient {
             .service_account_path
             .as_ref()
             .ok_or(FcmConfigError::MissingServiceAccount)?;
-        let json = std::fs::read_to_string(path).map_err(|source| FcmConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes =
+            read_key_file("fcm service account", path).map_err(|source| FcmConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        let json = String::from_utf8_lossy(&bytes);
         Self::with_key(config, ServiceAccountKey::from_json(&json)?)
     }
 
@@ -241,6 +246,23 @@ impl FcmClient {
         check_url("base_url", base_url)?;
         let token_uri = key.token_uri.unwrap_or_else(|| GOOGLE_TOKEN_URI.to_owned());
         check_url("service account token_uri", &token_uri)?;
+        let on_loopback = |url: &str| {
+            reqwest::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(is_loopback_host))
+                .unwrap_or(false)
+        };
+        if key.private_key_id.as_deref() == Some(SANDBOX_FCM_KEY_ID)
+            && !(on_loopback(base_url) && on_loopback(&token_uri))
+        {
+            return Err(FcmConfigError::Invalid {
+                field: "service_account_path",
+                reason: "this is the sandbox's published development key, which anyone can \
+                         read; it only talks to the sandbox on loopback. Use your own \
+                         service account key"
+                    .into(),
+            });
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.timeout_ms))
@@ -386,7 +408,7 @@ impl FcmClient {
             ..Header::new(Algorithm::RS256)
         };
         let assertion = jsonwebtoken::encode(&header, &claims, &inner.signing_key)
-            .map_err(|e| SendOutcome::permanent("fcm_oauth_signing", e.to_string()))?;
+            .map_err(|e| operator_failure("FCM", &format!("signing the assertion: {e}"), None))?;
         let form = [
             ("grant_type", JWT_BEARER),
             ("assertion", assertion.as_str()),
@@ -424,22 +446,16 @@ impl FcmClient {
             .ok()
             .and_then(|body| body.get("error")?.as_str().map(str::to_owned))
             .unwrap_or_else(|| status.as_u16().to_string());
-        Err(SendOutcome::permanent(format!("fcm_oauth_{code}"), text))
+        Err(operator_failure(
+            "FCM",
+            &format!("token exchange refused: {code}: {text}"),
+            None,
+        ))
     }
 }
 
 fn check_url(field: &'static str, url: &str) -> Result<(), FcmConfigError> {
-    match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
-        Ok(_) => Err(FcmConfigError::Invalid {
-            field,
-            reason: format!("'{url}' is not an http(s) url"),
-        }),
-        Err(e) => Err(FcmConfigError::Invalid {
-            field,
-            reason: format!("'{url}': {e}"),
-        }),
-    }
+    check_secure_url(url).map_err(|reason| FcmConfigError::Invalid { field, reason })
 }
 
 /// How long after it was issued a token with `expires_in` is replaced: five minutes before
@@ -449,11 +465,7 @@ fn refresh_after(expires_in: Duration) -> Duration {
 }
 
 fn token_unavailable(message: String, retry_after: Option<Duration>) -> SendOutcome {
-    SendOutcome::Transient {
-        code: "fcm_oauth_unavailable".into(),
-        message,
-        retry_after,
-    }
+    operator_failure("FCM", &message, Some(retry_after))
 }
 
 /// A request that got no HTTP answer: always worth retrying.
@@ -1168,7 +1180,7 @@ mod sandbox_tests {
         let client = FcmClient::with_key(&sandbox.config(), key).unwrap();
         let outcome = client.send(&device("phone-1"), &push()).await;
         assert!(
-            matches!(&outcome, SendOutcome::Transient { code, .. } if code == "fcm_oauth_unavailable"),
+            matches!(&outcome, SendOutcome::Transient { code, .. } if code == "provider_auth_unavailable"),
             "{outcome:?}"
         );
     }
@@ -1181,8 +1193,9 @@ mod sandbox_tests {
         let client = FcmClient::with_key(&sandbox.config(), key).unwrap();
         let outcome = client.send(&device("phone-1"), &push()).await;
         assert!(
-            matches!(&outcome, SendOutcome::Permanent { code, .. } if code == "fcm_oauth_invalid_grant"),
-            "{outcome:?}"
+            matches!(&outcome, SendOutcome::Permanent { code, message }
+                if code == "provider_auth" && !message.contains("impostor")),
+            "the tenant's receipt says the platform's credentials failed, not how: {outcome:?}"
         );
         assert_eq!(sandbox.tokens().await.issued, 0);
     }
@@ -1244,7 +1257,52 @@ mod sandbox_tests {
         ));
         // The key never shows in debug output.
         assert!(!format!("{:?}", key()).contains("PRIVATE KEY"));
-        FcmClient::with_key(&config, key()).unwrap();
+        let loopback = FcmConfig {
+            base_url: "http://127.0.0.1:9".into(),
+            ..FcmConfig::default()
+        };
+        FcmClient::with_key(&loopback, key()).unwrap();
+        // Plain http to anything but loopback is refused.
+        let plain = FcmConfig {
+            base_url: "http://fcm.example.com".into(),
+            ..FcmConfig::default()
+        };
+        assert!(matches!(
+            FcmClient::with_key(&plain, key()),
+            Err(FcmConfigError::Invalid {
+                field: "base_url",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_sandbox_key_is_refused_anywhere_but_the_sandbox() {
+        let committed = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../sandbox/dev/fcm-service-account.json"),
+        )
+        .unwrap();
+        let sandbox_key = || ServiceAccountKey::from_json(&committed).unwrap();
+        let google = FcmConfig {
+            base_url: "https://fcm.googleapis.com".into(),
+            ..FcmConfig::default()
+        };
+        assert!(matches!(
+            FcmClient::with_key(&google, sandbox_key()),
+            Err(FcmConfigError::Invalid {
+                field: "service_account_path",
+                ..
+            })
+        ));
+        // Against the sandbox on loopback, with a loopback token endpoint, it is what it is for.
+        let mut local = sandbox_key();
+        local.token_uri = Some("http://127.0.0.1:8025/oauth2/token".into());
+        let sandbox = FcmConfig {
+            base_url: "http://127.0.0.1:8025".into(),
+            ..FcmConfig::default()
+        };
+        FcmClient::with_key(&sandbox, local).unwrap();
     }
 
     /// A loopback URL nothing listens on.

@@ -25,6 +25,7 @@ pub mod apns;
 pub mod audience;
 pub mod breaker;
 pub mod control;
+pub mod credentials;
 pub mod delivery;
 pub mod direct;
 pub mod email;

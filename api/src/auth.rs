@@ -17,14 +17,27 @@ use crate::error::ApiError;
 pub struct Caller(pub TenantId);
 
 /// The bearer token of a request, if it has one.
+/// The scheme is matched case-insensitively (RFC 9110 section 11.1): `bearer` and `BEARER`
+/// work as `Bearer` does.
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
+}
+
+/// The shortest admin key the API accepts: the key opens every tenant's data.
+pub const MIN_ADMIN_KEY_LEN: usize = 32;
+
+/// Checks a configured admin key's length; the API refuses to start with a short one.
+pub fn check_admin_key(key: &str) -> Result<(), String> {
+    if key.len() < MIN_ADMIN_KEY_LEN {
+        return Err(format!(
+            "admin_key (FANOUT_ADMIN_KEY) must be at least {MIN_ADMIN_KEY_LEN} characters; \
+             generate one with `openssl rand -hex 24`"
+        ));
+    }
+    Ok(())
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -94,5 +107,30 @@ mod tests {
         assert!(!same_secret(b"admin-kez", b"admin-key"));
         assert!(!same_secret(b"admin-ke", b"admin-key"));
         assert!(!same_secret(b"", b"admin-key"));
+    }
+
+    fn parts_with(authorization: &str) -> Parts {
+        axum::http::Request::builder()
+            .header(AUTHORIZATION, authorization)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer k1", "bearer k1", "BEARER  k1 "] {
+            assert_eq!(bearer(&parts_with(header)), Some("k1"), "{header}");
+        }
+        for header in ["Basic k1", "Bearer ", "Bearerk1", "k1"] {
+            assert_eq!(bearer(&parts_with(header)), None, "{header}");
+        }
+    }
+
+    #[test]
+    fn short_admin_keys_are_refused() {
+        assert!(check_admin_key("short").is_err());
+        check_admin_key(&"k".repeat(MIN_ADMIN_KEY_LEN)).unwrap();
     }
 }

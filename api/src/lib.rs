@@ -207,6 +207,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if let Some(key) = config.admin_key.as_ref().filter(|k| !k.expose().is_empty()) {
+        auth::check_admin_key(key.expose()).map_err(anyhow::Error::msg)?;
+    }
     let store = Store::connect(&config.store).await?;
     let orchestrator = TemporalOrchestrator::connect(&config.temporal).await?;
     let pruning = retention::spawn(store.clone(), &config.retention);

@@ -3247,7 +3247,7 @@ mod preflight {
 // and the per-tenant ingest quota on notify.
 
 /// The admin key every harness is configured with.
-const ADMIN_KEY: &str = "test-admin-key-0123456789";
+const ADMIN_KEY: &str = "test-admin-key-0123456789-abcdefghij";
 
 mod tenancy {
     use std::collections::{BTreeMap, BTreeSet};
