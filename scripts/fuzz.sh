@@ -4,7 +4,7 @@
 # same binaries as make up), with all three credentials: a tenant API key, the admin key and
 # an inbox token. Runs the examples, coverage and fuzzing phases and checks that no response is
 # a server error and every response matches its documented schema; prints schemathesis's
-# summary and fails on any failure. FUZZ_MAX_TIME (seconds, default 240) bounds the fuzzing.
+# summary and fails on any failure. FUZZ_MAX_TIME (seconds, default 180) bounds the run.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 install_tools
@@ -53,7 +53,7 @@ cd "$FANOUT_DIR"
 "$SCHEMATHESIS" --config-file "$FANOUT_DIR/schemathesis.toml" run "$FANOUT_API_URL/openapi.json" \
   --phases examples,coverage,fuzzing \
   --checks not_a_server_error,response_schema_conformance \
-  --max-time "${FUZZ_MAX_TIME:-240}" \
+  --max-time "${FUZZ_MAX_TIME:-180}" \
   --request-timeout 10 \
   --workers 2 \
   "$@"

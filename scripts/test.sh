@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make test: the whole suite. Installs the temporal CLI if missing; the end-to-end tests start
-# their own Temporal dev server, SMTP sandbox, worker and API on free ports.
+# make test: the whole suite. Installs the temporal CLI (and schemathesis) if missing; the
+# end-to-end tests start their own Temporal dev server, SMTP sandbox, worker and API on free
+# ports, and the fuzzer a stack of its own.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 install_tools
@@ -9,3 +10,5 @@ cd "$ROOT"
 # The crash test runs fanout-worker as a process of its own: build the binaries first.
 cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"
+# Last: schemathesis against the served OpenAPI document on a throwaway stack (make fuzz).
+FUZZ_MAX_TIME=${FUZZ_MAX_TIME:-180} bash "$ROOT/scripts/fuzz.sh"

@@ -6,7 +6,7 @@
 //! when issued; afterwards they are known by their `key_id` and prefix.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::AppState;
 use crate::auth::Operator;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::ingest::IngestConfig;
 
 /// The most tenants one listing returns.
@@ -223,7 +223,7 @@ pub struct ListQuery {
 pub async fn list_tenants(
     _: Operator,
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {

@@ -8,7 +8,7 @@
 //! Entries failing again come back on the list.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use fanout_domain::contracts::RedriveInput;
 use fanout_domain::receipt::{DeadLetter, RequestState};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::orchestrator::StartOutcome;
 use crate::requests::{owned_request, parse_request_id};
 
@@ -90,7 +90,7 @@ fn parse_channel(raw: Option<&str>) -> Result<Option<Channel>, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {

@@ -5,8 +5,8 @@
 //! answered with a generic message, so nothing internal leaks.
 
 use axum::Json;
-use axum::extract::FromRequest;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fanout_domain::ids::InvalidId;
@@ -18,6 +18,12 @@ use serde_json::json;
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
+
+/// A query string whose rejections become [`ApiError`]s (422 naming the parameter), so a bad
+/// `?limit=` answers in the same JSON shape as everything else.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
 
 /// An API failure, mapped to a status code in exactly one place.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +158,31 @@ impl From<JsonRejection> for ApiError {
                 message: e.body_text(),
             },
             other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        let text = rejection.body_text();
+        // "Failed to deserialize query string: missing field `request_id`" or
+        // "...: limit: invalid digit found in string".
+        let detail = text
+            .split_once("query string: ")
+            .map_or(text.as_str(), |(_, d)| d);
+        let field = detail
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+            .or_else(|| {
+                detail
+                    .split_once(": ")
+                    .map(|(path, _)| path)
+                    .filter(|path| !path.contains(' '))
+            })
+            .unwrap_or("query");
+        ApiError::InvalidField {
+            field: field.to_owned(),
+            message: format!("query string: {detail}"),
         }
     }
 }

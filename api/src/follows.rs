@@ -3,7 +3,7 @@
 //! The followed user must exist (a typo would otherwise collect followers nobody notifies);
 //! followers need not, as a request counts followers without a profile as suppressed.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::audience::{Added, PageQuery, next_cursor, parse_user_ids};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 
 /// The follower routes, merged into the app's router.
 pub fn routes() -> Router<AppState> {
@@ -100,7 +100,7 @@ pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,
     Path(raw_id): Path<String>,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<FollowersPage>, ApiError> {
     let (after, limit) = query.parse()?;
     let of = existing_user(&state, &tenant, &raw_id).await?;

@@ -15,7 +15,7 @@ pub mod token;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use fanout_domain::inbox::InboxMessage;
@@ -29,7 +29,7 @@ pub use self::token::InboxUser;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 
 /// Settings of the inbox streams and tokens (`FANOUT_INBOX__*`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +108,7 @@ pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,
     Path(raw_id): Path<String>,
-    Query(query): Query<InboxQuery>,
+    ApiQuery(query): ApiQuery<InboxQuery>,
 ) -> Result<Json<InboxPage>, ApiError> {
     let user_id = UserId::parse(&raw_id)?;
     Ok(Json(page(&state, &tenant, &user_id, &query).await?))
@@ -118,7 +118,7 @@ pub async fn list(
 pub async fn list_own(
     State(state): State<AppState>,
     user: InboxUser,
-    Query(query): Query<InboxQuery>,
+    ApiQuery(query): ApiQuery<InboxQuery>,
 ) -> Result<Json<InboxPage>, ApiError> {
     let position = state.store.last_inbox_seq().await?;
     let mut page = page(&state, &user.tenant_id, &user.user_id, &query).await?;

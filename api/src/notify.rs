@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fanout_domain::contracts::NotificationInput;
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::orchestrator::StartOutcome;
 use crate::preflight;
 use crate::timing::Phases;
@@ -211,7 +211,7 @@ pub async fn notify(
     Caller(tenant): Caller,
     // The quota is taken before the body is read, so a refused trigger records nothing.
     admitted: crate::ingest::Admitted,
-    Query(params): Query<NotifyParams>,
+    ApiQuery(params): ApiQuery<NotifyParams>,
     ApiJson(body): ApiJson<NotifyBody>,
 ) -> Result<Response, ApiError> {
     let mut phases = Phases::start();

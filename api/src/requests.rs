@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use fanout_domain::receipt::{ChannelCounts, Progress, Receipt, RequestState};
 use fanout_domain::request::{DeliveryPath, RecipientsQuery};
 use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UnixMillis};
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 use crate::orchestrator::LiveState;
 
 /// How long status waits on Temporal before answering from the store.
@@ -260,7 +260,7 @@ pub const MAX_PAGE: u32 = 1000;
 pub async fn receipts(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Query(query): Query<ReceiptsQuery>,
+    ApiQuery(query): ApiQuery<ReceiptsQuery>,
 ) -> Result<Json<ReceiptsPage>, ApiError> {
     let request_id = parse_request_id(&query.request_id)?;
     owned_request(&state, &tenant, &request_id).await?;

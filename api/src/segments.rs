@@ -2,7 +2,7 @@
 //!
 //! Members need not exist as users; a request counts members without a profile as suppressed.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, post, put};
 use axum::{Json, Router};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::audience::{Added, PageQuery, next_cursor, parse_user_ids};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 
 /// The segment routes, merged into the app's router.
 pub fn routes() -> Router<AppState> {
@@ -174,7 +174,7 @@ pub async fn list_members(
     State(state): State<AppState>,
     Caller(tenant): Caller,
     Path(raw_id): Path<String>,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<MembersPage>, ApiError> {
     let (after, limit) = query.parse()?;
     let segment_id = existing_segment(&state, &tenant, &raw_id).await?;

@@ -7,7 +7,7 @@
 //! In `DELETE /v1/suppressions/{channel}/{address}` the address is percent-encoded (a token may
 //! hold `/`).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 
 /// The most entries one page lists.
 pub const MAX_PAGE: u32 = 1000;
@@ -123,7 +123,7 @@ fn decode_cursor(raw: &str) -> Result<SuppressionCursor, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<SuppressionsPage>, ApiError> {
     let channel = query.channel.as_deref().map(parse_channel).transpose()?;
     let limit = match query.limit.as_deref() {

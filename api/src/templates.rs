@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 
 /// The template routes, merged into the app's router.
 pub fn routes() -> Router<AppState> {
@@ -412,7 +412,7 @@ pub async fn list_versions(
     State(state): State<AppState>,
     Caller(tenant): Caller,
     Path(raw_id): Path<String>,
-    Query(query): Query<VersionsQuery>,
+    ApiQuery(query): ApiQuery<VersionsQuery>,
 ) -> Result<Json<VersionsPage>, ApiError> {
     let template_id = path_id(&raw_id)?;
     let limit = query.limit.unwrap_or(DEFAULT_VERSIONS_PAGE);

@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::hub::{InboxHub, SubscribeError, Subscription};
 use super::token::{InboxUser, StreamUser};
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 
 /// Query of both stream routes (besides `token`, read by [`InboxUser`]).
 #[derive(Debug, Default, Deserialize)]
@@ -260,7 +260,7 @@ pub async fn sse(
     State(state): State<AppState>,
     StreamUser(user): StreamUser,
     headers: HeaderMap,
-    Query(query): Query<StreamQuery>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let from = last_event_id(&headers, &query)?;
     let session = Session::open(&state.inbox, &state.store, &user, from).await?;
@@ -289,7 +289,7 @@ pub async fn ws(
     State(state): State<AppState>,
     StreamUser(user): StreamUser,
     headers: HeaderMap,
-    Query(query): Query<StreamQuery>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let from = last_event_id(&headers, &query)?;

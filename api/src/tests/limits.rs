@@ -444,3 +444,17 @@ async fn a_stream_resuming_from_before_the_retention_window_is_told_to_re_list()
     let frame = first(token, 0).await;
     assert!(frame.contains("event: reset"), "{frame}");
 }
+
+#[tokio::test]
+async fn bad_query_strings_are_422_naming_the_parameter() {
+    let h = harness().await;
+    for (uri, field) in [
+        ("/v1/receipts", "request_id"),
+        ("/v1/receipts?request_id=x&limit=lots", "limit"),
+        ("/v1/dead-letters?limit=-1", "limit"),
+    ] {
+        let (status, answer) = h.call("GET", uri, Some(h.key(0)), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{uri}: {answer}");
+    }
+}
