@@ -192,18 +192,18 @@ pub async fn deliver_page(
                 batch.inbox.extend(message);
                 done += 1;
                 if batch.receipts.len() >= FLUSH_EVERY {
-                    flush(store, input, &mut batch).await?;
+                    flush(store, input, &mut batch, (&erased, loaded_at), &mut report).await?;
                 }
             }
             _ = ticker.tick() => {
                 // In-app messages wait in the batch: show them within a tick, not a page.
-                flush(store, input, &mut batch).await?;
+                flush(store, input, &mut batch, (&erased, loaded_at), &mut report).await?;
                 heartbeat(ctx, done).await;
                 erased.refresh(store, input, loaded_at).await;
             }
         }
     }
-    flush(store, input, &mut batch).await?;
+    flush(store, input, &mut batch, (&erased, loaded_at), &mut report).await?;
     if stopped {
         return Err(stop_cancelled(ctx, input).await);
     }
@@ -249,13 +249,48 @@ struct Batch {
     inbox: Vec<InboxMessage>,
 }
 
+impl Batch {
+    /// Drops the messages of erased users; their receipts say `unknown_user`, as a send to
+    /// them after the erasure would have.
+    fn drop_erased(&mut self, erased: &Erased, report: &mut PageReport) {
+        let dropped: std::collections::HashSet<InstanceId> = self
+            .inbox
+            .iter()
+            .filter(|m| erased.contains(&m.user_id))
+            .map(|m| m.id.clone())
+            .collect();
+        if dropped.is_empty() {
+            return;
+        }
+        self.inbox.retain(|m| !dropped.contains(&m.id));
+        for receipt in &mut self.receipts {
+            if dropped.contains(&receipt.instance_id) && receipt.status == DeliveryStatus::Delivered
+            {
+                receipt.status = DeliveryStatus::Suppressed;
+                receipt.error_code = Some("unknown_user".into());
+                receipt.provider_message_id = None;
+                report.delivered = report.delivered.saturating_sub(1);
+                report.suppressed += 1;
+            }
+        }
+    }
+}
+
 async fn flush(
     store: &Store,
     input: &DeliverPageInput,
     batch: &mut Batch,
+    (erased, loaded_at): (&Erased, fanout_domain::UnixMillis),
+    report: &mut PageReport,
 ) -> Result<(), ActivityError> {
     if batch.receipts.is_empty() {
         return Ok(());
+    }
+    if !batch.inbox.is_empty() {
+        // A message made before this page saw its user's erasure must not be written after the
+        // erasure emptied the user's inbox: erasures are read again just before the write.
+        erased.refresh(store, input, loaded_at).await;
+        batch.drop_erased(erased, report);
     }
     store
         .record_page_deliveries(&input.tenant_id, input.page, &batch.receipts, &batch.inbox)
