@@ -116,10 +116,13 @@ async fn queued_high_priority_work_overtakes_queued_low_priority_work() -> anyho
         "priority: the 3 high requests (sent last) were delivered at places {high_ranks:?} of {}",
         all.len()
     );
-    // Sent after 30 queued low ones, each high one is among the first few dispatched (a
-    // handful of slack for tasks the worker's pollers held before the queue was sorted).
+    // Sent after 30 queued low ones, each high one is delivered in the first half; without
+    // priority they are the last three. The ranks are delivery times, and the worker runs the
+    // tasks its pollers took before the queue was sorted concurrently with the high ones, so a
+    // high request lands anywhere among the first dozen or so (observed up to 15 of 33 in 25
+    // runs; a bound of 10 failed about one run in twelve).
     assert!(
-        high_ranks.iter().all(|r| *r < 10),
+        high_ranks.iter().all(|r| *r < all.len() / 2),
         "high priority delivered at {high_ranks:?} of {}",
         all.len()
     );
