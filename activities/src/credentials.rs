@@ -28,13 +28,21 @@ pub fn is_loopback_host(host: &str) -> bool {
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether `url` points at this machine.
+pub fn is_loopback_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(is_loopback_host))
+        .unwrap_or(false)
+}
+
 /// Checks that `url` is `https`, or `http` to loopback only (the sandbox): credentials and
 /// notification content never cross a network in plain text. The error says what to fix.
 pub fn check_secure_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("'{url}': {e}"))?;
     match parsed.scheme() {
         "https" => Ok(()),
-        "http" if parsed.host_str().is_some_and(is_loopback_host) => Ok(()),
+        "http" if is_loopback_url(url) => Ok(()),
         "http" => Err(format!(
             "'{url}' is plain http to a host that is not loopback; use https"
         )),

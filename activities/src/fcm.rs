@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::credentials::{
-    SANDBOX_FCM_KEY_ID, check_secure_url, is_loopback_host, operator_failure, read_key_file,
+    SANDBOX_FCM_KEY_ID, check_secure_url, is_loopback_url, operator_failure, read_key_file,
 };
 use crate::outcome::SendOutcome;
 use crate::push::{PushMessage, PushPriority};
@@ -246,14 +246,8 @@ impl FcmClient {
         check_url("base_url", base_url)?;
         let token_uri = key.token_uri.unwrap_or_else(|| GOOGLE_TOKEN_URI.to_owned());
         check_url("service account token_uri", &token_uri)?;
-        let on_loopback = |url: &str| {
-            reqwest::Url::parse(url)
-                .ok()
-                .and_then(|u| u.host_str().map(is_loopback_host))
-                .unwrap_or(false)
-        };
         if key.private_key_id.as_deref() == Some(SANDBOX_FCM_KEY_ID)
-            && !(on_loopback(base_url) && on_loopback(&token_uri))
+            && !(is_loopback_url(base_url) && is_loopback_url(&token_uri))
         {
             return Err(FcmConfigError::Invalid {
                 field: "service_account_path",

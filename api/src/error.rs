@@ -170,18 +170,8 @@ impl From<QueryRejection> for ApiError {
         let detail = text
             .split_once("query string: ")
             .map_or(text.as_str(), |(_, d)| d);
-        let field = detail
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-            .or_else(|| {
-                detail
-                    .split_once(": ")
-                    .map(|(path, _)| path)
-                    .filter(|path| !path.contains(' '))
-            })
-            .unwrap_or("query");
         ApiError::InvalidField {
-            field: field.to_owned(),
+            field: field_path(detail).unwrap_or_else(|| "query".to_owned()),
             message: format!("query string: {detail}"),
         }
     }
@@ -190,9 +180,14 @@ impl From<QueryRejection> for ApiError {
 /// Names the field in axum's "...target type: a.b[0]: reason" message. For a missing field the
 /// path is its parent, so the field's own name is appended.
 fn data_error_path(text: &str) -> String {
-    let Some((_, detail)) = text.split_once("target type: ") else {
-        return "body".to_owned();
-    };
+    text.split_once("target type: ")
+        .and_then(|(_, detail)| field_path(detail))
+        .unwrap_or_else(|| "body".to_owned())
+}
+
+/// The field serde's error `detail` is about ("a.b[0]: reason", "missing field `x`", or both),
+/// if it names one.
+fn field_path(detail: &str) -> Option<String> {
     let (path, reason) = match detail.split_once(": ") {
         Some((path, reason)) if !path.contains(' ') => (Some(path), reason),
         _ => (None, detail),
@@ -201,10 +196,10 @@ fn data_error_path(text: &str) -> String {
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
     match (path, named) {
-        (Some(path), Some(name)) => format!("{path}.{name}"),
-        (None, Some(name)) => name.to_owned(),
-        (Some(path), None) => path.to_owned(),
-        (None, None) => "body".to_owned(),
+        (Some(path), Some(name)) => Some(format!("{path}.{name}")),
+        (None, Some(name)) => Some(name.to_owned()),
+        (Some(path), None) => Some(path.to_owned()),
+        (None, None) => None,
     }
 }
 

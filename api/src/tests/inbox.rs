@@ -11,31 +11,7 @@ use fanout_domain::{Channel, DedupeKey, InstanceId, TenantId, UserId};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::{Harness, harness};
-
-/// Creates `user` in tenant `a` and issues it a token.
-async fn user_with_token(h: &Harness, user: &str) -> String {
-    let (status, body) = h
-        .call(
-            "PUT",
-            &format!("/v1/users/{user}"),
-            Some(h.key(0)),
-            Some(json!({"name": user})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = h
-        .call(
-            "POST",
-            &format!("/v1/users/{user}/inbox-token"),
-            Some(h.key(0)),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["user_id"], user);
-    body["token"].as_str().unwrap().to_owned()
-}
+use super::{Harness, harness, user_with_token};
 
 /// Delivers one in-app message per key to `user` of tenant `a`, as the worker would.
 async fn deliver(h: &Harness, user: &str, keys: &[&str]) -> Vec<InboxMessage> {

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use fanout_domain::limits::{DEFAULT_MAX_DATA_BYTES, MAX_DEVICES_PER_USER};
 use serde_json::{Value, json};
 
-use super::{ADMIN_KEY, Harness, harness, trigger};
+use super::{ADMIN_KEY, Harness, harness, trigger, user_with_token};
 
 /// How many workflows the fake orchestrator has been asked to start.
 fn started(h: &Harness) -> usize {
@@ -228,29 +228,6 @@ async fn profiles_are_bounded_in_devices_name_and_locale() {
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
 
-/// Creates `user` in tenant `a` and issues it an inbox token.
-async fn inbox_token(h: &Harness, user: &str) -> String {
-    let (status, _) = h
-        .call(
-            "PUT",
-            &format!("/v1/users/{user}"),
-            Some(h.key(0)),
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, body) = h
-        .call(
-            "POST",
-            &format!("/v1/users/{user}/inbox-token"),
-            Some(h.key(0)),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
-
 /// Opens an SSE stream; the response (and so the stream) stays open while it is held.
 async fn open_stream(h: &Harness, token: &str) -> axum::response::Response {
     use axum::body::Body;
@@ -271,7 +248,7 @@ async fn open_stream(h: &Harness, token: &str) -> axum::response::Response {
 #[tokio::test]
 async fn the_21st_stream_of_a_user_is_refused_and_closing_one_makes_room() {
     let h = harness().await;
-    let token = inbox_token(&h, "u1").await;
+    let token = user_with_token(&h, "u1").await;
     let mut open = Vec::new();
     for _ in 0..20 {
         let response = open_stream(&h, &token).await;
@@ -287,7 +264,7 @@ async fn the_21st_stream_of_a_user_is_refused_and_closing_one_makes_room() {
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("20 inbox streams"), "{message}");
     // Another user of the same tenant is not affected.
-    let other = inbox_token(&h, "u2").await;
+    let other = user_with_token(&h, "u2").await;
     assert_eq!(open_stream(&h, &other).await.status(), StatusCode::OK);
     drop(open.pop());
     assert_eq!(open_stream(&h, &token).await.status(), StatusCode::OK);
@@ -296,7 +273,7 @@ async fn the_21st_stream_of_a_user_is_refused_and_closing_one_makes_room() {
 #[tokio::test]
 async fn inbox_writes_are_limited_per_token() {
     let h = harness().await;
-    let token = inbox_token(&h, "u1").await;
+    let token = user_with_token(&h, "u1").await;
     let read_all = |token: String| {
         let h = &h;
         async move {
@@ -327,7 +304,7 @@ async fn inbox_writes_are_limited_per_token() {
         .call(
             "POST",
             "/v1/inbox/messages/nope/read",
-            Some(&inbox_token(&h, "u3").await),
+            Some(&user_with_token(&h, "u3").await),
             None,
         )
         .await;
@@ -388,7 +365,7 @@ async fn a_stream_resuming_from_before_the_retention_window_is_told_to_re_list()
     use tower::ServiceExt;
 
     let h = harness().await;
-    let token = inbox_token(&h, "u1").await;
+    let token = user_with_token(&h, "u1").await;
     let tenant = TenantId::parse("a").unwrap();
     let user = UserId::parse("u1").unwrap();
     let request_id = DedupeKey::new(tenant.clone(), "old").unwrap().request_id();
@@ -440,7 +417,7 @@ async fn a_stream_resuming_from_before_the_retention_window_is_told_to_re_list()
     assert_eq!(pruned.inbox_events, 1);
     // From before what was pruned: a reset, then the stream goes on from the current end. (The
     // week-old token went with the pruning too.)
-    let token = inbox_token(&h, "u1").await;
+    let token = user_with_token(&h, "u1").await;
     let frame = first(token, 0).await;
     assert!(frame.contains("event: reset"), "{frame}");
 }
