@@ -4,7 +4,8 @@
 # same binaries as make up), with all three credentials: a tenant API key, the admin key and
 # an inbox token. Runs the examples, coverage and fuzzing phases and checks that no response is
 # a server error and every response matches its documented schema; prints schemathesis's
-# summary and fails on any failure. FUZZ_MAX_TIME (seconds, default 180) bounds the run.
+# summary and fails on any failure. FUZZ_MAX_TIME (seconds, default 180) bounds the run;
+# FUZZ_SEED fixes schemathesis's seed (make test sets one, make fuzz alone draws a new one).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 install_tools
@@ -56,4 +57,5 @@ cd "$FANOUT_DIR"
   --max-time "${FUZZ_MAX_TIME:-180}" \
   --request-timeout 10 \
   --workers 2 \
+  ${FUZZ_SEED:+--seed "$FUZZ_SEED"} \
   "$@"

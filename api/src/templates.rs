@@ -131,6 +131,7 @@ pub struct VersionsPage {
     /// Versions, newest first.
     pub versions: Vec<Template>,
     /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_before: Option<i64>,
 }
 
@@ -420,6 +421,12 @@ pub async fn list_versions(
         return Err(ApiError::field(
             "limit",
             format!("limit must be between 1 and {MAX_VERSIONS_PER_PAGE}"),
+        ));
+    }
+    if query.before.is_some_and(|before| before < 2) {
+        return Err(ApiError::field(
+            "before",
+            "before must be at least 2 (a next_before of an earlier page); omit it for the newest versions",
         ));
     }
     let active = state

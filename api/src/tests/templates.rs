@@ -119,7 +119,8 @@ async fn templates_are_created_once_then_versioned_by_each_write() {
             (json!(1), json!("{{ data.actor }} posted")),
         ]
     );
-    assert!(page.get("next_before").is_none_or(Value::is_null), "{page}");
+    // The last page has no next_before at all: the document says absent, not null.
+    assert!(page.get("next_before").is_none(), "{page}");
     let (status, first_page) = h
         .call(
             "GET",
@@ -141,6 +142,19 @@ async fn templates_are_created_once_then_versioned_by_each_write() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(rest["versions"][0]["version"], 1);
+    assert!(rest.get("next_before").is_none(), "{rest}");
+    for before in ["1", "0", "-5200852765"] {
+        let (status, body) = h
+            .call(
+                "GET",
+                &format!("/v1/templates/post/versions?before={before}"),
+                Some(h.key(0)),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{before}: {body}");
+        assert_eq!(body["error"]["field"], "before", "{body}");
+    }
     let (status, _) = h
         .call(
             "GET",
