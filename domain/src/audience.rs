@@ -11,7 +11,7 @@ use crate::{SegmentId, UnixMillis};
 pub const MAX_SEGMENT_NAME: usize = 200;
 
 /// A segment as the store describes it: its name and how many members it has now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Segment {
     /// The tenant's id for the segment.
     pub segment_id: SegmentId,

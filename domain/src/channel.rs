@@ -6,7 +6,19 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A way of reaching a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// Email over SMTP.
@@ -35,6 +47,23 @@ impl fmt::Display for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The schema of a JSON object keyed by channel name (`email`, `in_app`, `push`), each value
+/// as `values` describes it: how maps keyed by [`Channel`] serialize.
+pub fn keyed_by_channel(
+    values: impl Into<utoipa::openapi::RefOr<utoipa::openapi::Schema>>,
+) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(Channel::ALL.map(Channel::as_str))),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(values.into())))
+        .build()
 }
 
 /// The name given is not a channel this platform knows.

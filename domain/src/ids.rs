@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 
 use crate::Channel;
 
@@ -38,7 +40,7 @@ fn check_len(field: &'static str, s: &str, max: usize) -> Result<(), InvalidId> 
 }
 
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, max = $max:expr, pattern = $pattern:expr, rule = $rule:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
@@ -69,43 +71,91 @@ macro_rules! string_id {
                 Self::parse(&raw).map_err(serde::de::Error::custom)
             }
         }
+
+        impl $name {
+            /// The longest id `parse` accepts, in bytes.
+            pub const MAX_LEN: usize = $max;
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                string_schema($rule, Self::MAX_LEN, $pattern)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
+
+/// The schema of a string of 1 to `max` bytes matching `pattern`, as the OpenAPI document
+/// describes an id (JSON Schema counts characters; for the ASCII ids that is the same).
+pub fn string_schema(description: &str, max: usize, pattern: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .description(Some(description))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(pattern))
+        .into()
+}
+
+/// The pattern of printable text with no leading or trailing whitespace, as user ids are
+/// checked (no control characters, as `char::is_control` counts them).
+pub const PRINTABLE_TRIMMED: &str =
+    r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$";
 
 string_id!(
     /// A tenant: lowercase ASCII letters, digits, `-` and `_`, starting with a letter or digit,
     /// at most 63 bytes. It appears in workflow ids, so it is kept URL- and log-safe.
-    TenantId
+    TenantId,
+    max = 63,
+    pattern = "^[a-z0-9][a-z0-9_-]*$",
+    rule = "A tenant: lowercase ASCII letters, digits, '-' and '_', starting with a letter or digit"
 );
 string_id!(
     /// A user as the tenant's product names them: any printable text up to 128 bytes.
-    UserId
+    UserId,
+    max = 128,
+    pattern = PRINTABLE_TRIMMED,
+    rule = "A user as the tenant's product names them: printable text (no control characters, no leading or trailing whitespace), at most 128 bytes of UTF-8"
 );
 string_id!(
     /// A template: ASCII letters, digits, `-`, `_` and `.`, at most 128 bytes.
-    TemplateId
+    TemplateId,
+    max = 128,
+    pattern = SLUG,
+    rule = "A template: ASCII letters, digits, '-', '_' and '.'"
 );
 string_id!(
     /// A segment: a named, stored set of users. ASCII letters, digits, `-`, `_` and `.`, at most
     /// 128 bytes, like a template id.
-    SegmentId
+    SegmentId,
+    max = 128,
+    pattern = SLUG,
+    rule = "A segment: ASCII letters, digits, '-', '_' and '.', like a template id"
 );
 string_id!(
     /// A notification request. Derived from the tenant and dedupe key (see
     /// [`DedupeKey::request_id`]); it is also the id of the request's Temporal workflow.
-    RequestId
+    RequestId,
+    max = 160,
+    pattern = "^ntf-[A-Za-z0-9_-]*$",
+    rule = "A notification request, as POST /v1/notify returned it (also its Temporal workflow id)"
 );
 string_id!(
     /// One delivery: a (request, user, channel) triple, hashed. Deterministic so receipts and
     /// inbox rows upsert when a delivery is retried.
-    InstanceId
+    InstanceId,
+    max = 64,
+    pattern = "^in_[0-9A-Fa-f]*$",
+    rule = "One delivery (request, user, channel), as a receipt names it; also the inbox message id"
 );
 
 impl TenantId {
     /// Parses a tenant id.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         const FIELD: &str = "tenant_id";
-        check_len(FIELD, s, 63)?;
+        check_len(FIELD, s, Self::MAX_LEN)?;
         let mut chars = s.chars();
         let first_ok = chars
             .next()
@@ -127,7 +177,7 @@ impl UserId {
     /// Parses a user id.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         const FIELD: &str = "user_id";
-        check_len(FIELD, s, 128)?;
+        check_len(FIELD, s, Self::MAX_LEN)?;
         if s.chars().any(char::is_control) {
             return Err(invalid(FIELD, "must not contain control characters"));
         }
@@ -141,7 +191,7 @@ impl UserId {
 impl TemplateId {
     /// Parses a template id.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
-        check_slug("template_id", s)?;
+        check_slug("template_id", s, Self::MAX_LEN)?;
         Ok(Self(s.to_owned()))
     }
 }
@@ -149,15 +199,18 @@ impl TemplateId {
 impl SegmentId {
     /// Parses a segment id.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
-        check_slug("segment_id", s)?;
+        check_slug("segment_id", s, Self::MAX_LEN)?;
         Ok(Self(s.to_owned()))
     }
 }
 
+/// The pattern of template and segment ids (see [`check_slug`]).
+pub const SLUG: &str = "^[A-Za-z0-9._-]+$";
+
 /// The rule template and segment ids share: they name things tenants create, appear in URLs and
 /// logs, and so stay plain ASCII.
-fn check_slug(field: &'static str, s: &str) -> Result<(), InvalidId> {
-    check_len(field, s, 128)?;
+fn check_slug(field: &'static str, s: &str, max: usize) -> Result<(), InvalidId> {
+    check_len(field, s, max)?;
     if !s
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
@@ -176,7 +229,7 @@ impl RequestId {
     /// Parses a request id as returned by the API.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         const FIELD: &str = "request_id";
-        check_len(FIELD, s, 160)?;
+        check_len(FIELD, s, Self::MAX_LEN)?;
         let valid = s.starts_with(Self::PREFIX)
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -199,7 +252,7 @@ impl InstanceId {
     /// Parses an instance id as returned in a receipt.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         const FIELD: &str = "instance_id";
-        check_len(FIELD, s, 64)?;
+        check_len(FIELD, s, Self::MAX_LEN)?;
         if !s.starts_with("in_") || !s[3..].chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(invalid(
                 FIELD,
@@ -225,11 +278,14 @@ pub struct DedupeKey {
 }
 
 impl DedupeKey {
+    /// The longest key, in bytes.
+    pub const MAX_LEN: usize = 256;
+
     /// Scopes `key` to `tenant_id`. The key is opaque to the platform: up to 256 bytes, no
     /// control characters.
     pub fn new(tenant_id: TenantId, key: &str) -> Result<Self, InvalidId> {
         const FIELD: &str = "dedupe_key";
-        check_len(FIELD, key, 256)?;
+        check_len(FIELD, key, Self::MAX_LEN)?;
         if key.chars().any(char::is_control) {
             return Err(invalid(FIELD, "must not contain control characters"));
         }

@@ -6,7 +6,7 @@ use crate::{InstanceId, RequestId, UnixMillis, UserId};
 
 /// One message in a user's in-app inbox. Its id is the delivery instance id, so a retried
 /// delivery upserts instead of duplicating.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InboxMessage {
     /// The delivery instance (and message) id.
     pub id: InstanceId,
@@ -23,7 +23,9 @@ pub struct InboxMessage {
     #[serde(default)]
     pub action_url: Option<String>,
     /// The template's rendered `in_app.payload`, for clients that build their own UI. Messages
-    /// written before payloads existed hold the request's whole `data` here.
+    /// written before payloads existed hold the request's whole `data` here. At most
+    /// 4096 bytes (`limits::MAX_INBOX_PAYLOAD_BYTES`) once rendered.
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// When it was delivered.
     pub created_at_ms: UnixMillis,

@@ -58,6 +58,54 @@ pub const MAX_TEMPLATE_VERSIONS: i64 = 1_000;
 /// The longest template name and category, in bytes.
 pub const MAX_TEMPLATE_NAME_BYTES: usize = 200;
 
+/// The schema of an in-app template's `payload`: at most [`MAX_INBOX_PAYLOAD_KEYS`] keys, each
+/// value a template part.
+pub fn inbox_payload_schema() -> utoipa::openapi::Object {
+    template_map_schema(MAX_INBOX_PAYLOAD_KEYS)
+}
+
+/// The schema of a push template's `data`: at most [`MAX_PUSH_DATA_KEYS`] keys, each value a
+/// template part.
+pub fn push_data_schema() -> utoipa::openapi::Object {
+    template_map_schema(MAX_PUSH_DATA_KEYS)
+}
+
+fn template_map_schema(max_keys: usize) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(max_keys))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_TEMPLATE_PART_BYTES)),
+        ))
+        .build()
+}
+
+/// The schema of a notify's `metadata` (see [`check_metadata`]).
+pub fn metadata_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(MAX_METADATA_ENTRIES))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_METADATA_KEY_BYTES)),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_METADATA_VALUE_BYTES)),
+        ))
+        .description(Some(format!(
+            "Free-form labels echoed back in status: at most {MAX_METADATA_ENTRIES}, keys up to \
+             {MAX_METADATA_KEY_BYTES} bytes, values up to {MAX_METADATA_VALUE_BYTES}"
+        )))
+        .build()
+}
+
 /// One limit exceeded: the field, and what the limit is. The API answers it as a 422 naming
 /// both.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Channel, InstanceId, RequestId, UnixMillis, UserId};
 
 /// The state of one delivery instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Not attempted yet, or failed transiently and waiting for a retry.
@@ -61,7 +61,7 @@ impl FromStr for DeliveryStatus {
 }
 
 /// The receipt of one delivery instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     /// The delivery instance.
     pub instance_id: InstanceId,
@@ -89,7 +89,7 @@ pub struct Receipt {
 
 /// A delivery instance that failed for good: a permanent provider rejection, or transient
 /// failures through every delivery round. Operators list these and re-drive them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The delivery instance.
     pub instance_id: InstanceId,
@@ -102,6 +102,7 @@ pub struct DeadLetter {
     /// The page of the request's audience snapshot holding the recipient.
     pub page: u32,
     /// The last error's stable code, e.g. `smtp_550`.
+    #[schema(example = "smtp_550")]
     pub error_code: Option<String>,
     /// The provider's last words.
     pub error_message: Option<String>,
@@ -114,7 +115,7 @@ pub struct DeadLetter {
 }
 
 /// The lifecycle of a whole request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestState {
     /// Accepted and being worked on.
@@ -161,7 +162,7 @@ impl FromStr for RequestState {
 }
 
 /// Delivery counts for one channel. `pending` is what is neither final nor suppressed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelCounts {
     /// Recipients addressed on this channel.
     pub total: u64,

@@ -70,7 +70,9 @@ pub const DIRECT_MAX_RECIPIENTS: usize = 200;
 
 /// How a request's workflow delivers. Chosen by the API when it accepts the request and
 /// recorded in the workflow input, so replay always takes the same path.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryPath {
     /// Resolution and pages as child workflows: any audience size. Inputs recorded before the
@@ -113,7 +115,7 @@ impl std::str::FromStr for DeliveryPath {
 }
 
 /// How urgent a request is; maps onto provider priorities (e.g. APNs 10 vs 5).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// Can wait behind other traffic.

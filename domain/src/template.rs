@@ -25,50 +25,61 @@ pub const DEFAULT_CATEGORY: &str = "transactional";
 pub const DEFAULT_LOCALE: &str = "en";
 
 /// Email content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailContent {
     /// The subject line.
+    #[schema(max_length = 65536)] // limits::MAX_TEMPLATE_PART_BYTES
     pub subject: String,
     /// The plain-text body.
+    #[schema(max_length = 65536)] // limits::MAX_TEMPLATE_PART_BYTES
     pub text: String,
-    /// An optional HTML alternative, auto-escaped.
+    /// An optional HTML alternative; values are auto-escaped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)] // limits::MAX_TEMPLATE_PART_BYTES
     pub html: Option<String>,
 }
 
 /// In-app inbox content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InAppContent {
     /// A short title.
+    #[schema(max_length = 65536)] // limits::MAX_TEMPLATE_PART_BYTES
     pub title: String,
     /// The body.
+    #[schema(max_length = 65536)] // limits::MAX_TEMPLATE_PART_BYTES
     pub body: String,
     /// Where the client goes when the message is opened; a template too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)] // limits::MAX_TEMPLATE_PART_BYTES
     pub action_url: Option<String>,
     /// Key/values stored with the message for clients that build their own UI (the inbox
     /// message's `data`); each value is a template. The request's `data` itself is not stored.
+    /// At most 16 keys; rendered, at most 4096 bytes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = crate::limits::inbox_payload_schema)]
     pub payload: BTreeMap<String, String>,
 }
 
 /// Push content, shared by APNs and FCM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushContent {
     /// Alert title.
+    #[schema(max_length = 65536)] // limits::MAX_TEMPLATE_PART_BYTES
     pub title: String,
     /// Alert body.
+    #[schema(max_length = 65536)] // limits::MAX_TEMPLATE_PART_BYTES
     pub body: String,
-    /// Custom key/values delivered to the app; each value is a template.
+    /// Custom key/values delivered to the app; each value is a template. At most 32 keys.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = crate::limits::push_data_schema)]
     pub data: BTreeMap<String, String>,
 }
 
 /// The content of every channel in one locale; a channel left out has no content here.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelContent {
     /// Email content.
@@ -131,8 +142,8 @@ impl TemplateSpec {
     }
 }
 
-/// One version of a template, as stored and served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One immutable version of a template, as stored and served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Template {
     /// The template's id within its tenant.
     pub template_id: TemplateId,
@@ -146,18 +157,35 @@ pub struct Template {
     pub default_locale: String,
     /// The default-locale content.
     #[serde(flatten)]
+    #[schema(value_type = TemplateContent)]
     pub content: ChannelContent,
     /// Variants by locale tag.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub locales: BTreeMap<String, ChannelContent>,
-    /// The version this one copies, when it was written by a rollback.
+    /// Set on versions written by a rollback: the version copied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<i64>,
-    /// See [`TemplateSpec::max_audience`].
+    /// The blast-radius limit for notifies of this template; overrides the tenant's and the
+    /// platform default (see [`TemplateSpec::max_audience`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_audience: Option<u64>,
     /// When this version was written.
     pub updated_at_ms: UnixMillis,
+}
+
+/// [`ChannelContent`] as a [`Template`] carries it, flattened beside the template's other
+/// fields: the same properties, without `additionalProperties: false` (which would refuse those
+/// other fields). Only the OpenAPI document uses it; a test keeps its properties those of
+/// [`ChannelContent`].
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct TemplateContent {
+    /// Email content.
+    email: Option<EmailContent>,
+    /// In-app content.
+    in_app: Option<InAppContent>,
+    /// Push content.
+    push: Option<PushContent>,
 }
 
 impl Template {

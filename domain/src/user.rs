@@ -3,9 +3,11 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
 
 use crate::UserId;
-use crate::ids::InvalidId;
+use crate::ids::{InvalidId, string_schema};
 
 /// A syntactically plausible email address (one `@`, a dotted domain, no whitespace). The mail
 /// relay has the last word on deliverability.
@@ -14,13 +16,16 @@ use crate::ids::InvalidId;
 pub struct EmailAddress(String);
 
 impl EmailAddress {
+    /// The longest address, in bytes.
+    pub const MAX_LEN: usize = 254;
+
     /// Parses an address.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         let bad = |reason: &str| InvalidId {
             field: "email",
             reason: reason.into(),
         };
-        if s.is_empty() || s.len() > 254 {
+        if s.is_empty() || s.len() > Self::MAX_LEN {
             return Err(bad("must be between 1 and 254 bytes"));
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -53,6 +58,31 @@ impl fmt::Display for EmailAddress {
     }
 }
 
+/// What [`EmailAddress::parse`] checks, as a pattern: a local part, one `@`, and two or more
+/// dot-separated labels that neither start nor end with `-`; no whitespace or control characters.
+const EMAIL_PATTERN: &str = concat!(
+    r"^[^@\s\x00-\x1f\x7f-\x9f]+@",
+    r"[^@\s\x00-\x1f\x7f-\x9f.-]([^@\s\x00-\x1f\x7f-\x9f.]*[^@\s\x00-\x1f\x7f-\x9f.-])?",
+    r"(\.[^@\s\x00-\x1f\x7f-\x9f.-]([^@\s\x00-\x1f\x7f-\x9f.]*[^@\s\x00-\x1f\x7f-\x9f.-])?)+$"
+);
+
+impl utoipa::PartialSchema for EmailAddress {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+            .description(Some(
+                "An email address: one '@', a dotted domain, no whitespace",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(Self::MAX_LEN))
+            .pattern(Some(EMAIL_PATTERN))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EmailAddress {}
+
 impl<'de> Deserialize<'de> for EmailAddress {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
@@ -67,13 +97,16 @@ impl<'de> Deserialize<'de> for EmailAddress {
 pub struct Timezone(String);
 
 impl Timezone {
+    /// The longest name, in bytes.
+    pub const MAX_LEN: usize = 64;
+
     /// Parses a time zone name: 1 to 64 bytes of ASCII letters, digits, `/`, `_`, `+` and `-`.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         let bad = |reason: &str| InvalidId {
             field: "timezone",
             reason: reason.into(),
         };
-        if s.is_empty() || s.len() > 64 {
+        if s.is_empty() || s.len() > Self::MAX_LEN {
             return Err(bad("must be between 1 and 64 bytes"));
         }
         if !s
@@ -93,6 +126,18 @@ impl Timezone {
     }
 }
 
+impl utoipa::PartialSchema for Timezone {
+    fn schema() -> RefOr<Schema> {
+        string_schema(
+            "An IANA time zone name, e.g. Europe/Paris",
+            Self::MAX_LEN,
+            "^[A-Za-z0-9/_+-]+$",
+        )
+    }
+}
+
+impl utoipa::ToSchema for Timezone {}
+
 impl<'de> Deserialize<'de> for Timezone {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
@@ -101,7 +146,19 @@ impl<'de> Deserialize<'de> for Timezone {
 }
 
 /// The push service a device token belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Platform {
     /// Apple Push Notification service.
@@ -117,13 +174,16 @@ pub enum Platform {
 pub struct DeviceToken(String);
 
 impl DeviceToken {
+    /// The longest token, in bytes.
+    pub const MAX_LEN: usize = 4096;
+
     /// Parses a token.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         let bad = |reason: &str| InvalidId {
             field: "token",
             reason: reason.into(),
         };
-        if s.is_empty() || s.len() > 4096 {
+        if s.is_empty() || s.len() > Self::MAX_LEN {
             return Err(bad("must be between 1 and 4096 bytes"));
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -138,6 +198,18 @@ impl DeviceToken {
     }
 }
 
+impl utoipa::PartialSchema for DeviceToken {
+    fn schema() -> RefOr<Schema> {
+        string_schema(
+            "A push token as the device's push service issued it: opaque, no whitespace",
+            Self::MAX_LEN,
+            r"^[^\s\x00-\x1f\x7f-\x9f]+$",
+        )
+    }
+}
+
+impl utoipa::ToSchema for DeviceToken {}
+
 impl<'de> Deserialize<'de> for DeviceToken {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
@@ -146,7 +218,7 @@ impl<'de> Deserialize<'de> for DeviceToken {
 }
 
 /// A device registered for push notifications.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Device {
     /// Which push service delivers to it.
     pub platform: Platform,
@@ -158,7 +230,7 @@ pub struct Device {
 ///
 /// Fields added after the first release carry `#[serde(default)]`, so profiles serialised
 /// before them still parse.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     /// The tenant's id for the user.
     pub user_id: UserId,

@@ -41,7 +41,7 @@ pub struct AudienceSize {
 
 /// What one channel would do with an audience. `recipients` splits exactly into the other
 /// four fields, in delivery's order: a user is counted under the first reason that applies.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelEstimate {
     /// Recipients with a profile.
     pub recipients: u64,

@@ -46,6 +46,9 @@ impl Category {
     /// The most bytes a category has.
     pub const MAX_LEN: usize = 64;
 
+    /// The characters a category has, as a pattern.
+    pub const PATTERN: &str = "^[A-Za-z0-9._-]+$";
+
     /// Parses a category.
     pub fn parse(s: &str) -> std::result::Result<Self, InvalidId> {
         let bad = |reason: String| InvalidId {
@@ -99,15 +102,43 @@ impl<'de> Deserialize<'de> for Category {
 
 /// One user's preferences document. Absent entries allow; see the module docs for how rules
 /// combine.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Preferences {
     /// Each channel's default: `false` turns the channel off for every category without a rule
     /// of its own on that channel.
     #[serde(default)]
+    #[schema(schema_with = channel_rules_schema)]
     pub channels: BTreeMap<Channel, bool>,
     /// Rules per category and channel; they override the channel defaults.
     #[serde(default)]
+    #[schema(schema_with = category_rules_schema)]
     pub categories: BTreeMap<Category, BTreeMap<Channel, bool>>,
+}
+
+/// `{channel: bool}`.
+fn channel_rules_schema() -> utoipa::openapi::Object {
+    fanout_domain::channel::keyed_by_channel(
+        utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Boolean),
+    )
+}
+
+/// `{category: {channel: bool}}`, categories named as [`Category::parse`] accepts them. The
+/// API takes at most 200 (`MAX_CATEGORIES` in the API's preferences).
+pub fn category_rules_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(Category::MAX_LEN))
+                .pattern(Some(Category::PATTERN)),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            channel_rules_schema().into(),
+        )))
+        .build()
 }
 
 impl Preferences {

@@ -32,7 +32,7 @@ pub const SUPPRESSED_ADDRESS: &str = "suppressed_address";
 const LOOKUP_ADDRESSES: usize = 200;
 
 /// Why an address is suppressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SuppressionReason {
     /// The mail relay rejected the address permanently (5xx).
@@ -90,9 +90,11 @@ impl FromStr for SuppressionReason {
 }
 
 /// One entry of the suppression list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Suppression {
-    /// The channel that must not send to the address.
+    /// The channel that must not send to the address: `email` or `push` (in-app has no
+    /// addresses).
+    #[schema(value_type = SuppressionChannel)]
     pub channel: Channel,
     /// The email address (lowercased) or device token.
     pub address: String,
@@ -102,6 +104,17 @@ pub struct Suppression {
     pub detail: Option<String>,
     /// When the address was first suppressed.
     pub created_at_ms: UnixMillis,
+}
+
+/// The channels that have addresses to suppress, as the OpenAPI document names them.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum SuppressionChannel {
+    /// Email addresses.
+    Email,
+    /// Push device tokens.
+    Push,
 }
 
 /// A position in a suppression listing: the last entry seen.

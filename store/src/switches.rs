@@ -38,11 +38,12 @@ impl SwitchScope<'_> {
 }
 
 /// The state of one channel switch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelSwitch {
     /// The channel.
     pub channel: Channel,
     /// `tenant` or `global`.
+    #[schema(pattern = "^(tenant|global)$")]
     pub scope: String,
     /// Whether deliveries on the channel are held.
     pub disabled: bool,
@@ -53,7 +54,7 @@ pub struct ChannelSwitch {
 }
 
 /// What a template disable does to the template's running requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunningAction {
     /// Pause them (enabling the template resumes them).

@@ -16,7 +16,7 @@ use crate::Channel;
 use crate::template::ChannelContent;
 
 /// What is wrong with a template part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
     /// The part does not parse.
@@ -30,7 +30,7 @@ pub enum ProblemKind {
 }
 
 /// One problem found by [`validate`], located as precisely as MiniJinja allows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TemplateProblem {
     /// What kind of problem.
     pub kind: ProblemKind,
