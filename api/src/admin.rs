@@ -5,20 +5,22 @@
 //! key carries no identity on these routes, so there is nothing to forbid). Keys are shown once,
 //! when issued; afterwards they are known by their `key_id` and prefix.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use fanout_domain::TenantId;
 use fanout_domain::limits::{DEFAULT_MAX_DATA_BYTES, MAX_DATA_BYTES_CEILING};
 use fanout_store::tenants::{ApiKeyInfo, Tenant, TenantSettings};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Operator;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::ingest::IngestConfig;
 
 /// The most tenants one listing returns.
@@ -37,21 +39,12 @@ pub const FAIRNESS_WEIGHTS: std::ops::RangeInclusive<f64> = 0.001..=1000.0;
 const DEFAULT_FAIRNESS_WEIGHT: f64 = 1.0;
 
 /// The admin routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/tenants", get(list_tenants).post(create_tenant))
-        .route(
-            "/v1/admin/tenants/{tenant_id}",
-            get(get_tenant).patch(update_tenant),
-        )
-        .route(
-            "/v1/admin/tenants/{tenant_id}/keys",
-            get(list_keys).post(issue_key),
-        )
-        .route(
-            "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
-            delete(revoke_key),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant, update_tenant))
+        .routes(routes!(list_keys, issue_key))
+        .routes(routes!(revoke_key))
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -62,22 +55,32 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 }
 
 /// A tenant's settings: its overrides (`null`: the default) or the values in force.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+#[schema(as = TenantSettings)]
 pub struct SettingsView {
-    /// Notify requests per second.
+    /// Sustained POST /v1/notify requests per second; null: the platform default.
+    #[schema(minimum = 1, maximum = 100000)] // MAX_INGEST_PER_SECOND
     pub ingest_per_second: Option<u32>,
-    /// Notify requests at once.
+    /// Notify requests at once before the sustained rate applies; null: the platform default.
+    #[schema(minimum = 1, maximum = 1000000)] // MAX_INGEST_BURST
     pub ingest_burst: Option<u32>,
-    /// The tenant's share of queued work against other tenants'.
+    /// The tenant's share of queued work against other tenants' (Temporal's fairness weight,
+    /// keyed by tenant): a tenant of weight 2 is dispatched twice as much as one of weight 1
+    /// while both have work waiting; null: the default of 1.
+    #[schema(minimum = 0.001, maximum = 1000)] // FAIRNESS_WEIGHTS
     pub fairness_weight: Option<f64>,
-    /// The largest `data` a notify may carry, in bytes of JSON.
+    /// The largest `data` object a notify may carry, in bytes of JSON; null: the platform
+    /// default of 65536.
+    #[schema(minimum = 1, maximum = 524288)] // limits::MAX_DATA_BYTES_CEILING
     pub max_data_bytes: Option<u32>,
 }
 
 /// A tenant as the admin API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = Tenant)]
 pub struct TenantView {
     /// Its id.
+    #[schema(value_type = TenantId)]
     pub tenant_id: String,
     /// Its name.
     pub name: String,
@@ -118,7 +121,8 @@ impl TenantView {
 }
 
 /// An API key's public record.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = ApiKey)]
 pub struct KeyView {
     /// Its id, to revoke it.
     pub key_id: String,
@@ -148,7 +152,8 @@ impl From<ApiKeyInfo> for KeyView {
 }
 
 /// A key just issued (201): the only response that carries the key.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = IssuedApiKey)]
 pub struct IssuedKeyView {
     /// The key: store it now, it is not shown again.
     pub key: String,
@@ -184,14 +189,37 @@ async fn existing(state: &AppState, raw: &str) -> Result<Tenant, ApiError> {
 }
 
 /// The body of `POST /v1/admin/tenants`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TenantInput)]
 pub struct CreateTenantBody {
+    /// The new tenant's id.
+    #[schema(value_type = TenantId)]
     tenant_id: String,
+    /// Its name.
+    #[schema(min_length = 1, max_length = 200)] // MAX_NAME_CHARS
     name: String,
 }
 
 /// `POST /v1/admin/tenants`: 201, or 409 if the id is taken.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants",
+    tag = "admin",
+    summary = "Create a tenant",
+    description = "201, or 409 when the id is taken. Operator only: `Authorization: Bearer <FANOUT_ADMIN_KEY>`. A tenant API key (or any other bearer) is 401; when no admin key is configured every admin route is 404 saying so.",
+    security(("admin_key" = [])),
+    request_body = CreateTenantBody,
+    responses(
+        (status = 201, description = "Created", body = TenantView),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "Not the admin key; a tenant API key is refused too (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The admin API is disabled: no admin key is configured", body = ErrorBody),
+        (status = 409, description = "The id is taken", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "The tenant id or the name is invalid; field names it", body = ErrorBody),
+    )
+)]
 pub async fn create_tenant(
     _: Operator,
     State(state): State<AppState>,
@@ -211,20 +239,54 @@ pub async fn create_tenant(
 }
 
 /// Query of `GET /v1/admin/tenants`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// The last tenant id of the previous page.
+    #[param(value_type = Option<TenantId>)]
     after: Option<String>,
-    /// Page size (1..=1000, default 100).
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)] // MAX_PAGE
     limit: Option<u32>,
 }
 
+/// A page of tenants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantsPage {
+    /// Tenants in id order.
+    pub tenants: Vec<TenantView>,
+    /// Pass as `?after=` for the next page; null on the last.
+    pub next_after: Option<String>,
+}
+
+/// A tenant's API keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeysPage {
+    /// Every key, revoked ones included.
+    pub keys: Vec<KeyView>,
+}
+
 /// `GET /v1/admin/tenants`: tenants in id order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants",
+    tag = "admin",
+    summary = "List tenants in id order",
+    description = "Pages with `?after=<last tenant_id>&limit=`. Operator only: `Authorization: Bearer <FANOUT_ADMIN_KEY>`. A tenant API key (or any other bearer) is 401; when no admin key is configured every admin route is 404 saying so.",
+    security(("admin_key" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of tenants", body = TenantsPage),
+        (status = 401, description = "Not the admin key; a tenant API key is refused too (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The admin API is disabled: no admin key is configured", body = ErrorBody),
+        (status = 422, description = "A query parameter is invalid (after, limit); field names it", body = ErrorBody),
+    )
+)]
 pub async fn list_tenants(
     _: Operator,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantsPage>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(invalid(
@@ -246,12 +308,28 @@ pub async fn list_tenants(
         .into_iter()
         .map(|t| TenantView::new(t, state.ingest.config()))
         .collect();
-    Ok(Json(
-        serde_json::json!({"tenants": tenants, "next_after": next_after}),
-    ))
+    Ok(Json(TenantsPage {
+        tenants,
+        next_after,
+    }))
 }
 
 /// `GET /v1/admin/tenants/{tenant_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{tenant_id}",
+    tag = "admin",
+    summary = "Get a tenant with its settings",
+    description = "Operator only: `Authorization: Bearer <FANOUT_ADMIN_KEY>`. A tenant API key (or any other bearer) is 401; when no admin key is configured every admin route is 404 saying so.",
+    security(("admin_key" = [])),
+    params(("tenant_id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The tenant", body = TenantView),
+        (status = 401, description = "Not the admin key; a tenant API key is refused too (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such tenant; or the admin API is disabled (no admin key configured)", body = ErrorBody),
+        (status = 422, description = "The tenant id is invalid", body = ErrorBody),
+    )
+)]
 pub async fn get_tenant(
     _: Operator,
     State(state): State<AppState>,
@@ -268,18 +346,30 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
 
 /// The body of `PATCH /v1/admin/tenants/{tenant_id}`: absent fields stay as they are, `null`
 /// returns a setting to the platform default.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TenantPatch)]
 pub struct UpdateTenantBody {
+    /// A new name.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)] // MAX_NAME_CHARS
     name: Option<String>,
+    /// See `TenantSettings`; null returns it to the platform default.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 100000)] // MAX_INGEST_PER_SECOND
     ingest_per_second: Option<Value>,
+    /// See `TenantSettings`; null returns it to the platform default.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)] // MAX_INGEST_BURST
     ingest_burst: Option<Value>,
+    /// See `TenantSettings`; null returns it to the default weight of 1.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>, minimum = 0.001, maximum = 1000)] // FAIRNESS_WEIGHTS
     fairness_weight: Option<Value>,
+    /// See `TenantSettings`; null returns it to the platform default.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 524288)]
+    // limits::MAX_DATA_BYTES_CEILING
     max_data_bytes: Option<Value>,
 }
 
@@ -333,6 +423,24 @@ fn weight_setting(value: &Value) -> Result<Option<f64>, ApiError> {
 
 /// `PATCH /v1/admin/tenants/{tenant_id}`: renames the tenant or changes its settings. Every
 /// field is checked before anything is written.
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/tenants/{tenant_id}",
+    tag = "admin",
+    summary = "Rename a tenant or change its settings",
+    description = "Absent fields stay as they are; `null` returns a setting to the platform default. Every field is checked before anything is written; a bad one is 422 naming it. Operator only: `Authorization: Bearer <FANOUT_ADMIN_KEY>`. A tenant API key (or any other bearer) is 401; when no admin key is configured every admin route is 404 saying so.",
+    security(("admin_key" = [])),
+    params(("tenant_id" = TenantId, Path, description = "The tenant")),
+    request_body = UpdateTenantBody,
+    responses(
+        (status = 200, description = "The tenant as changed", body = TenantView),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "Not the admin key; a tenant API key is refused too (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such tenant; or the admin API is disabled (no admin key configured)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "A field is out of range or malformed; field names it", body = ErrorBody),
+    )
+)]
 pub async fn update_tenant(
     _: Operator,
     State(state): State<AppState>,
@@ -380,15 +488,35 @@ pub async fn update_tenant(
 }
 
 /// The optional body of `POST /v1/admin/tenants/{tenant_id}/keys`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ApiKeyInput)]
 struct IssueKeyBody {
+    /// A label to recognise the key by: printable, not blank.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)] // MAX_LABEL_CHARS
     label: Option<String>,
 }
 
 /// `POST /v1/admin/tenants/{tenant_id}/keys`: 201 with the key, shown this once. The body
 /// (`{"label": ..}`) is optional.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tenants/{tenant_id}/keys",
+    tag = "admin",
+    summary = "Issue an API key",
+    request_body(content = Option<IssueKeyBody>, description = "Optional"),
+    description = "201 with the key, shown this once (only its SHA-256 is stored). The body is optional. A tenant may hold several keys. Operator only: `Authorization: Bearer <FANOUT_ADMIN_KEY>`. A tenant API key (or any other bearer) is 401; when no admin key is configured every admin route is 404 saying so.",
+    security(("admin_key" = [])),
+    params(("tenant_id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 201, description = "The new key", body = IssuedKeyView),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "Not the admin key; a tenant API key is refused too (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such tenant; or the admin API is disabled (no admin key configured)", body = ErrorBody),
+        (status = 422, description = "The tenant id or the label is invalid; field names it", body = ErrorBody),
+    )
+)]
 pub async fn issue_key(
     _: Operator,
     State(state): State<AppState>,
@@ -434,11 +562,26 @@ pub async fn issue_key(
 }
 
 /// `GET /v1/admin/tenants/{tenant_id}/keys`: every key, revoked ones included, never the key.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tenants/{tenant_id}/keys",
+    tag = "admin",
+    summary = "List a tenant's API keys",
+    description = "Revoked keys included; the keys themselves are never shown. Operator only: `Authorization: Bearer <FANOUT_ADMIN_KEY>`. A tenant API key (or any other bearer) is 401; when no admin key is configured every admin route is 404 saying so.",
+    security(("admin_key" = [])),
+    params(("tenant_id" = TenantId, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The keys", body = ApiKeysPage),
+        (status = 401, description = "Not the admin key; a tenant API key is refused too (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such tenant; or the admin API is disabled (no admin key configured)", body = ErrorBody),
+        (status = 422, description = "The tenant id is invalid", body = ErrorBody),
+    )
+)]
 pub async fn list_keys(
     _: Operator,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApiKeysPage>, ApiError> {
     let tenant = existing(&state, &id).await?;
     let keys: Vec<KeyView> = state
         .store
@@ -447,11 +590,26 @@ pub async fn list_keys(
         .into_iter()
         .map(KeyView::from)
         .collect();
-    Ok(Json(serde_json::json!({"keys": keys})))
+    Ok(Json(ApiKeysPage { keys }))
 }
 
 /// `DELETE /v1/admin/tenants/{tenant_id}/keys/{key_id}`: 204; the key is refused from the next
 /// request on (keys are checked against the store on every request, not cached).
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+    tag = "admin",
+    summary = "Revoke an API key",
+    description = "204 (also when already revoked); the key is 401 from the next request on. Operator only: `Authorization: Bearer <FANOUT_ADMIN_KEY>`. A tenant API key (or any other bearer) is 401; when no admin key is configured every admin route is 404 saying so.",
+    security(("admin_key" = [])),
+    params(("tenant_id" = TenantId, Path, description = "The tenant"), ("key_id" = String, Path, description = "The key's public id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Not the admin key; a tenant API key is refused too (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such tenant or key; or the admin API is disabled (no admin key configured)", body = ErrorBody),
+        (status = 422, description = "The tenant id is invalid", body = ErrorBody),
+    )
+)]
 pub async fn revoke_key(
     _: Operator,
     State(state): State<AppState>,

@@ -4,6 +4,7 @@
 use fanout_domain::UserId;
 use fanout_domain::ids::InvalidId;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::cursor;
 use crate::error::ApiError;
@@ -40,18 +41,22 @@ pub(crate) fn parse_user_ids(field: &'static str, raw: &[String]) -> Result<Vec<
 }
 
 /// How many ids were new.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Added {
     /// Ids that were not there before; repeating a call adds 0.
     pub added: u64,
 }
 
 /// `?cursor=&limit=` of a listing of user ids.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
+    /// Page size.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000, default = 100)] // MAX_PAGE, DEFAULT_PAGE
     limit: Option<u32>,
 }
 

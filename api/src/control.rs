@@ -13,34 +13,42 @@ use axum::http::StatusCode;
 use fanout_domain::{RequestId, TenantId};
 use fanout_store::requests::RequestRecord;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::orchestrator::{Control, OrchestratorError};
 
 /// What a control call answers.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ControlResponse {
     /// The request controlled.
+    #[schema(value_type = RequestId)]
     pub request_id: String,
     /// What was asked: `pause`, `resume`, `rate` or `cancel`.
+    #[schema(pattern = "^(pause|resume|rate|cancel)$")]
     pub action: String,
 }
 
 /// Body of `POST /v1/requests/{id}/rate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateBody {
+    /// Deliveries per second, at least 1; `null` removes the cap.
+    #[schema(minimum = 1, required = true)]
     per_second: Option<u32>,
 }
 
 /// Body of `POST /v1/cancel`: exactly one of the two.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
+    /// The request.
     #[serde(default)]
+    #[schema(value_type = Option<RequestId>)]
     request_id: Option<String>,
+    /// The dedupe key the request was triggered with.
     #[serde(default)]
     dedupe_key: Option<String>,
 }
@@ -109,6 +117,20 @@ async fn send(
 }
 
 /// `POST /v1/requests/{request_id}/pause`.
+#[utoipa::path(
+    post,
+    path = "/v1/requests/{request_id}/pause",
+    tag = "requests",
+    summary = "Pause a running request: no new pages start and in-flight deliveries hold (within a second)",
+    params(("request_id" = RequestId, Path, description = "The request")),
+    responses(
+        (status = 202, description = "Sent", body = ControlResponse),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such request for this tenant", body = ErrorBody),
+        (status = 409, description = "The request is not running (already completed, cancelled or failed)", body = ErrorBody),
+        (status = 503, description = "Temporal is unreachable (code unavailable); retry", body = ErrorBody),
+    )
+)]
 pub async fn pause(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -118,6 +140,20 @@ pub async fn pause(
 }
 
 /// `POST /v1/requests/{request_id}/resume`.
+#[utoipa::path(
+    post,
+    path = "/v1/requests/{request_id}/resume",
+    tag = "requests",
+    summary = "Resume a paused request",
+    params(("request_id" = RequestId, Path, description = "The request")),
+    responses(
+        (status = 202, description = "Sent", body = ControlResponse),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such request for this tenant", body = ErrorBody),
+        (status = 409, description = "The request is not running (already completed, cancelled or failed)", body = ErrorBody),
+        (status = 503, description = "Temporal is unreachable (code unavailable); retry", body = ErrorBody),
+    )
+)]
 pub async fn resume(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -127,6 +163,24 @@ pub async fn resume(
 }
 
 /// `POST /v1/requests/{request_id}/rate` with `{"per_second": n}` (`null` removes the cap).
+#[utoipa::path(
+    post,
+    path = "/v1/requests/{request_id}/rate",
+    tag = "requests",
+    summary = "Cap the request's deliveries per second (null removes the cap)",
+    params(("request_id" = RequestId, Path, description = "The request")),
+    request_body = RateBody,
+    responses(
+        (status = 202, description = "Sent", body = ControlResponse),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such request for this tenant", body = ErrorBody),
+        (status = 409, description = "The request is not running (already completed, cancelled or failed)", body = ErrorBody),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "per_second is 0, or the body is malformed; field names it", body = ErrorBody),
+        (status = 503, description = "Temporal is unreachable (code unavailable); retry", body = ErrorBody),
+    )
+)]
 pub async fn rate(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -151,6 +205,23 @@ pub async fn rate(
 }
 
 /// `POST /v1/cancel` with `{"request_id": ...}` or `{"dedupe_key": ...}`.
+#[utoipa::path(
+    post,
+    path = "/v1/cancel",
+    tag = "requests",
+    summary = "Cancel a running request by request_id or dedupe_key: no send starts more than 100 ms after this returns; what was not delivered is recorded as cancelled",
+    request_body = CancelBody,
+    responses(
+        (status = 202, description = "Sent", body = ControlResponse),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such request for this tenant, or no request with this dedupe_key", body = ErrorBody),
+        (status = 409, description = "The request is not running (already completed, cancelled or failed)", body = ErrorBody),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "Not exactly one of request_id and dedupe_key (field body), or a field is malformed", body = ErrorBody),
+        (status = 503, description = "Temporal is unreachable (code unavailable); retry", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Caller(tenant): Caller,

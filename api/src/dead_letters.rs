@@ -12,15 +12,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use fanout_domain::contracts::RedriveInput;
 use fanout_domain::receipt::{DeadLetter, RequestState};
-use fanout_domain::{Channel, InstanceId};
+use fanout_domain::{Channel, InstanceId, RequestId};
 use fanout_store::dead_letters::{DeadLetterCursor, DeadLetterFilter};
 use fanout_store::now_ms;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::orchestrator::StartOutcome;
 use crate::requests::{owned_request, parse_request_id};
 
@@ -31,22 +32,32 @@ const MAX_PAGE: u32 = 1000;
 const MAX_INSTANCES: usize = 1000;
 
 /// Query of the listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this request's dead letters.
     #[serde(default)]
+    #[param(value_type = Option<RequestId>)]
     request_id: Option<String>,
+    /// Only this channel's.
     #[serde(default)]
+    #[param(value_type = Option<Channel>)]
     channel: Option<String>,
+    /// Also list entries already re-driven.
     #[serde(default)]
+    #[param(default = false)]
     include_redriven: bool,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
+    /// Page size.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000, default = 100)] // MAX_PAGE
     limit: Option<u32>,
 }
 
 /// A page of the dead-letter list.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetterPage {
     /// Entries, oldest failure first.
     pub dead_letters: Vec<DeadLetter>,
@@ -55,18 +66,25 @@ pub struct DeadLetterPage {
 }
 
 /// Body of a re-drive.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RedriveRequest)]
 pub struct RedriveBody {
+    /// The finished request whose dead letters to deliver again.
+    #[schema(value_type = RequestId)]
     request_id: String,
+    /// Only this channel's.
     #[serde(default)]
+    #[schema(value_type = Option<Channel>)]
     channel: Option<String>,
+    /// Only these instances: 1 to 1000 (`MAX_INSTANCES`).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<InstanceId>>, min_items = 1, max_items = 1000)]
     instance_ids: Option<Vec<String>>,
 }
 
 /// What a re-drive started.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RedriveResponse {
     /// The re-drive's workflow id; `null` when nothing matched.
     pub redrive_id: Option<String>,
@@ -87,6 +105,19 @@ fn parse_channel(raw: Option<&str>) -> Result<Option<Channel>, ApiError> {
 }
 
 /// `GET /v1/dead-letters`.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    tag = "dead letters",
+    summary = "Instances that failed for good (permanent rejection, or transient failures through every delivery round), oldest first",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of dead letters", body = DeadLetterPage),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "request_id names no request of this tenant", body = ErrorBody),
+        (status = 422, description = "A query parameter is invalid (channel, limit, cursor); field names it", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -125,6 +156,24 @@ pub async fn list(
 }
 
 /// `POST /v1/dead-letters/redrive`.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/redrive",
+    tag = "dead letters",
+    summary = "Deliver a finished request's dead letters again (all, one channel's, or the instances named)",
+    request_body = RedriveBody,
+    responses(
+        (status = 202, description = "Re-drive started", body = RedriveResponse),
+        (status = 200, description = "No dead letter matched; nothing started", body = RedriveResponse),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such request for this tenant", body = ErrorBody),
+        (status = 409, description = "The request is still running or was cancelled", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "A field is invalid (channel, instance_ids); field names it", body = ErrorBody),
+        (status = 503, description = "Temporal is unreachable; nothing was re-driven, retry", body = ErrorBody),
+    )
+)]
 pub async fn redrive(
     State(state): State<AppState>,
     Caller(tenant): Caller,

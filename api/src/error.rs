@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use fanout_domain::ids::InvalidId;
 use fanout_domain::limits::TooLarge;
 use fanout_domain::render::TemplateProblem;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A JSON body whose rejections become [`ApiError`]s (400 syntax, 415 type, 422 fields).
 #[derive(FromRequest)]
@@ -24,6 +25,69 @@ pub struct ApiJson<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
+
+/// The body of every error answer: `{"error": {"code", "message", "field"?, "problems"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code; one per status (see [`ApiError`]).
+    pub code: ErrorCode,
+    /// What is wrong and how to fix it, in words.
+    pub message: String,
+    /// The offending field as a dotted path (`recipients_query.user_ids[3]`, `data.order.id`,
+    /// `limit`), for `invalid_field`, `invalid_template` (the first problem's path) and
+    /// `payload_too_large` (`body`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// With `invalid_template`: every problem found, located.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<ListedProblem>>,
+}
+
+/// The codes of [`ErrorDetail::code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 401: no API key, inbox token or admin key, or one that is not valid.
+    Unauthorized,
+    /// 404.
+    NotFound,
+    /// 400: the body is not JSON.
+    BadRequest,
+    /// 413: the body is over the router's limit.
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 422: a field or query parameter is missing or invalid.
+    InvalidField,
+    /// 400: template content does not parse, uses unknown variables, or cannot render.
+    InvalidTemplate,
+    /// 409.
+    Conflict,
+    /// 429.
+    RateLimited,
+    /// 503: Temporal is unreachable, or the request ran past the timeout.
+    Unavailable,
+    /// 500.
+    Internal,
+}
+
+/// A template problem as an error lists it: the problem and where it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListedProblem {
+    /// The problem.
+    #[serde(flatten)]
+    pub problem: TemplateProblem,
+    /// The part's path in the template as written, e.g. `locales.fr.email.subject`.
+    pub path: String,
+}
 
 /// An API failure, mapped to a status code in exactly one place.
 #[derive(Debug, thiserror::Error)]
@@ -83,21 +147,26 @@ impl ApiError {
         Self::Internal(e.into())
     }
 
-    fn parts(&self) -> (StatusCode, &'static str) {
+    fn parts(&self) -> (StatusCode, ErrorCode) {
         match self {
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            ApiError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
             }
-            ApiError::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
-            ApiError::InvalidTemplate(_) => (StatusCode::BAD_REQUEST, "invalid_template"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+            ),
+            ApiError::InvalidField { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidField)
+            }
+            ApiError::InvalidTemplate(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidTemplate),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
 }
@@ -210,24 +279,31 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = ?cause, "internal error");
         }
-        let mut body = json!({"error": {"code": code, "message": message}});
-        if let ApiError::InvalidField { field, .. } = &self {
-            body["error"]["field"] = json!(field);
-        }
-        if let ApiError::PayloadTooLarge(_) = &self {
-            body["error"]["field"] = json!("body");
-        }
-        if let ApiError::InvalidTemplate(problems) = &self {
-            body["error"]["field"] = json!(problems.first().map(TemplateProblem::path));
-            body["error"]["problems"] = problems
-                .iter()
-                .map(|p| {
-                    let mut listed = json!(p);
-                    listed["path"] = json!(p.path());
-                    listed
-                })
-                .collect();
-        }
+        let (field, problems) = match &self {
+            ApiError::InvalidField { field, .. } => (Some(field.clone()), None),
+            ApiError::PayloadTooLarge(_) => (Some("body".to_owned()), None),
+            ApiError::InvalidTemplate(problems) => (
+                problems.first().map(TemplateProblem::path),
+                Some(
+                    problems
+                        .iter()
+                        .map(|p| ListedProblem {
+                            path: p.path(),
+                            problem: p.clone(),
+                        })
+                        .collect(),
+                ),
+            ),
+            _ => (None, None),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                field,
+                problems,
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response

@@ -3,37 +3,41 @@
 //! The followed user must exist (a typo would otherwise collect followers nobody notifies);
 //! followers need not, as a request counts followers without a profile as suppressed.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
-use axum::{Json, Router};
 use fanout_domain::{TenantId, UserId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::audience::{Added, PageQuery, next_cursor, parse_user_ids};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 
 /// The follower routes, merged into the app's router.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/users/{user_id}/followers", post(add).get(list))
-        .route(
-            "/v1/users/{user_id}/followers/{follower_id}",
-            delete(remove),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(add, list))
+        .routes(routes!(remove))
 }
 
 /// Body of `POST /v1/users/{user_id}/followers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = FollowersInput)]
 pub struct FollowersBody {
+    /// The followers (1 to 10,000 a call); they need not exist as users yet, and must not
+    /// include the followed user.
+    #[schema(value_type = Vec<UserId>, min_items = 1, max_items = 10000)]
+    // audience::MAX_IDS_PER_CALL
     follower_ids: Vec<String>,
 }
 
 /// A page of followers.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FollowersPage {
     /// Follower ids in ascending order.
     pub followers: Vec<UserId>,
@@ -60,6 +64,22 @@ async fn existing_user(
 }
 
 /// `POST /v1/users/{user_id}/followers`: adds followers; following twice is a no-op.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/followers",
+    tag = "audiences",
+    summary = "Add followers to a user (1 to 10,000 ids a call); following twice is a no-op",
+    params(("user_id" = UserId, Path, description = "The followed user")),
+    request_body = FollowersBody,
+    responses(
+        (status = 200, description = "How many were new", body = Added),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "follower_ids is empty, too long, holds an invalid id (follower_ids[i]) or the user itself", body = ErrorBody),
+    )
+)]
 pub async fn add(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -79,6 +99,18 @@ pub async fn add(
 }
 
 /// `DELETE /v1/users/{user_id}/followers/{follower_id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}/followers/{follower_id}",
+    tag = "audiences",
+    summary = "Stop a follower following a user",
+    params(("user_id" = UserId, Path, description = "The followed user"), ("follower_id" = UserId, Path, description = "The follower")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The follower does not follow the user", body = ErrorBody),
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -96,6 +128,19 @@ pub async fn remove(
 }
 
 /// `GET /v1/users/{user_id}/followers?cursor=&limit=`.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/followers",
+    tag = "audiences",
+    summary = "A user's followers in id order, cursor-paginated",
+    params(("user_id" = UserId, Path, description = "The followed user"), PageQuery),
+    responses(
+        (status = 200, description = "A page of followers", body = FollowersPage),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "A query parameter is invalid (limit, cursor); field names it", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,

@@ -23,13 +23,14 @@ use fanout_domain::{InstanceId, TenantId, UnixMillis, UserId};
 use fanout_store::inbox::{InboxCursor, MarkRead};
 use fanout_store::now_ms;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 pub use self::hub::InboxHub;
 pub use self::token::InboxUser;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor;
-use crate::error::{ApiError, ApiQuery};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 
 /// Settings of the inbox streams and tokens (`FANOUT_INBOX__*`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,17 +81,24 @@ impl Default for InboxConfig {
     }
 }
 
+/// The most messages one page of the inbox lists.
+pub const MAX_PAGE: u32 = 500;
+
 /// Query of the inbox listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InboxQuery {
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
+    /// Page size.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500, default = 50)] // MAX_PAGE
     limit: Option<u32>,
 }
 
 /// A page of the inbox.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InboxPage {
     /// Messages, newest first.
     pub messages: Vec<InboxMessage>,
@@ -104,6 +112,18 @@ pub struct InboxPage {
 }
 
 /// `GET /v1/users/{user_id}/inbox`.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/inbox",
+    tag = "inbox",
+    summary = "A user's in-app inbox, newest first",
+    params(("user_id" = UserId, Path, description = "The user"), InboxQuery),
+    responses(
+        (status = 200, description = "A page of messages", body = InboxPage),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 422, description = "The user id or a query parameter is invalid (limit, cursor); field names it", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -115,6 +135,19 @@ pub async fn list(
 }
 
 /// `GET /v1/inbox`: the token's user's own listing.
+#[utoipa::path(
+    get,
+    path = "/v1/inbox",
+    tag = "inbox",
+    summary = "The token's user's own inbox, newest first, with the event id to stream from",
+    security(("inbox_token" = [])),
+    params(InboxQuery),
+    responses(
+        (status = 200, description = "A page of messages with last_event_id", body = InboxPage),
+        (status = 401, description = "No inbox token, or one that is expired or revoked (code unauthorized)", body = ErrorBody),
+        (status = 422, description = "A query parameter is invalid (limit, cursor); field names it", body = ErrorBody),
+    )
+)]
 pub async fn list_own(
     State(state): State<AppState>,
     user: InboxUser,
@@ -133,10 +166,10 @@ async fn page(
     query: &InboxQuery,
 ) -> Result<InboxPage, ApiError> {
     let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
+    if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::InvalidField {
             field: "limit".into(),
-            message: "limit must be between 1 and 500".into(),
+            message: format!("limit must be between 1 and {MAX_PAGE}"),
         });
     }
     let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -169,16 +202,20 @@ fn decode_cursor(raw: &str) -> Result<InboxCursor, ApiError> {
 }
 
 /// Body of `POST /v1/users/{user_id}/inbox-token` (optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = InboxTokenRequest)]
 pub struct TokenRequest {
-    /// Lifetime in seconds (default `inbox.token_ttl_seconds`).
+    /// Lifetime in seconds: by default `inbox.token_ttl_seconds` (24 h), at most
+    /// `inbox.max_token_ttl_seconds` (30 days by default; a longer one is a 422).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub ttl_seconds: Option<u64>,
 }
 
 /// A token issued for one user's device.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = InboxToken)]
 pub struct TokenResponse {
     /// The bearer token; shown once.
     pub token: String,
@@ -187,10 +224,26 @@ pub struct TokenResponse {
     /// The user it opens.
     pub user_id: UserId,
     /// When it stops working.
+    #[schema(value_type = i64)]
     pub expires_at_ms: UnixMillis,
 }
 
 /// `POST /v1/users/{user_id}/inbox-token`: 201 with a token for an existing user.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/inbox-token",
+    tag = "inbox",
+    summary = "Issue a token that opens this user's inbox only (hand it to their device); stored hashed, expires, revocable",
+    description = "The body is optional.",
+    params(("user_id" = UserId, Path, description = "The user")),
+    request_body(content = Option<TokenRequest>, description = "Optional"),
+    responses(
+        (status = 201, description = "Issued; the token is shown only here", body = TokenResponse),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "The user id is invalid, or ttl_seconds is out of range or the body malformed (field ttl_seconds)", body = ErrorBody),
+    )
+)]
 pub async fn issue_token(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -237,6 +290,19 @@ pub async fn issue_token(
 }
 
 /// `DELETE /v1/users/{user_id}/inbox-tokens/{token_id}`: 204; open streams using it close.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}/inbox-tokens/{token_id}",
+    tag = "inbox",
+    summary = "Revoke one inbox token; streams opened with it close (on every API replica)",
+    params(("user_id" = UserId, Path, description = "The user"), ("token_id" = String, Path, description = "The token's public name")),
+    responses(
+        (status = 204, description = "Revoked (or already revoked)"),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The user has no such token", body = ErrorBody),
+        (status = 422, description = "The user id is invalid", body = ErrorBody),
+    )
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -257,13 +323,26 @@ pub async fn revoke_token(
 }
 
 /// Answer of `DELETE /v1/users/{user_id}/inbox-tokens`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = InboxTokensRevoked)]
 pub struct Revoked {
     /// How many live tokens were revoked.
     pub revoked: u64,
 }
 
 /// `DELETE /v1/users/{user_id}/inbox-tokens`: revokes every token of the user.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}/inbox-tokens",
+    tag = "inbox",
+    summary = "Revoke every live inbox token of the user; streams opened with them close",
+    params(("user_id" = UserId, Path, description = "The user")),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 422, description = "The user id is invalid", body = ErrorBody),
+    )
+)]
 pub async fn revoke_tokens(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -276,15 +355,31 @@ pub async fn revoke_tokens(
 }
 
 /// Answer of `POST /v1/inbox/messages/{message_id}/read`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = InboxReadState)]
 pub struct ReadState {
     /// The message.
     pub message_id: InstanceId,
     /// When it was (first) read.
+    #[schema(value_type = i64)]
     pub read_at_ms: UnixMillis,
 }
 
 /// `POST /v1/inbox/messages/{message_id}/read`: idempotent; 404 if the user has no such message.
+#[utoipa::path(
+    post,
+    path = "/v1/inbox/messages/{message_id}/read",
+    tag = "inbox",
+    summary = "Mark one message read (idempotent: the first read time is kept)",
+    security(("inbox_token" = [])),
+    params(("message_id" = InstanceId, Path, description = "The message")),
+    responses(
+        (status = 200, description = "Read", body = ReadState),
+        (status = 401, description = "No inbox token, or one that is expired or revoked (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The user has no such message", body = ErrorBody),
+        (status = 429, description = "Over this token's inbox write quota (5 a second sustained, a burst of 20 by default; code rate_limited); retry shortly", body = ErrorBody),
+    )
+)]
 pub async fn read(
     State(state): State<AppState>,
     user: InboxUser,
@@ -312,13 +407,26 @@ pub async fn read(
 }
 
 /// Answer of `POST /v1/inbox/read-all`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = InboxReadAll)]
 pub struct ReadAll {
     /// How many messages were unread.
     pub marked: u64,
 }
 
 /// `POST /v1/inbox/read-all`.
+#[utoipa::path(
+    post,
+    path = "/v1/inbox/read-all",
+    tag = "inbox",
+    summary = "Mark every unread message read",
+    security(("inbox_token" = [])),
+    responses(
+        (status = 200, description = "Marked", body = ReadAll),
+        (status = 401, description = "No inbox token, or one that is expired or revoked (code unauthorized)", body = ErrorBody),
+        (status = 429, description = "Over this token's inbox write quota (5 a second sustained, a burst of 20 by default; code rate_limited); retry shortly", body = ErrorBody),
+    )
+)]
 pub async fn read_all(
     State(state): State<AppState>,
     user: InboxUser,
@@ -335,13 +443,25 @@ pub async fn read_all(
 }
 
 /// Answer of `GET /v1/inbox/unread-count`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = InboxUnread)]
 pub struct Unread {
     /// Messages not yet read.
     pub unread: u64,
 }
 
 /// `GET /v1/inbox/unread-count`.
+#[utoipa::path(
+    get,
+    path = "/v1/inbox/unread-count",
+    tag = "inbox",
+    summary = "How many of the user's messages are unread",
+    security(("inbox_token" = [])),
+    responses(
+        (status = 200, description = "The count", body = Unread),
+        (status = 401, description = "No inbox token, or one that is expired or revoked (code unauthorized)", body = ErrorBody),
+    )
+)]
 pub async fn unread_count(
     State(state): State<AppState>,
     user: InboxUser,

@@ -28,15 +28,15 @@ use fanout_domain::TenantId;
 use fanout_store::Store;
 use fanout_store::tenants::TenantSettings;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
 pub use crate::bucket::Quota;
 use crate::bucket::{Buckets, retry_after_seconds};
 use crate::cache::TtlCache;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The platform's default quota, which a tenant's settings override.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,26 +258,53 @@ impl FromRequestParts<AppState> for Admitted {
     }
 }
 
+/// The body of a notify refused by the quota (429, with `Retry-After`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateLimited {
+    /// What was refused and when to retry.
+    pub error: RateLimitedDetail,
+}
+
+/// The inside of a [`RateLimited`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateLimitedDetail {
+    /// `rate_limited`.
+    pub code: ErrorCode,
+    /// The quota and when to retry, in words.
+    pub message: String,
+    /// The sustained rate of the quota, per second.
+    pub rate_per_second: u32,
+    /// Requests the quota admits at once.
+    pub burst: u32,
+    /// Whole seconds until a retry can be admitted (as `Retry-After`).
+    #[schema(minimum = 1)]
+    pub retry_after_seconds: u64,
+}
+
 impl IntoResponse for NotAdmitted {
     fn into_response(self) -> Response {
         let t = match self {
             NotAdmitted::Error(e) => return e.into_response(),
             NotAdmitted::Throttled(t) => t,
         };
-        let body = json!({"error": {
-            "code": "rate_limited",
-            "message": format!(
-                "over this tenant's {} of {} per second (burst {}); nothing was accepted: retry in {} s",
-                match t.lane {
-                    Lane::Notify => "ingest quota of notify requests",
-                    Lane::DryRun => "dry-run quota (dry runs have their own)",
-                },
-                t.quota.per_second, t.quota.burst, t.retry_after_seconds
-            ),
-            "rate_per_second": t.quota.per_second,
-            "burst": t.quota.burst,
-            "retry_after_seconds": t.retry_after_seconds,
-        }});
+        let body = RateLimited {
+            error: RateLimitedDetail {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "over this tenant's {} of {} per second (burst {}); nothing was accepted: retry in {} s",
+                    match t.lane {
+                        Lane::Notify => "ingest quota of notify requests",
+                        Lane::DryRun => "dry-run quota (dry runs have their own)",
+                    },
+                    t.quota.per_second,
+                    t.quota.burst,
+                    t.retry_after_seconds
+                ),
+                rate_per_second: t.quota.per_second,
+                burst: t.quota.burst,
+                retry_after_seconds: t.retry_after_seconds,
+            },
+        };
         let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
         response.headers_mut().insert(
             header::RETRY_AFTER,

@@ -19,17 +19,19 @@
 //! accepted just before the disable may not be listed yet, and calling disable again catches
 //! it (the call is idempotent).
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use fanout_domain::{Channel, RequestId, TemplateId, TenantId};
 use fanout_store::Store;
 use fanout_store::switches::{ChannelSwitch, RunningAction, SwitchScope};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::{Caller, Operator};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::orchestrator::{Control, OrchestratorError};
 use crate::templates::existing_template;
 
@@ -37,50 +39,54 @@ use crate::templates::existing_template;
 const MAX_REASON: usize = 500;
 
 /// The kill-switch routes, merged into the app's router.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/kill-switches/channels", get(list_channels))
-        .route("/v1/kill-switches/channels/{channel}", post(set_channel))
-        .route(
-            "/v1/admin/kill-switches/channels/{channel}",
-            post(set_global_channel),
-        )
-        .route(
-            "/v1/templates/{template_id}/disable",
-            post(disable_template),
-        )
-        .route("/v1/templates/{template_id}/enable", post(enable_template))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_channels))
+        .routes(routes!(set_channel))
+        .routes(routes!(set_global_channel))
+        .routes(routes!(disable_template))
+        .routes(routes!(enable_template))
 }
 
 /// Body of `POST /v1/kill-switches/channels/{channel}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ChannelSwitchInput)]
 pub struct ChannelSwitchBody {
+    /// Whether deliveries on the channel are held.
     disabled: bool,
+    /// Why, kept with the switch.
     #[serde(default)]
+    #[schema(max_length = 500)] // MAX_REASON
     reason: Option<String>,
 }
 
 /// The switches that apply to the caller's tenant.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChannelSwitches {
     /// Global switches first, then the tenant's, each by channel.
     pub switches: Vec<ChannelSwitch>,
 }
 
 /// Body of `POST /v1/templates/{template_id}/disable`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = DisableTemplateInput)]
 pub struct DisableTemplateBody {
+    /// What happens to the template's running requests.
     running: RunningAction,
+    /// Why, kept with the switch.
     #[serde(default)]
+    #[schema(max_length = 500)] // MAX_REASON
     reason: Option<String>,
 }
 
 /// What a template disable or enable did.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = TemplateSwitch)]
 pub struct TemplateSwitchResponse {
     /// The template.
+    #[schema(value_type = TemplateId)]
     pub template_id: String,
     /// Whether new requests of the template are refused now.
     pub disabled: bool,
@@ -107,6 +113,16 @@ fn reason(raw: Option<String>) -> Result<Option<String>, ApiError> {
 }
 
 /// `GET /v1/kill-switches/channels`.
+#[utoipa::path(
+    get,
+    path = "/v1/kill-switches/channels",
+    tag = "kill-switches",
+    summary = "List the channel kill switches that apply to the caller's tenant: global ones, then its own",
+    responses(
+        (status = 200, description = "The switches", body = ChannelSwitches),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+    )
+)]
 pub async fn list_channels(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -116,6 +132,21 @@ pub async fn list_channels(
 }
 
 /// `POST /v1/kill-switches/channels/{channel}`: the caller's tenant's channel.
+#[utoipa::path(
+    post,
+    path = "/v1/kill-switches/channels/{channel}",
+    tag = "kill-switches",
+    summary = "Switch a channel off (or back on) for the caller's tenant. While off, deliveries on it are held (pending, retried later, never dropped or dead-lettered); switching it back on releases them. Deliveries see the change within about a second",
+    params(("channel" = Channel, Path, description = "The channel")),
+    request_body = ChannelSwitchBody,
+    responses(
+        (status = 200, description = "The switch", body = ChannelSwitch),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "An unknown channel, or a reason over 500 bytes; field names it", body = ErrorBody),
+    )
+)]
 pub async fn set_channel(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -126,6 +157,23 @@ pub async fn set_channel(
 }
 
 /// `POST /v1/admin/kill-switches/channels/{channel}`: the channel for every tenant (operator).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/kill-switches/channels/{channel}",
+    tag = "admin",
+    summary = "Switch a channel off (or back on) for every tenant (operator, admin key)",
+    security(("admin_key" = [])),
+    params(("channel" = Channel, Path, description = "The channel")),
+    request_body = ChannelSwitchBody,
+    responses(
+        (status = 200, description = "The switch", body = ChannelSwitch),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "Not the admin key; a tenant API key is refused too (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The admin API is disabled: no admin key is configured", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "An unknown channel, or a reason over 500 bytes; field names it", body = ErrorBody),
+    )
+)]
 pub async fn set_global_channel(
     State(state): State<AppState>,
     _operator: Operator,
@@ -155,6 +203,23 @@ async fn switch_channel(
 }
 
 /// `POST /v1/templates/{template_id}/disable`.
+#[utoipa::path(
+    post,
+    path = "/v1/templates/{template_id}/disable",
+    tag = "templates",
+    summary = "Disable a template: new notifies of it are refused with 409, and its running requests (found by a Temporal visibility query) are paused or cancelled. Idempotent",
+    params(("template_id" = TemplateId, Path, description = "The template")),
+    request_body = DisableTemplateBody,
+    responses(
+        (status = 200, description = "What was done", body = TemplateSwitchResponse),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such template", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "running is not pause or cancel, or a reason over 500 bytes; field names it", body = ErrorBody),
+        (status = 503, description = "The template is disabled, but its running requests could not be listed; repeat the call", body = ErrorBody),
+    )
+)]
 pub async fn disable_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -230,6 +295,18 @@ pub async fn disable_template(
 }
 
 /// `POST /v1/templates/{template_id}/enable`: idempotent; resumes what the disable paused.
+#[utoipa::path(
+    post,
+    path = "/v1/templates/{template_id}/enable",
+    tag = "templates",
+    summary = "Enable a disabled template again and resume the requests its disable paused (cancelled ones stay cancelled). Idempotent",
+    params(("template_id" = TemplateId, Path, description = "The template")),
+    responses(
+        (status = 200, description = "What was done", body = TemplateSwitchResponse),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such template", body = ErrorBody),
+    )
+)]
 pub async fn enable_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,

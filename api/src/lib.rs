@@ -9,8 +9,8 @@
 //! quotas, [`kill`] for kill switches, [`admin`] for the operator's tenants and keys, [`ingest`]
 //! for the notify quota, [`preflight`] for dry runs and the blast-radius guard, [`scheduling`]
 //! for the priority and fairness of each request's Temporal work, [`users`],
-//! [`templates`], [`inbox`], [`health`] with the OpenAPI
-//! document); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
+//! [`templates`], [`inbox`], [`health`]; [`openapi`] holds what the generated OpenAPI
+//! document has beyond its routes); [`error`] maps every failure to a status; [`auth`] resolves the caller's tenant;
 //! [`orchestrator`] is the API's narrow view of Temporal; [`seed`] writes the demo tenant;
 //! [`cache`] keeps short-lived copies of hot reads; [`timing`] reports where a notify's time
 //! went (`Server-Timing`); [`bounds`] holds every route to a body limit, a timeout and a number
@@ -33,6 +33,7 @@ pub mod inbox;
 pub mod ingest;
 pub mod kill;
 pub mod notify;
+pub mod openapi;
 pub mod orchestrator;
 pub mod preferences;
 pub mod preflight;
@@ -53,11 +54,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
 use fanout_domain::config::{Secret, StoreConfig, TemporalConfig};
 use fanout_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::orchestrator::{Orchestrator, TemporalOrchestrator};
 
@@ -143,62 +146,59 @@ pub struct AppState {
 /// Builds the router: every route inside the [`bounds`] but the inbox streams, which stay open
 /// by design and have caps of their own.
 pub fn app(state: AppState) -> Router {
-    let bounds = bounds::Bounds::new(&state.http);
-    let max_body = DefaultBodyLimit::max(state.http.max_body_bytes);
-    let streams = Router::new()
-        .route("/v1/inbox/stream", get(inbox::stream::sse))
-        .route("/v1/inbox/ws", get(inbox::stream::ws));
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/openapi.json", get(health::openapi))
-        .route(
-            "/v1/notify",
-            post(notify::notify).layer(axum::middleware::from_fn(timing::server_timing)),
-        )
-        .route("/v1/status/{request_id}", get(requests::status))
-        .route("/v1/receipts", get(requests::receipts))
-        .route("/v1/cancel", post(control::cancel))
-        .route("/v1/dead-letters", get(dead_letters::list))
-        .route("/v1/dead-letters/redrive", post(dead_letters::redrive))
-        .route("/v1/requests/{request_id}/pause", post(control::pause))
-        .route("/v1/requests/{request_id}/resume", post(control::resume))
-        .route("/v1/requests/{request_id}/rate", post(control::rate))
-        .route(
-            "/v1/users/{user_id}",
-            put(users::put_user)
-                .get(users::get_user)
-                .delete(users::delete_user),
-        )
-        .route("/v1/users/{user_id}/inbox", get(inbox::list))
+    let (router, _) = routes(&state.http).split_for_parts();
+    router.with_state(state)
+}
+
+/// Every route with its documentation (see [`openapi`]): [`app`] serves the routes, the
+/// document is what `GET /openapi.json` answers. `http` sets the bounds and the body limit.
+pub fn routes(http: &bounds::HttpConfig) -> OpenApiRouter<AppState> {
+    let bounds = bounds::Bounds::new(http);
+    let max_body = DefaultBodyLimit::max(http.max_body_bytes);
+    let streams = OpenApiRouter::new()
+        .routes(routes!(inbox::stream::sse))
+        .routes(routes!(inbox::stream::ws));
+    let mut bounded = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::openapi))
+        .routes(routes!(notify::notify).layer(axum::middleware::from_fn(timing::server_timing)))
+        .routes(routes!(requests::status))
+        .routes(routes!(requests::receipts))
+        .routes(routes!(control::cancel))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::redrive))
+        .routes(routes!(control::pause))
+        .routes(routes!(control::resume))
+        .routes(routes!(control::rate))
+        .routes(routes!(
+            users::put_user,
+            users::get_user,
+            users::delete_user
+        ))
+        .routes(routes!(inbox::list))
         .merge(templates::routes())
-        .route("/v1/users/{user_id}/inbox-token", post(inbox::issue_token))
-        .route(
-            "/v1/users/{user_id}/inbox-tokens",
-            delete(inbox::revoke_tokens),
-        )
-        .route(
-            "/v1/users/{user_id}/inbox-tokens/{token_id}",
-            delete(inbox::revoke_token),
-        )
-        .route("/v1/inbox", get(inbox::list_own))
-        .route("/v1/inbox/unread-count", get(inbox::unread_count))
-        .route("/v1/inbox/messages/{message_id}/read", post(inbox::read))
-        .route("/v1/inbox/read-all", post(inbox::read_all))
+        .routes(routes!(inbox::issue_token))
+        .routes(routes!(inbox::revoke_tokens))
+        .routes(routes!(inbox::revoke_token))
+        .routes(routes!(inbox::list_own))
+        .routes(routes!(inbox::unread_count))
+        .routes(routes!(inbox::read))
+        .routes(routes!(inbox::read_all))
         .merge(follows::routes())
         .merge(segments::routes())
         .merge(preferences::routes())
         .merge(suppressions::routes())
         .merge(kill::routes())
-        .route(
-            "/v1/settings/blast-radius",
-            get(preflight::get_setting).put(preflight::put_setting),
-        )
+        .routes(routes!(preflight::get_setting, preflight::put_setting))
         .merge(admin::routes())
-        .merge(quotas::routes())
-        .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound))
+        .merge(quotas::routes());
+    openapi::within_bounds(bounded.get_openapi_mut());
+    let mut all = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(bounded.layer(axum::middleware::from_fn_with_state(bounds, bounds::bound)))
         .merge(streams)
-        .layer(max_body)
-        .with_state(state)
+        .layer(max_body);
+    openapi::under_body_limit(all.get_openapi_mut());
+    all
 }
 
 /// Connects to the store and Temporal, then serves on `listener` until `shutdown` resolves.

@@ -1,5 +1,6 @@
-//! `fanout-api`: serves the REST API (`serve`, the default) or seeds the demo tenant
-//! (`seed-demo`, used by `make up`).
+//! `fanout-api`: serves the REST API (`serve`, the default), seeds the demo tenant
+//! (`seed-demo`, used by `make up`), or prints the OpenAPI document (`openapi`, used by
+//! `make openapi`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,6 +30,12 @@ enum Command {
         #[arg(long)]
         api_key: Option<String>,
     },
+    /// Print the OpenAPI document the code generates (what GET /openapi.json serves).
+    Openapi {
+        /// Write it to this file instead of stdout (`make openapi` writes api/openapi.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -53,6 +60,14 @@ async fn main() -> anyhow::Result<()> {
             println!("FANOUT_API_KEY={}", seeded.api_key);
             println!("FANOUT_DEMO_TEMPLATE_ID={}", seeded.template_id);
             println!("FANOUT_DEMO_USER_IDS={}", users.join(","));
+            Ok(())
+        }
+        Command::Openapi { out } => {
+            let document = fanout_api::openapi::json();
+            match out {
+                Some(path) => std::fs::write(&path, document)?,
+                None => print!("{document}"),
+            }
             Ok(())
         }
     }

@@ -18,59 +18,125 @@ use fanout_domain::template::Template;
 use fanout_domain::{Channel, DedupeKey, RequestId, SegmentId, TemplateId, TenantId, UserId};
 use fanout_store::now_ms;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::orchestrator::StartOutcome;
 use crate::preflight;
 use crate::timing::Phases;
 
 /// The request body as sent; converted into a [`NotificationRequest`] before anything else.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NotifyRequest)]
 pub struct NotifyBody {
+    /// The template that renders every channel's content.
+    #[schema(value_type = TemplateId)]
     template_id: String,
+    /// The audience.
     recipients_query: RawRecipients,
+    /// The channels to deliver over; defaults to every channel the template has content for.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Channel>>, min_items = 1)]
     channel_prefs: Option<Vec<String>>,
+    /// Template variables: at most 65536 bytes of JSON by default (the operator may change it
+    /// per tenant, `max_data_bytes`). A notify missing a value the template renders with no
+    /// default is refused (422) naming it (`data.<path>`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     data: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Scoped to the tenant: the same key within the dedupe window returns the same request.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )] // DedupeKey::MAX_LEN
     dedupe_key: Option<String>,
+    /// Who triggered the request; left out of the audience (an explicit list, followers or a
+    /// segment).
     #[serde(default)]
+    #[schema(value_type = Option<UserId>)]
     actor_id: Option<String>,
+    /// Orders the request's work when the platform is backlogged: high before normal before
+    /// low (default normal).
     #[serde(default)]
     priority: Option<Priority>,
+    /// How long delivery stays worth attempting, in seconds.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2592000)] // request::MAX_TTL_SECONDS
     ttl_seconds: Option<u32>,
+    /// Free-form labels echoed back in status.
     #[serde(default)]
+    #[schema(schema_with = fanout_domain::limits::metadata_schema)]
     metadata: Option<BTreeMap<String, String>>,
-    /// Confirms an audience over the blast-radius limit (see [`crate::preflight`]).
+    /// Confirms an audience over the blast-radius limit: the request goes through when this
+    /// is at least the estimated audience (see [`crate::preflight`]).
     #[serde(default)]
     confirm_audience: Option<u64>,
 }
 
 /// `?dry_run=true` answers with a [`crate::preflight::Preflight`] and records nothing.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NotifyParams {
+    /// Preview the request: answer 200 with a Preflight, record and start nothing.
     #[serde(default)]
+    #[param(default = false)]
     dry_run: bool,
 }
 
 /// The audience as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum RawRecipients {
-    Users { user_ids: Vec<String> },
-    Followers { of: String },
-    Segment { segment_id: String },
+    /// An explicit list of users; duplicates are dropped, and the actor is left out.
+    Users {
+        /// 1 to 10,000 users (`request::MAX_EXPLICIT_RECIPIENTS`).
+        #[schema(value_type = Vec<UserId>, min_items = 1, max_items = 10000)]
+        user_ids: Vec<String>,
+    },
+    /// Everyone following the user `of` when the request runs; an empty audience if there are
+    /// none.
+    Followers {
+        /// The followed user.
+        #[schema(value_type = UserId)]
+        of: String,
+    },
+    /// The members of a segment when the request runs; 404 if the segment does not exist.
+    Segment {
+        /// The segment.
+        #[schema(value_type = SegmentId)]
+        segment_id: String,
+    },
+}
+
+/// What `POST /v1/notify` answers with 200: a duplicate's [`NotifyResponse`], or a dry run's
+/// [`preflight::Preflight`].
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)] // never built: it only describes the 200
+enum NotifyOk {
+    Duplicate(NotifyResponse),
+    DryRun(preflight::Preflight),
+}
+
+/// A 422 of `POST /v1/notify`: a field, or the blast-radius guard.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum NotifyRefusal {
+    Field(ErrorBody),
+    BlastRadius(preflight::BlastRadiusError),
 }
 
 /// The answer to an accepted (202) or duplicate (200) trigger.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NotifyResponse {
     /// The request id; also the Temporal workflow id.
+    #[schema(value_type = RequestId)]
     pub request_id: String,
     /// True when this trigger repeated an earlier one and started nothing new.
     pub duplicate: bool,
@@ -206,6 +272,28 @@ fn refuse_missing_data(missing: &[String], template: &Template) -> Result<(), Ap
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `POST /v1/notify`.
+#[utoipa::path(
+    post,
+    path = "/v1/notify",
+    tag = "requests",
+    summary = "Trigger a notification, or preview it with ?dry_run=true",
+    description = "With `dry_run=true` nothing is recorded or started: 200 answers with a Preflight estimate (dry runs have a quota of their own). A real notify whose audience (members with a profile) exceeds the blast-radius limit (the template's max_audience, else the tenant's setting, else the platform default) is refused with 422 `blast_radius_exceeded` unless the body carries `confirm_audience` >= the estimate. A notify whose `data` lacks a value the template renders with no default is refused with 422 naming it (`data.<path>`); a dry run lists them in `missing_data`.",
+    params(NotifyParams),
+    request_body = NotifyBody,
+    responses(
+        (status = 202, description = "Accepted; a workflow now runs the request", body = NotifyResponse),
+        (status = 200, description = "A duplicate of an earlier trigger with the same dedupe_key (nothing new started); or, with dry_run=true, the preflight estimate", body = NotifyOk),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The template or the segment does not exist (code not_found)", body = ErrorBody),
+        (status = 409, description = "The template is disabled (code conflict)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "A field is invalid (code invalid_field, field names it: e.g. `recipients_query.user_ids[3]`, `data.order.id` for a value the template needs, `data` over the tenant's cap), or the audience exceeds the blast-radius limit (code blast_radius_exceeded: repeat with confirm_audience)", body = NotifyRefusal),
+        (status = 429, description = "Over the tenant's ingest quota (a token bucket per tenant and API process: `ingest_per_second` sustained, `ingest_burst` at once), or with dry_run=true over the dry-run quota. Nothing was recorded or started; retry the same body after `Retry-After` seconds.", body = crate::ingest::RateLimited,
+            headers(("Retry-After" = u64, description = "Whole seconds until a retry can be admitted (rounded up, at least 1)"))),
+        (status = 503, description = "Temporal did not accept the request in time (code unavailable); retry with the same dedupe_key", body = ErrorBody),
+    )
+)]
 pub async fn notify(
     State(state): State<AppState>,
     Caller(tenant): Caller,

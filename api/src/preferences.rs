@@ -13,33 +13,33 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use fanout_domain::{Channel, UserId};
 use fanout_store::preferences::{Category, Preferences};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 
 /// The most categories one document may hold.
 pub const MAX_CATEGORIES: usize = 200;
 
 /// The preference routes, merged into the app's router.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/users/{user_id}/preferences",
-            get(get_preferences).put(put_preferences),
-        )
-        .route("/v1/users/{user_id}/preferences/opt-out", post(opt_out))
-        .route("/v1/users/{user_id}/preferences/opt-in", post(opt_in))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_preferences, put_preferences))
+        .routes(routes!(opt_out))
+        .routes(routes!(opt_in))
 }
 
 /// A user's preferences as the API returns them.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = Preferences)]
 pub struct PreferencesDocument {
     /// Whose they are.
     pub user_id: UserId,
@@ -50,26 +50,52 @@ pub struct PreferencesDocument {
 
 /// Body of `PUT /v1/users/{user_id}/preferences`: the whole document. Keys are checked by hand
 /// so an unknown channel's error names it (`channels.sms`, `categories.news.sms`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PreferencesInput)]
 pub struct PreferencesBody {
     /// Optional, so a document read with GET can be sent back; must match the path.
     #[serde(default)]
+    #[schema(value_type = Option<UserId>)]
     user_id: Option<String>,
+    /// Each channel's default: false turns the channel off for categories without a rule of
+    /// their own.
     #[serde(default)]
+    #[schema(schema_with = channel_rules_schema)]
     channels: BTreeMap<String, bool>,
+    /// Rules per template category and channel, at most 200 categories; they override the
+    /// channel defaults.
     #[serde(default)]
+    #[schema(schema_with = category_rules_schema)]
     categories: BTreeMap<String, BTreeMap<String, bool>>,
 }
 
 /// Body of `POST .../opt-out` and `.../opt-in`: at least one of the two.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = OptInput)]
 pub struct OptBody {
+    /// The channel.
     #[serde(default)]
+    #[schema(value_type = Option<Channel>)]
     channel: Option<String>,
+    /// The template category.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
+    // Category::MAX_LEN, Category::PATTERN
     category: Option<String>,
+}
+
+fn channel_rules_schema() -> utoipa::openapi::Object {
+    fanout_domain::channel::keyed_by_channel(
+        utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Boolean),
+    )
+}
+
+fn category_rules_schema() -> utoipa::openapi::Object {
+    let mut schema = fanout_store::preferences::category_rules_schema();
+    schema.max_properties = Some(MAX_CATEGORIES);
+    schema
 }
 
 fn parse_channel(field: String, raw: &str) -> Result<Channel, ApiError> {
@@ -121,6 +147,18 @@ fn parse_document(user_id: &UserId, body: PreferencesBody) -> Result<Preferences
 }
 
 /// `GET /v1/users/{user_id}/preferences`: the document; empty for a user who set none.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/preferences",
+    tag = "preferences",
+    summary = "A user's notification preferences; the empty document (everything allowed) for a user who set none, whether or not the user exists",
+    params(("user_id" = UserId, Path, description = "The user (who need not exist yet)")),
+    responses(
+        (status = 200, description = "The document", body = PreferencesDocument),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 422, description = "The user id is invalid", body = ErrorBody),
+    )
+)]
 pub async fn get_preferences(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -135,6 +173,22 @@ pub async fn get_preferences(
 }
 
 /// `PUT /v1/users/{user_id}/preferences`: replaces the whole document.
+#[utoipa::path(
+    put,
+    path = "/v1/users/{user_id}/preferences",
+    tag = "preferences",
+    summary = "Replace a user's whole preferences document; the user need not exist yet",
+    description = "A category rule overrides its channel's default in either direction; a missing rule allows. An unknown channel or a malformed category is a 422 naming it (`channels.sms`, `categories.news.sms`, `categories.bad name`).",
+    params(("user_id" = UserId, Path, description = "The user (who need not exist yet)")),
+    request_body = PreferencesBody,
+    responses(
+        (status = 200, description = "The document", body = PreferencesDocument),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "An unknown channel or a malformed category, named (`channels.sms`, `categories.news.sms`, `categories.bad name`), more than 200 categories, or a user_id unlike the path's", body = ErrorBody),
+    )
+)]
 pub async fn put_preferences(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -189,6 +243,22 @@ async fn set(
 }
 
 /// `POST /v1/users/{user_id}/preferences/opt-out`.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/preferences/opt-out",
+    tag = "preferences",
+    summary = "Opt a user out of a channel, a category (on every channel), or a category on one channel",
+    description = "`{\"channel\"}` sets the channel's default, `{\"category\"}` sets that category's rule on every channel, both set the category's rule on that channel (rules set to false). At least one is required. Returns the resulting document.",
+    params(("user_id" = UserId, Path, description = "The user (who need not exist yet)")),
+    request_body = OptBody,
+    responses(
+        (status = 200, description = "The resulting document", body = PreferencesDocument),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "Neither channel nor category, an unknown channel or a malformed category; field names it", body = ErrorBody),
+    )
+)]
 pub async fn opt_out(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -199,6 +269,22 @@ pub async fn opt_out(
 }
 
 /// `POST /v1/users/{user_id}/preferences/opt-in`.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/preferences/opt-in",
+    tag = "preferences",
+    summary = "Opt a user into a channel, a category (on every channel), or a category on one channel",
+    description = "`{\"channel\"}` sets the channel's default, `{\"category\"}` sets that category's rule on every channel, both set the category's rule on that channel (rules set to true). At least one is required. Returns the resulting document.",
+    params(("user_id" = UserId, Path, description = "The user (who need not exist yet)")),
+    request_body = OptBody,
+    responses(
+        (status = 200, description = "The resulting document", body = PreferencesDocument),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "Neither channel nor category, an unknown channel or a malformed category; field names it", body = ErrorBody),
+    )
+)]
 pub async fn opt_in(
     State(state): State<AppState>,
     Caller(tenant): Caller,

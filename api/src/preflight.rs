@@ -33,17 +33,17 @@ use fanout_domain::{Channel, TemplateId, TenantId};
 use fanout_store::estimate::ChannelEstimate;
 use fanout_store::limits::{template_key, tenant_key};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 
 /// The body field that confirms an audience over the blast-radius limit.
 pub const OVERRIDE_FIELD: &str = "confirm_audience";
 
 /// Preflight and blast-radius settings of the API (`FANOUT_PREFLIGHT__*`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct PreflightConfig {
     /// The blast-radius limit when neither the template nor the tenant sets one.
@@ -67,7 +67,7 @@ impl Default for PreflightConfig {
 }
 
 /// Which setting a blast-radius limit comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitSource {
     /// The template's `max_audience`.
@@ -79,7 +79,7 @@ pub enum LimitSource {
 }
 
 /// The blast-radius limit that applies to a notify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BlastRadius {
     /// The largest audience allowed without confirmation.
     pub limit: u64,
@@ -140,16 +140,65 @@ impl IntoResponse for BlastRadiusExceeded {
                 " ({OVERRIDE_FIELD} {confirmed} is below the estimate)"
             ));
         }
-        let body = json!({"error": {
-            "code": "blast_radius_exceeded",
-            "message": message,
-            "field": OVERRIDE_FIELD,
-            "limit": self.radius,
-            "estimated_audience": self.estimate,
-            "override": {"field": OVERRIDE_FIELD, "value": self.estimate},
-        }});
+        let body = BlastRadiusError {
+            error: BlastRadiusErrorDetail {
+                code: BlastRadiusCode::BlastRadiusExceeded,
+                message,
+                field: OVERRIDE_FIELD.to_owned(),
+                limit: self.radius,
+                estimated_audience: self.estimate,
+                confirm: Confirmation {
+                    field: OVERRIDE_FIELD.to_owned(),
+                    value: self.estimate,
+                },
+            },
+        };
         (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
     }
+}
+
+/// The body of a [`BlastRadiusExceeded`] refusal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BlastRadiusError {
+    /// What was refused and how to confirm it.
+    pub error: BlastRadiusErrorDetail,
+}
+
+/// The inside of a [`BlastRadiusError`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BlastRadiusErrorDetail {
+    /// Always `blast_radius_exceeded`.
+    pub code: BlastRadiusCode,
+    /// The estimate, the limit and how to send anyway, in words.
+    pub message: String,
+    /// `confirm_audience`.
+    #[schema(pattern = "^confirm_audience$")]
+    pub field: String,
+    /// The limit that was exceeded.
+    pub limit: BlastRadius,
+    /// The audience's recipients (members with a profile).
+    pub estimated_audience: u64,
+    /// Send this field with this value to go through.
+    #[serde(rename = "override")]
+    pub confirm: Confirmation,
+}
+
+/// The code of a [`BlastRadiusError`].
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BlastRadiusCode {
+    /// The audience exceeds the blast-radius limit.
+    BlastRadiusExceeded,
+}
+
+/// The confirmation that lets a notify over the limit through.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Confirmation {
+    /// `confirm_audience`.
+    #[schema(pattern = "^confirm_audience$")]
+    pub field: String,
+    /// The estimate: send at least this.
+    pub value: u64,
 }
 
 /// The guard of a real notify: one `COUNT` of the audience against the limit. `Ok(Some(_))`
@@ -185,10 +234,11 @@ pub async fn guard(
 }
 
 /// The audience part of a [`Preflight`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AudiencePreview {
     /// `users`, `followers` or `segment`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^(users|followers|segment)$")]
     pub kind: String,
     /// Everyone the query names.
     pub members: u64,
@@ -199,13 +249,14 @@ pub struct AudiencePreview {
 }
 
 /// How long the send would take (see the module docs for the model).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionEstimate {
     /// Seconds from start to the last delivery, at `deliveries_per_second`.
     pub seconds: f64,
     /// The rate the estimate assumes.
     pub deliveries_per_second: u32,
     /// What sets that rate: `platform_throughput` or `quota`.
+    #[schema(pattern = "^(platform_throughput|quota)$")]
     pub limited_by: String,
 }
 
@@ -226,19 +277,20 @@ impl CompletionEstimate {
 }
 
 /// The blast-radius part of a [`Preflight`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BlastRadiusPreview {
     /// The limit that applies.
     #[serde(flatten)]
     pub radius: BlastRadius,
     /// Whether a real notify would be refused without confirmation.
     pub exceeded: bool,
-    /// The body field that confirms an audience over the limit.
+    /// The body field that confirms an audience over the limit: `confirm_audience`.
+    #[schema(pattern = "^confirm_audience$")]
     pub override_field: String,
 }
 
 /// The answer to a dry run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Preflight {
     /// Always true: nothing was recorded or started.
     pub dry_run: bool,
@@ -251,8 +303,10 @@ pub struct Preflight {
     /// The audience's size.
     pub audience: AudiencePreview,
     /// Per channel the request would use.
+    #[schema(schema_with = channel_estimates_schema)]
     pub channels: BTreeMap<Channel, ChannelEstimate>,
     /// Channels the request would not use, and why: `not_in_template` or `not_requested`.
+    #[schema(schema_with = channels_skipped_schema)]
     pub channels_skipped: BTreeMap<Channel, String>,
     /// Deliveries over every channel (the sum of `deliverable`).
     pub deliverable: u64,
@@ -265,6 +319,20 @@ pub struct Preflight {
     /// The `data.*` values the template renders with no default that this request's `data`
     /// lacks; a real notify is refused (422) until they are sent.
     pub missing_data: Vec<String>,
+}
+
+fn channel_estimates_schema() -> utoipa::openapi::Object {
+    fanout_domain::channel::keyed_by_channel(utoipa::openapi::Ref::from_schema_name(
+        "ChannelEstimate",
+    ))
+}
+
+fn channels_skipped_schema() -> utoipa::openapi::Object {
+    fanout_domain::channel::keyed_by_channel(
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .enum_values(Some(["not_in_template", "not_requested"])),
+    )
 }
 
 /// The tighter of the tenant's and the template's delivery quotas, if either is set.
@@ -350,15 +418,19 @@ pub async fn dry_run(
 }
 
 /// Body of `PUT /v1/settings/blast-radius`; `null` (or omitted) clears the tenant's limit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = BlastRadiusInput)]
 pub struct BlastRadiusBody {
+    /// The largest audience a notify may reach without confirming it; `null` (or absent)
+    /// clears the tenant's limit, so the platform default applies.
     #[serde(default)]
+    #[schema(minimum = 1)]
     max_audience: Option<u64>,
 }
 
 /// The tenant's blast-radius setting.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BlastRadiusSetting {
     /// The tenant's own limit, if set.
     pub max_audience: Option<u64>,
@@ -378,6 +450,16 @@ fn setting(state: &AppState, max_audience: Option<u64>) -> BlastRadiusSetting {
 }
 
 /// `GET /v1/settings/blast-radius`.
+#[utoipa::path(
+    get,
+    path = "/v1/settings/blast-radius",
+    tag = "settings",
+    summary = "The tenant's blast-radius limit and the platform default",
+    responses(
+        (status = 200, description = "The setting", body = BlastRadiusSetting),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+    )
+)]
 pub async fn get_setting(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -387,6 +469,18 @@ pub async fn get_setting(
 }
 
 /// `PUT /v1/settings/blast-radius`.
+#[utoipa::path(
+    put,
+    path = "/v1/settings/blast-radius",
+    tag = "settings",
+    summary = "Set or clear the tenant's blast-radius limit",
+    request_body = BlastRadiusBody,
+    responses(
+        (status = 200, description = "The setting", body = BlastRadiusSetting),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody), (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody), (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "max_audience is 0 or not a whole number; field names it", body = ErrorBody),
+    )
+)]
 pub async fn put_setting(
     State(state): State<AppState>,
     Caller(tenant): Caller,

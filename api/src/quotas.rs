@@ -7,50 +7,52 @@
 //! visibility query), which writes it through again. A failed signal is logged, not an error:
 //! the store write alone already reaches the deliveries.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use fanout_domain::contracts::TemplateQuota;
 use fanout_domain::{TemplateId, TenantId};
 use fanout_store::limits::{Quota, template_key, tenant_key};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::templates::existing_template;
 
 /// The quota routes, merged into the app's router.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/quotas", get(list))
-        .route(
-            "/v1/quotas/tenant",
-            get(get_tenant).put(put_tenant).delete(delete_tenant),
-        )
-        .route(
-            "/v1/quotas/templates/{template_id}",
-            get(get_template).put(put_template).delete(delete_template),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_tenant, put_tenant, delete_tenant))
+        .routes(routes!(get_template, put_template, delete_template))
 }
 
 /// Body of the quota `PUT`s.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = QuotaInput)]
 pub struct QuotaBody {
+    /// Deliveries per second, at least 1.
+    #[schema(minimum = 1)]
     per_second: u32,
 }
 
 /// One quota as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = Quota)]
 pub struct QuotaView {
     /// `tenant` or `template`.
+    #[schema(pattern = "^(tenant|template)$")]
     pub scope: String,
     /// The template, for a template quota.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
     /// Deliveries per second allowed, across every worker.
+    #[schema(minimum = 1)]
     pub per_second: u32,
     /// When it was last written, Unix milliseconds.
     pub updated_at_ms: i64,
@@ -60,7 +62,7 @@ pub struct QuotaView {
 }
 
 /// Body of `GET /v1/quotas`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct QuotaList {
     /// Every quota of the tenant.
     pub quotas: Vec<QuotaView>,
@@ -128,6 +130,16 @@ async fn signal(
 }
 
 /// `GET /v1/quotas`: every quota of the caller.
+#[utoipa::path(
+    get,
+    path = "/v1/quotas",
+    tag = "quotas",
+    summary = "List the tenant's delivery quotas",
+    responses(
+        (status = 200, description = "Every quota", body = QuotaList),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -139,6 +151,17 @@ pub async fn list(
 }
 
 /// `GET /v1/quotas/tenant`.
+#[utoipa::path(
+    get,
+    path = "/v1/quotas/tenant",
+    tag = "quotas",
+    summary = "The tenant-wide delivery quota",
+    responses(
+        (status = 200, description = "The quota", body = QuotaView),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No quota on the tenant", body = ErrorBody),
+    )
+)]
 pub async fn get_tenant(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -149,6 +172,21 @@ pub async fn get_tenant(
 }
 
 /// `PUT /v1/quotas/tenant` with `{"per_second": n}`: caps all of the tenant's deliveries.
+#[utoipa::path(
+    put,
+    path = "/v1/quotas/tenant",
+    tag = "quotas",
+    summary = "Cap all of the tenant's deliveries per second, across every worker",
+    request_body = QuotaBody,
+    responses(
+        (status = 200, description = "The quota", body = QuotaView),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The quota vanished while being written; retry", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "per_second is 0 or malformed", body = ErrorBody),
+    )
+)]
 pub async fn put_tenant(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -164,6 +202,17 @@ pub async fn put_tenant(
 }
 
 /// `DELETE /v1/quotas/tenant`.
+#[utoipa::path(
+    delete,
+    path = "/v1/quotas/tenant",
+    tag = "quotas",
+    summary = "Remove the tenant-wide quota",
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No quota on the tenant", body = ErrorBody),
+    )
+)]
 pub async fn delete_tenant(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -179,6 +228,18 @@ pub async fn delete_tenant(
 }
 
 /// `GET /v1/quotas/templates/{template_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/quotas/templates/{template_id}",
+    tag = "quotas",
+    summary = "A template's delivery quota",
+    params(("template_id" = TemplateId, Path, description = "The template")),
+    responses(
+        (status = 200, description = "The quota", body = QuotaView),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such template, or no quota on it", body = ErrorBody),
+    )
+)]
 pub async fn get_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -193,6 +254,22 @@ pub async fn get_template(
 
 /// `PUT /v1/quotas/templates/{template_id}` with `{"per_second": n}`: caps the template's
 /// deliveries across all its requests, running ones included.
+#[utoipa::path(
+    put,
+    path = "/v1/quotas/templates/{template_id}",
+    tag = "quotas",
+    summary = "Cap a template's deliveries per second; running requests slow down within a second (store and signal)",
+    params(("template_id" = TemplateId, Path, description = "The template")),
+    request_body = QuotaBody,
+    responses(
+        (status = 200, description = "The quota, with how many running requests were signalled", body = QuotaView),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such template", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "per_second is 0 or malformed", body = ErrorBody),
+    )
+)]
 pub async fn put_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -211,6 +288,18 @@ pub async fn put_template(
 }
 
 /// `DELETE /v1/quotas/templates/{template_id}`: lifts the template's quota.
+#[utoipa::path(
+    delete,
+    path = "/v1/quotas/templates/{template_id}",
+    tag = "quotas",
+    summary = "Remove a template's quota (running requests are signalled)",
+    params(("template_id" = TemplateId, Path, description = "The template")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such template, or no quota on it", body = ErrorBody),
+    )
+)]
 pub async fn delete_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,

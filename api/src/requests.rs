@@ -11,29 +11,34 @@ use axum::Json;
 use axum::extract::{Path, State};
 use fanout_domain::receipt::{ChannelCounts, Progress, Receipt, RequestState};
 use fanout_domain::request::{DeliveryPath, RecipientsQuery};
-use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UnixMillis};
+use fanout_domain::{Channel, InstanceId, RequestId, TemplateId, TenantId, UnixMillis};
 use fanout_store::requests::RequestRecord;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor;
-use crate::error::{ApiError, ApiQuery};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::orchestrator::LiveState;
 
 /// How long status waits on Temporal before answering from the store.
 const LIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A request's aggregate status.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = Status)]
 pub struct StatusResponse {
     /// The request.
+    #[schema(value_type = RequestId)]
     pub request_id: String,
     /// `running`, `completed`, `cancelled` or `failed`.
     pub state: RequestState,
     /// The template.
+    #[schema(value_type = TemplateId)]
     pub template_id: String,
     /// Where the figures come from: `workflow` (live), `store` (final) or `receipts` (fallback).
+    #[schema(pattern = "^(workflow|store|receipts)$")]
     pub source: String,
     /// How the request is delivered: `direct` (a small explicit audience, one workflow
     /// execution) or `tree` (resolution and pages as child workflows).
@@ -52,13 +57,21 @@ pub struct StatusResponse {
     /// Pages finished.
     pub pages_done: u32,
     /// Counts per channel.
+    #[schema(schema_with = channel_counts_schema)]
     pub channels: BTreeMap<Channel, ChannelCounts>,
     /// Counts over all channels.
     pub totals: ChannelCounts,
     /// The request's metadata labels.
     pub metadata: BTreeMap<String, String>,
     /// When it was accepted.
+    #[schema(value_type = i64)]
     pub created_at_ms: UnixMillis,
+}
+
+fn channel_counts_schema() -> utoipa::openapi::Object {
+    fanout_domain::channel::keyed_by_channel(utoipa::openapi::Ref::from_schema_name(
+        "ChannelCounts",
+    ))
 }
 
 pub(crate) fn parse_request_id(raw: &str) -> Result<RequestId, ApiError> {
@@ -79,6 +92,18 @@ pub(crate) async fn owned_request(
 }
 
 /// `GET /v1/status/{request_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/status/{request_id}",
+    tag = "requests",
+    summary = "Aggregate status of a request, live while it runs",
+    params(("request_id" = RequestId, Path, description = "The request, as POST /v1/notify returned it")),
+    responses(
+        (status = 200, description = "The request's status", body = StatusResponse),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such request for this tenant (a malformed id included)", body = ErrorBody),
+    )
+)]
 pub async fn status(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -235,17 +260,23 @@ fn respond(
 }
 
 /// Query of `GET /v1/receipts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReceiptsQuery {
+    /// The request.
+    #[param(value_type = RequestId)]
     request_id: String,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
+    /// Page size.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000, default = 100)] // MAX_PAGE
     limit: Option<u32>,
 }
 
 /// A page of receipts.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReceiptsPage {
     /// Receipts in a stable order.
     pub receipts: Vec<Receipt>,
@@ -257,6 +288,19 @@ pub struct ReceiptsPage {
 pub const MAX_PAGE: u32 = 1000;
 
 /// `GET /v1/receipts?request_id=...&cursor=...&limit=...`.
+#[utoipa::path(
+    get,
+    path = "/v1/receipts",
+    tag = "requests",
+    summary = "Delivery receipts of a request, cursor-paginated",
+    params(ReceiptsQuery),
+    responses(
+        (status = 200, description = "A page of receipts", body = ReceiptsPage),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such request for this tenant", body = ErrorBody),
+        (status = 422, description = "A query parameter is invalid (limit out of range, malformed cursor); field names it", body = ErrorBody),
+    )
+)]
 pub async fn receipts(
     State(state): State<AppState>,
     Caller(tenant): Caller,

@@ -2,56 +2,58 @@
 //!
 //! Members need not exist as users; a request counts members without a profile as suppressed.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, post, put};
-use axum::{Json, Router};
 use fanout_domain::audience::Segment;
 use fanout_domain::{SegmentId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::audience::{Added, PageQuery, next_cursor, parse_user_ids};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 
 /// The segment routes, merged into the app's router.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/segments/{segment_id}",
-            put(put_segment).get(get_segment),
-        )
-        .route(
-            "/v1/segments/{segment_id}/members",
-            post(add_members).get(list_members),
-        )
-        .route(
-            "/v1/segments/{segment_id}/members/{user_id}",
-            delete(remove_member),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_segment, get_segment))
+        .routes(routes!(add_members, list_members))
+        .routes(routes!(remove_member))
 }
 
 /// Body of `PUT /v1/segments/{segment_id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SegmentInput)]
 pub struct SegmentBody {
+    /// A human-readable name, not blank.
+    #[schema(min_length = 1, max_length = 200)] // audience::MAX_SEGMENT_NAME
     name: String,
     /// Members to add; existing members are kept (membership changes go through
     /// `/members`, so a rename never has to resend a million ids).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<UserId>>, max_items = 10000)]
+    // audience::MAX_IDS_PER_CALL
     user_ids: Option<Vec<String>>,
 }
 
 /// Body of `POST /v1/segments/{segment_id}/members`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = MembersInput)]
 pub struct MembersBody {
+    /// The members to add (1 to 10,000 a call); they need not exist as users yet.
+    #[schema(value_type = Vec<UserId>, min_items = 1, max_items = 10000)]
+    // audience::MAX_IDS_PER_CALL
     user_ids: Vec<String>,
 }
 
 /// A page of members.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MembersPage {
     /// Member ids in ascending order.
     pub members: Vec<UserId>,
@@ -83,6 +85,21 @@ async fn existing_segment(
 }
 
 /// `PUT /v1/segments/{segment_id}`: creates or renames a segment and adds any `user_ids`.
+#[utoipa::path(
+    put,
+    path = "/v1/segments/{segment_id}",
+    tag = "audiences",
+    summary = "Create or rename a segment; user_ids are added to its members, existing members are kept",
+    params(("segment_id" = SegmentId, Path, description = "The segment")),
+    request_body = SegmentBody,
+    responses(
+        (status = 200, description = "The segment", body = Segment),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "The segment id, the name or a user id is invalid; field names it", body = ErrorBody),
+    )
+)]
 pub async fn put_segment(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -114,6 +131,18 @@ pub async fn put_segment(
 }
 
 /// `GET /v1/segments/{segment_id}`: the segment with its member count.
+#[utoipa::path(
+    get,
+    path = "/v1/segments/{segment_id}",
+    tag = "audiences",
+    summary = "Read a segment with its member count",
+    params(("segment_id" = SegmentId, Path, description = "The segment")),
+    responses(
+        (status = 200, description = "The segment", body = Segment),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such segment", body = ErrorBody),
+    )
+)]
 pub async fn get_segment(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -129,6 +158,22 @@ pub async fn get_segment(
 }
 
 /// `POST /v1/segments/{segment_id}/members`: adds members; adding one twice is a no-op.
+#[utoipa::path(
+    post,
+    path = "/v1/segments/{segment_id}/members",
+    tag = "audiences",
+    summary = "Add members to a segment (1 to 10,000 ids a call); adding one twice is a no-op",
+    params(("segment_id" = SegmentId, Path, description = "The segment")),
+    request_body = MembersBody,
+    responses(
+        (status = 200, description = "How many were new", body = Added),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such segment", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "user_ids is empty, too long or holds an invalid id (user_ids[i])", body = ErrorBody),
+    )
+)]
 pub async fn add_members(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -146,6 +191,18 @@ pub async fn add_members(
 }
 
 /// `DELETE /v1/segments/{segment_id}/members/{user_id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/segments/{segment_id}/members/{user_id}",
+    tag = "audiences",
+    summary = "Remove a member from a segment",
+    params(("segment_id" = SegmentId, Path, description = "The segment"), ("user_id" = UserId, Path, description = "The member")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The user is not a member of the segment", body = ErrorBody),
+    )
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -170,6 +227,19 @@ pub async fn remove_member(
 }
 
 /// `GET /v1/segments/{segment_id}/members?cursor=&limit=`.
+#[utoipa::path(
+    get,
+    path = "/v1/segments/{segment_id}/members",
+    tag = "audiences",
+    summary = "A segment's members in id order, cursor-paginated",
+    params(("segment_id" = SegmentId, Path, description = "The segment"), PageQuery),
+    responses(
+        (status = 200, description = "A page of members", body = MembersPage),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such segment", body = ErrorBody),
+        (status = 422, description = "A query parameter is invalid (limit, cursor); field names it", body = ErrorBody),
+    )
+)]
 pub async fn list_members(
     State(state): State<AppState>,
     Caller(tenant): Caller,

@@ -7,19 +7,23 @@
 //! In `DELETE /v1/suppressions/{channel}/{address}` the address is percent-encoded (a token may
 //! hold `/`).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use fanout_domain::Channel;
 use fanout_domain::user::{DeviceToken, EmailAddress};
-use fanout_store::suppressions::{Suppression, SuppressionCursor, SuppressionReason};
+use fanout_store::suppressions::{
+    Suppression, SuppressionChannel, SuppressionCursor, SuppressionReason,
+};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 
 /// The most entries one page lists.
 pub const MAX_PAGE: u32 = 1000;
@@ -31,44 +35,56 @@ const DEFAULT_PAGE: u32 = 100;
 pub const MAX_DETAIL: usize = 1024;
 
 /// The suppression routes, merged into the app's router.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/suppressions", get(list).post(add))
-        .route(
-            "/v1/suppressions/{channel}/{address}",
-            get(get_one).delete(remove),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(get_one, remove))
 }
 
 /// `?channel=&address=&cursor=&limit=` of the listing. Taken as text so that every malformed
 /// value is a 422 naming it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this channel's entries.
     #[serde(default)]
+    #[param(value_type = Option<SuppressionChannel>)]
     channel: Option<String>,
+    /// Only this address (email addresses match without regard to case).
     #[serde(default)]
     address: Option<String>,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
+    /// Page size.
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, default = 100)] // MAX_PAGE
     limit: Option<String>,
 }
 
 /// Body of `POST /v1/suppressions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SuppressionInput)]
 pub struct SuppressionBody {
+    /// `email` or `push`.
+    #[schema(value_type = SuppressionChannel)]
     channel: String,
+    /// An email address for email, a device token for push.
+    #[schema(min_length = 1, max_length = 4096)] // DeviceToken::MAX_LEN
     address: String,
     /// Defaults to `manual`.
     #[serde(default)]
+    #[schema(value_type = Option<SuppressionReason>)]
     reason: Option<String>,
+    /// What the provider said, or an operator's note.
     #[serde(default)]
+    #[schema(max_length = 1024)] // MAX_DETAIL
     detail: Option<String>,
 }
 
 /// A page of entries.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SuppressionsPage {
     /// Entries in (channel, address) order.
     pub suppressions: Vec<Suppression>,
@@ -120,6 +136,18 @@ fn decode_cursor(raw: &str) -> Result<SuppressionCursor, ApiError> {
 }
 
 /// `GET /v1/suppressions?channel=&address=&cursor=&limit=`.
+#[utoipa::path(
+    get,
+    path = "/v1/suppressions",
+    tag = "suppressions",
+    summary = "The tenant's suppression list in (channel, address) order, cursor-paginated",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of entries", body = SuppressionsPage),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 422, description = "A query parameter is invalid (channel, limit, cursor); field names it", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -158,6 +186,22 @@ pub async fn list(
 
 /// `POST /v1/suppressions`: adds an entry. 201 with it when new; 200 with the entry already
 /// there (first reason kept) otherwise.
+#[utoipa::path(
+    post,
+    path = "/v1/suppressions",
+    tag = "suppressions",
+    summary = "Suppress an address: 201 when new, 200 with the existing entry (its first reason kept) otherwise",
+    request_body = SuppressionBody,
+    responses(
+        (status = 201, description = "Created", body = Suppression),
+        (status = 200, description = "Already suppressed: the existing entry", body = Suppression),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 409, description = "The entry was removed while being added; retry", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "A field is invalid (channel in_app or unknown, an address the channel cannot send to, an unknown reason, a detail over 1024 bytes); field names it", body = ErrorBody),
+    )
+)]
 pub async fn add(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -211,6 +255,18 @@ fn entry_not_found(channel: &str, address: &str) -> ApiError {
 }
 
 /// `GET /v1/suppressions/{channel}/{address}`: one entry, or 404.
+#[utoipa::path(
+    get,
+    path = "/v1/suppressions/{channel}/{address}",
+    tag = "suppressions",
+    summary = "One suppression entry",
+    params(("channel" = SuppressionChannel, Path, description = "email or push"), ("address" = String, Path, description = "The percent-encoded email address or device token")),
+    responses(
+        (status = 200, description = "The entry", body = Suppression),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The address is not suppressed on the channel", body = ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -228,6 +284,18 @@ pub async fn get_one(
 
 /// `DELETE /v1/suppressions/{channel}/{address}`: 204, or 404 if the address was not on the
 /// list.
+#[utoipa::path(
+    delete,
+    path = "/v1/suppressions/{channel}/{address}",
+    tag = "suppressions",
+    summary = "Take an address off the suppression list",
+    params(("channel" = SuppressionChannel, Path, description = "email or push"), ("address" = String, Path, description = "The percent-encoded email address or device token")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "The address is not suppressed on the channel", body = ErrorBody),
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     Caller(tenant): Caller,

@@ -9,10 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use fanout_domain::limits::{
     MAX_INBOX_PAYLOAD_KEYS, MAX_PUSH_DATA_KEYS, MAX_TEMPLATE_LOCALES, MAX_TEMPLATE_NAME_BYTES,
     MAX_TEMPLATE_PART_BYTES, MAX_TEMPLATE_VERSIONS, TooLarge, check_bytes, check_count,
@@ -25,66 +24,97 @@ use fanout_domain::template::{
 use fanout_domain::{Channel, TemplateId, TenantId};
 use fanout_store::templates::MAX_VERSIONS_PER_PAGE;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 
 /// The template routes, merged into the app's router.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/templates", post(create_template))
-        .route(
-            "/v1/templates/{template_id}",
-            get(get_template).put(put_template),
-        )
-        .route("/v1/templates/{template_id}/versions", get(list_versions))
-        .route(
-            "/v1/templates/{template_id}/versions/{version}",
-            get(get_version),
-        )
-        .route("/v1/templates/{template_id}/rollback", post(rollback))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_template))
+        .routes(routes!(get_template, put_template))
+        .routes(routes!(list_versions))
+        .routes(routes!(get_version))
+        .routes(routes!(rollback))
 }
 
 /// A template as sent to `PUT /v1/templates/{template_id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TemplateInput, description = "MiniJinja syntax. Variables: data.* (the request's data), user.{user_id,name,email,locale,timezone}, request_id; anything else, syntax errors, a part over its render budget and a part that cannot render are refused with 400 `invalid_template` listing each problem. The top-level channels are the default-locale content and decide which channels the template supports. `locales` maps a locale tag to a variant overriding whole channels; a user's content per channel comes from the exact tag, then its language (`fr-CA` -> `fr`), then the default. Each part is at most 64 KiB.")]
 pub struct TemplateBody {
+    /// A human name.
+    #[schema(min_length = 1, max_length = 200)] // limits::MAX_TEMPLATE_NAME_BYTES
     name: String,
+    /// What kind of notification this is; user preferences opt in and out by category
+    /// (a-z, 0-9, `_`, `-`, `.`; default `transactional`).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_.-]+$")]
     category: Option<String>,
+    /// The locale of the top-level content (default `en`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")] // LOCALE_TAG
     default_locale: Option<String>,
+    /// Email content in the default locale.
     #[serde(default)]
     email: Option<EmailContent>,
+    /// In-app content in the default locale.
     #[serde(default)]
     in_app: Option<InAppContent>,
+    /// Push content in the default locale.
     #[serde(default)]
     push: Option<PushContent>,
+    /// Variants by locale tag (e.g. `fr`, `fr-CA`), at most 50; each may only override
+    /// channels the top level has.
     #[serde(default)]
+    #[schema(schema_with = locales_schema)]
     locales: BTreeMap<String, ChannelContent>,
+    /// The blast-radius limit for notifies of this template; overrides the tenant's and the
+    /// platform default.
     #[serde(default)]
     max_audience: Option<u64>,
 }
 
 /// A template as sent to `POST /v1/templates`: the same, with its id.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewTemplateInput, description = "MiniJinja syntax. Variables: data.* (the request's data), user.{user_id,name,email,locale,timezone}, request_id; anything else, syntax errors, a part over its render budget and a part that cannot render are refused with 400 `invalid_template` listing each problem. The top-level channels are the default-locale content and decide which channels the template supports. `locales` maps a locale tag to a variant overriding whole channels; a user's content per channel comes from the exact tag, then its language (`fr-CA` -> `fr`), then the default. Each part is at most 64 KiB.")]
 pub struct NewTemplateBody {
+    /// The template's id.
+    #[schema(value_type = TemplateId)]
     template_id: String,
+    /// A human name.
+    #[schema(min_length = 1, max_length = 200)] // limits::MAX_TEMPLATE_NAME_BYTES
     name: String,
+    /// What kind of notification this is; user preferences opt in and out by category
+    /// (a-z, 0-9, `_`, `-`, `.`; default `transactional`).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_.-]+$")]
     category: Option<String>,
+    /// The locale of the top-level content (default `en`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")] // LOCALE_TAG
     default_locale: Option<String>,
+    /// Email content in the default locale.
     #[serde(default)]
     email: Option<EmailContent>,
+    /// In-app content in the default locale.
     #[serde(default)]
     in_app: Option<InAppContent>,
+    /// Push content in the default locale.
     #[serde(default)]
     push: Option<PushContent>,
+    /// Variants by locale tag (e.g. `fr`, `fr-CA`), at most 50; each may only override
+    /// channels the top level has.
     #[serde(default)]
+    #[schema(schema_with = locales_schema)]
     locales: BTreeMap<String, ChannelContent>,
+    /// The blast-radius limit for notifies of this template; overrides the tenant's and the
+    /// platform default.
     #[serde(default)]
     max_audience: Option<u64>,
 }
@@ -108,23 +138,31 @@ impl NewTemplateBody {
 }
 
 /// Body of `POST /v1/templates/{template_id}/rollback`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RollbackInput)]
 pub struct RollbackBody {
+    /// The version whose content becomes active again.
     version: i64,
 }
 
 /// `?before=&limit=` of a version listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VersionsQuery {
+    /// Only versions below this one.
     #[serde(default)]
     before: Option<i64>,
+    /// Page size.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    // MAX_VERSIONS_PER_PAGE, DEFAULT_VERSIONS_PAGE
     limit: Option<u32>,
 }
 
 /// A page of a template's versions, newest first.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = TemplateVersionsPage)]
 pub struct VersionsPage {
     /// The version deliveries of new requests use.
     pub active_version: i64,
@@ -134,6 +172,25 @@ pub struct VersionsPage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_before: Option<i64>,
 }
+
+/// `locales` of a template body: at most [`MAX_TEMPLATE_LOCALES`] variants by tag.
+fn locales_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Object)
+        .max_properties(Some(MAX_TEMPLATE_LOCALES))
+        .property_names(Some(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .pattern(Some(LOCALE_TAG)),
+        ))
+        .additional_properties(Some(utoipa::openapi::Ref::from_schema_name(
+            "ChannelContent",
+        )))
+        .build()
+}
+
+/// What `is_locale_tag` accepts, as a pattern.
+const LOCALE_TAG: &str = "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$";
 
 /// The versions one listing returns unless asked otherwise.
 const DEFAULT_VERSIONS_PAGE: u32 = 20;
@@ -355,6 +412,21 @@ fn not_found(raw: &str) -> ApiError {
 }
 
 /// `POST /v1/templates`: creates the template as version 1 (201); 409 if the id is taken.
+#[utoipa::path(
+    post,
+    path = "/v1/templates",
+    tag = "templates",
+    summary = "Create a template as version 1",
+    request_body = NewTemplateBody,
+    responses(
+        (status = 201, description = "Created", body = Template),
+        (status = 400, description = "Content does not parse, uses unknown variables, exceeds the render budget or cannot render (code invalid_template, problems lists each: kind syntax, unknown_variable, limit or render); or the body is not JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 409, description = "The id is taken", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "A field is invalid or over its limit (template_id, name, category, default_locale, locales.<tag>, a part over 64 KiB, too many payload or data keys, no content at all); field names it", body = ErrorBody),
+    )
+)]
 pub async fn create_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -377,6 +449,22 @@ pub async fn create_template(
 
 /// `PUT /v1/templates/{template_id}`: creates the template or writes its next version, and
 /// returns the version written (now active).
+#[utoipa::path(
+    put,
+    path = "/v1/templates/{template_id}",
+    tag = "templates",
+    summary = "Create a template or write its next version (immutable, and active at once)",
+    params(("template_id" = TemplateId, Path, description = "The template")),
+    request_body = TemplateBody,
+    responses(
+        (status = 200, description = "The version written", body = Template),
+        (status = 400, description = "Content does not parse, uses unknown variables, exceeds the render budget or cannot render (code invalid_template, problems lists each: kind syntax, unknown_variable, limit or render); or the body is not JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 409, description = "The template has 1000 versions, the most one template keeps", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "A field is invalid or over its limit; field names it", body = ErrorBody),
+    )
+)]
 pub async fn put_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -394,6 +482,18 @@ pub async fn put_template(
 }
 
 /// `GET /v1/templates/{template_id}`: the active version.
+#[utoipa::path(
+    get,
+    path = "/v1/templates/{template_id}",
+    tag = "templates",
+    summary = "Read a template's active version",
+    params(("template_id" = TemplateId, Path, description = "The template")),
+    responses(
+        (status = 200, description = "The active version", body = Template),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such template", body = ErrorBody),
+    )
+)]
 pub async fn get_template(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -409,6 +509,19 @@ pub async fn get_template(
 }
 
 /// `GET /v1/templates/{template_id}/versions?before=&limit=`: versions newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/templates/{template_id}/versions",
+    tag = "templates",
+    summary = "List a template's versions, newest first",
+    params(("template_id" = TemplateId, Path, description = "The template"), VersionsQuery),
+    responses(
+        (status = 200, description = "A page of versions", body = VersionsPage),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such template", body = ErrorBody),
+        (status = 422, description = "A query parameter is invalid (limit, before); field names it", body = ErrorBody),
+    )
+)]
 pub async fn list_versions(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -451,6 +564,18 @@ pub async fn list_versions(
 }
 
 /// `GET /v1/templates/{template_id}/versions/{version}`: one version, active or not.
+#[utoipa::path(
+    get,
+    path = "/v1/templates/{template_id}/versions/{version}",
+    tag = "templates",
+    summary = "Read one version, active or not",
+    params(("template_id" = TemplateId, Path, description = "The template"), ("version" = i64, Path, description = "The version number")),
+    responses(
+        (status = 200, description = "The version", body = Template),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such template or version", body = ErrorBody),
+    )
+)]
 pub async fn get_version(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -470,6 +595,23 @@ pub async fn get_version(
 
 /// `POST /v1/templates/{template_id}/rollback`: writes a new version copying `version`'s
 /// content and makes it active; returns the new version.
+#[utoipa::path(
+    post,
+    path = "/v1/templates/{template_id}/rollback",
+    tag = "templates",
+    summary = "Roll back: write a new version copying an older one's content and make it active; requests already accepted keep the version active when they were accepted",
+    params(("template_id" = TemplateId, Path, description = "The template")),
+    request_body = RollbackBody,
+    responses(
+        (status = 200, description = "The new version", body = Template),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such template or version", body = ErrorBody),
+        (status = 409, description = "The template has 1000 versions, the most one template keeps", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "The body is malformed; field names it", body = ErrorBody),
+    )
+)]
 pub async fn rollback(
     State(state): State<AppState>,
     Caller(tenant): Caller,

@@ -9,32 +9,48 @@ use fanout_domain::limits::{
 };
 use fanout_domain::user::{Device, DeviceToken, EmailAddress, Platform, Timezone, User};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 
 /// A profile as sent. Absent fields are cleared: PUT replaces the profile.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UserInput)]
 pub struct UserBody {
+    /// Where email goes; without one, email to this user is suppressed.
     #[serde(default)]
+    #[schema(value_type = Option<EmailAddress>)]
     email: Option<String>,
+    /// Display name, available to templates as `user.name`.
     #[serde(default)]
+    #[schema(max_length = 256)] // limits::MAX_USER_NAME_BYTES
     name: Option<String>,
+    /// BCP 47 locale (e.g. `en`, `fr-CA`), available to templates as `user.locale`.
     #[serde(default)]
+    #[schema(max_length = 35)] // limits::MAX_LOCALE_BYTES
     locale: Option<String>,
+    /// Where the user lives in time.
     #[serde(default)]
+    #[schema(value_type = Option<Timezone>)]
     timezone: Option<String>,
+    /// Push devices; a device listed twice is kept once.
     #[serde(default)]
+    #[schema(max_items = 20)] // limits::MAX_DEVICES_PER_USER
     devices: Option<Vec<DeviceBody>>,
 }
 
 /// A push device as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = DeviceInput)]
 pub struct DeviceBody {
+    /// Which push service delivers to it.
     platform: Platform,
+    /// The token that service issued.
+    #[schema(value_type = DeviceToken)]
     token: String,
 }
 
@@ -59,6 +75,19 @@ fn parse_devices(raw: Vec<DeviceBody>) -> Result<Vec<Device>, ApiError> {
 }
 
 /// `PUT /v1/users/{user_id}`: creates or replaces a user.
+#[utoipa::path(
+    put,
+    path = "/v1/users/{user_id}",
+    tag = "users",
+    summary = "Create or replace a user (absent fields are cleared)",
+    params(("user_id" = UserId, Path, description = "The tenant's id for the user")),
+    request_body = UserBody,
+    responses(
+        (status = 200, description = "The user as stored", body = User),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody), (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody), (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "A field is invalid or over its limit (the user id, email, name, locale, timezone, devices[i].token, more than 20 devices); field names it", body = ErrorBody),
+    )
+)]
 pub async fn put_user(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -86,6 +115,18 @@ pub async fn put_user(
 }
 
 /// `GET /v1/users/{user_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}",
+    tag = "users",
+    summary = "Read a user",
+    params(("user_id" = UserId, Path, description = "The tenant's id for the user")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
 pub async fn get_user(
     State(state): State<AppState>,
     Caller(tenant): Caller,
@@ -104,6 +145,18 @@ pub async fn get_user(
 /// `DELETE /v1/users/{user_id}`: erases the user (GDPR/CCPA): profile, devices, inbox, follows
 /// and segment memberships; receipts keep only the opaque id. Requests already running find no
 /// profile for them and suppress their deliveries. 204, or 404 if there was no such user.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}",
+    tag = "users",
+    summary = "Erase a user (GDPR/CCPA): profile, devices, inbox, follows and segment memberships; running requests suppress them from then on",
+    params(("user_id" = UserId, Path, description = "The tenant's id for the user")),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
 pub async fn delete_user(
     State(state): State<AppState>,
     Caller(tenant): Caller,

@@ -20,6 +20,7 @@ pub struct Segment {
     /// How many users are members.
     pub members: u64,
     /// When the segment or its membership last changed.
+    #[schema(value_type = i64)]
     pub updated_at_ms: UnixMillis,
 }
 

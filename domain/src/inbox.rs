@@ -28,7 +28,9 @@ pub struct InboxMessage {
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// When it was delivered.
+    #[schema(value_type = i64)]
     pub created_at_ms: UnixMillis,
     /// When the user read it.
+    #[schema(value_type = Option<i64>)]
     pub read_at_ms: Option<UnixMillis>,
 }

@@ -84,6 +84,7 @@ pub struct Receipt {
     /// The provider's own words, when it gave any.
     pub error_message: Option<String>,
     /// When this receipt last changed.
+    #[schema(value_type = i64)]
     pub updated_at_ms: UnixMillis,
 }
 
@@ -109,8 +110,10 @@ pub struct DeadLetter {
     /// Provider calls made.
     pub attempts: u32,
     /// When the instance failed.
+    #[schema(value_type = i64)]
     pub failed_at_ms: UnixMillis,
     /// When it was last re-driven; `None` while it waits on the list.
+    #[schema(value_type = Option<i64>)]
     pub redriven_at_ms: Option<UnixMillis>,
 }
 

@@ -170,6 +170,7 @@ pub struct Template {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_audience: Option<u64>,
     /// When this version was written.
+    #[schema(value_type = i64)]
     pub updated_at_ms: UnixMillis,
 }
 

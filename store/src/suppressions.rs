@@ -103,6 +103,7 @@ pub struct Suppression {
     /// What the provider said, or an operator's note.
     pub detail: Option<String>,
     /// When the address was first suppressed.
+    #[schema(value_type = i64)]
     pub created_at_ms: UnixMillis,
 }
 

@@ -50,6 +50,7 @@ pub struct ChannelSwitch {
     /// Why, as the operator put it.
     pub reason: Option<String>,
     /// When the switch last changed.
+    #[schema(value_type = i64)]
     pub updated_at_ms: UnixMillis,
 }
 

@@ -23,23 +23,28 @@ use fanout_store::{Store, StoreError, now_ms};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use utoipa::{IntoParams, ToSchema};
 
 use super::hub::{InboxHub, SubscribeError, Subscription};
 use super::token::{InboxUser, StreamUser};
 use crate::AppState;
-use crate::error::{ApiError, ApiQuery};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 
 /// Query of both stream routes (besides `token`, read by [`InboxUser`]).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Resume after this event id (for WebSocket clients, and SSE clients that cannot set the
     /// `Last-Event-ID` header). Without one, the stream starts at the current position.
     #[serde(default)]
+    #[param(value_type = Option<u64>)]
     last_event_id: Option<String>,
 }
 
-/// One frame of either stream, as JSON. `id` is the event id to resume after.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One frame of either stream, as JSON. `id` is a global, monotonic event sequence: resume
+/// after the last one received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = InboxStreamFrame)]
 pub struct StreamFrame {
     /// The event id (for `ready`: the position the stream has caught up to).
     pub id: i64,
@@ -49,7 +54,8 @@ pub struct StreamFrame {
 }
 
 /// What a frame says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = InboxStreamFrameBody)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FrameBody {
     /// A new message.
@@ -62,11 +68,13 @@ pub enum FrameBody {
         /// The message.
         message_id: InstanceId,
         /// When.
+        #[schema(value_type = i64)]
         read_at_ms: UnixMillis,
     },
     /// Every message received before this frame is read.
     ReadAll {
         /// When.
+        #[schema(value_type = i64)]
         read_at_ms: UnixMillis,
     },
     /// The replay is done; live events follow. Sent once per connection.
@@ -111,6 +119,21 @@ impl StreamFrame {
             body,
         })
     }
+}
+
+/// One Server-Sent Event as `text/event-stream` carries it, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct SseEvent {
+    /// The event id: resume after it.
+    #[schema(pattern = "^[0-9]+$")]
+    id: Option<String>,
+    /// The frame type: `message`, `read`, `read_all`, `ready` or `reset`.
+    #[schema(pattern = "^(message|read|read_all|ready|reset)$")]
+    event: Option<String>,
+    /// An InboxStreamFrame as JSON.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 /// One connection's position in its user's event sequence.
@@ -256,6 +279,24 @@ fn last_event_id(headers: &HeaderMap, query: &StreamQuery) -> Result<Option<i64>
 
 /// `GET /v1/inbox/stream`: Server-Sent Events, `id:` the event id, `event:` the frame type,
 /// `data:` the JSON frame.
+#[utoipa::path(
+    get,
+    path = "/v1/inbox/stream",
+    tag = "inbox",
+    summary = "The user's inbox events as Server-Sent Events: replays everything after Last-Event-ID (or ?last_event_id=), sends `ready`, then live events; keep-alive comments",
+    description = "Each event has `id:` (the event id; resume after it), `event:` (message, read, read_all, ready or reset) and `data:` (an InboxStreamFrame as JSON). Without a last event id the stream starts at the current position. The stream ends when the token expires or is revoked, or when the client falls further behind than its buffer; reconnect with the last id received to continue with no event missed or repeated. The token may come as `?token=` here (EventSource cannot set headers).",
+    security(("inbox_token" = []), ("inbox_token_query" = [])),
+    params(
+        ("Last-Event-ID" = Option<String>, Header, description = "The last event id received (EventSource sends it on reconnect)"),
+        StreamQuery,
+    ),
+    responses(
+        (status = 200, description = "An event stream; each event's data is an InboxStreamFrame", content_type = "text/event-stream", body = SseEvent),
+        (status = 401, description = "No inbox token, or one that is expired or revoked (code unauthorized)", body = ErrorBody),
+        (status = 422, description = "last_event_id is not an event id (field last_event_id)", body = ErrorBody),
+        (status = 429, description = "The user already holds the most streams one API process allows (20 per user, 10,000 per tenant by default; code rate_limited)", body = ErrorBody),
+    )
+)]
 pub async fn sse(
     State(state): State<AppState>,
     StreamUser(user): StreamUser,
@@ -285,6 +326,21 @@ pub async fn sse(
 }
 
 /// `GET /v1/inbox/ws`: one JSON [`StreamFrame`] per text message; pings keep it alive.
+#[utoipa::path(
+    get,
+    path = "/v1/inbox/ws",
+    tag = "inbox",
+    summary = "The same events over a WebSocket: one InboxStreamFrame per text message, pings as keep-alives; ?last_event_id= to resume",
+    description = "The token may come as `?token=` here (browsers' WebSocket cannot set headers). Messages from the client are limited to 4 KiB.",
+    security(("inbox_token" = []), ("inbox_token_query" = [])),
+    params(StreamQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; then one InboxStreamFrame (JSON) per text message"),
+        (status = 401, description = "No inbox token, or one that is expired or revoked (code unauthorized)", body = ErrorBody),
+        (status = 422, description = "last_event_id is not an event id (field last_event_id)", body = ErrorBody),
+        (status = 429, description = "The user already holds the most streams one API process allows (code rate_limited)", body = ErrorBody),
+    )
+)]
 pub async fn ws(
     State(state): State<AppState>,
     StreamUser(user): StreamUser,
