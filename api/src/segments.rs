@@ -112,22 +112,11 @@ pub async fn put_segment(
         None | Some([]) => Vec::new(),
         Some(raw) => parse_user_ids("user_ids", raw)?,
     };
-    state
+    let segment = state
         .store
-        .upsert_segment(&tenant, &segment_id, &body.name)
+        .upsert_segment(&tenant, &segment_id, &body.name, &members)
         .await?;
-    if !members.is_empty() {
-        state
-            .store
-            .add_segment_members(&tenant, &segment_id, &members)
-            .await?;
-    }
-    state
-        .store
-        .get_segment(&tenant, &segment_id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("segment vanished after its upsert")))
+    Ok(Json(segment))
 }
 
 /// `GET /v1/segments/{segment_id}`: the segment with its member count.

@@ -167,7 +167,7 @@ impl Store {
         page_no: u32,
         users: &[UserId],
     ) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_page(&mut tx, request_id, i64::from(page_no), users).await?;
         tx.commit().await?;
         Ok(())
@@ -456,7 +456,10 @@ mod tests {
         let beta = SegmentId::parse("beta").unwrap();
         let members: Vec<UserId> = (0..2_345).map(|i| id(&format!("m{i:05}"))).collect();
         for tenant in [&t, &other] {
-            store.upsert_segment(tenant, &beta, "Beta").await.unwrap();
+            store
+                .upsert_segment(tenant, &beta, "Beta", &[])
+                .await
+                .unwrap();
         }
         store
             .add_segment_members(&t, &beta, &members)
@@ -467,7 +470,10 @@ mod tests {
             .await
             .unwrap();
         let gamma = SegmentId::parse("gamma").unwrap();
-        store.upsert_segment(&t, &gamma, "Gamma").await.unwrap();
+        store
+            .upsert_segment(&t, &gamma, "Gamma", &[])
+            .await
+            .unwrap();
         store
             .add_segment_members(&t, &gamma, &[id("m99999")])
             .await

@@ -186,7 +186,7 @@ impl Store {
             ..filter.clone()
         };
         let (extra, binds) = conditions(&filter, 2);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let sql = format!(
             "SELECT instance_id, channel, page_no FROM dead_letters WHERE tenant_id = $1{extra}"
         );

@@ -476,7 +476,10 @@ mod tests {
         }
         let everyone = ["a", "b", "c", "d", "e", "f", "g", "ghost"];
         let segment = SegmentId::parse("all").unwrap();
-        store.upsert_segment(&t, &segment, "All").await.unwrap();
+        store
+            .upsert_segment(&t, &segment, "All", &[])
+            .await
+            .unwrap();
         let ids: Vec<UserId> = everyone.iter().map(|u| id(u)).collect();
         store.add_segment_members(&t, &segment, &ids).await.unwrap();
         store.add_followers(&t, &id("star"), &ids).await.unwrap();

@@ -17,7 +17,7 @@ impl Store {
     ) -> Result<u64> {
         let now = now_ms();
         let mut added = 0;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         const COLUMNS: usize = 4;
         for chunk in followers.chunks(rows_per_statement(COLUMNS)) {
             let sql = multi_row_sql(

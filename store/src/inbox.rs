@@ -411,7 +411,7 @@ impl Store {
             Some(Some(at)) => return Ok(MarkRead::AlreadyRead(at)),
             Some(None) => {}
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         // The counter first: it takes the write lock before the update reads anything.
         let seq = reserve_seqs(&mut tx, 1).await?;
         let marked = sqlx::query(
@@ -481,7 +481,7 @@ impl Store {
         if unread.is_none() {
             return Ok(0);
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         // The counter before the update: every message whose event is numbered below ours has
         // committed by then (its writer held the counter until it did), so the update sees it
         // and "read_all" truly covers every message a client received before it. A message
@@ -574,7 +574,7 @@ impl Store {
         if token_id.is_empty() {
             return Ok(false);
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let revoked = revoke_tokens_in(&mut tx, tenant_id, user_id, Some(token_id)).await?;
         tx.commit().await?;
         if revoked > 0 {
@@ -593,7 +593,7 @@ impl Store {
 
     /// Revokes every live (unrevoked, unexpired) token of the user and returns how many.
     pub async fn revoke_inbox_tokens(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<u64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let revoked = revoke_tokens_in(&mut tx, tenant_id, user_id, None).await?;
         tx.commit().await?;
         Ok(revoked)

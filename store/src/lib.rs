@@ -72,6 +72,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Whether the pool is SQLite, whose transactions need the write lock up front.
+    sqlite: bool,
 }
 
 impl Store {
@@ -86,7 +88,8 @@ impl Store {
                 .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", dir.display())))?;
         }
         let mut options = AnyPoolOptions::new().max_connections(config.max_connections.max(1));
-        if config.url.starts_with("sqlite:") {
+        let sqlite = config.url.starts_with("sqlite:");
+        if sqlite {
             // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints rather
             // than on every commit (durable across process crashes, not power loss), which is
             // what lets many small delivery transactions through; writers queue instead of
@@ -106,7 +109,7 @@ impl Store {
         }
         let pool = options.connect(&config.url).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, sqlite })
     }
 
     /// Checks that the database answers.
@@ -117,6 +120,19 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Starts a transaction that writes. On SQLite it takes the write lock at `BEGIN IMMEDIATE`,
+    /// so concurrent writers wait their turn (busy_timeout): a deferred transaction that reads
+    /// first and writes second fails at once with SQLITE_BUSY whenever another connection
+    /// commits in between, which under concurrent API calls surfaced as 500s.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.pool.begin().await?
+        };
+        Ok(tx)
     }
 
     /// Runs a keyset listing of user ids: `sql` takes (tenant, key, after, limit) as `$1..$4`

@@ -264,7 +264,7 @@ impl Store {
         tenant_id: &TenantId,
         user_id: &UserId,
     ) -> Result<Preferences> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let prefs = read(&mut tx, tenant_id, user_id).await?;
         tx.commit().await?;
         Ok(prefs)
@@ -277,7 +277,7 @@ impl Store {
         user_id: &UserId,
         prefs: &Preferences,
     ) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         write(&mut tx, tenant_id, user_id, prefs).await?;
         tx.commit().await?;
         Ok(())
@@ -294,7 +294,7 @@ impl Store {
         category: Option<&Category>,
         enabled: bool,
     ) -> Result<Preferences> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         // Writing first takes SQLite's write lock before the read, so two concurrent calls
         // serialise instead of both reading the old document.
         let channels: &[Channel] = match &channel {

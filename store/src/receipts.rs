@@ -80,7 +80,7 @@ impl Store {
         if receipts.is_empty() && inbox.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         crate::inbox::insert_messages(&mut tx, tenant_id, inbox).await?;
         if let Some(page) = page {
             crate::dead_letters::insert_failed(&mut tx, tenant_id, page, receipts).await?;

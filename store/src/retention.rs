@@ -135,7 +135,7 @@ impl Store {
         let Some(&highest) = seqs.last() else {
             return Ok(0);
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let sql = format!(
             "DELETE FROM inbox_events WHERE seq IN ({})",
             placeholders(1, seqs.len())
@@ -178,7 +178,7 @@ impl Store {
             return Ok((0, 0, 0));
         }
         let mut counts = [0u64; 5];
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         for (i, table) in [
             "receipts",
             "dead_letters",

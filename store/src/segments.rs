@@ -11,13 +11,17 @@ use crate::{Result, Store, multi_row_sql, now_ms, parse_col, rows_per_statement}
 const T: &str = "segments";
 
 impl Store {
-    /// Creates a segment, or renames it; its members are kept either way.
+    /// Creates a segment, or renames it, and adds `members` (existing members are kept), in one
+    /// transaction; returns the segment as that transaction left it, so a concurrent delete
+    /// cannot leave the caller without an answer.
     pub async fn upsert_segment(
         &self,
         tenant_id: &TenantId,
         segment_id: &SegmentId,
         name: &str,
-    ) -> Result<()> {
+        members: &[UserId],
+    ) -> Result<Segment> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO segments (tenant_id, segment_id, name, updated_at_ms)
              VALUES ($1, $2, $3, $4)
@@ -28,9 +32,15 @@ impl Store {
         .bind(segment_id.as_str())
         .bind(name)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        insert_members(&mut tx, tenant_id, segment_id, members).await?;
+        let segment = read_segment(&mut tx, tenant_id, segment_id).await?;
+        tx.commit().await?;
+        segment.ok_or_else(|| crate::StoreError::Corrupt {
+            table: T,
+            reason: format!("{segment_id} missing inside its own upsert"),
+        })
     }
 
     /// Returns a segment with its current member count.
@@ -39,29 +49,8 @@ impl Store {
         tenant_id: &TenantId,
         segment_id: &SegmentId,
     ) -> Result<Option<Segment>> {
-        // The count walks the segment's slice of the primary-key index: fine for the sizes a
-        // GET is asked about; a stored counter would be the next step for millions.
-        let row = sqlx::query(
-            "SELECT s.segment_id, s.name, s.updated_at_ms,
-               (SELECT COUNT(*) FROM segment_members m
-                WHERE m.tenant_id = s.tenant_id AND m.segment_id = s.segment_id) AS members
-             FROM segments s WHERE s.tenant_id = $1 AND s.segment_id = $2",
-        )
-        .bind(tenant_id.as_str())
-        .bind(segment_id.as_str())
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let id: String = row.try_get("segment_id")?;
-        let members: i64 = row.try_get("members")?;
-        Ok(Some(Segment {
-            segment_id: parse_col(T, SegmentId::parse(&id))?,
-            name: row.try_get("name")?,
-            members: u64::try_from(members).unwrap_or_default(),
-            updated_at_ms: row.try_get("updated_at_ms")?,
-        }))
+        let mut conn = self.pool().acquire().await?;
+        read_segment(&mut conn, tenant_id, segment_id).await
     }
 
     /// Tells whether a segment exists, without counting its members.
@@ -87,7 +76,7 @@ impl Store {
         segment_id: &SegmentId,
         users: &[UserId],
     ) -> Result<Option<u64>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let exists = sqlx::query("SELECT 1 FROM segments WHERE tenant_id = $1 AND segment_id = $2")
             .bind(tenant_id.as_str())
             .bind(segment_id.as_str())
@@ -97,24 +86,7 @@ impl Store {
         if !exists {
             return Ok(None);
         }
-        let mut added = 0;
-        const COLUMNS: usize = 3;
-        for chunk in users.chunks(rows_per_statement(COLUMNS)) {
-            let sql = multi_row_sql(
-                "INSERT INTO segment_members (tenant_id, segment_id, user_id)",
-                COLUMNS,
-                chunk.len(),
-                "ON CONFLICT DO NOTHING",
-            );
-            let mut query = sqlx::query(&sql);
-            for user in chunk {
-                query = query
-                    .bind(tenant_id.as_str())
-                    .bind(segment_id.as_str())
-                    .bind(user.as_str());
-            }
-            added += query.execute(&mut *tx).await?.rows_affected();
-        }
+        let added = insert_members(&mut tx, tenant_id, segment_id, users).await?;
         if added > 0 {
             touch_segment(&mut tx, tenant_id, segment_id).await?;
         }
@@ -129,7 +101,7 @@ impl Store {
         segment_id: &SegmentId,
         user: &UserId,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let removed = sqlx::query(
             "DELETE FROM segment_members
              WHERE tenant_id = $1 AND segment_id = $2 AND user_id = $3",
@@ -171,6 +143,66 @@ impl Store {
 }
 
 /// Records that a segment's membership changed.
+/// Reads a segment with its member count on `conn` (a transaction's or the pool's).
+async fn read_segment(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &TenantId,
+    segment_id: &SegmentId,
+) -> Result<Option<Segment>> {
+    // The count walks the segment's slice of the primary-key index: fine for the sizes a
+    // GET is asked about; a stored counter would be the next step for millions.
+    let row = sqlx::query(
+        "SELECT s.segment_id, s.name, s.updated_at_ms,
+           (SELECT COUNT(*) FROM segment_members m
+            WHERE m.tenant_id = s.tenant_id AND m.segment_id = s.segment_id) AS members
+         FROM segments s WHERE s.tenant_id = $1 AND s.segment_id = $2",
+    )
+    .bind(tenant_id.as_str())
+    .bind(segment_id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id: String = row.try_get("segment_id")?;
+    let members: i64 = row.try_get("members")?;
+    Ok(Some(Segment {
+        segment_id: parse_col(T, SegmentId::parse(&id))?,
+        name: row.try_get("name")?,
+        members: u64::try_from(members).unwrap_or_default(),
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    }))
+}
+
+/// Inserts `users` as members of a segment, leaving existing members as they were; returns
+/// how many are new.
+async fn insert_members(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &TenantId,
+    segment_id: &SegmentId,
+    users: &[UserId],
+) -> Result<u64> {
+    let mut added = 0;
+    const COLUMNS: usize = 3;
+    for chunk in users.chunks(rows_per_statement(COLUMNS)) {
+        let sql = multi_row_sql(
+            "INSERT INTO segment_members (tenant_id, segment_id, user_id)",
+            COLUMNS,
+            chunk.len(),
+            "ON CONFLICT DO NOTHING",
+        );
+        let mut query = sqlx::query(&sql);
+        for user in chunk {
+            query = query
+                .bind(tenant_id.as_str())
+                .bind(segment_id.as_str())
+                .bind(user.as_str());
+        }
+        added += query.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(added)
+}
+
 async fn touch_segment(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &TenantId,
@@ -213,7 +245,7 @@ mod tests {
             None,
             "members of a missing segment"
         );
-        store.upsert_segment(&a, &beta, "Beta").await.unwrap();
+        store.upsert_segment(&a, &beta, "Beta", &[]).await.unwrap();
         let members: Vec<UserId> = (0..1_001).map(|i| user(&format!("m{i:04}"))).collect();
         assert_eq!(
             store
@@ -229,11 +261,14 @@ mod tests {
                 .unwrap(),
             Some(0)
         );
-        store
-            .upsert_segment(&a, &beta, "Beta testers")
+        let segment = store
+            .upsert_segment(&a, &beta, "Beta testers", &members[..2])
             .await
             .unwrap();
-        let segment = store.get_segment(&a, &beta).await.unwrap().unwrap();
+        assert_eq!(
+            Some(&segment),
+            store.get_segment(&a, &beta).await.unwrap().as_ref()
+        );
         assert_eq!(
             (segment.name.as_str(), segment.members),
             ("Beta testers", 1_001),
@@ -284,6 +319,47 @@ mod tests {
         assert_eq!(
             store.get_segment(&a, &beta).await.unwrap().unwrap().members,
             1_000
+        );
+    }
+
+    /// Adding members reads (does the segment exist?) before it writes. Against other writers
+    /// committing all the while, every call must succeed: a deferred SQLite transaction failed
+    /// with SQLITE_BUSY here, which the API answered as a 500.
+    #[tokio::test]
+    async fn transactions_that_read_first_succeed_beside_other_writers() {
+        let store = store().await;
+        let a = TenantId::parse("a").unwrap();
+        store.upsert_tenant(&a, "A").await.unwrap();
+        let seg = SegmentId::parse("busy").unwrap();
+        store.upsert_segment(&a, &seg, "Busy", &[]).await.unwrap();
+        let writer = {
+            let store = store.clone();
+            let a = a.clone();
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    let other = SegmentId::parse(&format!("other{i}")).unwrap();
+                    store
+                        .upsert_segment(&a, &other, "Other", &[])
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        let mut failures = Vec::new();
+        for i in 0..200 {
+            if let Err(e) = store
+                .add_segment_members(&a, &seg, &[user(&format!("m{i}"))])
+                .await
+            {
+                failures.push(e.to_string());
+            }
+        }
+        writer.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} failed: {:?}",
+            failures.len(),
+            failures.first()
         );
     }
 }

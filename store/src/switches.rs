@@ -221,7 +221,7 @@ impl Store {
         if paused.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "SELECT paused_requests FROM template_switches WHERE tenant_id = $1 AND template_id = $2",
         )
@@ -258,7 +258,7 @@ impl Store {
         tenant_id: &TenantId,
         template_id: &TemplateId,
     ) -> Result<Option<Vec<RequestId>>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "SELECT paused_requests FROM template_switches
              WHERE tenant_id = $1 AND template_id = $2 AND disabled = 1",

@@ -83,7 +83,7 @@ impl Store {
             .map(UserRow::new)
             .collect::<Result<Vec<_>>>()?;
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         for chunk in rows.chunks(rows_per_statement(UPSERT_COLUMNS)) {
             let sql = multi_row_sql(UPSERT_HEAD, UPSERT_COLUMNS, chunk.len(), UPSERT_TAIL);
             let mut query = sqlx::query(&sql);
@@ -113,10 +113,9 @@ impl Store {
     /// snapshots keep only the opaque user id; a running request then finds no profile and
     /// suppresses the user. Returns whether the user existed.
     pub async fn delete_user(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
-        // The row is deleted and read in one statement: a deferred transaction that read first
-        // and wrote second would fail with SQLITE_BUSY whenever another writer committed in
-        // between. The addresses find the user's suppression entries.
+        let mut tx = self.write_tx().await?;
+        // The row is deleted and read in one statement; the addresses find the user's
+        // suppression entries.
         let sql = format!(
             "DELETE FROM users WHERE tenant_id = $1 AND user_id = $2 RETURNING {USER_COLUMNS}"
         );
@@ -191,10 +190,10 @@ impl Store {
         token: &str,
         reason: &str,
     ) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
-        // Write first (a no-op) so the transaction holds the write lock before it reads: a
-        // deferred transaction that read first would fail with SQLITE_BUSY whenever another
-        // writer committed in between.
+        let mut tx = self.write_tx().await?;
+        // Write first (a no-op) so the row is locked before it is read: SQLite's write_tx holds
+        // the database lock already, but a server database locks rows, and two invalidations
+        // reading the same devices would each write back the other's token.
         sqlx::query("UPDATE users SET devices = devices WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant_id.as_str())
             .bind(user_id.as_str())
@@ -300,7 +299,7 @@ pub(crate) mod tests {
             .await
             .unwrap();
         let segment = SegmentId::parse("s").unwrap();
-        store.upsert_segment(&a, &segment, "S").await.unwrap();
+        store.upsert_segment(&a, &segment, "S", &[]).await.unwrap();
         store
             .add_segment_members(&a, &segment, std::slice::from_ref(&gone))
             .await

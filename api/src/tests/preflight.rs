@@ -70,7 +70,10 @@ pub(super) async fn seeded() -> Harness {
         .await
         .unwrap();
     let segment = SegmentId::parse("all").unwrap();
-    h.store.upsert_segment(&t, &segment, "All").await.unwrap();
+    h.store
+        .upsert_segment(&t, &segment, "All", &[])
+        .await
+        .unwrap();
     let members: Vec<UserId> = ["ua", "ub", "uc", "ud", "ue", "ghost"]
         .iter()
         .map(|u| id(u))
