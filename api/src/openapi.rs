@@ -33,7 +33,9 @@ use crate::error::ErrorBody;
     ),
     security(("bearer" = [])),
     modifiers(&SecuritySchemes),
-    components(schemas(ErrorBody)),
+    // Schemas referenced by name from a hand-built schema (`schema_with`), which utoipa does
+    // not follow, are registered here.
+    components(schemas(ErrorBody, fanout_store::estimate::ChannelEstimate)),
     tags(
         (name = "health", description = "Liveness and this document"),
         (name = "requests", description = "Triggers, their status, receipts and controls"),
@@ -347,6 +349,35 @@ mod tests {
                 .as_str()
                 .unwrap_or_default();
         assert!(data.contains(&DEFAULT_MAX_DATA_BYTES.to_string()), "{data}");
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        fn refs(value: &Value, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(target)) = map.get("$ref") {
+                        out.push(target.clone());
+                    }
+                    map.values().for_each(|v| refs(v, out));
+                }
+                Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let doc = generated();
+        let mut targets = Vec::new();
+        refs(&doc, &mut targets);
+        assert!(!targets.is_empty());
+        let dangling: Vec<_> = targets
+            .iter()
+            .filter(|t| {
+                t.strip_prefix('#')
+                    .and_then(|pointer| doc.pointer(pointer))
+                    .is_none()
+            })
+            .collect();
+        assert!(dangling.is_empty(), "unresolvable references: {dangling:?}");
     }
 
     #[test]

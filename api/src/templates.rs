@@ -150,8 +150,9 @@ pub struct RollbackBody {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct VersionsQuery {
-    /// Only versions below this one.
+    /// Only versions below this one: a page's `next_before`.
     #[serde(default)]
+    #[param(minimum = 2)]
     before: Option<i64>,
     /// Page size.
     #[serde(default)]

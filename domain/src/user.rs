@@ -3,8 +3,8 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
 
 use crate::UserId;
 use crate::ids::{InvalidId, string_schema};
@@ -70,9 +70,9 @@ impl utoipa::PartialSchema for EmailAddress {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
             .description(Some(
-                "An email address: one '@', a dotted domain, no whitespace",
+                "An email address: one '@', a dotted domain, no whitespace. Not `format: email`: \
+                 international (UTF-8) addresses are accepted, which RFC 5322 validators refuse",
             ))
             .min_length(Some(1))
             .max_length(Some(Self::MAX_LEN))
