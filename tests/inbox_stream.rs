@@ -73,15 +73,25 @@ impl Client {
         .await
     }
 
-    /// Opens a WebSocket stream, resuming after `last` (`?last_event_id=`), and reads up to its
-    /// `ready` frame.
+    /// Opens a WebSocket stream as a browser would, with a single-use stream ticket (the SSE
+    /// client above sends the token itself, as clients before tickets do), resuming after
+    /// `last` (`?last_event_id=`), and reads up to its `ready` frame.
     async fn ws(
         app: &TestApp,
         token: &str,
         last: Option<i64>,
     ) -> anyhow::Result<(Self, Vec<Value>)> {
+        let issued: Value = reqwest::Client::new()
+            .post(format!("{}/v1/inbox/stream-ticket", app.api_url))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let ticket = issued["ticket"].as_str().context("no ticket")?;
         let base = app.api_url.replacen("http://", "ws://", 1);
-        let mut url = format!("{base}/v1/inbox/ws?token={token}");
+        let mut url = format!("{base}/v1/inbox/ws?ticket={ticket}");
         if let Some(id) = last {
             url.push_str(&format!("&last_event_id={id}"));
         }

@@ -50,6 +50,8 @@ pub struct InboxConfig {
     pub token_ttl_seconds: u64,
     /// Longest lifetime a request may ask for.
     pub max_token_ttl_seconds: u64,
+    /// Lifetime of a stream ticket (`POST /v1/inbox/stream-ticket`), which opens one stream.
+    pub stream_ticket_ttl_seconds: u64,
     /// Streams (SSE and WebSocket together) one user may hold open on one API process.
     pub max_streams_per_user: usize,
     /// Streams one tenant's users may hold open on one API process.
@@ -72,6 +74,7 @@ impl Default for InboxConfig {
             keep_alive_seconds: 15,
             token_ttl_seconds: 24 * 3600,
             max_token_ttl_seconds: 30 * 24 * 3600,
+            stream_ticket_ttl_seconds: 60,
             max_streams_per_user: 20,
             max_streams_per_tenant: 10_000,
             max_ws_message_bytes: 4096,

@@ -184,6 +184,7 @@ pub fn routes(http: &bounds::HttpConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(inbox::unread_count))
         .routes(routes!(inbox::read))
         .routes(routes!(inbox::read_all))
+        .routes(routes!(inbox::token::issue_stream_ticket))
         .merge(follows::routes())
         .merge(segments::routes())
         .merge(preferences::routes())

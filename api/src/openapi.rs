@@ -5,7 +5,7 @@
 //! act (see [`crate::routes`]). The request and response types derive `ToSchema`; their
 //! constraints come from the constants the code checks (`fanout_domain::limits`, the id
 //! rules), either directly or as literals a test here holds to those constants. What is
-//! document-wide lives here: the info, the tags, the four security schemes, and the responses
+//! document-wide lives here: the info, the tags, the five security schemes, and the responses
 //! the router's layers add to every operation they wrap ([`within_bounds`],
 //! [`under_body_limit`]).
 //!
@@ -54,7 +54,7 @@ use crate::error::ErrorBody;
 )]
 pub struct ApiDoc;
 
-/// The four ways to authenticate, by the names operations refer to.
+/// The five ways to authenticate, by the names operations refer to.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -82,8 +82,18 @@ impl Modify for SecuritySchemes {
             "inbox_token_query",
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
                 "token",
-                "The inbox token as ?token=, for EventSource and WebSocket clients, which cannot \
-                 set headers; only the two stream routes take it",
+                "The inbox token as ?token=, for EventSource and WebSocket clients written \
+                 before stream tickets; only the two stream routes take it. Prefer stream_ticket: \
+                 a URL ends up in logs",
+            ))),
+        );
+        components.add_security_scheme(
+            "stream_ticket",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "ticket",
+                "A single-use ticket from POST /v1/inbox/stream-ticket as ?ticket=, for \
+                 EventSource and WebSocket clients, which cannot set headers; it opens one \
+                 stream within a minute",
             ))),
         );
         components.add_security_scheme(
@@ -404,7 +414,11 @@ mod tests {
                 let expected = match path.as_str() {
                     "/healthz" | "/openapi.json" => Some(serde_json::json!([{}])),
                     "/v1/inbox/stream" | "/v1/inbox/ws" => {
-                        Some(serde_json::json!([{"inbox_token": []}, {"inbox_token_query": []}]))
+                        Some(serde_json::json!([
+                            {"inbox_token": []},
+                            {"stream_ticket": []},
+                            {"inbox_token_query": []}
+                        ]))
                     }
                     p if p.starts_with("/v1/inbox") => {
                         Some(serde_json::json!([{"inbox_token": []}]))

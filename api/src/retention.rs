@@ -67,6 +67,7 @@ pub fn spawn(store: Store, config: &RetentionConfig) -> Option<JoinHandle<()>> {
                 Ok(pruned) => tracing::info!(
                     inbox_events = pruned.inbox_events,
                     inbox_tokens = pruned.inbox_tokens,
+                    stream_tickets = pruned.stream_tickets,
                     dead_letters = pruned.dead_letters,
                     requests = pruned.requests,
                     receipts = pruned.receipts,

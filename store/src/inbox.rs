@@ -12,8 +12,6 @@ use std::collections::{HashMap, HashSet};
 
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::{InstanceId, RequestId, TenantId, UnixMillis, UserId};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -21,11 +19,12 @@ use crate::{
     Result, Store, StoreError, multi_row_sql, now_ms, parse_col, placeholders, rows_per_statement,
 };
 
+mod tokens;
+
+pub use tokens::{INBOX_TOKEN_PREFIX, InboxGrant, IssuedInboxToken, STREAM_TICKET_PREFIX};
+
 const T: &str = "inbox";
 const EVENTS: &str = "inbox_events";
-
-/// The prefix of every inbox token, so leaked tokens are easy to recognise and scan for.
-pub const INBOX_TOKEN_PREFIX: &str = "fit_";
 
 /// A position in a user's inbox listing: the last message seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,30 +33,6 @@ pub struct InboxCursor {
     pub created_at_ms: UnixMillis,
     /// Its id, breaking ties.
     pub id: InstanceId,
-}
-
-/// A freshly issued inbox token. The plaintext exists only here; the store keeps its hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuedInboxToken {
-    /// The bearer token to hand to the user's device.
-    pub token: String,
-    /// Its public name, for revocation.
-    pub token_id: String,
-    /// When it stops working.
-    pub expires_at_ms: UnixMillis,
-}
-
-/// What a live inbox token grants: one user of one tenant, until it expires or is revoked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboxGrant {
-    /// The tenant.
-    pub tenant_id: TenantId,
-    /// The only user whose inbox the token opens.
-    pub user_id: UserId,
-    /// The token's public name.
-    pub token_id: String,
-    /// When it stops working.
-    pub expires_at_ms: UnixMillis,
 }
 
 /// The kind of an inbox event, as stored.
@@ -158,17 +133,6 @@ pub enum MarkRead {
     AlreadyRead(UnixMillis),
     /// The user has no such message.
     NotFound,
-}
-
-/// Hashes an inbox token for storage and lookup.
-fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    hex::encode(buf)
 }
 
 fn message_from_row(row: &AnyRow) -> Result<InboxMessage> {
@@ -319,7 +283,7 @@ pub(crate) async fn erase_user_streams(
 }
 
 /// Revokes the user's live tokens (or just `token_id`) and logs one event per token revoked.
-async fn revoke_tokens_in(
+pub(super) async fn revoke_tokens_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &TenantId,
     user_id: &UserId,
@@ -505,98 +469,6 @@ impl Store {
         insert_events(&mut tx, tenant_id, seq, &event, at_ms).await?;
         tx.commit().await?;
         Ok(marked)
-    }
-
-    /// Issues a token that opens `user_id`'s inbox (and nothing else) until `expires_at_ms`.
-    pub async fn issue_inbox_token(
-        &self,
-        tenant_id: &TenantId,
-        user_id: &UserId,
-        expires_at_ms: UnixMillis,
-    ) -> Result<IssuedInboxToken> {
-        let token = format!("{INBOX_TOKEN_PREFIX}{}", random_hex(32));
-        let token_id = format!("itk_{}", random_hex(12));
-        sqlx::query(
-            "INSERT INTO inbox_tokens (token_hash, token_id, tenant_id, user_id, created_at_ms,
-                                       expires_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(hash_token(&token))
-        .bind(token_id.as_str())
-        .bind(tenant_id.as_str())
-        .bind(user_id.as_str())
-        .bind(now_ms())
-        .bind(expires_at_ms)
-        .execute(self.pool())
-        .await?;
-        Ok(IssuedInboxToken {
-            token,
-            token_id,
-            expires_at_ms,
-        })
-    }
-
-    /// Returns what a token grants if it is known, unrevoked and unexpired at `now_ms`.
-    pub async fn verify_inbox_token(
-        &self,
-        token: &str,
-        now_ms: UnixMillis,
-    ) -> Result<Option<InboxGrant>> {
-        let row = sqlx::query(
-            "SELECT token_id, tenant_id, user_id, expires_at_ms FROM inbox_tokens
-             WHERE token_hash = $1 AND revoked_at_ms IS NULL AND expires_at_ms > $2",
-        )
-        .bind(hash_token(token))
-        .bind(now_ms)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let tenant_id: String = row.try_get("tenant_id")?;
-        let user_id: String = row.try_get("user_id")?;
-        Ok(Some(InboxGrant {
-            tenant_id: parse_col("inbox_tokens", TenantId::parse(&tenant_id))?,
-            user_id: parse_col("inbox_tokens", UserId::parse(&user_id))?,
-            token_id: row.try_get("token_id")?,
-            expires_at_ms: row.try_get("expires_at_ms")?,
-        }))
-    }
-
-    /// Revokes one of the user's tokens. Returns whether the user has a token of that id
-    /// (revoking a revoked token again changes nothing).
-    pub async fn revoke_inbox_token(
-        &self,
-        tenant_id: &TenantId,
-        user_id: &UserId,
-        token_id: &str,
-    ) -> Result<bool> {
-        if token_id.is_empty() {
-            return Ok(false);
-        }
-        let mut tx = self.write_tx().await?;
-        let revoked = revoke_tokens_in(&mut tx, tenant_id, user_id, Some(token_id)).await?;
-        tx.commit().await?;
-        if revoked > 0 {
-            return Ok(true);
-        }
-        let row = sqlx::query(
-            "SELECT 1 FROM inbox_tokens WHERE tenant_id = $1 AND user_id = $2 AND token_id = $3",
-        )
-        .bind(tenant_id.as_str())
-        .bind(user_id.as_str())
-        .bind(token_id)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.is_some())
-    }
-
-    /// Revokes every live (unrevoked, unexpired) token of the user and returns how many.
-    pub async fn revoke_inbox_tokens(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<u64> {
-        let mut tx = self.write_tx().await?;
-        let revoked = revoke_tokens_in(&mut tx, tenant_id, user_id, None).await?;
-        tx.commit().await?;
-        Ok(revoked)
     }
 
     /// The number of the newest committed event (0 before the first): where a stream that
@@ -876,101 +748,6 @@ mod tests {
             }
         );
         assert_eq!(events[1].change, InboxChange::ReadAll { read_at_ms: 70 });
-    }
-
-    #[tokio::test]
-    async fn tokens_open_one_users_inbox_until_expired_or_revoked() {
-        let store = store().await;
-        let t = TenantId::parse("acme").unwrap();
-        let u1 = UserId::parse("u1").unwrap();
-        let now = crate::now_ms();
-        let issued = store
-            .issue_inbox_token(&t, &u1, now + 60_000)
-            .await
-            .unwrap();
-        assert!(issued.token.starts_with(INBOX_TOKEN_PREFIX));
-        let grant = store
-            .verify_inbox_token(&issued.token, now)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((&grant.tenant_id, &grant.user_id), (&t, &u1));
-        assert_eq!(grant.token_id, issued.token_id);
-        // Past its expiry, and with a wrong token: nothing.
-        assert!(
-            store
-                .verify_inbox_token(&issued.token, now + 60_000)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            store
-                .verify_inbox_token("fit_nope", now)
-                .await
-                .unwrap()
-                .is_none()
-        );
-
-        let second = store
-            .issue_inbox_token(&t, &u1, now + 60_000)
-            .await
-            .unwrap();
-        assert!(
-            store
-                .revoke_inbox_token(&t, &u1, &issued.token_id)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .revoke_inbox_token(&t, &u1, &issued.token_id)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .revoke_inbox_token(&t, &u1, "itk_unknown")
-                .await
-                .unwrap()
-        );
-        let other = UserId::parse("u2").unwrap();
-        assert!(
-            !store
-                .revoke_inbox_token(&t, &other, &second.token_id)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .verify_inbox_token(&issued.token, now)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            store
-                .verify_inbox_token(&second.token, now)
-                .await
-                .unwrap()
-                .is_some()
-        );
-        assert_eq!(store.revoke_inbox_tokens(&t, &u1).await.unwrap(), 1);
-        assert!(
-            store
-                .verify_inbox_token(&second.token, now)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        // Each revocation is logged, so every API process closes the streams it opened.
-        let log = store.inbox_log_after(0, 100).await.unwrap();
-        let revoked: Vec<_> = log
-            .iter()
-            .filter(|e| e.kind == InboxEventKind::TokenRevoked)
-            .map(|e| e.subject.clone().unwrap())
-            .collect();
-        assert_eq!(revoked, [issued.token_id, second.token_id]);
     }
 
     #[tokio::test]

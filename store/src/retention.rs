@@ -32,6 +32,8 @@ pub struct Pruned {
     pub inbox_events: u64,
     /// Inbox tokens.
     pub inbox_tokens: u64,
+    /// Stream tickets (used or expired; they live seconds).
+    pub stream_tickets: u64,
     /// Dead letters (on their own or with their request).
     pub dead_letters: u64,
     /// Finished requests.
@@ -74,6 +76,12 @@ impl Store {
         pruned.inbox_tokens =
             sqlx::query("DELETE FROM inbox_tokens WHERE expires_at_ms < $1 OR revoked_at_ms < $1")
                 .bind(now - TOKEN_GRACE_MS)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+        pruned.stream_tickets =
+            sqlx::query("DELETE FROM stream_tickets WHERE expires_at_ms < $1")
+                .bind(now)
                 .execute(self.pool())
                 .await?
                 .rows_affected();
@@ -279,8 +287,12 @@ mod tests {
                     .unwrap();
             }
         }
-        store
+        let token = store
             .issue_inbox_token(&t, &user, now + 1000)
+            .await
+            .unwrap();
+        store
+            .issue_stream_ticket(&token.token_id, now + 500)
             .await
             .unwrap();
 
@@ -292,7 +304,10 @@ mod tests {
         assert_eq!(store.inbox_events_pruned_through().await.unwrap(), 0);
         // Eight days on: the events and the expired token; the requests stay.
         let pruned = store.prune_at(&POLICY, now + 8 * DAY_MS).await.unwrap();
-        assert_eq!((pruned.inbox_events, pruned.inbox_tokens), (5, 1));
+        assert_eq!(
+            (pruned.inbox_events, pruned.inbox_tokens, pruned.stream_tickets),
+            (5, 1, 1)
+        );
         assert_eq!(pruned.requests, 0);
         assert_eq!(
             store.inbox_events_pruned_through().await.unwrap(),

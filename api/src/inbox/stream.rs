@@ -30,7 +30,7 @@ use super::token::{InboxUser, StreamUser};
 use crate::AppState;
 use crate::error::{ApiError, ApiQuery, ErrorBody};
 
-/// Query of both stream routes (besides `token`, read by [`InboxUser`]).
+/// Query of both stream routes (besides `ticket` and `token`, read by [`StreamUser`]).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
@@ -284,15 +284,15 @@ fn last_event_id(headers: &HeaderMap, query: &StreamQuery) -> Result<Option<i64>
     path = "/v1/inbox/stream",
     tag = "inbox",
     summary = "The user's inbox events as Server-Sent Events: replays everything after Last-Event-ID (or ?last_event_id=), sends `ready`, then live events; keep-alive comments",
-    description = "Each event has `id:` (the event id; resume after it), `event:` (message, read, read_all, ready or reset) and `data:` (an InboxStreamFrame as JSON). Without a last event id the stream starts at the current position. The stream ends when the token expires or is revoked, or when the client falls further behind than its buffer; reconnect with the last id received to continue with no event missed or repeated. The token may come as `?token=` here (EventSource cannot set headers).",
-    security(("inbox_token" = []), ("inbox_token_query" = [])),
+    description = "Each event has `id:` (the event id; resume after it), `event:` (message, read, read_all, ready or reset) and `data:` (an InboxStreamFrame as JSON). Without a last event id the stream starts at the current position. The stream ends when the token expires or is revoked, or when the client falls further behind than its buffer; reconnect with the last id received to continue with no event missed or repeated. EventSource cannot set headers: pass a single-use `?ticket=` from POST /v1/inbox/stream-ticket (or, for older clients, the token itself as `?token=`).",
+    security(("inbox_token" = []), ("stream_ticket" = []), ("inbox_token_query" = [])),
     params(
         ("Last-Event-ID" = Option<String>, Header, description = "The last event id received (EventSource sends it on reconnect)"),
         StreamQuery,
     ),
     responses(
         (status = 200, description = "An event stream; each event's data is an InboxStreamFrame", content_type = "text/event-stream", body = SseEvent),
-        (status = 401, description = "No inbox token, or one that is expired or revoked (code unauthorized)", body = ErrorBody),
+        (status = 401, description = "No inbox token or ticket, a token that is expired or revoked, or a ticket already used or expired (code unauthorized)", body = ErrorBody),
         (status = 422, description = "last_event_id is not an event id (field last_event_id)", body = ErrorBody),
         (status = 429, description = "The user already holds the most streams one API process allows (20 per user, 10,000 per tenant by default; code rate_limited)", body = ErrorBody),
     )
@@ -331,12 +331,12 @@ pub async fn sse(
     path = "/v1/inbox/ws",
     tag = "inbox",
     summary = "The same events over a WebSocket: one InboxStreamFrame per text message, pings as keep-alives; ?last_event_id= to resume",
-    description = "The token may come as `?token=` here (browsers' WebSocket cannot set headers). Messages from the client are limited to 4 KiB.",
-    security(("inbox_token" = []), ("inbox_token_query" = [])),
+    description = "Browsers' WebSocket cannot set headers: pass a single-use `?ticket=` from POST /v1/inbox/stream-ticket (or, for older clients, the token itself as `?token=`). Messages from the client are limited to 4 KiB.",
+    security(("inbox_token" = []), ("stream_ticket" = []), ("inbox_token_query" = [])),
     params(StreamQuery),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; then one InboxStreamFrame (JSON) per text message"),
-        (status = 401, description = "No inbox token, or one that is expired or revoked (code unauthorized)", body = ErrorBody),
+        (status = 401, description = "No inbox token or ticket, a token that is expired or revoked, or a ticket already used or expired (code unauthorized)", body = ErrorBody),
         (status = 422, description = "last_event_id is not an event id (field last_event_id)", body = ErrorBody),
         (status = 429, description = "The user already holds the most streams one API process allows (code rate_limited)", body = ErrorBody),
     )

@@ -41,6 +41,70 @@ async fn deliver(h: &Harness, user: &str, keys: &[&str]) -> Vec<InboxMessage> {
     messages
 }
 
+/// Opens `GET /v1/inbox/stream?ticket=` and answers its status.
+async fn open_with_ticket(h: &Harness, ticket: &str) -> StatusCode {
+    let response = h
+        .router
+        .clone()
+        .oneshot(
+            Request::get(format!("/v1/inbox/stream?ticket={ticket}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    response.status()
+}
+
+#[tokio::test]
+async fn a_stream_ticket_opens_one_stream_and_no_other_route() {
+    let h = harness().await;
+    let token = user_with_token(&h, "u1").await;
+    let (status, issued) = h
+        .call("POST", "/v1/inbox/stream-ticket", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let ticket = issued["ticket"].as_str().unwrap().to_owned();
+    assert!(issued["expires_at_ms"].as_i64().unwrap() > fanout_store::now_ms());
+    // Only as ?ticket= on a stream route: not as a bearer, not on another route.
+    for (uri, bearer) in [
+        ("/v1/inbox".to_owned(), Some(ticket.as_str())),
+        (format!("/v1/inbox?ticket={ticket}"), None),
+        ("/v1/inbox/stream".to_owned(), Some(ticket.as_str())),
+    ] {
+        let (status, body) = h.call("GET", &uri, bearer, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {body}");
+    }
+    assert_eq!(open_with_ticket(&h, &ticket).await, StatusCode::OK);
+    assert_eq!(
+        open_with_ticket(&h, &ticket).await,
+        StatusCode::UNAUTHORIZED,
+        "a ticket opens one stream"
+    );
+    assert_eq!(open_with_ticket(&h, "fst_forged").await, StatusCode::UNAUTHORIZED);
+
+    // Issued only to an inbox token; a ticket dies with its token.
+    for credential in [None, Some(h.key(0))] {
+        let (status, _) = h
+            .call("POST", "/v1/inbox/stream-ticket", credential, None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (_, issued) = h
+        .call("POST", "/v1/inbox/stream-ticket", Some(&token), None)
+        .await;
+    let orphan = issued["ticket"].as_str().unwrap().to_owned();
+    let (status, _) = h
+        .call("DELETE", "/v1/users/u1/inbox-tokens", Some(h.key(0)), None)
+        .await;
+    assert!(status.is_success());
+    assert_eq!(
+        open_with_ticket(&h, &orphan).await,
+        StatusCode::UNAUTHORIZED,
+        "the token was revoked"
+    );
+}
+
 #[tokio::test]
 async fn inbox_tokens_open_only_their_users_inbox_until_expired_or_revoked() {
     let h = harness().await;

@@ -746,6 +746,13 @@ async fn no_tenant_route_shows_or_changes_another_tenants_data() {
         probe("GET", "/v1/inbox/stream", "/v1/inbox/stream".into(), Own(ok))
             .by(As::InboxToken),
         probe("GET", "/v1/inbox/ws", "/v1/inbox/ws".into(), Refused).by(As::InboxToken),
+        probe(
+            "POST",
+            "/v1/inbox/stream-ticket",
+            "/v1/inbox/stream-ticket".into(),
+            Own(StatusCode::CREATED),
+        )
+        .by(As::InboxToken),
         probe("GET", "/v1/templates/{template_id}", "/v1/templates/alpha-tpl".into(), NotFound),
         probe(
             "GET",
