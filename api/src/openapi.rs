@@ -413,13 +413,11 @@ mod tests {
                 let security = operation.get("security");
                 let expected = match path.as_str() {
                     "/healthz" | "/openapi.json" => Some(serde_json::json!([{}])),
-                    "/v1/inbox/stream" | "/v1/inbox/ws" => {
-                        Some(serde_json::json!([
-                            {"inbox_token": []},
-                            {"stream_ticket": []},
-                            {"inbox_token_query": []}
-                        ]))
-                    }
+                    "/v1/inbox/stream" | "/v1/inbox/ws" => Some(serde_json::json!([
+                        {"inbox_token": []},
+                        {"stream_ticket": []},
+                        {"inbox_token_query": []}
+                    ])),
                     p if p.starts_with("/v1/inbox") => {
                         Some(serde_json::json!([{"inbox_token": []}]))
                     }

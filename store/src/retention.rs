@@ -79,12 +79,11 @@ impl Store {
                 .execute(self.pool())
                 .await?
                 .rows_affected();
-        pruned.stream_tickets =
-            sqlx::query("DELETE FROM stream_tickets WHERE expires_at_ms < $1")
-                .bind(now)
-                .execute(self.pool())
-                .await?
-                .rows_affected();
+        pruned.stream_tickets = sqlx::query("DELETE FROM stream_tickets WHERE expires_at_ms < $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
         loop {
             let n = sqlx::query(
                 "DELETE FROM dead_letters WHERE instance_id IN (
@@ -305,7 +304,11 @@ mod tests {
         // Eight days on: the events and the expired token; the requests stay.
         let pruned = store.prune_at(&POLICY, now + 8 * DAY_MS).await.unwrap();
         assert_eq!(
-            (pruned.inbox_events, pruned.inbox_tokens, pruned.stream_tickets),
+            (
+                pruned.inbox_events,
+                pruned.inbox_tokens,
+                pruned.stream_tickets
+            ),
             (5, 1, 1)
         );
         assert_eq!(pruned.requests, 0);

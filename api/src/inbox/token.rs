@@ -73,7 +73,10 @@ impl FromRequestParts<AppState> for StreamUser {
             (None, Some(token)) => state.store.verify_inbox_token(&token, now_ms()).await?,
             (None, None) => None,
         };
-        grant.map(user).map(StreamUser).ok_or(ApiError::Unauthorized)
+        grant
+            .map(user)
+            .map(StreamUser)
+            .ok_or(ApiError::Unauthorized)
     }
 }
 

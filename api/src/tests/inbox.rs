@@ -81,7 +81,10 @@ async fn a_stream_ticket_opens_one_stream_and_no_other_route() {
         StatusCode::UNAUTHORIZED,
         "a ticket opens one stream"
     );
-    assert_eq!(open_with_ticket(&h, "fst_forged").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        open_with_ticket(&h, "fst_forged").await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Issued only to an inbox token; a ticket dies with its token.
     for credential in [None, Some(h.key(0))] {

@@ -337,20 +337,33 @@ mod tests {
             (&grant.tenant_id, &grant.user_id, &grant.token_id),
             (&t, &u1, &token.token_id)
         );
-        assert_eq!(grant.expires_at_ms, token.expires_at_ms, "the token's life, not the ticket's");
-        assert_eq!(store.redeem_stream_ticket(&ticket, now).await.unwrap(), None, "used");
+        assert_eq!(
+            grant.expires_at_ms, token.expires_at_ms,
+            "the token's life, not the ticket's"
+        );
+        assert_eq!(
+            store.redeem_stream_ticket(&ticket, now).await.unwrap(),
+            None,
+            "used"
+        );
 
         let late = store
             .issue_stream_ticket(&token.token_id, now + 60_000)
             .await
             .unwrap();
         assert_eq!(
-            store.redeem_stream_ticket(&late, now + 60_000).await.unwrap(),
+            store
+                .redeem_stream_ticket(&late, now + 60_000)
+                .await
+                .unwrap(),
             None,
             "expired"
         );
         assert_eq!(
-            store.redeem_stream_ticket("fst_unknown", now).await.unwrap(),
+            store
+                .redeem_stream_ticket("fst_unknown", now)
+                .await
+                .unwrap(),
             None
         );
         assert_eq!(
@@ -363,7 +376,12 @@ mod tests {
             .issue_stream_ticket(&token.token_id, now + 60_000)
             .await
             .unwrap();
-        assert!(store.revoke_inbox_token(&t, &u1, &token.token_id).await.unwrap());
+        assert!(
+            store
+                .revoke_inbox_token(&t, &u1, &token.token_id)
+                .await
+                .unwrap()
+        );
         assert_eq!(
             store.redeem_stream_ticket(&orphan, now).await.unwrap(),
             None,
