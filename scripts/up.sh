@@ -70,6 +70,7 @@ start_service worker env FANOUT_SMTP__HOST=127.0.0.1 FANOUT_SMTP__PORT="$SANDBOX
   FANOUT_FCM__ENABLED=true \
   FANOUT_FCM__BASE_URL="http://127.0.0.1:$SANDBOX_HTTP_PORT" \
   FANOUT_FCM__SERVICE_ACCOUNT_PATH="$PUSH_DIR/fcm-service-account.json" \
+  FANOUT_METRICS_ADDR="127.0.0.1:$WORKER_METRICS_PORT" \
   "$TARGET_DIR/fanout-worker"
 wait_until worker 60 grep -q "worker started" "$LOG_DIR/worker.log" \
   || die "the worker did not start; see $LOG_DIR/worker.log"
@@ -108,6 +109,8 @@ TEMPORAL_UI_URL=http://127.0.0.1:$TEMPORAL_UI_PORT
 SANDBOX_URL=http://127.0.0.1:$SANDBOX_HTTP_PORT
 SANDBOX_SMTP=127.0.0.1:$SANDBOX_SMTP_PORT
 SANDBOX_APNS=https://127.0.0.1:$SANDBOX_APNS_PORT
+API_METRICS_URL=http://127.0.0.1:$API_PORT/metrics
+WORKER_METRICS_URL=http://127.0.0.1:$WORKER_METRICS_PORT/metrics
 ENV
 
 first_user=${FANOUT_DEMO_USER_IDS%%,*}
@@ -130,5 +133,7 @@ Then:
   push:      curl -sS http://127.0.0.1:$SANDBOX_HTTP_PORT/api/apns/notifications   (alice's iPhone)
              curl -sS http://127.0.0.1:$SANDBOX_HTTP_PORT/api/fcm/messages         (bob's Android)
   workflows: http://127.0.0.1:$TEMPORAL_UI_PORT/   (Temporal UI)
+  metrics:   curl -sS http://127.0.0.1:$WORKER_METRICS_PORT/metrics | grep fanout_deliveries_total
+             curl -sS http://127.0.0.1:$API_PORT/metrics   (the API's; /readyz on both)
   logs:      $LOG_DIR/   stop: make down   wipe state: make reset
 MSG

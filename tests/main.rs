@@ -11,6 +11,7 @@ mod ingest;
 mod kill;
 mod limits;
 mod notify;
+mod observability;
 mod orchestration;
 mod preferences;
 mod preflight;

@@ -26,9 +26,10 @@ use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::{RenderError, RenderFailure};
 use fanout_domain::user::{Device, Platform, User};
-use fanout_domain::{Channel, InstanceId};
+use fanout_domain::{Channel, InstanceId, UnixMillis};
 use fanout_store::audience::PageMember;
 use fanout_store::{Store, now_ms};
+use fanout_telemetry::metrics;
 use futures::StreamExt;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -102,6 +103,12 @@ pub async fn deliver_page(
         .await
         .map_err(store_error)?;
     let user_ids: Vec<_> = members.iter().map(|m| m.user_id.clone()).collect();
+    // For the trigger-to-delivered latency; a request recorded before this page must exist,
+    // and without it only that histogram goes without.
+    let accepted_at = store
+        .request_accepted_at(&input.request_id)
+        .await
+        .unwrap_or_default();
     let earlier = store
         .get_receipts(&input.request_id, input.channel, &user_ids)
         .await
@@ -189,21 +196,29 @@ pub async fn deliver_page(
                     }
                 }
                 batch.receipts.push(receipt);
+                batch.held.push(held);
                 batch.inbox.extend(message);
                 done += 1;
                 if batch.receipts.len() >= FLUSH_EVERY {
-                    flush(store, input, &mut batch, (&erased, loaded_at), &mut report).await?;
+                    flush(store, input, &mut batch, (&erased, loaded_at, accepted_at), &mut report).await?;
                 }
             }
             _ = ticker.tick() => {
                 // In-app messages wait in the batch: show them within a tick, not a page.
-                flush(store, input, &mut batch, (&erased, loaded_at), &mut report).await?;
+                flush(store, input, &mut batch, (&erased, loaded_at, accepted_at), &mut report).await?;
                 heartbeat(ctx, done).await;
                 erased.refresh(store, input, loaded_at).await;
             }
         }
     }
-    flush(store, input, &mut batch, (&erased, loaded_at), &mut report).await?;
+    flush(
+        store,
+        input,
+        &mut batch,
+        (&erased, loaded_at, accepted_at),
+        &mut report,
+    )
+    .await?;
     if stopped {
         return Err(stop_cancelled(ctx, input).await);
     }
@@ -246,6 +261,8 @@ fn is_last_attempt(ctx: &ActivityContext) -> bool {
 #[derive(Default)]
 struct Batch {
     receipts: Vec<Receipt>,
+    /// Whether each receipt's send was held (a switch, a breaker), beside `receipts`.
+    held: Vec<bool>,
     inbox: Vec<InboxMessage>,
 }
 
@@ -280,7 +297,7 @@ async fn flush(
     store: &Store,
     input: &DeliverPageInput,
     batch: &mut Batch,
-    (erased, loaded_at): (&Erased, fanout_domain::UnixMillis),
+    (erased, loaded_at, accepted_at): (&Erased, UnixMillis, Option<UnixMillis>),
     report: &mut PageReport,
 ) -> Result<(), ActivityError> {
     if batch.receipts.is_empty() {
@@ -296,9 +313,50 @@ async fn flush(
         .record_page_deliveries(&input.tenant_id, input.page, &batch.receipts, &batch.inbox)
         .await
         .map_err(store_error)?;
+    count_recorded(input, batch, accepted_at);
     batch.receipts.clear();
+    batch.held.clear();
     batch.inbox.clear();
     Ok(())
+}
+
+/// Counts receipts just recorded (`fanout_deliveries_total`) and, for deliveries, the time
+/// since the request was accepted (`fanout_trigger_to_delivered_seconds`).
+fn count_recorded(input: &DeliverPageInput, batch: &Batch, accepted_at: Option<UnixMillis>) {
+    let tenant = metrics::tenant(input.tenant_id.as_str());
+    let channel = input.channel.as_str();
+    let now = now_ms();
+    for (receipt, held) in batch.receipts.iter().zip(&batch.held) {
+        let outcome = match receipt.status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Suppressed => "suppressed",
+            DeliveryStatus::Cancelled => "cancelled",
+            DeliveryStatus::Pending if *held => "held",
+            DeliveryStatus::Pending => "retrying",
+        };
+        let code = receipt.error_code.as_deref().unwrap_or("");
+        metrics::DELIVERIES
+            .with_label_values(&[tenant, channel, outcome, code])
+            .inc();
+        if let (DeliveryStatus::Delivered, Some(at)) = (receipt.status, accepted_at) {
+            metrics::TRIGGER_TO_DELIVERED
+                .with_label_values(&[channel, input.priority.as_str()])
+                .observe((now - at).max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+/// Counts one call per provider it went through (`fanout_provider_calls_total`) and its time.
+fn count_call(providers: &[Provider], send: &SendOutcome, took: Duration) {
+    let result = match send {
+        SendOutcome::Accepted { .. } => "ok",
+        SendOutcome::Transient { .. } => "transient",
+        SendOutcome::Permanent { .. } | SendOutcome::InvalidAddress { .. } => "permanent",
+    };
+    for provider in providers {
+        metrics::provider_call(provider.as_str(), result, took);
+    }
 }
 
 /// Ends a delivery stopped by cancellation: as cancelled once Temporal says so (it will, for a
@@ -505,7 +563,12 @@ impl Job<'_> {
                     return Outcome::Suppressed("no_email_address");
                 };
                 let send = match compiled.render(move |c| c.render_email(&vars)).await {
-                    Ok(rendered) => self.email.send(id, address, &rendered).await,
+                    Ok(rendered) => {
+                        let call = Instant::now();
+                        let sent = self.email.send(id, address, &rendered).await;
+                        count_call(&providers, &sent, call.elapsed());
+                        sent
+                    }
                     Err(e) => render_failure(&e),
                 };
                 Outcome::Sent {
@@ -518,7 +581,9 @@ impl Job<'_> {
                 let send = match compiled.render(move |c| c.render_push(&vars)).await {
                     Ok(rendered) => {
                         let message = push::message(id, rendered, input);
+                        let call = Instant::now();
                         let sent = self.push.send(&devices, &message).await;
+                        count_call(&providers, &sent.outcome, call.elapsed());
                         for (device, code) in &sent.dead {
                             self.retire(user, device, code).await;
                         }
@@ -601,10 +666,11 @@ impl Job<'_> {
 /// request's data, `template_limit` when it ran past its budget. Either is permanent for this
 /// recipient; the page goes on with the others.
 fn render_failure(e: &RenderError) -> SendOutcome {
-    let code = match e.failure {
-        RenderFailure::Template => "template_render",
-        RenderFailure::Limit => "template_limit",
+    let (code, kind) = match e.failure {
+        RenderFailure::Template => ("template_render", "template"),
+        RenderFailure::Limit => ("template_limit", "limit"),
     };
+    metrics::RENDER_FAILURES.with_label_values(&[kind]).inc();
     SendOutcome::Permanent {
         code: code.into(),
         message: e.to_string(),

@@ -57,6 +57,12 @@ impl FromRequestParts<AppState> for Caller {
             .await?
             .map(Caller)
             .ok_or(ApiError::Unauthorized)?;
+        if let Some(scope) = parts
+            .extensions
+            .get::<std::sync::Arc<crate::observe::RequestScope>>()
+        {
+            scope.set_tenant(&caller.0);
+        }
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

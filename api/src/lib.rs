@@ -33,6 +33,7 @@ pub mod inbox;
 pub mod ingest;
 pub mod kill;
 pub mod notify;
+pub mod observe;
 pub mod openapi;
 pub mod orchestrator;
 pub mod preferences;
@@ -97,6 +98,8 @@ pub struct Config {
     pub http: bounds::HttpConfig,
     /// What the store keeps and for how long (`FANOUT_RETENTION__*`).
     pub retention: retention::RetentionConfig,
+    /// Metrics labels (`FANOUT_METRICS__TENANT_LABEL`).
+    pub metrics: fanout_telemetry::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -114,6 +117,7 @@ impl Default for Config {
             scheduling: scheduling::SchedulingConfig::default(),
             http: bounds::HttpConfig::default(),
             retention: retention::RetentionConfig::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -147,7 +151,10 @@ pub struct AppState {
 /// by design and have caps of their own.
 pub fn app(state: AppState) -> Router {
     let (router, _) = routes(&state.http).split_for_parts();
-    router.with_state(state)
+    router
+        .route_layer(axum::middleware::from_fn(observe::http_metrics))
+        .layer(axum::middleware::from_fn(observe::request_id))
+        .with_state(state)
 }
 
 /// Every route with its documentation (see [`openapi`]): [`app`] serves the routes, the
@@ -160,8 +167,14 @@ pub fn routes(http: &bounds::HttpConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(inbox::stream::ws));
     let mut bounded = OpenApiRouter::new()
         .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .routes(routes!(health::openapi))
-        .routes(routes!(notify::notify).layer(axum::middleware::from_fn(timing::server_timing)))
+        .routes(
+            routes!(notify::notify)
+                .layer(axum::middleware::from_fn(timing::server_timing))
+                .layer(axum::middleware::from_fn(observe::notify_outcome)),
+        )
         .routes(routes!(requests::status))
         .routes(routes!(requests::receipts))
         .routes(routes!(control::cancel))
@@ -211,6 +224,7 @@ pub async fn run(
     if let Some(key) = config.admin_key.as_ref().filter(|k| !k.expose().is_empty()) {
         auth::check_admin_key(key.expose()).map_err(anyhow::Error::msg)?;
     }
+    fanout_telemetry::metrics::label_tenants(config.metrics.tenant_label);
     let store = Store::connect(&config.store).await?;
     let orchestrator = TemporalOrchestrator::connect(&config.temporal).await?;
     let pruning = retention::spawn(store.clone(), &config.retention);

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use fanout_api::{Config, run, seed};
 use fanout_store::Store;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(about = "Fanout REST API")]
@@ -40,10 +39,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    fanout_telemetry::logs::init();
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
     let config: Config = fanout_domain::config::load(cli.config.as_deref(), &env)?;

@@ -412,7 +412,9 @@ mod tests {
             for (method, operation) in item.as_object().unwrap() {
                 let security = operation.get("security");
                 let expected = match path.as_str() {
-                    "/healthz" | "/openapi.json" => Some(serde_json::json!([{}])),
+                    "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => {
+                        Some(serde_json::json!([{}]))
+                    }
                     "/v1/inbox/stream" | "/v1/inbox/ws" => Some(serde_json::json!([
                         {"inbox_token": []},
                         {"stream_ticket": []},

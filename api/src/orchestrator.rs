@@ -81,6 +81,11 @@ pub trait Orchestrator: Send + Sync + 'static {
     ) -> Result<StartOutcome, OrchestratorError>;
     /// Reads the request's live state.
     async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError>;
+    /// Whether Temporal answers (for `/readyz`): it describes a workflow that never exists.
+    async fn ping(&self) -> Result<(), OrchestratorError> {
+        let probe = RequestId::parse("ntf-readyz-probe").expect("a valid request id");
+        self.run_state(&probe).await.map(|_| ())
+    }
     /// Reads whether the request's workflow still runs, without querying it: a direct request's
     /// workflow answers queries only between workflow tasks, and its one task stays open while
     /// it delivers. The progress in the answer is empty.

@@ -153,7 +153,12 @@ impl IntoResponse for BlastRadiusExceeded {
                 },
             },
         };
-        (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        let mut response = (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+        // Counted apart from other 422s (see `observe::notify_outcome`).
+        response
+            .extensions_mut()
+            .insert(fanout_telemetry::metrics::NotifyOutcome::RefusedBlastRadius);
+        response
     }
 }
 

@@ -127,6 +127,17 @@ pub enum Priority {
     High,
 }
 
+impl Priority {
+    /// The name the API takes (`low`, `normal`, `high`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+        }
+    }
+}
+
 /// A validated notification request. Built by the API from a request body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationRequest {

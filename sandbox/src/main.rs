@@ -10,7 +10,6 @@
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 const DEFAULT_SMTP_ADDR: &str = "127.0.0.1:2525";
 const DEFAULT_SMTPS_ADDR: &str = "127.0.0.1:4650";
@@ -19,11 +18,7 @@ const DEFAULT_APNS_ADDR: &str = "127.0.0.1:2197";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    fanout_telemetry::logs::init();
 
     let smtp_addr = address("FANOUT_SANDBOX_SMTP_ADDR", DEFAULT_SMTP_ADDR);
     let smtps_addr = address("FANOUT_SANDBOX_SMTPS_ADDR", DEFAULT_SMTPS_ADDR);

@@ -121,6 +121,16 @@ impl Store {
             .transpose()
     }
 
+    /// When the API accepted a request (its record's creation), if it is recorded.
+    pub async fn request_accepted_at(&self, request_id: &RequestId) -> Result<Option<UnixMillis>> {
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT created_at_ms FROM requests WHERE request_id = $1")
+                .bind(request_id.as_str())
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(at)
+    }
+
     /// Records that Temporal accepted the request's workflow.
     pub async fn mark_started(&self, request_id: &RequestId) -> Result<()> {
         sqlx::query("UPDATE requests SET started = 1 WHERE request_id = $1")

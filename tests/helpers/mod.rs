@@ -177,6 +177,9 @@ impl TestApp {
             fcm: shared.fcm.clone(),
             // Outage tests count retry attempts; `limits.rs` spawns workers with breakers.
             limits: fanout_activities::LimitsConfig::default().without_breaker(),
+            // Tests share one process and so one metrics registry: the tenant label tells
+            // each test's counts apart.
+            metrics: fanout_telemetry::metrics::MetricsConfig { tenant_label: true },
             ..fanout_worker::Config::default()
         };
         let stop_worker = in_process_worker.then(|| stack::spawn_worker(worker_config.clone()));
@@ -189,6 +192,7 @@ impl TestApp {
             temporal,
             store: store_config,
             direct_max_recipients,
+            metrics: fanout_telemetry::metrics::MetricsConfig { tenant_label: true },
             ..fanout_api::Config::default()
         };
         tokio::spawn(async move {

@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +18,7 @@ use fanout_activities::{
 };
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
+use fanout_telemetry::listener::{self, ReadyCheck};
 use fanout_workflows::{
     FanoutPageWorkflow, NotificationWorkflow, RedriveWorkflow, ResolveAudienceWorkflow,
 };
@@ -44,6 +47,11 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How many task polls the worker keeps open.
     pub pollers: PollersConfig,
+    /// Where the worker serves `/metrics`, `/healthz` and `/readyz` (`FANOUT_METRICS_ADDR`,
+    /// e.g. `127.0.0.1:9464`); unset, it serves nothing.
+    pub metrics_addr: Option<String>,
+    /// Metrics labels (`FANOUT_METRICS__TENANT_LABEL`).
+    pub metrics: fanout_telemetry::metrics::MetricsConfig,
 }
 
 /// Concurrent task polls (`FANOUT_POLLERS__WORKFLOW_TASKS`, ..). Every request's first workflow
@@ -80,9 +88,16 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 ///
 /// The SDK's worker future is not `Send`: drive this from `main` or a dedicated runtime thread.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    fanout_telemetry::metrics::label_tenants(config.metrics.tenant_label);
     let store = Store::connect(&config.store)
         .await
         .context("connecting to the store")?;
+    let polling = Arc::new(AtomicBool::new(false));
+    let listener = match &config.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr, store.clone(), polling.clone()).await?),
+        None => None,
+    };
+    let _listener = AbortOnDrop(listener);
     let email = EmailSender::new(&config.smtp)?;
     let push = PushSenders {
         apns: config
@@ -127,6 +142,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop = worker.shutdown_handle();
+    polling.store(true, Ordering::Relaxed);
     tracing::info!(
         task_queue = %config.temporal.task_queue,
         temporal = %config.temporal.address,
@@ -145,6 +161,50 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     running.await.context("worker shutdown")?;
     Ok(())
+}
+
+/// Aborts the metrics listener when the worker returns, however it returns.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Binds `addr` and serves the worker's metrics and health there: ready once the store
+/// answers and the worker polls Temporal.
+async fn serve_metrics(
+    addr: &str,
+    store: Store,
+    polling: Arc<AtomicBool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding metrics_addr {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "worker metrics listening");
+    let ready: ReadyCheck = Arc::new(move || {
+        let store = store.clone();
+        let polling = polling.load(Ordering::Relaxed);
+        Box::pin(async move {
+            store
+                .ping()
+                .await
+                .map_err(|e| format!("store unreachable: {e}"))?;
+            if polling {
+                Ok(())
+            } else {
+                Err("not polling temporal yet".to_owned())
+            }
+        })
+    });
+    Ok(tokio::spawn(async move {
+        if let Err(e) = listener::serve(listener, ready, std::future::pending()).await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    }))
 }
 
 /// Connects to the Temporal frontend, retrying while it starts.

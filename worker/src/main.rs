@@ -4,13 +4,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use fanout_worker::{Config, run};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    fanout_telemetry::logs::init();
     let env: HashMap<String, String> = std::env::vars().collect();
     let file = env.get("FANOUT_CONFIG_FILE").map(PathBuf::from);
     let config: Config = fanout_domain::config::load(file.as_deref(), &env)?;

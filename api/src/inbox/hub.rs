@@ -82,6 +82,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        fanout_telemetry::metrics::INBOX_STREAMS.dec();
         if let Some(hub) = self.hub.upgrade() {
             hub.remove(&self.key, |s| s.id == self.id);
         }
@@ -162,6 +163,7 @@ impl InboxHub {
             .or_default()
             .push(Subscriber { id, token_id, tx });
         drop(subscribers);
+        fanout_telemetry::metrics::INBOX_STREAMS.inc();
         Ok(Subscription {
             rx,
             key,

@@ -637,7 +637,8 @@ async fn tenant_routes(h: &Harness) -> BTreeSet<(String, String)> {
     let (_, doc) = h.call("GET", "/openapi.json", None, None).await;
     let mut routes = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        if ["/healthz", "/openapi.json"].contains(&path.as_str()) || path.starts_with("/v1/admin/")
+        if ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(&path.as_str())
+            || path.starts_with("/v1/admin/")
         {
             continue;
         }

@@ -1,0 +1,241 @@
+//! Every metric Fanout exports, in one place: the names here are the contract that dashboards,
+//! alerts and the README's metrics table refer to.
+//!
+//! Label values are bounded: routes are templates (`/v1/status/{request_id}`), never paths;
+//! channels, outcomes, providers and priorities are fixed sets; error codes are the platform's
+//! stable receipt codes. A user id or request id is never a label. The tenant is a label only
+//! behind a switch ([`label_tenants`], `FANOUT_METRICS__TENANT_LABEL`), for deployments with
+//! few tenants; otherwise its value is `all`.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The registry every Fanout metric is registered in; [`render`] encodes it.
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+/// Whether the tenant is a label value (see the module docs).
+static TENANT_LABELS: AtomicBool = AtomicBool::new(false);
+
+/// Latency buckets of calls: HTTP requests and provider calls, in seconds.
+const CALL_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Buckets of trigger-to-delivered latency, in seconds, dense around the 1.5 s objective.
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+];
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(collector: C) -> C {
+    REGISTRY
+        .register(Box::new(collector.clone()))
+        .unwrap_or_else(|e| panic!("metric registered twice: {e}"));
+    collector
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter"))
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(HistogramVec::new(opts, labels).expect("a valid histogram"))
+}
+
+/// API: requests by route template, method and status.
+pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "fanout_http_requests_total",
+        "HTTP requests the API answered, by route template, method and status",
+        &["route", "method", "status"],
+    )
+});
+
+/// API: request latency by route template and method.
+pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "fanout_http_request_duration_seconds",
+        "Time the API took to answer, by route template and method (streams: until the upgrade or first byte)",
+        &["route", "method"],
+        CALL_BUCKETS,
+    )
+});
+
+/// API: notify calls by outcome ([`NotifyOutcome`]).
+pub static NOTIFY: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "fanout_notify_total",
+        "POST /v1/notify by outcome: accepted, duplicate, or refused_{quota,blast_radius,disabled,invalid,other}",
+        &["tenant", "outcome"],
+    )
+});
+
+/// API: open inbox streams (SSE and WebSocket) on this process.
+pub static INBOX_STREAMS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "fanout_inbox_streams_open",
+            "Inbox streams (SSE and WebSocket) open on this API process",
+        )
+        .expect("a valid gauge"),
+    )
+});
+
+/// Worker: settled and held deliveries by channel, outcome and receipt code.
+pub static DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "fanout_deliveries_total",
+        "Delivery attempts as recorded in receipts, by channel, outcome (delivered, failed, suppressed, cancelled, held, retrying) and receipt code (empty when delivered)",
+        &["tenant", "channel", "outcome", "code"],
+    )
+});
+
+/// Worker: calls to providers by provider and result.
+pub static PROVIDER_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "fanout_provider_calls_total",
+        "Calls to a provider (smtp, apns, fcm, inbox) by result: ok, transient (retried), permanent",
+        &["provider", "result"],
+    )
+});
+
+/// Worker: provider call latency.
+pub static PROVIDER_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "fanout_provider_call_duration_seconds",
+        "Time one provider call took (an SMTP transaction, an APNs or FCM HTTP call, an inbox write batch), by provider",
+        &["provider"],
+        CALL_BUCKETS,
+    )
+});
+
+/// Worker: from the API accepting a request to a delivery's receipt: the latency objective.
+pub static TRIGGER_TO_DELIVERED: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "fanout_trigger_to_delivered_seconds",
+        "From the API accepting a request to a recipient's delivery being recorded, by channel and priority",
+        &["channel", "priority"],
+        DELIVERY_BUCKETS,
+    )
+});
+
+/// Worker: renders that failed, by kind: `template` (the data does not fit) or `limit` (fuel,
+/// output size or time).
+pub static RENDER_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "fanout_render_failures_total",
+        "Template renders that failed a recipient, by kind: template (the data does not fit) or limit (fuel, output or time)",
+        &["kind"],
+    )
+});
+
+/// What became of a `POST /v1/notify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    /// Accepted (202) and started.
+    Accepted,
+    /// A repeat of an accepted request (same dedupe key): answered with the first one.
+    Duplicate,
+    /// Over the tenant's ingest quota (429).
+    RefusedQuota,
+    /// Over the blast-radius guard (409).
+    RefusedBlastRadius,
+    /// A kill switch holds the template or every channel.
+    RefusedDisabled,
+    /// The request is malformed or names what does not exist (4xx).
+    RefusedInvalid,
+    /// Anything else (a store or Temporal failure).
+    RefusedOther,
+}
+
+impl NotifyOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::RefusedQuota => "refused_quota",
+            Self::RefusedBlastRadius => "refused_blast_radius",
+            Self::RefusedDisabled => "refused_disabled",
+            Self::RefusedInvalid => "refused_invalid",
+            Self::RefusedOther => "refused_other",
+        }
+    }
+}
+
+/// Turns tenant labels on or off for this process (`FANOUT_METRICS__TENANT_LABEL`).
+pub fn label_tenants(on: bool) {
+    TENANT_LABELS.store(on, Ordering::Relaxed);
+}
+
+/// The `tenant` label value for `tenant_id`: itself when tenant labels are on, else `all`.
+pub fn tenant(tenant_id: &str) -> &str {
+    if TENANT_LABELS.load(Ordering::Relaxed) {
+        tenant_id
+    } else {
+        "all"
+    }
+}
+
+/// Counts a notify's outcome.
+pub fn notify(tenant_id: &str, outcome: NotifyOutcome) {
+    NOTIFY
+        .with_label_values(&[tenant(tenant_id), outcome.as_str()])
+        .inc();
+}
+
+/// Records one provider call.
+pub fn provider_call(provider: &str, result: &str, took: Duration) {
+    PROVIDER_CALLS.with_label_values(&[provider, result]).inc();
+    PROVIDER_DURATION
+        .with_label_values(&[provider])
+        .observe(took.as_secs_f64());
+}
+
+/// Settings of the metrics (`FANOUT_METRICS__*`), shared by the API and the worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Label deliveries and notifies with the tenant id (off by default: the number of tenants
+    /// is unbounded).
+    pub tenant_label: bool,
+}
+
+/// Every registered metric in Prometheus's text format (version 0.0.4).
+pub fn render() -> String {
+    let mut out = Vec::new();
+    let families = REGISTRY.gather();
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        tracing::warn!(error = %e, "metrics could not be encoded");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The content type of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_metrics_render_in_the_text_format() {
+        notify("acme", NotifyOutcome::Accepted);
+        provider_call("smtp", "ok", Duration::from_millis(12));
+        let text = render();
+        assert!(
+            text.contains("fanout_notify_total{outcome=\"accepted\",tenant=\"all\"} ")
+                || text.contains("fanout_notify_total{tenant=\"all\",outcome=\"accepted\"} "),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE fanout_provider_call_duration_seconds histogram"));
+        assert!(text.contains(
+            "fanout_provider_call_duration_seconds_bucket{provider=\"smtp\",le=\"0.025\"} 1"
+        ));
+    }
+}

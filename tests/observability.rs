@@ -1,0 +1,181 @@
+//! What an operator sees: the worker's and the API's metrics after real deliveries, the
+//! worker's health listener, and the request id the API echoes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fanout_sandbox::{FaultStage, NewFault};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, poll, stack};
+
+/// The value of the sample of `name` whose labels include all of `labels`, summed over the
+/// samples that match (0 when none does).
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let found: BTreeMap<&str, &str> = rest
+                .split("\",")
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once("=\"")?;
+                    Some((key, value.trim_end_matches('"')))
+                })
+                .collect();
+            let matches = labels.iter().all(|(k, v)| found.get(k) == Some(v));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+async fn scrape(url: &str) -> anyhow::Result<(StatusCode, String)> {
+    let response = reqwest::get(url).await?;
+    Ok((response.status(), response.text().await?))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_show_in_the_workers_metrics_by_channel_and_outcome() -> anyhow::Result<()> {
+    // The test's own worker, serving its metrics and health on a port of its own.
+    let app = TestApp::spawn_full("observability", 50, 16, false).await?;
+    let port = stack::free_port()?;
+    let metrics_url = format!("http://127.0.0.1:{port}");
+    let _worker = stack::spawn_worker(fanout_worker::Config {
+        metrics_addr: Some(format!("127.0.0.1:{port}")),
+        ..app.worker_config.clone()
+    });
+    poll(Duration::from_secs(30), "the worker is ready", || async {
+        Ok(scrape(&format!("{metrics_url}/readyz"))
+            .await
+            .ok()
+            .filter(|(status, _)| *status == StatusCode::OK))
+    })
+    .await?;
+    assert_eq!(
+        scrape(&format!("{metrics_url}/healthz")).await?.0,
+        StatusCode::OK
+    );
+
+    app.put_template(
+        "digest",
+        json!({
+            "name": "Digest",
+            "email": {"subject": "Your digest", "text": "{{ data.count }} new items."},
+            "in_app": {"title": "Digest", "body": "{{ data.count }} new items."}
+        }),
+    )
+    .await?;
+    for user in ["fine1", "fine2", "bounce"] {
+        app.put_user(user, user, true).await?;
+    }
+    app.smtp_fault(&NewFault {
+        rcpt: app.email_of("bounce"),
+        code: 550,
+        message: "550 no such mailbox".into(),
+        stage: FaultStage::Rcpt,
+        times: None,
+        delay_ms: 0,
+    })
+    .await?;
+    let response = app
+        .request(reqwest::Method::POST, "/v1/notify")
+        .header("x-request-id", "e2e-observability-1")
+        .json(&json!({
+            "template_id": "digest",
+            "recipients_query": {"type": "users", "user_ids": ["fine1", "fine2", "bounce"]},
+            "data": {"count": 3}
+        }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        response.headers()["x-request-id"],
+        "e2e-observability-1",
+        "the client's request id is echoed"
+    );
+    let accepted: serde_json::Value = response.json().await?;
+    let request_id = accepted["request_id"].as_str().unwrap().to_owned();
+    app.wait_for_state(&request_id, "completed").await?;
+
+    let tenant = app.tenant.as_str();
+    let expected = [
+        (("email", "delivered", ""), 2.0),
+        (("email", "failed", "smtp_550"), 1.0),
+        (("in_app", "delivered", ""), 3.0),
+    ];
+    let text = poll(Duration::from_secs(30), "the delivery counters", || async {
+        let (_, text) = scrape(&format!("{metrics_url}/metrics")).await?;
+        let all = expected.iter().all(|((channel, outcome, code), want)| {
+            let labels = [
+                ("tenant", tenant),
+                ("channel", *channel),
+                ("outcome", *outcome),
+                ("code", *code),
+            ];
+            sample(&text, "fanout_deliveries_total", &labels) == *want
+        });
+        Ok(all.then_some(text))
+    })
+    .await?;
+    for channel in ["email", "in_app"] {
+        let labels = [("channel", channel), ("priority", "normal")];
+        assert!(
+            sample(&text, "fanout_trigger_to_delivered_seconds_count", &labels) >= 2.0,
+            "{channel}: {text}"
+        );
+    }
+    let smtp = sample(
+        &text,
+        "fanout_provider_calls_total",
+        &[("provider", "smtp")],
+    );
+    assert!(smtp >= 3.0, "three SMTP transactions at least: {text}");
+
+    // The API counts the notify and the request by its route template.
+    let (status, api) = scrape(&format!("{}/metrics", app.api_url)).await?;
+    assert_eq!(status, StatusCode::OK);
+    let accepted = [("tenant", tenant), ("outcome", "accepted")];
+    assert_eq!(sample(&api, "fanout_notify_total", &accepted), 1.0, "{api}");
+    let route = [
+        ("route", "/v1/status/{request_id}"),
+        ("method", "GET"),
+        ("status", "200"),
+    ];
+    assert!(
+        sample(&api, "fanout_http_requests_total", &route) >= 1.0,
+        "{api}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_makes_a_request_id_when_the_client_sends_none_and_reports_readiness()
+-> anyhow::Result<()> {
+    let app = TestApp::spawn("request-ids").await?;
+    for sent in [None, Some("not valid!")] {
+        let mut request = app.request(reqwest::Method::GET, "/v1/receipts?request_id=ntf-x");
+        if let Some(id) = sent {
+            request = request.header("x-request-id", id);
+        }
+        let response = request.send().await?;
+        let id = response.headers()["x-request-id"].to_str()?.to_owned();
+        assert!(id.starts_with("req-") && id.len() > 10, "{sent:?} -> {id}");
+    }
+    let response = reqwest::get(format!("{}/readyz", app.api_url)).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await?;
+    assert_eq!(
+        body,
+        json!({"status": "ready", "store": "ok", "temporal": "ok"})
+    );
+    Ok(())
+}
