@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tracing::Instrument;
 
 pub use email::{EmailSender, SmtpConfig, SmtpTlsMode};
 pub use limits::LimitsConfig;
@@ -116,6 +117,15 @@ impl FanoutActivities {
         input: &DeliverPageInput,
         deadline: Option<std::time::Instant>,
     ) -> Result<PageReport, ActivityError> {
+        // Every event of the delivery (and of the provider calls it makes) carries these.
+        let span = tracing::info_span!(
+            "delivery",
+            request_id = %input.request_id,
+            tenant_id = %input.tenant_id,
+            channel = %input.channel,
+            page = input.page,
+            round = input.round,
+        );
         delivery::deliver_page(
             &self.store,
             &self.email,
@@ -127,6 +137,7 @@ impl FanoutActivities {
             input,
             deadline,
         )
+        .instrument(span)
         .await
     }
 

@@ -1,5 +1,6 @@
 //! A small HTTP listener for a process with no API of its own (the worker,
-//! `FANOUT_METRICS_ADDR`): `GET /metrics` (every metric, [`crate::metrics::render`]),
+//! `FANOUT_METRICS_ADDR`): `GET /metrics` (every metric, [`crate::metrics::render`], then any
+//! [`ExtraMetrics`]),
 //! `GET /healthz` (the process is up) and `GET /readyz` (its dependencies answer).
 
 use std::future::Future;
@@ -19,13 +20,22 @@ use crate::metrics;
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
+/// More metrics in the text format, appended to Fanout's own (the worker's: the Temporal SDK's).
+pub type ExtraMetrics = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+
+#[derive(Clone)]
+struct Sources {
+    ready: ReadyCheck,
+    extra: Option<ExtraMetrics>,
+}
+
 /// The listener's routes.
-pub fn router(ready: ReadyCheck) -> Router {
+pub fn router(ready: ReadyCheck, extra: Option<ExtraMetrics>) -> Router {
     Router::new()
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(all_metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(ready)
+        .with_state(Sources { ready, extra })
 }
 
 /// The metrics as a response.
@@ -37,8 +47,16 @@ pub async fn metrics_text() -> Response {
         .into_response()
 }
 
-async fn readyz(State(ready): State<ReadyCheck>) -> Response {
-    match ready().await {
+async fn all_metrics(State(sources): State<Sources>) -> Response {
+    let mut text = metrics::render();
+    if let Some(extra) = &sources.extra {
+        text.push_str(&extra().await);
+    }
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+}
+
+async fn readyz(State(sources): State<Sources>) -> Response {
+    match (sources.ready)().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }
@@ -48,9 +66,10 @@ async fn readyz(State(ready): State<ReadyCheck>) -> Response {
 pub async fn serve(
     listener: TcpListener,
     ready: ReadyCheck,
+    extra: Option<ExtraMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(ready))
+    axum::serve(listener, router(ready, extra))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -92,7 +111,9 @@ mod tests {
                 }) as Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
             }) as ReadyCheck
         };
-        let router = router(check);
+        let extra: ExtraMetrics =
+            Arc::new(|| Box::pin(async { "temporal_extra_total 1\n".to_owned() }));
+        let router = router(check, Some(extra));
         assert_eq!(get_status(&router, "/healthz").await.0, StatusCode::OK);
         assert_eq!(
             get_status(&router, "/readyz").await,
@@ -109,5 +130,6 @@ mod tests {
             text.contains("fanout_provider_calls_total{provider=\"fcm\",result=\"ok\"}"),
             "{text}"
         );
+        assert!(text.ends_with("temporal_extra_total 1\n"), "{text}");
     }
 }

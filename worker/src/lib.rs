@@ -18,13 +18,17 @@ use fanout_activities::{
 };
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
-use fanout_telemetry::listener::{self, ReadyCheck};
+use fanout_telemetry::listener::{self, ExtraMetrics, ReadyCheck};
 use fanout_workflows::{
     FanoutPageWorkflow, NotificationWorkflow, RedriveWorkflow, ResolveAudienceWorkflow,
 };
 use serde::{Deserialize, Serialize};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
-use temporalio_sdk::runtime::PollerBehavior;
+use temporalio_common::telemetry::metrics::CoreMeter;
+use temporalio_common::telemetry::{
+    PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
+};
+use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 /// The worker's configuration (see `fanout_domain::config::load` for the layering).
@@ -93,11 +97,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .await
         .context("connecting to the store")?;
     let polling = Arc::new(AtomicBool::new(false));
-    let listener = match &config.metrics_addr {
-        Some(addr) => Some(serve_metrics(addr, store.clone(), polling.clone()).await?),
-        None => None,
+    // With a metrics listener, the Temporal SDK's own metrics (task slots, polls, sticky cache,
+    // workflow task latency) join Fanout's on it: core serves them on a loopback port of its
+    // own, which the listener reads and appends.
+    let (core_meter, listener, core_exporter) = match &config.metrics_addr {
+        Some(addr) => {
+            let core = start_prometheus_metric_exporter(core_metrics_options())
+                .context("starting temporal's metrics exporter")?;
+            let listener =
+                serve_metrics(addr, store.clone(), polling.clone(), core.bound_addr).await?;
+            let meter: Arc<dyn CoreMeter> = core.meter;
+            (Some(meter), Some(listener), Some(core.abort_handle))
+        }
+        None => (None, None, None),
     };
     let _listener = AbortOnDrop(listener);
+    let _core_exporter = AbortOnDrop(core_exporter);
     let email = EmailSender::new(&config.smtp)?;
     let push = PushSenders {
         apns: config
@@ -121,7 +136,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let activities = FanoutActivities::new(store, email, push, config.delivery.clone())
         .with_limits(config.limits.clone());
 
-    let runtime = Runtime::from_current_tokio(Default::default())
+    let telemetry = TelemetryOptions::builder()
+        .maybe_metrics(core_meter)
+        .build();
+    let runtime_options = RuntimeOptions::builder()
+        .telemetry_options(telemetry)
+        .build()
+        .map_err(|e| anyhow::anyhow!("temporal runtime options: {e}"))?;
+    let runtime = Runtime::from_current_tokio(runtime_options)
         .map_err(|e| anyhow::anyhow!("creating the temporal runtime: {e}"))?;
     let client = connect(&config.temporal).await?;
     let options = WorkerOptions::new(config.temporal.task_queue.clone())
@@ -163,8 +185,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     Ok(())
 }
 
-/// Aborts the metrics listener when the worker returns, however it returns.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+/// Aborts a background task (the metrics listener, core's exporter) when the worker returns,
+/// however it returns.
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -174,13 +197,26 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Binds `addr` and serves the worker's metrics and health there: ready once the store
-/// answers and the worker polls Temporal.
+/// The Temporal SDK's Prometheus exporter: on a loopback port of its own, with Prometheus's
+/// conventions (`_total` counters, durations in seconds, units in names).
+fn core_metrics_options() -> PrometheusExporterOptions {
+    PrometheusExporterOptions::builder()
+        .socket_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .counters_total_suffix(true)
+        .use_seconds_for_durations(true)
+        .unit_suffix(true)
+        .build()
+}
+
+/// Binds `addr` and serves the worker's metrics (Fanout's, then the Temporal SDK's from
+/// `core_metrics`) and health there: ready once the store answers and the worker polls
+/// Temporal.
 async fn serve_metrics(
     addr: &str,
     store: Store,
     polling: Arc<AtomicBool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    core_metrics: std::net::SocketAddr,
+) -> anyhow::Result<tokio::task::AbortHandle> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding metrics_addr {addr}"))?;
@@ -200,11 +236,27 @@ async fn serve_metrics(
             }
         })
     });
-    Ok(tokio::spawn(async move {
-        if let Err(e) = listener::serve(listener, ready, std::future::pending()).await {
+    let http = reqwest::Client::new();
+    let url = format!("http://{core_metrics}/metrics");
+    let core: ExtraMetrics = Arc::new(move || {
+        let (http, url) = (http.clone(), url.clone());
+        Box::pin(async move {
+            let text = match http.get(&url).send().await {
+                Ok(response) => response.text().await,
+                Err(e) => Err(e),
+            };
+            text.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "temporal's metrics could not be read");
+                String::new()
+            })
+        })
+    });
+    let task = tokio::spawn(async move {
+        if let Err(e) = listener::serve(listener, ready, Some(core), std::future::pending()).await {
             tracing::warn!(error = %e, "the metrics listener stopped");
         }
-    }))
+    });
+    Ok(task.abort_handle())
 }
 
 /// Connects to the Temporal frontend, retrying while it starts.
