@@ -2,4 +2,4 @@
 # make down: stops the stack started by make up (state is kept).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-for service in api worker sandbox temporal; do stop_service "$service"; done
+for service in prometheus api worker sandbox temporal; do stop_service "$service"; done

@@ -19,7 +19,8 @@ mkdir -p "$FANOUT_DIR"
 ln -s "$MAIN_VENV" "$FANOUT_DIR/venv"
 export TEMPORAL_PORT=$(free_port) TEMPORAL_UI_PORT=$(free_port) API_PORT=$(free_port) \
   SANDBOX_SMTP_PORT=$(free_port) SANDBOX_HTTP_PORT=$(free_port) \
-  SANDBOX_SMTPS_PORT=$(free_port) SANDBOX_APNS_PORT=$(free_port) WORKER_METRICS_PORT=$(free_port)
+  SANDBOX_SMTPS_PORT=$(free_port) SANDBOX_APNS_PORT=$(free_port) WORKER_METRICS_PORT=$(free_port) \
+  PROMETHEUS_PORT=$(free_port) FANOUT_SKIP_PROMETHEUS=1
 cleanup() {
   FANOUT_DIR=$FANOUT_DIR bash "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true
   rm -rf "$FANOUT_DIR"

@@ -24,6 +24,7 @@ SANDBOX_HTTP_PORT=${SANDBOX_HTTP_PORT:-8025}
 SANDBOX_SMTPS_PORT=${SANDBOX_SMTPS_PORT:-4650}
 SANDBOX_APNS_PORT=${SANDBOX_APNS_PORT:-2197}
 WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-9464}
+PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
 PROFILE=${PROFILE:-debug}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 
@@ -116,6 +117,19 @@ install_fuzzer() {
   rm -rf "$FUZZ_VENV"
   "$python" -m venv "$FUZZ_VENV"
   "$FUZZ_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
+# Prometheus (server and promtool) from Debian's `prometheus` package: installed when missing and
+# this user may (root with apt-get). Returns non-zero when it is still missing.
+install_prometheus() {
+  command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing prometheus (Debian's package) for its server and promtool"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+      || true
+  fi
+  command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1
 }
 
 # A free loopback TCP port.

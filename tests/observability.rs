@@ -1,7 +1,7 @@
 //! What an operator sees: the worker's and the API's metrics after real deliveries, the
 //! worker's health listener, and the request id the API echoes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use fanout_sandbox::{FaultStage, NewFault};
@@ -133,6 +133,16 @@ async fn deliveries_show_in_the_workers_metrics_by_channel_and_outcome() -> anyh
             "{channel}: {text}"
         );
     }
+    // The Temporal SDK's own metrics ride along on the worker's listener.
+    for name in [
+        "temporal_worker_task_slots_available",
+        "temporal_workflow_task_execution_latency",
+    ] {
+        assert!(
+            text.lines().any(|line| line.starts_with(name)),
+            "{name} missing: {text}"
+        );
+    }
     let smtp = sample(
         &text,
         "fanout_provider_calls_total",
@@ -154,7 +164,63 @@ async fn deliveries_show_in_the_workers_metrics_by_channel_and_outcome() -> anyh
         sample(&api, "fanout_http_requests_total", &route) >= 1.0,
         "{api}"
     );
+
+    // Every metric the alerts and the dashboard name is in these real scrapes.
+    let scraped = format!("{text}\n{api}");
+    let referenced = referenced_metrics();
+    let missing: Vec<&String> = referenced
+        .iter()
+        .filter(|name| !exported(&scraped, name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "named in deploy/ but in no scrape: {missing:?}"
+    );
     Ok(())
+}
+
+/// The metric names (Fanout's `fanout_*`, the Temporal SDK's `temporal_*`) the Prometheus
+/// rules and the Grafana dashboard refer to.
+fn referenced_metrics() -> BTreeSet<String> {
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    let mut files = vec![format!("{deploy}/grafana/fanout.json")];
+    for entry in std::fs::read_dir(format!("{deploy}/prometheus/rules")).unwrap() {
+        files.push(entry.unwrap().path().display().to_string());
+    }
+    let mut names = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for prefix in ["fanout_", "temporal_"] {
+            names.extend(names_after(&text, prefix));
+        }
+    }
+    assert!(names.len() >= 10, "{names:?}");
+    names
+}
+
+/// The identifiers in `text` that start with `prefix`, not inside a longer identifier (a
+/// recording rule's `fanout:…` is not a metric).
+fn names_after(text: &str, prefix: &str) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut names = Vec::new();
+    for (at, _) in text.match_indices(prefix) {
+        if text[..at].chars().next_back().is_some_and(ident) {
+            continue;
+        }
+        let name: String = text[at..].chars().take_while(|c| ident(*c)).collect();
+        if name.len() > prefix.len() && !name.contains(':') {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Whether a scrape has a sample of `name`.
+fn exported(scrape: &str, name: &str) -> bool {
+    scrape.lines().any(|line| {
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]

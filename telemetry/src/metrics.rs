@@ -21,9 +21,10 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 /// Whether the tenant is a label value (see the module docs).
 static TENANT_LABELS: AtomicBool = AtomicBool::new(false);
 
-/// Latency buckets of calls: HTTP requests and provider calls, in seconds.
+/// Latency buckets of calls: HTTP requests and provider calls, in seconds. 0.3 is the accept
+/// objective's threshold (`deploy/prometheus`).
 const CALL_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// Buckets of trigger-to-delivered latency, in seconds, dense around the 1.5 s objective.
@@ -206,8 +207,26 @@ pub struct MetricsConfig {
     pub tenant_label: bool,
 }
 
+/// Registers every metric family, so a scrape lists each one from the start: the statics
+/// register on first use, and the label sets that say "nothing happened" start at zero.
+fn register_all() {
+    LazyLock::force(&HTTP_REQUESTS);
+    LazyLock::force(&HTTP_DURATION);
+    LazyLock::force(&NOTIFY);
+    LazyLock::force(&INBOX_STREAMS);
+    LazyLock::force(&DELIVERIES);
+    LazyLock::force(&PROVIDER_CALLS);
+    LazyLock::force(&PROVIDER_DURATION);
+    LazyLock::force(&TRIGGER_TO_DELIVERED);
+    for kind in ["template", "limit"] {
+        RENDER_FAILURES.with_label_values(&[kind]);
+    }
+}
+
 /// Every registered metric in Prometheus's text format (version 0.0.4).
 pub fn render() -> String {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(register_all);
     let mut out = Vec::new();
     let families = REGISTRY.gather();
     if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
