@@ -41,9 +41,11 @@ use crate::push::{self, PushSenders};
 use crate::templates::{LoadedTemplate, TemplateCache, TemplateLoadError};
 use crate::{DeliveryConfig, heartbeat, in_app, permanent, store_error};
 
+mod count;
 mod screen;
 mod switch;
 
+use count::{count_call, count_recorded};
 use screen::{Erased, Screen};
 use switch::ChannelGate;
 
@@ -318,45 +320,6 @@ async fn flush(
     batch.held.clear();
     batch.inbox.clear();
     Ok(())
-}
-
-/// Counts receipts just recorded (`fanout_deliveries_total`) and, for deliveries, the time
-/// since the request was accepted (`fanout_trigger_to_delivered_seconds`).
-fn count_recorded(input: &DeliverPageInput, batch: &Batch, accepted_at: Option<UnixMillis>) {
-    let tenant = metrics::tenant(input.tenant_id.as_str());
-    let channel = input.channel.as_str();
-    let now = now_ms();
-    for (receipt, held) in batch.receipts.iter().zip(&batch.held) {
-        let outcome = match receipt.status {
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-            DeliveryStatus::Suppressed => "suppressed",
-            DeliveryStatus::Cancelled => "cancelled",
-            DeliveryStatus::Pending if *held => "held",
-            DeliveryStatus::Pending => "retrying",
-        };
-        let code = receipt.error_code.as_deref().unwrap_or("");
-        metrics::DELIVERIES
-            .with_label_values(&[tenant, channel, outcome, code])
-            .inc();
-        if let (DeliveryStatus::Delivered, Some(at)) = (receipt.status, accepted_at) {
-            metrics::TRIGGER_TO_DELIVERED
-                .with_label_values(&[channel, input.priority.as_str()])
-                .observe((now - at).max(0) as f64 / 1000.0);
-        }
-    }
-}
-
-/// Counts one call per provider it went through (`fanout_provider_calls_total`) and its time.
-fn count_call(providers: &[Provider], send: &SendOutcome, took: Duration) {
-    let result = match send {
-        SendOutcome::Accepted { .. } => "ok",
-        SendOutcome::Transient { .. } => "transient",
-        SendOutcome::Permanent { .. } | SendOutcome::InvalidAddress { .. } => "permanent",
-    };
-    for provider in providers {
-        metrics::provider_call(provider.as_str(), result, took);
-    }
 }
 
 /// Ends a delivery stopped by cancellation: as cancelled once Temporal says so (it will, for a

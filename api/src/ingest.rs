@@ -206,6 +206,12 @@ struct DryRunQuery {
     dry_run: bool,
 }
 
+/// Whether a notify's URI asks for a dry run (read before the handler parses the query: by
+/// the quota, which gives dry runs a lane of their own, and by the notify metrics).
+pub fn is_dry_run(uri: &axum::http::Uri) -> bool {
+    Query::<DryRunQuery>::try_from_uri(uri).is_ok_and(|q| q.dry_run)
+}
+
 /// Proof that the caller's notify request is within its tenant's quota. Take it after
 /// [`Caller`] and before the body, so nothing is recorded for a refused request.
 #[derive(Debug)]
@@ -241,8 +247,11 @@ impl FromRequestParts<AppState> for Admitted {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NotAdmitted> {
         let Caller(tenant) = Caller::from_request_parts(parts, state).await?;
-        let dry_run = Query::<DryRunQuery>::try_from_uri(&parts.uri).is_ok_and(|q| q.dry_run);
-        let lane = if dry_run { Lane::DryRun } else { Lane::Notify };
+        let lane = if is_dry_run(&parts.uri) {
+            Lane::DryRun
+        } else {
+            Lane::Notify
+        };
         match state.ingest.admit(&tenant, lane).await? {
             Ok(settings) => Ok(Admitted { settings }),
             Err(throttled) => {

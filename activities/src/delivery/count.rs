@@ -1,0 +1,57 @@
+//! What a page's delivery tells the metrics (`fanout_telemetry::metrics`): the receipts it
+//! recorded and the provider calls it made.
+
+use std::time::Duration;
+
+use fanout_domain::UnixMillis;
+use fanout_domain::contracts::DeliverPageInput;
+use fanout_domain::receipt::DeliveryStatus;
+use fanout_store::now_ms;
+use fanout_telemetry::metrics;
+
+use super::Batch;
+use crate::limits::Provider;
+use crate::outcome::SendOutcome;
+
+/// Counts receipts just recorded (`fanout_deliveries_total`) and, for deliveries, the time
+/// since the request was accepted (`fanout_trigger_to_delivered_seconds`).
+pub(super) fn count_recorded(
+    input: &DeliverPageInput,
+    batch: &Batch,
+    accepted_at: Option<UnixMillis>,
+) {
+    let tenant = metrics::tenant(input.tenant_id.as_str());
+    let channel = input.channel.as_str();
+    let now = now_ms();
+    for (receipt, held) in batch.receipts.iter().zip(&batch.held) {
+        let outcome = match receipt.status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Suppressed => "suppressed",
+            DeliveryStatus::Cancelled => "cancelled",
+            DeliveryStatus::Pending if *held => "held",
+            DeliveryStatus::Pending => "retrying",
+        };
+        let code = receipt.error_code.as_deref().unwrap_or("");
+        metrics::DELIVERIES
+            .with_label_values(&[tenant, channel, outcome, code])
+            .inc();
+        if let (DeliveryStatus::Delivered, Some(at)) = (receipt.status, accepted_at) {
+            metrics::TRIGGER_TO_DELIVERED
+                .with_label_values(&[channel, input.priority.as_str()])
+                .observe((now - at).max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+/// Counts one call per provider it went through (`fanout_provider_calls_total`) and its time.
+pub(super) fn count_call(providers: &[Provider], send: &SendOutcome, took: Duration) {
+    let result = match send {
+        SendOutcome::Accepted { .. } => "ok",
+        SendOutcome::Transient { .. } => "transient",
+        SendOutcome::Permanent { .. } | SendOutcome::InvalidAddress { .. } => "permanent",
+    };
+    for provider in providers {
+        metrics::provider_call(provider.as_str(), result, took);
+    }
+}
