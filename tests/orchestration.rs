@@ -307,3 +307,64 @@ async fn a_user_deleted_while_a_request_runs_gets_nothing_more() -> anyhow::Resu
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_moves_while_a_page_delivers_and_never_falls() -> anyhow::Result<()> {
+    // One page of 400 through a sink that takes 100 ms a message, 8 at a time: about 5 s in
+    // which the workflow's own counts stay where they were, since no page finishes.
+    const FOLLOWERS: usize = 400;
+    let app = TestApp::spawn_with("live-status", 500, 8).await?;
+    app.put_template("post", template()).await?;
+    app.seed_followers("star", FOLLOWERS).await?;
+    slow_sink(&app, 100).await?;
+    let request_id = notify_followers(&app, &["email"]).await?;
+
+    // Every status read while the request runs, until it completes.
+    let mut seen: Vec<u64> = Vec::new();
+    let done = poll(
+        Duration::from_secs(60),
+        "the request to complete",
+        || async {
+            let s = app.status(&request_id).await?;
+            Ok(Some(s).filter(|s| s["state"] == "completed"))
+        },
+    );
+    tokio::pin!(done);
+    let done = loop {
+        tokio::select! {
+            done = &mut done => break done?,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                let s = app.status(&request_id).await?;
+                if s["state"] == "running" {
+                    seen.push(s["channels"]["email"]["delivered"].as_u64().unwrap_or(0));
+                }
+            }
+        }
+    };
+    let rises = seen.windows(2).filter(|w| w[1] > w[0]).count();
+    println!(
+        "live status: delivered rose {rises} times over {} reads",
+        seen.len()
+    );
+    assert!(
+        seen.windows(2).all(|w| w[1] >= w[0]),
+        "delivered fell while running: {seen:?}"
+    );
+    assert!(rises >= 3, "delivered rose only {rises} times: {seen:?}");
+    let email = &done["channels"]["email"];
+    assert_eq!(
+        (&email["delivered"], &email["pending"]),
+        (&json!(FOLLOWERS), &json!(0)),
+        "{done}"
+    );
+    let receipts = app.all_receipts(&request_id).await?;
+    let delivered = receipts
+        .iter()
+        .filter(|r| r["status"] == "delivered")
+        .count();
+    assert_eq!(
+        delivered, FOLLOWERS,
+        "the final counts agree with the receipts"
+    );
+    Ok(())
+}

@@ -125,6 +125,7 @@ pub async fn status(
     let live = tokio::time::timeout(LIVE_TIMEOUT, state.orchestrator.live_state(&request_id)).await;
     let (live_state, progress) = match live {
         Ok(Ok(LiveState::Running(progress))) => {
+            let progress = raised_to_receipts(&state, &request_id, progress).await?;
             return Ok(Json(respond(
                 &record,
                 RequestState::Running,
@@ -207,6 +208,32 @@ async fn direct_status(
 
 /// Rebuilds counts from receipts when neither the workflow nor its final write can answer.
 /// Totals are what has receipts; instances never attempted are not counted.
+/// A running tree request's counts: the workflow's, which move only when a page finishes,
+/// raised to what its receipts already say (a page writes them every few deliveries and at
+/// least every 250 ms), so status moves while a page runs. Both only grow, so the answer
+/// never falls; the final counts are the workflow's own.
+async fn raised_to_receipts(
+    state: &AppState,
+    request_id: &RequestId,
+    mut progress: Progress,
+) -> Result<Progress, ApiError> {
+    let receipts = state.store.receipt_counts(request_id).await?;
+    let excluded = progress.excluded;
+    for (channel, counts) in &mut progress.channels {
+        let Some(seen) = receipts.get(channel) else {
+            continue;
+        };
+        counts.delivered = counts.delivered.max(seen.delivered);
+        counts.failed = counts.failed.max(seen.failed);
+        counts.cancelled = counts.cancelled.max(seen.cancelled);
+        // Members left out of the snapshot count as suppressed and have no receipt.
+        counts.suppressed = counts.suppressed.max(seen.suppressed + excluded);
+        let settled = counts.delivered + counts.failed + counts.cancelled + counts.suppressed;
+        counts.pending = counts.total.saturating_sub(settled);
+    }
+    Ok(progress)
+}
+
 async fn progress_from_receipts(
     state: &AppState,
     request_id: &RequestId,
