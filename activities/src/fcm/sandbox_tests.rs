@@ -1,4 +1,3 @@
-
 use fanout_sandbox::fcm::{FcmMessageList, FcmTokenStats, StoredFcmMessage};
 use futures::future::join_all;
 use tokio::net::TcpListener;

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn push() -> PushMessage {

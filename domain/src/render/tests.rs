@@ -1,4 +1,3 @@
-
 use crate::user::{EmailAddress, Timezone};
 use crate::{DedupeKey, TenantId, UserId};
 

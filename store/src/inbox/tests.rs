@@ -1,4 +1,3 @@
-
 use fanout_domain::{Channel, DedupeKey};
 
 use crate::test_support::store;
