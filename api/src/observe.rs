@@ -100,12 +100,11 @@ pub async fn http_metrics(request: Request, next: Next) -> Response {
 /// not notifies). A handler that knows better than the status (the blast-radius refusal)
 /// sets a [`NotifyOutcome`] extension on its response.
 pub async fn notify_outcome(request: Request, next: Next) -> Response {
-    let dry_run = crate::ingest::is_dry_run(request.uri());
+    if crate::ingest::is_dry_run(request.uri()) {
+        return next.run(request).await;
+    }
     let scope = request.extensions().get::<Arc<RequestScope>>().cloned();
     let response = next.run(request).await;
-    if dry_run && response.status().is_success() {
-        return response;
-    }
     let outcome = response
         .extensions()
         .get::<NotifyOutcome>()
