@@ -25,6 +25,7 @@ SANDBOX_SMTPS_PORT=${SANDBOX_SMTPS_PORT:-4650}
 SANDBOX_APNS_PORT=${SANDBOX_APNS_PORT:-2197}
 WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-9464}
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
+POSTGRES_PORT=${POSTGRES_PORT:-5433}
 PROFILE=${PROFILE:-debug}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 
@@ -135,4 +136,77 @@ install_prometheus() {
 # A free loopback TCP port.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# PostgreSQL's server binaries (initdb, pg_ctl): the newest under /usr/lib/postgresql, or on PATH.
+postgres_bin_dir() {
+  local dir
+  for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && { echo "$dir"; return 0; }
+  done
+  command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1 \
+    && { dirname "$(command -v initdb)"; return 0; }
+  return 1
+}
+
+# Installs PostgreSQL from Debian's `postgresql` package when missing and this user may (root with
+# apt-get). Returns non-zero when it is still missing.
+install_postgres() {
+  postgres_bin_dir >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing postgresql (Debian's package)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
+      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
+      || true
+  fi
+  postgres_bin_dir >/dev/null
+}
+
+# Runs a PostgreSQL binary as the cluster's owner: PostgreSQL refuses to run as root, so root runs
+# it as the `postgres` system user (Debian's package creates it).
+as_pg_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# pg_cluster_start DIR PORT: a PostgreSQL cluster in DIR (created on first use) listening on
+# 127.0.0.1:PORT only, TCP only, superuser `fanout` trusted on loopback. Prints its admin URL.
+pg_cluster_start() {
+  local dir=$1 port=$2 bin
+  bin=$(postgres_bin_dir) || die "PostgreSQL is not installed (Debian: apt-get install postgresql)"
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
+  chmod 700 "$dir"
+  if [ -f "$dir/postmaster.pid" ] && as_pg_owner "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    echo "postgres://fanout@127.0.0.1:$port/postgres"
+    return 0
+  fi
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    as_pg_owner "$bin/initdb" -D "$dir" -U fanout --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null \
+      || die "initdb failed in $dir"
+  fi
+  # fsync off: a throwaway cluster trades crash safety for speed (tests, dev); STORE=postgres in
+  # make up keeps it on.
+  local fsync=${PG_FSYNC:-on}
+  as_pg_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start \
+    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=400 -c fsync=$fsync -c synchronous_commit=$fsync -c full_page_writes=$fsync" >/dev/null \
+    || { tail -20 "$dir/server.log" >&2; die "PostgreSQL did not start in $dir"; }
+  echo "postgres://fanout@127.0.0.1:$port/postgres"
+}
+
+# pg_database URL NAME: creates database NAME on the server behind URL (an admin URL) if it is
+# missing.
+pg_database() {
+  local url=$1 name=$2 bin
+  bin=$(postgres_bin_dir) || die "PostgreSQL is not installed"
+  if [ "$("$bin/psql" "$url" -Atc "SELECT 1 FROM pg_database WHERE datname = '$name'")" != 1 ]; then
+    "$bin/psql" "$url" -qc "CREATE DATABASE $name" >/dev/null || die "creating database $name failed"
+  fi
+}
+
+# pg_cluster_stop DIR: stops the cluster in DIR if it runs.
+pg_cluster_stop() {
+  local dir=$1 bin
+  [ -f "$dir/postmaster.pid" ] || return 0
+  bin=$(postgres_bin_dir) || return 0
+  as_pg_owner "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
 }

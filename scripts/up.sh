@@ -29,7 +29,20 @@ else
   wait_until temporal 90 temporal_healthy || die "temporal did not start; see $LOG_DIR/temporal.log"
 fi
 
-export FANOUT_STORE__URL="sqlite://$STATE_DIR/fanout.db?mode=rwc"
+# Fanout's store: embedded SQLite by default; STORE=postgres runs a PostgreSQL cluster of its own
+# under .fanout/state/postgres on $POSTGRES_PORT, with Fanout in database `fanout`.
+STORE=${STORE:-sqlite}
+case "$STORE" in
+  sqlite) export FANOUT_STORE__URL="sqlite://$STATE_DIR/fanout.db?mode=rwc" ;;
+  postgres)
+    install_postgres || die "STORE=postgres needs PostgreSQL (Debian: apt-get install postgresql)"
+    say "starting PostgreSQL on 127.0.0.1:$POSTGRES_PORT (data in $STATE_DIR/postgres)"
+    pg_admin=$(pg_cluster_start "$STATE_DIR/postgres" "$POSTGRES_PORT")
+    pg_database "$pg_admin" fanout
+    export FANOUT_STORE__URL="postgres://fanout@127.0.0.1:$POSTGRES_PORT/fanout"
+    ;;
+  *) die "STORE must be sqlite or postgres, not '$STORE'" ;;
+esac
 export FANOUT_TEMPORAL__ADDRESS="http://$TEMPORAL_ADDRESS"
 
 stop_service sandbox
@@ -106,6 +119,7 @@ FANOUT_DEMO_TEMPLATE_ID=$FANOUT_DEMO_TEMPLATE_ID
 FANOUT_DEMO_USER_IDS=$FANOUT_DEMO_USER_IDS
 TEMPORAL_ADDRESS=$TEMPORAL_ADDRESS
 TEMPORAL_UI_URL=http://127.0.0.1:$TEMPORAL_UI_PORT
+FANOUT_STORE__URL=$FANOUT_STORE__URL
 SANDBOX_URL=http://127.0.0.1:$SANDBOX_HTTP_PORT
 SANDBOX_SMTP=127.0.0.1:$SANDBOX_SMTP_PORT
 SANDBOX_APNS=https://127.0.0.1:$SANDBOX_APNS_PORT

@@ -15,7 +15,9 @@ use crate::helpers::fanout::slow_sink;
 use crate::helpers::{TestApp, poll};
 
 /// The `fanout-worker` binary of this workspace, brought up to date once per test process
-/// (cargo does nothing when it is fresh), so a stale binary from an older build never runs.
+/// (cargo does nothing when it is fresh), so a stale binary from an older build never runs. It
+/// builds the workspace's binaries as `make test` and `make up` do: building the one package
+/// alone resolves dependency features differently and recompiles the TLS stack both ways.
 fn worker_binary() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
@@ -24,7 +26,7 @@ fn worker_binary() -> anyhow::Result<PathBuf> {
             let target = std::env::var("CARGO_TARGET_DIR")
                 .map_or_else(|_| root.join("target"), PathBuf::from);
             let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "fanout-worker", "--bin", "fanout-worker"])
+                .args(["build", "--workspace", "--bins"])
                 .current_dir(&root)
                 .status()
                 .map_err(|e| format!("running cargo: {e}"))?;

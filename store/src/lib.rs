@@ -118,6 +118,11 @@ impl Store {
         Ok(())
     }
 
+    /// Whether this store is SQLite (else PostgreSQL).
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -162,6 +167,31 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Creates an empty database named `fanout_<prefix>_<random>` on the PostgreSQL server behind
+/// `admin_url` (any database a superuser or `CREATEDB` role can connect to) and returns its URL:
+/// a throwaway store for tests and benchmarks, each on a schema of its own.
+pub async fn create_scratch_database(admin_url: &str, prefix: &str) -> Result<String> {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+    let server = base
+        .rsplit_once('/')
+        .map(|(server, _)| server)
+        .filter(|server| server.contains("://"))
+        .ok_or_else(|| StoreError::InvalidUrl(format!("{admin_url}: no database path")))?;
+    let name = format!("fanout_{prefix}_{:016x}", rand::random::<u64>());
+    let mut admin = sqlx::AnyConnection::connect(admin_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    Ok(if query.is_empty() {
+        format!("{server}/{name}")
+    } else {
+        format!("{server}/{name}?{query}")
+    })
 }
 
 /// The file behind a `sqlite://` URL, if it names one.
@@ -249,8 +279,19 @@ pub(crate) fn parse_col<T, E: std::fmt::Display>(
 pub(crate) mod test_support {
     use super::*;
 
-    /// A store on a fresh SQLite file under the system temp dir.
+    /// A store on a fresh database: a new PostgreSQL database on the server named by
+    /// `FANOUT_TEST_POSTGRES_URL` when it is set (`make test` runs the store's tests once each
+    /// way), else a new SQLite file under the system temp dir.
     pub(crate) async fn store() -> Store {
+        if let Ok(admin) = std::env::var("FANOUT_TEST_POSTGRES_URL") {
+            let url = create_scratch_database(&admin, "store").await.unwrap();
+            return Store::connect(&StoreConfig {
+                url,
+                max_connections: 4,
+            })
+            .await
+            .unwrap();
+        }
         let dir = std::env::temp_dir().join(format!(
             "fanout-store-test-{}-{}",
             std::process::id(),

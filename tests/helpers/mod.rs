@@ -142,11 +142,8 @@ impl TestApp {
             .collect();
         let tenant = TenantId::parse(&format!("{slug}-{suffix:08x}"))?;
         let task_queue = format!("test-{slug}-{suffix:08x}");
-        let db: PathBuf = std::env::temp_dir()
-            .join("fanout-e2e")
-            .join(format!("{slug}-{suffix:08x}.db"));
         let store_config = StoreConfig {
-            url: format!("sqlite://{}?mode=rwc", db.display()),
+            url: store_url(&slug, suffix).await?,
             max_connections: 8,
         };
         let temporal = TemporalConfig {
@@ -653,4 +650,17 @@ async fn lift_ingest_quota(store: &Store, tenant: &TenantId) -> anyhow::Result<(
     settings.ingest_burst = Some(100_000);
     store.set_tenant_settings(tenant, &settings).await?;
     Ok(())
+}
+
+/// The test's own store: a new database on the PostgreSQL server named by
+/// `FANOUT_TEST_POSTGRES_URL` when it is set (`make test` runs the e2e suite once on each
+/// backend), else a new SQLite file under the system temp dir.
+async fn store_url(slug: &str, suffix: u32) -> anyhow::Result<String> {
+    if let Ok(admin) = std::env::var("FANOUT_TEST_POSTGRES_URL") {
+        return Ok(fanout_store::create_scratch_database(&admin, "e2e").await?);
+    }
+    let db: PathBuf = std::env::temp_dir()
+        .join("fanout-e2e")
+        .join(format!("{slug}-{suffix:08x}.db"));
+    Ok(format!("sqlite://{}?mode=rwc", db.display()))
 }
