@@ -2,9 +2,6 @@
 //! of small direct requests, and restarted; every request completes with no recipient missing,
 //! and the tests report how many sends were repeated.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use fanout_sandbox::{FaultStage, NewFault};
@@ -12,75 +9,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::fanout::slow_sink;
+use crate::helpers::processes::start_worker;
 use crate::helpers::{TestApp, poll};
-
-/// The `fanout-worker` binary of this workspace, brought up to date once per test process
-/// (cargo does nothing when it is fresh), so a stale binary from an older build never runs. It
-/// builds the workspace's binaries as `make test` and `make up` do: building the one package
-/// alone resolves dependency features differently and recompiles the TLS stack both ways.
-fn worker_binary() -> anyhow::Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let target = std::env::var("CARGO_TARGET_DIR")
-                .map_or_else(|_| root.join("target"), PathBuf::from);
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--workspace", "--bins"])
-                .current_dir(&root)
-                .status()
-                .map_err(|e| format!("running cargo: {e}"))?;
-            if !status.success() {
-                return Err("building fanout-worker failed".to_owned());
-            }
-            Ok(target.join("debug").join("fanout-worker"))
-        })
-        .clone()
-        .map_err(|e| anyhow::anyhow!(e))
-}
-
-/// A worker process, SIGKILLed when dropped, so a failing test leaves no worker behind.
-struct WorkerProcess(Child);
-
-impl WorkerProcess {
-    /// SIGKILL: no drain, no goodbye.
-    fn kill(&mut self) -> anyhow::Result<()> {
-        self.0.kill()?;
-        self.0.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_worker(app: &TestApp) -> anyhow::Result<WorkerProcess> {
-    let config = &app.worker_config;
-    Ok(WorkerProcess(
-        Command::new(worker_binary()?)
-            .env("FANOUT_TEMPORAL__ADDRESS", &config.temporal.address)
-            .env("FANOUT_TEMPORAL__TASK_QUEUE", &config.temporal.task_queue)
-            .env("FANOUT_STORE__URL", &config.store.url)
-            .env("FANOUT_SMTP__HOST", &config.smtp.host)
-            .env("FANOUT_SMTP__PORT", config.smtp.port.to_string())
-            .env(
-                "FANOUT_DELIVERY__PAGE_SIZE",
-                config.delivery.page_size.to_string(),
-            )
-            .env(
-                "FANOUT_DELIVERY__CONCURRENCY",
-                config.delivery.concurrency.to_string(),
-            )
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()?,
-    ))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_mid_fanout_loses_no_recipient() -> anyhow::Result<()> {

@@ -12,11 +12,11 @@ use fanout_activities::breaker::BreakerConfig;
 use fanout_domain::RequestId;
 use fanout_domain::receipt::DeliveryStatus;
 use fanout_domain::retry::MAX_ROUNDS;
-use fanout_sandbox::{EmailList, FaultStage, NewFault};
+use fanout_sandbox::{FaultStage, NewFault};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, poll, stack};
+use crate::helpers::{TestApp, busiest_window, poll, stack};
 
 fn template() -> Value {
     json!({
@@ -35,40 +35,7 @@ fn now_ms() -> u64 {
     .unwrap()
 }
 
-/// One email as the sandbox saw it: when it arrived and which worker (by `EHLO` name) sent it.
-struct Arrival {
-    at_ms: u64,
-    helo: Option<String>,
-}
-
 impl TestApp {
-    /// Every email the sandbox accepted for this test's domain, in arrival order.
-    async fn arrivals(&self) -> anyhow::Result<Vec<Arrival>> {
-        let http = reqwest::Client::new();
-        let mut out = Vec::new();
-        let mut after: Option<u64> = None;
-        loop {
-            let mut url = format!(
-                "{}/api/emails?to=@{}.test&limit=1000",
-                self.shared.sandbox_url, self.tenant
-            );
-            if let Some(a) = after {
-                url.push_str(&format!("&after_id={a}"));
-            }
-            let list: EmailList = http.get(url).send().await?.json().await?;
-            out.extend(list.emails.into_iter().map(|e| Arrival {
-                at_ms: e.received_at_ms,
-                helo: e.helo,
-            }));
-            match list.next_after_id {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
-        out.sort_by_key(|a| a.at_ms);
-        Ok(out)
-    }
-
     async fn notify_followers(&self) -> anyhow::Result<String> {
         let (status, body) = self
             .notify(&json!({
@@ -93,19 +60,6 @@ impl TestApp {
             .await?;
         crate::helpers::expect_status(r, StatusCode::OK).await
     }
-}
-
-/// The most arrivals within any `window_ms` (sorted input).
-fn busiest_window(times: &[u64], window_ms: u64) -> usize {
-    let mut start = 0;
-    let mut most = 0;
-    for end in 0..times.len() {
-        while times[end] - times[start] >= window_ms {
-            start += 1;
-        }
-        most = most.max(end + 1 - start);
-    }
-    most
 }
 
 #[test]

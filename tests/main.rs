@@ -19,4 +19,5 @@ mod preflight;
 mod push;
 mod record;
 mod retries;
+mod scale_out;
 mod scheduling;

@@ -8,6 +8,7 @@
 pub use fanout_tests::stack;
 
 pub mod fanout;
+pub mod processes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -663,4 +664,54 @@ async fn store_url(slug: &str, suffix: u32) -> anyhow::Result<String> {
         .join("fanout-e2e")
         .join(format!("{slug}-{suffix:08x}.db"));
     Ok(format!("sqlite://{}?mode=rwc", db.display()))
+}
+
+/// One email as the sandbox saw it: when it arrived and which worker (by `EHLO` name) sent it.
+pub struct Arrival {
+    /// When it arrived (Unix ms).
+    pub at_ms: u64,
+    /// The `EHLO` name it came with.
+    pub helo: Option<String>,
+}
+
+impl TestApp {
+    /// Every email the sandbox accepted for this test's domain, in arrival order.
+    pub async fn arrivals(&self) -> anyhow::Result<Vec<Arrival>> {
+        let http = reqwest::Client::new();
+        let mut out = Vec::new();
+        let mut after: Option<u64> = None;
+        loop {
+            let mut url = format!(
+                "{}/api/emails?to=@{}.test&limit=1000",
+                self.shared.sandbox_url, self.tenant
+            );
+            if let Some(a) = after {
+                url.push_str(&format!("&after_id={a}"));
+            }
+            let list: EmailList = http.get(url).send().await?.json().await?;
+            out.extend(list.emails.into_iter().map(|e| Arrival {
+                at_ms: e.received_at_ms,
+                helo: e.helo,
+            }));
+            match list.next_after_id {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        out.sort_by_key(|a| a.at_ms);
+        Ok(out)
+    }
+}
+
+/// The most arrivals within any `window_ms` (sorted input).
+pub fn busiest_window(times: &[u64], window_ms: u64) -> usize {
+    let mut start = 0;
+    let mut most = 0;
+    for end in 0..times.len() {
+        while times[end] - times[start] >= window_ms {
+            start += 1;
+        }
+        most = most.max(end + 1 - start);
+    }
+    most
 }

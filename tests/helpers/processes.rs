@@ -1,0 +1,101 @@
+//! Fanout's own binaries as processes of their own, for the tests that kill or restart them:
+//! workers SIGKILLed mid-fan-out, API replicas restarted. Each is killed when dropped, so a
+//! failing test leaves nothing behind.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use super::TestApp;
+
+/// The directory of this workspace's debug binaries, brought up to date once per test process
+/// (cargo does nothing when they are fresh), so a stale binary from an older build never runs.
+/// It builds the workspace's binaries as `make test` and `make up` do: building one package
+/// alone resolves dependency features differently and recompiles the TLS stack both ways.
+fn binaries() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map_or_else(|_| root.join("target"), PathBuf::from);
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--workspace", "--bins"])
+                .current_dir(&root)
+                .status()
+                .map_err(|e| format!("running cargo: {e}"))?;
+            if !status.success() {
+                return Err("building the workspace's binaries failed".to_owned());
+            }
+            Ok(target.join("debug"))
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// A child process, SIGKILLed when dropped.
+pub struct Process(Child);
+
+impl Process {
+    /// SIGKILL: no drain, no goodbye.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.0.kill()?;
+        self.0.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The settings both binaries read: the test's Temporal, task queue and store.
+fn base(app: &TestApp, binary: &str) -> anyhow::Result<Command> {
+    let config = &app.worker_config;
+    let mut command = Command::new(binaries()?.join(binary));
+    command
+        .env("FANOUT_TEMPORAL__ADDRESS", &config.temporal.address)
+        .env("FANOUT_TEMPORAL__TASK_QUEUE", &config.temporal.task_queue)
+        .env("FANOUT_STORE__URL", &config.store.url)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    Ok(command)
+}
+
+/// A `fanout-worker` process on the test's task queue, store and SMTP sandbox, with the test's
+/// page size and concurrency; `extra` adds settings (`FANOUT_...` variables).
+pub fn start_worker_with(app: &TestApp, extra: &[(&str, String)]) -> anyhow::Result<Process> {
+    let config = &app.worker_config;
+    let mut command = base(app, "fanout-worker")?;
+    command
+        .env("FANOUT_SMTP__HOST", &config.smtp.host)
+        .env("FANOUT_SMTP__PORT", config.smtp.port.to_string())
+        .env(
+            "FANOUT_DELIVERY__PAGE_SIZE",
+            config.delivery.page_size.to_string(),
+        )
+        .env(
+            "FANOUT_DELIVERY__CONCURRENCY",
+            config.delivery.concurrency.to_string(),
+        );
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    Ok(Process(command.spawn()?))
+}
+
+/// A `fanout-worker` process as [`start_worker_with`] makes it, with nothing extra.
+pub fn start_worker(app: &TestApp) -> anyhow::Result<Process> {
+    start_worker_with(app, &[])
+}
+
+/// A `fanout-api serve` process listening on `addr`, on the test's Temporal and store.
+pub fn start_api(app: &TestApp, addr: &str) -> anyhow::Result<Process> {
+    let mut command = base(app, "fanout-api")?;
+    command.arg("serve").env("FANOUT_LISTEN_ADDR", addr);
+    Ok(Process(command.spawn()?))
+}
