@@ -184,11 +184,13 @@ pg_cluster_start() {
     as_pg_owner "$bin/initdb" -D "$dir" -U fanout --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null \
       || die "initdb failed in $dir"
   fi
-  # fsync off: a throwaway cluster trades crash safety for speed (tests, dev); STORE=postgres in
-  # make up keeps it on.
-  local fsync=${PG_FSYNC:-on}
+  # PG_FSYNC=off: a throwaway cluster trades crash safety for speed (make test); make up keeps
+  # it on.
+  # PG_SYNC_COMMIT=off: commits return before their WAL is flushed (a crash of the OS may lose
+  # the last few, never corrupts), as SQLite's synchronous=NORMAL does; the bench runs so.
+  local fsync=${PG_FSYNC:-on} sync_commit=${PG_SYNC_COMMIT:-${PG_FSYNC:-on}}
   as_pg_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start \
-    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=400 -c fsync=$fsync -c synchronous_commit=$fsync -c full_page_writes=$fsync" >/dev/null \
+    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=400 -c fsync=$fsync -c synchronous_commit=$sync_commit -c full_page_writes=$fsync" >/dev/null \
     || { tail -20 "$dir/server.log" >&2; die "PostgreSQL did not start in $dir"; }
   echo "postgres://fanout@127.0.0.1:$port/postgres"
 }

@@ -256,10 +256,11 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         "memory"
     };
     println!(
-        "fanout bench: {recipients} recipients x 2 channels (email, in_app), page size {page_size}, concurrency {concurrency}, temporal on {temporal_storage}"
+        "fanout bench: {recipients} recipients x 2 channels (email, in_app), page size {page_size}, concurrency {concurrency}, temporal on {temporal_storage}, store on {}",
+        crate::store_kind()?
     );
     let store_config = StoreConfig {
-        url: format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
+        url: crate::store_url(dir, "bench").await?,
         max_connections: 8,
     };
     let store = Store::connect(&store_config).await?;

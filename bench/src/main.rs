@@ -9,6 +9,9 @@
 //!
 //! `BENCH_SECTIONS` picks sections (both by default); each prints its tables, and
 //! `bench-results/latest.json` gets the results of those that ran (the others keep theirs).
+//! `BENCH_STORE=postgres` runs Fanout's store on PostgreSQL instead of SQLite: each section on
+//! a new database on the server `BENCH_POSTGRES_URL` names (`make bench` starts one), with its
+//! results in `bench-results/latest-postgres.json`.
 //! Temporal runs file-backed, like `make up`'s, when `FANOUT_TEMPORAL_DB` names a file (which
 //! `make bench` does), in memory otherwise.
 
@@ -76,6 +79,26 @@ async fn temporal_client(shared: &Shared) -> anyhow::Result<Client> {
     )?)
 }
 
+/// Which store the run uses: `sqlite` (the default) or `postgres` (`BENCH_STORE`).
+fn store_kind() -> anyhow::Result<&'static str> {
+    match std::env::var("BENCH_STORE").as_deref() {
+        Err(_) | Ok("sqlite") => Ok("sqlite"),
+        Ok("postgres") => Ok("postgres"),
+        Ok(other) => bail!("BENCH_STORE is {other:?}; use sqlite or postgres"),
+    }
+}
+
+/// A new store for one section, named `name`: a SQLite file under `dir`, or a new database on
+/// the PostgreSQL server `BENCH_POSTGRES_URL` names.
+async fn store_url(dir: &Path, name: &str) -> anyhow::Result<String> {
+    if store_kind()? == "postgres" {
+        let admin = std::env::var("BENCH_POSTGRES_URL")
+            .context("BENCH_STORE=postgres needs BENCH_POSTGRES_URL (make bench sets it)")?;
+        return Ok(fanout_store::create_scratch_database(&admin, name).await?);
+    }
+    Ok(format!("sqlite://{}/{name}.db?mode=rwc", dir.display()))
+}
+
 /// The sections `BENCH_SECTIONS` (comma-separated) names: `fanout` (the mixed fan-out, the
 /// naive baseline, the direct ceiling, the per-channel runs) and `transactional` (see
 /// [`transactional`]). Both by default.
@@ -98,7 +121,10 @@ async fn main() -> anyhow::Result<()> {
     // A section that did not run keeps its last results in the file.
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
     std::fs::create_dir_all(&out)?;
-    let latest = out.join("latest.json");
+    let latest = out.join(match store_kind()? {
+        "postgres" => "latest-postgres.json",
+        _ => "latest.json",
+    });
     let mut results: serde_json::Map<String, Value> = std::fs::read_to_string(&latest)
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
@@ -120,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
         &latest,
         serde_json::to_string_pretty(&Value::Object(results))? + "\n",
     )?;
-    println!("wrote bench-results/latest.json");
+    println!("wrote {}", latest.display());
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -425,7 +425,7 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         sizes.noisy_requests,
         sizes.quiet_requests
     );
-    let store_url = format!("sqlite://{}/transactional.db?mode=rwc", dir.display());
+    let store_url = crate::store_url(dir, "transactional").await?;
     let store = Store::connect(&fanout_domain::config::StoreConfig {
         url: store_url.clone(),
         max_connections: 8,
