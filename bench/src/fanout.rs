@@ -361,6 +361,7 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
             .and_then(|(_, port)| cpu::temporal_pid(port)),
     };
     let before = cpu::Snapshot::take(watched);
+    let writes_before = crate::writes::counters(&store_config.url).await?;
     let (request_id, status, wall_s) = api
         .fan_out(json!({
             "template_id": "post",
@@ -378,6 +379,9 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         status["state"] == "completed" && deliveries == 2 * recipients as u64,
         "fan-out did not deliver everything: {status}"
     );
+    let store_writes =
+        crate::writes::per_delivery(&store_config.url, &request_id, deliveries, writes_before)
+            .await?;
     // Read now: the peaks of the run above, not of the per-channel runs below.
     let worker_rss = peak_rss_mb(worker.id());
     let api_rss = peak_rss_mb(api_process.id());
@@ -635,6 +639,7 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         "speedup_vs_naive": round(deliveries_per_s / naive_per_s),
         "fraction_of_direct": (deliveries_per_s / direct_per_s * 1000.0).round() / 1000.0,
         "mixed_cpu_cores": mixed_cpu,
+        "store_writes": store_writes,
         "channel_recipients": channel_recipients,
         "one_recipient_latency_s": (one_recipient_s * 100.0).round() / 100.0,
         "store_receipts_only_per_s": round(receipts_only.per_s()),
@@ -668,6 +673,8 @@ pub fn print_table(r: &Value) {
         "naive_history_events_per_delivery",
         "worker_peak_rss_mb",
         "api_peak_rss_mb",
+        "mixed_cpu_cores",
+        "store_writes",
     ] {
         println!("| {key} | {} |", r[key]);
     }

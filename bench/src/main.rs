@@ -24,6 +24,7 @@ mod minimal;
 mod naive;
 mod sink;
 mod transactional;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
