@@ -84,8 +84,10 @@ async fn settle(
                 })
                 .map(|(user, id)| settled(input, *channel, user, id, &receipts, status, code))
                 .collect();
+            // Conditional: a page still finishing may have recorded a final receipt since the
+            // read above, and it stands.
             store
-                .upsert_receipts(tenant_id, &unsettled)
+                .settle_receipts(tenant_id, &unsettled)
                 .await
                 .map_err(store_error)?;
         }

@@ -72,15 +72,18 @@ fn dead_letter_from_row(row: &AnyRow) -> Result<DeadLetter> {
     })
 }
 
-/// Puts the failed receipts among `receipts` on the list, inside the caller's transaction.
+/// Puts the failed receipts among `receipts` on the list, inside the caller's transaction, in
+/// the order given (the caller sorts them by instance, so concurrent writers lock rows in one
+/// order).
 pub(crate) async fn insert_failed(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &TenantId,
     page: u32,
-    receipts: &[Receipt],
+    receipts: &[&Receipt],
 ) -> Result<()> {
     let failed: Vec<&Receipt> = receipts
         .iter()
+        .copied()
         .filter(|r| r.status == DeliveryStatus::Failed)
         .collect();
     for chunk in failed.chunks(rows_per_statement(10)) {
@@ -187,8 +190,12 @@ impl Store {
         };
         let (extra, binds) = conditions(&filter, 2);
         let mut tx = self.write_tx().await?;
+        // Claimed under lock: on PostgreSQL two re-drives would otherwise both read the same
+        // unredriven rows and deliver them twice. Rows another re-drive is claiming are passed
+        // over (it takes them); rows it already took no longer match once it commits.
         let sql = format!(
-            "SELECT instance_id, channel, page_no FROM dead_letters WHERE tenant_id = $1{extra}"
+            "SELECT instance_id, channel, page_no FROM dead_letters WHERE tenant_id = $1{extra}{}",
+            self.claim_rows()
         );
         let mut query = sqlx::query(&sql).bind(tenant_id.as_str());
         for b in &binds {
@@ -364,6 +371,49 @@ mod tests {
                 .unwrap()
                 .len(),
             2
+        );
+    }
+
+    /// Re-drives race when an operator retries, or two operators act at once: every dead
+    /// letter must be claimed by exactly one of them, never re-delivered twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_redrives_claim_each_dead_letter_once() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let request = DedupeKey::new(t.clone(), "k").unwrap().request_id();
+        const LETTERS: u64 = 120;
+        for page in 0..4u32 {
+            let receipts: Vec<Receipt> = (0..LETTERS / 4)
+                .map(|i| receipt(&request, &format!("u{page}-{i}"), DeliveryStatus::Failed))
+                .collect();
+            store
+                .record_page_deliveries(&t, page, &receipts, &[])
+                .await
+                .unwrap();
+        }
+        let redrives: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, t) = (store.clone(), t.clone());
+                tokio::spawn(async move {
+                    store
+                        .begin_redrive(&t, &DeadLetterFilter::default())
+                        .await
+                        .map(|r| r.instances)
+                })
+            })
+            .collect();
+        let mut claimed = 0;
+        for redrive in redrives {
+            claimed += redrive.await.unwrap().unwrap();
+        }
+        assert_eq!(claimed, LETTERS, "each dead letter claimed exactly once");
+        let all = DeadLetterFilter::default();
+        assert!(
+            store
+                .list_dead_letters(&t, &all, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
         );
     }
 }

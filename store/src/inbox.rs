@@ -225,8 +225,12 @@ pub(crate) async fn insert_messages(
     tenant_id: &TenantId,
     messages: &[InboxMessage],
 ) -> Result<()> {
+    // Inserted in id order, so concurrent writers of overlapping messages lock them in one
+    // order (see `write_deliveries`); the events below keep the input order.
+    let mut sorted: Vec<&InboxMessage> = messages.iter().collect();
+    sorted.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
     let mut added = HashSet::with_capacity(messages.len());
-    for chunk in messages.chunks(rows_per_statement(9)) {
+    for chunk in sorted.chunks(rows_per_statement(9)) {
         let sql = multi_row_sql(
             "INSERT INTO inbox (instance_id, tenant_id, user_id, request_id, title, body, data,
                                 action_url, created_at_ms)",

@@ -140,6 +140,27 @@ impl Store {
         Ok(tx)
     }
 
+    /// The suffix that makes a `SELECT` inside [`Self::write_tx`] lock the rows it reads until
+    /// the transaction ends: " FOR UPDATE" on PostgreSQL, whose READ COMMITTED transactions
+    /// would otherwise both read a row and then overwrite each other's change; "" on SQLite,
+    /// whose write transaction already excludes every other writer (and which has no such
+    /// clause). Not for aggregates, `DISTINCT` or `GROUP BY` (PostgreSQL refuses them), and it
+    /// locks nothing that does not exist yet: inserts race through `ON CONFLICT` instead.
+    pub(crate) fn lock_rows(&self) -> &'static str {
+        if self.sqlite { "" } else { " FOR UPDATE" }
+    }
+
+    /// Like [`Self::lock_rows`] for rows that competing callers claim (dead letters to
+    /// re-drive): " FOR UPDATE SKIP LOCKED" on PostgreSQL, so a claimer passes over rows
+    /// another is taking instead of waiting for them and then claiming them a second time.
+    pub(crate) fn claim_rows(&self) -> &'static str {
+        if self.sqlite {
+            ""
+        } else {
+            " FOR UPDATE SKIP LOCKED"
+        }
+    }
+
     /// Runs a keyset listing of user ids: `sql` takes (tenant, key, after, limit) as `$1..$4`
     /// and selects a `user_id` column in ascending order.
     #[allow(clippy::too_many_arguments)]

@@ -6,7 +6,9 @@
 //! worker takes up to a tenth of a second of tokens per write ([`BucketState::take`]) and
 //! spends them locally, so a bucket sees about ten writes per second per active worker
 //! whatever its rate, and all workers together never exceed the rate by more than one lease
-//! each. Every write is a compare-and-set on the row's `version`, portable across backends.
+//! each. A lease is a compare-and-set on the row's `version`, portable across backends and
+//! holding no lock; quota changes and provider push-back, which must not be lost to a stream of
+//! leases, write under the row's lock instead (and make the leases' compare-and-set retry).
 //!
 //! Provider buckets also carry the provider's feedback (AIMD): [`Store::throttle_bucket`]
 //! halves the rate in force (at most once a second, down to a floor) when a provider throttles
@@ -225,18 +227,29 @@ fn quota_of(row: &AnyRow) -> Result<Quota> {
 }
 
 impl Store {
-    async fn load_bucket(&self, key: &str) -> Result<Option<(BucketState, i64)>> {
+    /// Reads a bucket and its version on `conn`; `lock` is appended to the `SELECT` (see
+    /// [`Store::lock_rows`]).
+    async fn load_bucket<'e>(
+        conn: impl sqlx::Executor<'e, Database = sqlx::Any>,
+        key: &str,
+        lock: &str,
+    ) -> Result<Option<(BucketState, i64)>> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM rate_limits WHERE bucket_key = $1"
+            "SELECT {COLUMNS} FROM rate_limits WHERE bucket_key = $1{lock}"
         ))
         .bind(key)
-        .fetch_optional(self.pool())
+        .fetch_optional(conn)
         .await?;
         row.as_ref().map(state_of).transpose()
     }
 
-    /// Writes `state` if the row is still at `version`; returns whether it was.
-    async fn swap_bucket(&self, key: &str, version: i64, state: &BucketState) -> Result<bool> {
+    /// Writes `state` on `conn` if the row is still at `version`; returns whether it was.
+    async fn swap_bucket<'e>(
+        conn: impl sqlx::Executor<'e, Database = sqlx::Any>,
+        key: &str,
+        version: i64,
+        state: &BucketState,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE rate_limits SET ceiling_per_second = $1, rate_milli = $2, tokens_milli = $3,
                refilled_at_ms = $4, throttled_at_ms = $5, raised_at_ms = $6,
@@ -252,14 +265,15 @@ impl Store {
         .bind(now_ms())
         .bind(key)
         .bind(version)
-        .execute(self.pool())
+        .execute(conn)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Creates the bucket if it does not exist yet (a concurrent creator wins harmlessly).
-    async fn create_bucket(
-        &self,
+    /// Creates the bucket on `conn` if it does not exist yet (a concurrent creator wins
+    /// harmlessly).
+    async fn create_bucket<'e>(
+        conn: impl sqlx::Executor<'e, Database = sqlx::Any>,
         key: &str,
         tenant_id: Option<&TenantId>,
         ceiling_per_second: u32,
@@ -279,14 +293,14 @@ impl Store {
         .bind(state.tokens_milli)
         .bind(now)
         .bind(now)
-        .execute(self.pool())
+        .execute(conn)
         .await?;
         Ok(())
     }
 
     /// Reads, changes and compare-and-sets a bucket, retrying on a concurrent write. Returns
     /// `None` if the bucket does not exist, and the last computed value (unwritten) if every
-    /// attempt lost a race.
+    /// attempt lost a race. For leases: no lock is held, and a lost round only costs a wait.
     async fn update_bucket<T>(
         &self,
         key: &str,
@@ -294,16 +308,47 @@ impl Store {
     ) -> Result<Option<(T, bool)>> {
         let mut last = None;
         for _ in 0..CAS_ATTEMPTS {
-            let Some((mut state, version)) = self.load_bucket(key).await? else {
+            let Some((mut state, version)) = Self::load_bucket(self.pool(), key, "").await? else {
                 return Ok(None);
             };
             let out = change(&mut state, now_ms());
-            if self.swap_bucket(key, version, &state).await? {
+            if Self::swap_bucket(self.pool(), key, version, &state).await? {
                 return Ok(Some((out, true)));
             }
             last = Some(out);
         }
         Ok(last.map(|out| (out, false)))
+    }
+
+    /// Reads, changes and writes a bucket in one transaction holding its row, creating it
+    /// first (for `create`'s tenant, at `create`'s rate) if asked to. For changes that must
+    /// land: under a steady stream of leases every compare-and-set of [`Self::update_bucket`]
+    /// can lose, and a quota or a provider's push-back would then be dropped. Leases racing
+    /// this lose their own compare-and-set and retry. `None` if the bucket does not exist.
+    async fn update_bucket_locked<T>(
+        &self,
+        key: &str,
+        create: Option<(Option<&TenantId>, u32)>,
+        change: impl FnOnce(&mut BucketState, UnixMillis) -> T,
+    ) -> Result<Option<T>> {
+        let mut tx = self.write_tx().await?;
+        if let Some((tenant_id, per_second)) = create {
+            Self::create_bucket(&mut *tx, key, tenant_id, per_second).await?;
+        }
+        let Some((mut state, version)) = Self::load_bucket(&mut *tx, key, self.lock_rows()).await?
+        else {
+            return Ok(None);
+        };
+        let out = change(&mut state, now_ms());
+        // The row is locked (the whole database on SQLite), so the version still matches.
+        if !Self::swap_bucket(&mut *tx, key, version, &state).await? {
+            return Err(crate::StoreError::Corrupt {
+                table: "rate_limits",
+                reason: format!("{key} changed under its row lock"),
+            });
+        }
+        tx.commit().await?;
+        Ok(Some(out))
     }
 
     /// Leases tokens from the bucket `key`. With a `ceiling` (global and provider buckets,
@@ -325,7 +370,7 @@ impl Store {
             && let Some(ceiling) = ceiling
         {
             // First use of a configured bucket: create it (once, not on every lease).
-            self.create_bucket(key, None, ceiling).await?;
+            Self::create_bucket(self.pool(), key, None, ceiling).await?;
             leased = self.update_bucket(key, lease).await?;
         }
         Ok(leased.map(|(grant, written)| {
@@ -345,28 +390,31 @@ impl Store {
     /// Lowers the bucket's rate after provider push-back (see [`BucketState::throttle`]);
     /// returns the rate now in force, in tokens per second, if it was lowered.
     pub async fn throttle_bucket(&self, key: &str) -> Result<Option<f64>> {
+        // Locked: push-back comes when workers lease hardest, which is when a compare-and-set
+        // would most often lose it.
         let changed = self
-            .update_bucket(key, |state, now| {
+            .update_bucket_locked(key, None, |state, now| {
                 state.throttle(now).then_some(state.rate_milli)
             })
             .await?;
-        Ok(changed
-            .filter(|(_, written)| *written)
-            .and_then(|(rate, _)| rate)
-            .map(|r| r as f64 / 1000.0))
+        Ok(changed.flatten().map(|r| r as f64 / 1000.0))
     }
 
     /// The bucket's state, if it exists.
     pub async fn bucket(&self, key: &str) -> Result<Option<BucketState>> {
-        Ok(self.load_bucket(key).await?.map(|(state, _)| state))
+        Ok(Self::load_bucket(self.pool(), key, "")
+            .await?
+            .map(|(state, _)| state))
     }
 
     /// Sets a tenant's quota on bucket `key` (see [`tenant_key`], [`template_key`]) to
     /// `per_second`, creating it if needed. Takes effect on the next lease of every worker.
     pub async fn set_quota(&self, tenant_id: &TenantId, key: &str, per_second: u32) -> Result<()> {
-        self.create_bucket(key, Some(tenant_id), per_second).await?;
-        self.update_bucket(key, |state, now| state.set_ceiling(per_second, now))
-            .await?;
+        // Created and changed in one transaction, so a concurrent delete cannot slip between.
+        self.update_bucket_locked(key, Some((Some(tenant_id), per_second)), |state, now| {
+            state.set_ceiling(per_second, now)
+        })
+        .await?;
         Ok(())
     }
 
@@ -538,5 +586,41 @@ mod tests {
         assert!(!store.delete_quota(&b, &key).await.unwrap());
         assert!(store.delete_quota(&a, &key).await.unwrap());
         assert_eq!(store.lease_tokens(&key, None).await.unwrap(), None);
+    }
+
+    /// A quota written while workers lease from its bucket must take effect: the write may
+    /// not lose every compare-and-set race to the leases and then report success.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_quota_set_while_workers_lease_is_never_lost() {
+        let store = store().await;
+        let a = TenantId::parse("a").unwrap();
+        let key = tenant_key(&a);
+        store.set_quota(&a, &key, 1_000_000).await.unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let leasers: Vec<_> = (0..15)
+            .map(|_| {
+                let (store, key, stop) = (store.clone(), key.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        store.lease_tokens(&key, None).await?;
+                    }
+                    Ok::<_, crate::StoreError>(())
+                })
+            })
+            .collect();
+        let mut lost = Vec::new();
+        for per_second in 1..=40 {
+            let per_second = 1_000_000 + per_second;
+            store.set_quota(&a, &key, per_second).await.unwrap();
+            let now = store.get_quota(&a, &key).await.unwrap().unwrap();
+            if now.per_second != per_second {
+                lost.push(per_second);
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for leaser in leasers {
+            leaser.await.unwrap().unwrap();
+        }
+        assert!(lost.is_empty(), "quota writes lost: {lost:?}");
     }
 }

@@ -38,10 +38,37 @@ fn receipt_from_row(row: &AnyRow) -> Result<Receipt> {
 const COLUMNS: &str = "instance_id, request_id, user_id, channel, status, provider_message_id,
                        attempts, latency_ms, error_code, error_message, updated_at_ms";
 
+/// Which existing receipts a write replaces.
+#[derive(Clone, Copy)]
+enum Replace {
+    /// Every one: deliveries move receipts forward, and only the delivery writes them.
+    Any,
+    /// Only pending ones: a final receipt is never overwritten by a settlement.
+    PendingOnly,
+}
+
+impl Replace {
+    fn condition(self) -> &'static str {
+        match self {
+            Self::Any => "",
+            Self::PendingOnly => " WHERE receipts.status = 'pending'",
+        }
+    }
+}
+
 impl Store {
     /// Writes receipts, replacing earlier versions of the same instances, in one transaction.
     pub async fn upsert_receipts(&self, tenant_id: &TenantId, receipts: &[Receipt]) -> Result<()> {
         self.record_deliveries(tenant_id, receipts, &[]).await
+    }
+
+    /// Writes final receipts for instances that have none or a pending one, in one
+    /// transaction; an instance whose receipt is already final keeps it. The settling of a
+    /// cancelled or failed request decides from receipts it read earlier, and a page still
+    /// finishing its sends may record `delivered` in between: that must not become `cancelled`.
+    pub async fn settle_receipts(&self, tenant_id: &TenantId, receipts: &[Receipt]) -> Result<()> {
+        self.write_deliveries(tenant_id, None, receipts, &[], Replace::PendingOnly)
+            .await
     }
 
     /// Writes a batch of deliveries in one transaction: the in-app messages (added unless
@@ -53,7 +80,7 @@ impl Store {
         receipts: &[Receipt],
         inbox: &[InboxMessage],
     ) -> Result<()> {
-        self.write_deliveries(tenant_id, None, receipts, inbox)
+        self.write_deliveries(tenant_id, None, receipts, inbox, Replace::Any)
             .await
     }
 
@@ -66,7 +93,7 @@ impl Store {
         receipts: &[Receipt],
         inbox: &[InboxMessage],
     ) -> Result<()> {
-        self.write_deliveries(tenant_id, Some(page), receipts, inbox)
+        self.write_deliveries(tenant_id, Some(page), receipts, inbox, Replace::Any)
             .await
     }
 
@@ -76,15 +103,30 @@ impl Store {
         page: Option<u32>,
         receipts: &[Receipt],
         inbox: &[InboxMessage],
+        replace: Replace,
     ) -> Result<()> {
         if receipts.is_empty() && inbox.is_empty() {
             return Ok(());
         }
+        // In instance order: an upsert waits for a concurrent transaction's uncommitted row
+        // with the same key, so two writers of overlapping receipts in different orders (a page
+        // and the settling of its request, a retried attempt) could wait on each other, a
+        // deadlock PostgreSQL breaks by failing one of them.
+        let mut receipts: Vec<&Receipt> = receipts.iter().collect();
+        receipts.sort_by(|a, b| a.instance_id.as_str().cmp(b.instance_id.as_str()));
         let mut tx = self.write_tx().await?;
         crate::inbox::insert_messages(&mut tx, tenant_id, inbox).await?;
         if let Some(page) = page {
-            crate::dead_letters::insert_failed(&mut tx, tenant_id, page, receipts).await?;
+            crate::dead_letters::insert_failed(&mut tx, tenant_id, page, &receipts).await?;
         }
+        let on_conflict = format!(
+            "ON CONFLICT (instance_id) DO UPDATE SET
+               status = excluded.status, provider_message_id = excluded.provider_message_id,
+               attempts = excluded.attempts, latency_ms = excluded.latency_ms,
+               error_code = excluded.error_code, error_message = excluded.error_message,
+               updated_at_ms = excluded.updated_at_ms{}",
+            replace.condition()
+        );
         for chunk in receipts.chunks(rows_per_statement(12)) {
             let sql = multi_row_sql(
                 "INSERT INTO receipts (instance_id, request_id, tenant_id, user_id, channel,
@@ -92,11 +134,7 @@ impl Store {
                    updated_at_ms)",
                 12,
                 chunk.len(),
-                "ON CONFLICT (instance_id) DO UPDATE SET
-                   status = excluded.status, provider_message_id = excluded.provider_message_id,
-                   attempts = excluded.attempts, latency_ms = excluded.latency_ms,
-                   error_code = excluded.error_code, error_message = excluded.error_message,
-                   updated_at_ms = excluded.updated_at_ms",
+                &on_conflict,
             );
             let mut query = sqlx::query(&sql);
             for r in chunk {
@@ -234,6 +272,49 @@ mod tests {
         }
     }
 
+    /// A settlement writes final receipts over pending or missing ones only: a delivery
+    /// recorded after the settlement read its receipts stands.
+    #[tokio::test]
+    async fn settling_never_overwrites_a_final_receipt() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let req = DedupeKey::new(t.clone(), "settle").unwrap().request_id();
+        store
+            .upsert_receipts(
+                &t,
+                &[
+                    receipt(&req, "pending", DeliveryStatus::Pending),
+                    receipt(&req, "delivered", DeliveryStatus::Delivered),
+                ],
+            )
+            .await
+            .unwrap();
+        let cancelled: Vec<Receipt> = ["pending", "delivered", "missing"]
+            .iter()
+            .map(|u| receipt(&req, u, DeliveryStatus::Cancelled))
+            .collect();
+        store.settle_receipts(&t, &cancelled).await.unwrap();
+        let users: Vec<UserId> = ["pending", "delivered", "missing"]
+            .iter()
+            .map(|u| UserId::parse(u).unwrap())
+            .collect();
+        let found = store
+            .get_receipts(&req, Channel::Email, &users)
+            .await
+            .unwrap();
+        let status = |u: &str| {
+            found[&cancelled
+                .iter()
+                .find(|r| r.user_id.as_str() == u)
+                .unwrap()
+                .instance_id]
+                .status
+        };
+        assert_eq!(status("pending"), DeliveryStatus::Cancelled);
+        assert_eq!(status("delivered"), DeliveryStatus::Delivered);
+        assert_eq!(status("missing"), DeliveryStatus::Cancelled);
+    }
+
     #[tokio::test]
     async fn receipts_upsert_page_and_count() {
         let store = store().await;
@@ -277,5 +358,45 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// A request's receipts are written by more than one writer at once: a page recording
+    /// its deliveries while the request is settled (cancelled), or a retried attempt beside
+    /// the one it replaces, each listing the instances in an order of its own. None may fail
+    /// (PostgreSQL reports a deadlock when two upserts wait on each other's rows).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_of_overlapping_receipts_never_deadlock() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        let req = DedupeKey::new(t.clone(), "k").unwrap().request_id();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let (store, t, req) = (store.clone(), t.clone(), req.clone());
+                tokio::spawn(async move {
+                    for round in 0..4 {
+                        let mut batch: Vec<Receipt> = (0..300)
+                            .map(|j| {
+                                let user = format!("u{:03}", (j * 7 + i * 13 + round) % 400);
+                                receipt(&req, &user, DeliveryStatus::Failed)
+                            })
+                            .collect();
+                        if i % 2 == 1 {
+                            batch.reverse();
+                        }
+                        store.record_page_deliveries(&t, 0, &batch, &[]).await?;
+                    }
+                    Ok::<_, crate::StoreError>(())
+                })
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for task in tasks {
+            if let Err(e) = task.await.unwrap() {
+                failures.push(e.to_string());
+            }
+        }
+        assert!(failures.is_empty(), "{failures:?}");
+        let counts = store.receipt_counts(&req).await.unwrap();
+        assert_eq!(counts[&Channel::Email].failed, 400);
     }
 }

@@ -186,9 +186,11 @@ impl Store {
         }
         let mut counts = [0u64; 5];
         let mut tx = self.write_tx().await?;
+        // Dead letters before receipts, the order deliveries, re-drives and erasures lock
+        // them in: the opposite order could deadlock with a re-drive on PostgreSQL.
         for (i, table) in [
-            "receipts",
             "dead_letters",
+            "receipts",
             "audience",
             "request_controls",
             "requests",
@@ -207,7 +209,7 @@ impl Store {
             counts[i] = query.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
-        Ok((counts[4], counts[0], counts[1]))
+        Ok((counts[4], counts[1], counts[0]))
     }
 }
 

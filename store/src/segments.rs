@@ -77,13 +77,7 @@ impl Store {
         users: &[UserId],
     ) -> Result<Option<u64>> {
         let mut tx = self.write_tx().await?;
-        let exists = sqlx::query("SELECT 1 FROM segments WHERE tenant_id = $1 AND segment_id = $2")
-            .bind(tenant_id.as_str())
-            .bind(segment_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !exists {
+        if !lock_segment(self, &mut tx, tenant_id, segment_id).await? {
             return Ok(None);
         }
         let added = insert_members(&mut tx, tenant_id, segment_id, users).await?;
@@ -102,6 +96,7 @@ impl Store {
         user: &UserId,
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
+        lock_segment(self, &mut tx, tenant_id, segment_id).await?;
         let removed = sqlx::query(
             "DELETE FROM segment_members
              WHERE tenant_id = $1 AND segment_id = $2 AND user_id = $3",
@@ -142,7 +137,6 @@ impl Store {
     }
 }
 
-/// Records that a segment's membership changed.
 /// Reads a segment with its member count on `conn` (a transaction's or the pool's).
 async fn read_segment(
     conn: &mut sqlx::AnyConnection,
@@ -174,6 +168,27 @@ async fn read_segment(
     }))
 }
 
+/// Locks the segment's row inside `tx` (see [`Store::lock_rows`]) and tells whether it exists.
+/// Every membership write takes it first, as [`Store::upsert_segment`]'s upsert does: on
+/// PostgreSQL a writer that locked members first and the segment last (to touch it) deadlocked
+/// with one doing the opposite, and PostgreSQL aborted one of them.
+async fn lock_segment(
+    store: &Store,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant_id: &TenantId,
+    segment_id: &SegmentId,
+) -> Result<bool> {
+    let row = sqlx::query(&format!(
+        "SELECT 1 FROM segments WHERE tenant_id = $1 AND segment_id = $2{}",
+        store.lock_rows()
+    ))
+    .bind(tenant_id.as_str())
+    .bind(segment_id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.is_some())
+}
+
 /// Inserts `users` as members of a segment, leaving existing members as they were; returns
 /// how many are new.
 async fn insert_members(
@@ -182,6 +197,12 @@ async fn insert_members(
     segment_id: &SegmentId,
     users: &[UserId],
 ) -> Result<u64> {
+    // In id order: an insert waits for a concurrent transaction's uncommitted row with the
+    // same key, so two inserting overlapping lists in different orders can wait on each
+    // other, a deadlock PostgreSQL breaks by failing one of them.
+    let mut users: Vec<&UserId> = users.iter().collect();
+    users.sort_unstable();
+    users.dedup();
     let mut added = 0;
     const COLUMNS: usize = 3;
     for chunk in users.chunks(rows_per_statement(COLUMNS)) {
@@ -203,6 +224,7 @@ async fn insert_members(
     Ok(added)
 }
 
+/// Records that a segment's membership changed.
 async fn touch_segment(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &TenantId,
@@ -361,5 +383,55 @@ mod tests {
             failures.len(),
             failures.first()
         );
+    }
+
+    /// Membership writers of one segment run at once (imports in parallel, a retried call)
+    /// with overlapping members in different orders: none may fail (PostgreSQL reports a
+    /// deadlock when two writers take the same rows in opposite orders) and nothing is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_membership_writes_never_deadlock() {
+        let store = store().await;
+        let a = TenantId::parse("a").unwrap();
+        store.upsert_tenant(&a, "A").await.unwrap();
+        let seg = SegmentId::parse("crowd").unwrap();
+        store.upsert_segment(&a, &seg, "Crowd", &[]).await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let (store, a, seg) = (store.clone(), a.clone(), seg.clone());
+                tokio::spawn(async move {
+                    for round in 0..8 {
+                        // 60 of 100 members, in an order of this task's own.
+                        let mut members: Vec<UserId> = (0..60)
+                            .map(|j| user(&format!("m{:03}", (j * 7 + i * 13 + round) % 100)))
+                            .collect();
+                        if i % 2 == 1 {
+                            members.reverse();
+                        }
+                        match (i + round) % 3 {
+                            0 => {
+                                store.upsert_segment(&a, &seg, "Crowd", &members).await?;
+                            }
+                            1 => {
+                                store.add_segment_members(&a, &seg, &members).await?;
+                            }
+                            _ => {
+                                store.remove_segment_member(&a, &seg, &members[0]).await?;
+                                store.add_segment_members(&a, &seg, &members[..1]).await?;
+                            }
+                        }
+                    }
+                    Ok::<_, crate::StoreError>(())
+                })
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for task in tasks {
+            if let Err(e) = task.await.unwrap() {
+                failures.push(e.to_string());
+            }
+        }
+        assert!(failures.is_empty(), "{failures:?}");
+        let segment = store.get_segment(&a, &seg).await.unwrap().unwrap();
+        assert_eq!(segment.members, 100);
     }
 }

@@ -222,9 +222,12 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        let row = sqlx::query(
-            "SELECT paused_requests FROM template_switches WHERE tenant_id = $1 AND template_id = $2",
-        )
+        // Locked until the update: two activities adding at once would each write back the
+        // list it read, dropping the other's requests (which enabling would then not resume).
+        let row = sqlx::query(&format!(
+            "SELECT paused_requests FROM template_switches WHERE tenant_id = $1 AND template_id = $2{}",
+            self.lock_rows()
+        ))
         .bind(tenant_id.as_str())
         .bind(template_id.as_str())
         .fetch_optional(&mut *tx)
@@ -259,10 +262,14 @@ impl Store {
         template_id: &TemplateId,
     ) -> Result<Option<Vec<RequestId>>> {
         let mut tx = self.write_tx().await?;
-        let row = sqlx::query(
+        // Locked until the update: two enables at once would both return the list (resuming
+        // twice), and a request added between the read and the update would be cleared
+        // without being resumed. A second enable waits, then finds the switch enabled.
+        let row = sqlx::query(&format!(
             "SELECT paused_requests FROM template_switches
-             WHERE tenant_id = $1 AND template_id = $2 AND disabled = 1",
-        )
+             WHERE tenant_id = $1 AND template_id = $2 AND disabled = 1{}",
+            self.lock_rows()
+        ))
         .bind(tenant_id.as_str())
         .bind(template_id.as_str())
         .fetch_optional(&mut *tx)
@@ -444,5 +451,61 @@ mod tests {
         assert!(!switch.disabled);
         assert!(switch.paused_requests.is_empty());
         assert_eq!(store.enable_template(&a, &template).await.unwrap(), None);
+    }
+
+    /// Pausing a template's running requests records them from several activities at once,
+    /// and operators may press "enable" twice: no paused request may be lost, and only one
+    /// enable gets the list to resume.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_pauses_are_all_kept_and_resumed_once() {
+        let store = store().await;
+        let a = tenant("a");
+        let template = TemplateId::parse("welcome").unwrap();
+        store
+            .disable_template(&a, &template, RunningAction::Pause, None)
+            .await
+            .unwrap();
+        let adds: Vec<_> = (0..16)
+            .map(|i| {
+                let (store, a, template) = (store.clone(), a.clone(), template.clone());
+                tokio::spawn(async move {
+                    let req = DedupeKey::new(a.clone(), &format!("k{i}"))
+                        .unwrap()
+                        .request_id();
+                    store.add_paused_requests(&a, &template, &[req]).await
+                })
+            })
+            .collect();
+        for add in adds {
+            add.await.unwrap().unwrap();
+        }
+        let switch = store
+            .get_template_switch(&a, &template)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            switch.paused_requests.len(),
+            16,
+            "every paused request kept"
+        );
+
+        let enables: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, a, template) = (store.clone(), a.clone(), template.clone());
+                tokio::spawn(async move { store.enable_template(&a, &template).await })
+            })
+            .collect();
+        let mut resumed = Vec::new();
+        for enable in enables {
+            if let Some(list) = enable.await.unwrap().unwrap() {
+                resumed.push(list.len());
+            }
+        }
+        assert_eq!(
+            resumed,
+            [16],
+            "exactly one enable resumes, and resumes them all"
+        );
     }
 }

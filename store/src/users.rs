@@ -114,6 +114,11 @@ impl Store {
     /// suppresses the user. Returns whether the user existed.
     pub async fn delete_user(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<bool> {
         let mut tx = self.write_tx().await?;
+        // Their stream events and tokens go first: the tokens stop working at once. Revoking
+        // logs events, which takes the inbox counter; writers holding the counter go on to
+        // lock inbox, dead-letter and receipt rows (reads, deliveries), so an erasure must
+        // take it before it locks any of those, or the two deadlock on PostgreSQL.
+        crate::inbox::erase_user_streams(&mut tx, tenant_id, user_id).await?;
         // The row is deleted and read in one statement; the addresses find the user's
         // suppression entries.
         let sql = format!(
@@ -133,6 +138,9 @@ impl Store {
             let email = profile.email.as_ref().map(EmailAddress::as_str);
             crate::suppressions::erase_addresses(&mut tx, tenant_id, email, &tokens).await?;
         }
+        // Under the document's lock: a rule change committing beside the erasure would
+        // otherwise keep the rows it added and lose the ones it updated.
+        crate::preferences::lock_document(self, &mut tx, tenant_id, user_id).await?;
         crate::preferences::erase(&mut tx, tenant_id, user_id).await?;
         sqlx::query(
             "INSERT INTO erasures (tenant_id, user_id, erased_at_ms) VALUES ($1, $2, $3)
@@ -147,8 +155,6 @@ impl Store {
             "DELETE FROM inbox WHERE tenant_id = $1 AND user_id = $2",
             "DELETE FROM follows WHERE tenant_id = $1 AND (user_id = $2 OR follower_id = $2)",
             "DELETE FROM segment_members WHERE tenant_id = $1 AND user_id = $2",
-            "UPDATE receipts SET error_message = NULL WHERE tenant_id = $1 AND user_id = $2",
-            "UPDATE dead_letters SET error_message = NULL WHERE tenant_id = $1 AND user_id = $2",
         ] {
             sqlx::query(sql)
                 .bind(tenant_id.as_str())
@@ -156,8 +162,22 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        // Their stream events and tokens go too: the tokens stop working at once.
-        crate::inbox::erase_user_streams(&mut tx, tenant_id, user_id).await?;
+        // Dead letters before receipts, each locked in instance order: the order a delivery
+        // being recorded for the user locks them in (see `write_deliveries`). A plain UPDATE
+        // locks rows in whatever order its scan finds them, and deadlocked with it. (Instance
+        // ids are `in_` and lowercase hex, so every collation orders them as Rust does.)
+        for table in ["dead_letters", "receipts"] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET error_message = NULL WHERE instance_id IN (
+                   SELECT instance_id FROM {table} WHERE tenant_id = $1 AND user_id = $2
+                   ORDER BY instance_id{})",
+                self.lock_rows()
+            ))
+            .bind(tenant_id.as_str())
+            .bind(user_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(existed)
     }
@@ -529,5 +549,103 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(count, 100_000);
         assert!(elapsed.as_secs() < 60, "took {elapsed:?}");
+    }
+
+    /// Erasing a user while their device marks messages read and a delivery to them is being
+    /// recorded: every call succeeds. Those writers take the inbox counter and then the user's
+    /// rows (dead letters, then receipts, each in instance order); an erasure taking the user's
+    /// rows and then the counter (to log its token revocations), or the rows in another order,
+    /// deadlocked with them on PostgreSQL, which failed one side.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn erasing_a_user_beside_their_reads_and_deliveries_never_deadlocks() {
+        use fanout_domain::inbox::InboxMessage;
+        use fanout_domain::receipt::{DeliveryStatus, Receipt};
+        use fanout_domain::{Channel, DedupeKey, InstanceId};
+
+        let store = store().await;
+        let t = TenantId::parse("a").unwrap();
+        store.upsert_tenant(&t, "A").await.unwrap();
+        let message = |u: &UserId, key: &str| {
+            let req = DedupeKey::new(t.clone(), key).unwrap().request_id();
+            InboxMessage {
+                id: InstanceId::derive(&req, u, Channel::InApp),
+                user_id: u.clone(),
+                request_id: req,
+                title: key.to_owned(),
+                body: "b".into(),
+                action_url: None,
+                data: serde_json::json!({}),
+                created_at_ms: 1,
+                read_at_ms: None,
+            }
+        };
+        let failed = |u: &UserId, key: &str| {
+            let req = DedupeKey::new(t.clone(), key).unwrap().request_id();
+            Receipt {
+                instance_id: InstanceId::derive(&req, u, Channel::Email),
+                request_id: req,
+                user_id: u.clone(),
+                channel: Channel::Email,
+                status: DeliveryStatus::Failed,
+                provider_message_id: None,
+                attempts: 1,
+                latency_ms: None,
+                error_code: Some("smtp_550".into()),
+                error_message: Some("unknown".into()),
+                updated_at_ms: 1,
+            }
+        };
+        let mut failures = Vec::new();
+        for round in 0..8 {
+            let u = UserId::parse(&format!("u{round}")).unwrap();
+            store.upsert_user(&t, &user(u.as_str())).await.unwrap();
+            // With a live token the erasure logs its revocation (the counter); without one it
+            // only races the writers' rows.
+            if round % 2 == 0 {
+                store
+                    .issue_inbox_token(&t, &u, crate::now_ms() + 60_000)
+                    .await
+                    .unwrap();
+            }
+            let messages: Vec<InboxMessage> =
+                (0..60).map(|i| message(&u, &format!("m{i}"))).collect();
+            let receipts: Vec<Receipt> = (0..60).map(|i| failed(&u, &format!("r{i}"))).collect();
+            store
+                .record_page_deliveries(&t, 0, &receipts, &messages)
+                .await
+                .unwrap();
+            let mut tasks = Vec::new();
+            for w in 0..15 {
+                let (store, t, u) = (store.clone(), t.clone(), u.clone());
+                let (messages, receipts) = (messages.clone(), receipts.clone());
+                let fresh: Vec<InboxMessage> = (0..4)
+                    .map(|i| message(&u, &format!("new-{w}-{i}")))
+                    .collect();
+                tasks.push(tokio::spawn(async move {
+                    if w % 3 == 0 {
+                        // A delivery: new in-app messages (the counter), then the receipts.
+                        for m in fresh {
+                            store.record_page_deliveries(&t, 0, &receipts, &[m]).await?;
+                        }
+                    } else {
+                        for m in messages.iter().skip(w).step_by(15) {
+                            store.mark_inbox_read(&t, &u, &m.id, 5).await?;
+                        }
+                    }
+                    Ok::<_, crate::StoreError>(())
+                }));
+            }
+            let eraser = {
+                let (store, t, u) = (store.clone(), t.clone(), u.clone());
+                tokio::spawn(async move { store.delete_user(&t, &u).await.map(|_| ()) })
+            };
+            tasks.push(eraser);
+            for task in tasks {
+                if let Err(e) = task.await.unwrap() {
+                    failures.push(e.to_string());
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:?}");
     }
 }
