@@ -23,6 +23,7 @@ mod fanout;
 mod minimal;
 mod naive;
 mod sink;
+mod tables;
 mod transactional;
 mod writes;
 
@@ -132,8 +133,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_default();
     if chosen.contains(&"fanout") {
         let fanout = fanout::run(shared, &bin_dir, &dir).await?;
-        fanout::print_table(&fanout);
-        fanout::print_channel_table(&fanout);
+        tables::print_table(&fanout);
+        tables::print_channel_table(&fanout);
         if let Value::Object(fanout) = fanout {
             results.extend(fanout);
         }

@@ -465,6 +465,17 @@ impl TestApp {
     /// Every email the sandbox received at this test's domain, counted per recipient.
     pub async fn emails_per_recipient(&self) -> anyhow::Result<HashMap<String, usize>> {
         let mut counts = HashMap::new();
+        for email in self.domain_emails().await? {
+            for rcpt in email.rcpt_to {
+                *counts.entry(rcpt).or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Every email the sandbox accepted for this test's domain, page by page.
+    async fn domain_emails(&self) -> anyhow::Result<Vec<StoredEmail>> {
+        let mut out = Vec::new();
         let mut after: Option<u64> = None;
         loop {
             let mut url = format!(
@@ -475,14 +486,10 @@ impl TestApp {
                 url.push_str(&format!("&after_id={a}"));
             }
             let list: EmailList = self.http.get(url).send().await?.json().await?;
-            for email in &list.emails {
-                for rcpt in &email.rcpt_to {
-                    *counts.entry(rcpt.clone()).or_default() += 1;
-                }
-            }
+            out.extend(list.emails);
             match list.next_after_id {
                 Some(next) => after = Some(next),
-                None => return Ok(counts),
+                None => return Ok(out),
             }
         }
     }
@@ -677,27 +684,15 @@ pub struct Arrival {
 impl TestApp {
     /// Every email the sandbox accepted for this test's domain, in arrival order.
     pub async fn arrivals(&self) -> anyhow::Result<Vec<Arrival>> {
-        let http = reqwest::Client::new();
-        let mut out = Vec::new();
-        let mut after: Option<u64> = None;
-        loop {
-            let mut url = format!(
-                "{}/api/emails?to=@{}.test&limit=1000",
-                self.shared.sandbox_url, self.tenant
-            );
-            if let Some(a) = after {
-                url.push_str(&format!("&after_id={a}"));
-            }
-            let list: EmailList = http.get(url).send().await?.json().await?;
-            out.extend(list.emails.into_iter().map(|e| Arrival {
+        let mut out: Vec<Arrival> = self
+            .domain_emails()
+            .await?
+            .into_iter()
+            .map(|e| Arrival {
                 at_ms: e.received_at_ms,
                 helo: e.helo,
-            }));
-            match list.next_after_id {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+            })
+            .collect();
         out.sort_by_key(|a| a.at_ms);
         Ok(out)
     }
