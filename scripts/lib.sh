@@ -168,6 +168,24 @@ as_pg_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# pg_usable_dir DIR: prints DIR if the cluster's owner can reach it, else a fresh directory under
+# the system temp dir (a checkout under /root, say, is closed to the `postgres` user that root
+# runs PostgreSQL as).
+pg_usable_dir() {
+  local dir=$1 parent
+  parent=$(dirname "$dir")
+  mkdir -p "$parent"
+  if [ "$(id -u)" != 0 ] || runuser -u postgres -- test -x "$parent" 2>/dev/null; then
+    echo "$dir"
+  else
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/fanout-$(basename "$dir").XXXXXX")
+    chmod 755 "$tmp"
+    say "$parent is closed to the postgres user: the cluster goes in $tmp/data instead"
+    echo "$tmp/data"
+  fi
+}
+
 # pg_cluster_start DIR PORT: a PostgreSQL cluster in DIR (created on first use) listening on
 # 127.0.0.1:PORT only, TCP only, superuser `fanout` trusted on loopback. Prints its admin URL.
 pg_cluster_start() {

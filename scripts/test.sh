@@ -23,7 +23,7 @@ cargo test --workspace --all-targets "$@"
 # .fanout/ on a free port (fsync off: nothing in it outlives the run), removed afterwards. CI
 # must have it; elsewhere a machine without PostgreSQL says so and skips only this part.
 if install_postgres; then
-  pg_dir="$FANOUT_DIR/pgtest-$$"
+  pg_dir=$(pg_usable_dir "$FANOUT_DIR/pgtest-$$")
   trap 'pg_cluster_stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
   pg_url=$(PG_FSYNC=off pg_cluster_start "$pg_dir" "$(free_port)")
   say "the store and e2e suites on PostgreSQL ($pg_url)"

@@ -36,8 +36,10 @@ case "$STORE" in
   sqlite) export FANOUT_STORE__URL="sqlite://$STATE_DIR/fanout.db?mode=rwc" ;;
   postgres)
     install_postgres || die "STORE=postgres needs PostgreSQL (Debian: apt-get install postgresql)"
-    say "starting PostgreSQL on 127.0.0.1:$POSTGRES_PORT (data in $STATE_DIR/postgres)"
-    pg_admin=$(pg_cluster_start "$STATE_DIR/postgres" "$POSTGRES_PORT")
+    pg_dir=$(pg_usable_dir "$STATE_DIR/postgres")
+    say "starting PostgreSQL on 127.0.0.1:$POSTGRES_PORT (data in $pg_dir)"
+    pg_admin=$(pg_cluster_start "$pg_dir" "$POSTGRES_PORT")
+    echo "$pg_dir" >"$RUN_DIR/postgres.dir"
     pg_database "$pg_admin" fanout
     export FANOUT_STORE__URL="postgres://fanout@127.0.0.1:$POSTGRES_PORT/fanout"
     ;;
