@@ -552,7 +552,7 @@ mod tests {
             std::env::temp_dir().join(format!("fanout-limits-test-{}-{nanos}", std::process::id()));
         Store::connect(&StoreConfig {
             url: format!("sqlite://{}/db.sqlite?mode=rwc", dir.display()),
-            max_connections: 4,
+            max_connections: Some(4),
         })
         .await
         .unwrap()

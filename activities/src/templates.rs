@@ -273,7 +273,7 @@ mod tests {
         ));
         Store::connect(&StoreConfig {
             url: format!("sqlite://{}/db.sqlite?mode=rwc", dir.display()),
-            max_connections: 4,
+            max_connections: Some(4),
         })
         .await
         .unwrap()

@@ -335,7 +335,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fanout-ingest-{}", uuid::Uuid::new_v4()));
         let store = Store::connect(&fanout_domain::config::StoreConfig {
             url: format!("sqlite://{}/db.sqlite?mode=rwc", dir.display()),
-            max_connections: 1,
+            max_connections: Some(1),
         })
         .await
         .unwrap();

@@ -28,9 +28,8 @@ use fanout_domain::{Channel, DedupeKey, InstanceId, RequestId, TenantId, UserId}
 use fanout_store::Store;
 use futures::StreamExt;
 
-/// Receipts per `record_deliveries` call: the delivery loop's flush size
-/// (`FLUSH_EVERY` in `activities/src/delivery.rs`, private there, so copied).
-pub const FLUSH_BATCH: usize = 32;
+/// Receipts per `record_deliveries` call: the delivery loop's flush size.
+pub use fanout_activities::delivery::FLUSH_EVERY as FLUSH_BATCH;
 
 /// Accepted sends (or written deliveries) over the seconds they took.
 #[derive(Debug, Clone, Copy)]

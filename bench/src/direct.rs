@@ -120,7 +120,7 @@ async fn deliver_page(
         }
         receipts.extend(r);
         inbox.extend(m);
-        if receipts.len() >= 64 {
+        if receipts.len() >= crate::ceiling::FLUSH_BATCH {
             store
                 .record_deliveries(tenant_id, &receipts, &inbox)
                 .await?;

@@ -259,9 +259,10 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         "fanout bench: {recipients} recipients x 2 channels (email, in_app), page size {page_size}, concurrency {concurrency}, temporal on {temporal_storage}, store on {}",
         crate::store_kind()?
     );
+    // The direct loop and the naive activities stand in for a worker: a worker's pool.
     let store_config = StoreConfig {
         url: crate::store_url(dir, "bench").await?,
-        max_connections: 8,
+        max_connections: Some(StoreConfig::WORKER_POOL),
     };
     let store = Store::connect(&store_config).await?;
 
@@ -448,8 +449,9 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         "fanout: {deliveries} deliveries in {wall_s:.1}s = {deliveries_per_s:.0}/s; {events} history events in {executions} executions (largest {largest_history})"
     );
 
-    // 2. The naive baseline, in this process. Each run gets its own sender: pooled
-    // connections belong to the runtime that opened them.
+    // 2. The naive baseline, in this process. Each run gets its own sender and store pool:
+    // pooled connections belong to the runtime that opened them (a PostgreSQL connection
+    // opened in the naive worker's runtime dies with it).
     let smtp = SmtpConfig {
         host: "127.0.0.1".into(),
         port: shared.smtp_addr.port(),
@@ -466,7 +468,7 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         shared,
         naive_queue.clone(),
         BenchWorker::Naive(Box::new(NaiveActivities {
-            store: store.clone(),
+            store: Store::connect(&store_config).await?,
             sender: EmailSender::new(&smtp)?,
             content: content()?,
         })),

@@ -50,7 +50,10 @@ fn env_or<T: FromStr>(name: &str, default: T) -> T {
 fn spawn(binary: &Path, envs: &[(&str, String)], args: &[&str]) -> anyhow::Result<Child> {
     let mut cmd = Command::new(binary);
     cmd.args(args)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_CHILD_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     for (k, v) in envs {

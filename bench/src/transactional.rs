@@ -428,7 +428,7 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
     let store_url = crate::store_url(dir, "transactional").await?;
     let store = Store::connect(&fanout_domain::config::StoreConfig {
         url: store_url.clone(),
-        max_connections: 8,
+        max_connections: Some(8),
     })
     .await?;
     let users = sizes.requests.max(sizes.tree_requests).max(1);

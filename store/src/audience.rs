@@ -167,7 +167,7 @@ impl Store {
         page_no: u32,
         users: &[UserId],
     ) -> Result<()> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         insert_page(&mut tx, request_id, i64::from(page_no), users).await?;
         tx.commit().await?;
         Ok(())

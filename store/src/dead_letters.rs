@@ -189,7 +189,7 @@ impl Store {
             ..filter.clone()
         };
         let (extra, binds) = conditions(&filter, 2);
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         // Claimed under lock: on PostgreSQL two re-drives would otherwise both read the same
         // unredriven rows and deliver them twice. Rows another re-drive is claiming are passed
         // over (it takes them); rows it already took no longer match once it commits.

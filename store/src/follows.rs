@@ -23,7 +23,7 @@ impl Store {
         followers.dedup();
         let now = now_ms();
         let mut added = 0;
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         const COLUMNS: usize = 4;
         for chunk in followers.chunks(rows_per_statement(COLUMNS)) {
             let sql = multi_row_sql(

@@ -379,7 +379,7 @@ impl Store {
             Some(Some(at)) => return Ok(MarkRead::AlreadyRead(at)),
             Some(None) => {}
         }
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         // The counter first: it takes the write lock before the update reads anything.
         let seq = reserve_seqs(&mut tx, 1).await?;
         let marked = sqlx::query(
@@ -449,7 +449,7 @@ impl Store {
         if unread.is_none() {
             return Ok(0);
         }
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         // The counter before the update: every message whose event is numbered below ours has
         // committed by then (its writer held the counter until it did), so the update sees it
         // and "read_all" truly covers every message a client received before it. A message

@@ -331,7 +331,7 @@ impl Store {
         create: Option<(Option<&TenantId>, u32)>,
         change: impl FnOnce(&mut BucketState, UnixMillis) -> T,
     ) -> Result<Option<T>> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         if let Some((tenant_id, per_second)) = create {
             Self::create_bucket(&mut *tx, key, tenant_id, per_second).await?;
         }

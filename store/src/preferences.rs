@@ -287,7 +287,7 @@ impl Store {
         tenant_id: &TenantId,
         user_id: &UserId,
     ) -> Result<Preferences> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         let prefs = read(&mut tx, tenant_id, user_id).await?;
         tx.commit().await?;
         Ok(prefs)
@@ -300,7 +300,7 @@ impl Store {
         user_id: &UserId,
         prefs: &Preferences,
     ) -> Result<()> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         lock_document(self, &mut tx, tenant_id, user_id).await?;
         write(&mut tx, tenant_id, user_id, prefs).await?;
         tx.commit().await?;
@@ -318,7 +318,7 @@ impl Store {
         category: Option<&Category>,
         enabled: bool,
     ) -> Result<Preferences> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         // A replacement running beside this upsert would fail on its key or drop it half-way.
         lock_document(self, &mut tx, tenant_id, user_id).await?;
         let channels: &[Channel] = match &channel {

@@ -114,7 +114,7 @@ impl Store {
         // deadlock PostgreSQL breaks by failing one of them.
         let mut receipts: Vec<&Receipt> = receipts.iter().collect();
         receipts.sort_by(|a, b| a.instance_id.as_str().cmp(b.instance_id.as_str()));
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         crate::inbox::insert_messages(&mut tx, tenant_id, inbox).await?;
         if let Some(page) = page {
             crate::dead_letters::insert_failed(&mut tx, tenant_id, page, &receipts).await?;

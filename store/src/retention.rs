@@ -142,7 +142,7 @@ impl Store {
         let Some(&highest) = seqs.last() else {
             return Ok(0);
         };
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         let sql = format!(
             "DELETE FROM inbox_events WHERE seq IN ({})",
             placeholders(1, seqs.len())
@@ -185,7 +185,7 @@ impl Store {
             return Ok((0, 0, 0));
         }
         let mut counts = [0u64; 5];
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         // Dead letters before receipts, the order deliveries, re-drives and erasures lock
         // them in: the opposite order could deadlock with a re-drive on PostgreSQL.
         for (i, table) in [

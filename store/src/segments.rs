@@ -21,7 +21,7 @@ impl Store {
         name: &str,
         members: &[UserId],
     ) -> Result<Segment> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO segments (tenant_id, segment_id, name, updated_at_ms)
              VALUES ($1, $2, $3, $4)
@@ -76,7 +76,7 @@ impl Store {
         segment_id: &SegmentId,
         users: &[UserId],
     ) -> Result<Option<u64>> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         if !lock_segment(self, &mut tx, tenant_id, segment_id).await? {
             return Ok(None);
         }
@@ -95,7 +95,7 @@ impl Store {
         segment_id: &SegmentId,
         user: &UserId,
     ) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         lock_segment(self, &mut tx, tenant_id, segment_id).await?;
         let removed = sqlx::query(
             "DELETE FROM segment_members

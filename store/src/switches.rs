@@ -221,7 +221,7 @@ impl Store {
         if paused.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         // Locked until the update: two activities adding at once would each write back the
         // list it read, dropping the other's requests (which enabling would then not resume).
         let row = sqlx::query(&format!(
@@ -261,7 +261,7 @@ impl Store {
         tenant_id: &TenantId,
         template_id: &TemplateId,
     ) -> Result<Option<Vec<RequestId>>> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         // Locked until the update: two enables at once would both return the list (resuming
         // twice), and a request added between the read and the update would be cleared
         // without being resumed. A second enable waits, then finds the switch enabled.

@@ -77,7 +77,7 @@ impl Store {
         template_id: &TemplateId,
         spec: &TemplateSpec,
     ) -> Result<Option<Template>> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         let written = write_version(
             &mut tx,
             tenant_id,
@@ -99,7 +99,7 @@ impl Store {
         template_id: &TemplateId,
         spec: &TemplateSpec,
     ) -> Result<Template> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         let written = write_version(
             &mut tx,
             tenant_id,
@@ -213,7 +213,7 @@ impl Store {
         template_id: &TemplateId,
         version: i64,
     ) -> Result<Option<Template>> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM template_versions v
              WHERE v.tenant_id = $1 AND v.template_id = $2 AND v.version = $3"

@@ -83,7 +83,7 @@ impl Store {
             .map(UserRow::new)
             .collect::<Result<Vec<_>>>()?;
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         for chunk in rows.chunks(rows_per_statement(UPSERT_COLUMNS)) {
             let sql = multi_row_sql(UPSERT_HEAD, UPSERT_COLUMNS, chunk.len(), UPSERT_TAIL);
             let mut query = sqlx::query(&sql);
@@ -113,7 +113,7 @@ impl Store {
     /// snapshots keep only the opaque user id; a running request then finds no profile and
     /// suppresses the user. Returns whether the user existed.
     pub async fn delete_user(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         // Their stream events and tokens go first: the tokens stop working at once. Revoking
         // logs events, which takes the inbox counter; writers holding the counter go on to
         // lock inbox, dead-letter and receipt rows (reads, deliveries), so an erasure must
@@ -210,7 +210,7 @@ impl Store {
         token: &str,
         reason: &str,
     ) -> Result<()> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         // Write first (a no-op) so the row is locked before it is read: SQLite's write_tx holds
         // the database lock already, but a server database locks rows, and two invalidations
         // reading the same devices would each write back the other's token.

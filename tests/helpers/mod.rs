@@ -145,7 +145,7 @@ impl TestApp {
         let task_queue = format!("test-{slug}-{suffix:08x}");
         let store_config = StoreConfig {
             url: store_url(&slug, suffix).await?,
-            max_connections: 8,
+            max_connections: Some(8),
         };
         let temporal = TemporalConfig {
             address: format!("http://{}", shared.temporal_address),

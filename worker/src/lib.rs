@@ -93,7 +93,11 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 /// The SDK's worker future is not `Send`: drive this from `main` or a dedicated runtime thread.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     fanout_telemetry::metrics::label_tenants(config.metrics.tenant_label);
-    let store = Store::connect(&config.store)
+    let store_config = StoreConfig {
+        max_connections: Some(config.store.pool_size(StoreConfig::WORKER_POOL)),
+        ..config.store.clone()
+    };
+    let store = Store::connect(&store_config)
         .await
         .context("connecting to the store")?;
     let polling = Arc::new(AtomicBool::new(false));

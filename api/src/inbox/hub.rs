@@ -321,7 +321,7 @@ mod tests {
         ));
         let store = Store::connect(&StoreConfig {
             url: format!("sqlite://{}/db.sqlite?mode=rwc", dir.display()),
-            max_connections: 2,
+            max_connections: Some(2),
         })
         .await
         .unwrap();

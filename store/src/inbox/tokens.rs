@@ -131,7 +131,7 @@ impl Store {
         if token_id.is_empty() {
             return Ok(false);
         }
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         let revoked = revoke_tokens_in(&mut tx, tenant_id, user_id, Some(token_id)).await?;
         tx.commit().await?;
         if revoked > 0 {
@@ -150,7 +150,7 @@ impl Store {
 
     /// Revokes every live (unrevoked, unexpired) token of the user and returns how many.
     pub async fn revoke_inbox_tokens(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<u64> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         let revoked = revoke_tokens_in(&mut tx, tenant_id, user_id, None).await?;
         tx.commit().await?;
         Ok(revoked)
@@ -183,7 +183,7 @@ impl Store {
         ticket: &str,
         now_ms: UnixMillis,
     ) -> Result<Option<InboxGrant>> {
-        let mut tx = self.write_tx().await?;
+        let (mut tx, _writer) = self.write_tx().await?;
         let token_id: Option<String> = sqlx::query_scalar(
             "UPDATE stream_tickets SET used_at_ms = $2
              WHERE ticket_hash = $1 AND used_at_ms IS NULL AND expires_at_ms > $2
