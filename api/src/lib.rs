@@ -145,6 +145,8 @@ pub struct AppState {
     pub scheduling: scheduling::SchedulingConfig,
     /// See [`Config::http`].
     pub http: bounds::HttpConfig,
+    /// Running requests' receipt counts, shared by status calls for a second.
+    pub receipt_counts: requests::ReceiptCountsCache,
 }
 
 /// Builds the router: every route inside the [`bounds`] but the inbox streams, which stay open
@@ -239,6 +241,7 @@ pub async fn run(
         direct_max_recipients: config.direct_max_recipients,
         scheduling: config.scheduling,
         http: config.http.clone(),
+        receipt_counts: requests::receipt_counts_cache(),
     };
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app(state))

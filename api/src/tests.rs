@@ -146,7 +146,7 @@ async fn harness_with(dedupe_window: Duration, scheduling: SchedulingConfig) -> 
     let dir = std::env::temp_dir().join(format!("fanout-api-test-{}", rand_suffix()));
     let store = Store::connect(&fanout_domain::config::StoreConfig {
         url: format!("sqlite://{}/db.sqlite?mode=rwc", dir.display()),
-        max_connections: 4,
+        max_connections: Some(4),
     })
     .await
     .unwrap();
@@ -162,6 +162,7 @@ async fn harness_with(dedupe_window: Duration, scheduling: SchedulingConfig) -> 
         direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
         scheduling,
         http: Default::default(),
+        receipt_counts: crate::requests::receipt_counts_cache(),
     });
     let mut keys = Vec::new();
     for tenant in ["a", "b"] {

@@ -177,7 +177,10 @@ impl Store {
                 "SELECT {COLUMNS} FROM receipts WHERE instance_id IN ({})",
                 placeholders.join(", ")
             );
-            let mut query = sqlx::query(&sql);
+            // Planned with the ids on PostgreSQL: a cached generic plan of this 200-value list
+            // chose a sequential scan of every receipt, 360 ms a lookup in a 100,000-recipient
+            // fan-out (pg_stat_statements), where the primary key answers in under 5 ms.
+            let mut query = sqlx::query(&sql).persistent(self.is_sqlite());
             for id in &ids {
                 query = query.bind(id.as_str());
             }
