@@ -73,9 +73,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// Whether the pool is SQLite, whose transactions need the write lock up front.
-    sqlite: bool,
-    /// SQLite only: this process's writers take turns here before `BEGIN IMMEDIATE` (see
+    /// SQLite only (so it also says the pool is SQLite, whose transactions need the write lock
+    /// up front): this process's writers take turns here before `BEGIN IMMEDIATE` (see
     /// [`Self::write_tx`]).
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
@@ -120,7 +119,6 @@ impl Store {
                     ] {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }
-
                     Ok(())
                 })
             });
@@ -128,11 +126,7 @@ impl Store {
         let pool = options.connect(&config.url).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let writer = sqlite.then(|| Arc::new(tokio::sync::Mutex::new(())));
-        Ok(Self {
-            pool,
-            sqlite,
-            writer,
-        })
+        Ok(Self { pool, writer })
     }
 
     /// Checks that the database answers.
@@ -143,7 +137,7 @@ impl Store {
 
     /// Whether this store is SQLite (else PostgreSQL).
     pub fn is_sqlite(&self) -> bool {
-        self.sqlite
+        self.writer.is_some()
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
@@ -167,7 +161,7 @@ impl Store {
             Some(writer) => Some(Arc::clone(writer).lock_owned().await),
             None => None,
         };
-        let tx = if self.sqlite {
+        let tx = if self.is_sqlite() {
             self.pool.begin_with("BEGIN IMMEDIATE").await?
         } else {
             self.pool.begin().await?
@@ -182,14 +176,14 @@ impl Store {
     /// clause). Not for aggregates, `DISTINCT` or `GROUP BY` (PostgreSQL refuses them), and it
     /// locks nothing that does not exist yet: inserts race through `ON CONFLICT` instead.
     pub(crate) fn lock_rows(&self) -> &'static str {
-        if self.sqlite { "" } else { " FOR UPDATE" }
+        if self.is_sqlite() { "" } else { " FOR UPDATE" }
     }
 
     /// Like [`Self::lock_rows`] for rows that competing callers claim (dead letters to
     /// re-drive): " FOR UPDATE SKIP LOCKED" on PostgreSQL, so a claimer passes over rows
     /// another is taking instead of waiting for them and then claiming them a second time.
     pub(crate) fn claim_rows(&self) -> &'static str {
-        if self.sqlite {
+        if self.is_sqlite() {
             ""
         } else {
             " FOR UPDATE SKIP LOCKED"
