@@ -309,20 +309,30 @@ async fn a_user_deleted_while_a_request_runs_gets_nothing_more() -> anyhow::Resu
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn status_moves_while_a_page_delivers_and_never_falls() -> anyhow::Result<()> {
-    // One page of 400 through a sink that takes 100 ms a message, 8 at a time: about 5 s in
-    // which the workflow's own counts stay where they were, since no page finishes.
-    const FOLLOWERS: usize = 400;
-    let app = TestApp::spawn_with("live-status", 500, 8).await?;
+async fn status_moves_while_a_rate_limited_request_delivers_and_never_falls() -> anyhow::Result<()>
+{
+    // 6,000 followers in pages of 2,000, capped at 600 deliveries a second: about 10 s in
+    // which no page finishes for seconds at a time. Status is read from the store, not the
+    // workflow, and must still move every second or so.
+    const FOLLOWERS: usize = 6_000;
+    const RATE: u64 = 600;
+    let app = TestApp::spawn_with("live-status", 2_000, 32).await?;
     app.put_template("post", template()).await?;
     app.seed_followers("star", FOLLOWERS).await?;
-    slow_sink(&app, 100).await?;
     let request_id = notify_followers(&app, &["email"]).await?;
+    let (status, body) = app
+        .post(
+            &format!("/v1/requests/{request_id}/rate"),
+            Some(json!({"per_second": RATE})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 
     // Every status read while the request runs, until it completes.
-    let mut seen: Vec<u64> = Vec::new();
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    let mut capped = false;
     let done = poll(
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         "the request to complete",
         || async {
             let s = app.status(&request_id).await?;
@@ -333,28 +343,36 @@ async fn status_moves_while_a_page_delivers_and_never_falls() -> anyhow::Result<
     let done = loop {
         tokio::select! {
             done = &mut done => break done?,
-            () = tokio::time::sleep(Duration::from_millis(100)) => {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
                 let s = app.status(&request_id).await?;
                 if s["state"] == "running" {
-                    seen.push(s["channels"]["email"]["delivered"].as_u64().unwrap_or(0));
+                    assert_eq!(s["source"], "receipts", "{s}");
+                    capped |= s["rate_per_second"] == RATE;
+                    seen.push((
+                        s["channels"]["email"]["delivered"].as_u64().unwrap_or(0),
+                        s["pages_done"].as_u64().unwrap_or(0),
+                    ));
                 }
             }
         }
     };
-    let rises = seen.windows(2).filter(|w| w[1] > w[0]).count();
+    let delivered: Vec<u64> = seen.iter().map(|s| s.0).collect();
+    let rises = delivered.windows(2).filter(|w| w[1] > w[0]).count();
     println!(
-        "live status: delivered rose {rises} times over {} reads",
+        "live status: delivered rose {rises} times over {} reads: {delivered:?}",
         seen.len()
     );
+    assert!(capped, "status never showed the rate cap: {seen:?}");
     assert!(
-        seen.windows(2).all(|w| w[1] >= w[0]),
-        "delivered fell while running: {seen:?}"
+        seen.windows(2)
+            .all(|w| w[1].0 >= w[0].0 && w[1].1 >= w[0].1),
+        "delivered or pages_done fell while running: {seen:?}"
     );
     assert!(rises >= 3, "delivered rose only {rises} times: {seen:?}");
     let email = &done["channels"]["email"];
     assert_eq!(
-        (&email["delivered"], &email["pending"]),
-        (&json!(FOLLOWERS), &json!(0)),
+        (&email["delivered"], &email["pending"], &done["pages_done"]),
+        (&json!(FOLLOWERS), &json!(0), &json!(3)),
         "{done}"
     );
     let receipts = app.all_receipts(&request_id).await?;

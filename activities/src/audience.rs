@@ -4,6 +4,7 @@
 use fanout_domain::UserId;
 use fanout_domain::contracts::{ResolveChunk, ResolveChunkInput};
 use fanout_store::Store;
+use fanout_store::progress::ResolvedChunk;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::{heartbeat, store_error};
@@ -56,6 +57,18 @@ pub async fn resolve_chunk(
             break;
         }
     }
+    // The snapshot's size so far, for status while the request runs.
+    let resolved = ResolvedChunk {
+        first_page: input.first_page,
+        pages: chunk.pages,
+        recipients: chunk.recipients,
+        excluded: chunk.excluded,
+        done: chunk.done,
+    };
+    store
+        .record_resolved_chunk(&input.request_id, &resolved)
+        .await
+        .map_err(store_error)?;
     tracing::info!(
         request_id = %input.request_id,
         first_page = input.first_page,

@@ -196,7 +196,16 @@ impl FanoutActivities {
         ctx: ActivityContext,
         input: DeliverPageInput,
     ) -> Result<PageReport, ActivityError> {
-        self.deliver(&ctx, &input, None).await
+        let report = self.deliver(&ctx, &input, None).await?;
+        // What status counts as a finished page while the request runs (the workflow stops
+        // this channel's rounds on the same test).
+        if report.finishes_channel(input.final_round) {
+            self.store
+                .record_finished_page(&input.request_id, input.page, input.channel)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(report)
     }
 
     /// Resolves and delivers a small audience in one call; see [`direct::deliver_direct`].

@@ -145,8 +145,8 @@ pub struct AppState {
     pub scheduling: scheduling::SchedulingConfig,
     /// See [`Config::http`].
     pub http: bounds::HttpConfig,
-    /// Running requests' receipt counts, shared by status calls for a second.
-    pub receipt_counts: requests::ReceiptCountsCache,
+    /// Running requests' status, shared by status calls for a second.
+    pub running_status: requests::RunningStatusCache,
 }
 
 /// Builds the router: every route inside the [`bounds`] but the inbox streams, which stay open
@@ -241,7 +241,7 @@ pub async fn run(
         direct_max_recipients: config.direct_max_recipients,
         scheduling: config.scheduling,
         http: config.http.clone(),
-        receipt_counts: requests::receipt_counts_cache(),
+        running_status: requests::running_status_cache(),
     };
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app(state))

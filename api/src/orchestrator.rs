@@ -1,4 +1,4 @@
-//! The API's view of Temporal: start a request's workflow and read its live state.
+//! The API's view of Temporal: start a request's workflow, signal it, and read whether it runs.
 //!
 //! Handlers depend on the [`Orchestrator`] trait, so they are tested with `oneshot` against an
 //! in-memory double; [`TemporalOrchestrator`] is the real one. It addresses workflows through
@@ -9,18 +9,17 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use fanout_domain::config::TemporalConfig;
 use fanout_domain::contracts::{
-    self, NotificationInput, NotificationWorkflow, PauseSignal, ProgressQuery, RateLimit,
-    RedriveInput, RedriveWorkflow, ResumeSignal, SetRateSignal, SetTemplateQuotaSignal,
-    TemplateQuota,
+    self, NotificationInput, NotificationWorkflow, PauseSignal, RateLimit, RedriveInput,
+    RedriveWorkflow, ResumeSignal, SetRateSignal, SetTemplateQuotaSignal, TemplateQuota,
 };
-use fanout_domain::receipt::{Progress, RequestState};
+use fanout_domain::receipt::RequestState;
 use fanout_domain::{RequestId, TemplateId, TenantId};
 use futures::StreamExt;
-use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCancelOptions,
     WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowListOptions,
-    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowSignalOptions, WorkflowStartOptions,
 };
 use temporalio_common::Priority;
 use temporalio_common::search_attributes::SearchAttributes;
@@ -36,11 +35,11 @@ pub enum StartOutcome {
     Duplicate,
 }
 
-/// A request's workflow as Temporal sees it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LiveState {
-    /// Running, with its progress.
-    Running(Progress),
+/// Whether a request's workflow runs, as Temporal sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Running.
+    Running,
     /// Closed in this state.
     Closed(RequestState),
     /// Temporal does not know it (never started, or past retention).
@@ -79,22 +78,14 @@ pub trait Orchestrator: Send + Sync + 'static {
         input: NotificationInput,
         priority: TaskPriority,
     ) -> Result<StartOutcome, OrchestratorError>;
-    /// Reads the request's live state.
-    async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError>;
     /// Whether Temporal answers (for `/readyz`): it describes a workflow that never exists.
     async fn ping(&self) -> Result<(), OrchestratorError> {
         let probe = RequestId::parse("ntf-readyz-probe").expect("a valid request id");
         self.run_state(&probe).await.map(|_| ())
     }
-    /// Reads whether the request's workflow still runs, without querying it: a direct request's
-    /// workflow answers queries only between workflow tasks, and its one task stays open while
-    /// it delivers. The progress in the answer is empty.
-    async fn run_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
-        Ok(match self.live_state(request_id).await? {
-            LiveState::Running(_) => LiveState::Running(Progress::default()),
-            other => other,
-        })
-    }
+    /// Reads whether the request's workflow still runs, from its description: no query, so
+    /// no workflow task and no worker is involved (status counts come from the store).
+    async fn run_state(&self, request_id: &RequestId) -> Result<RunState, OrchestratorError>;
     /// Signals a running request.
     async fn control(
         &self,
@@ -254,38 +245,19 @@ impl Orchestrator for TemporalOrchestrator {
         }
     }
 
-    async fn run_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
+    async fn run_state(&self, request_id: &RequestId) -> Result<RunState, OrchestratorError> {
         let handle = self
             .client
             .get_workflow_handle::<NotificationWorkflow>(request_id.workflow_id());
         let description = match handle.describe(WorkflowDescribeOptions::default()).await {
             Ok(d) => d,
-            Err(WorkflowInteractionError::NotFound(_)) => return Ok(LiveState::Unknown),
+            Err(WorkflowInteractionError::NotFound(_)) => return Ok(RunState::Unknown),
             Err(e) => return Err(OrchestratorError::Unavailable(e.to_string())),
         };
         Ok(match closed_state(description.status()) {
-            Some(state) => LiveState::Closed(state),
-            None => LiveState::Running(Progress::default()),
+            Some(state) => RunState::Closed(state),
+            None => RunState::Running,
         })
-    }
-
-    async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
-        if let state @ (LiveState::Closed(_) | LiveState::Unknown) =
-            self.run_state(request_id).await?
-        {
-            return Ok(state);
-        }
-        let handle = self
-            .client
-            .get_workflow_handle::<NotificationWorkflow>(request_id.workflow_id());
-        match handle
-            .query(ProgressQuery, (), WorkflowQueryOptions::default())
-            .await
-        {
-            Ok(progress) => Ok(LiveState::Running(progress)),
-            Err(WorkflowQueryError::NotFound(_)) => Ok(LiveState::Unknown),
-            Err(e) => Err(OrchestratorError::Unavailable(e.to_string())),
-        }
     }
 
     async fn control(

@@ -1,8 +1,8 @@
 //! `GET /v1/status/{request_id}` and `GET /v1/receipts`: a request's progress and receipts.
 //!
-//! Status comes live from the workflow while it runs (the `progress` query) and from the
-//! store once the workflow has written its outcome. If Temporal cannot be asked (the worker is
-//! down, the history is past retention), the store's receipts answer instead.
+//! Status comes from the store: the outcome the workflow wrote once it has, and while it runs
+//! the receipts' counts with the snapshot's size and finished pages, shared for a second by
+//! every caller of the API process (see [`running_view`]). No status read queries a workflow.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor;
 use crate::error::{ApiError, ApiQuery, ErrorBody};
-use crate::orchestrator::LiveState;
+use crate::orchestrator::RunState;
 
 /// How long status waits on Temporal before answering from the store.
 const LIVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -37,8 +37,10 @@ pub struct StatusResponse {
     /// The template.
     #[schema(value_type = TemplateId)]
     pub template_id: String,
-    /// Where the figures come from: `workflow` (live), `store` (final) or `receipts` (fallback).
-    #[schema(pattern = "^(workflow|store|receipts)$")]
+    /// Where the figures come from: `store` (the outcome the request recorded when it ended)
+    /// or `receipts` (while it runs: counted from its receipts and audience snapshot, at most
+    /// a second old).
+    #[schema(pattern = "^(store|receipts)$")]
     pub source: String,
     /// How the request is delivered: `direct` (a small explicit audience, one workflow
     /// execution) or `tree` (resolution and pages as child workflows).
@@ -119,64 +121,74 @@ pub async fn status(
             "store",
         )));
     }
-    if record.path == DeliveryPath::Direct {
-        return direct_status(&state, &tenant, record).await.map(Json);
-    }
-    let live = tokio::time::timeout(LIVE_TIMEOUT, state.orchestrator.live_state(&request_id)).await;
-    let (live_state, progress) = match live {
-        Ok(Ok(LiveState::Running(progress))) => {
-            let progress = raised_to_receipts(&state, &request_id, progress).await?;
-            return Ok(Json(respond(
-                &record,
-                RequestState::Running,
-                progress,
-                "workflow",
-            )));
+    let view = state
+        .running_status
+        .get_or_load(&request_id, || running_view(&state, &tenant, &record))
+        .await?;
+    Ok(Json(match view {
+        RunningView::Finished(fresh) => {
+            let progress = fresh.progress.clone().unwrap_or_default();
+            respond(&record, fresh.state, progress, "store")
         }
-        Ok(Ok(LiveState::Closed(closed))) => {
-            // The workflow may have finalised between our two reads.
-            let fresh = owned_request(&state, &tenant, &request_id).await?;
-            if let (true, Some(progress)) = (fresh.state.is_terminal(), fresh.progress) {
-                return Ok(Json(respond(&record, fresh.state, progress, "store")));
-            }
-            (closed, None)
+        RunningView::Counted(run_state, progress) => {
+            respond(&record, run_state, progress, "receipts")
         }
-        Ok(Ok(LiveState::Unknown)) => (record.state, None),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, request_id = %request_id, "live status unavailable");
-            (record.state, None)
-        }
-        Err(_) => {
-            tracing::warn!(request_id = %request_id, "live status timed out");
-            (record.state, None)
-        }
-    };
-    let progress = match progress {
-        Some(p) => p,
-        None => progress_from_receipts(&state, &request_id).await?,
-    };
-    Ok(Json(respond(&record, live_state, progress, "receipts")))
+    }))
 }
 
-/// Status of a direct request that has not recorded its outcome: whether it runs comes from
-/// Temporal (without a query, which would wait behind the delivery), the counts from its
-/// receipts over the audience it listed.
-async fn direct_status(
+/// How long one API process reuses what it counted for a request that has not recorded its
+/// outcome (see [`running_view`]).
+pub const RUNNING_STATUS_TTL: Duration = Duration::from_secs(1);
+
+/// The most running requests whose status one API process keeps at once.
+pub const RUNNING_STATUS_CAPACITY: usize = 10_000;
+
+/// What status says of a request that has not recorded its outcome, shared by its callers for
+/// [`RUNNING_STATUS_TTL`].
+#[derive(Debug, Clone)]
+pub enum RunningView {
+    /// It closed and recorded its outcome between the two reads.
+    Finished(Box<RequestRecord>),
+    /// Its state (from Temporal, or the store's when Temporal cannot say) and its counts.
+    Counted(RequestState, Progress),
+}
+
+/// Running requests' status, per API process.
+pub type RunningStatusCache = crate::cache::TtlCache<RequestId, RunningView>;
+
+/// A new [`RunningStatusCache`].
+pub fn running_status_cache() -> RunningStatusCache {
+    crate::cache::TtlCache::new(RUNNING_STATUS_TTL, RUNNING_STATUS_CAPACITY)
+}
+
+/// Status of a request that has not recorded its outcome, from the store: its receipts'
+/// counts, its audience snapshot's size and finished pages (written by the resolver and the
+/// page activities as they go) and its controls. Temporal is asked only whether the workflow
+/// still runs (a describe, not a query: the workflow's `progress` query is for the Temporal
+/// UI), which catches a workflow that closed without writing its outcome.
+///
+/// Counting reads every receipt of the request, so the answer is shared by every caller of
+/// this process for [`RUNNING_STATUS_TTL`]: dashboards poll, and a client polling a
+/// 100,000-recipient fan-out every 100 ms had PostgreSQL counting its 200,000 receipts ten
+/// times a second. The counts only grow between loads, so status never falls, and once the
+/// outcome is written the final counts are the workflow's own.
+async fn running_view(
     state: &AppState,
     tenant: &TenantId,
-    record: RequestRecord,
-) -> Result<StatusResponse, ApiError> {
+    record: &RequestRecord,
+) -> Result<RunningView, ApiError> {
     let request_id = &record.request_id;
     let run = tokio::time::timeout(LIVE_TIMEOUT, state.orchestrator.run_state(request_id)).await;
     let run_state = match run {
-        Ok(Ok(LiveState::Closed(closed))) => {
+        Ok(Ok(RunState::Closed(closed))) => {
+            // The workflow may have recorded its outcome since our first read.
             let fresh = owned_request(state, tenant, request_id).await?;
-            if let (true, Some(progress)) = (fresh.state.is_terminal(), fresh.progress) {
-                return Ok(respond(&record, fresh.state, progress, "store"));
+            if fresh.state.is_terminal() && fresh.progress.is_some() {
+                return Ok(RunningView::Finished(Box::new(fresh)));
             }
             closed
         }
-        Ok(Ok(LiveState::Running(_) | LiveState::Unknown)) => record.state,
+        Ok(Ok(RunState::Running | RunState::Unknown)) => record.state,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, request_id = %request_id, "run state unavailable");
             record.state
@@ -186,92 +198,72 @@ async fn direct_status(
             record.state
         }
     };
-    let mut progress = progress_from_receipts(state, request_id).await?;
+    let receipts = state.store.receipt_counts(request_id).await?;
     let controls = state.store.get_controls(request_id).await?;
+    let input = state.store.request_input(tenant, request_id).await?;
+    let channels = input
+        .as_ref()
+        .map(|i| i.channels.clone())
+        .unwrap_or_default();
+    let mut progress = match (record.path, &input) {
+        (DeliveryPath::Direct, Some(input)) => {
+            let listed = match &input.recipients {
+                RecipientsQuery::Users { user_ids } => user_ids.len() as u64,
+                _ => 0,
+            };
+            counted(receipts, &channels, listed, 0, 1, 0)
+        }
+        (DeliveryPath::Tree, Some(_)) => {
+            let stored = state
+                .store
+                .stored_progress(request_id, channels.len())
+                .await?;
+            counted(
+                receipts,
+                &channels,
+                stored.recipients,
+                stored.excluded,
+                stored.pages_total,
+                stored.pages_done,
+            )
+        }
+        // No input stored (written before inputs were kept): what the receipts say.
+        (_, None) => counted(receipts, &[], 0, 0, 0, 0),
+    };
     progress.paused = controls.paused;
     progress.rate_per_second = controls.rate_per_second;
-    if let Some(input) = state.store.request_input(tenant, request_id).await? {
-        let listed = match &input.recipients {
-            RecipientsQuery::Users { user_ids } => user_ids.len() as u64,
-            _ => 0,
-        };
-        progress.recipients = listed;
-        progress.pages_total = 1;
-        for channel in input.channels {
-            let counts = progress.channels.entry(channel).or_default();
-            counts.total = counts.total.max(listed);
-            counts.recompute_pending();
-        }
+    Ok(RunningView::Counted(run_state, progress))
+}
+
+/// A running request's counts: every recipient of the snapshot so far (and every member left
+/// out of it, as suppressed) on each channel, settled as far as the receipts say. Channels
+/// with receipts but not among `channels` count what their receipts hold.
+fn counted(
+    mut receipts: BTreeMap<Channel, ChannelCounts>,
+    channels: &[Channel],
+    recipients: u64,
+    excluded: u64,
+    pages_total: u32,
+    pages_done: u32,
+) -> Progress {
+    for channel in channels {
+        let counts = receipts.entry(*channel).or_default();
+        counts.suppressed += excluded;
+        counts.total = recipients + excluded;
     }
-    Ok(respond(&record, run_state, progress, "receipts"))
-}
-
-/// How long a running request's receipt counts are reused (see [`raised_to_receipts`]).
-pub const RECEIPT_COUNTS_TTL: Duration = Duration::from_secs(1);
-
-/// The most running requests whose receipt counts one API process keeps at once.
-pub const RECEIPT_COUNTS_CAPACITY: usize = 10_000;
-
-/// A running request's receipt counts, shared by its status callers for a second.
-pub type ReceiptCountsCache = crate::cache::TtlCache<RequestId, BTreeMap<Channel, ChannelCounts>>;
-
-/// A new [`ReceiptCountsCache`].
-pub fn receipt_counts_cache() -> ReceiptCountsCache {
-    crate::cache::TtlCache::new(RECEIPT_COUNTS_TTL, RECEIPT_COUNTS_CAPACITY)
-}
-
-/// Rebuilds counts from receipts when neither the workflow nor its final write can answer.
-/// Totals are what has receipts; instances never attempted are not counted.
-/// A running tree request's counts: the workflow's, which move only when a page finishes,
-/// raised to what its receipts already say (a page writes them every few deliveries and at
-/// least every 250 ms), so status moves while a page runs. Both only grow, so the answer
-/// never falls; the final counts are the workflow's own.
-///
-/// Counting a request's receipts reads every one of them, so the counts are shared for
-/// [`RECEIPT_COUNTS_TTL`] by every caller of this process: a client polling a 100,000-recipient
-/// fan-out every 100 ms had PostgreSQL scanning its 200,000 receipts ten times a second, which
-/// took more of the machine than the delivery itself.
-async fn raised_to_receipts(
-    state: &AppState,
-    request_id: &RequestId,
-    mut progress: Progress,
-) -> Result<Progress, ApiError> {
-    let receipts = state
-        .receipt_counts
-        .get_or_load(request_id, || state.store.receipt_counts(request_id))
-        .await?;
-    let excluded = progress.excluded;
-    for (channel, counts) in &mut progress.channels {
-        let Some(seen) = receipts.get(channel) else {
-            continue;
-        };
-        counts.delivered = counts.delivered.max(seen.delivered);
-        counts.failed = counts.failed.max(seen.failed);
-        counts.cancelled = counts.cancelled.max(seen.cancelled);
-        // Members left out of the snapshot count as suppressed and have no receipt.
-        counts.suppressed = counts.suppressed.max(seen.suppressed + excluded);
+    for counts in receipts.values_mut() {
         let settled = counts.delivered + counts.failed + counts.cancelled + counts.suppressed;
-        counts.pending = counts.total.saturating_sub(settled);
+        counts.total = counts.total.max(settled + counts.pending);
+        counts.pending = counts.total - settled;
     }
-    Ok(progress)
-}
-
-async fn progress_from_receipts(
-    state: &AppState,
-    request_id: &RequestId,
-) -> Result<Progress, ApiError> {
-    let mut channels = state.store.receipt_counts(request_id).await?;
-    for counts in channels.values_mut() {
-        counts.total = counts.delivered
-            + counts.failed
-            + counts.suppressed
-            + counts.cancelled
-            + counts.pending;
-    }
-    Ok(Progress {
-        channels,
+    Progress {
+        pages_total,
+        pages_done,
+        recipients,
+        excluded,
+        channels: receipts,
         ..Progress::default()
-    })
+    }
 }
 
 fn respond(

@@ -16,7 +16,7 @@ use fanout_store::tenants::generate_api_key;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::orchestrator::{Control, LiveState, Orchestrator, OrchestratorError, StartOutcome};
+use crate::orchestrator::{Control, Orchestrator, OrchestratorError, RunState, StartOutcome};
 use crate::scheduling::{SchedulingConfig, TaskPriority};
 use crate::{AppState, app};
 
@@ -111,15 +111,11 @@ impl Orchestrator for FakeOrchestrator {
         Ok(u32::try_from(running).unwrap_or(u32::MAX))
     }
 
-    async fn live_state(&self, request_id: &RequestId) -> Result<LiveState, OrchestratorError> {
+    async fn run_state(&self, request_id: &RequestId) -> Result<RunState, OrchestratorError> {
         let started = self.started.lock().unwrap();
         Ok(match started.iter().find(|s| &s.request_id == request_id) {
-            Some(_) => LiveState::Running(Progress {
-                pages_total: 1,
-                recipients: 1,
-                ..Progress::default()
-            }),
-            None => LiveState::Unknown,
+            Some(_) => RunState::Running,
+            None => RunState::Unknown,
         })
     }
 }
@@ -162,7 +158,7 @@ async fn harness_with(dedupe_window: Duration, scheduling: SchedulingConfig) -> 
         direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
         scheduling,
         http: Default::default(),
-        receipt_counts: crate::requests::receipt_counts_cache(),
+        running_status: crate::requests::running_status_cache(),
     });
     let mut keys = Vec::new();
     for tenant in ["a", "b"] {

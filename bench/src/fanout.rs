@@ -54,7 +54,7 @@ use crate::{
     temporal_client, wait_for_api,
 };
 
-fn email_content() -> EmailContent {
+pub(crate) fn email_content() -> EmailContent {
     EmailContent {
         subject: "{{ data.actor }} posted".into(),
         text: "Hi {{ user.name }}, {{ data.actor }} posted something new.".into(),

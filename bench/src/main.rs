@@ -1,13 +1,14 @@
 //! `make bench`: one run on the embedded stack (Temporal dev server, SQLite, the provider
-//! sandbox) of two sections, each measuring Fanout against baselines in the same process:
+//! sandbox) of three sections, each measuring Fanout against baselines in the same process:
 //!
 //! - [`fanout`]: one large fan-out (100,000 followers over email and in-app) against a naive
 //!   design and a direct loop, and each channel against its sink's ceiling;
 //! - [`transactional`]: one-recipient requests against a minimal workflow-per-request design
 //!   and a direct loop, an open loop, and the noisy neighbour with priority and fairness on and
-//!   off.
+//!   off;
+//! - [`observe`]: status reads of a running request against a finished one.
 //!
-//! `BENCH_SECTIONS` picks sections (both by default); each prints its tables, and
+//! `BENCH_SECTIONS` picks sections (all by default); each prints its tables, and
 //! `bench-results/latest.json` gets the results of those that ran (the others keep theirs).
 //! `BENCH_STORE=postgres` runs Fanout's store on PostgreSQL instead of SQLite: each section on
 //! a new database on the server `BENCH_POSTGRES_URL` names (`make bench` starts one), with its
@@ -22,6 +23,7 @@ mod direct;
 mod fanout;
 mod minimal;
 mod naive;
+mod observe;
 mod sink;
 mod tables;
 mod transactional;
@@ -33,7 +35,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, bail};
 use fanout_tests::stack::{self, Shared};
-use serde_json::Value;
+use serde_json::{Value, json};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
 use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
@@ -105,9 +107,9 @@ async fn store_url(dir: &Path, name: &str) -> anyhow::Result<String> {
 }
 
 /// The sections `BENCH_SECTIONS` (comma-separated) names: `fanout` (the mixed fan-out, the
-/// naive baseline, the direct ceiling, the per-channel runs) and `transactional` (see
-/// [`transactional`]). Both by default.
-const SECTIONS: [&str; 2] = ["fanout", "transactional"];
+/// naive baseline, the direct ceiling, the per-channel runs), `transactional` (see
+/// [`transactional`]) and `observe` (see [`observe`]). All by default.
+const SECTIONS: [&str; 3] = ["fanout", "transactional", "observe"];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -147,6 +149,11 @@ async fn main() -> anyhow::Result<()> {
         transactional::print_table(&transactional);
         results.insert("transactional".into(), transactional);
     }
+    if chosen.contains(&"observe") {
+        let observe = observe::run(shared, &bin_dir, &dir).await?;
+        observe::print_table(&observe);
+        results.insert("observe".into(), observe);
+    }
     std::fs::write(
         &latest,
         serde_json::to_string_pretty(&Value::Object(results))? + "\n",
@@ -158,6 +165,36 @@ async fn main() -> anyhow::Result<()> {
 
 fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// The 50th, 95th and 99th percentiles and the maximum of a sample.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Spread {
+    pub(crate) p50: f64,
+    pub(crate) p95: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
+}
+
+impl Spread {
+    pub(crate) fn of(mut sample: Vec<f64>) -> Self {
+        if sample.is_empty() {
+            return Self::default();
+        }
+        sample.sort_by(f64::total_cmp);
+        let at =
+            |q: f64| sample[((q * sample.len() as f64).ceil() as usize).clamp(1, sample.len()) - 1];
+        Self {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: sample[sample.len() - 1],
+        }
+    }
+
+    pub(crate) fn to_json(self) -> Value {
+        json!({"p50": round(self.p50), "p95": round(self.p95), "p99": round(self.p99), "max": round(self.max)})
+    }
 }
 
 /// A baseline's worker: its workflow and activities.

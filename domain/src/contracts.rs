@@ -453,6 +453,15 @@ pub struct PageReport {
     pub deferred: u64,
 }
 
+impl PageReport {
+    /// Whether this round leaves nothing more to do for the page's channel: nothing pending,
+    /// or the last round ran with no send held by a breaker or a switch. The page workflow
+    /// stops its rounds on this, and the activity records the page as finished on it.
+    pub fn finishes_channel(&self, final_round: bool) -> bool {
+        self.pending == 0 || (final_round && self.held == 0)
+    }
+}
+
 /// Input of `finalize_request`: the request's last word, written to the store so status is
 /// served without the workflow once it has closed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -184,7 +184,7 @@ impl Store {
         if ids.is_empty() {
             return Ok((0, 0, 0));
         }
-        let mut counts = [0u64; 5];
+        let mut counts = [0u64; 7];
         let (mut tx, _writer) = self.write_tx().await?;
         // Dead letters before receipts, the order deliveries, re-drives and erasures lock
         // them in: the opposite order could deadlock with a re-drive on PostgreSQL.
@@ -192,6 +192,8 @@ impl Store {
             "dead_letters",
             "receipts",
             "audience",
+            "resolved_chunks",
+            "finished_pages",
             "request_controls",
             "requests",
         ]
@@ -209,7 +211,7 @@ impl Store {
             counts[i] = query.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
-        Ok((counts[4], counts[1], counts[0]))
+        Ok((counts[6], counts[1], counts[0]))
     }
 }
 

@@ -84,7 +84,7 @@ async fn deliver_channel(
                 options::delivery_activity(),
             )
             .await?;
-        if report.pending == 0 || (final_round && report.held == 0) {
+        if report.finishes_channel(final_round) {
             return Ok(report);
         }
         let delay = round_delay(

@@ -14,8 +14,8 @@ async fn small_lists_take_the_direct_path_and_larger_audiences_the_tree() {
     large["recipients_query"] = json!({"type": "users", "user_ids": many});
     for (body, path, source) in [
         (trigger("small"), "direct", "receipts"),
-        (large, "tree", "workflow"),
-        (followers, "tree", "workflow"),
+        (large, "tree", "receipts"),
+        (followers, "tree", "receipts"),
     ] {
         let (status, accepted) = h
             .call("POST", "/v1/notify", Some(h.key(0)), Some(body))

@@ -193,7 +193,7 @@ async fn admin_and_tenant_keys_do_not_open_each_others_routes() {
         direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
         scheduling: Default::default(),
         http: Default::default(),
-        receipt_counts: crate::requests::receipt_counts_cache(),
+        running_status: crate::requests::running_status_cache(),
     });
     let request = Request::get("/v1/admin/tenants")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN_KEY}"))

@@ -28,35 +28,7 @@ pub(super) struct Sent {
     pub(super) phases: Vec<(String, f64)>,
 }
 
-/// The 50th, 95th and 99th percentiles and the maximum of a sample.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Spread {
-    pub(super) p50: f64,
-    pub(super) p95: f64,
-    pub(super) p99: f64,
-    pub(super) max: f64,
-}
-
-impl Spread {
-    pub(super) fn of(mut sample: Vec<f64>) -> Self {
-        if sample.is_empty() {
-            return Self::default();
-        }
-        sample.sort_by(f64::total_cmp);
-        let at =
-            |q: f64| sample[((q * sample.len() as f64).ceil() as usize).clamp(1, sample.len()) - 1];
-        Self {
-            p50: at(0.50),
-            p95: at(0.95),
-            p99: at(0.99),
-            max: sample[sample.len() - 1],
-        }
-    }
-
-    pub(super) fn to_json(self) -> Value {
-        json!({"p50": round(self.p50), "p95": round(self.p95), "p99": round(self.p99), "max": round(self.max)})
-    }
-}
+pub(super) use crate::Spread;
 
 /// What a run measured.
 pub(super) struct Run {
