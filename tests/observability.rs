@@ -8,7 +8,7 @@ use fanout_sandbox::{FaultStage, NewFault};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, poll, stack};
+use crate::helpers::{TestApp, poll, processes, stack};
 
 /// The value of the sample of `name` whose labels include all of `labels`, summed over the
 /// samples that match (0 when none does).
@@ -243,5 +243,181 @@ async fn the_api_makes_a_request_id_when_the_client_sends_none_and_reports_readi
         body,
         json!({"status": "ready", "store": "ok", "temporal": "ok"})
     );
+    Ok(())
+}
+
+/// The spans of one trace the sandbox's OTLP receiver holds, once `ready` says they are all
+/// there (exporters send in batches, so spans arrive over a moment).
+async fn trace_spans(
+    sandbox: &str,
+    trace_id: &str,
+    ready: impl Fn(&[fanout_sandbox::otlp::ReceivedSpan]) -> bool,
+) -> anyhow::Result<Vec<fanout_sandbox::otlp::ReceivedSpan>> {
+    let url = format!("{sandbox}/api/spans?trace_id={trace_id}");
+    let read = || async {
+        let list: fanout_sandbox::otlp::SpanList = reqwest::get(&url).await?.json().await?;
+        anyhow::Ok(list.spans)
+    };
+    let found = poll(Duration::from_secs(30), "the trace's spans", || async {
+        Ok(Some(read().await?).filter(|spans| ready(spans)))
+    })
+    .await;
+    match found {
+        Ok(spans) => Ok(spans),
+        Err(e) => Err(anyhow::anyhow!("{e}; spans so far: {:#?}", read().await?)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_notify_is_one_trace_from_the_api_through_the_workflow_to_the_smtp_send()
+-> anyhow::Result<()> {
+    // The API and the worker as processes of their own (a process has one trace exporter),
+    // exporting to the sandbox's OTLP receiver.
+    let app = TestApp::spawn_full("traces", 50, 16, false).await?;
+    app.put_template(
+        "post",
+        json!({"name": "Post", "email": {"subject": "Hi", "text": "Hi {{ user.name }}"}}),
+    )
+    .await?;
+    app.seed_followers("star", 2).await?;
+    let sandbox = app.shared.sandbox_url.clone();
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", sandbox.clone()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+    ];
+    // Spans are exported whatever the log level: the worker logs warnings only.
+    let _worker = processes::start_worker_with(&app, &otel)?;
+    let mut api_settings = otel.to_vec();
+    api_settings.extend([
+        ("FANOUT_LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ]);
+    let log_path = std::env::temp_dir().join(format!("fanout-traces-api-{}.log", app.tenant));
+    let addr = format!("127.0.0.1:{}", stack::free_port()?);
+    let _api = processes::start_api_with(
+        &app,
+        &addr,
+        &api_settings,
+        Some(std::fs::File::create(&log_path)?),
+    )?;
+    let api = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    poll(Duration::from_secs(30), "the api is up", || async {
+        Ok(http.get(format!("{api}/healthz")).send().await.ok())
+    })
+    .await?;
+
+    let accepted: serde_json::Value = http
+        .post(format!("{api}/v1/notify"))
+        .bearer_auth(&app.api_key)
+        .json(&json!({
+            "template_id": "post",
+            "recipients_query": {"type": "followers", "of": "star"},
+            "channel_prefs": ["email"]
+        }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let request_id = accepted["request_id"].as_str().unwrap().to_owned();
+    poll(Duration::from_secs(60), "the request completes", || async {
+        let status: serde_json::Value = http
+            .get(format!("{api}/v1/status/{request_id}"))
+            .bearer_auth(&app.api_key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok((status["state"] == "completed").then_some(()))
+    })
+    .await?;
+
+    // The API's span names the request: it gives the trace.
+    let notify = poll(Duration::from_secs(30), "the notify span", || async {
+        let list: fanout_sandbox::otlp::SpanList = reqwest::get(format!(
+            "{sandbox}/api/spans?attribute=request_id={request_id}"
+        ))
+        .await?
+        .json()
+        .await?;
+        Ok(list
+            .spans
+            .into_iter()
+            .find(|s| s.service == "fanout-api" && s.name == "POST /v1/notify"))
+    })
+    .await?;
+    assert_eq!(notify.attributes["http.route"], "/v1/notify", "{notify:?}");
+    assert_eq!(notify.attributes["tenant"], app.tenant.as_str());
+    assert!(notify.parent_span_id.is_empty(), "a root span: {notify:?}");
+
+    // Every hop of one trace: the API, the workflow runs, the page's delivery and each SMTP
+    // transaction, each span under the one before it.
+    let spans = trace_spans(&sandbox, &notify.trace_id, |spans| {
+        spans.iter().filter(|s| s.name == "smtp send").count() == 2
+            && spans
+                .iter()
+                .any(|s| s.name == "RunWorkflow:NotificationWorkflow")
+    })
+    .await?;
+    let by_id: BTreeMap<&str, &fanout_sandbox::otlp::ReceivedSpan> =
+        spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let ancestry = |span: &fanout_sandbox::otlp::ReceivedSpan| -> Vec<String> {
+        let mut names = vec![span.name.clone()];
+        let mut at = span;
+        while let Some(parent) = by_id.get(at.parent_span_id.as_str()) {
+            names.push(parent.name.clone());
+            at = parent;
+        }
+        names
+    };
+    let send = spans.iter().find(|s| s.name == "smtp send").unwrap();
+    let chain = ancestry(send);
+    println!("trace {}: {}", notify.trace_id, chain.join(" <- "));
+    let position = |name: &str| {
+        chain
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("{name} is not an ancestor of smtp send: {chain:?}"))
+    };
+    let order = [
+        "smtp send",
+        "deliver email page 0",
+        "RunActivity:deliver_page",
+        "RunWorkflow:FanoutPageWorkflow",
+        "RunWorkflow:NotificationWorkflow",
+        "POST /v1/notify",
+    ]
+    .map(position);
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {chain:?}"
+    );
+    assert_eq!(chain.last().map(String::as_str), Some("POST /v1/notify"));
+    let delivery = spans
+        .iter()
+        .find(|s| s.name == "deliver email page 0")
+        .unwrap();
+    assert_eq!(delivery.attributes["request_id"], request_id);
+    assert_eq!(delivery.attributes["channel"], "email");
+    assert!(
+        spans.iter().all(|s| s.trace_id == notify.trace_id),
+        "one trace"
+    );
+
+    // The API's log lines of the request carry the trace id.
+    let log = std::fs::read_to_string(&log_path)?;
+    let accepted_line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "notification accepted" && l["request_id"] == request_id.as_str())
+        .ok_or_else(|| anyhow::anyhow!("no 'notification accepted' line in {log}"))?;
+    // The event's own fields are flattened; the request span's (with the trace id) are in "span".
+    assert_eq!(
+        accepted_line["span"]["trace_id"],
+        notify.trace_id.as_str(),
+        "{accepted_line}"
+    );
+    let _ = std::fs::remove_file(&log_path);
     Ok(())
 }

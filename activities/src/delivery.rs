@@ -19,6 +19,7 @@
 //! breaker is open).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use fanout_domain::contracts::{DeliverPageInput, PageReport};
@@ -30,6 +31,7 @@ use fanout_domain::{Channel, InstanceId, UnixMillis};
 use fanout_store::audience::PageMember;
 use fanout_store::{Store, now_ms};
 use fanout_telemetry::metrics;
+use fanout_telemetry::traces::{self, CallSpan};
 use futures::StreamExt;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -45,7 +47,7 @@ mod count;
 mod screen;
 mod switch;
 
-use count::{count_call, count_recorded};
+use count::{call_result, count_call, count_recorded};
 use screen::{Erased, Screen};
 use switch::ChannelGate;
 
@@ -165,6 +167,7 @@ pub async fn deliver_page(
         store,
         ctx,
         deadline,
+        calls: AtomicU32::new(0),
     };
     let mut results = futures::stream::iter(todo)
         .map(|(id, member, attempts)| job.attempt(id, member, attempts))
@@ -359,9 +362,19 @@ struct Job<'a> {
     store: &'a Store,
     ctx: &'a ActivityContext,
     deadline: Option<Instant>,
+    /// Provider calls started so far, for the budget of calls traced per delivery.
+    calls: AtomicU32,
 }
 
 impl Job<'_> {
+    /// Starts the span of one provider call (`smtp send`, `apns send`, ...) while the
+    /// delivery's budget of traced calls lasts (see `fanout_telemetry::traces`).
+    fn call_span(&self, name: &'static str, id: &InstanceId) -> CallSpan {
+        let traced = traces::enabled()
+            && self.calls.fetch_add(1, Ordering::Relaxed) < traces::TRACED_CALLS_PER_DELIVERY;
+        CallSpan::start(name, traced, vec![("fanout.instance_id", id.to_string())])
+    }
+
     /// Delivers to one member and returns the receipt describing the result (with the in-app
     /// message to write beside it), or `None` if the request was cancelled before this send
     /// could start.
@@ -532,7 +545,10 @@ impl Job<'_> {
                 let send = match compiled.render(move |c| c.render_email(&vars)).await {
                     Ok(rendered) => {
                         let call = Instant::now();
+                        let span = self.call_span("smtp send", id);
                         let sent = self.email.send(id, address, &rendered).await;
+                        let (result, code) = call_result(&sent);
+                        span.end(result, code);
                         count_call(&providers, &sent, call.elapsed());
                         sent
                     }
@@ -549,7 +565,10 @@ impl Job<'_> {
                     Ok(rendered) => {
                         let message = push::message(id, rendered, input);
                         let call = Instant::now();
+                        let span = self.call_span(push_span_name(&providers), id);
                         let sent = self.push.send(&devices, &message).await;
+                        let (result, code) = call_result(&sent.outcome);
+                        span.end(result, code);
                         count_call(&providers, &sent.outcome, call.elapsed());
                         for (device, code) in &sent.dead {
                             self.retire(user, device, code).await;
@@ -588,6 +607,16 @@ impl Job<'_> {
             self.limits.report(passes, send, started.elapsed()).await;
         }
         outcome
+    }
+}
+
+/// The span name of a push to these providers (a user with devices on both is one call to
+/// each, concurrently: one span covers them).
+fn push_span_name(providers: &[Provider]) -> &'static str {
+    match providers {
+        [Provider::Apns] => "apns send",
+        [Provider::Fcm] => "fcm send",
+        _ => "push send",
     }
 }
 
@@ -637,7 +666,9 @@ fn render_failure(e: &RenderError) -> SendOutcome {
         RenderFailure::Template => ("template_render", "template"),
         RenderFailure::Limit => ("template_limit", "limit"),
     };
-    metrics::RENDER_FAILURES.with_label_values(&[kind]).inc();
+    if metrics::recording() {
+        metrics::RENDER_FAILURES.with_label_values(&[kind]).inc();
+    }
     SendOutcome::Permanent {
         code: code.into(),
         message: e.to_string(),

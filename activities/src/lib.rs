@@ -117,15 +117,20 @@ impl FanoutActivities {
         input: &DeliverPageInput,
         deadline: Option<std::time::Instant>,
     ) -> Result<PageReport, ActivityError> {
-        // Every event of the delivery (and of the provider calls it makes) carries these.
+        // Every event of the delivery (and of the provider calls it makes) carries these. With
+        // traces on it is a span of the request's trace, under the SDK's span of this activity
+        // run, and the parent of each provider call's span.
         let span = tracing::info_span!(
             "delivery",
+            otel.name = %format!("deliver {} page {}", input.channel, input.page),
             request_id = %input.request_id,
             tenant_id = %input.tenant_id,
             channel = %input.channel,
             page = input.page,
             round = input.round,
+            trace_id = tracing::field::Empty,
         );
+        fanout_telemetry::traces::record_trace_id(&span);
         delivery::deliver_page(
             &self.store,
             &self.email,

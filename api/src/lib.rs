@@ -226,7 +226,7 @@ pub async fn run(
     if let Some(key) = config.admin_key.as_ref().filter(|k| !k.expose().is_empty()) {
         auth::check_admin_key(key.expose()).map_err(anyhow::Error::msg)?;
     }
-    fanout_telemetry::metrics::label_tenants(config.metrics.tenant_label);
+    fanout_telemetry::metrics::configure(&config.metrics);
     let store = Store::connect(&config.store).await?;
     let orchestrator = TemporalOrchestrator::connect(&config.temporal).await?;
     let pruning = retention::spawn(store.clone(), &config.retention);

@@ -39,7 +39,10 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    fanout_telemetry::logs::init();
+    let _telemetry = fanout_telemetry::init(
+        "fanout-api",
+        fanout_telemetry::traces::Propagation::FromSpans,
+    )?;
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
     let config: Config = fanout_domain::config::load(cli.config.as_deref(), &env)?;

@@ -399,6 +399,7 @@ pub async fn notify(
         None => (request.dedupe_key.request_id(), 0),
     };
     phases.mark("dedupe");
+    tracing::Span::current().record("request_id", tracing::field::display(&request_id));
     let path = DeliveryPath::for_audience(&request.recipients, state.direct_max_recipients);
     let priority = state.scheduling.task_priority(
         request.priority,

@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use fanout_domain::TenantId;
 use fanout_telemetry::metrics::{self, NotifyOutcome};
+use fanout_telemetry::traces;
 use tracing::Instrument;
 
 /// The header carrying a request's id, in and out.
@@ -34,6 +35,7 @@ impl RequestScope {
     /// Records the authenticated tenant (the first one recorded stays).
     pub fn set_tenant(&self, tenant: &TenantId) {
         let _ = self.tenant.set(tenant.clone());
+        tracing::Span::current().record("tenant", tenant.as_str());
     }
 
     /// The authenticated tenant, if the request got that far.
@@ -65,12 +67,29 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     request
         .extensions_mut()
         .insert(Arc::new(RequestScope::default()));
+    // The request's span: its log lines carry these fields, and with traces on it is the root
+    // of the request's trace (or continues the client's, from its `traceparent`). The route,
+    // tenant and notification id are filled in as they become known.
     let span = tracing::info_span!(
         "http",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
         http_request_id = %id,
         method = %request.method(),
         path = %request.uri().path(),
+        "http.route" = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
+    traces::continue_trace(
+        &span,
+        request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+    );
+    traces::record_trace_id(&span);
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
@@ -85,8 +104,14 @@ pub async fn http_metrics(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().clone();
+    let span = tracing::Span::current();
+    span.record("http.route", route.as_str());
+    span.record("otel.name", format!("{method} {route}"));
     let started = Instant::now();
     let response = next.run(request).await;
+    if !metrics::recording() {
+        return response;
+    }
     metrics::HTTP_REQUESTS
         .with_label_values(&[&route, method.as_str(), response.status().as_str()])
         .inc();

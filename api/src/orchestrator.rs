@@ -157,7 +157,10 @@ impl TemporalOrchestrator {
         let connection = Connection::connect(options).await?;
         let client = Client::new(
             connection,
-            ClientOptions::new(config.namespace.clone()).build(),
+            // With traces on, each start carries the caller's trace in its `_tracer-data` header.
+            ClientOptions::new(config.namespace.clone())
+                .plugins(fanout_telemetry::traces::temporal_plugins())
+                .build(),
         )?;
         Ok(Self {
             client,

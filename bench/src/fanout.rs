@@ -62,7 +62,7 @@ pub(crate) fn email_content() -> EmailContent {
     }
 }
 
-fn in_app_content() -> InAppContent {
+pub(crate) fn in_app_content() -> InAppContent {
     InAppContent {
         title: "{{ data.actor }} posted".into(),
         body: "Have a look, {{ user.name }}.".into(),

@@ -6,8 +6,15 @@
 //!   and its outcome recorded. The two rates come from the same API process in the same run:
 //!   the running read counts from the store (shared for a second per API process), the
 //!   finished one reads the recorded outcome.
+//! - **Telemetry overhead.** The mixed fan-out (email + in-app) to `BENCH_OVERHEAD_RECIPIENTS`
+//!   followers, in turns with telemetry off (`FANOUT_METRICS__ENABLED=false`, no trace
+//!   exporter) and on (metrics recorded and scraped from the worker's listener every second,
+//!   traces exported over OTLP/HTTP to the sandbox's receiver), `BENCH_OVERHEAD_ROUNDS` times
+//!   each in the order off, on, on, off (which cancels the drift of a store that grows with
+//!   every run), each run on a fresh worker and API: deliveries/s on against off.
 
 use std::path::Path;
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -75,6 +82,30 @@ impl Api {
         let body: Value = response.json().await?;
         anyhow::ensure!(status.is_success(), "POST {path}: {status} {body}");
         Ok(body)
+    }
+
+    /// Notifies the followers of `of` with `template`; returns the request id.
+    async fn notify_followers(
+        &self,
+        template: &str,
+        of: &str,
+        dedupe_key: &str,
+    ) -> anyhow::Result<String> {
+        let accepted = self
+            .post(
+                "/v1/notify",
+                json!({
+                    "template_id": template,
+                    "recipients_query": {"type": "followers", "of": of},
+                    "data": {"actor": "Star"},
+                    "dedupe_key": dedupe_key
+                }),
+            )
+            .await?;
+        Ok(accepted["request_id"]
+            .as_str()
+            .with_context(|| format!("notify failed: {accepted}"))?
+            .to_owned())
     }
 
     async fn status(&self, request_id: &str) -> anyhow::Result<Value> {
@@ -168,75 +199,15 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         "observe bench: status reads by {CLIENTS} clients for {seconds}s, of a request to {recipients} followers capped at {RUNNING_RATE}/s, then of the same request finished; store on {}",
         crate::store_kind()?
     );
-    let store_config = StoreConfig {
-        url: crate::store_url(dir, "observe").await?,
-        max_connections: Some(StoreConfig::WORKER_POOL),
-    };
-    let store = Store::connect(&store_config).await?;
-    let tenant = TenantId::parse("observe")?;
-    store.upsert_tenant(&tenant, "Observe").await?;
-    let key = fanout_store::tenants::generate_api_key();
-    store.add_api_key(&tenant, &key).await?;
-    store
-        .upsert_template(
-            &tenant,
-            &TemplateId::parse("post")?,
-            "Post",
-            Some(crate::fanout::email_content()),
-            None,
-        )
-        .await?;
-    let users: Vec<User> = (0..recipients)
-        .map(|i| crate::sink::email_user(&format!("o{i:07}"), "observe.test"))
-        .collect::<anyhow::Result<_>>()?;
-    store.upsert_users(&tenant, &users).await?;
-    let followers: Vec<UserId> = users.iter().map(|u| u.user_id.clone()).collect();
-    store
-        .add_followers(&tenant, &UserId::parse("star")?, &followers)
-        .await?;
+    let (store_url, key) = seeded_store(dir, "observe", recipients).await?;
 
-    let common = vec![
-        (
-            "FANOUT_TEMPORAL__ADDRESS",
-            format!("http://{}", shared.temporal_address),
-        ),
-        ("FANOUT_TEMPORAL__TASK_QUEUE", "bench-observe".to_owned()),
-        ("FANOUT_STORE__URL", store_config.url.clone()),
-    ];
-    let mut worker_env = common.clone();
-    worker_env.extend([
-        ("FANOUT_SMTP__HOST", "127.0.0.1".to_owned()),
-        ("FANOUT_SMTP__PORT", shared.smtp_addr.port().to_string()),
-    ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut api_env = common.clone();
-    api_env.push(("FANOUT_LISTEN_ADDR", format!("127.0.0.1:{port}")));
-    let mut worker = spawn(&bin_dir.join("fanout-worker"), &worker_env, &[])?;
-    let mut api_process = spawn(&bin_dir.join("fanout-api"), &api_env, &["serve"])?;
-    let api = Arc::new(Api {
-        http: reqwest::Client::new(),
-        url: format!("http://127.0.0.1:{port}"),
-        key,
-    });
-    wait_for_api(&api.http, &api.url).await?;
+    let (worker, api_process, api) =
+        start_pair(shared, bin_dir, &store_url, "bench-observe", key, &[]).await?;
+    let api = Arc::new(api);
 
-    let accepted = api
-        .post(
-            "/v1/notify",
-            json!({
-                "template_id": "post",
-                "recipients_query": {"type": "followers", "of": "star"},
-                "data": {"actor": "Star"},
-                "dedupe_key": "bench-observe"
-            }),
-        )
+    let request_id = api
+        .notify_followers("post", "star", "bench-observe")
         .await?;
-    let request_id = accepted["request_id"]
-        .as_str()
-        .with_context(|| format!("notify failed: {accepted}"))?
-        .to_owned();
     api.post(
         &format!("/v1/requests/{request_id}/rate"),
         json!({"per_second": RUNNING_RATE}),
@@ -261,10 +232,10 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
     })
     .await?;
     let finished = api.hammer(&request_id, seconds).await?;
-    let _ = worker.kill();
-    let _ = api_process.kill();
-    let _ = worker.wait();
-    let _ = api_process.wait();
+    stop(api_process);
+    stop(worker);
+
+    let overhead = overhead(shared, bin_dir, dir).await?;
 
     let ratio = finished.per_s() / running.per_s();
     println!(
@@ -283,7 +254,224 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         "status_running": running.to_json(),
         "status_finished": finished.to_json(),
         "finished_over_running": (ratio * 100.0).round() / 100.0,
+        "telemetry_overhead": overhead,
     }))
+}
+
+/// A worker and an API as release processes of their own, on `task_queue`, with `extra`
+/// settings for both; the API as the bench drives it.
+async fn start_pair(
+    shared: &Shared,
+    bin_dir: &Path,
+    store_url: &str,
+    task_queue: &str,
+    key: String,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<(Child, Child, Api)> {
+    let mut common = vec![
+        (
+            "FANOUT_TEMPORAL__ADDRESS",
+            format!("http://{}", shared.temporal_address),
+        ),
+        ("FANOUT_TEMPORAL__TASK_QUEUE", task_queue.to_owned()),
+        ("FANOUT_STORE__URL", store_url.to_owned()),
+    ];
+    common.extend_from_slice(extra);
+    let mut worker_env = common.clone();
+    worker_env.extend([
+        ("FANOUT_SMTP__HOST", "127.0.0.1".to_owned()),
+        ("FANOUT_SMTP__PORT", shared.smtp_addr.port().to_string()),
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut api_env = common;
+    api_env.push(("FANOUT_LISTEN_ADDR", format!("127.0.0.1:{port}")));
+    let worker = spawn(&bin_dir.join("fanout-worker"), &worker_env, &[])?;
+    let api_process = spawn(&bin_dir.join("fanout-api"), &api_env, &["serve"])?;
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: format!("http://127.0.0.1:{port}"),
+        key,
+    };
+    wait_for_api(&api.http, &api.url).await?;
+    Ok((worker, api_process, api))
+}
+
+/// Stops a process as an orchestrator would (SIGTERM: the worker drains, and both flush the
+/// spans they have not exported), killing it if it has not exited within 10 s.
+fn stop(mut process: Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &process.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = process.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = process.kill();
+    let _ = process.wait();
+}
+
+/// A new store holding the tenant `observe` with its key, the `post` (email) and `mixed`
+/// (email + in-app) templates, and `recipients` users following `star`; returns its URL and the
+/// API key.
+async fn seeded_store(
+    dir: &Path,
+    name: &str,
+    recipients: usize,
+) -> anyhow::Result<(String, String)> {
+    let url = crate::store_url(dir, name).await?;
+    let store = Store::connect(&StoreConfig {
+        url: url.clone(),
+        max_connections: Some(StoreConfig::WORKER_POOL),
+    })
+    .await?;
+    let tenant = TenantId::parse("observe")?;
+    store.upsert_tenant(&tenant, "Observe").await?;
+    let key = fanout_store::tenants::generate_api_key();
+    store.add_api_key(&tenant, &key).await?;
+    for (id, in_app) in [
+        ("post", None),
+        ("mixed", Some(crate::fanout::in_app_content())),
+    ] {
+        store
+            .upsert_template(
+                &tenant,
+                &TemplateId::parse(id)?,
+                id,
+                Some(crate::fanout::email_content()),
+                in_app,
+            )
+            .await?;
+    }
+    let users: Vec<User> = (0..recipients)
+        .map(|i| crate::sink::email_user(&format!("o{i:07}"), "observe.test"))
+        .collect::<anyhow::Result<_>>()?;
+    store.upsert_users(&tenant, &users).await?;
+    let followers: Vec<UserId> = users.iter().map(|u| u.user_id.clone()).collect();
+    store
+        .add_followers(&tenant, &UserId::parse("star")?, &followers)
+        .await?;
+    Ok((url, key))
+}
+
+/// The mixed fan-out with telemetry off and on, in turns (see the module docs).
+async fn overhead(shared: &Shared, bin_dir: &Path, dir: &Path) -> anyhow::Result<Value> {
+    let recipients: usize = env_or("BENCH_OVERHEAD_RECIPIENTS", 40_000);
+    let rounds: usize = env_or("BENCH_OVERHEAD_ROUNDS", 2);
+    println!(
+        "observe bench: telemetry overhead, {recipients} followers x 2 channels, {rounds} runs off and {rounds} on (off, on, on, off, ...), each on a new store"
+    );
+
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    let mut spans_before = received_spans(shared).await?;
+    let mut spans = 0u64;
+    for round in 0..rounds * 2 {
+        // Off, on, on, off, ...: a steady drift of the machine cancels out, where off-on-off-on
+        // would charge it to "on". Each run gets a store of its own, seeded before the clock
+        // starts, so no run pays for the rows of the runs before it.
+        let telemetry = matches!(round % 4, 1 | 2);
+        let (store_url, key) = seeded_store(dir, &format!("overhead-{round}"), recipients).await?;
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let settings: Vec<(&'static str, String)> = if telemetry {
+            vec![
+                ("FANOUT_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", shared.sandbox_url.clone()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".to_owned()),
+            ]
+        } else {
+            vec![("FANOUT_METRICS__ENABLED", "false".to_owned())]
+        };
+        let (worker, api_process, api) = start_pair(
+            shared,
+            bin_dir,
+            &store_url,
+            &format!("bench-overhead-{round}"),
+            key,
+            &settings,
+        )
+        .await?;
+        // With telemetry on, a scraper reads the worker's metrics every second, as a
+        // Prometheus with a short interval would.
+        let scraper = telemetry.then(|| {
+            let http = api.http.clone();
+            tokio::spawn(async move {
+                loop {
+                    let _ = http
+                        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+                        .send()
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        });
+        let started = Instant::now();
+        let request_id = api
+            .notify_followers("mixed", "star", &format!("bench-overhead-{round}"))
+            .await?;
+        let done = api
+            .wait_for(&request_id, "completed", Duration::from_secs(600), |s| {
+                s["state"] != "running"
+            })
+            .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        if let Some(scraper) = scraper {
+            scraper.abort();
+        }
+        let delivered = done["totals"]["delivered"].as_u64().unwrap_or(0);
+        anyhow::ensure!(
+            done["state"] == "completed" && delivered == 2 * recipients as u64,
+            "the overhead run did not deliver everything: {done}"
+        );
+        // Stopping the worker flushes the spans it has not exported yet.
+        stop(api_process);
+        stop(worker);
+        let per_s = delivered as f64 / seconds;
+        println!(
+            "observe overhead run {round} (telemetry {}): {per_s:.0} deliveries/s",
+            if telemetry { "on" } else { "off" }
+        );
+        if telemetry {
+            on.push(per_s);
+            let now = received_spans(shared).await?;
+            spans += now.saturating_sub(spans_before);
+            spans_before = now;
+        } else {
+            off.push(per_s);
+            spans_before = received_spans(shared).await?;
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (off_mean, on_mean) = (mean(&off), mean(&on));
+    let cost = 1.0 - on_mean / off_mean;
+    println!(
+        "observe telemetry overhead: off {off_mean:.0}/s, on {on_mean:.0}/s ({:.1}% fewer deliveries/s; target < 5%); {spans} spans received",
+        cost * 100.0
+    );
+    Ok(json!({
+        "recipients": recipients,
+        "runs_off_per_s": off.iter().map(|x| round(*x)).collect::<Vec<_>>(),
+        "runs_on_per_s": on.iter().map(|x| round(*x)).collect::<Vec<_>>(),
+        "off_per_s": round(off_mean),
+        "on_per_s": round(on_mean),
+        "cost_percent": round(cost * 100.0),
+        "spans_per_run": spans / rounds.max(1) as u64,
+    }))
+}
+
+/// Spans the sandbox's OTLP receiver has taken so far.
+async fn received_spans(shared: &Shared) -> anyhow::Result<u64> {
+    let list: Value = reqwest::get(format!("{}/api/spans?limit=0", shared.sandbox_url))
+        .await?
+        .json()
+        .await?;
+    Ok(list["received"].as_u64().unwrap_or(0))
 }
 
 /// Prints the section's table.
@@ -307,5 +495,24 @@ pub fn print_table(r: &Value) {
     println!(
         "finished / running: {} (target <= 2)",
         r["finished_over_running"]
+    );
+    let o = &r["telemetry_overhead"];
+    println!();
+    println!(
+        "| mixed fan-out, {} followers x 2 channels | deliveries/s (mean) | runs |",
+        o["recipients"]
+    );
+    println!("|---|---|---|");
+    println!(
+        "| telemetry off (no metrics recorded, no traces) | {} | {} |",
+        o["off_per_s"], o["runs_off_per_s"]
+    );
+    println!(
+        "| telemetry on (metrics scraped every 1 s, traces to OTLP) | {} | {} |",
+        o["on_per_s"], o["runs_on_per_s"]
+    );
+    println!(
+        "cost: {}% of deliveries/s (target < 5%); {} spans exported per run",
+        o["cost_percent"], o["spans_per_run"]
     );
 }

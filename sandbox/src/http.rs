@@ -47,6 +47,7 @@ pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
         .route("/api/smtp/faults/{id}", delete(remove_fault))
         .merge(crate::fcm::routes())
         .merge(crate::apns::routes())
+        .merge(crate::otlp::routes())
         .route("/api/smtp/ca.pem", get(crate::smtp::ca_pem))
         .fallback(not_found)
         .with_state(sandbox)

@@ -16,6 +16,7 @@
 //! - `http`: the read-back API and the HTML inbox.
 //! - [`apns`]: the APNs simulator, its credentials, fault rules and stored notifications.
 //! - [`fcm`]: the FCM simulator (OAuth token endpoint and `messages:send`), faults and read-back.
+//! - [`otlp`]: an OTLP/HTTP trace receiver with read-back.
 //!
 //! [`serve`] runs everything on listeners the caller binds, so tests use port 0:
 //!
@@ -56,6 +57,9 @@
 //!   `GET /api/apns/notifications/count?token=` ([`apns::NotificationCount`]).
 //! - `GET|POST|DELETE /api/apns/faults`, `DELETE /api/apns/faults/{id}`: APNs fault rules
 //!   ([`apns::FaultList`], [`apns::NewFault`], [`apns::Fault`]).
+//! - `POST /v1/traces`: an OTLP/HTTP trace receiver (JSON encoding); `GET /api/spans?trace_id=
+//!   &attribute=key=value&limit=` ([`otlp::SpanList`]) and `DELETE /api/spans` read back and
+//!   forget what it received (see [`otlp`]).
 //!
 //! Errors are JSON [`ErrorResponse`] bodies with a matching status code.
 
@@ -64,6 +68,7 @@ mod arrivals;
 pub mod fcm;
 mod http;
 mod mailbox;
+pub mod otlp;
 mod smtp;
 
 use std::future::Future;
@@ -92,6 +97,8 @@ pub(crate) struct Sandbox {
     pub smtp_faults: Faults,
     pub fcm: fcm::Fcm,
     pub apns: apns::Apns,
+    /// Spans received by the OTLP receiver.
+    pub spans: otlp::Spans,
     /// STARTTLS, implicit TLS and AUTH settings of the SMTP listeners.
     pub smtp_options: SmtpOptions,
 }
@@ -104,6 +111,7 @@ impl Sandbox {
             smtp_faults: Faults::default(),
             fcm: fcm::Fcm::new(),
             apns: apns::Apns::default(),
+            spans: otlp::Spans::default(),
             smtp_options: SmtpOptions::default(),
         }
     }

@@ -18,7 +18,10 @@ const DEFAULT_APNS_ADDR: &str = "127.0.0.1:2197";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    fanout_telemetry::logs::init();
+    let _telemetry = fanout_telemetry::init(
+        "fanout-sandbox",
+        fanout_telemetry::traces::Propagation::FromHeaders,
+    )?;
 
     let smtp_addr = address("FANOUT_SANDBOX_SMTP_ADDR", DEFAULT_SMTP_ADDR);
     let smtps_addr = address("FANOUT_SANDBOX_SMTPS_ADDR", DEFAULT_SMTPS_ADDR);

@@ -2,7 +2,8 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// How log lines are written (`FANOUT_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,21 +39,26 @@ impl LogFormat {
     }
 }
 
-/// Installs the process's log subscriber, writing to stderr: the format from
-/// [`LogFormat::from_env`], the level from `RUST_LOG` (default `info`).
-pub fn init() {
+/// The layer writing log lines to stderr: the format from [`LogFormat::from_env`], the level
+/// from `RUST_LOG` (default `info`).
+pub fn layer<S>() -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match LogFormat::from_env() {
-        LogFormat::Json => builder
+        LogFormat::Json => lines
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .flatten_event(true)
-            .init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => lines
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
     }
 }
 

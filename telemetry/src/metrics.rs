@@ -4,7 +4,7 @@
 //! Label values are bounded: routes are templates (`/v1/status/{request_id}`), never paths;
 //! channels, outcomes, providers and priorities are fixed sets; error codes are the platform's
 //! stable receipt codes. A user id or request id is never a label. The tenant is a label only
-//! behind a switch ([`label_tenants`], `FANOUT_METRICS__TENANT_LABEL`), for deployments with
+//! behind a switch ([`configure`], `FANOUT_METRICS__TENANT_LABEL`), for deployments with
 //! few tenants; otherwise its value is `all`.
 
 use std::sync::LazyLock;
@@ -20,6 +20,9 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 
 /// Whether the tenant is a label value (see the module docs).
 static TENANT_LABELS: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process records metrics (`FANOUT_METRICS__ENABLED`, on by default).
+static RECORDING: AtomicBool = AtomicBool::new(true);
 
 /// Latency buckets of calls: HTTP requests and provider calls, in seconds. 0.3 is the accept
 /// objective's threshold (`deploy/prometheus`).
@@ -169,9 +172,17 @@ impl NotifyOutcome {
     }
 }
 
-/// Turns tenant labels on or off for this process (`FANOUT_METRICS__TENANT_LABEL`).
-pub fn label_tenants(on: bool) {
-    TENANT_LABELS.store(on, Ordering::Relaxed);
+/// Applies the process's metrics settings: tenant labels on or off, recording on or off.
+pub fn configure(config: &MetricsConfig) {
+    TENANT_LABELS.store(config.tenant_label, Ordering::Relaxed);
+    RECORDING.store(config.enabled, Ordering::Relaxed);
+}
+
+/// Whether this process records metrics: with `FANOUT_METRICS__ENABLED=false` nothing is
+/// counted or timed (the families are still served, at zero), which is how the benchmark
+/// measures what metrics cost.
+pub fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
 }
 
 /// The `tenant` label value for `tenant_id`: itself when tenant labels are on, else `all`.
@@ -185,6 +196,9 @@ pub fn tenant(tenant_id: &str) -> &str {
 
 /// Counts a notify's outcome.
 pub fn notify(tenant_id: &str, outcome: NotifyOutcome) {
+    if !recording() {
+        return;
+    }
     NOTIFY
         .with_label_values(&[tenant(tenant_id), outcome.as_str()])
         .inc();
@@ -192,6 +206,9 @@ pub fn notify(tenant_id: &str, outcome: NotifyOutcome) {
 
 /// Records one provider call.
 pub fn provider_call(provider: &str, result: &str, took: Duration) {
+    if !recording() {
+        return;
+    }
     PROVIDER_CALLS.with_label_values(&[provider, result]).inc();
     PROVIDER_DURATION
         .with_label_values(&[provider])
@@ -199,12 +216,23 @@ pub fn provider_call(provider: &str, result: &str, took: Duration) {
 }
 
 /// Settings of the metrics (`FANOUT_METRICS__*`), shared by the API and the worker.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct MetricsConfig {
     /// Label deliveries and notifies with the tenant id (off by default: the number of tenants
     /// is unbounded).
     pub tenant_label: bool,
+    /// Record metrics at all (on by default; see [`recording`]).
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            tenant_label: false,
+            enabled: true,
+        }
+    }
 }
 
 /// Registers every metric family, so a scrape lists each one from the start: the statics

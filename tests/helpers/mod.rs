@@ -177,7 +177,10 @@ impl TestApp {
             limits: fanout_activities::LimitsConfig::default().without_breaker(),
             // Tests share one process and so one metrics registry: the tenant label tells
             // each test's counts apart.
-            metrics: fanout_telemetry::metrics::MetricsConfig { tenant_label: true },
+            metrics: fanout_telemetry::metrics::MetricsConfig {
+                tenant_label: true,
+                ..Default::default()
+            },
             ..fanout_worker::Config::default()
         };
         let stop_worker = in_process_worker.then(|| stack::spawn_worker(worker_config.clone()));
@@ -190,7 +193,10 @@ impl TestApp {
             temporal,
             store: store_config,
             direct_max_recipients,
-            metrics: fanout_telemetry::metrics::MetricsConfig { tenant_label: true },
+            metrics: fanout_telemetry::metrics::MetricsConfig {
+                tenant_label: true,
+                ..Default::default()
+            },
             ..fanout_api::Config::default()
         };
         tokio::spawn(async move {

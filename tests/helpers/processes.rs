@@ -95,7 +95,24 @@ pub fn start_worker(app: &TestApp) -> anyhow::Result<Process> {
 
 /// A `fanout-api serve` process listening on `addr`, on the test's Temporal and store.
 pub fn start_api(app: &TestApp, addr: &str) -> anyhow::Result<Process> {
+    start_api_with(app, addr, &[], None)
+}
+
+/// As [`start_api`], with settings added (`FANOUT_...`, `OTEL_...`, `RUST_LOG` variables) and
+/// its log (stderr) written to `log` when given.
+pub fn start_api_with(
+    app: &TestApp,
+    addr: &str,
+    extra: &[(&str, String)],
+    log: Option<std::fs::File>,
+) -> anyhow::Result<Process> {
     let mut command = base(app, "fanout-api")?;
     command.arg("serve").env("FANOUT_LISTEN_ADDR", addr);
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    if let Some(log) = log {
+        command.stderr(log);
+    }
     Ok(Process(command.spawn()?))
 }

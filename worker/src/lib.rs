@@ -92,7 +92,7 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 ///
 /// The SDK's worker future is not `Send`: drive this from `main` or a dedicated runtime thread.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    fanout_telemetry::metrics::label_tenants(config.metrics.tenant_label);
+    fanout_telemetry::metrics::configure(&config.metrics);
     let store_config = StoreConfig {
         max_connections: Some(config.store.pool_size(StoreConfig::WORKER_POOL)),
         ..config.store.clone()
@@ -274,7 +274,11 @@ async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
             .build();
         match Connection::connect(options).await {
             Ok(connection) => {
-                let client_options = ClientOptions::new(config.namespace.clone()).build();
+                // With traces on, the SDK's plugin goes to the worker too (Worker::new takes the
+                // client's plugins): spans of workflow and activity runs, context from headers.
+                let client_options = ClientOptions::new(config.namespace.clone())
+                    .plugins(fanout_telemetry::traces::temporal_plugins())
+                    .build();
                 return Ok(Client::new(connection, client_options)?);
             }
             Err(e) if tokio::time::Instant::now() < deadline => {

@@ -7,7 +7,10 @@ use fanout_worker::{Config, run};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    fanout_telemetry::logs::init();
+    let _telemetry = fanout_telemetry::init(
+        "fanout-worker",
+        fanout_telemetry::traces::Propagation::FromHeaders,
+    )?;
     let env: HashMap<String, String> = std::env::vars().collect();
     let file = env.get("FANOUT_CONFIG_FILE").map(PathBuf::from);
     let config: Config = fanout_domain::config::load(file.as_deref(), &env)?;

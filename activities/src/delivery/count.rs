@@ -20,6 +20,9 @@ pub(super) fn count_recorded(
     batch: &Batch,
     accepted_at: Option<UnixMillis>,
 ) {
+    if !metrics::recording() {
+        return;
+    }
     let tenant = metrics::tenant(input.tenant_id.as_str());
     let channel = input.channel.as_str();
     let now = now_ms();
@@ -44,13 +47,21 @@ pub(super) fn count_recorded(
     }
 }
 
+/// What became of a provider call, as metrics and spans name it: `ok`, `transient` or
+/// `permanent`, with the receipt's code when it failed.
+pub(super) fn call_result(send: &SendOutcome) -> (&'static str, Option<&str>) {
+    match send {
+        SendOutcome::Accepted { .. } => ("ok", None),
+        SendOutcome::Transient { code, .. } => ("transient", Some(code)),
+        SendOutcome::Permanent { code, .. } | SendOutcome::InvalidAddress { code, .. } => {
+            ("permanent", Some(code))
+        }
+    }
+}
+
 /// Counts one call per provider it went through (`fanout_provider_calls_total`) and its time.
 pub(super) fn count_call(providers: &[Provider], send: &SendOutcome, took: Duration) {
-    let result = match send {
-        SendOutcome::Accepted { .. } => "ok",
-        SendOutcome::Transient { .. } => "transient",
-        SendOutcome::Permanent { .. } | SendOutcome::InvalidAddress { .. } => "permanent",
-    };
+    let (result, _) = call_result(send);
     for provider in providers {
         metrics::provider_call(provider.as_str(), result, took);
     }
