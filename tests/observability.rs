@@ -149,6 +149,31 @@ async fn deliveries_show_in_the_workers_metrics_by_channel_and_outcome() -> anyh
         &[("provider", "smtp")],
     );
     assert!(smtp >= 3.0, "three SMTP transactions at least: {text}");
+    // The limits and the delivery machinery. The registry is the test process's, shared with
+    // the tests running beside this one: counters can only be higher, gauges are only read.
+    let first_rounds = sample(
+        &text,
+        "fanout_delivery_rounds_total",
+        &[("channel", "email"), ("round", "first")],
+    );
+    assert!(first_rounds >= 1.0, "a first email round: {text}");
+    let window = sample(&text, "fanout_provider_window", &[("provider", "smtp")]);
+    assert!(window >= 1.0, "the smtp window was opened: {text}");
+    let leases = sample(
+        &text,
+        "fanout_bucket_leases_total",
+        &[("scope", "template")],
+    );
+    assert!(leases >= 1.0, "the template's bucket was asked: {text}");
+    for name in [
+        "fanout_provider_in_flight",
+        "fanout_breaker_open",
+        "fanout_pages_in_flight",
+        "fanout_bucket_tokens_leased_total",
+        "fanout_delivery_round_wait_seconds_count",
+    ] {
+        assert!(exported(&text, name), "{name} missing: {text}");
+    }
 
     // The API counts the notify and the request by its route template.
     let (status, api) = scrape(&format!("{}/metrics", app.api_url)).await?;

@@ -18,6 +18,7 @@
 //! gate every real send after the request's own controls (`circuit_open` while a provider's
 //! breaker is open).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -120,6 +121,8 @@ pub async fn deliver_page(
         .get_receipts(&input.request_id, input.channel, &user_ids)
         .await
         .map_err(store_error)?;
+    let _running = PageInFlight::enter(input.channel);
+    count_round(input, &earlier);
 
     let mut report = PageReport {
         channel: input.channel,
@@ -608,6 +611,57 @@ impl Job<'_> {
         }
         outcome
     }
+}
+
+/// A delivery activity running, as `fanout_pages_in_flight` counts it.
+struct PageInFlight(Option<Channel>);
+
+impl PageInFlight {
+    fn enter(channel: Channel) -> Self {
+        if !metrics::recording() {
+            return Self(None);
+        }
+        metrics::PAGES_IN_FLIGHT
+            .with_label_values(&[channel.as_str()])
+            .inc();
+        Self(Some(channel))
+    }
+}
+
+impl Drop for PageInFlight {
+    fn drop(&mut self) {
+        if let Some(channel) = self.0 {
+            metrics::PAGES_IN_FLIGHT
+                .with_label_values(&[channel.as_str()])
+                .dec();
+        }
+    }
+}
+
+/// Counts a delivery round: `retry` when an earlier round left instances of the page pending
+/// (and how long they waited since, the backoff), else `first`.
+fn count_round(input: &DeliverPageInput, earlier: &HashMap<InstanceId, Receipt>) {
+    if !metrics::recording() {
+        return;
+    }
+    let channel = input.channel.as_str();
+    let left_pending = earlier
+        .values()
+        .filter(|r| r.status == DeliveryStatus::Pending)
+        .map(|r| r.updated_at_ms)
+        .max();
+    let round = match left_pending {
+        Some(at) => {
+            metrics::ROUND_WAIT
+                .with_label_values(&[channel])
+                .observe((now_ms() - at).max(0) as f64 / 1000.0);
+            "retry"
+        }
+        None => "first",
+    };
+    metrics::DELIVERY_ROUNDS
+        .with_label_values(&[channel, round])
+        .inc();
 }
 
 /// The span name of a push to these providers (a user with devices on both is one call to

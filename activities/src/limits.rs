@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use fanout_domain::{TemplateId, TenantId};
 use fanout_store::Store;
 use fanout_store::limits::{GLOBAL_KEY, provider_key, template_key, tenant_key};
+use fanout_telemetry::metrics;
 use serde::{Deserialize, Serialize};
 
 use crate::breaker::{Admission, Breaker, BreakerConfig, Health};
@@ -265,6 +266,7 @@ impl Limits {
                     for p in providers {
                         if let Some(w) = windows.get_mut(p) {
                             w.try_enter();
+                            publish_window(*p, w);
                         }
                     }
                     return true;
@@ -291,6 +293,7 @@ impl Limits {
                 if let Some((health, latency)) = answer {
                     w.observe(health, latency, now);
                 }
+                publish_window(*provider, w);
             }
         }
         drop(windows);
@@ -312,7 +315,9 @@ impl Limits {
             let breaker = breakers
                 .entry(*provider)
                 .or_insert_with(|| Breaker::new(self.config.breaker.clone(), now));
-            match breaker.admit(now) {
+            let admission = breaker.admit(now);
+            publish_breaker(*provider, breaker);
+            match admission {
                 Admission::Held(wait) => {
                     for (p, admission) in passes {
                         if let Some(b) = breakers.get_mut(&p) {
@@ -378,6 +383,7 @@ impl Limits {
                     relocked
                 }
             };
+            count_lease(key, &leased);
             match leased {
                 Ok(None) => {
                     local.unlimited_until = Some(now + QUOTA_TTL);
@@ -413,6 +419,7 @@ impl Limits {
             for (provider, admission) in &passes.admissions {
                 if let Some(b) = breakers.get_mut(provider) {
                     b.record(*admission, health, now);
+                    publish_breaker(*provider, b);
                 }
             }
         }
@@ -438,6 +445,50 @@ impl Limits {
             }
         }
     }
+}
+
+/// Shows a provider's window and sends in flight in the metrics.
+fn publish_window(provider: Provider, window: &Window) {
+    if metrics::recording() {
+        let label = [provider.as_str()];
+        metrics::PROVIDER_IN_FLIGHT
+            .with_label_values(&label)
+            .set(i64::from(window.in_flight()));
+        metrics::PROVIDER_WINDOW
+            .with_label_values(&label)
+            .set(i64::from(window.limit()));
+    }
+}
+
+/// Shows whether a provider's breaker holds sends in the metrics.
+fn publish_breaker(provider: Provider, breaker: &Breaker) {
+    if metrics::recording() {
+        metrics::BREAKER_OPEN
+            .with_label_values(&[provider.as_str()])
+            .set(i64::from(breaker.is_open()));
+    }
+}
+
+/// Counts a lease of bucket `key`'s tokens from the store, by the bucket's scope.
+fn count_lease(key: &str, leased: &fanout_store::Result<Option<fanout_store::limits::Grant>>) {
+    if !metrics::recording() {
+        return;
+    }
+    let scope = metrics::bucket_scope(key);
+    let result = match leased {
+        Ok(None) => "unlimited",
+        Ok(Some(grant)) if grant.granted > 0 => {
+            metrics::BUCKET_TOKENS
+                .with_label_values(&[scope])
+                .inc_by(u64::from(grant.granted));
+            "granted"
+        }
+        Ok(Some(_)) => "empty",
+        Err(_) => "error",
+    };
+    metrics::BUCKET_LEASES
+        .with_label_values(&[scope, result])
+        .inc();
 }
 
 #[cfg(test)]

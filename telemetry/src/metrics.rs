@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The registry every Fanout metric is registered in; [`render`] encodes it.
@@ -44,6 +45,10 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(collector: C) -> C
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter"))
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge"))
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
@@ -124,6 +129,85 @@ pub static TRIGGER_TO_DELIVERED: LazyLock<HistogramVec> = LazyLock::new(|| {
         "fanout_trigger_to_delivered_seconds",
         "From the API accepting a request to a recipient's delivery being recorded, by channel and priority",
         &["channel", "priority"],
+        DELIVERY_BUCKETS,
+    )
+});
+
+/// The providers the provider gauges are labelled with.
+pub const PROVIDERS: [&str; 3] = ["smtp", "apns", "fcm"];
+
+/// The scopes of the shared rate-limit buckets.
+pub const BUCKET_SCOPES: [&str; 4] = ["global", "provider", "tenant", "template"];
+
+/// Worker: sends in flight to a provider from this worker now.
+pub static PROVIDER_IN_FLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "fanout_provider_in_flight",
+        "Sends in flight from this worker to a provider now",
+        &["provider"],
+    )
+});
+
+/// Worker: the adaptive window: the most sends this worker lets be in flight to a provider.
+pub static PROVIDER_WINDOW: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "fanout_provider_window",
+        "The adaptive window: the most sends this worker lets be in flight to a provider (it narrows when the provider slows down or pushes back)",
+        &["provider"],
+    )
+});
+
+/// Worker: 1 while a provider's circuit breaker holds sends (open or probing), else 0.
+pub static BREAKER_OPEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "fanout_breaker_open",
+        "1 while this worker's circuit breaker for a provider holds sends (open, or half-open and probing), else 0",
+        &["provider"],
+    )
+});
+
+/// Worker: leases of tokens from the shared rate-limit buckets, by scope and result.
+pub static BUCKET_LEASES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "fanout_bucket_leases_total",
+        "Leases of tokens from the shared rate-limit buckets in the store, by scope (global, provider, tenant, template) and result: granted, empty (wait), unlimited (no quota set), error",
+        &["scope", "result"],
+    )
+});
+
+/// Worker: tokens leased from the shared buckets, by scope.
+pub static BUCKET_TOKENS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "fanout_bucket_tokens_leased_total",
+        "Tokens this worker leased from the shared rate-limit buckets, by scope",
+        &["scope"],
+    )
+});
+
+/// Worker: delivery activities (a page's channel, or a direct request) running now.
+pub static PAGES_IN_FLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "fanout_pages_in_flight",
+        "Delivery activities running on this worker now (one page over one channel, or a direct request's channel), by channel",
+        &["channel"],
+    )
+});
+
+/// Worker: delivery rounds started, by channel and kind (`first` or `retry`).
+pub static DELIVERY_ROUNDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "fanout_delivery_rounds_total",
+        "Delivery rounds started, by channel and round: first, or retry (after a backoff, for what a provider failed transiently or a breaker held)",
+        &["channel", "round"],
+    )
+});
+
+/// Worker: how long a retry round's instances waited since the round before (the backoff).
+pub static ROUND_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "fanout_delivery_round_wait_seconds",
+        "Backoff waits: from a round leaving instances pending to the next round starting, by channel",
+        &["channel"],
         DELIVERY_BUCKETS,
     )
 });
@@ -248,6 +332,35 @@ fn register_all() {
     LazyLock::force(&TRIGGER_TO_DELIVERED);
     for kind in ["template", "limit"] {
         RENDER_FAILURES.with_label_values(&[kind]);
+    }
+    for provider in PROVIDERS {
+        PROVIDER_IN_FLIGHT.with_label_values(&[provider]);
+        PROVIDER_WINDOW.with_label_values(&[provider]);
+        BREAKER_OPEN.with_label_values(&[provider]);
+    }
+    for scope in BUCKET_SCOPES {
+        BUCKET_TOKENS.with_label_values(&[scope]);
+        for result in ["granted", "empty", "unlimited", "error"] {
+            BUCKET_LEASES.with_label_values(&[scope, result]);
+        }
+    }
+    for channel in ["email", "in_app", "push"] {
+        PAGES_IN_FLIGHT.with_label_values(&[channel]);
+        ROUND_WAIT.with_label_values(&[channel]);
+        for round in ["first", "retry"] {
+            DELIVERY_ROUNDS.with_label_values(&[channel, round]);
+        }
+    }
+}
+
+/// The scope of a shared bucket's key (`global`, `provider:smtp`, `tenant:…`, `template:…`):
+/// its kind, never the tenant or template it names.
+pub fn bucket_scope(key: &str) -> &'static str {
+    match key.split_once(':').map_or(key, |(scope, _)| scope) {
+        "provider" => "provider",
+        "tenant" => "tenant",
+        "template" => "template",
+        _ => "global",
     }
 }
 

@@ -63,6 +63,11 @@ impl Window {
         self.limit as u32
     }
 
+    /// Sends in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
     /// Whether a slot is free.
     pub fn has_room(&self) -> bool {
         self.in_flight < self.limit()
