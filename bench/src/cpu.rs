@@ -147,11 +147,20 @@ mod tests {
 
     #[test]
     fn this_process_used_cpu_and_the_machine_is_never_busier_than_its_total() {
-        let spin = (0..2_000_000u64).fold(0u64, |a, b| a.wrapping_add(b.wrapping_mul(b)));
-        assert!(spin > 0);
+        // The kernel counts CPU time in ticks (10 ms): spin until this process has used one,
+        // rather than for a fixed amount of work that a fast machine finishes inside a tick.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut spin = 0u64;
+        while process_seconds(std::process::id()) == 0.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "10 s of spinning never showed in /proc/self/stat"
+            );
+            spin = (0..200_000u64).fold(spin, |a, b| a.wrapping_add(b.wrapping_mul(b)));
+        }
+        std::hint::black_box(spin);
         let (busy, total) = machine_ticks();
         assert!(busy <= total && total > 0);
-        assert!(process_seconds(std::process::id()) > 0.0);
         assert_eq!(
             process_seconds(u32::MAX),
             0.0,
