@@ -95,9 +95,11 @@ impl Store {
     ) -> Result<StoredProgress> {
         const T: &str = "resolved_chunks";
         let row = sqlx::query(
-            "SELECT COUNT(*) AS calls,
-               COALESCE(SUM(pages), 0) AS pages, COALESCE(SUM(recipients), 0) AS recipients,
-               COALESCE(SUM(excluded), 0) AS excluded, COALESCE(MAX(done), 0) AS done
+            // PostgreSQL sums BIGINTs as NUMERIC, which the Any driver cannot decode.
+            "SELECT CAST(COALESCE(SUM(pages), 0) AS BIGINT) AS pages,
+               CAST(COALESCE(SUM(recipients), 0) AS BIGINT) AS recipients,
+               CAST(COALESCE(SUM(excluded), 0) AS BIGINT) AS excluded,
+               CAST(COALESCE(MAX(done), 0) AS BIGINT) AS done
              FROM resolved_chunks WHERE request_id = $1",
         )
         .bind(request_id.as_str())
