@@ -450,21 +450,17 @@ impl Limits {
 /// Shows a provider's window and sends in flight in the metrics.
 fn publish_window(provider: Provider, window: &Window) {
     if metrics::recording() {
-        let label = [provider.as_str()];
-        metrics::PROVIDER_IN_FLIGHT
-            .with_label_values(&label)
-            .set(i64::from(window.in_flight()));
-        metrics::PROVIDER_WINDOW
-            .with_label_values(&label)
-            .set(i64::from(window.limit()));
+        let gauges = metrics::provider_gauges(provider.as_str());
+        gauges.in_flight.set(i64::from(window.in_flight()));
+        gauges.window.set(i64::from(window.limit()));
     }
 }
 
 /// Shows whether a provider's breaker holds sends in the metrics.
 fn publish_breaker(provider: Provider, breaker: &Breaker) {
     if metrics::recording() {
-        metrics::BREAKER_OPEN
-            .with_label_values(&[provider.as_str()])
+        metrics::provider_gauges(provider.as_str())
+            .breaker_open
             .set(i64::from(breaker.is_open()));
     }
 }

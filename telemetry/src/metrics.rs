@@ -166,6 +166,30 @@ pub static BREAKER_OPEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// One provider's gauges, looked up once: a label lookup hashes the labels under a lock, and
+/// these are set on every send (inside the worker's window lock).
+pub struct ProviderGauges {
+    /// Its `fanout_provider_in_flight`.
+    pub in_flight: IntGauge,
+    /// Its `fanout_provider_window`.
+    pub window: IntGauge,
+    /// Its `fanout_breaker_open`.
+    pub breaker_open: IntGauge,
+}
+
+/// The gauges of `provider` (one of [`PROVIDERS`]; any other name shares `smtp`'s).
+pub fn provider_gauges(provider: &str) -> &'static ProviderGauges {
+    static GAUGES: LazyLock<[ProviderGauges; 3]> = LazyLock::new(|| {
+        PROVIDERS.map(|p| ProviderGauges {
+            in_flight: PROVIDER_IN_FLIGHT.with_label_values(&[p]),
+            window: PROVIDER_WINDOW.with_label_values(&[p]),
+            breaker_open: BREAKER_OPEN.with_label_values(&[p]),
+        })
+    });
+    let index = PROVIDERS.iter().position(|p| *p == provider).unwrap_or(0);
+    &GAUGES[index]
+}
+
 /// Worker: leases of tokens from the shared rate-limit buckets, by scope and result.
 pub static BUCKET_LEASES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(

@@ -26,6 +26,12 @@ pub(super) fn count_recorded(
     let tenant = metrics::tenant(input.tenant_id.as_str());
     let channel = input.channel.as_str();
     let now = now_ms();
+    // A batch is tens of receipts with a handful of label sets: count per set, then look each
+    // up once (a lookup hashes the labels under a lock).
+    let mut counts: Vec<((&str, &str), u64)> = Vec::new();
+    let latency = accepted_at.map(|_| {
+        metrics::TRIGGER_TO_DELIVERED.with_label_values(&[channel, input.priority.as_str()])
+    });
     for (receipt, held) in batch.receipts.iter().zip(&batch.held) {
         let outcome = match receipt.status {
             DeliveryStatus::Delivered => "delivered",
@@ -36,14 +42,23 @@ pub(super) fn count_recorded(
             DeliveryStatus::Pending => "retrying",
         };
         let code = receipt.error_code.as_deref().unwrap_or("");
+        match counts
+            .iter_mut()
+            .find(|(labels, _)| *labels == (outcome, code))
+        {
+            Some((_, n)) => *n += 1,
+            None => counts.push(((outcome, code), 1)),
+        }
+        if let (DeliveryStatus::Delivered, Some(at), Some(histogram)) =
+            (receipt.status, accepted_at, &latency)
+        {
+            histogram.observe((now - at).max(0) as f64 / 1000.0);
+        }
+    }
+    for ((outcome, code), n) in counts {
         metrics::DELIVERIES
             .with_label_values(&[tenant, channel, outcome, code])
-            .inc();
-        if let (DeliveryStatus::Delivered, Some(at)) = (receipt.status, accepted_at) {
-            metrics::TRIGGER_TO_DELIVERED
-                .with_label_values(&[channel, input.priority.as_str()])
-                .observe((now - at).max(0) as f64 / 1000.0);
-        }
+            .inc_by(n);
     }
 }
 
