@@ -5,7 +5,7 @@
 # costs) and writes bench-results/latest.json. BENCH_SECTIONS picks sections. Sizes:
 # BENCH_RECIPIENTS (100000), BENCH_NAIVE_RECIPIENTS (3000), BENCH_PAGE_SIZE (2000),
 # BENCH_CONCURRENCY (32), BENCH_CHANNEL_RECIPIENTS (20000), BENCH_STATUS_RECIPIENTS (20000),
-# BENCH_STATUS_SECONDS (5), BENCH_OVERHEAD_RECIPIENTS (40000), BENCH_OVERHEAD_ROUNDS (2).
+# BENCH_STATUS_SECONDS (5), BENCH_OVERHEAD_RECIPIENTS (40000), BENCH_OVERHEAD_ROUNDS (4).
 # BENCH_STORE=postgres runs Fanout's store on a throwaway PostgreSQL cluster (results in
 # bench-results/latest-postgres.json): fsync on, synchronous_commit off, the durability SQLite's
 # WAL with synchronous=NORMAL gives (a process crash loses nothing, an OS crash the last commits).

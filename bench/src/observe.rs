@@ -361,7 +361,7 @@ async fn seeded_store(
 /// The mixed fan-out with telemetry off and on, in turns (see the module docs).
 async fn overhead(shared: &Shared, bin_dir: &Path, dir: &Path) -> anyhow::Result<Value> {
     let recipients: usize = env_or("BENCH_OVERHEAD_RECIPIENTS", 40_000);
-    let rounds: usize = env_or("BENCH_OVERHEAD_ROUNDS", 2);
+    let rounds: usize = env_or("BENCH_OVERHEAD_ROUNDS", 4);
     println!(
         "observe bench: telemetry overhead, {recipients} followers x 2 channels, {rounds} runs off and {rounds} on (off, on, on, off, ...), each on a new store"
     );
