@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::fanout::{
-    assert_holding, notify_followers, post_template as template, slow_sink, total_emails,
+    assert_holding, notify_followers, post_template as template, set_rate, slow_sink, total_emails,
 };
 use crate::helpers::{TestApp, poll};
 
@@ -194,13 +194,7 @@ async fn a_rate_limit_caps_a_running_request() -> anyhow::Result<()> {
     app.seed_followers("star", FOLLOWERS).await?;
     slow_sink(&app, 50).await?;
     let request_id = notify_followers(&app, &["email"]).await?;
-    let (status, body) = app
-        .post(
-            &format!("/v1/requests/{request_id}/rate"),
-            Some(json!({"per_second": RATE})),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    set_rate(&app, &request_id, Some(RATE as u64)).await?;
     let limited = poll(Duration::from_secs(5), "rate in status", || async {
         let s = app.status(&request_id).await?;
         Ok((s["rate_per_second"] == RATE).then_some(s))
@@ -226,13 +220,7 @@ async fn a_rate_limit_caps_a_running_request() -> anyhow::Result<()> {
         "only {during} emails in 3 s: the request stalled"
     );
 
-    let (status, _) = app
-        .post(
-            &format!("/v1/requests/{request_id}/rate"),
-            Some(json!({"per_second": null})),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    set_rate(&app, &request_id, None).await?;
     app.wait_for_state(&request_id, "completed").await?;
     let emails = app.emails_per_recipient().await?;
     assert_eq!(emails.len(), FOLLOWERS);
@@ -320,13 +308,7 @@ async fn status_moves_while_a_rate_limited_request_delivers_and_never_falls() ->
     app.put_template("post", template()).await?;
     app.seed_followers("star", FOLLOWERS).await?;
     let request_id = notify_followers(&app, &["email"]).await?;
-    let (status, body) = app
-        .post(
-            &format!("/v1/requests/{request_id}/rate"),
-            Some(json!({"per_second": RATE})),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    set_rate(&app, &request_id, Some(RATE)).await?;
 
     // Every status read while the request runs, until it completes.
     let mut seen: Vec<(u64, u64)> = Vec::new();

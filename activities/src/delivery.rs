@@ -18,7 +18,6 @@
 //! gate every real send after the request's own controls (`circuit_open` while a provider's
 //! breaker is open).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +26,7 @@ use fanout_domain::contracts::{DeliverPageInput, PageReport};
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::{RenderError, RenderFailure};
-use fanout_domain::user::{Device, Platform, User};
+use fanout_domain::user::{Device, User};
 use fanout_domain::{Channel, InstanceId, UnixMillis};
 use fanout_store::audience::PageMember;
 use fanout_store::{Store, now_ms};
@@ -38,17 +37,19 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::control::{Gate, Pacer, RateLimiters};
 use crate::email::EmailSender;
-use crate::limits::{Limits, Provider, Verdict};
+use crate::limits::{Limits, Verdict};
 use crate::outcome::SendOutcome;
 use crate::push::{self, PushSenders};
 use crate::templates::{LoadedTemplate, TemplateCache, TemplateLoadError};
 use crate::{DeliveryConfig, heartbeat, in_app, permanent, store_error};
 
 mod count;
+mod providers;
 mod screen;
 mod switch;
 
-use count::{call_result, count_call, count_recorded};
+use count::{PageInFlight, call_result, count_call, count_recorded, count_round};
+use providers::{providers, push_span_name};
 use screen::{Erased, Screen};
 use switch::ChannelGate;
 
@@ -611,85 +612,6 @@ impl Job<'_> {
         }
         outcome
     }
-}
-
-/// A delivery activity running, as `fanout_pages_in_flight` counts it.
-struct PageInFlight(Option<Channel>);
-
-impl PageInFlight {
-    fn enter(channel: Channel) -> Self {
-        if !metrics::recording() {
-            return Self(None);
-        }
-        metrics::PAGES_IN_FLIGHT
-            .with_label_values(&[channel.as_str()])
-            .inc();
-        Self(Some(channel))
-    }
-}
-
-impl Drop for PageInFlight {
-    fn drop(&mut self) {
-        if let Some(channel) = self.0 {
-            metrics::PAGES_IN_FLIGHT
-                .with_label_values(&[channel.as_str()])
-                .dec();
-        }
-    }
-}
-
-/// Counts a delivery round: `retry` when an earlier round left instances of the page pending
-/// (and how long they waited since, the backoff), else `first`.
-fn count_round(input: &DeliverPageInput, earlier: &HashMap<InstanceId, Receipt>) {
-    if !metrics::recording() {
-        return;
-    }
-    let channel = input.channel.as_str();
-    let left_pending = earlier
-        .values()
-        .filter(|r| r.status == DeliveryStatus::Pending)
-        .map(|r| r.updated_at_ms)
-        .max();
-    let round = match left_pending {
-        Some(at) => {
-            metrics::ROUND_WAIT
-                .with_label_values(&[channel])
-                .observe((now_ms() - at).max(0) as f64 / 1000.0);
-            "retry"
-        }
-        None => "first",
-    };
-    metrics::DELIVERY_ROUNDS
-        .with_label_values(&[channel, round])
-        .inc();
-}
-
-/// The span name of a push to these providers (a user with devices on both is one call to
-/// each, concurrently: one span covers them).
-fn push_span_name(providers: &[Provider]) -> &'static str {
-    match providers {
-        [Provider::Apns] => "apns send",
-        [Provider::Fcm] => "fcm send",
-        _ => "push send",
-    }
-}
-
-/// The providers a send on `channel` to these devices goes through (none for in-app).
-fn providers(channel: Channel, devices: &[&Device]) -> Vec<Provider> {
-    let mut providers: Vec<Provider> = match channel {
-        Channel::Email => vec![Provider::Smtp],
-        Channel::Push => devices
-            .iter()
-            .map(|d| match d.platform {
-                Platform::Apns => Provider::Apns,
-                Platform::Fcm => Provider::Fcm,
-            })
-            .collect(),
-        Channel::InApp => Vec::new(),
-    };
-    providers.sort();
-    providers.dedup();
-    providers
 }
 
 impl Job<'_> {

@@ -46,6 +46,22 @@ pub async fn notify_followers(app: &TestApp, channels: &[&str]) -> anyhow::Resul
     Ok(body["request_id"].as_str().unwrap().to_owned())
 }
 
+/// Caps a running request at `per_second` deliveries (`None` lifts the cap).
+pub async fn set_rate(
+    app: &TestApp,
+    request_id: &str,
+    per_second: Option<u64>,
+) -> anyhow::Result<()> {
+    let (status, body) = app
+        .post(
+            &format!("/v1/requests/{request_id}/rate"),
+            Some(json!({"per_second": per_second})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    Ok(())
+}
+
 /// Emails this test's domain received so far.
 pub async fn total_emails(app: &TestApp) -> anyhow::Result<usize> {
     Ok(app.emails_per_recipient().await?.values().sum())

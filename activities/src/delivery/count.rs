@@ -1,11 +1,12 @@
 //! What a page's delivery tells the metrics (`fanout_telemetry::metrics`): the receipts it
-//! recorded and the provider calls it made.
+//! recorded, the provider calls it made, the round it is and that it runs.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use fanout_domain::UnixMillis;
 use fanout_domain::contracts::DeliverPageInput;
-use fanout_domain::receipt::DeliveryStatus;
+use fanout_domain::receipt::{DeliveryStatus, Receipt};
+use fanout_domain::{Channel, InstanceId, UnixMillis};
 use fanout_store::now_ms;
 use fanout_telemetry::metrics;
 
@@ -80,4 +81,55 @@ pub(super) fn count_call(providers: &[Provider], send: &SendOutcome, took: Durat
     for provider in providers {
         metrics::provider_call(provider.as_str(), result, took);
     }
+}
+
+/// A delivery activity running, as `fanout_pages_in_flight` counts it.
+pub(super) struct PageInFlight(Option<Channel>);
+
+impl PageInFlight {
+    pub(super) fn enter(channel: Channel) -> Self {
+        if !metrics::recording() {
+            return Self(None);
+        }
+        metrics::PAGES_IN_FLIGHT
+            .with_label_values(&[channel.as_str()])
+            .inc();
+        Self(Some(channel))
+    }
+}
+
+impl Drop for PageInFlight {
+    fn drop(&mut self) {
+        if let Some(channel) = self.0 {
+            metrics::PAGES_IN_FLIGHT
+                .with_label_values(&[channel.as_str()])
+                .dec();
+        }
+    }
+}
+
+/// Counts a delivery round: `retry` when an earlier round left instances of the page pending
+/// (and how long they waited since, the backoff), else `first`.
+pub(super) fn count_round(input: &DeliverPageInput, earlier: &HashMap<InstanceId, Receipt>) {
+    if !metrics::recording() {
+        return;
+    }
+    let channel = input.channel.as_str();
+    let left_pending = earlier
+        .values()
+        .filter(|r| r.status == DeliveryStatus::Pending)
+        .map(|r| r.updated_at_ms)
+        .max();
+    let round = match left_pending {
+        Some(at) => {
+            metrics::ROUND_WAIT
+                .with_label_values(&[channel])
+                .observe((now_ms() - at).max(0) as f64 / 1000.0);
+            "retry"
+        }
+        None => "first",
+    };
+    metrics::DELIVERY_ROUNDS
+        .with_label_values(&[channel, round])
+        .inc();
 }
