@@ -47,6 +47,7 @@ use temporalio_client::{
     Client, WorkflowGetResultOptions, WorkflowListOptions, WorkflowStartOptions,
 };
 
+use crate::api::Api;
 use crate::naive::{NaiveActivities, NaiveInput, NaiveWorkflow};
 use crate::sink::Content;
 use crate::{
@@ -129,48 +130,6 @@ fn device_users(prefix: &str, platform: Platform, count: usize) -> anyhow::Resul
             })
         })
         .collect()
-}
-
-/// The API as the bench drives it.
-struct Api {
-    http: reqwest::Client,
-    url: String,
-    key: String,
-}
-
-impl Api {
-    /// Posts a notification and polls its status until it leaves `running`; returns the
-    /// request id, the final status and the seconds from the post to the status that said so.
-    async fn fan_out(&self, body: Value) -> anyhow::Result<(String, Value, f64)> {
-        let started = Instant::now();
-        let accepted: Value = self
-            .http
-            .post(format!("{}/v1/notify", self.url))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let request_id = accepted["request_id"]
-            .as_str()
-            .with_context(|| format!("notify failed: {accepted}"))?
-            .to_owned();
-        loop {
-            let status: Value = self
-                .http
-                .get(format!("{}/v1/status/{request_id}", self.url))
-                .bearer_auth(&self.key)
-                .send()
-                .await?
-                .json()
-                .await?;
-            if status["state"] != "running" {
-                return Ok((request_id, status, started.elapsed().as_secs_f64()));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 /// One channel's run through Fanout beside its sink's ceiling, with the cores each used.
@@ -347,11 +306,7 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
     api_env.push(("FANOUT_LISTEN_ADDR", format!("127.0.0.1:{api_port}")));
     let mut worker = spawn(&bin_dir.join("fanout-worker"), &worker_env, &[])?;
     let mut api_process = spawn(&bin_dir.join("fanout-api"), &api_env, &["serve"])?;
-    let api = Api {
-        http: reqwest::Client::new(),
-        url: format!("http://127.0.0.1:{api_port}"),
-        key: api_key,
-    };
+    let api = Api::new(format!("http://127.0.0.1:{api_port}"), api_key);
     wait_for_api(&api.http, &api.url).await?;
 
     let watched = cpu::Watched {

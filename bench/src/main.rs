@@ -16,6 +16,7 @@
 //! Temporal runs file-backed, like `make up`'s, when `FANOUT_TEMPORAL_DB` names a file (which
 //! `make bench` does), in memory otherwise.
 
+mod api;
 mod ceiling;
 mod connection;
 mod cpu;

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use fanout_domain::config::StoreConfig;
 use fanout_domain::user::User;
 use fanout_domain::{TemplateId, TenantId, UserId};
@@ -27,6 +26,7 @@ use fanout_store::Store;
 use fanout_tests::stack::Shared;
 use serde_json::{Value, json};
 
+use crate::api::Api;
 use crate::{Spread, env_or, round, spawn, wait_for_api};
 
 /// Clients reading status at once (as a wall of dashboards would).
@@ -62,133 +62,55 @@ impl Reads {
     }
 }
 
-/// The API as this section drives it.
-struct Api {
-    http: reqwest::Client,
-    url: String,
-    key: String,
-}
-
-impl Api {
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        anyhow::ensure!(status.is_success(), "POST {path}: {status} {body}");
-        Ok(body)
-    }
-
-    /// Notifies the followers of `of` with `template`; returns the request id.
-    async fn notify_followers(
-        &self,
-        template: &str,
-        of: &str,
-        dedupe_key: &str,
-    ) -> anyhow::Result<String> {
-        let accepted = self
-            .post(
-                "/v1/notify",
-                json!({
-                    "template_id": template,
-                    "recipients_query": {"type": "followers", "of": of},
-                    "data": {"actor": "Star"},
-                    "dedupe_key": dedupe_key
-                }),
-            )
-            .await?;
-        Ok(accepted["request_id"]
-            .as_str()
-            .with_context(|| format!("notify failed: {accepted}"))?
-            .to_owned())
-    }
-
-    async fn status(&self, request_id: &str) -> anyhow::Result<Value> {
-        Ok(self
-            .http
-            .get(format!("{}/v1/status/{request_id}", self.url))
-            .bearer_auth(&self.key)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
-    }
-
-    /// Waits up to `timeout` for the request's status to satisfy `done`.
-    async fn wait_for(
-        &self,
-        request_id: &str,
-        what: &str,
-        timeout: Duration,
-        done: impl Fn(&Value) -> bool,
-    ) -> anyhow::Result<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let status = self.status(request_id).await?;
-            if done(&status) {
-                return Ok(status);
-            }
-            anyhow::ensure!(Instant::now() < deadline, "{what}: still {status}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// [`CLIENTS`] clients reading the request's status back to back for `seconds`.
-    async fn hammer(self: &Arc<Self>, request_id: &str, seconds: f64) -> anyhow::Result<Reads> {
-        let errors = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let until = started + Duration::from_secs_f64(seconds);
-        let mut tasks = Vec::new();
-        for _ in 0..CLIENTS {
-            let api = Arc::clone(self);
-            let errors = Arc::clone(&errors);
-            let request_id = request_id.to_owned();
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut states = Vec::new();
-                while Instant::now() < until {
-                    let sent = Instant::now();
-                    match api.status(&request_id).await {
-                        Ok(status) => {
-                            latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                            let state = status["state"].as_str().unwrap_or("").to_owned();
-                            if !states.contains(&state) {
-                                states.push(state);
-                            }
-                        }
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
+/// [`CLIENTS`] clients reading the request's status back to back for `seconds`.
+async fn hammer(api: &Arc<Api>, request_id: &str, seconds: f64) -> anyhow::Result<Reads> {
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let api = Arc::clone(api);
+        let errors = Arc::clone(&errors);
+        let request_id = request_id.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut states = Vec::new();
+            while Instant::now() < until {
+                let sent = Instant::now();
+                match api.status(&request_id).await {
+                    Ok(status) => {
+                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                        let state = status["state"].as_str().unwrap_or("").to_owned();
+                        if !states.contains(&state) {
+                            states.push(state);
                         }
                     }
-                }
-                (latencies, states)
-            }));
-        }
-        let mut latencies = Vec::new();
-        let mut states: Vec<String> = Vec::new();
-        for task in tasks {
-            let (l, s) = task.await?;
-            latencies.extend(l);
-            for state in s {
-                if !states.contains(&state) {
-                    states.push(state);
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
-        }
-        Ok(Reads {
-            reads: latencies.len() as u64,
-            errors: errors.load(Ordering::Relaxed),
-            seconds: started.elapsed().as_secs_f64(),
-            latency_ms: Spread::of(latencies),
-            states,
-        })
+            (latencies, states)
+        }));
     }
+    let mut latencies = Vec::new();
+    let mut states: Vec<String> = Vec::new();
+    for task in tasks {
+        let (l, s) = task.await?;
+        latencies.extend(l);
+        for state in s {
+            if !states.contains(&state) {
+                states.push(state);
+            }
+        }
+    }
+    Ok(Reads {
+        reads: latencies.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+        latency_ms: Spread::of(latencies),
+        states,
+    })
 }
 
 /// Runs the section; returns its results.
@@ -218,7 +140,7 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         s["rate_per_second"] == RUNNING_RATE && s["totals"]["delivered"].as_u64() > Some(0)
     })
     .await?;
-    let running = api.hammer(&request_id, seconds).await?;
+    let running = hammer(&api, &request_id, seconds).await?;
     let during = api.status(&request_id).await?;
     anyhow::ensure!(
         running.states == ["running"] && during["state"] == "running",
@@ -231,7 +153,7 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         s["state"] == "cancelled" && s["source"] == "store"
     })
     .await?;
-    let finished = api.hammer(&request_id, seconds).await?;
+    let finished = hammer(&api, &request_id, seconds).await?;
     stop(api_process);
     stop(worker);
 
@@ -289,11 +211,7 @@ async fn start_pair(
     api_env.push(("FANOUT_LISTEN_ADDR", format!("127.0.0.1:{port}")));
     let worker = spawn(&bin_dir.join("fanout-worker"), &worker_env, &[])?;
     let api_process = spawn(&bin_dir.join("fanout-api"), &api_env, &["serve"])?;
-    let api = Api {
-        http: reqwest::Client::new(),
-        url: format!("http://127.0.0.1:{port}"),
-        key,
-    };
+    let api = Api::new(format!("http://127.0.0.1:{port}"), key);
     wait_for_api(&api.http, &api.url).await?;
     Ok((worker, api_process, api))
 }
