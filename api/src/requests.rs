@@ -201,17 +201,14 @@ async fn running_view(
     let receipts = state.store.receipt_counts(request_id).await?;
     let controls = state.store.get_controls(request_id).await?;
     let input = state.store.request_input(tenant, request_id).await?;
-    let channels = input
-        .as_ref()
-        .map(|i| i.channels.clone())
-        .unwrap_or_default();
+    let channels: &[Channel] = input.as_ref().map_or(&[], |i| &i.channels);
     let mut progress = match (record.path, &input) {
         (DeliveryPath::Direct, Some(input)) => {
             let listed = match &input.recipients {
                 RecipientsQuery::Users { user_ids } => user_ids.len() as u64,
                 _ => 0,
             };
-            counted(receipts, &channels, listed, 0, 1, 0)
+            counted(receipts, channels, listed, 0, 1, 0)
         }
         (DeliveryPath::Tree, Some(_)) => {
             let stored = state
@@ -220,7 +217,7 @@ async fn running_view(
                 .await?;
             counted(
                 receipts,
-                &channels,
+                channels,
                 stored.recipients,
                 stored.excluded,
                 stored.pages_total,
@@ -252,9 +249,14 @@ fn counted(
         counts.total = recipients + excluded;
     }
     for counts in receipts.values_mut() {
-        let settled = counts.delivered + counts.failed + counts.cancelled + counts.suppressed;
-        counts.total = counts.total.max(settled + counts.pending);
-        counts.pending = counts.total - settled;
+        // Never fewer than the receipts hold (a channel with receipts but no listed total).
+        let seen = counts.delivered
+            + counts.failed
+            + counts.cancelled
+            + counts.suppressed
+            + counts.pending;
+        counts.total = counts.total.max(seen);
+        counts.recompute_pending();
     }
     Progress {
         pages_total,
