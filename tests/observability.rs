@@ -375,6 +375,22 @@ async fn one_notify_is_one_trace_from_the_api_through_the_workflow_to_the_smtp_s
     assert_eq!(notify.attributes["http.route"], "/v1/notify", "{notify:?}");
     assert_eq!(notify.attributes["tenant"], app.tenant.as_str());
     assert!(notify.parent_span_id.is_empty(), "a root span: {notify:?}");
+    // A route with a parameter names its spans by the template, never by the raw path.
+    let status_spans = poll(Duration::from_secs(30), "a status span", || async {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{sandbox}/api/spans"),
+            [("attribute", "http.route=/v1/status/{request_id}")],
+        )?;
+        let list: fanout_sandbox::otlp::SpanList = reqwest::get(url).await?.json().await?;
+        Ok(Some(list.spans).filter(|spans| !spans.is_empty()))
+    })
+    .await?;
+    assert!(
+        status_spans
+            .iter()
+            .all(|s| s.name == "GET /v1/status/{request_id}"),
+        "{status_spans:#?}"
+    );
 
     // Every hop of one trace: the API, the workflow runs, the page's delivery and each SMTP
     // transaction, each span under the one before it.

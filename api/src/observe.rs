@@ -72,7 +72,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     // tenant and notification id are filled in as they become known.
     let span = tracing::info_span!(
         "http",
-        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.name = %request.method(),
         otel.kind = "server",
         http_request_id = %id,
         method = %request.method(),
@@ -106,7 +106,9 @@ pub async fn http_metrics(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let span = tracing::Span::current();
     span.record("http.route", route.as_str());
-    span.record("otel.name", format!("{method} {route}"));
+    // The span's name in the trace, as OpenTelemetry's HTTP conventions have it: the method
+    // until the route is known (never the raw path, which names every request apart).
+    traces::rename(&span, || format!("{method} {route}"));
     let started = Instant::now();
     let response = next.run(request).await;
     if !metrics::recording() {

@@ -172,6 +172,14 @@ pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
+/// Renames `span` in its trace (`tracing`'s `otel.name` only names a span before its trace
+/// context exists). Does nothing with traces off, without building the name.
+pub fn rename(span: &tracing::Span, name: impl FnOnce() -> String) {
+    if enabled() {
+        span.context().span().update_name(name());
+    }
+}
+
 /// Records the current trace's id on `span` as its `trace_id` field (declared
 /// `tracing::field::Empty`), so the span's log lines carry it. Does nothing with traces off.
 pub fn record_trace_id(span: &tracing::Span) {
