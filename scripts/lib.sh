@@ -29,9 +29,9 @@ POSTGRES_PORT=${POSTGRES_PORT:-5433}
 PROFILE=${PROFILE:-debug}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 
-# The search attributes the workflows set (kept in step with fanout_domain::contracts).
+# The search attributes the workflows set (kept in step with fanout_contracts).
 SEARCH_ATTRIBUTES=(TenantId=Keyword TemplateId=Keyword RequestId=Keyword ProgressPercent=Int)
-# The server settings priority and per-tenant fairness need (fanout_domain::contracts::
+# The server settings priority and per-tenant fairness need (fanout_contracts::
 # DEV_SERVER_DYNAMIC_CONFIG says why).
 DYNAMIC_CONFIG=(matching.enableFairness=true matching.numTaskqueueReadPartitions=1 matching.numTaskqueueWritePartitions=1)
 

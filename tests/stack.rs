@@ -155,11 +155,11 @@ fn start_temporal(bin: &PathBuf) -> anyhow::Result<String> {
             server.push(pragma.into());
         }
     }
-    for (name, kind) in fanout_domain::contracts::SEARCH_ATTRIBUTES {
+    for (name, kind) in fanout_contracts::SEARCH_ATTRIBUTES {
         server.push("--search-attribute".into());
         server.push(format!("{name}={kind}"));
     }
-    for (key, value) in fanout_domain::contracts::DEV_SERVER_DYNAMIC_CONFIG {
+    for (key, value) in fanout_contracts::DEV_SERVER_DYNAMIC_CONFIG {
         server.push("--dynamic-config-value".into());
         server.push(format!("{key}={value}"));
     }

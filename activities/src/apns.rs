@@ -1337,7 +1337,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let config: Config = fanout_domain::config::load(None, &env).unwrap();
+        let config: Config = fanout_runtime::config::load(None, &env).unwrap();
         assert_eq!(
             config.apns,
             ApnsConfig {
@@ -1354,7 +1354,7 @@ mod tests {
                 timeout_ms: 2500,
             }
         );
-        let defaults: Config = fanout_domain::config::load(None, &HashMap::new()).unwrap();
+        let defaults: Config = fanout_runtime::config::load(None, &HashMap::new()).unwrap();
         assert_eq!(defaults.apns, ApnsConfig::default());
         assert!(!defaults.apns.enabled);
     }

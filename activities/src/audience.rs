@@ -1,8 +1,8 @@
 //! Audience resolution: a recipients query becomes a paged snapshot in the store, one chunk of
 //! pages per activity call, with keyset pagination.
 
+use fanout_contracts::{ResolveChunk, ResolveChunkInput};
 use fanout_domain::UserId;
-use fanout_domain::contracts::{ResolveChunk, ResolveChunkInput};
 use fanout_store::Store;
 use fanout_store::progress::ResolvedChunk;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fanout_contracts::RequestControls;
 use fanout_domain::RequestId;
-use fanout_domain::contracts::RequestControls;
 use fanout_store::Store;
 use temporalio_sdk::activities::ActivityContext;
 

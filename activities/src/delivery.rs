@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use fanout_domain::contracts::{DeliverPageInput, PageReport};
+use fanout_contracts::{DeliverPageInput, PageReport};
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::render::{RenderError, RenderFailure};

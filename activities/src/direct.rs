@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use fanout_domain::contracts::{
+use fanout_contracts::{
     AudienceSnapshot, DeliverDirectInput, DeliverPageInput, DirectReport, FinalizeInput,
     ResolveChunkInput,
 };

@@ -1,6 +1,6 @@
 //! The end of a request: settle what never finished, recount, and record the outcome.
 
-use fanout_domain::contracts::FinalizeInput;
+use fanout_contracts::FinalizeInput;
 use fanout_domain::receipt::{DeliveryStatus, Progress, Receipt};
 use fanout_domain::{Channel, InstanceId};
 use fanout_store::{Store, now_ms};
@@ -55,7 +55,7 @@ async fn settle(
 ) -> Result<(), ActivityError> {
     let Some(tenant_id) = &input.tenant_id else {
         return Err(permanent(
-            fanout_domain::contracts::ERR_INVALID_INPUT,
+            fanout_contracts::ERR_INVALID_INPUT,
             "settling needs the tenant".into(),
         ));
     };

@@ -1,6 +1,6 @@
 //! Fanout's side effects, run by the worker as Temporal activities.
 //!
-//! The contracts (names, inputs, outputs) live in `fanout_domain::contracts`; this crate
+//! The contracts (names, inputs, outputs) live in `fanout_contracts`; this crate
 //! implements them. One module per concern:
 //! - [`audience`]: resolving a recipients query into the paged snapshot,
 //! - [`email`]: the SMTP channel, [`in_app`]: the inbox channel, [`push`]: the push channel
@@ -39,8 +39,8 @@ pub mod templates;
 
 use std::sync::Arc;
 
-use fanout_domain::contracts::{
-    self, ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
+use fanout_contracts::{
+    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
     DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ResolveChunk,
     ResolveChunkInput,
 };
@@ -185,7 +185,7 @@ pub(crate) fn store_error(e: fanout_store::StoreError) -> ActivityError {
 #[activities]
 impl FanoutActivities {
     /// Writes the next pages of the audience snapshot; see [`audience::resolve_chunk`].
-    #[activity(definition = contracts::ResolveAudienceChunk)]
+    #[activity(definition = fanout_contracts::ResolveAudienceChunk)]
     pub async fn resolve_audience_chunk(
         self: Arc<Self>,
         ctx: ActivityContext,
@@ -195,7 +195,7 @@ impl FanoutActivities {
     }
 
     /// Delivers one page over one channel; see [`delivery::deliver_page`].
-    #[activity(definition = contracts::DeliverPage)]
+    #[activity(definition = fanout_contracts::DeliverPage)]
     pub async fn deliver_page(
         self: Arc<Self>,
         ctx: ActivityContext,
@@ -214,7 +214,7 @@ impl FanoutActivities {
     }
 
     /// Resolves and delivers a small audience in one call; see [`direct::deliver_direct`].
-    #[activity(definition = contracts::DeliverDirect)]
+    #[activity(definition = fanout_contracts::DeliverDirect)]
     pub async fn deliver_direct(
         self: Arc<Self>,
         ctx: ActivityContext,
@@ -224,7 +224,7 @@ impl FanoutActivities {
     }
 
     /// Takes dead letters off the list for a re-drive; see [`Store::begin_redrive`].
-    #[activity(definition = contracts::BeginRedrive)]
+    #[activity(definition = fanout_contracts::BeginRedrive)]
     pub async fn begin_redrive(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -258,7 +258,7 @@ impl FanoutActivities {
     }
 
     /// Records the request's outcome; see [`finalize::finalize`].
-    #[activity(definition = contracts::FinalizeRequest)]
+    #[activity(definition = fanout_contracts::FinalizeRequest)]
     pub async fn finalize_request(
         self: Arc<Self>,
         ctx: ActivityContext,
@@ -270,7 +270,7 @@ impl FanoutActivities {
     }
 
     /// Writes the request's controls where deliveries read them.
-    #[activity(definition = contracts::ApplyControls)]
+    #[activity(definition = fanout_contracts::ApplyControls)]
     pub async fn apply_controls(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -292,7 +292,7 @@ impl FanoutActivities {
 
     /// Writes a template's quota where deliveries read it (the API wrote it already; this
     /// makes the signal's value stick even if that write raced another).
-    #[activity(definition = contracts::ApplyTemplateQuota)]
+    #[activity(definition = fanout_contracts::ApplyTemplateQuota)]
     pub async fn apply_template_quota(
         self: Arc<Self>,
         _ctx: ActivityContext,

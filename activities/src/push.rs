@@ -8,8 +8,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use fanout_contracts::DeliverPageInput;
 use fanout_domain::InstanceId;
-use fanout_domain::contracts::DeliverPageInput;
 use fanout_domain::render::RenderedPush;
 use fanout_domain::request::Priority;
 use fanout_domain::user::{Device, Platform};

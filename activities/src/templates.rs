@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use fanout_domain::contracts;
+use fanout_contracts as contracts;
 use fanout_domain::render::{Compiled, RenderError};
 use fanout_domain::template::Template;
 use fanout_domain::{RequestId, TemplateId, TenantId};
@@ -260,6 +260,7 @@ mod tests {
     use fanout_domain::config::StoreConfig;
     use fanout_domain::template::InAppContent;
     use fanout_store::now_ms;
+    use fanout_store::requests::RequestKeys;
 
     use super::*;
 
@@ -370,23 +371,13 @@ mod tests {
 
         store
             .insert_request(
-                &fanout_domain::contracts::NotificationInput {
-                    request_id: request.clone(),
-                    tenant_id: t.clone(),
-                    template_id: id.clone(),
-                    recipients: fanout_domain::request::RecipientsQuery::users(vec![
-                        fanout_domain::UserId::parse("u1").unwrap(),
-                    ])
-                    .unwrap(),
-                    channels: vec![fanout_domain::Channel::InApp],
-                    data: serde_json::Map::new(),
-                    priority: Default::default(),
-                    ttl_seconds: None,
-                    accepted_at_ms: 1,
-                    carry: None,
-                    actor_id: None,
-                    path: Default::default(),
+                RequestKeys {
+                    request_id: &request,
+                    tenant_id: &t,
+                    template_id: &id,
+                    path: fanout_domain::request::DeliveryPath::Tree,
                 },
+                &serde_json::json!({"request_id": request}),
                 0,
                 "k",
                 &BTreeMap::new(),

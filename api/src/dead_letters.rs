@@ -10,7 +10,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use fanout_domain::contracts::RedriveInput;
+use fanout_contracts::{NotificationInput, RedriveInput};
 use fanout_domain::receipt::{DeadLetter, RequestState};
 use fanout_domain::{Channel, InstanceId, RequestId};
 use fanout_store::dead_letters::{DeadLetterCursor, DeadLetterFilter};
@@ -240,7 +240,7 @@ pub async fn redrive(
             }),
         ));
     }
-    let request = state
+    let request: NotificationInput = state
         .store
         .request_input(&tenant, &request_id)
         .await?

@@ -492,7 +492,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let config: crate::Config = fanout_domain::config::load(None, &env).unwrap();
+        let config: crate::Config = fanout_runtime::config::load(None, &env).unwrap();
         assert_eq!(
             config.inbox,
             InboxConfig {

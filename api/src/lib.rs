@@ -65,7 +65,7 @@ use utoipa_axum::routes;
 
 use crate::orchestrator::{Orchestrator, TemporalOrchestrator};
 
-/// The API's configuration (see `fanout_domain::config::load` for the layering).
+/// The API's configuration (see `fanout_runtime::config::load` for the layering).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {

@@ -2,19 +2,19 @@
 //! (`seed-demo`, used by `make up`), or prints the OpenAPI document (`openapi`, used by
 //! `make openapi`).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use fanout_api::{Config, run, seed};
+use fanout_runtime::config::ConfigFile;
+use fanout_runtime::shutdown_signal;
 use fanout_store::Store;
 
 #[derive(Parser)]
 #[command(about = "Fanout REST API")]
 struct Cli {
-    /// A TOML configuration file, layered under FANOUT_* environment variables.
-    #[arg(long, env = "FANOUT_CONFIG_FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFile,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -44,8 +44,7 @@ async fn main() -> anyhow::Result<()> {
         fanout_telemetry::traces::Propagation::FromSpans,
     )?;
     let cli = Cli::parse();
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let config: Config = fanout_domain::config::load(cli.config.as_deref(), &env)?;
+    let config: Config = cli.config.load()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let listener = tokio::net::TcpListener::bind(&config.listen_addr).await?;
@@ -70,22 +69,4 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use fanout_domain::contracts::NotificationInput;
+use fanout_contracts::NotificationInput;
 use fanout_domain::ids::InvalidId;
 use fanout_domain::limits::{check_data, check_metadata};
 use fanout_domain::render::missing_data;
@@ -17,6 +17,7 @@ use fanout_domain::request::{
 use fanout_domain::template::Template;
 use fanout_domain::{Channel, DedupeKey, RequestId, SegmentId, TemplateId, TenantId, UserId};
 use fanout_store::now_ms;
+use fanout_store::requests::RequestKeys;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -423,6 +424,12 @@ pub async fn notify(
     state
         .store
         .insert_request(
+            RequestKeys {
+                request_id: &input.request_id,
+                tenant_id: &input.tenant_id,
+                template_id: &input.template_id,
+                path: input.path,
+            },
             &input,
             generation,
             request.dedupe_key.key(),

@@ -2,16 +2,16 @@
 //!
 //! Handlers depend on the [`Orchestrator`] trait, so they are tested with `oneshot` against an
 //! in-memory double; [`TemporalOrchestrator`] is the real one. It addresses workflows through
-//! the contracts in `fanout_domain::contracts`, never through the workflow crate.
+//! the contracts in `fanout_contracts`, never through the workflow crate.
 
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use fanout_domain::config::TemporalConfig;
-use fanout_domain::contracts::{
-    self, NotificationInput, NotificationWorkflow, PauseSignal, RateLimit, RedriveInput,
-    RedriveWorkflow, ResumeSignal, SetRateSignal, SetTemplateQuotaSignal, TemplateQuota,
+use fanout_contracts::{
+    NotificationInput, NotificationWorkflow, PauseSignal, RateLimit, RedriveInput, RedriveWorkflow,
+    ResumeSignal, SetRateSignal, SetTemplateQuotaSignal, TemplateQuota,
 };
+use fanout_domain::config::TemporalConfig;
 use fanout_domain::receipt::RequestState;
 use fanout_domain::{RequestId, TemplateId, TenantId};
 use futures::StreamExt;
@@ -123,9 +123,9 @@ pub fn running_requests_query(tenant_id: &TenantId, template_id: &TemplateId) ->
     format!(
         "WorkflowType = '{}' AND {} = '{tenant_id}' AND {} = '{template_id}' \
          AND ExecutionStatus = 'Running'",
-        contracts::NOTIFICATION_WORKFLOW,
-        contracts::SA_TENANT_ID.name(),
-        contracts::SA_TEMPLATE_ID.name(),
+        fanout_contracts::NOTIFICATION_WORKFLOW,
+        fanout_contracts::SA_TENANT_ID.name(),
+        fanout_contracts::SA_TEMPLATE_ID.name(),
     )
 }
 
@@ -198,10 +198,10 @@ impl Orchestrator for TemporalOrchestrator {
     ) -> Result<StartOutcome, OrchestratorError> {
         let workflow_id = input.request_id.workflow_id().to_owned();
         let search_attributes = SearchAttributes::new([
-            contracts::SA_TENANT_ID.value_set(input.tenant_id.to_string()),
-            contracts::SA_TEMPLATE_ID.value_set(input.template_id.to_string()),
-            contracts::SA_REQUEST_ID.value_set(input.request_id.to_string()),
-            contracts::SA_PROGRESS_PERCENT.value_set(0),
+            fanout_contracts::SA_TENANT_ID.value_set(input.tenant_id.to_string()),
+            fanout_contracts::SA_TEMPLATE_ID.value_set(input.template_id.to_string()),
+            fanout_contracts::SA_REQUEST_ID.value_set(input.request_id.to_string()),
+            fanout_contracts::SA_PROGRESS_PERCENT.value_set(0),
         ]);
         // The id is derived from (tenant, dedupe key): rejecting reuse is what turns a repeated
         // trigger into a duplicate instead of a second delivery.
@@ -228,9 +228,9 @@ impl Orchestrator for TemporalOrchestrator {
     ) -> Result<StartOutcome, OrchestratorError> {
         let request = &input.request;
         let search_attributes = SearchAttributes::new([
-            contracts::SA_TENANT_ID.value_set(request.tenant_id.to_string()),
-            contracts::SA_TEMPLATE_ID.value_set(request.template_id.to_string()),
-            contracts::SA_REQUEST_ID.value_set(request.request_id.to_string()),
+            fanout_contracts::SA_TENANT_ID.value_set(request.tenant_id.to_string()),
+            fanout_contracts::SA_TEMPLATE_ID.value_set(request.template_id.to_string()),
+            fanout_contracts::SA_REQUEST_ID.value_set(request.request_id.to_string()),
         ]);
         let options = WorkflowStartOptions::new(self.task_queue.clone(), input.redrive_id.clone())
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)

@@ -10,7 +10,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use fanout_domain::contracts::TemplateQuota;
+use fanout_contracts::TemplateQuota;
 use fanout_domain::{TemplateId, TenantId};
 use fanout_store::limits::{Quota, template_key, tenant_key};
 use serde::{Deserialize, Serialize};

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use fanout_contracts::NotificationInput;
 use fanout_domain::receipt::{ChannelCounts, Progress, Receipt, RequestState};
 use fanout_domain::request::{DeliveryPath, RecipientsQuery};
 use fanout_domain::{Channel, InstanceId, RequestId, TemplateId, TenantId, UnixMillis};
@@ -200,7 +201,7 @@ async fn running_view(
     };
     let receipts = state.store.receipt_counts(request_id).await?;
     let controls = state.store.get_controls(request_id).await?;
-    let input = state.store.request_input(tenant, request_id).await?;
+    let input: Option<NotificationInput> = state.store.request_input(tenant, request_id).await?;
     let channels: &[Channel] = input.as_ref().map_or(&[], |i| &i.channels);
     let mut progress = match (record.path, &input) {
         (DeliveryPath::Direct, Some(input)) => {

@@ -8,7 +8,7 @@
 //!
 //! [`SchedulingConfig`] switches each part off (the benchmark measures the platform without
 //! them). The dev server honours neither unless its matcher is configured for them; see
-//! `fanout_domain::contracts::DEV_SERVER_DYNAMIC_CONFIG`.
+//! `fanout_contracts::DEV_SERVER_DYNAMIC_CONFIG`.
 
 use fanout_domain::TenantId;
 use fanout_domain::request::Priority;

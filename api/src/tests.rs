@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use fanout_domain::contracts::{NotificationInput, RedriveInput, TemplateQuota};
+use fanout_contracts::{NotificationInput, RedriveInput, TemplateQuota};
 use fanout_domain::receipt::Progress;
 use fanout_domain::{RequestId, TemplateId, TenantId};
 use fanout_store::Store;

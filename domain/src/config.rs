@@ -1,38 +1,11 @@
-//! Typed configuration shared by the binaries, and the loader that layers it.
+//! Typed configuration shared by the binaries: the settings' types and their defaults.
 //!
-//! Order: the type's defaults, then an optional TOML file, then `FANOUT_` environment variables
-//! with `__` between nested keys (`FANOUT_TEMPORAL__ADDRESS`). The loader takes the environment
-//! as an argument so tests inject it.
+//! Loading them (defaults, then an optional TOML file, then `FANOUT_` environment variables) is
+//! I/O, so it lives in `fanout-runtime` (`fanout_runtime::config::load`).
 
-use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-/// Why the configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(#[from] config::ConfigError);
-
-/// Loads `T` from its defaults, the optional `file`, and the `FANOUT_*` entries of `env`.
-pub fn load<T>(file: Option<&Path>, env: &HashMap<String, String>) -> Result<T, ConfigError>
-where
-    T: DeserializeOwned + Serialize + Default,
-{
-    let defaults = config::Config::try_from(&T::default())?;
-    let mut builder = config::Config::builder().add_source(defaults);
-    if let Some(path) = file {
-        builder = builder.add_source(config::File::from(path).required(true));
-    }
-    let env_source = config::Environment::with_prefix("FANOUT")
-        .prefix_separator("_")
-        .separator("__")
-        .try_parsing(true)
-        .source(Some(env.clone().into_iter().collect()));
-    Ok(builder.add_source(env_source).build()?.try_deserialize()?)
-}
 
 /// A value that must not appear in logs or debug output.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,43 +92,17 @@ impl Default for StoreConfig {
 mod tests {
     use super::*;
 
-    #[derive(Debug, Default, Serialize, Deserialize)]
-    #[serde(default)]
-    struct Sample {
-        temporal: TemporalConfig,
-        store: StoreConfig,
-        password: Secret,
-    }
-
     #[test]
-    fn environment_overrides_defaults_with_nesting() {
-        let env = HashMap::from([
-            (
-                "FANOUT_TEMPORAL__ADDRESS".to_owned(),
-                "http://10.0.0.1:7233".to_owned(),
-            ),
-            ("FANOUT_STORE__MAX_CONNECTIONS".to_owned(), "3".to_owned()),
-            ("UNRELATED".to_owned(), "x".to_owned()),
-        ]);
-        let cfg: Sample = load(None, &env).unwrap();
-        assert_eq!(cfg.temporal.address, "http://10.0.0.1:7233");
-        assert_eq!(cfg.temporal.task_queue, "fanout");
-        assert_eq!(cfg.store.max_connections, Some(3));
-        assert_eq!(cfg.store.pool_size(StoreConfig::WORKER_POOL), 3);
+    fn the_pool_is_the_configured_size_else_the_role_default() {
+        let configured = StoreConfig {
+            max_connections: Some(3),
+            ..StoreConfig::default()
+        };
+        assert_eq!(configured.pool_size(StoreConfig::WORKER_POOL), 3);
         assert_eq!(
             StoreConfig::default().pool_size(StoreConfig::WORKER_POOL),
             StoreConfig::WORKER_POOL
         );
-    }
-
-    #[test]
-    fn bad_values_are_reported() {
-        let env = HashMap::from([(
-            "FANOUT_STORE__MAX_CONNECTIONS".to_owned(),
-            "many".to_owned(),
-        )]);
-        let err = load::<Sample>(None, &env).unwrap_err().to_string();
-        assert!(err.contains("max_connections"), "{err}");
     }
 
     #[test]

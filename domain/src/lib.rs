@@ -5,9 +5,12 @@
 //! understands it once it has been parsed ([`request`]), stored audiences such as segments
 //! ([`audience`]), delivery outcomes ([`receipt`]), users and their devices ([`user`]),
 //! templates ([`template`]) and their rendering ([`render`]), the backoff of delivery retries
-//! ([`retry`]), the in-app inbox ([`inbox`]), the contracts between the API, the workflows and
-//! the activities ([`contracts`]), and the typed configuration loader shared by the binaries
+//! ([`retry`]), the in-app inbox ([`inbox`]), and the settings' types the binaries load
 //! ([`config`]).
+//!
+//! It depends on neither Temporal nor anything that does I/O: the workflow and activity
+//! contracts built on the Temporal SDK are `fanout-contracts`, and the configuration loader is
+//! `fanout-runtime`.
 //!
 //! Raw HTTP bodies never get past the API: they are parsed into these types at the edge, so a
 //! value of, say, [`ids::DedupeKey`] cannot exist without the tenant that scopes it.
@@ -15,7 +18,6 @@
 pub mod audience;
 pub mod channel;
 pub mod config;
-pub mod contracts;
 pub mod ids;
 pub mod inbox;
 pub mod limits;

@@ -114,6 +114,21 @@ impl std::str::FromStr for DeliveryPath {
     }
 }
 
+/// Operator controls of one running request. The workflow owns them (signals change them) and
+/// writes them through to the store, where delivery activities read them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestControls {
+    /// Start no new pages and hold in-flight deliveries.
+    #[serde(default)]
+    pub paused: bool,
+    /// Deliveries per second for the whole request; `None` is unlimited.
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
+    /// The request was cancelled: deliver nothing more.
+    #[serde(default)]
+    pub cancelled: bool,
+}
+
 /// How urgent a request is; maps onto provider priorities (e.g. APNs 10 vs 5).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -8,6 +8,7 @@
 //! requires AUTH.
 
 use anyhow::Context as _;
+use fanout_runtime::shutdown_signal;
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -60,32 +61,4 @@ async fn main() -> anyhow::Result<()> {
 
 fn address(variable: &str, default: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| default.to_owned())
-}
-
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "failed to listen for sigint");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "failed to listen for sigterm");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => info!(signal = "sigint", "shutting down"),
-        () = terminate => info!(signal = "sigterm", "shutting down"),
-    }
 }

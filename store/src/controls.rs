@@ -2,7 +2,7 @@
 //! them.
 
 use fanout_domain::RequestId;
-use fanout_domain::contracts::RequestControls;
+use fanout_domain::request::RequestControls;
 use sqlx::Row;
 
 use crate::{Result, Store, now_ms};

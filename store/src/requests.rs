@@ -2,14 +2,30 @@
 
 use std::collections::BTreeMap;
 
-use fanout_domain::contracts::NotificationInput;
 use fanout_domain::receipt::{Progress, RequestState};
 use fanout_domain::request::DeliveryPath;
 use fanout_domain::{RequestId, TemplateId, TenantId, UnixMillis};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::{Result, Store, now_ms, parse_col};
+
+/// What a request's row is filed under, taken from the workflow input it is recorded with. The
+/// store keeps the input itself as an opaque JSON document: its type is a workflow contract
+/// (`fanout_contracts::NotificationInput`), which the store does not depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKeys<'a> {
+    /// The request (and workflow) id.
+    pub request_id: &'a RequestId,
+    /// The owning tenant.
+    pub tenant_id: &'a TenantId,
+    /// The template.
+    pub template_id: &'a TemplateId,
+    /// How it is delivered.
+    pub path: DeliveryPath,
+}
 
 /// A request as recorded in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +86,10 @@ impl Store {
     /// Records an accepted request as running, the `generation`-th use of its dedupe key, with
     /// the workflow input it is started with (re-drives deliver the same content from it).
     /// Returns `false` if a request with this id is already recorded, leaving it untouched.
-    pub async fn insert_request(
+    pub async fn insert_request<I: Serialize>(
         &self,
-        input: &NotificationInput,
+        keys: RequestKeys<'_>,
+        input: &I,
         generation: u32,
         dedupe_key: &str,
         metadata: &BTreeMap<String, String>,
@@ -86,16 +103,16 @@ impl Store {
                                    path)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
         )
-        .bind(input.request_id.as_str())
-        .bind(input.tenant_id.as_str())
+        .bind(keys.request_id.as_str())
+        .bind(keys.tenant_id.as_str())
         .bind(dedupe_key)
-        .bind(input.template_id.as_str())
+        .bind(keys.template_id.as_str())
         .bind(RequestState::Running.as_str())
         .bind(metadata)
         .bind(now)
         .bind(i64::from(generation))
         .bind(stored_input)
-        .bind(input.path.as_str())
+        .bind(keys.path.as_str())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -103,11 +120,11 @@ impl Store {
 
     /// Returns the workflow input the tenant's request was started with; `None` for an unknown
     /// request or one recorded before inputs were kept.
-    pub async fn request_input(
+    pub async fn request_input<I: DeserializeOwned>(
         &self,
         tenant_id: &TenantId,
         request_id: &RequestId,
-    ) -> Result<Option<NotificationInput>> {
+    ) -> Result<Option<I>> {
         let stored: Option<Option<String>> = sqlx::query_scalar(
             "SELECT input FROM requests WHERE request_id = $1 AND tenant_id = $2",
         )
@@ -204,8 +221,7 @@ const T_REQUESTS: &str = "requests";
 
 #[cfg(test)]
 mod tests {
-    use fanout_domain::request::RecipientsQuery;
-    use fanout_domain::{Channel, DedupeKey, UserId};
+    use fanout_domain::DedupeKey;
 
     use crate::test_support::store;
 
@@ -220,25 +236,21 @@ mod tests {
         let id = key.request_id();
         let tpl = TemplateId::parse("welcome").unwrap();
         let meta = BTreeMap::from([("source".to_owned(), "test".to_owned())]);
-        let input = |id: RequestId| NotificationInput {
-            request_id: id,
-            tenant_id: t.clone(),
-            template_id: tpl.clone(),
-            recipients: RecipientsQuery::users(vec![UserId::parse("u1").unwrap()]).unwrap(),
-            channels: vec![Channel::Email],
-            data: serde_json::Map::from_iter([("plan".to_owned(), "pro".into())]),
-            priority: Default::default(),
-            ttl_seconds: None,
-            accepted_at_ms: 1,
-            carry: None,
-            path: Default::default(),
-            actor_id: None,
-        };
+        // The store keeps the workflow input as an opaque document; any serializable value
+        // stands in for `fanout_contracts::NotificationInput` here.
+        let input = |id: RequestId| serde_json::json!({"request_id": id, "template_id": tpl, "data": {"plan": "pro"}});
         let insert = |id: RequestId, generation: u32| {
-            let (store, meta, input) = (store.clone(), meta.clone(), input(id));
+            let (store, meta, input) = (store.clone(), meta.clone(), input(id.clone()));
+            let (t, tpl) = (t.clone(), tpl.clone());
             async move {
+                let keys = RequestKeys {
+                    request_id: &id,
+                    tenant_id: &t,
+                    template_id: &tpl,
+                    path: DeliveryPath::Tree,
+                };
                 store
-                    .insert_request(&input, generation, "k1", &meta)
+                    .insert_request(keys, &input, generation, "k1", &meta)
                     .await
                     .unwrap()
             }
@@ -249,7 +261,7 @@ mod tests {
         assert_eq!(rec.state, RequestState::Running);
         assert_eq!(rec.metadata, meta);
         assert!(!rec.started);
-        let kept = store.request_input(&t, &id).await.unwrap().unwrap();
+        let kept: serde_json::Value = store.request_input(&t, &id).await.unwrap().unwrap();
         assert_eq!(kept, input(id.clone()));
         store.mark_started(&id).await.unwrap();
         assert!(store.get_request(&t, &id).await.unwrap().unwrap().started);

@@ -219,13 +219,13 @@ impl Store {
 mod tests {
     use std::collections::BTreeMap;
 
-    use fanout_domain::contracts::NotificationInput;
     use fanout_domain::inbox::InboxMessage;
     use fanout_domain::receipt::{Progress, RequestState};
-    use fanout_domain::request::RecipientsQuery;
+    use fanout_domain::request::DeliveryPath;
     use fanout_domain::{Channel, DedupeKey, InstanceId, TemplateId, TenantId, UserId};
 
     use super::*;
+    use crate::requests::RequestKeys;
     use crate::test_support::store;
 
     const POLICY: RetentionPolicy = RetentionPolicy {
@@ -265,22 +265,15 @@ mod tests {
         let tpl = TemplateId::parse("welcome").unwrap();
         for (key, finished) in [("done", true), ("running", false)] {
             let id = DedupeKey::new(t.clone(), key).unwrap().request_id();
-            let input = NotificationInput {
-                request_id: id.clone(),
-                tenant_id: t.clone(),
-                template_id: tpl.clone(),
-                recipients: RecipientsQuery::users(vec![user.clone()]).unwrap(),
-                channels: vec![Channel::Email],
-                data: serde_json::Map::new(),
-                priority: Default::default(),
-                ttl_seconds: None,
-                accepted_at_ms: now,
-                carry: None,
-                path: Default::default(),
-                actor_id: None,
+            let keys = RequestKeys {
+                request_id: &id,
+                tenant_id: &t,
+                template_id: &tpl,
+                path: DeliveryPath::Tree,
             };
+            let input = serde_json::json!({"request_id": id, "accepted_at_ms": now});
             store
-                .insert_request(&input, 0, key, &BTreeMap::new())
+                .insert_request(keys, &input, 0, key, &BTreeMap::new())
                 .await
                 .unwrap();
             if finished {

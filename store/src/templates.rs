@@ -335,8 +335,10 @@ async fn write_version(
 
 #[cfg(test)]
 mod tests {
+    use fanout_domain::request::DeliveryPath;
     use fanout_domain::template::DEFAULT_CATEGORY;
 
+    use crate::requests::RequestKeys;
     use crate::test_support::store;
 
     use super::*;
@@ -515,23 +517,13 @@ mod tests {
         );
         store
             .insert_request(
-                &fanout_domain::contracts::NotificationInput {
-                    request_id: request.clone(),
-                    tenant_id: t.clone(),
-                    template_id: id.clone(),
-                    recipients: fanout_domain::request::RecipientsQuery::users(vec![
-                        fanout_domain::UserId::parse("u1").unwrap(),
-                    ])
-                    .unwrap(),
-                    channels: vec![fanout_domain::Channel::InApp],
-                    data: serde_json::Map::new(),
-                    priority: Default::default(),
-                    ttl_seconds: None,
-                    accepted_at_ms: 1,
-                    carry: None,
-                    path: Default::default(),
-                    actor_id: None,
+                RequestKeys {
+                    request_id: &request,
+                    tenant_id: &t,
+                    template_id: &id,
+                    path: DeliveryPath::Tree,
                 },
+                &serde_json::json!({"request_id": request}),
                 0,
                 "k",
                 &BTreeMap::new(),

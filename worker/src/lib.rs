@@ -31,7 +31,7 @@ use temporalio_common::telemetry::{
 use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
-/// The worker's configuration (see `fanout_domain::config::load` for the layering).
+/// The worker's configuration (see `fanout_runtime::config::load` for the layering).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -294,11 +294,39 @@ async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
 mod tests {
     use std::collections::HashMap;
 
+    use temporalio_common::WorkflowDefinition;
+
     use super::*;
+
+    /// The API starts workflows, and the workflows schedule activities, by the names in
+    /// `fanout-contracts`; the worker registers the implementations below under the names their
+    /// macros give them. A mismatch would leave every request unstarted (or every activity
+    /// unscheduled), and the names are in every recorded history.
+    #[test]
+    fn every_registered_workflow_and_activity_is_named_as_its_contract() {
+        let notification = NotificationWorkflow::default();
+        let workflows = [
+            notification.name(),
+            ResolveAudienceWorkflow.name(),
+            FanoutPageWorkflow.name(),
+            RedriveWorkflow.name(),
+        ];
+        assert_eq!(workflows, fanout_contracts::WORKFLOW_NAMES);
+        let activities = [
+            FanoutActivities::resolve_audience_chunk.name(),
+            FanoutActivities::begin_redrive.name(),
+            FanoutActivities::deliver_page.name(),
+            FanoutActivities::deliver_direct.name(),
+            FanoutActivities::finalize_request.name(),
+            FanoutActivities::apply_controls.name(),
+            FanoutActivities::apply_template_quota.name(),
+        ];
+        assert_eq!(activities, fanout_contracts::ACTIVITY_NAMES);
+    }
 
     #[test]
     fn limits_come_from_the_environment_and_default_to_none() {
-        let defaults: Config = fanout_domain::config::load(None, &HashMap::new()).unwrap();
+        let defaults: Config = fanout_runtime::config::load(None, &HashMap::new()).unwrap();
         assert_eq!(defaults.limits, LimitsConfig::default());
         assert_eq!(defaults.limits.global_per_second, None);
         assert!(defaults.limits.breaker.enabled);
@@ -312,7 +340,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let config: Config = fanout_domain::config::load(None, &env).unwrap();
+        let config: Config = fanout_runtime::config::load(None, &env).unwrap();
         assert_eq!(config.limits.global_per_second, Some(500));
         assert_eq!(config.limits.providers.smtp, Some(20));
         assert_eq!(config.limits.providers.apns, None);

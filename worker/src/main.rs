@@ -1,9 +1,17 @@
-//! `fanout-worker`: loads its configuration and runs until SIGINT or SIGTERM.
+//! `fanout-worker`: loads its configuration (`--config FILE` or `FANOUT_CONFIG_FILE`, then
+//! `FANOUT_*` variables) and runs until SIGINT or SIGTERM.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-
+use clap::Parser;
+use fanout_runtime::config::ConfigFile;
+use fanout_runtime::shutdown_signal;
 use fanout_worker::{Config, run};
+
+#[derive(Parser)]
+#[command(about = "Fanout worker: runs the workflows and activities")]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigFile,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -11,26 +19,6 @@ async fn main() -> anyhow::Result<()> {
         "fanout-worker",
         fanout_telemetry::traces::Propagation::FromHeaders,
     )?;
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let file = env.get("FANOUT_CONFIG_FILE").map(PathBuf::from);
-    let config: Config = fanout_domain::config::load(file.as_deref(), &env)?;
+    let config: Config = Cli::parse().config.load()?;
     run(config, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

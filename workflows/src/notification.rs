@@ -17,8 +17,8 @@
 //! (API, Temporal UI or CLI) cancels the children, whose activities stop sending, and the final
 //! activity records every instance not yet delivered as cancelled.
 
-use fanout_domain::contracts::{
-    self, ApplyControlsInput, ApplyTemplateQuotaInput, AudienceSnapshot, Carry, DeliveryActivities,
+use fanout_contracts::{
+    ApplyControlsInput, ApplyTemplateQuotaInput, AudienceSnapshot, Carry, DeliveryActivities,
     FanoutPageInput, FanoutPageWorkflow, FinalizeInput, NotificationInput, NotificationOutcome,
     PageOutcome, RateLimit, RequestControls, ResolveAudienceInput, ResolveAudienceWorkflow,
     TemplateQuota,
@@ -69,7 +69,7 @@ enum Ending {
 #[workflow_methods]
 impl NotificationWorkflow {
     /// Runs a notification request to completion (or to its next run).
-    #[run(name = "NotificationWorkflow")]
+    #[run(name = fanout_contracts::NOTIFICATION_WORKFLOW)]
     pub async fn run(
         ctx: &mut WorkflowContext<Self>,
         input: NotificationInput,
@@ -404,7 +404,9 @@ async fn fan_out(
 
         let percent = ctx.state(|s| s.progress.percent());
         if percent != reported_percent {
-            ctx.upsert_search_attributes([contracts::SA_PROGRESS_PERCENT.value_set(percent)]);
+            ctx.upsert_search_attributes(
+                [fanout_contracts::SA_PROGRESS_PERCENT.value_set(percent)],
+            );
             reported_percent = percent;
         }
     }
@@ -502,7 +504,7 @@ pub(crate) async fn finish(
     // The tree reports progress to the Temporal UI as it goes; the direct path's requests are
     // over in a moment and leave the attribute as the start set it.
     if input.path == DeliveryPath::Tree {
-        ctx.upsert_search_attributes([contracts::SA_PROGRESS_PERCENT.value_set(100)]);
+        ctx.upsert_search_attributes([fanout_contracts::SA_PROGRESS_PERCENT.value_set(100)]);
     }
     match state {
         RequestState::Cancelled => Err(WorkflowTermination::cancelled()),

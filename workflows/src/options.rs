@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fanout_domain::contracts;
+use fanout_contracts as contracts;
 use temporalio_common::RetryPolicy;
 use temporalio_sdk::{
     ActivityCancellationType, ActivityOptions, ChildWorkflowCancellationType, ChildWorkflowOptions,

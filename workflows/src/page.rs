@@ -11,10 +11,10 @@
 
 use std::time::Duration;
 
-use fanout_domain::Channel;
-use fanout_domain::contracts::{
+use fanout_contracts::{
     DeliverPageInput, DeliveryActivities, FanoutPageInput, PageOutcome, PageReport,
 };
+use fanout_domain::Channel;
 use fanout_domain::retry::{self, Backoff, RoundOutcome};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
@@ -33,7 +33,7 @@ pub struct FanoutPageWorkflow;
 #[workflow_methods]
 impl FanoutPageWorkflow {
     /// Delivers the page and reports per-channel counts.
-    #[run(name = "FanoutPageWorkflow")]
+    #[run(name = fanout_contracts::FANOUT_PAGE_WORKFLOW)]
     pub async fn run(
         ctx: &mut WorkflowContext<Self>,
         input: FanoutPageInput,

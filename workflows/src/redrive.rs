@@ -5,7 +5,7 @@
 //! skipping every instance already final), a window of [`WINDOW`] at a time, and the request's
 //! per-channel counts are then recomputed from the receipts.
 
-use fanout_domain::contracts::{
+use fanout_contracts::{
     BeginRedriveInput, DeliveryActivities, FanoutPageInput, FinalizeInput, RedriveInput,
 };
 use fanout_domain::receipt::{Progress, RequestState};
@@ -26,7 +26,7 @@ pub struct RedriveWorkflow;
 #[workflow_methods]
 impl RedriveWorkflow {
     /// Delivers the pages again and returns the request's recounted progress.
-    #[run(name = "RedriveWorkflow")]
+    #[run(name = fanout_contracts::REDRIVE_WORKFLOW)]
     pub async fn run(
         ctx: &mut WorkflowContext<Self>,
         input: RedriveInput,

@@ -5,7 +5,7 @@
 //! [`CHUNKS_PER_RUN`] calls it continues as new with the cursor, keeping any one history short
 //! however large the audience.
 
-use fanout_domain::contracts::{
+use fanout_contracts::{
     AudienceSnapshot, DeliveryActivities, ResolveAudienceInput, ResolveChunk, ResolveChunkInput,
 };
 use temporalio_macros::{workflow, workflow_methods};
@@ -26,7 +26,7 @@ pub struct ResolveAudienceWorkflow;
 #[workflow_methods]
 impl ResolveAudienceWorkflow {
     /// Resolves the whole audience and returns the snapshot's size.
-    #[run(name = "ResolveAudienceWorkflow")]
+    #[run(name = fanout_contracts::RESOLVE_AUDIENCE_WORKFLOW)]
     pub async fn run(
         ctx: &mut WorkflowContext<Self>,
         input: ResolveAudienceInput,

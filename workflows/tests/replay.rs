@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fanout_domain::contracts::{DeliveryActivities, FinalizeInput, NotificationInput};
+use fanout_contracts::{DeliveryActivities, FinalizeInput, NotificationInput};
 use fanout_domain::receipt::{Progress, RequestState};
 use fanout_workflows::{
     FanoutPageWorkflow, NotificationWorkflow, RedriveWorkflow, ResolveAudienceWorkflow,

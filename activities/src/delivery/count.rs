@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fanout_domain::contracts::DeliverPageInput;
+use fanout_contracts::DeliverPageInput;
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::{Channel, InstanceId, UnixMillis};
 use fanout_store::now_ms;

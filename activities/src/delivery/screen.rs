@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use fanout_domain::contracts::DeliverPageInput;
+use fanout_contracts::DeliverPageInput;
 use fanout_domain::user::{Device, User};
 use fanout_domain::{Channel, InstanceId, UserId};
 use fanout_store::Store;

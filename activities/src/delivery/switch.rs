@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use fanout_contracts::DeliverPageInput;
 use fanout_domain::Channel;
-use fanout_domain::contracts::DeliverPageInput;
 use fanout_store::Store;
 
 use crate::DeliveryConfig;

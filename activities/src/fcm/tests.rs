@@ -151,7 +151,7 @@ fn config_loads_from_fanout_environment_variables() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let config: FcmConfig = fanout_domain::config::load(None, &env).unwrap();
+    let config: FcmConfig = fanout_runtime::config::load(None, &env).unwrap();
     assert_eq!(
         config,
         FcmConfig {
@@ -162,7 +162,7 @@ fn config_loads_from_fanout_environment_variables() {
             timeout_ms: 2500,
         }
     );
-    let defaults: FcmConfig = fanout_domain::config::load(None, &Default::default()).unwrap();
+    let defaults: FcmConfig = fanout_runtime::config::load(None, &Default::default()).unwrap();
     assert_eq!(defaults, FcmConfig::default());
 }
 

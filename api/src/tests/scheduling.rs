@@ -168,14 +168,14 @@ async fn a_fairness_weight_out_of_range_is_422_naming_the_field_and_range() {
 
 #[test]
 fn the_switches_come_from_the_environment_and_default_to_on() {
-    let config: crate::Config = fanout_domain::config::load(None, &Default::default()).unwrap();
+    let config: crate::Config = fanout_runtime::config::load(None, &Default::default()).unwrap();
     assert_eq!(config.scheduling, SchedulingConfig::default());
     assert!(config.scheduling.priority && config.scheduling.fairness);
     let env = std::collections::HashMap::from([
         ("FANOUT_SCHEDULING__PRIORITY".to_owned(), "false".to_owned()),
         ("FANOUT_SCHEDULING__FAIRNESS".to_owned(), "false".to_owned()),
     ]);
-    let config: crate::Config = fanout_domain::config::load(None, &env).unwrap();
+    let config: crate::Config = fanout_runtime::config::load(None, &env).unwrap();
     assert_eq!(
         config.scheduling,
         SchedulingConfig {

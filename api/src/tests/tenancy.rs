@@ -375,10 +375,10 @@ fn the_admin_key_and_default_quota_come_from_the_environment() {
         ("FANOUT_ADMIN_KEY".to_owned(), "s3cret".to_owned()),
         ("FANOUT_INGEST__PER_SECOND".to_owned(), "7".to_owned()),
     ]);
-    let config: crate::Config = fanout_domain::config::load(None, &env).unwrap();
+    let config: crate::Config = fanout_runtime::config::load(None, &env).unwrap();
     assert_eq!(config.admin_key.unwrap().expose(), "s3cret");
     assert_eq!((config.ingest.per_second, config.ingest.burst), (7, 100));
-    let config: crate::Config = fanout_domain::config::load(None, &Default::default()).unwrap();
+    let config: crate::Config = fanout_runtime::config::load(None, &Default::default()).unwrap();
     assert!(config.admin_key.is_none());
 }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{AudienceSnapshot, NotificationInput};
-use crate::receipt::{Progress, RequestState};
+use fanout_domain::receipt::{Progress, RequestState};
 
 /// Input of `deliver_direct`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,9 +16,10 @@ mod direct;
 
 pub use direct::{DeliverDirectInput, DirectReport};
 
-use crate::receipt::{DeliveryStatus, Progress, RequestState};
-use crate::request::{DeliveryPath, Priority, RecipientsQuery};
-use crate::{Channel, InstanceId, RequestId, TemplateId, TenantId, UnixMillis, UserId};
+use fanout_domain::receipt::{DeliveryStatus, Progress, RequestState};
+pub use fanout_domain::request::RequestControls;
+use fanout_domain::request::{DeliveryPath, Priority, RecipientsQuery};
+use fanout_domain::{Channel, InstanceId, RequestId, TemplateId, TenantId, UnixMillis, UserId};
 
 /// The Temporal workflow type that runs one notification request.
 pub const NOTIFICATION_WORKFLOW: &str = "NotificationWorkflow";
@@ -28,6 +29,24 @@ pub const RESOLVE_AUDIENCE_WORKFLOW: &str = "ResolveAudienceWorkflow";
 pub const REDRIVE_WORKFLOW: &str = "RedriveWorkflow";
 /// The child workflow that delivers one page of the audience over every channel.
 pub const FANOUT_PAGE_WORKFLOW: &str = "FanoutPageWorkflow";
+/// Every workflow type, in the order the worker registers them.
+pub const WORKFLOW_NAMES: [&str; 4] = [
+    NOTIFICATION_WORKFLOW,
+    RESOLVE_AUDIENCE_WORKFLOW,
+    FANOUT_PAGE_WORKFLOW,
+    REDRIVE_WORKFLOW,
+];
+/// Every activity type of [`DeliveryActivities`], in declaration order. These names are in
+/// every recorded history: renaming one breaks the replay of running requests.
+pub const ACTIVITY_NAMES: [&str; 7] = [
+    "resolve_audience_chunk",
+    "begin_redrive",
+    "deliver_page",
+    "deliver_direct",
+    "finalize_request",
+    "apply_controls",
+    "apply_template_quota",
+];
 /// The query that returns a running request's [`Progress`].
 pub const PROGRESS_QUERY: &str = "progress";
 /// Signal: stop starting pages and hold in-flight deliveries.
@@ -128,21 +147,6 @@ pub struct Carry {
     pub controls: RequestControls,
     /// Runs so far, this one included.
     pub runs: u32,
-}
-
-/// Operator controls of one running request. The workflow owns them (signals change them) and
-/// writes them through to the store, where delivery activities read them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestControls {
-    /// Start no new pages and hold in-flight deliveries.
-    #[serde(default)]
-    pub paused: bool,
-    /// Deliveries per second for the whole request; `None` is unlimited.
-    #[serde(default)]
-    pub rate_per_second: Option<u32>,
-    /// The request was cancelled: deliver nothing more.
-    #[serde(default)]
-    pub cancelled: bool,
 }
 
 /// Input of [`SET_RATE_SIGNAL`].
@@ -409,7 +413,7 @@ pub struct DeliverPageInput {
     /// How long delivery stays worth attempting.
     #[serde(default)]
     pub ttl_seconds: Option<u32>,
-    /// Which delivery round of the page this is (0 first); see [`crate::retry`].
+    /// Which delivery round of the page this is (0 first); see [`fanout_domain::retry`].
     #[serde(default)]
     pub round: u32,
     /// The page's last round: what still fails transiently is recorded as failed (and goes to
@@ -607,6 +611,25 @@ impl DeliveryActivities {
 
 #[cfg(test)]
 mod tests {
+    use temporalio_common::ActivityDefinition;
+
+    use super::DeliveryActivities;
+
+    /// The list the worker's registration test checks against is the declarations' own.
+    #[test]
+    fn the_activity_list_is_the_declared_activities() {
+        let declared = [
+            DeliveryActivities::resolve_audience_chunk.name(),
+            DeliveryActivities::begin_redrive.name(),
+            DeliveryActivities::deliver_page.name(),
+            DeliveryActivities::deliver_direct.name(),
+            DeliveryActivities::finalize_request.name(),
+            DeliveryActivities::apply_controls.name(),
+            DeliveryActivities::apply_template_quota.name(),
+        ];
+        assert_eq!(declared, super::ACTIVITY_NAMES);
+    }
+
     /// `make up` starts its server from `scripts/lib.sh`, the tests from these constants: a
     /// search attribute or setting added to one must be added to the other.
     #[test]
