@@ -5,26 +5,116 @@
 //! answered with a generic message, so nothing internal leaks.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fanout_domain::ids::InvalidId;
 use fanout_domain::limits::TooLarge;
 use fanout_domain::render::TemplateProblem;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
-/// A JSON body whose rejections become [`ApiError`]s (400 syntax, 415 type, 422 fields).
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body whose rejections become [`ApiError`]s: 415 without a JSON content type, 413
+/// over the router's body limit, 400 for text that is not JSON, 422 naming the field whose
+/// value has the wrong shape. The field comes from the path the deserializer was at
+/// (`serde_path_to_error`), not from an error's wording.
 pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::PayloadTooLarge("the router's body limit".into())
+                }
+                _ => ApiError::BadRequest(rejection.body_text()),
+            }
+        })?;
+        let not_json = |e: serde_json::Error| ApiError::BadRequest(format!("not valid JSON: {e}"));
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let field = located_field(&e.path().to_string(), &e.inner().to_string());
+            match e.inner().classify() {
+                serde_json::error::Category::Data => invalid_field(field, "body", e.into_inner()),
+                _ => not_json(e.into_inner()),
+            }
+        })?;
+        deserializer.end().map_err(not_json)?;
+        Ok(Self(value))
+    }
+}
 
 /// A query string whose rejections become [`ApiError`]s (422 naming the parameter), so a bad
 /// `?limit=` answers in the same JSON shape as everything else.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(Self)
+            .map_err(|e| {
+                let field = located_field(&e.path().to_string(), &e.inner().to_string());
+                let reason = e.into_inner();
+                ApiError::InvalidField {
+                    field: field.unwrap_or_else(|| "query".to_owned()),
+                    message: format!("query string: {reason}"),
+                }
+            })
+    }
+}
+
+/// Whether the request says its body is JSON: `application/json` or `application/<x>+json`,
+/// parameters (`; charset=utf-8`) aside.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let essence = essence.to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A 422 for a value of the wrong shape at `field` (`whole` when it is the document itself).
+fn invalid_field(field: Option<String>, whole: &str, reason: impl std::fmt::Display) -> ApiError {
+    let field = field.unwrap_or_else(|| whole.to_owned());
+    ApiError::InvalidField {
+        message: format!("{field}: {reason}"),
+        field,
+    }
+}
+
+/// The field a deserialization error is about: the path the deserializer was at (`a.b[0]`;
+/// `.` is the document itself) and, for a missing field, that field's own name, which serde
+/// gives only in its message (`missing field \`x\``, `serde::de::Error::missing_field`).
+fn located_field(path: &str, message: &str) -> Option<String> {
+    let path = (path != "." && !path.is_empty()).then_some(path);
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (Some(path), Some(name)) => Some(format!("{path}.{name}")),
+        (None, Some(name)) => Some(name.to_owned()),
+        (Some(path), None) => Some(path.to_owned()),
+        (None, None) => None,
+    }
+}
 
 /// The body of every error answer: `{"error": {"code", "message", "field"?, "problems"?}}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -215,63 +305,6 @@ impl From<fanout_store::StoreError> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        match rejection {
-            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::PayloadTooLarge("the router's body limit".into())
-            }
-            JsonRejection::JsonDataError(e) => ApiError::InvalidField {
-                field: data_error_path(&e.body_text()),
-                message: e.body_text(),
-            },
-            other => ApiError::BadRequest(other.body_text()),
-        }
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        let text = rejection.body_text();
-        // "Failed to deserialize query string: missing field `request_id`" or
-        // "...: limit: invalid digit found in string".
-        let detail = text
-            .split_once("query string: ")
-            .map_or(text.as_str(), |(_, d)| d);
-        ApiError::InvalidField {
-            field: field_path(detail).unwrap_or_else(|| "query".to_owned()),
-            message: format!("query string: {detail}"),
-        }
-    }
-}
-
-/// Names the field in axum's "...target type: a.b[0]: reason" message. For a missing field the
-/// path is its parent, so the field's own name is appended.
-fn data_error_path(text: &str) -> String {
-    text.split_once("target type: ")
-        .and_then(|(_, detail)| field_path(detail))
-        .unwrap_or_else(|| "body".to_owned())
-}
-
-/// The field serde's error `detail` is about ("a.b[0]: reason", "missing field `x`", or both),
-/// if it names one.
-fn field_path(detail: &str) -> Option<String> {
-    let (path, reason) = match detail.split_once(": ") {
-        Some((path, reason)) if !path.contains(' ') => (Some(path), reason),
-        _ => (None, detail),
-    };
-    let named = reason
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next());
-    match (path, named) {
-        (Some(path), Some(name)) => Some(format!("{path}.{name}")),
-        (None, Some(name)) => Some(name.to_owned()),
-        (Some(path), None) => Some(path.to_owned()),
-        (None, None) => None,
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
@@ -319,25 +352,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn field_paths_come_from_serde_messages() {
+    fn fields_come_from_the_deserializer_path() {
         assert_eq!(
-            data_error_path(
-                "Failed to deserialize the JSON body into the target type: recipients_query.user_ids[1]: invalid type"
-            ),
-            "recipients_query.user_ids[1]"
+            located_field("recipients_query.user_ids[1]", "invalid type: integer"),
+            Some("recipients_query.user_ids[1]".to_owned())
         );
         assert_eq!(
-            data_error_path(
-                "Failed to deserialize the JSON body into the target type: missing field `template_id` at line 1"
-            ),
-            "template_id"
+            located_field(".", "missing field `template_id` at line 1 column 2"),
+            Some("template_id".to_owned())
         );
         assert_eq!(
-            data_error_path(
-                "Failed to deserialize the JSON body into the target type: recipients_query: missing field `user_ids` at line 1"
-            ),
-            "recipients_query.user_ids"
+            located_field("recipients_query", "missing field `user_ids` at line 1"),
+            Some("recipients_query.user_ids".to_owned())
         );
-        assert_eq!(data_error_path("something else"), "body");
+        assert_eq!(located_field(".", "invalid type: string"), None);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        recipients: Recipients,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Recipients {
+        user_ids: Vec<u32>,
+    }
+
+    async fn extract(content_type: &str, body: &str) -> Result<Body, ApiError> {
+        let request = Request::builder()
+            .header(header::CONTENT_TYPE, content_type)
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        ApiJson::<Body>::from_request(request, &())
+            .await
+            .map(|b| b.0)
+    }
+
+    #[tokio::test]
+    async fn bodies_are_refused_with_the_field_and_status_they_deserve() {
+        let field = |e: ApiError| match e {
+            ApiError::InvalidField { field, .. } => field,
+            other => panic!("expected a 422, got {other:?}"),
+        };
+        let json = "application/json; charset=utf-8";
+        let wrong = extract(json, r#"{"recipients": {"user_ids": [1, "x"]}}"#).await;
+        assert_eq!(field(wrong.unwrap_err()), "recipients.user_ids[1]");
+        let missing = extract(json, r#"{"recipients": {}}"#).await;
+        assert_eq!(field(missing.unwrap_err()), "recipients.user_ids");
+        assert!(matches!(
+            extract(json, r#"{"recipients": "#).await,
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            extract(json, r#"{"recipients": {"user_ids": []}} trailing"#).await,
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            extract("text/plain", "{}").await,
+            Err(ApiError::UnsupportedMediaType)
+        ));
+        assert!(
+            extract(
+                "application/merge-patch+json",
+                r#"{"recipients": {"user_ids": [1]}}"#
+            )
+            .await
+            .is_ok()
+        );
     }
 }
