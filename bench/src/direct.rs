@@ -15,8 +15,8 @@ use futures::StreamExt;
 
 use crate::sink::{self, Content};
 
-/// Pages in flight at once, as the platform's window.
-pub const WINDOW: usize = 8;
+/// Pages in flight at once: the platform's own window.
+pub use fanout_workflows::notification::WINDOW;
 
 /// Delivers the whole audience; returns (deliveries, seconds).
 #[allow(clippy::too_many_arguments)]
