@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AudienceSnapshot, NotificationInput};
+use crate::{AudienceSnapshot, NotificationInput};
 use fanout_domain::receipt::{Progress, RequestState};
 
 /// Input of `deliver_direct`.

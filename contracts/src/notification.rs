@@ -1,0 +1,176 @@
+//! The request's own workflow: its input, what one run carries to the next, its outcome,
+//! the progress query and the operator signals.
+
+use fanout_domain::receipt::{Progress, RequestState};
+use fanout_domain::request::{DeliveryPath, Priority, RecipientsQuery, RequestControls};
+use fanout_domain::{Channel, RequestId, TemplateId, TenantId, UnixMillis, UserId};
+use serde::{Deserialize, Serialize};
+use temporalio_common::{
+    HasWorkflowDefinition, QueryDefinition, SignalDefinition, WorkflowDefinition,
+};
+
+use crate::{
+    AudienceSnapshot, NOTIFICATION_WORKFLOW, PAUSE_SIGNAL, PROGRESS_QUERY, RESUME_SIGNAL,
+    SET_RATE_SIGNAL, SET_TEMPLATE_QUOTA_SIGNAL,
+};
+
+/// The input of [`NOTIFICATION_WORKFLOW`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationInput {
+    /// The request (equal to the workflow id).
+    pub request_id: RequestId,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The template rendering every channel.
+    pub template_id: TemplateId,
+    /// The audience.
+    pub recipients: RecipientsQuery,
+    /// Channels to deliver over.
+    pub channels: Vec<Channel>,
+    /// Template variables (a JSON object).
+    #[serde(default)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Urgency.
+    #[serde(default)]
+    pub priority: Priority,
+    /// How long delivery stays worth attempting.
+    #[serde(default)]
+    pub ttl_seconds: Option<u32>,
+    /// When the API accepted the request.
+    pub accepted_at_ms: UnixMillis,
+    /// State handed from one run to the next by continue-as-new; `None` on the first run.
+    #[serde(default)]
+    pub carry: Option<Carry>,
+    /// Whether the request runs as a tree of child workflows or directly in its own workflow;
+    /// inputs recorded before the direct path existed read as the tree.
+    #[serde(default)]
+    pub path: DeliveryPath,
+    /// Who triggered the request; left out of a followers or segment audience when it is
+    /// resolved (an explicit list has the actor removed by the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<UserId>,
+}
+
+/// What a [`NOTIFICATION_WORKFLOW`] run hands to its continuation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carry {
+    /// The audience snapshot, resolved once by the first run.
+    pub snapshot: AudienceSnapshot,
+    /// The first page not yet started.
+    pub next_page: u32,
+    /// Counts so far.
+    pub progress: Progress,
+    /// Pause and rate as last set.
+    pub controls: RequestControls,
+    /// Runs so far, this one included.
+    pub runs: u32,
+}
+
+/// Input of [`SET_RATE_SIGNAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Deliveries per second; `None` removes the cap.
+    pub per_second: Option<u32>,
+}
+
+/// Input of [`SET_TEMPLATE_QUOTA_SIGNAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateQuota {
+    /// Deliveries per second across every request of the template; `None` removes the quota.
+    pub per_second: Option<u32>,
+}
+
+/// Input of `apply_template_quota`: a workflow writing its template's quota through to the
+/// store, where every delivery of the template reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyTemplateQuotaInput {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The template.
+    pub template_id: TemplateId,
+    /// The quota; `None` removes it.
+    pub per_second: Option<u32>,
+}
+
+/// What [`NOTIFICATION_WORKFLOW`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationOutcome {
+    /// How the request ended.
+    pub state: RequestState,
+    /// Final counts.
+    pub progress: Progress,
+}
+
+/// Marker for starting and addressing [`NOTIFICATION_WORKFLOW`] without depending on the
+/// workflow implementation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotificationWorkflow;
+
+impl WorkflowDefinition for NotificationWorkflow {
+    type Input = NotificationInput;
+    type Output = NotificationOutcome;
+
+    fn name(&self) -> &str {
+        NOTIFICATION_WORKFLOW
+    }
+}
+
+impl HasWorkflowDefinition for NotificationWorkflow {
+    type Run = Self;
+}
+
+/// Marker for [`PROGRESS_QUERY`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgressQuery;
+
+impl QueryDefinition for ProgressQuery {
+    type Workflow = NotificationWorkflow;
+    type Input = ();
+    type Output = Progress;
+
+    fn name(&self) -> &str {
+        PROGRESS_QUERY
+    }
+}
+
+macro_rules! signal_marker {
+    ($(#[$doc:meta])* $marker:ident, $name:expr, $input:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $marker;
+
+        impl SignalDefinition for $marker {
+            type Workflow = NotificationWorkflow;
+            type Input = $input;
+
+            fn name(&self) -> &str {
+                $name
+            }
+        }
+    };
+}
+
+signal_marker!(
+    /// Marker for [`PAUSE_SIGNAL`].
+    PauseSignal,
+    PAUSE_SIGNAL,
+    ()
+);
+signal_marker!(
+    /// Marker for [`RESUME_SIGNAL`].
+    ResumeSignal,
+    RESUME_SIGNAL,
+    ()
+);
+signal_marker!(
+    /// Marker for [`SET_RATE_SIGNAL`].
+    SetRateSignal,
+    SET_RATE_SIGNAL,
+    RateLimit
+);
+signal_marker!(
+    /// Marker for [`SET_TEMPLATE_QUOTA_SIGNAL`].
+    SetTemplateQuotaSignal,
+    SET_TEMPLATE_QUOTA_SIGNAL,
+    TemplateQuota
+);
