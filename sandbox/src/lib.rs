@@ -17,6 +17,8 @@
 //! - [`apns`]: the APNs simulator, its credentials, fault rules and stored notifications.
 //! - [`fcm`]: the FCM simulator (OAuth token endpoint and `messages:send`), faults and read-back.
 //! - [`otlp`]: an OTLP/HTTP trace receiver with read-back.
+//! - `connections`: what the SMTP and APNs servers share about client connections (accepting,
+//!   the TLS handshake deadline, draining at shutdown).
 //!
 //! [`serve`] runs everything on listeners the caller binds, so tests use port 0:
 //!
@@ -65,6 +67,7 @@
 
 pub mod apns;
 mod arrivals;
+mod connections;
 pub mod fcm;
 mod http;
 mod mailbox;

@@ -4,7 +4,6 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf,
@@ -13,8 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// How long a client gets to complete a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::connections;
 
 /// What reading one line produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,22 +29,18 @@ pub(super) enum Read {
     Shutdown,
 }
 
-/// Runs the server side of a TLS handshake on `stream`, within [`HANDSHAKE_TIMEOUT`].
-pub(super) async fn handshake(acceptor: &TlsAcceptor, stream: TcpStream) -> io::Result<Stream> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls))),
-        Ok(Err(error)) => Err(error),
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "tls handshake timed out",
-        )),
-    }
-}
-
 /// A client socket, in plain text or inside TLS.
 pub(super) enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Runs the server side of a TLS handshake on `stream`.
+    pub(super) async fn handshake(acceptor: &TlsAcceptor, stream: TcpStream) -> io::Result<Self> {
+        let tls = connections::handshake(acceptor, stream).await?;
+        Ok(Self::Tls(Box::new(tls)))
+    }
 }
 
 impl AsyncRead for Stream {
@@ -114,7 +108,7 @@ impl Connection {
     pub(super) async fn start_tls(mut self, acceptor: &TlsAcceptor) -> io::Result<Self> {
         self.io.flush().await?;
         match self.io.into_inner().into_inner() {
-            Stream::Plain(stream) => Ok(Self::new(handshake(acceptor, stream).await?)),
+            Stream::Plain(stream) => Ok(Self::new(Stream::handshake(acceptor, stream).await?)),
             Stream::Tls(_) => Err(io::Error::other("tls is already active")),
         }
     }
