@@ -54,8 +54,9 @@ pub use fault::{FcmErrorCode, FcmFault, FcmFaultList, NewFcmFault};
 pub use oauth::FcmTokenStats;
 pub use store::{CAPACITY, FcmMessageCount, FcmMessageList, StoredFcmMessage};
 
-use crate::{ErrorResponse, Sandbox};
-use fault::{Faults, InvalidFault};
+use crate::Sandbox;
+use crate::http::ApiError;
+use fault::Faults;
 use oauth::{GrantError, TokenRequest, Tokens};
 use send::GoogleError;
 use store::Messages;
@@ -227,46 +228,6 @@ async fn service_account(headers: HeaderMap) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Failures of the sandbox routes, as the sandbox's `{"error"}` body.
-#[derive(Debug, thiserror::Error)]
-enum AdminError {
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error(transparent)]
-    InvalidFault(#[from] InvalidFault),
-    #[error("{message}")]
-    Rejected { status: StatusCode, message: String },
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::InvalidFault(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Rejected { status, .. } => *status,
-        };
-        let body = ErrorResponse {
-            error: self.to_string(),
-        };
-        (status, Json(body)).into_response()
-    }
-}
-
-macro_rules! from_rejection {
-    ($($rejection:ty),*) => {$(
-        impl From<$rejection> for AdminError {
-            fn from(rejection: $rejection) -> Self {
-                Self::Rejected {
-                    status: rejection.status(),
-                    message: rejection.body_text(),
-                }
-            }
-        }
-    )*};
-}
-
-from_rejection!(JsonRejection, PathRejection, QueryRejection);
-
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     token: Option<String>,
@@ -282,7 +243,7 @@ struct CountQuery {
 async fn list_messages(
     State(sandbox): State<Arc<Sandbox>>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<FcmMessageList>, AdminError> {
+) -> Result<Json<FcmMessageList>, ApiError> {
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let (messages, more) = sandbox
@@ -299,7 +260,7 @@ async fn list_messages(
 async fn count_messages(
     State(sandbox): State<Arc<Sandbox>>,
     query: Result<Query<CountQuery>, QueryRejection>,
-) -> Result<Json<FcmMessageCount>, AdminError> {
+) -> Result<Json<FcmMessageCount>, ApiError> {
     let Query(query) = query?;
     let count = sandbox.fcm.messages.count(query.token.as_deref());
     Ok(Json(FcmMessageCount { count }))
@@ -319,9 +280,13 @@ async fn list_faults(State(sandbox): State<Arc<Sandbox>>) -> Json<FcmFaultList> 
 async fn add_fault(
     State(sandbox): State<Arc<Sandbox>>,
     new: Result<Json<NewFcmFault>, JsonRejection>,
-) -> Result<(StatusCode, Json<FcmFault>), AdminError> {
+) -> Result<(StatusCode, Json<FcmFault>), ApiError> {
     let Json(new) = new?;
-    let fault = sandbox.fcm.faults.add(new)?;
+    let fault = sandbox
+        .fcm
+        .faults
+        .add(new)
+        .map_err(ApiError::invalid_fault)?;
     Ok((StatusCode::CREATED, Json(fault)))
 }
 
@@ -333,12 +298,12 @@ async fn clear_faults(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
 async fn remove_fault(
     State(sandbox): State<Arc<Sandbox>>,
     id: Result<Path<u64>, PathRejection>,
-) -> Result<StatusCode, AdminError> {
+) -> Result<StatusCode, ApiError> {
     let Path(id) = id?;
     if sandbox.fcm.faults.remove(id) {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AdminError::NotFound("fault"))
+        Err(ApiError::NotFound("fault"))
     }
 }
 

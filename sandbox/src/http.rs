@@ -1,5 +1,6 @@
 //! The read-back HTTP API: JSON for tests, plus the HTML inbox in [`inbox`] for a browser.
 
+mod error;
 mod inbox;
 
 use std::sync::Arc;
@@ -11,24 +12,20 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::Sandbox;
 use crate::mailbox::{EmailCount, EmailList, Filter, StoredEmail};
-use crate::smtp::{Fault, FaultList, InvalidFault, NewFault};
+use crate::smtp::{Fault, FaultList, NewFault};
+
+pub use error::ErrorResponse;
+pub(crate) use error::{ApiError, ApiResult};
 
 /// Page size of `GET /api/emails` when the request gives none.
 const DEFAULT_LIMIT: usize = 100;
 
 /// Largest page size of `GET /api/emails`; larger requests are capped.
 const MAX_LIMIT: usize = 1000;
-
-/// Body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorResponse {
-    /// What went wrong, in lowercase prose.
-    pub error: String,
-}
 
 /// Builds the router for the read-back API and the HTML inbox.
 pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
@@ -52,48 +49,6 @@ pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
         .fallback(not_found)
         .with_state(sandbox)
 }
-
-/// Every way a request can fail; the one place that maps failures to status codes.
-#[derive(Debug, thiserror::Error)]
-enum ApiError {
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error(transparent)]
-    InvalidFault(#[from] InvalidFault),
-    #[error("{message}")]
-    Rejected { status: StatusCode, message: String },
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::InvalidFault(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Rejected { status, .. } => *status,
-        };
-        let body = ErrorResponse {
-            error: self.to_string(),
-        };
-        (status, Json(body)).into_response()
-    }
-}
-
-macro_rules! from_rejection {
-    ($($rejection:ty),*) => {$(
-        impl From<$rejection> for ApiError {
-            fn from(rejection: $rejection) -> Self {
-                Self::Rejected {
-                    status: rejection.status(),
-                    message: rejection.body_text(),
-                }
-            }
-        }
-    )*};
-}
-
-from_rejection!(JsonRejection, PathRejection, QueryRejection);
-
-type ApiResult<T> = Result<T, ApiError>;
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
@@ -180,7 +135,10 @@ async fn add_fault(
     new: Result<Json<NewFault>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Fault>)> {
     let Json(new) = new?;
-    let fault = sandbox.smtp_faults.add(new)?;
+    let fault = sandbox
+        .smtp_faults
+        .add(new)
+        .map_err(ApiError::invalid_fault)?;
     Ok((StatusCode::CREATED, Json(fault)))
 }
 

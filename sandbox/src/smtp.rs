@@ -26,8 +26,8 @@ mod stream;
 mod tls;
 
 pub use auth::SmtpCredentials;
+pub(crate) use fault::Faults;
 pub use fault::{Fault, FaultList, FaultStage, NewFault};
-pub(crate) use fault::{Faults, InvalidFault};
 pub(crate) use listener::run;
 pub(crate) use tls::ca_pem;
 pub use tls::{SmtpTls, TlsError};

@@ -7,15 +7,15 @@ use axum::Router;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 
-use super::credentials::{self, Credentials, CredentialsError};
-use super::fault::{Fault, FaultList, InvalidFault, NewFault};
+use super::credentials::{self, Credentials};
+use super::fault::{Fault, FaultList, NewFault};
 use super::notifications::{NotificationCount, NotificationList};
 use crate::Sandbox;
-use crate::http::ErrorResponse;
+use crate::http::{ApiError, ApiResult};
 
 /// Page size of `GET /api/apns/notifications` when the request gives none.
 const DEFAULT_LIMIT: usize = 100;
@@ -49,51 +49,6 @@ pub(crate) fn routes() -> Router<Arc<Sandbox>> {
         )
         .route("/api/apns/faults/{id}", delete(remove_fault))
 }
-
-/// Every way an APNs API request can fail, mapped to a status in one place.
-#[derive(Debug, thiserror::Error)]
-enum ApiError {
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error(transparent)]
-    InvalidFault(#[from] InvalidFault),
-    #[error(transparent)]
-    Credentials(#[from] CredentialsError),
-    #[error("{message}")]
-    Rejected { status: StatusCode, message: String },
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::InvalidFault(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Credentials(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Rejected { status, .. } => *status,
-        };
-        let body = ErrorResponse {
-            error: self.to_string(),
-        };
-        (status, Json(body)).into_response()
-    }
-}
-
-macro_rules! from_rejection {
-    ($($rejection:ty),*) => {$(
-        impl From<$rejection> for ApiError {
-            fn from(rejection: $rejection) -> Self {
-                Self::Rejected {
-                    status: rejection.status(),
-                    message: rejection.body_text(),
-                }
-            }
-        }
-    )*};
-}
-
-from_rejection!(JsonRejection, PathRejection, QueryRejection);
-
-type ApiResult<T> = Result<T, ApiError>;
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
@@ -176,7 +131,11 @@ async fn add_fault(
     new: Result<Json<NewFault>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Fault>)> {
     let Json(new) = new?;
-    let fault = sandbox.apns.faults.add(new, crate::arrivals::now_ms())?;
+    let fault = sandbox
+        .apns
+        .faults
+        .add(new, crate::arrivals::now_ms())
+        .map_err(ApiError::invalid_fault)?;
     Ok((StatusCode::CREATED, Json(fault)))
 }
 
