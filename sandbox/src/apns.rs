@@ -28,7 +28,7 @@ mod routes;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use http_body_util::{BodyExt, Full, Limited};
@@ -41,8 +41,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+pub use crate::fault::ANY_TOKEN;
 pub use credentials::{Credentials, CredentialsError, KEY_ID, TEAM_ID, TOPIC, credentials};
-pub use fault::{ANY_TOKEN, Fault, FaultList, NewFault};
+pub use fault::{Fault, FaultList, NewFault};
 pub use notifications::{Auth, CAPACITY, Notification, NotificationCount, NotificationList};
 pub use routes::CredentialsInfo;
 pub(crate) use routes::routes;
@@ -227,21 +228,22 @@ async fn handle(
             return error_response(&apns_id, rejection.status, rejection.reason, None, None);
         }
     };
-    if let Some(answer) = sandbox.apns.faults.take(&accepted.token, Instant::now()) {
-        if !answer.delay.is_zero() {
-            tokio::time::sleep(answer.delay).await;
+    let faults = &sandbox.apns.faults;
+    if let Some(fault) = faults.take(|fault| fault.matches(&accepted.token)) {
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
         }
-        if answer.status != 200 {
+        if fault.status != 200 {
             let status =
-                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let reason = answer.reason.as_deref().unwrap_or("InternalServerError");
-            let timestamp = (status == StatusCode::GONE).then_some(answer.created_at_ms);
+                StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let reason = fault.reason.as_deref().unwrap_or("InternalServerError");
+            let timestamp = (status == StatusCode::GONE).then_some(fault.created_at_ms);
             return error_response(
                 &accepted.apns_id,
                 status,
                 reason,
                 timestamp,
-                answer.retry_after_s,
+                fault.retry_after_s,
             );
         }
     }

@@ -39,13 +39,14 @@ mod send;
 mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -134,11 +135,9 @@ pub(crate) fn routes() -> Router<Arc<Sandbox>> {
             get(list_messages).delete(clear_messages),
         )
         .route("/api/fcm/messages/count", get(count_messages))
-        .route(
-            "/api/fcm/faults",
-            get(list_faults).post(add_fault).delete(clear_faults),
-        )
-        .route("/api/fcm/faults/{id}", delete(remove_fault))
+        .merge(crate::fault::routes("/api/fcm/faults", |sandbox| {
+            &sandbox.fcm.faults
+        }))
         .route("/api/fcm/tokens", get(token_stats).delete(revoke_tokens))
 }
 
@@ -208,12 +207,12 @@ async fn send_message(
         let name = format!("projects/{project}/messages/fake_message_id");
         return Ok(Json(json!({ "name": name })));
     }
-    if let Some(answer) = sandbox.fcm.faults.take(&valid.token) {
-        if !answer.delay.is_zero() {
-            tokio::time::sleep(answer.delay).await;
+    if let Some(fault) = sandbox.fcm.faults.take(|fault| fault.matches(&valid.token)) {
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
         }
-        if let Some(code) = answer.error {
-            return Err(GoogleError::fault(code, answer.retry_after_s));
+        if let Some(code) = fault.error {
+            return Err(GoogleError::fault(code, fault.retry_after_s));
         }
     }
     let name = sandbox
@@ -269,42 +268,6 @@ async fn count_messages(
 async fn clear_messages(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
     sandbox.fcm.messages.clear();
     StatusCode::NO_CONTENT
-}
-
-async fn list_faults(State(sandbox): State<Arc<Sandbox>>) -> Json<FcmFaultList> {
-    Json(FcmFaultList {
-        faults: sandbox.fcm.faults.list(),
-    })
-}
-
-async fn add_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    new: Result<Json<NewFcmFault>, JsonRejection>,
-) -> Result<(StatusCode, Json<FcmFault>), ApiError> {
-    let Json(new) = new?;
-    let fault = sandbox
-        .fcm
-        .faults
-        .add(new)
-        .map_err(ApiError::invalid_fault)?;
-    Ok((StatusCode::CREATED, Json(fault)))
-}
-
-async fn clear_faults(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
-    sandbox.fcm.faults.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn remove_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    id: Result<Path<u64>, PathRejection>,
-) -> Result<StatusCode, ApiError> {
-    let Path(id) = id?;
-    if sandbox.fcm.faults.remove(id) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("fault"))
-    }
 }
 
 async fn token_stats(State(sandbox): State<Arc<Sandbox>>) -> Json<FcmTokenStats> {

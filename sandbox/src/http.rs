@@ -7,16 +7,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::get;
 use serde::Deserialize;
 
 use crate::Sandbox;
 use crate::mailbox::{EmailCount, EmailList, Filter, StoredEmail};
-use crate::smtp::{Fault, FaultList, NewFault};
 
 pub use error::ErrorResponse;
 pub(crate) use error::{ApiError, ApiResult};
@@ -37,11 +36,9 @@ pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
         .route("/api/emails/count", get(count_emails))
         .route("/api/emails/{id}", get(get_email))
         .route("/api/emails/{id}/raw", get(raw_email))
-        .route(
-            "/api/smtp/faults",
-            get(list_faults).post(add_fault).delete(clear_faults),
-        )
-        .route("/api/smtp/faults/{id}", delete(remove_fault))
+        .merge(crate::fault::routes("/api/smtp/faults", |sandbox| {
+            &sandbox.smtp_faults
+        }))
         .merge(crate::fcm::routes())
         .merge(crate::apns::routes())
         .merge(crate::otlp::routes())
@@ -122,41 +119,6 @@ async fn raw_email(
 async fn clear_emails(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
     sandbox.mailbox.clear();
     StatusCode::NO_CONTENT
-}
-
-async fn list_faults(State(sandbox): State<Arc<Sandbox>>) -> Json<FaultList> {
-    Json(FaultList {
-        faults: sandbox.smtp_faults.list(),
-    })
-}
-
-async fn add_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    new: Result<Json<NewFault>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Fault>)> {
-    let Json(new) = new?;
-    let fault = sandbox
-        .smtp_faults
-        .add(new)
-        .map_err(ApiError::invalid_fault)?;
-    Ok((StatusCode::CREATED, Json(fault)))
-}
-
-async fn clear_faults(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
-    sandbox.smtp_faults.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn remove_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    id: Result<Path<u64>, PathRejection>,
-) -> ApiResult<StatusCode> {
-    let Path(id) = id?;
-    if sandbox.smtp_faults.remove(id) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("fault"))
-    }
 }
 
 #[cfg(test)]

@@ -4,15 +4,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get};
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::credentials::{self, Credentials};
-use super::fault::{Fault, FaultList, NewFault};
 use super::notifications::{NotificationCount, NotificationList};
 use crate::Sandbox;
 use crate::http::{ApiError, ApiResult};
@@ -43,11 +42,9 @@ pub(crate) fn routes() -> Router<Arc<Sandbox>> {
             get(list_notifications).delete(clear_notifications),
         )
         .route("/api/apns/notifications/count", get(count_notifications))
-        .route(
-            "/api/apns/faults",
-            get(list_faults).post(add_fault).delete(clear_faults),
-        )
-        .route("/api/apns/faults/{id}", delete(remove_fault))
+        .merge(crate::fault::routes("/api/apns/faults", |sandbox| {
+            &sandbox.apns.faults
+        }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,40 +115,4 @@ async fn count_notifications(
 async fn clear_notifications(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
     sandbox.apns.notifications.clear();
     StatusCode::NO_CONTENT
-}
-
-async fn list_faults(State(sandbox): State<Arc<Sandbox>>) -> Json<FaultList> {
-    Json(FaultList {
-        faults: sandbox.apns.faults.list(),
-    })
-}
-
-async fn add_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    new: Result<Json<NewFault>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Fault>)> {
-    let Json(new) = new?;
-    let fault = sandbox
-        .apns
-        .faults
-        .add(new, crate::arrivals::now_ms())
-        .map_err(ApiError::invalid_fault)?;
-    Ok((StatusCode::CREATED, Json(fault)))
-}
-
-async fn clear_faults(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
-    sandbox.apns.faults.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn remove_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    id: Result<Path<u64>, PathRejection>,
-) -> ApiResult<StatusCode> {
-    let Path(id) = id?;
-    if sandbox.apns.faults.remove(id) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("fault"))
-    }
 }

@@ -12,7 +12,7 @@ use tracing::debug;
 use super::auth::{self, AuthError, Mechanism};
 use super::command::{self, Command};
 use super::data::{MessageBuffer, Progress, Refusal};
-use super::fault::{FaultReply, FaultStage};
+use super::fault::{Fault, FaultStage};
 use super::stream::{Connection, Read, Stream};
 use crate::Sandbox;
 use crate::mailbox::Envelope;
@@ -410,7 +410,11 @@ impl Session {
             self.conn.reply(452, "4.5.3 too many recipients").await?;
             return Ok(Flow::Continue);
         }
-        if let Some(fault) = self.sandbox.smtp_faults.take(FaultStage::Rcpt, to) {
+        if let Some(fault) = self
+            .sandbox
+            .smtp_faults
+            .take(|fault| fault.matches(FaultStage::Rcpt, to))
+        {
             debug!(peer = %self.peer, rcpt = to, code = fault.code, "injected fault at rcpt");
             if !fault.accepts() {
                 return self.reply_with_fault(fault).await;
@@ -459,7 +463,7 @@ impl Session {
         let fault = transaction
             .rcpt_to
             .iter()
-            .find_map(|rcpt| faults.take(FaultStage::Data, rcpt));
+            .find_map(|rcpt| faults.take(|fault| fault.matches(FaultStage::Data, rcpt)));
         if let Some(fault) = fault {
             debug!(peer = %self.peer, code = fault.code, "injected fault at data");
             if !fault.accepts() {
@@ -486,19 +490,19 @@ impl Session {
     }
 
     /// Sleeps for the rule's delay; returns the flow to end with if the server shuts down first.
-    async fn wait_out(&mut self, fault: &FaultReply) -> io::Result<Option<Flow>> {
-        if fault.delay.is_zero() {
+    async fn wait_out(&mut self, fault: &Fault) -> io::Result<Option<Flow>> {
+        if fault.delay().is_zero() {
             return Ok(None);
         }
         // Send what is already answered first, so only this reply is late.
         self.conn.flush().await?;
         tokio::select! {
             () = self.shutdown.cancelled() => self.hang_up(Read::Shutdown).await.map(Some),
-            () = tokio::time::sleep(fault.delay) => Ok(None),
+            () = tokio::time::sleep(fault.delay()) => Ok(None),
         }
     }
 
-    async fn reply_with_fault(&mut self, fault: FaultReply) -> io::Result<Flow> {
+    async fn reply_with_fault(&mut self, fault: Fault) -> io::Result<Flow> {
         if let Some(flow) = self.wait_out(&fault).await? {
             return Ok(flow);
         }
