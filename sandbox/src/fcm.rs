@@ -42,13 +42,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 
 pub use fault::{FcmErrorCode, FcmFault, FcmFaultList, NewFcmFault};
@@ -56,7 +55,6 @@ pub use oauth::FcmTokenStats;
 pub use store::{CAPACITY, FcmMessageCount, FcmMessageList, StoredFcmMessage};
 
 use crate::Sandbox;
-use crate::http::ApiError;
 use fault::Faults;
 use oauth::{GrantError, TokenRequest, Tokens};
 use send::GoogleError;
@@ -79,12 +77,6 @@ const SERVICE_ACCOUNT: &str = include_str!("../dev/fcm-service-account.json");
 
 /// The public half of the dev key, which assertions are verified with.
 pub(crate) const PUBLIC_KEY_PEM: &str = include_str!("../dev/fcm-public-key.pem");
-
-/// Page size of `GET /api/fcm/messages` when the request gives none.
-const DEFAULT_LIMIT: usize = 100;
-
-/// Largest page size of `GET /api/fcm/messages`.
-const MAX_LIMIT: usize = 1000;
 
 /// Returns the sandbox's service-account key file (JSON, Google's format) with `token_uri`
 /// set to `{base_url}/oauth2/token`, where `base_url` is the sandbox's HTTP address as a
@@ -130,11 +122,9 @@ pub(crate) fn routes() -> Router<Arc<Sandbox>> {
             post(send_message),
         )
         .route("/api/fcm/service-account.json", get(service_account))
-        .route(
-            "/api/fcm/messages",
-            get(list_messages).delete(clear_messages),
-        )
-        .route("/api/fcm/messages/count", get(count_messages))
+        .merge(crate::arrivals::routes("/api/fcm/messages", |sandbox| {
+            &sandbox.fcm.messages
+        }))
         .merge(crate::fault::routes("/api/fcm/faults", |sandbox| {
             &sandbox.fcm.faults
         }))
@@ -225,49 +215,6 @@ async fn send_message(
 async fn service_account(headers: HeaderMap) -> Response {
     let body = service_account_json(&origin(&headers));
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    token: Option<String>,
-    after_id: Option<u64>,
-    limit: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CountQuery {
-    token: Option<String>,
-}
-
-async fn list_messages(
-    State(sandbox): State<Arc<Sandbox>>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<FcmMessageList>, ApiError> {
-    let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let (messages, more) = sandbox
-        .fcm
-        .messages
-        .list(query.token.as_deref(), query.after_id, limit);
-    let next_after_id = more.then(|| messages.last().map(|m| m.id)).flatten();
-    Ok(Json(FcmMessageList {
-        messages,
-        next_after_id,
-    }))
-}
-
-async fn count_messages(
-    State(sandbox): State<Arc<Sandbox>>,
-    query: Result<Query<CountQuery>, QueryRejection>,
-) -> Result<Json<FcmMessageCount>, ApiError> {
-    let Query(query) = query?;
-    let count = sandbox.fcm.messages.count(query.token.as_deref());
-    Ok(Json(FcmMessageCount { count }))
-}
-
-async fn clear_messages(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
-    sandbox.fcm.messages.clear();
-    StatusCode::NO_CONTENT
 }
 
 async fn token_stats(State(sandbox): State<Arc<Sandbox>>) -> Json<FcmTokenStats> {

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Sandbox;
 use crate::mailbox::{EmailCount, EmailList, Filter, StoredEmail};
@@ -20,11 +20,23 @@ use crate::mailbox::{EmailCount, EmailList, Filter, StoredEmail};
 pub use error::ErrorResponse;
 pub(crate) use error::{ApiError, ApiResult};
 
-/// Page size of `GET /api/emails` when the request gives none.
+/// Page size of a read-back listing when the request gives none.
 const DEFAULT_LIMIT: usize = 100;
 
-/// Largest page size of `GET /api/emails`; larger requests are capped.
+/// Largest page size of a read-back listing; larger requests are capped.
 const MAX_LIMIT: usize = 1000;
+
+/// Body of every read-back count (`GET /api/emails/count` and the like).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    /// Number of stored items matching the filter.
+    pub count: u64,
+}
+
+/// The page size a listing asked for with `limit`, defaulted and capped.
+pub(crate) fn page_limit(limit: Option<usize>) -> usize {
+    limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+}
 
 /// Builds the router for the read-back API and the HTML inbox.
 pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
@@ -72,15 +84,11 @@ async fn list_emails(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Json<EmailList>> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let filter = Filter {
         to: query.to.as_deref(),
         after_id: query.after_id,
     };
-    let (page, more) = sandbox.mailbox.list(&filter, limit);
-    let next_after_id = more
-        .then(|| page.last().map(|message| message.email.id))
-        .flatten();
+    let (page, next_after_id) = sandbox.mailbox.list(&filter, page_limit(query.limit));
     let emails = page.iter().map(|message| message.email.clone()).collect();
     Ok(Json(EmailList {
         emails,

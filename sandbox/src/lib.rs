@@ -86,7 +86,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use fault::RuleList;
-pub use http::ErrorResponse;
+pub use http::{Count, ErrorResponse};
 pub use mailbox::{Address, CAPACITY as MAILBOX_CAPACITY, EmailCount, EmailList, StoredEmail};
 pub use smtp::{
     Fault, FaultList, FaultStage, NewFault, SmtpCredentials, SmtpOptions, SmtpTls, TlsError,

@@ -4,23 +4,16 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::credentials::{self, Credentials};
-use super::notifications::{NotificationCount, NotificationList};
 use crate::Sandbox;
 use crate::http::{ApiError, ApiResult};
-
-/// Page size of `GET /api/apns/notifications` when the request gives none.
-const DEFAULT_LIMIT: usize = 100;
-
-/// Largest page size of `GET /api/apns/notifications`; larger requests are capped.
-const MAX_LIMIT: usize = 1000;
 
 /// Body of `GET /api/apns/credentials`: where the simulator listens and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,26 +30,13 @@ pub(crate) fn routes() -> Router<Arc<Sandbox>> {
     Router::new()
         .route("/api/apns/credentials", get(get_credentials))
         .route("/api/apns/credentials/{file}", get(get_credential_file))
-        .route(
+        .merge(crate::arrivals::routes(
             "/api/apns/notifications",
-            get(list_notifications).delete(clear_notifications),
-        )
-        .route("/api/apns/notifications/count", get(count_notifications))
+            |sandbox| &sandbox.apns.notifications,
+        ))
         .merge(crate::fault::routes("/api/apns/faults", |sandbox| {
             &sandbox.apns.faults
         }))
-}
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    token: Option<String>,
-    after_id: Option<u64>,
-    limit: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CountQuery {
-    token: Option<String>,
 }
 
 async fn get_credentials(State(sandbox): State<Arc<Sandbox>>) -> ApiResult<Json<CredentialsInfo>> {
@@ -83,36 +63,4 @@ async fn get_credential_file(
         [(header::CONTENT_TYPE, "application/x-pem-file")],
         pem.clone(),
     ))
-}
-
-async fn list_notifications(
-    State(sandbox): State<Arc<Sandbox>>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<NotificationList>> {
-    let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let (page, more) =
-        sandbox
-            .apns
-            .notifications
-            .list(query.token.as_deref(), query.after_id, limit);
-    let next_after_id = more.then(|| page.last().map(|n| n.id)).flatten();
-    Ok(Json(NotificationList {
-        notifications: page.iter().map(|n| n.as_ref().clone()).collect(),
-        next_after_id,
-    }))
-}
-
-async fn count_notifications(
-    State(sandbox): State<Arc<Sandbox>>,
-    query: Result<Query<CountQuery>, QueryRejection>,
-) -> ApiResult<Json<NotificationCount>> {
-    let Query(query) = query?;
-    let count = sandbox.apns.notifications.count(query.token.as_deref());
-    Ok(Json(NotificationCount { count }))
-}
-
-async fn clear_notifications(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
-    sandbox.apns.notifications.clear();
-    StatusCode::NO_CONTENT
 }
