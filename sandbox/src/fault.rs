@@ -296,6 +296,13 @@ mod tests {
         }
     }
 
+    fn rate_rule(name: &'static str, max_per_second: u32) -> TestRule {
+        TestRule {
+            max_per_second: Some(max_per_second),
+            ..rule(name, None)
+        }
+    }
+
     fn take(rules: &Rules<TestRule>, name: &str) -> Option<u64> {
         rules.take(|rule| rule.name == name).map(|rule| rule.id)
     }
@@ -318,12 +325,7 @@ mod tests {
     #[test]
     fn rate_rule_fires_above_its_limit_within_each_window() {
         let rules = Rules::<TestRule>::default();
-        rules
-            .add(TestRule {
-                max_per_second: Some(2),
-                ..rule("a", None)
-            })
-            .unwrap();
+        rules.add(rate_rule("a", 2)).unwrap();
         let start = Instant::now();
         let take_at = |ms| {
             let now = start + Duration::from_millis(ms);
@@ -342,17 +344,12 @@ mod tests {
     #[test]
     fn requests_under_a_rate_reach_later_rules() {
         let rules = Rules::<TestRule>::default();
-        rules
-            .add(TestRule {
-                max_per_second: Some(1),
-                ..rule("a", None)
-            })
-            .unwrap();
+        rules.add(rate_rule("a", 1)).unwrap();
         rules.add(rule("a", None)).unwrap();
         let now = Instant::now();
-        let fired = |rules: &Rules<TestRule>| rules.take_at(now, |_| true).map(|rule| rule.id);
-        assert_eq!(fired(&rules), Some(2));
-        assert_eq!(fired(&rules), Some(1));
+        let fired = || rules.take_at(now, |_| true).map(|rule| rule.id);
+        assert_eq!(fired(), Some(2));
+        assert_eq!(fired(), Some(1));
     }
 
     #[test]
@@ -360,13 +357,7 @@ mod tests {
         let rules = Rules::<TestRule>::default();
         let invalid = [
             (rule("a", Some(0)), InvalidRule::Times),
-            (
-                TestRule {
-                    max_per_second: Some(0),
-                    ..rule("a", None)
-                },
-                InvalidRule::Rate,
-            ),
+            (rate_rule("a", 0), InvalidRule::Rate),
             (
                 TestRule {
                     delay_ms: MAX_DELAY_MS + 1,
