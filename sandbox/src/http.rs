@@ -1,4 +1,8 @@
 //! The read-back HTTP API: JSON for tests, plus the HTML inbox in [`inbox`] for a browser.
+//!
+//! The router gathers every module's routes; the emails' are here. [`error`] maps every
+//! failure of the sandbox's own API to a status and body, and this module holds what the
+//! read-back listings share (the page size, the [`Count`] body).
 
 mod error;
 mod inbox;
