@@ -28,7 +28,7 @@ mod routes;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use http_body_util::{BodyExt, Full, Limited};
@@ -37,19 +37,20 @@ use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::debug;
 
+pub use crate::fault::ANY_TOKEN;
 pub use credentials::{Credentials, CredentialsError, KEY_ID, TEAM_ID, TOPIC, credentials};
-pub use fault::{ANY_TOKEN, Fault, FaultList, NewFault};
+pub use fault::{Fault, FaultList, NewFault};
 pub use notifications::{Auth, CAPACITY, Notification, NotificationCount, NotificationList};
 pub use routes::CredentialsInfo;
 pub(crate) use routes::routes;
 
 use crate::Sandbox;
 use crate::arrivals::now_ms;
+use crate::connections::{self, Connections};
 use auth::Verifier;
 use credentials::Identity;
 use fault::Faults;
@@ -79,15 +80,6 @@ const PUSH_TYPES: [&str; 9] = [
     "liveactivity",
     "pushtotalk",
 ];
-
-/// How long a client gets to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long open connections get to finish their streams after shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Pause after a failed accept, so running out of file descriptors does not spin the loop.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The simulator's shared state: what it accepted and the faults it injects.
 #[derive(Debug, Default)]
@@ -122,50 +114,27 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let identity = credentials::identity().context("apns simulator cannot start")?;
     let acceptor = TlsAcceptor::from(identity.tls.clone());
-    let mut connections = JoinSet::new();
+    let mut clients = Connections::new("apns");
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let connection = serve_connection(
-                        stream,
-                        peer,
-                        acceptor.clone(),
-                        sandbox.clone(),
-                        identity,
-                        shutdown.clone(),
-                    );
-                    connections.spawn(connection);
-                }
-                Err(error) => {
-                    warn!(%error, "apns accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            Some(joined) = connections.join_next(), if !connections.is_empty() => log_panic(joined),
+            (stream, peer) = connections::accept(&listener, "apns") => {
+                let connection = serve_connection(
+                    stream,
+                    peer,
+                    acceptor.clone(),
+                    sandbox.clone(),
+                    identity,
+                    shutdown.clone(),
+                );
+                clients.spawn(connection);
+            }
+            () = clients.reap() => {}
         }
     }
     // Connections watch the same token and send GOAWAY on their own.
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while let Some(joined) = connections.join_next().await {
-            log_panic(joined);
-        }
-    })
-    .await;
-    if drained.is_err() {
-        warn!(open = connections.len(), "apns connections cut at shutdown");
-        connections.shutdown().await;
-    }
+    clients.drain().await;
     Ok(())
-}
-
-fn log_panic(joined: Result<(), tokio::task::JoinError>) {
-    if let Err(error) = joined
-        && error.is_panic()
-    {
-        error!(%error, "apns connection panicked");
-    }
 }
 
 /// Serves one client connection: the TLS handshake, then HTTP/2 streams until either side
@@ -178,17 +147,10 @@ async fn serve_connection(
     identity: &'static Identity,
     shutdown: CancellationToken,
 ) {
-    if let Err(error) = stream.set_nodelay(true) {
-        warn!(%peer, %error, "failed to set tcp_nodelay");
-    }
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
+    let tls = match connections::handshake(&acceptor, stream).await {
+        Ok(tls) => tls,
+        Err(error) => {
             debug!(%peer, %error, "apns tls handshake failed");
-            return;
-        }
-        Err(_) => {
-            debug!(%peer, "apns tls handshake timed out");
             return;
         }
     };
@@ -266,21 +228,22 @@ async fn handle(
             return error_response(&apns_id, rejection.status, rejection.reason, None, None);
         }
     };
-    if let Some(answer) = sandbox.apns.faults.take(&accepted.token, Instant::now()) {
-        if !answer.delay.is_zero() {
-            tokio::time::sleep(answer.delay).await;
+    let faults = &sandbox.apns.faults;
+    if let Some(fault) = faults.take(|fault| fault.matches(&accepted.token)) {
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
         }
-        if answer.status != 200 {
+        if fault.status != 200 {
             let status =
-                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let reason = answer.reason.as_deref().unwrap_or("InternalServerError");
-            let timestamp = (status == StatusCode::GONE).then_some(answer.created_at_ms);
+                StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let reason = fault.reason.as_deref().unwrap_or("InternalServerError");
+            let timestamp = (status == StatusCode::GONE).then_some(fault.created_at_ms);
             return error_response(
                 &accepted.apns_id,
                 status,
                 reason,
                 timestamp,
-                answer.retry_after_s,
+                fault.retry_after_s,
             );
         }
     }

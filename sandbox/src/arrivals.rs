@@ -1,9 +1,20 @@
 //! What a simulated push provider keeps of the messages it accepted: bounded (the oldest are
-//! evicted), numbered in arrival order, counted per device token, and paged by id.
+//! evicted), numbered in arrival order, counted per device token, paged by id, and read back
+//! over HTTP ([`routes`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::Sandbox;
+use crate::http::{ApiResult, Count, page_limit};
 
 /// Milliseconds since the Unix epoch: when a simulator (or the mailbox) received something.
 pub(crate) fn now_ms() -> u64 {
@@ -16,8 +27,14 @@ pub(crate) fn now_ms() -> u64 {
 
 /// A stored message: its arrival number and the device token it was sent to.
 pub(crate) trait Arrival: Clone {
+    /// Body of one page of the store's listing.
+    type Page: Serialize;
+
     fn id(&self) -> u64;
     fn token(&self) -> &str;
+
+    /// Makes the body of one page from its messages and the cursor to the next page.
+    fn page(items: Vec<Self>, next_after_id: Option<u64>) -> Self::Page;
 }
 
 /// The bounded, shared store of one simulator's accepted messages.
@@ -72,8 +89,13 @@ impl<T: Arrival> Arrivals<T> {
     }
 
     /// Returns up to `limit` messages after `after_id` (for `token` when given), oldest first,
-    /// and whether more matched.
-    pub fn list(&self, token: Option<&str>, after_id: Option<u64>, limit: usize) -> (Vec<T>, bool) {
+    /// and the `after_id` of the next page when more matched.
+    pub fn list(
+        &self,
+        token: Option<&str>,
+        after_id: Option<u64>,
+        limit: usize,
+    ) -> (Vec<T>, Option<u64>) {
         let inner = self.lock();
         let start = after_id.map_or(0, |after| inner.items.partition_point(|m| m.id() <= after));
         let mut matching = inner
@@ -81,8 +103,11 @@ impl<T: Arrival> Arrivals<T> {
             .range(start..)
             .filter(|m| token.is_none_or(|token| m.token() == token));
         let page: Vec<_> = matching.by_ref().take(limit).cloned().collect();
-        let more = matching.next().is_some();
-        (page, more)
+        let next_after_id = match (matching.next(), page.last()) {
+            (Some(_), Some(last)) => Some(last.id()),
+            _ => None,
+        };
+        (page, next_after_id)
     }
 
     /// Counts stored messages, only those for `token` when given.
@@ -104,8 +129,50 @@ impl<T: Arrival> Arrivals<T> {
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
         // A panic under the lock cannot leave the store inconsistent in a way a test double
         // cares about; keep serving.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Query of a listing: `?token=&after_id=&limit=`.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    token: Option<String>,
+    after_id: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Query of a count: `?token=`.
+#[derive(Debug, Deserialize)]
+struct CountQuery {
+    token: Option<String>,
+}
+
+/// The read-back routes of one store, with `store` finding it in the sandbox: `GET {path}`
+/// lists (oldest first, paged by `after_id`), `DELETE {path}` removes all, and
+/// `GET {path}/count` counts; `token` filters the listing and the count.
+pub(crate) fn routes<T>(path: &str, store: fn(&Sandbox) -> &Arrivals<T>) -> Router<Arc<Sandbox>>
+where
+    T: Arrival + Send + Sync + 'static,
+{
+    let list = move |State(sandbox): State<Arc<Sandbox>>,
+                     query: Result<Query<ListQuery>, QueryRejection>| async move {
+        let Query(query) = query?;
+        let limit = page_limit(query.limit);
+        let (page, next_after_id) =
+            store(&sandbox).list(query.token.as_deref(), query.after_id, limit);
+        ApiResult::Ok(Json(T::page(page, next_after_id)))
+    };
+    let count = move |State(sandbox): State<Arc<Sandbox>>,
+                      query: Result<Query<CountQuery>, QueryRejection>| async move {
+        let Query(query) = query?;
+        let count = store(&sandbox).count(query.token.as_deref());
+        ApiResult::Ok(Json(Count { count }))
+    };
+    let clear = move |State(sandbox): State<Arc<Sandbox>>| async move {
+        store(&sandbox).clear();
+        StatusCode::NO_CONTENT
+    };
+    Router::new()
+        .route(path, get(list).delete(clear))
+        .route(&format!("{path}/count"), get(count))
 }

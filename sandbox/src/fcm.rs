@@ -39,23 +39,23 @@ mod send;
 mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 
 pub use fault::{FcmErrorCode, FcmFault, FcmFaultList, NewFcmFault};
 pub use oauth::FcmTokenStats;
 pub use store::{CAPACITY, FcmMessageCount, FcmMessageList, StoredFcmMessage};
 
-use crate::{ErrorResponse, Sandbox};
-use fault::{Faults, InvalidFault};
+use crate::Sandbox;
+use fault::Faults;
 use oauth::{GrantError, TokenRequest, Tokens};
 use send::GoogleError;
 use store::Messages;
@@ -77,12 +77,6 @@ const SERVICE_ACCOUNT: &str = include_str!("../dev/fcm-service-account.json");
 
 /// The public half of the dev key, which assertions are verified with.
 pub(crate) const PUBLIC_KEY_PEM: &str = include_str!("../dev/fcm-public-key.pem");
-
-/// Page size of `GET /api/fcm/messages` when the request gives none.
-const DEFAULT_LIMIT: usize = 100;
-
-/// Largest page size of `GET /api/fcm/messages`.
-const MAX_LIMIT: usize = 1000;
 
 /// Returns the sandbox's service-account key file (JSON, Google's format) with `token_uri`
 /// set to `{base_url}/oauth2/token`, where `base_url` is the sandbox's HTTP address as a
@@ -128,16 +122,12 @@ pub(crate) fn routes() -> Router<Arc<Sandbox>> {
             post(send_message),
         )
         .route("/api/fcm/service-account.json", get(service_account))
-        .route(
-            "/api/fcm/messages",
-            get(list_messages).delete(clear_messages),
-        )
-        .route("/api/fcm/messages/count", get(count_messages))
-        .route(
-            "/api/fcm/faults",
-            get(list_faults).post(add_fault).delete(clear_faults),
-        )
-        .route("/api/fcm/faults/{id}", delete(remove_fault))
+        .merge(crate::arrivals::routes("/api/fcm/messages", |sandbox| {
+            &sandbox.fcm.messages
+        }))
+        .merge(crate::fault::routes("/api/fcm/faults", |sandbox| {
+            &sandbox.fcm.faults
+        }))
         .route("/api/fcm/tokens", get(token_stats).delete(revoke_tokens))
 }
 
@@ -207,12 +197,12 @@ async fn send_message(
         let name = format!("projects/{project}/messages/fake_message_id");
         return Ok(Json(json!({ "name": name })));
     }
-    if let Some(answer) = sandbox.fcm.faults.take(&valid.token) {
-        if !answer.delay.is_zero() {
-            tokio::time::sleep(answer.delay).await;
+    if let Some(fault) = sandbox.fcm.faults.take(|fault| fault.matches(&valid.token)) {
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
         }
-        if let Some(code) = answer.error {
-            return Err(GoogleError::fault(code, answer.retry_after_s));
+        if let Some(code) = fault.error {
+            return Err(GoogleError::fault(code, fault.retry_after_s));
         }
     }
     let name = sandbox
@@ -225,121 +215,6 @@ async fn send_message(
 async fn service_account(headers: HeaderMap) -> Response {
     let body = service_account_json(&origin(&headers));
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// Failures of the sandbox routes, as the sandbox's `{"error"}` body.
-#[derive(Debug, thiserror::Error)]
-enum AdminError {
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error(transparent)]
-    InvalidFault(#[from] InvalidFault),
-    #[error("{message}")]
-    Rejected { status: StatusCode, message: String },
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::InvalidFault(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Rejected { status, .. } => *status,
-        };
-        let body = ErrorResponse {
-            error: self.to_string(),
-        };
-        (status, Json(body)).into_response()
-    }
-}
-
-macro_rules! from_rejection {
-    ($($rejection:ty),*) => {$(
-        impl From<$rejection> for AdminError {
-            fn from(rejection: $rejection) -> Self {
-                Self::Rejected {
-                    status: rejection.status(),
-                    message: rejection.body_text(),
-                }
-            }
-        }
-    )*};
-}
-
-from_rejection!(JsonRejection, PathRejection, QueryRejection);
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    token: Option<String>,
-    after_id: Option<u64>,
-    limit: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CountQuery {
-    token: Option<String>,
-}
-
-async fn list_messages(
-    State(sandbox): State<Arc<Sandbox>>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<FcmMessageList>, AdminError> {
-    let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let (messages, more) = sandbox
-        .fcm
-        .messages
-        .list(query.token.as_deref(), query.after_id, limit);
-    let next_after_id = more.then(|| messages.last().map(|m| m.id)).flatten();
-    Ok(Json(FcmMessageList {
-        messages,
-        next_after_id,
-    }))
-}
-
-async fn count_messages(
-    State(sandbox): State<Arc<Sandbox>>,
-    query: Result<Query<CountQuery>, QueryRejection>,
-) -> Result<Json<FcmMessageCount>, AdminError> {
-    let Query(query) = query?;
-    let count = sandbox.fcm.messages.count(query.token.as_deref());
-    Ok(Json(FcmMessageCount { count }))
-}
-
-async fn clear_messages(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
-    sandbox.fcm.messages.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn list_faults(State(sandbox): State<Arc<Sandbox>>) -> Json<FcmFaultList> {
-    Json(FcmFaultList {
-        faults: sandbox.fcm.faults.list(),
-    })
-}
-
-async fn add_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    new: Result<Json<NewFcmFault>, JsonRejection>,
-) -> Result<(StatusCode, Json<FcmFault>), AdminError> {
-    let Json(new) = new?;
-    let fault = sandbox.fcm.faults.add(new)?;
-    Ok((StatusCode::CREATED, Json(fault)))
-}
-
-async fn clear_faults(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
-    sandbox.fcm.faults.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn remove_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    id: Result<Path<u64>, PathRejection>,
-) -> Result<StatusCode, AdminError> {
-    let Path(id) = id?;
-    if sandbox.fcm.faults.remove(id) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(AdminError::NotFound("fault"))
-    }
 }
 
 async fn token_stats(State(sandbox): State<Arc<Sandbox>>) -> Json<FcmTokenStats> {

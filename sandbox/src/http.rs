@@ -1,33 +1,45 @@
 //! The read-back HTTP API: JSON for tests, plus the HTML inbox in [`inbox`] for a browser.
+//!
+//! The router gathers every module's routes; the emails' are here. [`error`] maps every
+//! failure of the sandbox's own API to a status and body, and this module holds what the
+//! read-back listings share (the page size, the [`Count`] body).
 
+mod error;
 mod inbox;
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use crate::Sandbox;
 use crate::mailbox::{EmailCount, EmailList, Filter, StoredEmail};
-use crate::smtp::{Fault, FaultList, InvalidFault, NewFault};
 
-/// Page size of `GET /api/emails` when the request gives none.
+pub use error::ErrorResponse;
+pub(crate) use error::{ApiError, ApiResult};
+
+/// Page size of a read-back listing when the request gives none.
 const DEFAULT_LIMIT: usize = 100;
 
-/// Largest page size of `GET /api/emails`; larger requests are capped.
+/// Largest page size of a read-back listing; larger requests are capped.
 const MAX_LIMIT: usize = 1000;
 
-/// Body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorResponse {
-    /// What went wrong, in lowercase prose.
-    pub error: String,
+/// Body of every read-back count (`GET /api/emails/count` and the like).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    /// Number of stored items matching the filter.
+    pub count: u64,
+}
+
+/// The page size a listing asked for with `limit`, defaulted and capped.
+pub(crate) fn page_limit(limit: Option<usize>) -> usize {
+    limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
 }
 
 /// Builds the router for the read-back API and the HTML inbox.
@@ -40,11 +52,9 @@ pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
         .route("/api/emails/count", get(count_emails))
         .route("/api/emails/{id}", get(get_email))
         .route("/api/emails/{id}/raw", get(raw_email))
-        .route(
-            "/api/smtp/faults",
-            get(list_faults).post(add_fault).delete(clear_faults),
-        )
-        .route("/api/smtp/faults/{id}", delete(remove_fault))
+        .merge(crate::fault::routes("/api/smtp/faults", |sandbox| {
+            &sandbox.smtp_faults
+        }))
         .merge(crate::fcm::routes())
         .merge(crate::apns::routes())
         .merge(crate::otlp::routes())
@@ -52,48 +62,6 @@ pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
         .fallback(not_found)
         .with_state(sandbox)
 }
-
-/// Every way a request can fail; the one place that maps failures to status codes.
-#[derive(Debug, thiserror::Error)]
-enum ApiError {
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error(transparent)]
-    InvalidFault(#[from] InvalidFault),
-    #[error("{message}")]
-    Rejected { status: StatusCode, message: String },
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::InvalidFault(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Rejected { status, .. } => *status,
-        };
-        let body = ErrorResponse {
-            error: self.to_string(),
-        };
-        (status, Json(body)).into_response()
-    }
-}
-
-macro_rules! from_rejection {
-    ($($rejection:ty),*) => {$(
-        impl From<$rejection> for ApiError {
-            fn from(rejection: $rejection) -> Self {
-                Self::Rejected {
-                    status: rejection.status(),
-                    message: rejection.body_text(),
-                }
-            }
-        }
-    )*};
-}
-
-from_rejection!(JsonRejection, PathRejection, QueryRejection);
-
-type ApiResult<T> = Result<T, ApiError>;
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
@@ -120,15 +88,11 @@ async fn list_emails(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Json<EmailList>> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let filter = Filter {
         to: query.to.as_deref(),
         after_id: query.after_id,
     };
-    let (page, more) = sandbox.mailbox.list(&filter, limit);
-    let next_after_id = more
-        .then(|| page.last().map(|message| message.email.id))
-        .flatten();
+    let (page, next_after_id) = sandbox.mailbox.list(&filter, page_limit(query.limit));
     let emails = page.iter().map(|message| message.email.clone()).collect();
     Ok(Json(EmailList {
         emails,
@@ -167,38 +131,6 @@ async fn raw_email(
 async fn clear_emails(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
     sandbox.mailbox.clear();
     StatusCode::NO_CONTENT
-}
-
-async fn list_faults(State(sandbox): State<Arc<Sandbox>>) -> Json<FaultList> {
-    Json(FaultList {
-        faults: sandbox.smtp_faults.list(),
-    })
-}
-
-async fn add_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    new: Result<Json<NewFault>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Fault>)> {
-    let Json(new) = new?;
-    let fault = sandbox.smtp_faults.add(new)?;
-    Ok((StatusCode::CREATED, Json(fault)))
-}
-
-async fn clear_faults(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
-    sandbox.smtp_faults.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn remove_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    id: Result<Path<u64>, PathRejection>,
-) -> ApiResult<StatusCode> {
-    let Path(id) = id?;
-    if sandbox.smtp_faults.remove(id) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("fault"))
-    }
 }
 
 #[cfg(test)]

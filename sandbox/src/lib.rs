@@ -17,6 +17,10 @@
 //! - [`apns`]: the APNs simulator, its credentials, fault rules and stored notifications.
 //! - [`fcm`]: the FCM simulator (OAuth token endpoint and `messages:send`), faults and read-back.
 //! - [`otlp`]: an OTLP/HTTP trace receiver with read-back.
+//! - `fault`: the fault-rule set the providers share (order, `times`, rate windows) and its
+//!   routes; each provider's rules say what they match and what they answer ([`RuleList`]).
+//! - `connections`: what the SMTP and APNs servers share about client connections (accepting,
+//!   the TLS handshake deadline, draining at shutdown).
 //!
 //! [`serve`] runs everything on listeners the caller binds, so tests use port 0:
 //!
@@ -65,6 +69,8 @@
 
 pub mod apns;
 mod arrivals;
+mod connections;
+mod fault;
 pub mod fcm;
 mod http;
 mod mailbox;
@@ -79,7 +85,8 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use http::ErrorResponse;
+pub use fault::RuleList;
+pub use http::{Count, ErrorResponse};
 pub use mailbox::{Address, CAPACITY as MAILBOX_CAPACITY, EmailCount, EmailList, StoredEmail};
 pub use smtp::{
     Fault, FaultList, FaultStage, NewFault, SmtpCredentials, SmtpOptions, SmtpTls, TlsError,

@@ -5,12 +5,14 @@
 //! insertion, start at 1, and keep increasing across [`Mailbox::clear`], so an `after_id` cursor
 //! held by a poller never sees an old id reused.
 
-use crate::arrivals::now_ms;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mail_parser::{MessageParser, PartType};
 use serde::{Deserialize, Serialize};
+
+use crate::arrivals::now_ms;
+use crate::http::Count;
 
 /// How many messages the sandbox keeps; older ones are evicted first.
 pub const CAPACITY: usize = 200_000;
@@ -71,11 +73,7 @@ pub struct EmailList {
 }
 
 /// Body of `GET /api/emails/count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EmailCount {
-    /// Number of stored emails matching the filter.
-    pub count: u64,
-}
+pub type EmailCount = Count;
 
 /// The SMTP envelope and connection facts of a message about to be stored.
 #[derive(Debug, Clone)]
@@ -167,8 +165,13 @@ impl Mailbox {
         inner.messages.get(index).cloned()
     }
 
-    /// Returns up to `limit` matching messages, oldest first, and whether more matched.
-    pub fn list(&self, filter: &Filter<'_>, limit: usize) -> (Vec<Arc<StoredMessage>>, bool) {
+    /// Returns up to `limit` matching messages, oldest first, and the `after_id` of the next page
+    /// when more matched.
+    pub fn list(
+        &self,
+        filter: &Filter<'_>,
+        limit: usize,
+    ) -> (Vec<Arc<StoredMessage>>, Option<u64>) {
         let inner = self.lock();
         let start = match filter.after_id {
             Some(after) => inner
@@ -181,8 +184,11 @@ impl Mailbox {
             .range(start..)
             .filter(|message| filter.to.is_none_or(|to| message.is_for(to)));
         let page: Vec<_> = matching.by_ref().take(limit).cloned().collect();
-        let more = matching.next().is_some();
-        (page, more)
+        let next_after_id = match (matching.next(), page.last()) {
+            (Some(_), Some(last)) => Some(last.email.id),
+            _ => None,
+        };
+        (page, next_after_id)
     }
 
     /// Returns the newest `limit` messages, newest first.
@@ -219,9 +225,7 @@ impl Mailbox {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the store half-updated in a way that
         // matters for a test double, so keep serving rather than propagating the poison.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -454,17 +458,17 @@ mod tests {
             to: Some("A@example.com"),
             after_id: None,
         };
-        let (page, more) = mailbox.list(&filter, 2);
+        let (page, next) = mailbox.list(&filter, 2);
         let ids: Vec<_> = page.iter().map(|m| m.email.id).collect();
-        assert_eq!((ids, more), (vec![1, 3], true));
+        assert_eq!((ids, next), (vec![1, 3], Some(3)));
 
         let filter = Filter {
             after_id: Some(3),
             ..filter
         };
-        let (page, more) = mailbox.list(&filter, 2);
+        let (page, next) = mailbox.list(&filter, 2);
         let ids: Vec<_> = page.iter().map(|m| m.email.id).collect();
-        assert_eq!((ids, more), (vec![4], false));
+        assert_eq!((ids, next), (vec![4], None));
     }
 
     #[test]

@@ -24,22 +24,10 @@ async fn main() -> anyhow::Result<()> {
         fanout_telemetry::traces::Propagation::FromHeaders,
     )?;
 
-    let smtp_addr = address("FANOUT_SANDBOX_SMTP_ADDR", DEFAULT_SMTP_ADDR);
-    let smtps_addr = address("FANOUT_SANDBOX_SMTPS_ADDR", DEFAULT_SMTPS_ADDR);
-    let http_addr = address("FANOUT_SANDBOX_HTTP_ADDR", DEFAULT_HTTP_ADDR);
-    let apns_addr = address("FANOUT_SANDBOX_APNS_ADDR", DEFAULT_APNS_ADDR);
-    let smtp = TcpListener::bind(&smtp_addr)
-        .await
-        .with_context(|| format!("failed to bind smtp listener on {smtp_addr}"))?;
-    let smtps = TcpListener::bind(&smtps_addr)
-        .await
-        .with_context(|| format!("failed to bind smtps listener on {smtps_addr}"))?;
-    let http = TcpListener::bind(&http_addr)
-        .await
-        .with_context(|| format!("failed to bind http listener on {http_addr}"))?;
-    let apns = TcpListener::bind(&apns_addr)
-        .await
-        .with_context(|| format!("failed to bind apns listener on {apns_addr}"))?;
+    let smtp = bind("smtp", "FANOUT_SANDBOX_SMTP_ADDR", DEFAULT_SMTP_ADDR).await?;
+    let smtps = bind("smtps", "FANOUT_SANDBOX_SMTPS_ADDR", DEFAULT_SMTPS_ADDR).await?;
+    let http = bind("http", "FANOUT_SANDBOX_HTTP_ADDR", DEFAULT_HTTP_ADDR).await?;
+    let apns = bind("apns", "FANOUT_SANDBOX_APNS_ADDR", DEFAULT_APNS_ADDR).await?;
     info!(
         smtp = %smtp.local_addr()?,
         smtps = %smtps.local_addr()?,
@@ -59,6 +47,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn address(variable: &str, default: &str) -> String {
-    std::env::var(variable).unwrap_or_else(|_| default.to_owned())
+/// Binds the `name` listener on the address in `variable`, or on `default` when it is unset.
+async fn bind(name: &str, variable: &str, default: &str) -> anyhow::Result<TcpListener> {
+    let addr = std::env::var(variable).unwrap_or_else(|_| default.to_owned());
+    TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("failed to bind {name} listener on {addr}"))
 }

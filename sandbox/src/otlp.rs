@@ -15,13 +15,12 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Sandbox;
-use crate::http::ErrorResponse;
+use crate::http::{ApiError, ApiResult};
 
 /// Spans kept; older ones are dropped first.
 pub const CAPACITY: usize = 50_000;
@@ -104,28 +103,26 @@ pub(crate) fn routes() -> Router<Arc<Sandbox>> {
         .route("/api/spans", get(list_spans).delete(clear_spans))
 }
 
-fn refuse(status: StatusCode, error: String) -> Response {
-    (status, Json(ErrorResponse { error })).into_response()
-}
-
 /// `POST /v1/traces`.
-async fn export(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap, body: String) -> Response {
+async fn export(
+    State(sandbox): State<Arc<Sandbox>>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult<Json<Value>> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !json {
-        return refuse(
+        return Err(ApiError::rejected(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the sandbox reads OTLP/HTTP in its JSON encoding: export with OTEL_EXPORTER_OTLP_PROTOCOL=http/json".into(),
-        );
+            "the sandbox reads OTLP/HTTP in its JSON encoding: export with OTEL_EXPORTER_OTLP_PROTOCOL=http/json",
+        ));
     }
-    let request: Value = match serde_json::from_str(&body) {
-        Ok(v) => v,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("not JSON: {e}")),
-    };
+    let request: Value = serde_json::from_str(&body)
+        .map_err(|e| ApiError::rejected(StatusCode::BAD_REQUEST, format!("not JSON: {e}")))?;
     sandbox.spans.add(flatten(&request));
-    (StatusCode::OK, Json(serde_json::json!({}))).into_response()
+    Ok(Json(serde_json::json!({})))
 }
 
 /// The spans of an `ExportTraceServiceRequest` (resourceSpans → scopeSpans → spans).
@@ -194,19 +191,16 @@ struct SpanQuery {
 async fn list_spans(
     State(sandbox): State<Arc<Sandbox>>,
     query: Result<Query<SpanQuery>, QueryRejection>,
-) -> Response {
-    let Query(query) = match query {
-        Ok(q) => q,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+) -> ApiResult<Json<SpanList>> {
+    let Query(query) = query?;
     let attribute = match query.attribute.as_deref().map(|a| a.split_once('=')) {
         None => None,
         Some(Some((k, v))) => Some((k.to_owned(), v.to_owned())),
         Some(None) => {
-            return refuse(
+            return Err(ApiError::rejected(
                 StatusCode::BAD_REQUEST,
-                "attribute must be key=value".into(),
-            );
+                "attribute must be key=value",
+            ));
         }
     };
     let trace_id = query.trace_id.map(|t| t.to_ascii_lowercase());
@@ -224,11 +218,10 @@ async fn list_spans(
         .take(limit)
         .cloned()
         .collect();
-    Json(SpanList {
+    Ok(Json(SpanList {
         spans,
         received: kept.received,
-    })
-    .into_response()
+    }))
 }
 
 /// `DELETE /api/spans`.

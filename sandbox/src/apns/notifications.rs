@@ -1,13 +1,14 @@
 //! The in-memory store of accepted notifications and the JSON shapes the read-back API returns.
 //!
 //! Like the mailbox, it keeps the newest [`CAPACITY`] notifications and evicts the oldest
-//! beyond that; ids start at 1 and keep increasing across [`Notifications::clear`].
+//! beyond that; ids start at 1 and keep increasing across a clear.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::arrivals::{Arrival, Arrivals};
+use crate::http::Count;
 
 /// How many notifications the simulator keeps; older ones are evicted first.
 pub const CAPACITY: usize = 200_000;
@@ -70,23 +71,27 @@ pub struct NotificationList {
 }
 
 /// Body of `GET /api/apns/notifications/count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotificationCount {
-    /// Number of stored notifications matching the filter.
-    pub count: u64,
-}
+pub type NotificationCount = Count;
 
 /// The bounded, shared notification store.
-#[derive(Debug)]
-pub(crate) struct Notifications(Arrivals<Arc<Notification>>);
+pub(crate) type Notifications = Arrivals<Arc<Notification>>;
 
 impl Arrival for Arc<Notification> {
+    type Page = NotificationList;
+
     fn id(&self) -> u64 {
         self.as_ref().id
     }
 
     fn token(&self) -> &str {
         &self.as_ref().token
+    }
+
+    fn page(items: Vec<Self>, next_after_id: Option<u64>) -> NotificationList {
+        NotificationList {
+            notifications: items.iter().map(|n| n.as_ref().clone()).collect(),
+            next_after_id,
+        }
     }
 }
 
@@ -97,40 +102,13 @@ impl Default for Notifications {
 }
 
 impl Notifications {
-    /// Creates an empty store that keeps at most `capacity` notifications.
-    pub fn new(capacity: usize) -> Self {
-        Self(Arrivals::new(capacity))
-    }
-
     /// Stores `notification` under the next id, which it returns.
     pub fn store(&self, mut notification: Notification) -> u64 {
-        self.0
-            .push(|id| {
-                notification.id = id;
-                Arc::new(notification)
-            })
-            .id
-    }
-
-    /// Returns up to `limit` notifications after `after_id` (for `token` when given), oldest
-    /// first, and whether more matched.
-    pub fn list(
-        &self,
-        token: Option<&str>,
-        after_id: Option<u64>,
-        limit: usize,
-    ) -> (Vec<Arc<Notification>>, bool) {
-        self.0.list(token, after_id, limit)
-    }
-
-    /// Counts stored notifications, only those for `token` when given.
-    pub fn count(&self, token: Option<&str>) -> u64 {
-        self.0.count(token)
-    }
-
-    /// Removes every stored notification; ids keep increasing afterwards.
-    pub fn clear(&self) {
-        self.0.clear();
+        self.push(|id| {
+            notification.id = id;
+            Arc::new(notification)
+        })
+        .id
     }
 }
 
@@ -164,9 +142,9 @@ mod tests {
         assert_eq!(id, 3);
         assert_eq!((store.count(None), store.count(Some("a"))), (2, 1));
         assert_eq!(store.count(Some("b")), 1);
-        let (page, more) = store.list(None, None, 10);
+        let (page, next) = store.list(None, None, 10);
         assert_eq!(page.iter().map(|n| n.id).collect::<Vec<_>>(), [2, 3]);
-        assert!(!more);
+        assert_eq!(next, None);
     }
 
     #[test]
@@ -175,12 +153,12 @@ mod tests {
         for token in ["a", "b", "a", "a"] {
             store.store(notification(token));
         }
-        let (page, more) = store.list(Some("a"), None, 2);
+        let (page, next) = store.list(Some("a"), None, 2);
         assert_eq!(page.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 3]);
-        assert!(more);
-        let (page, more) = store.list(Some("a"), Some(3), 2);
+        assert_eq!(next, Some(3));
+        let (page, next) = store.list(Some("a"), Some(3), 2);
         assert_eq!(page.iter().map(|n| n.id).collect::<Vec<_>>(), [4]);
-        assert!(!more);
+        assert_eq!(next, None);
         store.clear();
         assert_eq!(store.count(Some("a")), 0);
         assert_eq!(store.store(notification("a")), 5);

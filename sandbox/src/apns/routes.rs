@@ -4,24 +4,16 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::credentials::{self, Credentials, CredentialsError};
-use super::fault::{Fault, FaultList, InvalidFault, NewFault};
-use super::notifications::{NotificationCount, NotificationList};
+use super::credentials::{self, Credentials};
 use crate::Sandbox;
-use crate::http::ErrorResponse;
-
-/// Page size of `GET /api/apns/notifications` when the request gives none.
-const DEFAULT_LIMIT: usize = 100;
-
-/// Largest page size of `GET /api/apns/notifications`; larger requests are capped.
-const MAX_LIMIT: usize = 1000;
+use crate::http::{ApiError, ApiResult};
 
 /// Body of `GET /api/apns/credentials`: where the simulator listens and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,73 +30,13 @@ pub(crate) fn routes() -> Router<Arc<Sandbox>> {
     Router::new()
         .route("/api/apns/credentials", get(get_credentials))
         .route("/api/apns/credentials/{file}", get(get_credential_file))
-        .route(
+        .merge(crate::arrivals::routes(
             "/api/apns/notifications",
-            get(list_notifications).delete(clear_notifications),
-        )
-        .route("/api/apns/notifications/count", get(count_notifications))
-        .route(
-            "/api/apns/faults",
-            get(list_faults).post(add_fault).delete(clear_faults),
-        )
-        .route("/api/apns/faults/{id}", delete(remove_fault))
-}
-
-/// Every way an APNs API request can fail, mapped to a status in one place.
-#[derive(Debug, thiserror::Error)]
-enum ApiError {
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error(transparent)]
-    InvalidFault(#[from] InvalidFault),
-    #[error(transparent)]
-    Credentials(#[from] CredentialsError),
-    #[error("{message}")]
-    Rejected { status: StatusCode, message: String },
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::InvalidFault(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Credentials(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Rejected { status, .. } => *status,
-        };
-        let body = ErrorResponse {
-            error: self.to_string(),
-        };
-        (status, Json(body)).into_response()
-    }
-}
-
-macro_rules! from_rejection {
-    ($($rejection:ty),*) => {$(
-        impl From<$rejection> for ApiError {
-            fn from(rejection: $rejection) -> Self {
-                Self::Rejected {
-                    status: rejection.status(),
-                    message: rejection.body_text(),
-                }
-            }
-        }
-    )*};
-}
-
-from_rejection!(JsonRejection, PathRejection, QueryRejection);
-
-type ApiResult<T> = Result<T, ApiError>;
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    token: Option<String>,
-    after_id: Option<u64>,
-    limit: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CountQuery {
-    token: Option<String>,
+            |sandbox| &sandbox.apns.notifications,
+        ))
+        .merge(crate::fault::routes("/api/apns/faults", |sandbox| {
+            &sandbox.apns.faults
+        }))
 }
 
 async fn get_credentials(State(sandbox): State<Arc<Sandbox>>) -> ApiResult<Json<CredentialsInfo>> {
@@ -131,68 +63,4 @@ async fn get_credential_file(
         [(header::CONTENT_TYPE, "application/x-pem-file")],
         pem.clone(),
     ))
-}
-
-async fn list_notifications(
-    State(sandbox): State<Arc<Sandbox>>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<NotificationList>> {
-    let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let (page, more) =
-        sandbox
-            .apns
-            .notifications
-            .list(query.token.as_deref(), query.after_id, limit);
-    let next_after_id = more.then(|| page.last().map(|n| n.id)).flatten();
-    Ok(Json(NotificationList {
-        notifications: page.iter().map(|n| n.as_ref().clone()).collect(),
-        next_after_id,
-    }))
-}
-
-async fn count_notifications(
-    State(sandbox): State<Arc<Sandbox>>,
-    query: Result<Query<CountQuery>, QueryRejection>,
-) -> ApiResult<Json<NotificationCount>> {
-    let Query(query) = query?;
-    let count = sandbox.apns.notifications.count(query.token.as_deref());
-    Ok(Json(NotificationCount { count }))
-}
-
-async fn clear_notifications(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
-    sandbox.apns.notifications.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn list_faults(State(sandbox): State<Arc<Sandbox>>) -> Json<FaultList> {
-    Json(FaultList {
-        faults: sandbox.apns.faults.list(),
-    })
-}
-
-async fn add_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    new: Result<Json<NewFault>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Fault>)> {
-    let Json(new) = new?;
-    let fault = sandbox.apns.faults.add(new, crate::arrivals::now_ms())?;
-    Ok((StatusCode::CREATED, Json(fault)))
-}
-
-async fn clear_faults(State(sandbox): State<Arc<Sandbox>>) -> StatusCode {
-    sandbox.apns.faults.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn remove_fault(
-    State(sandbox): State<Arc<Sandbox>>,
-    id: Result<Path<u64>, PathRejection>,
-) -> ApiResult<StatusCode> {
-    let Path(id) = id?;
-    if sandbox.apns.faults.remove(id) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("fault"))
-    }
 }

@@ -391,50 +391,49 @@ mod tests {
 
     #[test]
     fn refuses_what_fcm_refuses() {
-        assert_eq!(
-            refused_field(json!({ "token": "t", "data": { "n": 1 } })),
-            "message.data[n].value"
-        );
-        assert_eq!(
-            refused_field(json!({ "token": "t", "data": { "from": "x" } })),
-            "message.data[from]"
-        );
-        assert_eq!(
-            refused_field(json!({ "token": "t", "data": { "google.x": "x" } })),
-            "message.data[google.x]"
-        );
-        assert_eq!(
-            refused_field(json!({ "token": "t", "android": { "priority": "high" } })),
-            "message.android.priority"
-        );
-        assert_eq!(
-            refused_field(json!({ "token": "t", "android": { "ttl": "10" } })),
-            "message.android.ttl"
-        );
-        assert_eq!(
-            refused_field(json!({ "token": "t", "android": { "ttl": "2419201s" } })),
-            "message.android.ttl"
-        );
-        assert_eq!(
-            refused_field(json!({ "token": "t", "apns": { "headers": { "apns-priority": 10 } } })),
-            "message.apns.headers[apns-priority].value"
-        );
-        assert_eq!(
-            refused_field(json!({ "notification": {} })),
-            "message.token"
-        );
-        assert_eq!(refused_field(json!({ "token": "a b" })), "message.token");
-        assert_eq!(refused_field(json!({ "topic": "news" })), "message");
-        assert_eq!(
-            refused_field(json!({ "token": "t", "data": { "big": "x".repeat(4097) } })),
-            "message"
-        );
-        // Unknown fields and wrong types are refused as an invalid payload.
-        assert_eq!(refused_field(json!({ "token": "t", "colour": "red" })), "");
-        assert_eq!(
-            refused_field(json!({ "token": "t", "notification": { "title": 5 } })),
-            ""
-        );
+        let refused = [
+            (
+                json!({ "token": "t", "data": { "n": 1 } }),
+                "message.data[n].value",
+            ),
+            (
+                json!({ "token": "t", "data": { "from": "x" } }),
+                "message.data[from]",
+            ),
+            (
+                json!({ "token": "t", "data": { "google.x": "x" } }),
+                "message.data[google.x]",
+            ),
+            (
+                json!({ "token": "t", "android": { "priority": "high" } }),
+                "message.android.priority",
+            ),
+            (
+                json!({ "token": "t", "android": { "ttl": "10" } }),
+                "message.android.ttl",
+            ),
+            (
+                json!({ "token": "t", "android": { "ttl": "2419201s" } }),
+                "message.android.ttl",
+            ),
+            (
+                json!({ "token": "t", "apns": { "headers": { "apns-priority": 10 } } }),
+                "message.apns.headers[apns-priority].value",
+            ),
+            (json!({ "notification": {} }), "message.token"),
+            (json!({ "token": "a b" }), "message.token"),
+            (json!({ "topic": "news" }), "message"),
+            (
+                json!({ "token": "t", "data": { "big": "x".repeat(4097) } }),
+                "message",
+            ),
+            // Unknown fields and wrong types are refused as an invalid payload.
+            (json!({ "token": "t", "colour": "red" }), ""),
+            (json!({ "token": "t", "notification": { "title": 5 } }), ""),
+        ];
+        for (message, field) in refused {
+            assert_eq!(refused_field(message.clone()), field, "{message}");
+        }
         assert!(validate(b"{").is_err());
         assert_eq!(
             validate(b"{}").unwrap_err().field.as_deref(),

@@ -1,12 +1,12 @@
 //! The bounded in-memory store of accepted FCM messages and the JSON shapes of its read-back.
 //!
 //! Like the mailbox it keeps the newest [`CAPACITY`] messages, and ids start at 1 and keep
-//! increasing across [`Messages::clear`], so an `after_id` cursor never sees an id reused.
+//! increasing across a clear, so an `after_id` cursor never sees an id reused.
 
 use serde::{Deserialize, Serialize};
 
-use crate::arrivals::now_ms;
-use crate::arrivals::{Arrival, Arrivals};
+use crate::arrivals::{Arrival, Arrivals, now_ms};
+use crate::http::Count;
 
 /// How many FCM messages the sandbox keeps; older ones are evicted first.
 pub const CAPACITY: usize = 200_000;
@@ -39,17 +39,14 @@ pub struct FcmMessageList {
 }
 
 /// Body of `GET /api/fcm/messages/count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FcmMessageCount {
-    /// Number of stored messages matching the filter.
-    pub count: u64,
-}
+pub type FcmMessageCount = Count;
 
 /// The bounded, shared store of accepted messages.
-#[derive(Debug)]
-pub(crate) struct Messages(Arrivals<StoredFcmMessage>);
+pub(crate) type Messages = Arrivals<StoredFcmMessage>;
 
 impl Arrival for StoredFcmMessage {
+    type Page = FcmMessageList;
+
     fn id(&self) -> u64 {
         self.id
     }
@@ -57,47 +54,27 @@ impl Arrival for StoredFcmMessage {
     fn token(&self) -> &str {
         &self.token
     }
+
+    fn page(messages: Vec<Self>, next_after_id: Option<u64>) -> FcmMessageList {
+        FcmMessageList {
+            messages,
+            next_after_id,
+        }
+    }
 }
 
 impl Messages {
-    /// Creates an empty store that keeps at most `capacity` messages.
-    pub fn new(capacity: usize) -> Self {
-        Self(Arrivals::new(capacity))
-    }
-
     /// Stores `message` for `token` under the next id and returns its resource name.
     pub fn store(&self, project: &str, token: &str, message: serde_json::Value) -> String {
-        self.0
-            .push(|id| StoredFcmMessage {
-                id,
-                name: format!("projects/{project}/messages/{id}"),
-                project: project.to_owned(),
-                token: token.to_owned(),
-                message,
-                received_at_ms: now_ms(),
-            })
-            .name
-    }
-
-    /// Returns up to `limit` messages after `after_id`, for `token` when given, oldest first,
-    /// and whether more matched.
-    pub fn list(
-        &self,
-        token: Option<&str>,
-        after_id: Option<u64>,
-        limit: usize,
-    ) -> (Vec<StoredFcmMessage>, bool) {
-        self.0.list(token, after_id, limit)
-    }
-
-    /// Counts stored messages, only those for `token` when given.
-    pub fn count(&self, token: Option<&str>) -> u64 {
-        self.0.count(token)
-    }
-
-    /// Removes every stored message; ids keep increasing afterwards.
-    pub fn clear(&self) {
-        self.0.clear();
+        self.push(|id| StoredFcmMessage {
+            id,
+            name: format!("projects/{project}/messages/{id}"),
+            project: project.to_owned(),
+            token: token.to_owned(),
+            message,
+            received_at_ms: now_ms(),
+        })
+        .name
     }
 }
 
@@ -117,9 +94,9 @@ mod tests {
         assert_eq!(messages.count(None), 2);
         assert_eq!(messages.count(Some("a")), 1);
         assert_eq!(messages.count(Some("b")), 1);
-        let (page, more) = messages.list(None, None, 10);
+        let (page, next) = messages.list(None, None, 10);
         let ids: Vec<_> = page.iter().map(|m| m.id).collect();
-        assert_eq!((ids, more), (vec![2, 3], false));
+        assert_eq!((ids, next), (vec![2, 3], None));
     }
 
     #[test]
@@ -128,12 +105,12 @@ mod tests {
         for token in ["a", "b", "a", "a"] {
             messages.store("p", token, json!({ "token": token }));
         }
-        let (page, more) = messages.list(Some("a"), None, 2);
+        let (page, next) = messages.list(Some("a"), None, 2);
         let ids: Vec<_> = page.iter().map(|m| m.id).collect();
-        assert_eq!((ids, more), (vec![1, 3], true));
-        let (page, more) = messages.list(Some("a"), Some(3), 2);
+        assert_eq!((ids, next), (vec![1, 3], Some(3)));
+        let (page, next) = messages.list(Some("a"), Some(3), 2);
         let ids: Vec<_> = page.iter().map(|m| m.id).collect();
-        assert_eq!((ids, more), (vec![4], false));
+        assert_eq!((ids, next), (vec![4], None));
 
         messages.clear();
         assert_eq!(messages.count(Some("a")), 0);

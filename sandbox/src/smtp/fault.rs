@@ -1,18 +1,15 @@
 //! Fault injection: rules that make the SMTP server refuse chosen recipients.
 //!
 //! A rule matches an envelope recipient case-insensitively and answers either that recipient's
-//! `RCPT TO` or the end of the message's `DATA` with the configured reply. Rules apply in the
-//! order they were added; one limited to `times` answers are removed once used up.
+//! `RCPT TO` or the end of the message's `DATA` with the configured reply. How rules are
+//! ordered and used up is [`crate::fault`]'s.
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fault::{InvalidRule, Limits, Rule, RuleList, Rules};
 use crate::mailbox::address_matches;
-
-/// Longest delay a rule may add before its reply.
-const MAX_DELAY_MS: u64 = 10 * 60 * 1000;
 
 /// Longest reply text a rule may carry.
 const MAX_MESSAGE_LEN: usize = 512;
@@ -75,11 +72,7 @@ pub struct Fault {
 }
 
 /// Body of `GET /api/smtp/faults`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultList {
-    /// Active rules, in the order they apply.
-    pub faults: Vec<Fault>,
-}
+pub type FaultList = RuleList<Fault>;
 
 /// Why a rule was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,42 +83,18 @@ pub(crate) enum InvalidFault {
     Code,
     #[error("message must be one line of at most {MAX_MESSAGE_LEN} bytes")]
     Message,
-    #[error("times must be at least 1 when given")]
-    Times,
-    #[error("delay_ms must be at most {MAX_DELAY_MS}")]
-    Delay,
+    #[error(transparent)]
+    Limit(#[from] InvalidRule),
 }
 
-/// The reply a matching rule prescribes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FaultReply {
-    pub code: u16,
-    pub message: String,
-    pub delay: Duration,
-}
+/// The SMTP server's active rules.
+pub(crate) type Faults = Rules<Fault>;
 
-impl FaultReply {
-    /// Whether the rule only delays an otherwise normal acceptance.
-    pub fn accepts(&self) -> bool {
-        self.code == 250
-    }
-}
+impl Rule for Fault {
+    type New = NewFault;
+    type Invalid = InvalidFault;
 
-/// The shared set of active rules.
-#[derive(Debug, Default)]
-pub(crate) struct Faults {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    rules: Vec<Fault>,
-    last_id: u64,
-}
-
-impl Faults {
-    /// Validates and adds a rule after the existing ones.
-    pub fn add(&self, new: NewFault) -> Result<Fault, InvalidFault> {
+    fn build(new: NewFault, id: u64) -> Result<Self, InvalidFault> {
         let rcpt = new.rcpt.trim();
         if rcpt.is_empty() {
             return Err(InvalidFault::EmptyRecipient);
@@ -136,81 +105,51 @@ impl Faults {
         if new.message.len() > MAX_MESSAGE_LEN || new.message.contains(['\r', '\n']) {
             return Err(InvalidFault::Message);
         }
-        if new.times == Some(0) {
-            return Err(InvalidFault::Times);
-        }
-        if new.delay_ms > MAX_DELAY_MS {
-            return Err(InvalidFault::Delay);
-        }
         let message = match new.message.trim() {
             "" => DEFAULT_MESSAGE.to_owned(),
             message => message.to_owned(),
         };
-        let mut inner = self.lock();
-        inner.last_id += 1;
-        let fault = Fault {
-            id: inner.last_id,
+        Ok(Self {
+            id,
             rcpt: rcpt.to_owned(),
             code: new.code,
             message,
             stage: new.stage,
             remaining: new.times,
             delay_ms: new.delay_ms,
-        };
-        inner.rules.push(fault.clone());
-        Ok(fault)
+        })
     }
 
-    /// Returns the active rules in the order they apply.
-    pub fn list(&self) -> Vec<Fault> {
-        self.lock().rules.clone()
-    }
-
-    /// Removes every rule.
-    pub fn clear(&self) {
-        self.lock().rules.clear();
-    }
-
-    /// Removes the rule with `id`, telling whether it existed.
-    pub fn remove(&self, id: u64) -> bool {
-        let mut inner = self.lock();
-        let before = inner.rules.len();
-        inner.rules.retain(|fault| fault.id != id);
-        inner.rules.len() != before
-    }
-
-    /// Uses up one answer of the first rule matching `rcpt` at `stage`, if any.
-    pub fn take(&self, stage: FaultStage, rcpt: &str) -> Option<FaultReply> {
-        let mut inner = self.lock();
-        let index = inner
-            .rules
-            .iter()
-            .position(|fault| fault.stage == stage && address_matches(&fault.rcpt, rcpt))?;
-        let fault = &mut inner.rules[index];
-        let reply = FaultReply {
-            code: fault.code,
-            message: fault.message.clone(),
-            delay: Duration::from_millis(fault.delay_ms),
-        };
-        if let Some(remaining) = &mut fault.remaining {
-            *remaining -= 1;
-            if *remaining == 0 {
-                inner.rules.remove(index);
-            }
+    fn limits(&mut self) -> Limits<'_> {
+        Limits {
+            remaining: &mut self.remaining,
+            max_per_second: None,
+            delay_ms: self.delay_ms,
         }
-        Some(reply)
+    }
+}
+
+impl Fault {
+    /// Whether the rule answers recipient `rcpt` at `stage`.
+    pub(crate) fn matches(&self, stage: FaultStage, rcpt: &str) -> bool {
+        self.stage == stage && address_matches(&self.rcpt, rcpt)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Whether the rule only delays an otherwise normal acceptance.
+    pub(crate) fn accepts(&self) -> bool {
+        self.code == 250
+    }
+
+    /// How long the rule holds its reply back.
+    pub(crate) fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::MAX_DELAY_MS;
 
     fn rule(rcpt: &str, code: u16, stage: FaultStage, times: Option<u32>) -> NewFault {
         NewFault {
@@ -223,45 +162,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn limited_rule_is_removed_when_used_up() {
-        let faults = Faults::default();
+    fn take(faults: &Faults, stage: FaultStage, rcpt: &str) -> Option<u16> {
         faults
-            .add(rule("a@example.com", 451, FaultStage::Rcpt, Some(2)))
-            .unwrap();
-        assert_eq!(
-            faults.take(FaultStage::Rcpt, "A@Example.com").unwrap().code,
-            451
-        );
-        assert_eq!(faults.list()[0].remaining, Some(1));
-        assert!(faults.take(FaultStage::Rcpt, "a@example.com").is_some());
-        assert!(faults.take(FaultStage::Rcpt, "a@example.com").is_none());
-        assert!(faults.list().is_empty());
+            .take(|fault| fault.matches(stage, rcpt))
+            .map(|fault| fault.code)
     }
 
     #[test]
-    fn rules_match_their_stage_and_apply_in_order() {
+    fn rules_match_their_stage_and_recipient_case_insensitively() {
         let faults = Faults::default();
         faults
             .add(rule("a@example.com", 451, FaultStage::Data, Some(1)))
             .unwrap();
         faults
-            .add(rule("a@example.com", 550, FaultStage::Data, None))
+            .add(rule("@example.com", 550, FaultStage::Data, None))
             .unwrap();
-        assert!(faults.take(FaultStage::Rcpt, "a@example.com").is_none());
-        assert!(faults.take(FaultStage::Data, "b@example.com").is_none());
-        assert_eq!(
-            faults.take(FaultStage::Data, "a@example.com").unwrap().code,
-            451
-        );
-        assert_eq!(
-            faults.take(FaultStage::Data, "a@example.com").unwrap().code,
-            550
-        );
-        assert_eq!(
-            faults.take(FaultStage::Data, "a@example.com").unwrap().code,
-            550
-        );
+        assert_eq!(take(&faults, FaultStage::Rcpt, "a@example.com"), None);
+        assert_eq!(take(&faults, FaultStage::Data, "A@Example.com"), Some(451));
+        assert_eq!(take(&faults, FaultStage::Data, "a@example.com"), Some(550));
+        assert_eq!(take(&faults, FaultStage::Data, "b@example.com"), Some(550));
+        assert_eq!(take(&faults, FaultStage::Data, "b@example.org"), None);
     }
 
     #[test]
@@ -292,17 +212,10 @@ mod tests {
             ),
             (
                 NewFault {
-                    times: Some(0),
-                    ..base.clone()
-                },
-                InvalidFault::Times,
-            ),
-            (
-                NewFault {
                     delay_ms: MAX_DELAY_MS + 1,
                     ..base
                 },
-                InvalidFault::Delay,
+                InvalidFault::Limit(InvalidRule::Delay),
             ),
         ];
         for (new, expected) in invalid {
@@ -312,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_message_gets_default_text_and_rules_can_be_removed() {
+    fn empty_message_gets_default_text() {
         let faults = Faults::default();
         let fault = faults
             .add(NewFault {
@@ -321,7 +234,6 @@ mod tests {
             })
             .unwrap();
         assert_eq!(fault.message, DEFAULT_MESSAGE);
-        assert!(faults.remove(fault.id));
-        assert!(!faults.remove(fault.id));
+        assert!(!fault.accepts());
     }
 }

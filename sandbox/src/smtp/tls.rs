@@ -7,17 +7,17 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::{ErrorResponse, Sandbox};
+use crate::Sandbox;
+use crate::http::{ApiError, ApiResult};
 
 /// Names the server certificate is valid for.
 const SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -97,20 +97,13 @@ impl SmtpTls {
 }
 
 /// `GET /api/smtp/ca.pem`: the CA certificate, for clients outside the process.
-pub(crate) async fn ca_pem(State(sandbox): State<Arc<Sandbox>>) -> Response {
-    match &sandbox.smtp_options.tls {
-        Some(tls) => (
-            [(header::CONTENT_TYPE, "application/x-pem-file")],
-            tls.ca_pem().to_owned(),
-        )
-            .into_response(),
-        None => {
-            let body = ErrorResponse {
-                error: "smtp tls is not configured".to_owned(),
-            };
-            (StatusCode::NOT_FOUND, Json(body)).into_response()
-        }
-    }
+pub(crate) async fn ca_pem(State(sandbox): State<Arc<Sandbox>>) -> ApiResult<impl IntoResponse> {
+    let Some(tls) = &sandbox.smtp_options.tls else {
+        let message = "smtp tls is not configured";
+        return Err(ApiError::rejected(StatusCode::NOT_FOUND, message));
+    };
+    let headers = [(header::CONTENT_TYPE, "application/x-pem-file")];
+    Ok((headers, tls.ca_pem().to_owned()))
 }
 
 #[cfg(test)]
