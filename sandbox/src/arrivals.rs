@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -16,13 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::Sandbox;
 use crate::http::{ApiResult, Count, page_limit};
 
-/// Milliseconds since the Unix epoch: when a simulator (or the mailbox) received something.
+/// Milliseconds since the Unix epoch (`fanout_runtime::now_ms`), unsigned as the sandbox's
+/// read-back APIs give them: when a simulator (or the mailbox) received something.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
+    fanout_runtime::now_ms().unsigned_abs()
 }
 
 /// A stored message: its arrival number and the device token it was sent to.
