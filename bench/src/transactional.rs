@@ -38,12 +38,16 @@ use serde_json::{Value, json};
 use temporalio_client::{Client, WorkflowStartOptions};
 
 mod measure;
+mod neighbours;
+mod table;
 
-use measure::{Run, Sent, Spread, cost, delivered_at, sample};
+use measure::{Run, Sent, cost, delivered_at, sample};
+use neighbours::noisy_neighbour;
+pub use table::print_table;
 
 use crate::minimal::{MinimalActivities, MinimalWorkflow};
 use crate::naive::OneInput;
-use crate::{env_or, round, spawn, temporal_client};
+use crate::{env_or, spawn, temporal_client};
 
 /// Sizes of the section's runs.
 struct Sizes {
@@ -323,94 +327,6 @@ async fn open_loop(
     Ok(sent)
 }
 
-/// What tenant B saw while tenant A's burst drained.
-struct Neighbours {
-    quiet: Spread,
-    quiet_accept: Spread,
-    noisy_accepted_s: f64,
-    noisy_drained_s: f64,
-}
-
-impl Neighbours {
-    fn to_json(&self) -> Value {
-        json!({
-            "quiet_trigger_to_delivered_ms": self.quiet.to_json(),
-            "quiet_accept_ms": self.quiet_accept.to_json(),
-            "noisy_accepted_s": round(self.noisy_accepted_s),
-            "noisy_drained_s": round(self.noisy_drained_s),
-        })
-    }
-}
-
-/// Tenant A bursts `sizes.noisy_requests`; once it has a backlog, tenant B sends its `high`
-/// requests at a steady pace. `label` keeps each run's dedupe keys apart.
-async fn noisy_neighbour(
-    api: &Arc<Api>,
-    store: &Store,
-    noisy: &Arc<Tenant>,
-    quiet: &Arc<Tenant>,
-    sizes: &Sizes,
-    label: &str,
-) -> anyhow::Result<Neighbours> {
-    let started = Instant::now();
-    let burst = {
-        let (api, noisy, label) = (api.clone(), noisy.clone(), format!("noisy-{label}"));
-        let (count, in_flight) = (sizes.noisy_requests, sizes.concurrency);
-        tokio::spawn(async move {
-            let sent = api.burst(&noisy, &label, count, in_flight).await?;
-            anyhow::Ok((sent, started.elapsed().as_secs_f64()))
-        })
-    };
-    // A backlog: a second of A's burst, some 100 requests at the API's pace here.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut tick = tokio::time::interval(sizes.quiet_every);
-    let mut tasks = Vec::new();
-    for i in 0..sizes.quiet_requests {
-        tick.tick().await;
-        let (api, quiet) = (api.clone(), quiet.clone());
-        let dedupe = format!("quiet-{label}-{i}");
-        tasks.push(tokio::spawn(async move {
-            let user = quiet.users[i % quiet.users.len()].clone();
-            api.notify(&quiet, &user, dedupe, "high").await
-        }));
-    }
-    let mut quiet_sent = Vec::new();
-    for task in tasks {
-        quiet_sent.push(task.await??);
-    }
-    let quiet_at = delivered_at(store, &quiet.id, &quiet_sent).await?;
-    let (noisy_sent, noisy_accepted_s) = burst.await??;
-    let noisy_at = delivered_at(store, &noisy.id, &noisy_sent).await?;
-    let first = noisy_sent
-        .iter()
-        .map(|s| s.sent_at_ms)
-        .min()
-        .unwrap_or_default();
-    let last = noisy_at.iter().copied().max().unwrap_or_default();
-    let (b, a) = (
-        Run::of(&quiet_sent, &quiet_at),
-        Run::of(&noisy_sent, &noisy_at),
-    );
-    println!(
-        "noisy neighbour ({label}): B's {} high requests delivered p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms (accepted p50 {:.0} ms, p95 {:.0} ms); A's {} accepted in {noisy_accepted_s:.1}s, drained in {:.1}s (A p95 {:.0} ms)",
-        b.requests,
-        b.delivered_ms.p50,
-        b.delivered_ms.p95,
-        b.delivered_ms.max,
-        b.accept_ms.p50,
-        b.accept_ms.p95,
-        a.requests,
-        (last - first) as f64 / 1000.0,
-        a.delivered_ms.p95,
-    );
-    Ok(Neighbours {
-        quiet: b.delivered_ms,
-        quiet_accept: b.accept_ms,
-        noisy_accepted_s,
-        noisy_drained_s: (last - first) as f64 / 1000.0,
-    })
-}
-
 /// Runs the section on `shared`'s dev server and sandbox, with Fanout's release binaries from
 /// `bin_dir`; scratch files go under `dir`. Returns the section's results.
 pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow::Result<Value> {
@@ -588,93 +504,4 @@ pub async fn run(shared: &'static Shared, bin_dir: &Path, dir: &Path) -> anyhow:
         "noisy_neighbour_off": off.to_json(),
         "noisy_neighbour_p95_off_over_on": (off.quiet.p95 / on.quiet.p95.max(1.0) * 10.0).round() / 10.0,
     }))
-}
-
-/// Prints the section's table (the README's copy comes from here).
-pub fn print_table(r: &Value) {
-    let ms = |v: &Value| format!("{} / {} / {}", v["p50"], v["p95"], v["p99"]);
-    let cost = |c: &Value| {
-        if c.is_null() {
-            "-".to_owned()
-        } else {
-            format!(
-                "{} / {} / {}",
-                c["executions"], c["events"], c["billable_actions"]
-            )
-        }
-    };
-    println!();
-    println!(
-        "| one-recipient email, {} in flight | requests | completed/s | accept p50 / p95 / p99 ms | trigger-to-delivered p50 / p95 / p99 ms | executions / events / billable actions per request |",
-        r["concurrency"]
-    );
-    println!("|---|---|---|---|---|---|");
-    for (name, run, cost_key) in [
-        ("Fanout (direct path)", "fanout", "fanout_cost"),
-        ("Fanout, tree path (before)", "tree", "tree_cost"),
-        (
-            "minimal Temporal (1 workflow + 1 activity)",
-            "minimal",
-            "minimal_cost",
-        ),
-        ("direct loop, no Temporal", "direct", ""),
-    ] {
-        let x = &r[run];
-        println!(
-            "| {name} | {} | {} | {} | {} | {} |",
-            x["requests"],
-            x["completed_per_s"],
-            if run == "direct" {
-                "-".to_owned()
-            } else {
-                ms(&x["accept_ms"])
-            },
-            ms(&x["trigger_to_delivered_ms"]),
-            cost(&r[cost_key])
-        );
-    }
-    if let Some(phases) = r["fanout"]["accept_phases_ms"].as_object() {
-        let p95: Vec<String> = phases
-            .iter()
-            .map(|(name, spread)| format!("{name} {}", spread["p95"]))
-            .collect();
-        println!(
-            "Fanout accept, p95 of each phase (ms, the API's Server-Timing): {}",
-            p95.join(", ")
-        );
-    }
-    println!(
-        "Fanout / minimal Temporal: {}x; Fanout / tree: {}x; Fanout / direct loop: {}x",
-        r["fanout_over_minimal"], r["fanout_over_tree"], r["fanout_over_direct"]
-    );
-    let open = &r["open_loop"];
-    println!(
-        "open loop {}/s for {}s, trigger-to-delivered ms: p50 {} / p95 {} / p99 {} / max {}",
-        open["per_s"],
-        open["seconds"],
-        open["trigger_to_delivered_ms"]["p50"],
-        open["trigger_to_delivered_ms"]["p95"],
-        open["trigger_to_delivered_ms"]["p99"],
-        open["trigger_to_delivered_ms"]["max"]
-    );
-    println!();
-    println!(
-        "| noisy neighbour | B (20 high) p50 / p95 / max ms | A accepted in s | A drained in s |"
-    );
-    println!("|---|---|---|---|");
-    for (name, key) in [
-        ("priority and fairness on", "noisy_neighbour_on"),
-        ("off", "noisy_neighbour_off"),
-    ] {
-        let n = &r[key];
-        let b = &n["quiet_trigger_to_delivered_ms"];
-        println!(
-            "| {name} | {} / {} / {} | {} | {} |",
-            b["p50"], b["p95"], b["max"], n["noisy_accepted_s"], n["noisy_drained_s"]
-        );
-    }
-    println!(
-        "B's p95, off over on: {}x",
-        r["noisy_neighbour_p95_off_over_on"]
-    );
 }
