@@ -2,10 +2,13 @@
 //! over every channel, so a one-recipient request costs one workflow execution and one local
 //! activity (see `fanout_workflows::direct`).
 
+use std::time::Duration;
+
+use fanout_domain::receipt::{Progress, RequestState};
+use fanout_domain::retry::RoundOutcome;
 use serde::{Deserialize, Serialize};
 
 use crate::{AudienceSnapshot, NotificationInput};
-use fanout_domain::receipt::{Progress, RequestState};
 
 /// Input of `deliver_direct`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,4 +56,15 @@ pub struct DirectReport {
     /// so the workflow only has to return it.
     #[serde(default)]
     pub finalized: Option<RequestState>,
+}
+
+impl DirectReport {
+    /// The round as the retry backoff weighs it.
+    pub fn round(&self) -> RoundOutcome {
+        RoundOutcome {
+            settled: self.settled_this_round,
+            pending: self.pending,
+            retry_after: self.retry_after_ms.map(Duration::from_millis),
+        }
+    }
 }

@@ -1,8 +1,11 @@
 //! The tree path's children and their activities: audience resolution into stored pages,
 //! one child per page, and the delivery of one page over one channel.
 
+use std::time::Duration;
+
 use fanout_domain::receipt::{DeliveryStatus, Progress, RequestState};
 use fanout_domain::request::{Priority, RecipientsQuery, RequestControls};
+use fanout_domain::retry::RoundOutcome;
 use fanout_domain::{Channel, RequestId, TemplateId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use temporalio_common::WorkflowDefinition;
@@ -214,6 +217,15 @@ impl PageReport {
     /// stops its rounds on this, and the activity records the page as finished on it.
     pub fn finishes_channel(&self, final_round: bool) -> bool {
         self.pending == 0 || (final_round && self.held == 0)
+    }
+
+    /// The round as the retry backoff weighs it.
+    pub fn round(&self) -> RoundOutcome {
+        RoundOutcome {
+            settled: self.settled_this_round,
+            pending: self.pending,
+            retry_after: self.retry_after_ms.map(Duration::from_millis),
+        }
     }
 }
 

@@ -14,14 +14,13 @@
 //! stop, and settles what was not delivered as cancelled.
 
 use std::pin::pin;
-use std::time::Duration;
 
 use fanout_contracts::{
     AudienceSnapshot, DeliverDirectInput, DeliveryActivities, DirectReport, NotificationInput,
     NotificationOutcome,
 };
 use fanout_domain::receipt::{DeliveryStatus, RequestState};
-use fanout_domain::retry::{self, Backoff, RoundOutcome};
+use fanout_domain::retry::{self, Backoff};
 use futures::FutureExt;
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
@@ -77,16 +76,7 @@ pub(crate) async fn run(
                 progress: report.progress,
             });
         }
-        let delay = round_delay(
-            &mut backoff,
-            RoundOutcome {
-                settled: report.settled_this_round,
-                pending: report.pending,
-                retry_after: report.retry_after_ms.map(Duration::from_millis),
-            },
-            report.held,
-            ctx.random::<f64>(),
-        );
+        let delay = round_delay(&mut backoff, report.round(), report.held, ctx.random());
         if ctx.timer(delay).await == TimerResult::Cancelled {
             return finish(ctx, input, RequestState::Cancelled, None).await;
         }

@@ -87,16 +87,7 @@ async fn deliver_channel(
         if report.finishes_channel(final_round) {
             return Ok(report);
         }
-        let delay = round_delay(
-            &mut backoff,
-            RoundOutcome {
-                settled: report.settled_this_round,
-                pending: report.pending,
-                retry_after: report.retry_after_ms.map(Duration::from_millis),
-            },
-            report.held,
-            ctx.random::<f64>(),
-        );
+        let delay = round_delay(&mut backoff, report.round(), report.held, ctx.random());
         if ctx.timer(delay).await == TimerResult::Cancelled {
             return Ok(report);
         }
