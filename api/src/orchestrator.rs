@@ -21,8 +21,8 @@ use temporalio_client::{
     WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowListOptions,
     WorkflowSignalOptions, WorkflowStartOptions,
 };
-use temporalio_common::Priority;
 use temporalio_common::search_attributes::SearchAttributes;
+use temporalio_common::{HasWorkflowDefinition, Priority};
 
 use crate::scheduling::TaskPriority;
 
@@ -167,6 +167,34 @@ impl TemporalOrchestrator {
             task_queue: config.task_queue.clone(),
         })
     }
+
+    /// Starts `workflow` as `workflow_id` on Fanout's queue. A second start with the same id is
+    /// refused by Temporal and answered as a duplicate: that is what turns a repeated trigger
+    /// (the id is derived from the tenant and dedupe key) into the same request instead of a
+    /// second delivery.
+    async fn start_once<W>(
+        &self,
+        workflow: W,
+        input: W::Input,
+        workflow_id: String,
+        search_attributes: SearchAttributes,
+        priority: TaskPriority,
+    ) -> Result<StartOutcome, OrchestratorError>
+    where
+        W: HasWorkflowDefinition,
+        W::Input: Send,
+    {
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id)
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .search_attributes(search_attributes)
+            .priority(temporal_priority(priority))
+            .build();
+        match self.client.start_workflow(workflow, input, options).await {
+            Ok(_) => Ok(StartOutcome::Started),
+            Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(StartOutcome::Duplicate),
+            Err(e) => Err(OrchestratorError::Unavailable(e.to_string())),
+        }
+    }
 }
 
 /// The SDK's form of a start's priority.
@@ -203,22 +231,14 @@ impl Orchestrator for TemporalOrchestrator {
             fanout_contracts::SA_REQUEST_ID.value_set(input.request_id.to_string()),
             fanout_contracts::SA_PROGRESS_PERCENT.value_set(0),
         ]);
-        // The id is derived from (tenant, dedupe key): rejecting reuse is what turns a repeated
-        // trigger into a duplicate instead of a second delivery.
-        let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id)
-            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .search_attributes(search_attributes)
-            .priority(temporal_priority(priority))
-            .build();
-        match self
-            .client
-            .start_workflow(NotificationWorkflow, input, options)
-            .await
-        {
-            Ok(_) => Ok(StartOutcome::Started),
-            Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(StartOutcome::Duplicate),
-            Err(e) => Err(OrchestratorError::Unavailable(e.to_string())),
-        }
+        self.start_once(
+            NotificationWorkflow,
+            input,
+            workflow_id,
+            search_attributes,
+            priority,
+        )
+        .await
     }
 
     async fn start_redrive(
@@ -232,20 +252,15 @@ impl Orchestrator for TemporalOrchestrator {
             fanout_contracts::SA_TEMPLATE_ID.value_set(request.template_id.to_string()),
             fanout_contracts::SA_REQUEST_ID.value_set(request.request_id.to_string()),
         ]);
-        let options = WorkflowStartOptions::new(self.task_queue.clone(), input.redrive_id.clone())
-            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .search_attributes(search_attributes)
-            .priority(temporal_priority(priority))
-            .build();
-        match self
-            .client
-            .start_workflow(RedriveWorkflow, input, options)
-            .await
-        {
-            Ok(_) => Ok(StartOutcome::Started),
-            Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(StartOutcome::Duplicate),
-            Err(e) => Err(OrchestratorError::Unavailable(e.to_string())),
-        }
+        let workflow_id = input.redrive_id.clone();
+        self.start_once(
+            RedriveWorkflow,
+            input,
+            workflow_id,
+            search_attributes,
+            priority,
+        )
+        .await
     }
 
     async fn run_state(&self, request_id: &RequestId) -> Result<RunState, OrchestratorError> {
