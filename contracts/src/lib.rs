@@ -14,6 +14,33 @@
 
 use temporalio_common::search_attributes::SearchAttributeKey;
 
+/// Declares a marker for the workflow type `$name` with its input and output, so callers start
+/// and address it without depending on the implementation. `client` markers can also be
+/// started from a client (`HasWorkflowDefinition`); the others are children.
+macro_rules! workflow_marker {
+    ($(#[$doc:meta])* $marker:ident, $name:expr, $input:ty => $output:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $marker;
+
+        impl temporalio_common::WorkflowDefinition for $marker {
+            type Input = $input;
+            type Output = $output;
+
+            fn name(&self) -> &str {
+                $name
+            }
+        }
+    };
+    ($(#[$doc:meta])* $marker:ident, $name:expr, $input:ty => $output:ty, client) => {
+        workflow_marker!($(#[$doc])* $marker, $name, $input => $output);
+
+        impl temporalio_common::HasWorkflowDefinition for $marker {
+            type Run = Self;
+        }
+    };
+}
+
 pub mod activities;
 pub mod direct;
 pub mod notification;

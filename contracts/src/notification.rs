@@ -5,9 +5,7 @@ use fanout_domain::receipt::{Progress, RequestState};
 use fanout_domain::request::{DeliveryPath, Priority, RecipientsQuery, RequestControls};
 use fanout_domain::{Channel, RequestId, TemplateId, TenantId, UnixMillis, UserId};
 use serde::{Deserialize, Serialize};
-use temporalio_common::{
-    HasWorkflowDefinition, QueryDefinition, SignalDefinition, WorkflowDefinition,
-};
+use temporalio_common::{QueryDefinition, SignalDefinition};
 
 use crate::{
     AudienceSnapshot, NOTIFICATION_WORKFLOW, PAUSE_SIGNAL, PROGRESS_QUERY, RESUME_SIGNAL,
@@ -101,23 +99,13 @@ pub struct NotificationOutcome {
     pub progress: Progress,
 }
 
-/// Marker for starting and addressing [`NOTIFICATION_WORKFLOW`] without depending on the
-/// workflow implementation.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NotificationWorkflow;
-
-impl WorkflowDefinition for NotificationWorkflow {
-    type Input = NotificationInput;
-    type Output = NotificationOutcome;
-
-    fn name(&self) -> &str {
-        NOTIFICATION_WORKFLOW
-    }
-}
-
-impl HasWorkflowDefinition for NotificationWorkflow {
-    type Run = Self;
-}
+workflow_marker!(
+    /// Marker for starting and addressing [`NOTIFICATION_WORKFLOW`].
+    NotificationWorkflow,
+    NOTIFICATION_WORKFLOW,
+    NotificationInput => NotificationOutcome,
+    client
+);
 
 /// Marker for [`PROGRESS_QUERY`].
 #[derive(Debug, Clone, Copy, Default)]

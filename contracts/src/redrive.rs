@@ -3,7 +3,6 @@
 use fanout_domain::receipt::Progress;
 use fanout_domain::{Channel, InstanceId, RequestId, TenantId};
 use serde::{Deserialize, Serialize};
-use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
 
 use crate::{NotificationInput, REDRIVE_WORKFLOW};
 
@@ -50,19 +49,10 @@ pub struct RedrivePage {
     pub channels: Vec<Channel>,
 }
 
-/// Marker for starting [`REDRIVE_WORKFLOW`] from a client.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RedriveWorkflow;
-
-impl WorkflowDefinition for RedriveWorkflow {
-    type Input = RedriveInput;
-    type Output = Progress;
-
-    fn name(&self) -> &str {
-        REDRIVE_WORKFLOW
-    }
-}
-
-impl HasWorkflowDefinition for RedriveWorkflow {
-    type Run = Self;
-}
+workflow_marker!(
+    /// Marker for starting [`REDRIVE_WORKFLOW`] from a client.
+    RedriveWorkflow,
+    REDRIVE_WORKFLOW,
+    RedriveInput => Progress,
+    client
+);

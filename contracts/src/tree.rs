@@ -8,7 +8,6 @@ use fanout_domain::request::{Priority, RecipientsQuery, RequestControls};
 use fanout_domain::retry::RoundOutcome;
 use fanout_domain::{Channel, RequestId, TemplateId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
-use temporalio_common::WorkflowDefinition;
 
 use crate::{FANOUT_PAGE_WORKFLOW, RESOLVE_AUDIENCE_WORKFLOW};
 
@@ -110,31 +109,19 @@ pub struct PageOutcome {
     pub reports: Vec<PageReport>,
 }
 
-/// Marker for starting [`RESOLVE_AUDIENCE_WORKFLOW`] as a child.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ResolveAudienceWorkflow;
+workflow_marker!(
+    /// Marker for starting [`RESOLVE_AUDIENCE_WORKFLOW`] as a child.
+    ResolveAudienceWorkflow,
+    RESOLVE_AUDIENCE_WORKFLOW,
+    ResolveAudienceInput => AudienceSnapshot
+);
 
-impl WorkflowDefinition for ResolveAudienceWorkflow {
-    type Input = ResolveAudienceInput;
-    type Output = AudienceSnapshot;
-
-    fn name(&self) -> &str {
-        RESOLVE_AUDIENCE_WORKFLOW
-    }
-}
-
-/// Marker for starting [`FANOUT_PAGE_WORKFLOW`] as a child.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FanoutPageWorkflow;
-
-impl WorkflowDefinition for FanoutPageWorkflow {
-    type Input = FanoutPageInput;
-    type Output = PageOutcome;
-
-    fn name(&self) -> &str {
-        FANOUT_PAGE_WORKFLOW
-    }
-}
+workflow_marker!(
+    /// Marker for starting [`FANOUT_PAGE_WORKFLOW`] as a child.
+    FanoutPageWorkflow,
+    FANOUT_PAGE_WORKFLOW,
+    FanoutPageInput => PageOutcome
+);
 
 /// Input of `apply_controls`: the workflow writing its controls through to the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
