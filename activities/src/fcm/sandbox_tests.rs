@@ -1,3 +1,4 @@
+use fanout_domain::config::Secret;
 use fanout_sandbox::fcm::{FcmMessageList, FcmTokenStats, StoredFcmMessage};
 use futures::future::join_all;
 use tokio::net::TcpListener;
