@@ -26,11 +26,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fanout_domain::InstanceId;
 use fanout_domain::user::DeviceToken;
-use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use crate::credentials::operator_failure;
 use crate::outcome::SendOutcome;
+use crate::push::answer::retry_after;
+use crate::push::token::{Attempt, TokenCache};
 use crate::push::{PushMessage, PushPriority};
 
 mod classify;
@@ -58,7 +59,7 @@ struct Inner {
     base_url: String,
     topic: String,
     /// Present with token auth; certificate auth is done by the TLS layer.
-    tokens: Option<ProviderTokens>,
+    tokens: Option<TokenCache<ProviderTokens>>,
 }
 
 impl fmt::Debug for ApnsClient {
@@ -129,7 +130,7 @@ impl ApnsClient {
                 builder = builder.identity(identity);
                 None
             }
-            None => Some(provider_tokens(auth, key_path, clock)?),
+            None => Some(TokenCache::new(provider_tokens(auth, key_path, clock)?)),
         };
         let http = builder.build().map_err(ApnsConfigError::Client)?;
         Ok(Self {
@@ -171,32 +172,24 @@ impl ApnsClient {
         let Some(tokens) = &self.inner.tokens else {
             return self.attempt(&url, &headers, &body, None).await;
         };
-        let mut refreshed = false;
-        loop {
-            let provider_token = match tokens.get() {
-                Ok(provider_token) => provider_token,
-                Err(e) => {
-                    return operator_failure(
-                        "APNs",
-                        &format!("signing the provider token failed: {e:?}"),
-                        Some(None),
-                    );
+        let (url, headers, body) = (&url, &headers, &body);
+        let outcome = tokens
+            .send(|provider_token| async move {
+                let outcome = self
+                    .attempt(url, headers, body, Some(&provider_token.jwt))
+                    .await;
+                let expired = matches!(
+                    &outcome,
+                    SendOutcome::Permanent { code, .. } if code == "apns_ExpiredProviderToken"
+                );
+                if expired {
+                    Attempt::TokenRefused(outcome)
+                } else {
+                    Attempt::Answered(outcome)
                 }
-            };
-            let outcome = self
-                .attempt(&url, &headers, &body, Some(&provider_token.jwt))
-                .await;
-            let expired = matches!(
-                &outcome,
-                SendOutcome::Permanent { code, .. } if code == "apns_ExpiredProviderToken"
-            );
-            if !expired || refreshed {
-                return operator_side(outcome);
-            }
-            tracing::info!(key_id = %tokens.key_id, "apns provider token expired, refreshing");
-            tokens.invalidate(&provider_token);
-            refreshed = true;
-        }
+            })
+            .await;
+        operator_side(outcome)
     }
 
     /// Sends one request and classifies the answer.
@@ -226,12 +219,7 @@ impl ApnsClient {
             .get("apns-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let error: Option<ErrorBody> = if status.is_success() {
             None
         } else {
@@ -282,7 +270,7 @@ impl ApnsClient {
         self.inner
             .tokens
             .as_ref()
-            .map_or(0, |tokens| tokens.minted.load(Ordering::Relaxed))
+            .map_or(0, |tokens| tokens.source().minted.load(Ordering::Relaxed))
     }
 }
 

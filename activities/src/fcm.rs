@@ -22,7 +22,7 @@
 //! `config` holds the settings and the service-account key, `token` obtains and caches the
 //! access token, and `classify` turns each answer into a [`SendOutcome`].
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fanout_domain::user::DeviceToken;
@@ -33,15 +33,17 @@ use serde_json::{Map, Value, json};
 
 use crate::credentials::{SANDBOX_FCM_KEY_ID, is_loopback_url, read_key_file};
 use crate::outcome::SendOutcome;
+use crate::push::answer::retry_after;
+use crate::push::token::{Attempt, TokenCache};
 use crate::push::{PushMessage, PushPriority};
 
 mod classify;
 mod config;
 mod token;
 
-use classify::{ErrorBody, classify, request_failed, retry_after};
+use classify::{ErrorBody, classify, request_failed};
 use config::check_url;
-use token::{CachedToken, GOOGLE_TOKEN_URI};
+use token::{AccessTokens, GOOGLE_TOKEN_URI};
 
 pub use config::{FcmConfig, FcmConfigError, ServiceAccountKey};
 
@@ -58,7 +60,7 @@ impl std::fmt::Debug for FcmClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FcmClient")
             .field("send_url", &self.inner.send_url)
-            .field("token_uri", &self.inner.token_uri)
+            .field("token_uri", &self.inner.tokens.source().token_uri)
             .finish_non_exhaustive()
     }
 }
@@ -66,18 +68,8 @@ impl std::fmt::Debug for FcmClient {
 struct Inner {
     http: reqwest::Client,
     send_url: String,
-    token_uri: String,
-    client_email: String,
-    key_id: Option<String>,
-    signing_key: EncodingKey,
-    /// The current access token; read on every send, written on refresh.
-    token: RwLock<Option<CachedToken>>,
-    /// Held by the one caller refreshing the token, so others wait instead of refreshing too.
-    refreshing: tokio::sync::Mutex<()>,
+    tokens: TokenCache<AccessTokens>,
 }
-
-/// A send the server refused for want of a valid access token.
-struct Unauthenticated;
 
 impl FcmClient {
     /// Reads the key file named by `config` and prepares the client; nothing is sent until
@@ -139,14 +131,15 @@ impl FcmClient {
             .map_err(FcmConfigError::Http)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                http,
                 send_url: format!("{base_url}/v1/projects/{project}/messages:send"),
-                token_uri,
-                client_email: key.client_email,
-                key_id: key.private_key_id,
-                signing_key,
-                token: RwLock::new(None),
-                refreshing: tokio::sync::Mutex::new(()),
+                tokens: TokenCache::new(AccessTokens {
+                    http: http.clone(),
+                    token_uri,
+                    client_email: key.client_email,
+                    key_id: key.private_key_id,
+                    signing_key,
+                }),
+                http,
             }),
         })
     }
@@ -157,35 +150,15 @@ impl FcmClient {
             Ok(body) => body,
             Err(e) => return SendOutcome::permanent("fcm_invalid_message", e.to_string()),
         };
-        let access_token = match self.access_token().await {
-            Ok(access_token) => access_token,
-            Err(outcome) => return outcome,
-        };
-        match self.post(&access_token, &body, message).await {
-            Ok(outcome) => return outcome,
-            Err(Unauthenticated) => self.forget_token(&access_token),
-        }
-        // Revoked, or expired earlier than it said: one fresh token, one more try.
-        let access_token = match self.access_token().await {
-            Ok(access_token) => access_token,
-            Err(outcome) => return outcome,
-        };
-        match self.post(&access_token, &body, message).await {
-            Ok(outcome) => outcome,
-            Err(Unauthenticated) => SendOutcome::permanent(
-                "fcm_UNAUTHENTICATED",
-                "fcm refused a freshly issued access token",
-            ),
-        }
+        let body = &body;
+        self.inner
+            .tokens
+            .send(|access_token| async move { self.post(&access_token.value, body, message).await })
+            .await
     }
 
-    /// Posts one send; `Err` when the access token was refused.
-    async fn post(
-        &self,
-        access_token: &str,
-        body: &[u8],
-        message: &PushMessage,
-    ) -> Result<SendOutcome, Unauthenticated> {
+    /// Posts one send; [`Attempt::TokenRefused`] when the access token was refused.
+    async fn post(&self, access_token: &str, body: &[u8], message: &PushMessage) -> Attempt {
         let response = self
             .inner
             .http
@@ -197,19 +170,19 @@ impl FcmClient {
             .await;
         let response = match response {
             Ok(response) => response,
-            Err(e) => return Ok(request_failed(&e)),
+            Err(e) => return Attempt::Answered(request_failed(&e)),
         };
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
-            Err(e) => return Ok(request_failed(&e)),
+            Err(e) => return Attempt::Answered(request_failed(&e)),
         };
         if status.is_success() {
             let name = serde_json::from_slice::<Value>(&bytes)
                 .ok()
                 .and_then(|body| body.get("name")?.as_str().map(str::to_owned));
-            return Ok(SendOutcome::Accepted {
+            return Attempt::Answered(SendOutcome::Accepted {
                 provider_message_id: name.unwrap_or_else(|| message.instance_id.to_string()),
             });
         }
@@ -217,9 +190,12 @@ impl FcmClient {
         // A 401 with an FCM error code (THIRD_PARTY_AUTH_ERROR) is about the app's APNs or
         // web push credentials, not our token: a new token would not help.
         if status == StatusCode::UNAUTHORIZED && error.fcm_code.is_none() {
-            return Err(Unauthenticated);
+            return Attempt::TokenRefused(SendOutcome::permanent(
+                "fcm_UNAUTHENTICATED",
+                "fcm refused a freshly issued access token",
+            ));
         }
-        Ok(classify(status, retry_after, &error))
+        Attempt::Answered(classify(status, retry_after, &error))
     }
 }
 

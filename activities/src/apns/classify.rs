@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::credentials::operator_failure;
 use crate::outcome::SendOutcome;
+use crate::push::answer::{retryable, unanswered};
 
 /// What APNs answered to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub(super) fn classify(answer: &Answer) -> SendOutcome {
             ));
     if dead_token {
         SendOutcome::InvalidAddress { code, message }
-    } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+    } else if retryable(status) {
         SendOutcome::Transient {
             code,
             message,
@@ -90,11 +91,6 @@ pub(super) fn operator_side(outcome: SendOutcome) -> SendOutcome {
 }
 
 pub(super) fn request_failed(e: &reqwest::Error) -> SendOutcome {
-    let code = if e.is_timeout() {
-        "apns_timeout"
-    } else {
-        "apns_connection"
-    };
     // The source chain says why (refused, reset, TLS), which the top-level text does not.
     let mut message = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -103,7 +99,7 @@ pub(super) fn request_failed(e: &reqwest::Error) -> SendOutcome {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    SendOutcome::transient(code, message)
+    unanswered("apns", e, message)
 }
 
 #[cfg(test)]

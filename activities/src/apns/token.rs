@@ -1,9 +1,10 @@
-//! The provider token: an ES256 JWT signed with the team's key, shared by every send until it is
-//! due for refresh (see the module's header for why 50 minutes).
+//! The provider token: an ES256 JWT signed with the team's key, shared by every send (through
+//! [`crate::push::token`]) until it is due for refresh (see the module's header for why 50
+//! minutes).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -14,6 +15,9 @@ use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::config::{ApnsAuthConfig, ApnsConfigError, invalid, read};
+use crate::credentials::operator_failure;
+use crate::outcome::SendOutcome;
+use crate::push::token::TokenSource;
 
 /// Age at which a provider token is replaced: well inside Apple's hour, and past the 20
 /// minutes Apple wants between refreshes.
@@ -22,14 +26,16 @@ const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(50 * 60);
 /// What time it is; injectable so token ageing is tested without waiting.
 pub(super) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
-/// The provider token cache: one signed JWT shared until it is due for refresh.
+/// Where provider tokens come from: the team's signing key, for [`TokenCache`] to share what
+/// it signs.
+///
+/// [`TokenCache`]: crate::push::token::TokenCache
 pub(super) struct ProviderTokens {
-    pub(super) key_id: String,
+    key_id: String,
     team_id: String,
     key: EcdsaKeyPair,
     rng: SystemRandom,
     clock: Clock,
-    current: Mutex<Option<Arc<ProviderToken>>>,
     /// Tokens signed so far, for logs and tests.
     pub(super) minted: AtomicU64,
 }
@@ -39,37 +45,34 @@ pub(super) struct ProviderToken {
     issued_at: SystemTime,
 }
 
-impl ProviderTokens {
-    /// Returns the shared token, signing a new one when there is none or it is due.
-    pub(super) fn get(&self) -> Result<Arc<ProviderToken>, ring::error::Unspecified> {
-        let now = (self.clock)();
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(token) = current.as_ref() {
-            // A clock that went backwards makes the token look new, which is harmless.
-            let age = now.duration_since(token.issued_at).unwrap_or_default();
-            if age < TOKEN_REFRESH_AFTER {
-                return Ok(token.clone());
-            }
-        }
-        let token = Arc::new(self.sign(now)?);
-        *current = Some(token.clone());
+impl TokenSource for ProviderTokens {
+    type Token = ProviderToken;
+
+    const PROVIDER: &'static str = "APNs";
+
+    fn fresh(&self, token: &ProviderToken) -> bool {
+        // A clock that went backwards makes the token look new, which is harmless.
+        let age = (self.clock)()
+            .duration_since(token.issued_at)
+            .unwrap_or_default();
+        age < TOKEN_REFRESH_AFTER
+    }
+
+    async fn issue(&self) -> Result<ProviderToken, SendOutcome> {
+        let token = self.sign((self.clock)()).map_err(|e| {
+            operator_failure(
+                "APNs",
+                &format!("signing the provider token failed: {e:?}"),
+                Some(None),
+            )
+        })?;
         let minted = self.minted.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(key_id = %self.key_id, minted, "apns provider token signed");
         Ok(token)
     }
+}
 
-    /// Drops `stale` if it is still the shared token, so the next [`Self::get`] signs anew.
-    /// Concurrent sends that all saw it expire thus cause one refresh, not one each.
-    pub(super) fn invalidate(&self, stale: &Arc<ProviderToken>) {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current
-            .as_ref()
-            .is_some_and(|token| Arc::ptr_eq(token, stale))
-        {
-            *current = None;
-        }
-    }
-
+impl ProviderTokens {
     fn sign(&self, now: SystemTime) -> Result<ProviderToken, ring::error::Unspecified> {
         let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let header = serde_json::json!({ "alg": "ES256", "kid": self.key_id });
@@ -120,7 +123,6 @@ pub(super) fn provider_tokens(
         key,
         rng,
         clock,
-        current: Mutex::new(None),
         minted: AtomicU64::new(0),
     })
 }

@@ -3,25 +3,14 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::RETRY_AFTER;
 use serde_json::Value;
 
 use crate::outcome::SendOutcome;
+use crate::push::answer::{retryable, unanswered};
 
 /// A request that got no HTTP answer: always worth retrying.
 pub(super) fn request_failed(error: &reqwest::Error) -> SendOutcome {
-    let code = if error.is_timeout() {
-        "fcm_timeout"
-    } else {
-        "fcm_connection"
-    };
-    SendOutcome::transient(code, error.to_string())
-}
-
-/// Reads `Retry-After` given in seconds (the form FCM uses).
-pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse().ok().map(Duration::from_secs)
+    unanswered("fcm", error, error.to_string())
 }
 
 /// The parts of Google's error body that classify a failure.
@@ -97,9 +86,8 @@ pub(super) fn classify(
     if invalid_address {
         return SendOutcome::InvalidAddress { code, message };
     }
-    let transient = matches!(name.as_str(), "QUOTA_EXCEEDED" | "UNAVAILABLE" | "INTERNAL")
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error();
+    let transient =
+        matches!(name.as_str(), "QUOTA_EXCEEDED" | "UNAVAILABLE" | "INTERNAL") || retryable(status);
     if transient {
         SendOutcome::Transient {
             code,

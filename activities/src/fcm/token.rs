@@ -1,19 +1,17 @@
 //! The OAuth access token: a service-account assertion (RS256) exchanged at the key file's
-//! `token_uri`, cached and shared by every clone of the client until five minutes before it
-//! expires.
+//! `token_uri`, cached and shared by every clone of the client (through [`crate::push::token`])
+//! until five minutes before it expires.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, Header};
-use reqwest::StatusCode;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::FcmClient;
-use super::classify::retry_after;
 use crate::credentials::operator_failure;
 use crate::outcome::SendOutcome;
+use crate::push::answer::{retry_after, retryable};
+use crate::push::token::TokenSource;
 
 /// Google's token endpoint, for a key file that names none.
 pub(super) const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -30,10 +28,19 @@ const ASSERTION_LIFETIME_S: u64 = 3600;
 /// How long before its expiry a cached access token is replaced.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
-#[derive(Clone)]
-pub(super) struct CachedToken {
-    pub(super) value: Arc<str>,
-    pub(super) refresh_at: Instant,
+/// Where access tokens come from: the service account's key, exchanged at its token endpoint.
+pub(super) struct AccessTokens {
+    pub(super) http: reqwest::Client,
+    pub(super) token_uri: String,
+    pub(super) client_email: String,
+    pub(super) key_id: Option<String>,
+    pub(super) signing_key: EncodingKey,
+}
+
+/// An access token and when it is due for refresh.
+pub(super) struct AccessToken {
+    pub(super) value: String,
+    refresh_at: Instant,
 }
 
 #[derive(Serialize)]
@@ -51,70 +58,50 @@ struct TokenResponse {
     expires_in: u64,
 }
 
-impl FcmClient {
-    /// Returns a fresh access token, fetching one when the cached one is due for refresh.
-    pub(super) async fn access_token(&self) -> Result<Arc<str>, SendOutcome> {
-        if let Some(token) = self.cached_token() {
-            return Ok(token);
-        }
-        let _refreshing = self.inner.refreshing.lock().await;
-        // Whoever held the lock before us may have refreshed it already.
-        if let Some(token) = self.cached_token() {
-            return Ok(token);
-        }
+impl TokenSource for AccessTokens {
+    type Token = AccessToken;
+
+    const PROVIDER: &'static str = "FCM";
+
+    fn fresh(&self, token: &AccessToken) -> bool {
+        Instant::now() < token.refresh_at
+    }
+
+    async fn issue(&self) -> Result<AccessToken, SendOutcome> {
         let (value, expires_in) = self.fetch_token().await?;
-        let value: Arc<str> = value.into();
-        let cached = CachedToken {
-            value: value.clone(),
+        Ok(AccessToken {
+            value,
             refresh_at: Instant::now() + refresh_after(expires_in),
-        };
-        *self.inner.token.write().unwrap_or_else(|e| e.into_inner()) = Some(cached);
-        Ok(value)
+        })
     }
+}
 
-    fn cached_token(&self) -> Option<Arc<str>> {
-        let cached = self.inner.token.read().unwrap_or_else(|e| e.into_inner());
-        cached
-            .as_ref()
-            .filter(|token| Instant::now() < token.refresh_at)
-            .map(|token| token.value.clone())
-    }
-
-    /// Drops the cached token if it is still `stale`, so concurrent sends that all saw it
-    /// refused cause one refresh, not one each.
-    pub(super) fn forget_token(&self, stale: &str) {
-        let mut cached = self.inner.token.write().unwrap_or_else(|e| e.into_inner());
-        if cached.as_ref().is_some_and(|token| &*token.value == stale) {
-            *cached = None;
-        }
-    }
-
+impl AccessTokens {
     /// Exchanges a freshly signed assertion for an access token and its lifetime.
     async fn fetch_token(&self) -> Result<(String, Duration), SendOutcome> {
-        let inner = &self.inner;
         let iat = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let claims = AssertionClaims {
-            iss: &inner.client_email,
+            iss: &self.client_email,
             scope: FCM_SCOPE,
-            aud: &inner.token_uri,
+            aud: &self.token_uri,
             iat,
             exp: iat + ASSERTION_LIFETIME_S,
         };
         let header = Header {
-            kid: inner.key_id.clone(),
+            kid: self.key_id.clone(),
             ..Header::new(Algorithm::RS256)
         };
-        let assertion = jsonwebtoken::encode(&header, &claims, &inner.signing_key)
+        let assertion = jsonwebtoken::encode(&header, &claims, &self.signing_key)
             .map_err(|e| operator_failure("FCM", &format!("signing the assertion: {e}"), None))?;
         let form = [
             ("grant_type", JWT_BEARER),
             ("assertion", assertion.as_str()),
         ];
-        let response = inner
+        let response = self
             .http
-            .post(&inner.token_uri)
+            .post(&self.token_uri)
             .form(&form)
             .send()
             .await
@@ -136,7 +123,7 @@ impl FcmClient {
         }
         let text = String::from_utf8_lossy(&bytes).into_owned();
         tracing::warn!(%status, body = %text, "fcm token exchange failed");
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        if retryable(status) {
             return Err(token_unavailable(text, retry_after));
         }
         // A refused grant is a configuration problem (wrong key, clock, scope): retrying the
