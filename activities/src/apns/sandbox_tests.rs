@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::tests::{device, message};
 use super::*;
+use crate::sandbox;
 
 /// An in-process sandbox on port 0 with its APNs credentials written to files, as the
 /// worker would read them.
@@ -78,15 +79,7 @@ impl Sandbox {
 
     async fn notifications(&self) -> Vec<Notification> {
         let url = format!("{}/api/apns/notifications", self.api_url);
-        let list: NotificationList = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: NotificationList = sandbox::json(self.http.get(url)).await;
         list.notifications
     }
 
@@ -98,15 +91,7 @@ impl Sandbox {
 
     async fn faults(&self) -> Vec<Fault> {
         let url = format!("{}/api/apns/faults", self.api_url);
-        let list: FaultList = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: FaultList = sandbox::json(self.http.get(url)).await;
         list.faults
     }
 }
