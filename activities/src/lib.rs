@@ -35,6 +35,8 @@ pub mod in_app;
 pub mod limits;
 pub mod outcome;
 pub mod push;
+#[cfg(test)]
+mod sandbox;
 pub mod templates;
 
 use std::sync::Arc;

@@ -19,7 +19,7 @@
 //! it sits above what the pages send at once and changes nothing.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fanout_domain::{TemplateId, TenantId};
@@ -31,7 +31,10 @@ use serde::{Deserialize, Serialize};
 use crate::breaker::{Admission, Breaker, BreakerConfig, Health};
 use crate::outcome::SendOutcome;
 
+mod bucket;
 mod window;
+
+use bucket::Buckets;
 
 pub use window::{AdaptiveConfig, Window};
 
@@ -166,18 +169,10 @@ pub enum Verdict<'a> {
 pub struct Limits {
     store: Store,
     config: LimitsConfig,
-    buckets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Local>>>>,
+    buckets: Buckets,
     breakers: Mutex<HashMap<Provider, Breaker>>,
     windows: Mutex<HashMap<Provider, Window>>,
     window_freed: tokio::sync::Notify,
-}
-
-/// This worker's leased tokens of one bucket.
-#[derive(Debug, Default)]
-struct Local {
-    tokens: u32,
-    unlimited_until: Option<Instant>,
-    rechecking: bool,
 }
 
 impl Limits {
@@ -186,7 +181,7 @@ impl Limits {
         Self {
             store,
             config,
-            buckets: Mutex::default(),
+            buckets: Buckets::default(),
             breakers: Mutex::default(),
             windows: Mutex::default(),
             window_freed: tokio::sync::Notify::new(),
@@ -237,7 +232,11 @@ impl Limits {
             }
         }
         for (key, ceiling) in buckets {
-            if !self.take(&key, ceiling, &cancelled).await {
+            if !self
+                .buckets
+                .take(&self.store, &key, ceiling, &cancelled)
+                .await
+            {
                 return Verdict::Cancelled;
             }
         }
@@ -341,72 +340,6 @@ impl Limits {
         }
     }
 
-    /// Takes one token of bucket `key`, leasing more from the store when the local ones run
-    /// out. Returns false if cancelled first.
-    async fn take(&self, key: &str, ceiling: Option<u32>, cancelled: &impl Fn() -> bool) -> bool {
-        let bucket = {
-            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-            buckets.entry(key.to_owned()).or_default().clone()
-        };
-        loop {
-            // One lease in flight per bucket: the other sends wait here and spend what it got.
-            let mut local = bucket.lock().await;
-            if local.tokens > 0 {
-                local.tokens -= 1;
-                return true;
-            }
-            let now = Instant::now();
-            match local.unlimited_until {
-                Some(until) if until > now => return true,
-                // Another send is re-checking an unlimited bucket: it stays unlimited until
-                // the answer comes, so no send waits on the store for a bucket with no quota.
-                Some(_) if local.rechecking => return true,
-                _ => {}
-            }
-            if cancelled() {
-                return false;
-            }
-            let recheck = local.unlimited_until.is_some();
-            let held = if recheck {
-                local.rechecking = true;
-                drop(local);
-                None
-            } else {
-                Some(local)
-            };
-            let leased = self.store.lease_tokens(key, ceiling).await;
-            let mut local = match held {
-                Some(local) => local,
-                None => {
-                    let mut relocked = bucket.lock().await;
-                    relocked.rechecking = false;
-                    relocked
-                }
-            };
-            count_lease(key, &leased);
-            match leased {
-                Ok(None) => {
-                    local.unlimited_until = Some(now + QUOTA_TTL);
-                    return true;
-                }
-                Ok(Some(grant)) if grant.granted > 0 => {
-                    local.unlimited_until = None;
-                    local.tokens += grant.granted - 1;
-                    return true;
-                }
-                Ok(Some(grant)) => {
-                    // Keep the bucket while waiting: the sends behind wait for this lease.
-                    local.unlimited_until = None;
-                    tokio::time::sleep(grant.wait.min(MAX_NAP)).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, bucket = key, "leasing rate-limit tokens failed");
-                    tokio::time::sleep(MAX_NAP).await;
-                }
-            }
-        }
-    }
-
     /// Feeds a send's outcome (which took `latency`) to the breakers and windows it passed,
     /// and lowers the provider's shared rate when it throttled or failed.
     pub async fn report(&self, mut passes: Passes<'_>, outcome: &SendOutcome, latency: Duration) {
@@ -464,29 +397,6 @@ fn publish_breaker(provider: Provider, breaker: &Breaker) {
             .set(i64::from(breaker.is_open()));
     }
 }
-
-/// Counts a lease of bucket `key`'s tokens from the store, by the bucket's scope.
-fn count_lease(key: &str, leased: &fanout_store::Result<Option<fanout_store::limits::Grant>>) {
-    if !metrics::recording() {
-        return;
-    }
-    let scope = metrics::bucket_scope(key);
-    let result = match leased {
-        Ok(None) => "unlimited",
-        Ok(Some(grant)) if grant.granted > 0 => {
-            metrics::BUCKET_TOKENS
-                .with_label_values(&[scope])
-                .inc_by(u64::from(grant.granted));
-            "granted"
-        }
-        Ok(Some(_)) => "empty",
-        Err(_) => "error",
-    };
-    metrics::BUCKET_LEASES
-        .with_label_values(&[scope, result])
-        .inc();
-}
-
 #[cfg(test)]
 mod tests {
     use fanout_domain::config::StoreConfig;

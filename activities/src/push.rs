@@ -5,6 +5,10 @@
 //! transiently while another took it are not retried (the user was reached); when none took
 //! it, the whole instance is retried in the next delivery round, which cannot duplicate since
 //! no device accepted. Tokens a provider declares dead are reported for invalidation.
+//!
+//! What the two providers do alike is written once here: `token` caches the credential each
+//! request carries and refreshes it once when refused, `answer` reads `Retry-After`, tells
+//! which statuses are worth retrying and codes a request that got no answer.
 
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +21,9 @@ use fanout_domain::user::{Device, Platform};
 use crate::apns::ApnsClient;
 use crate::fcm::FcmClient;
 use crate::outcome::SendOutcome;
+
+pub(crate) mod answer;
+pub(crate) mod token;
 
 /// How urgently the provider should deliver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

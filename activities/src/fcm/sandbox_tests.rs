@@ -1,3 +1,4 @@
+use fanout_domain::config::Secret;
 use fanout_sandbox::fcm::{FcmMessageList, FcmTokenStats, StoredFcmMessage};
 use futures::future::join_all;
 use tokio::net::TcpListener;
@@ -5,6 +6,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::*;
+use crate::sandbox;
 
 struct Sandbox {
     base_url: String,
@@ -72,28 +74,16 @@ impl Sandbox {
     }
 
     async fn messages(&self, token: &str) -> Vec<StoredFcmMessage> {
-        let list: FcmMessageList = self
+        let request = self
             .http
             .get(self.url("/api/fcm/messages"))
-            .query(&[("token", token)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .query(&[("token", token)]);
+        let list: FcmMessageList = sandbox::json(request).await;
         list.messages
     }
 
     async fn tokens(&self) -> FcmTokenStats {
-        self.http
-            .get(self.url("/api/fcm/tokens"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        sandbox::json(self.http.get(self.url("/api/fcm/tokens"))).await
     }
 }
 
