@@ -1,9 +1,10 @@
 //! The APNs channel: Apple's provider API (`POST /3/device/{token}`) over one pooled HTTP/2
 //! connection, authenticated by an ES256 provider token or a client certificate.
 //!
-//! The `a2` crate cannot be pointed at anything but Apple's hosts (ARCHITECTURE.md, "Facts this code relies on"), so
-//! this module speaks the protocol with reqwest, which lets the endpoint and trust roots be
-//! configured: the sandbox's simulator in development and tests, Apple in production.
+//! The `a2` crate cannot be pointed at anything but Apple's hosts (ARCHITECTURE.md, "Facts
+//! this code relies on"), so this module speaks the protocol with reqwest, which lets the
+//! endpoint and trust roots be configured: the sandbox's simulator in development and tests,
+//! Apple in production.
 //!
 //! Provider tokens are signed once and shared by every send until they are 50 minutes old:
 //! Apple rejects tokens older than an hour and refuses refreshes more often than every 20

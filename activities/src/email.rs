@@ -1,9 +1,9 @@
 //! The email channel: lettre's SMTP client over a small connection pool of our own.
 //!
 //! lettre's own transport never sets `TCP_NODELAY`, so every command waits out the peer's
-//! delayed ACK (about 22 messages/s per connection, ARCHITECTURE.md, "Facts this code relies on"). Its connection type
-//! accepts a stream we open ourselves, so this module connects with `TCP_NODELAY` set and pools
-//! the connections; lettre still speaks the protocol.
+//! delayed ACK (about 22 messages/s per connection; ARCHITECTURE.md, "Facts this code relies
+//! on"). Its connection type accepts a stream we open ourselves, so this module connects with
+//! `TCP_NODELAY` set and pools the connections; lettre still speaks the protocol.
 //!
 //! The same holds on every [`SmtpTlsMode`]: for STARTTLS lettre upgrades the stream we gave it
 //! in place; for implicit TLS we run the handshake on our stream with tokio-rustls and hand
