@@ -651,6 +651,14 @@ where
     }
 }
 
+/// The wall clock in Unix milliseconds, the sandbox's clock for arrival times.
+pub fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Counts values by a string key, for exact assertions over receipts.
 pub fn tally(items: &[Value], key: impl Fn(&Value) -> String) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
