@@ -140,11 +140,15 @@ async fn a_template_quota_slows_a_running_fan_out_within_a_second() -> anyhow::R
     // delivered a second's worth at the new quota since (on a slow machine, that takes longer).
     let from = changed_at + 1_000;
     let until = from + 4_000;
-    let arrivals = poll(Duration::from_secs(120), "the observation window", || async {
-        let arrivals = app.arrivals().await?;
-        let since = arrivals.iter().filter(|a| a.at_ms >= from).count();
-        Ok((now_ms() > until + 500 && since >= SLOW as usize).then_some(arrivals))
-    })
+    let arrivals = poll(
+        Duration::from_secs(120),
+        "the observation window",
+        || async {
+            let arrivals = app.arrivals().await?;
+            let since = arrivals.iter().filter(|a| a.at_ms >= from).count();
+            Ok((now_ms() > until + 500 && since >= SLOW as usize).then_some(arrivals))
+        },
+    )
     .await?;
     let before: Vec<u64> = arrivals
         .iter()

@@ -346,16 +346,20 @@ async fn one_notify_is_one_trace_from_the_api_through_the_workflow_to_the_smtp_s
         .json()
         .await?;
     let request_id = accepted["request_id"].as_str().unwrap().to_owned();
-    poll(Duration::from_secs(180), "the request completes", || async {
-        let status: serde_json::Value = http
-            .get(format!("{api}/v1/status/{request_id}"))
-            .bearer_auth(&app.api_key)
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok((status["state"] == "completed").then_some(()))
-    })
+    poll(
+        Duration::from_secs(180),
+        "the request completes",
+        || async {
+            let status: serde_json::Value = http
+                .get(format!("{api}/v1/status/{request_id}"))
+                .bearer_auth(&app.api_key)
+                .send()
+                .await?
+                .json()
+                .await?;
+            Ok((status["state"] == "completed").then_some(()))
+        },
+    )
     .await?;
 
     // The API's span names the request: it gives the trace.

@@ -213,16 +213,20 @@ async fn a_rate_limit_caps_a_running_request() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 
     // It keeps delivering under the cap: three seconds' worth (longer on a slow machine).
-    let capped = poll(Duration::from_secs(120), "deliveries under the cap", || async {
-        let times: Vec<u64> = app
-            .arrivals()
-            .await?
-            .iter()
-            .map(|a| a.at_ms)
-            .filter(|t| *t >= resumed_at)
-            .collect();
-        Ok((times.len() >= 3 * RATE).then_some(times))
-    })
+    let capped = poll(
+        Duration::from_secs(120),
+        "deliveries under the cap",
+        || async {
+            let times: Vec<u64> = app
+                .arrivals()
+                .await?
+                .iter()
+                .map(|a| a.at_ms)
+                .filter(|t| *t >= resumed_at)
+                .collect();
+            Ok((times.len() >= 3 * RATE).then_some(times))
+        },
+    )
     .await?;
     // The cap holds in every second: the bucket holds one token (a tenth of a second at 10/s),
     // and SMTP latency may bunch arrivals admitted up to 0.9 s apart into one second.
