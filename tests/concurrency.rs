@@ -210,11 +210,15 @@ async fn sixteen_clients_on_read_then_write_endpoints_see_no_5xx_and_lose_nothin
     // started has finished, u00 has had exactly one email from them.
     assert!(!redrives.is_empty(), "no re-drive started: {tally:?}");
     for id in &redrives {
-        poll(Duration::from_secs(60), "the re-drive finished", || async {
-            let events = app.history(id).await?;
-            let last = events.last().map(|e| e.event_type());
-            Ok((last == Some(EventType::WorkflowExecutionCompleted)).then_some(()))
-        })
+        poll(
+            Duration::from_secs(120),
+            "the re-drive finished",
+            || async {
+                let events = app.history(id).await?;
+                let last = events.last().map(|e| e.event_type());
+                Ok((last == Some(EventType::WorkflowExecutionCompleted)).then_some(()))
+            },
+        )
         .await?;
     }
     let u00 = app.email_of("u00");

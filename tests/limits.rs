@@ -6,7 +6,7 @@
 //! releases them on recovery, each delivered once.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use fanout_activities::breaker::BreakerConfig;
 use fanout_domain::RequestId;
@@ -16,23 +16,13 @@ use fanout_sandbox::{FaultStage, NewFault};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, busiest_window, poll, stack};
+use crate::helpers::{TestApp, busiest_window, now_ms, poll, stack};
 
 fn template() -> Value {
     json!({
         "name": "Post",
         "email": {"subject": "{{ data.actor }} posted", "text": "Hello {{ user.name }}."}
     })
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
 }
 
 impl TestApp {
@@ -90,11 +80,8 @@ async fn two_workers_together_hold_a_provider_rate() -> anyhow::Result<()> {
     app.put_template("post", template()).await?;
     app.seed_followers("star", RECIPIENTS).await?;
     let request_id = app.notify_followers().await?;
-    poll(Duration::from_secs(90), "request completed", || async {
-        let s = app.status(&request_id).await?;
-        Ok((s["state"] == "completed").then_some(()))
-    })
-    .await?;
+    // 10 s at the provider rate; longer on a slow machine.
+    app.wait_for_state(&request_id, "completed").await?;
 
     let arrivals = app.arrivals().await?;
     assert_eq!(arrivals.len(), RECIPIENTS);
@@ -138,7 +125,7 @@ async fn a_template_quota_slows_a_running_fan_out_within_a_second() -> anyhow::R
     let request_id = app.notify_followers().await?;
 
     // Let it run at the fast quota for a while, then cut the quota.
-    poll(Duration::from_secs(60), "fast deliveries", || async {
+    poll(Duration::from_secs(120), "fast deliveries", || async {
         Ok((app.arrivals().await?.len() >= 60).then_some(()))
     })
     .await?;
@@ -149,36 +136,40 @@ async fn a_template_quota_slows_a_running_fan_out_within_a_second() -> anyhow::R
         "the running request was signalled: {cut}"
     );
 
-    // Watch four seconds, starting one second after the call returned.
+    // Watch four seconds, starting one second after the call returned, and until it has
+    // delivered a second's worth at the new quota since (on a slow machine, that takes longer).
     let from = changed_at + 1_000;
     let until = from + 4_000;
-    poll(
-        Duration::from_secs(30),
+    let arrivals = poll(
+        Duration::from_secs(120),
         "the observation window",
-        || async { Ok((now_ms() > until + 500).then_some(())) },
+        || async {
+            let arrivals = app.arrivals().await?;
+            let since = arrivals.iter().filter(|a| a.at_ms >= from).count();
+            Ok((now_ms() > until + 500 && since >= SLOW as usize).then_some(arrivals))
+        },
     )
     .await?;
-    let arrivals = app.arrivals().await?;
     let before: Vec<u64> = arrivals
         .iter()
         .map(|a| a.at_ms)
-        .filter(|t| *t < changed_at && *t + 1_000 >= changed_at)
+        .filter(|t| *t < changed_at)
         .collect();
     let after: Vec<u64> = arrivals
         .iter()
         .map(|a| a.at_ms)
         .filter(|t| (from..until).contains(t))
         .collect();
+    let busiest_before = busiest_window(&before, 1_000);
     eprintln!(
-        "template quota {FAST}/s -> {SLOW}/s: {} arrivals in the second before, {} in the 4 s from 1 s after (busiest second {})",
-        before.len(),
+        "template quota {FAST}/s -> {SLOW}/s: busiest second before {busiest_before}, {} arrivals in the 4 s from 1 s after (busiest second {})",
         after.len(),
         busiest_window(&after, 1_000)
     );
+    // Before the cut it ran faster than the slow quota allows, or the cut would prove nothing.
     assert!(
-        before.len() >= FAST as usize / 2,
-        "it ran near the fast quota before the change: {} in the last second",
-        before.len()
+        busiest_before > SLOW as usize + 1,
+        "it ran at most {busiest_before} a second before the change to {SLOW}/s"
     );
     assert!(
         after.len() <= 4 * SLOW as usize + 2,
@@ -189,7 +180,6 @@ async fn a_template_quota_slows_a_running_fan_out_within_a_second() -> anyhow::R
         busiest_window(&after, 1_000) <= SLOW as usize + 1,
         "{after:?}"
     );
-    assert!(!after.is_empty(), "it kept delivering at the new quota");
 
     // Lift the quota: the rest goes out at full speed and nobody gets two.
     let r = app
@@ -238,7 +228,7 @@ async fn an_open_breaker_holds_an_outage_and_releases_it_on_recovery() -> anyhow
     // may fail rounds have passed.
     let first_failures = 8; // at most one round of sends in flight before it opened
     let probe_rounds = u64::from(MAX_ROUNDS) + 2;
-    poll(Duration::from_secs(90), "held probe rounds", || async {
+    poll(Duration::from_secs(120), "held probe rounds", || async {
         let receipts = app
             .store
             .list_receipts(&app.tenant, &request, None, 1000)
@@ -324,7 +314,7 @@ async fn provider_push_back_lowers_the_shared_rate_and_success_restores_it() -> 
     // Sample the shared bucket while the request runs.
     let key = fanout_store::limits::provider_key("smtp");
     let seen = std::sync::Mutex::new((i64::MAX, 0)); // (lowest, latest) rate in force
-    poll(Duration::from_secs(60), "request completed", || async {
+    poll(Duration::from_secs(180), "request completed", || async {
         if let Some(bucket) = app.store.bucket(&key).await? {
             let mut seen = seen.lock().unwrap();
             *seen = (seen.0.min(bucket.rate_milli), bucket.rate_milli);

@@ -209,7 +209,7 @@ async fn status_is_live_while_running_and_a_rejected_address_is_a_failed_receipt
     // The slow recipient holds the delivery open for 3 s. Three listed users take the direct
     // path, whose one workflow task stays open while it delivers, so live counts come from the
     // receipts already written (the two quick ones), not from a query that would wait.
-    let running = poll(Duration::from_secs(10), "live progress", || async {
+    let running = poll(Duration::from_secs(60), "live progress", || async {
         let s = app.status(&request_id).await?;
         let email = &s["channels"]["email"];
         Ok(

@@ -53,7 +53,7 @@ async fn deliveries_show_in_the_workers_metrics_by_channel_and_outcome() -> anyh
         metrics_addr: Some(format!("127.0.0.1:{port}")),
         ..app.worker_config.clone()
     });
-    poll(Duration::from_secs(30), "the worker is ready", || async {
+    poll(Duration::from_secs(60), "the worker is ready", || async {
         Ok(scrape(&format!("{metrics_url}/readyz"))
             .await
             .ok()
@@ -112,7 +112,7 @@ async fn deliveries_show_in_the_workers_metrics_by_channel_and_outcome() -> anyh
         (("email", "failed", "smtp_550"), 1.0),
         (("in_app", "delivered", ""), 3.0),
     ];
-    let text = poll(Duration::from_secs(30), "the delivery counters", || async {
+    let text = poll(Duration::from_secs(60), "the delivery counters", || async {
         let (_, text) = scrape(&format!("{metrics_url}/metrics")).await?;
         let all = expected.iter().all(|((channel, outcome, code), want)| {
             let labels = [
@@ -283,7 +283,7 @@ async fn trace_spans(
         let list: fanout_sandbox::otlp::SpanList = reqwest::get(&url).await?.json().await?;
         anyhow::Ok(list.spans)
     };
-    let found = poll(Duration::from_secs(30), "the trace's spans", || async {
+    let found = poll(Duration::from_secs(60), "the trace's spans", || async {
         Ok(Some(read().await?).filter(|spans| ready(spans)))
     })
     .await;
@@ -328,7 +328,7 @@ async fn one_notify_is_one_trace_from_the_api_through_the_workflow_to_the_smtp_s
     )?;
     let api = format!("http://{addr}");
     let http = reqwest::Client::new();
-    poll(Duration::from_secs(30), "the api is up", || async {
+    poll(Duration::from_secs(60), "the api is up", || async {
         Ok(http.get(format!("{api}/healthz")).send().await.ok())
     })
     .await?;
@@ -346,20 +346,24 @@ async fn one_notify_is_one_trace_from_the_api_through_the_workflow_to_the_smtp_s
         .json()
         .await?;
     let request_id = accepted["request_id"].as_str().unwrap().to_owned();
-    poll(Duration::from_secs(60), "the request completes", || async {
-        let status: serde_json::Value = http
-            .get(format!("{api}/v1/status/{request_id}"))
-            .bearer_auth(&app.api_key)
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok((status["state"] == "completed").then_some(()))
-    })
+    poll(
+        Duration::from_secs(180),
+        "the request completes",
+        || async {
+            let status: serde_json::Value = http
+                .get(format!("{api}/v1/status/{request_id}"))
+                .bearer_auth(&app.api_key)
+                .send()
+                .await?
+                .json()
+                .await?;
+            Ok((status["state"] == "completed").then_some(()))
+        },
+    )
     .await?;
 
     // The API's span names the request: it gives the trace.
-    let notify = poll(Duration::from_secs(30), "the notify span", || async {
+    let notify = poll(Duration::from_secs(60), "the notify span", || async {
         let list: fanout_sandbox::otlp::SpanList = reqwest::get(format!(
             "{sandbox}/api/spans?attribute=request_id={request_id}"
         ))
@@ -376,7 +380,7 @@ async fn one_notify_is_one_trace_from_the_api_through_the_workflow_to_the_smtp_s
     assert_eq!(notify.attributes["tenant"], app.tenant.as_str());
     assert!(notify.parent_span_id.is_empty(), "a root span: {notify:?}");
     // A route with a parameter names its spans by the template, never by the raw path.
-    let status_spans = poll(Duration::from_secs(30), "a status span", || async {
+    let status_spans = poll(Duration::from_secs(60), "a status span", || async {
         let url = reqwest::Url::parse_with_params(
             &format!("{sandbox}/api/spans"),
             [("attribute", "http.route=/v1/status/{request_id}")],

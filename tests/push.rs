@@ -9,7 +9,7 @@ use fanout_domain::request::DeliveryPath;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, expect_status, tally};
+use crate::helpers::{TestApp, expect_status, now_ms, tally};
 
 fn template() -> Value {
     json!({
@@ -38,16 +38,6 @@ fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     })
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
 }
 
 impl TestApp {

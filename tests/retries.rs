@@ -147,7 +147,7 @@ async fn dead_letter_and_redrive(path: DeliveryPath) -> anyhow::Result<()> {
     assert_eq!(redrive["instances"], 1);
 
     let after = poll(
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         "re-driven and recounted",
         || async {
             let s = app.status(&request_id).await?;

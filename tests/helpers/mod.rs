@@ -223,7 +223,7 @@ impl TestApp {
     }
 
     async fn wait_healthy(&self) -> anyhow::Result<()> {
-        poll(Duration::from_secs(30), "api healthy", || async {
+        poll(Duration::from_secs(60), "api healthy", || async {
             let r = self
                 .http
                 .get(format!("{}/healthz", self.api_url))
@@ -338,7 +338,7 @@ impl TestApp {
     /// Polls status until the request reaches `state`.
     pub async fn wait_for_state(&self, request_id: &str, state: &str) -> anyhow::Result<Value> {
         poll(
-            Duration::from_secs(60),
+            Duration::from_secs(180),
             &format!("request {state}"),
             || async {
                 let s = self.status(request_id).await?;
@@ -568,7 +568,7 @@ impl TestApp {
         receipts: usize,
         attempts: u64,
     ) -> anyhow::Result<()> {
-        poll(Duration::from_secs(60), "retried attempts", || async {
+        poll(Duration::from_secs(120), "retried attempts", || async {
             let found = self.all_receipts(request_id).await?;
             let retried = found
                 .iter()
@@ -627,7 +627,10 @@ pub async fn expect_status(r: reqwest::Response, want: StatusCode) -> anyhow::Re
     serde_json::from_str(&text).with_context(|| format!("body is not JSON: {text}"))
 }
 
-/// Polls `check` until it yields a value or `timeout` passes.
+/// Polls `check` until it yields a value or `timeout` passes. Deadlines are generous (a minute
+/// or more for what takes a second on an idle machine): the suite runs its tests in parallel,
+/// often beside other builds, where everything can take several times as long, and a deadline
+/// costs nothing when the condition comes true early.
 pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
@@ -646,6 +649,14 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The wall clock in Unix milliseconds, the sandbox's clock for arrival times.
+pub fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Counts values by a string key, for exact assertions over receipts.
