@@ -651,12 +651,10 @@ where
     }
 }
 
-/// The wall clock in Unix milliseconds, the sandbox's clock for arrival times.
+/// The wall clock in Unix milliseconds (`fanout_runtime::now_ms`), unsigned as the sandbox's
+/// arrival times are.
 pub fn now_ms() -> u64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    fanout_runtime::now_ms().unsigned_abs()
 }
 
 /// Counts values by a string key, for exact assertions over receipts.
