@@ -51,15 +51,24 @@ impl Failure {
         }
     }
 
-    /// What to print on stderr: `error: ...`, then a refused template's problems one per line.
+    /// What to print on stderr: `error: ...`; for a refused template, its problems one per
+    /// line instead of the API's message (which lists the same problems run together).
     pub fn report(&self) -> String {
-        let mut out = format!("error: {self}");
-        if let Failure::Refused(refusal) = self {
-            for problem in &refusal.problems {
-                let _ = write!(out, "\n  {problem}");
+        match self {
+            Failure::Refused(refusal) if !refusal.problems.is_empty() => {
+                let mut out = format!(
+                    "error: {} {}: {} problem(s), each located as path:line:column",
+                    refusal.status.as_u16(),
+                    refusal.code,
+                    refusal.problems.len()
+                );
+                for problem in &refusal.problems {
+                    let _ = write!(out, "\n  {problem}");
+                }
+                out
             }
+            _ => format!("error: {self}"),
         }
-        out
     }
 }
 
@@ -329,7 +338,7 @@ mod tests {
         assert_eq!(failure.exit_code(), 1);
         assert_eq!(
             failure.report(),
-            "error: 400 invalid_template: the template has 2 problems (field email.subject)\n  \
+            "error: 400 invalid_template: 2 problem(s), each located as path:line:column\n  \
              email.subject:1:7: syntax: unexpected end\n  \
              locales.fr.in_app.body:2: unknown_variable: unknown variable 'x'"
         );

@@ -260,7 +260,7 @@ impl Bars {
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         let style =
-            ProgressStyle::with_template("  {prefix:<7} [{bar:32}] {pos:>7}/{len:<7} {msg}")
+            ProgressStyle::with_template("  {prefix:<7} [{bar:30}] {pos:>5}/{len:<5} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
         Self {
