@@ -230,6 +230,8 @@ async fn templates_push_validates_and_prints_each_located_problem() -> anyhow::R
         r#"{"name": "Broken", "email": {"subject": "{{ data.actor", "text": "Hi {{ nobody }}"}}"#,
     )?;
     let refused = fanout(&app, &["templates", "push", &bad]).await?;
+    // The README shows this output.
+    println!("$ fanout templates push broken.json\n{refused}");
     assert_eq!(refused.code, 1, "{refused}");
     assert!(refused.stderr.contains("400 invalid_template"), "{refused}");
     let problems: Vec<&str> = refused
