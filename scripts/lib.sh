@@ -53,7 +53,7 @@ install_tools() {
 build_binaries() {
   local flags=()
   [ "$PROFILE" = release ] && flags+=(--release)
-  say "building fanout-api, fanout-worker, fanout-sandbox ($PROFILE)"
+  say "building fanout-api, fanout-worker, fanout-sandbox, the fanout CLI ($PROFILE)"
   # The whole workspace, so feature resolution (and the build cache) matches `make test`.
   (cd "$ROOT" && cargo build "${flags[@]}" --workspace --bins)
 }

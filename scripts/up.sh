@@ -163,6 +163,10 @@ Send a first notification:
     -H "Authorization: Bearer $FANOUT_API_KEY" -H 'Content-Type: application/json' \\
     -d '{"template_id":"$FANOUT_DEMO_TEMPLATE_ID","recipients_query":{"type":"users","user_ids":$users_json},"data":{"product":"Fanout","actor":"Dana"},"dedupe_key":"first-'\$(date +%s)'"}'
 
+Or with the CLI (it reads .fanout/dev.env; \`$TARGET_DIR/fanout --help\` lists every command):
+  $TARGET_DIR/fanout send --template $FANOUT_DEMO_TEMPLATE_ID --users $FANOUT_DEMO_USER_IDS --data product=Fanout --data actor=Dana
+  $TARGET_DIR/fanout status <request_id> --watch
+
 Then:
   status:    curl -sS -H "Authorization: Bearer $FANOUT_API_KEY" http://127.0.0.1:$API_PORT/v1/status/<request_id>
   receipts:  curl -sS -H "Authorization: Bearer $FANOUT_API_KEY" "http://127.0.0.1:$API_PORT/v1/receipts?request_id=<request_id>"

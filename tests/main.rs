@@ -2,6 +2,7 @@
 //!
 //! Run with `make test` (which installs the temporal CLI) or `cargo test -p fanout-tests`.
 
+mod cli;
 mod concurrency;
 mod crash;
 mod direct;

@@ -1,6 +1,7 @@
 //! Fanout's own binaries as processes of their own, for the tests that kill or restart them:
-//! workers SIGKILLed mid-fan-out, API replicas restarted. Each is killed when dropped, so a
-//! failing test leaves nothing behind.
+//! workers SIGKILLed mid-fan-out, API replicas restarted; and the path of the `fanout` CLI,
+//! which its test runs as a user would. Each process is killed when dropped, so a failing test
+//! leaves nothing behind.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -31,6 +32,11 @@ fn binaries() -> anyhow::Result<PathBuf> {
         })
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// The path of one of the workspace's binaries (`fanout`, the CLI), built as [`binaries`] says.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(binaries()?.join(name))
 }
 
 /// A child process, SIGKILLed when dropped.

@@ -1,0 +1,268 @@
+//! The `fanout` CLI as a user runs it: the real binary as a process against the test's API,
+//! checked by its stdout, its stderr and its exit code.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::fanout::{post_template, slow_sink};
+use crate::helpers::processes::binary;
+use crate::helpers::{TestApp, poll, stack};
+
+/// What one run of the CLI left.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> anyhow::Result<Value> {
+        serde_json::from_str(&self.stdout)
+            .map_err(|e| anyhow::anyhow!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `fanout ARGS` with the test's API and key in its environment, from a directory without
+/// a `.fanout/dev.env`, stdout piped (so not a terminal).
+async fn fanout(app: &TestApp, args: &[&str]) -> anyhow::Result<Run> {
+    let output = tokio::process::Command::new(binary("fanout")?)
+        .args(args)
+        .env("FANOUT_API_URL", &app.api_url)
+        .env("FANOUT_API_KEY", &app.api_key)
+        .env_remove("FANOUT_ADMIN_KEY")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    Ok(Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// Sends the `post` template to `users` and answers the request id from `--json`.
+async fn send(app: &TestApp, users: &str) -> anyhow::Result<String> {
+    let run = fanout(
+        app,
+        &[
+            "send",
+            "--template",
+            "post",
+            "--users",
+            users,
+            "--data",
+            "actor=Star",
+            "--json",
+        ],
+    )
+    .await?;
+    anyhow::ensure!(run.code == 0, "send failed: {run}");
+    let answer = run.json()?;
+    assert_eq!(answer["duplicate"], false, "{run}");
+    Ok(answer["request_id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no request_id: {run}"))?
+        .to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_status_and_cancel_through_the_cli_with_meaningful_exit_codes() -> anyhow::Result<()> {
+    // Four sends in flight, each email held half a second: 40 recipients take about 5 s.
+    let app = TestApp::spawn_with("cli", 50, 4).await?;
+    app.put_template("post", post_template()).await?;
+    let users = app.seed_followers("star", 40).await?.join(",");
+    slow_sink(&app, 500).await?;
+
+    let request_id = send(&app, &users).await?;
+    let status = fanout(&app, &["status", &request_id, "--json"]).await?;
+    assert_eq!(status.code, 0, "{status}");
+    let body = status.json()?;
+    assert_eq!(body["request_id"], request_id.as_str());
+    assert_eq!(body["state"], "running", "{status}");
+    assert_eq!(body["channels"]["email"]["total"], 40, "{status}");
+
+    let cancel = fanout(&app, &["cancel", &request_id]).await?;
+    assert_eq!(cancel.code, 0, "{cancel}");
+    assert_eq!(cancel.stdout.trim(), format!("cancel sent to {request_id}"));
+    let ended = poll(Duration::from_secs(60), "the request to end", || async {
+        let run = fanout(&app, &["status", &request_id, "--json"]).await?;
+        let state = run.json()?["state"].as_str().unwrap_or_default().to_owned();
+        Ok((state != "running").then_some(state))
+    })
+    .await?;
+    assert!(
+        ended == "cancelled" || ended == "completed",
+        "ended {ended}"
+    );
+    // Watching a request that ended cancelled says so with exit code 4.
+    let watch = fanout(&app, &["status", &request_id, "--watch"]).await?;
+    let want = if ended == "cancelled" { 4 } else { 0 };
+    assert_eq!(watch.code, want, "{watch}");
+    assert!(
+        watch
+            .stdout
+            .contains(&format!("request {request_id} {ended}")),
+        "{watch}"
+    );
+
+    // The plain text of a read command.
+    let text = fanout(&app, &["status", &request_id]).await?;
+    assert_eq!(text.code, 0, "{text}");
+    assert!(
+        text.stdout.contains(&format!("state      {ended}")),
+        "{text}"
+    );
+    let receipts = fanout(&app, &["receipts", &request_id, "--json"]).await?;
+    assert_eq!(receipts.code, 0, "{receipts}");
+    assert!(receipts.json()?["receipts"].is_array(), "{receipts}");
+
+    // Refused by the API: exit 1, its error on stderr, nothing on stdout.
+    let unknown = fanout(&app, &["status", "ntf-nosuch-0123456789"]).await?;
+    assert_eq!(unknown.code, 1, "{unknown}");
+    assert!(unknown.stderr.contains("404 not_found"), "{unknown}");
+    assert!(unknown.stdout.is_empty(), "{unknown}");
+    let again = fanout(&app, &["cancel", &request_id]).await?;
+    assert_eq!(
+        again.code, 1,
+        "a finished request cannot be cancelled: {again}"
+    );
+    assert!(again.stderr.contains("409"), "{again}");
+
+    // A usage error is clap's 2; an API nobody listens on is 3.
+    let usage = fanout(&app, &["send", "--template", "post"]).await?;
+    assert_eq!(usage.code, 2, "no audience: {usage}");
+    let nobody = format!("http://127.0.0.1:{}", stack::free_port()?);
+    let down = fanout(&app, &["--api-url", &nobody, "status", &request_id]).await?;
+    assert_eq!(down.code, 3, "{down}");
+    assert!(down.stderr.contains("cannot reach the API"), "{down}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_watch_prints_one_plain_line_per_change_until_the_request_completes()
+-> anyhow::Result<()> {
+    let app = TestApp::spawn_with("cli-watch", 50, 4).await?;
+    app.put_template("post", post_template()).await?;
+    let users = app.seed_followers("star", 40).await?.join(",");
+    slow_sink(&app, 500).await?;
+
+    let request_id = send(&app, &users).await?;
+    let started = std::time::Instant::now();
+    let watch = fanout(&app, &["status", &request_id, "--watch"]).await?;
+    // The README's captured run is this output (`cargo test ... -- cli:: --nocapture`).
+    println!(
+        "$ fanout status {request_id} --watch   # stdout not a terminal\n{}(exit {}, {:.1}s)",
+        watch.stdout,
+        watch.code,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(watch.code, 0, "{watch}");
+    let lines: Vec<&str> = watch.stdout.lines().collect();
+    assert!(lines.len() >= 3, "several updates: {watch}");
+    assert!(
+        !watch.stdout.contains('\u{1b}'),
+        "no escape codes off a terminal: {watch}"
+    );
+    let progress = &lines[..lines.len() - 1];
+    assert!(progress.iter().all(|l| l.contains("  total ")), "{watch}");
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains("  email ") && l.contains("/40 (delivered ")),
+        "{watch}"
+    );
+    assert!(
+        progress
+            .last()
+            .is_some_and(|l| l.contains("completed") && l.contains("total 80/80")),
+        "{watch}"
+    );
+    assert_eq!(
+        lines
+            .last()
+            .copied()
+            .unwrap_or_default()
+            .split(" after ")
+            .next(),
+        Some(format!("request {request_id} completed").as_str()),
+        "{watch}"
+    );
+    // Every email arrived: what the bars counted is what the sink saw.
+    assert_eq!(crate::helpers::fanout::total_emails(&app).await?, 40);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn templates_push_validates_and_prints_each_located_problem() -> anyhow::Result<()> {
+    let app = TestApp::spawn("cli-templates").await?;
+    let dir = std::env::temp_dir().join(format!("fanout-cli-{}", app.tenant));
+    std::fs::create_dir_all(&dir)?;
+    let write = |name: &str, text: &str| -> anyhow::Result<String> {
+        let path = dir.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path_text(&path))
+    };
+
+    let good = write("digest.json", &post_template().to_string())?;
+    let pushed = fanout(&app, &["templates", "push", &good]).await?;
+    assert_eq!(pushed.code, 0, "{pushed}");
+    assert_eq!(
+        pushed.stdout.trim(),
+        "template digest: version 1 written and active"
+    );
+
+    let bad = write(
+        "broken.json",
+        r#"{"name": "Broken", "email": {"subject": "{{ data.actor", "text": "Hi {{ nobody }}"}}"#,
+    )?;
+    let refused = fanout(&app, &["templates", "push", &bad]).await?;
+    // The README shows this output.
+    println!("$ fanout templates push broken.json\n{refused}");
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(refused.stderr.contains("400 invalid_template"), "{refused}");
+    let problems: Vec<&str> = refused
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|l| l.starts_with("  email.subject:1") && l.contains(": syntax: ")),
+        "{refused}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|l| l.starts_with("  email.text:1") && l.contains(": unknown_variable: ")),
+        "{refused}"
+    );
+    // Nothing was written.
+    let (status, _) = app.get("/v1/templates/broken").await?;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+
+    let not_json = write("typo.json", "{\n  \"name\": \"x\",\n  oops\n}")?;
+    let typo = fanout(&app, &["templates", "push", &not_json]).await?;
+    assert_eq!(typo.code, 1, "{typo}");
+    assert!(typo.stderr.contains("typo.json:3:3: not JSON"), "{typo}");
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
+}
