@@ -88,12 +88,22 @@ async fn send_status_and_cancel_through_the_cli_with_meaningful_exit_codes() -> 
     slow_sink(&app, 500).await?;
 
     let request_id = send(&app, &users).await?;
-    let status = fanout(&app, &["status", &request_id, "--json"]).await?;
-    assert_eq!(status.code, 0, "{status}");
+    // Once the audience is counted (at once for a list, but a loaded machine may lag), status
+    // shows the running request; its 40 emails take about 5 s at the slow sink.
+    let status = poll(
+        Duration::from_secs(60),
+        "the audience in status",
+        || async {
+            let status = fanout(&app, &["status", &request_id, "--json"]).await?;
+            assert_eq!(status.code, 0, "{status}");
+            let counted = status.json()?["channels"]["email"]["total"] == 40;
+            Ok(counted.then_some(status))
+        },
+    )
+    .await?;
     let body = status.json()?;
     assert_eq!(body["request_id"], request_id.as_str());
     assert_eq!(body["state"], "running", "{status}");
-    assert_eq!(body["channels"]["email"]["total"], 40, "{status}");
 
     let cancel = fanout(&app, &["cancel", &request_id]).await?;
     assert_eq!(cancel.code, 0, "{cancel}");
