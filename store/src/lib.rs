@@ -39,10 +39,9 @@ pub mod users;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use fanout_domain::config::StoreConfig;
-use fanout_domain::{TenantId, UnixMillis, UserId};
+use fanout_domain::{TenantId, UserId};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
@@ -253,13 +252,8 @@ fn sqlite_file(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
-/// The current time in Unix milliseconds.
-pub fn now_ms() -> UnixMillis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
+/// The wall clock in Unix milliseconds: the one definition, in `fanout-runtime`.
+pub use fanout_runtime::now_ms;
 
 /// The most bind parameters one multi-row statement carries. SQLite looks up each named `$N`
 /// by a linear scan of the statement's parameter names, so binding grows with the square of the
