@@ -12,14 +12,18 @@ use std::collections::HashSet;
 use fanout_domain::request::RecipientsQuery;
 use fanout_domain::user::User;
 use fanout_domain::{RequestId, TenantId, UserId};
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
+use crate::bulk::Insert;
 use crate::users::user_from_row;
-use crate::{Result, Store, multi_row_sql, parse_col, placeholders, rows_per_statement};
+use crate::{Result, Store, parse_col};
 
-/// The most ids one existence check puts in an `IN (..)` list; batches of a usual page size
-/// (500) take a single query.
-const EXISTENCE_CHECK_IDS: usize = 1000;
+/// Writes rows of a snapshot page, leaving rows already there as they were.
+const INSERT_PAGE: Insert<'static> = Insert {
+    head: "INSERT INTO audience (request_id, page_no, user_id)",
+    columns: 3,
+    tail: "ON CONFLICT DO NOTHING",
+};
 
 /// The next batch of a user's followers. Every clause is served by the primary keys: `follows`
 /// by (tenant_id, user_id, follower_id), which yields rows already in order, and `users` by
@@ -107,20 +111,19 @@ impl Store {
         let rest = &ids[start..];
         let batch = &rest[..rest.len().min(usize::try_from(limit).unwrap_or(usize::MAX))];
 
-        let mut existing = HashSet::with_capacity(batch.len());
-        for chunk in batch.chunks(EXISTENCE_CHECK_IDS) {
-            let sql = format!(
-                "SELECT user_id FROM users WHERE tenant_id = $1 AND user_id IN ({})",
-                placeholders(2, chunk.len())
-            );
-            let mut query = sqlx::query(&sql).bind(tenant_id.as_str());
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            for row in query.fetch_all(self.pool()).await? {
-                existing.insert(row.try_get::<String, _>("user_id")?);
-            }
-        }
+        let rows = self
+            .fetch_by_keys(
+                batch,
+                |ids| {
+                    format!("SELECT user_id FROM users WHERE tenant_id = $1 AND user_id IN ({ids})")
+                },
+                |query| query.bind(tenant_id.as_str()),
+            )
+            .await?;
+        let existing = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>("user_id"))
+            .collect::<Result<HashSet<_>, _>>()?;
         Ok(batch
             .iter()
             .map(|id| AudienceMember {
@@ -167,8 +170,16 @@ impl Store {
         page_no: u32,
         users: &[UserId],
     ) -> Result<()> {
+        let page_no = i64::from(page_no);
         let (mut tx, _writer) = self.write_tx().await?;
-        insert_page(&mut tx, request_id, i64::from(page_no), users).await?;
+        INSERT_PAGE
+            .execute(&mut tx, users, |query, user| {
+                query
+                    .bind(request_id.as_str())
+                    .bind(page_no)
+                    .bind(user.as_str())
+            })
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -204,33 +215,6 @@ impl Store {
             })
             .collect()
     }
-}
-
-/// Inserts one page's rows, a few hundred per statement, skipping rows already written.
-async fn insert_page(
-    conn: &mut AnyConnection,
-    request_id: &RequestId,
-    page_no: i64,
-    users: &[UserId],
-) -> Result<()> {
-    const COLUMNS: usize = 3;
-    for chunk in users.chunks(rows_per_statement(COLUMNS)) {
-        let sql = multi_row_sql(
-            "INSERT INTO audience (request_id, page_no, user_id)",
-            COLUMNS,
-            chunk.len(),
-            "ON CONFLICT DO NOTHING",
-        );
-        let mut query = sqlx::query(&sql);
-        for user in chunk {
-            query = query
-                .bind(request_id.as_str())
-                .bind(page_no)
-                .bind(user.as_str());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -22,10 +22,12 @@ use sqlx::Row;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 
-use crate::{Result, Store, parse_col, placeholders};
+use crate::bulk::placeholders;
+use crate::{Result, Store, parse_col};
 
-/// The most ids of an explicit list one counting query puts in an `IN (..)` list.
-const LISTED_IDS: usize = 500;
+/// The most parameters a statement here binds before an explicit list's ids (the token scan's
+/// five), which sets how many ids a chunk of the list may hold.
+const PARAMS_BEFORE_IDS: usize = 5;
 
 /// How many push candidates one page of the token scan reads.
 const TOKEN_PAGE: u32 = 2000;
@@ -159,7 +161,8 @@ fn count(row: &AnyRow, column: &str) -> Result<u64> {
 
 impl Store {
     /// Counts the audience `query` names, and how many of its members have a profile: one
-    /// `COUNT` over the audience's primary-key index (one per 500 ids of an explicit list).
+    /// `COUNT` over the audience's primary-key index (one per few hundred ids of an explicit
+    /// list).
     pub async fn audience_size(
         &self,
         tenant_id: &TenantId,
@@ -169,14 +172,20 @@ impl Store {
         let mut size = AudienceSize::default();
         if let Some(ids) = &listed {
             size.members = ids.len() as u64;
-            for chunk in ids.chunks(LISTED_IDS) {
-                let source = Source::Listed(chunk);
-                let sql = format!("SELECT COUNT(*) AS n FROM ({}) m", source.sql(2));
-                let row = source
-                    .bind(sqlx::query(&sql).bind(tenant_id.as_str()))
-                    .fetch_one(self.pool())
-                    .await?;
-                size.recipients += count(&row, "n")?;
+            let rows = self
+                .fetch_by_keys(
+                    ids,
+                    |ids| {
+                        format!(
+                            "SELECT COUNT(*) AS n FROM users
+                             WHERE tenant_id = $1 AND user_id IN ({ids})"
+                        )
+                    },
+                    |query| query.bind(tenant_id.as_str()),
+                )
+                .await?;
+            for row in &rows {
+                size.recipients += count(row, "n")?;
             }
         }
         for source in stored {
@@ -214,7 +223,11 @@ impl Store {
         let listed = listed.unwrap_or_default();
         let parts: Vec<Source<'_>> = stored
             .into_iter()
-            .chain(listed.chunks(LISTED_IDS).map(Source::Listed))
+            .chain(
+                listed
+                    .chunks(self.keys_per_statement(PARAMS_BEFORE_IDS))
+                    .map(Source::Listed),
+            )
             .collect();
         for &channel in channels {
             let mut c = ChannelEstimate::default();

@@ -4,7 +4,14 @@
 
 use fanout_domain::{TenantId, UserId};
 
-use crate::{Result, Store, multi_row_sql, now_ms, rows_per_statement};
+use crate::bulk::Insert;
+use crate::{Result, Store, now_ms};
+
+const INSERT_FOLLOWS: Insert<'static> = Insert {
+    head: "INSERT INTO follows (tenant_id, user_id, follower_id, created_at_ms)",
+    columns: 4,
+    tail: "ON CONFLICT DO NOTHING",
+};
 
 impl Store {
     /// Makes each of `followers` follow `of`, in one transaction. Pairs that already exist are
@@ -22,26 +29,16 @@ impl Store {
         followers.sort_unstable();
         followers.dedup();
         let now = now_ms();
-        let mut added = 0;
         let (mut tx, _writer) = self.write_tx().await?;
-        const COLUMNS: usize = 4;
-        for chunk in followers.chunks(rows_per_statement(COLUMNS)) {
-            let sql = multi_row_sql(
-                "INSERT INTO follows (tenant_id, user_id, follower_id, created_at_ms)",
-                COLUMNS,
-                chunk.len(),
-                "ON CONFLICT DO NOTHING",
-            );
-            let mut query = sqlx::query(&sql);
-            for follower in chunk {
-                query = query
+        let added = INSERT_FOLLOWS
+            .execute(&mut tx, &followers, |query, follower| {
+                query
                     .bind(tenant_id.as_str())
                     .bind(of.as_str())
                     .bind(follower.as_str())
-                    .bind(now);
-            }
-            added += query.execute(&mut *tx).await?.rows_affected();
-        }
+                    .bind(now)
+            })
+            .await?;
         tx.commit().await?;
         Ok(added)
     }

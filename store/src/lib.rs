@@ -13,11 +13,12 @@
 //! buckets and quotas), [`receipts`], [`dead_letters`] (instances that failed for good, and
 //! re-driving them), [`inbox`] and [`switches`] (channel and template kill switches).
 //!
-//! Bulk writes go through `multi_row_sql`: tens to hundreds of rows per statement (see
-//! `rows_per_statement`), one transaction per call, so they are all-or-nothing and fast on
-//! both backends.
+//! Bulk writes and lookups by many keys go through `bulk`: as many rows or keys per statement
+//! as the backend's budget of parameters allows, writes in one transaction per call, so they
+//! are all-or-nothing and fast on both backends.
 
 pub mod audience;
+mod bulk;
 pub mod controls;
 pub mod dead_letters;
 pub mod estimate;
@@ -36,7 +37,6 @@ pub mod templates;
 pub mod tenants;
 pub mod users;
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -261,61 +261,6 @@ pub fn now_ms() -> UnixMillis {
         .unwrap_or_default()
 }
 
-/// The most bind parameters one multi-row statement carries. SQLite looks up each named `$N`
-/// by a linear scan of the statement's parameter names, so binding grows with the square of the
-/// parameters: 100,000 users upsert in about 4 s at 4,000 parameters a statement (500 rows of
-/// 8) and in about 0.5 s anywhere from 100 to 400 (release build). The top of that flat range
-/// keeps PostgreSQL's round trips fewest.
-const PARAMS_PER_STATEMENT: usize = 400;
-
-/// The most rows one multi-row statement writes, whatever its width.
-const MAX_ROWS_PER_STATEMENT: usize = 500;
-
-/// How many rows of `columns` values each one multi-row statement writes.
-pub(crate) const fn rows_per_statement(columns: usize) -> usize {
-    let rows = PARAMS_PER_STATEMENT / columns;
-    if rows == 0 {
-        1
-    } else if rows > MAX_ROWS_PER_STATEMENT {
-        MAX_ROWS_PER_STATEMENT
-    } else {
-        rows
-    }
-}
-
-/// Builds `{head} VALUES ($1, .., $c), ($c+1, ..), .. {tail}` for `rows` rows of `columns`
-/// values each; callers bind the values row by row, in column order.
-pub(crate) fn multi_row_sql(head: &str, columns: usize, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + 8 + rows * columns * 8);
-    sql.push_str(head);
-    sql.push_str(" VALUES ");
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            // Writing to a String cannot fail.
-            let _ = write!(sql, "${}", row * columns + column + 1);
-        }
-        sql.push(')');
-    }
-    sql.push(' ');
-    sql.push_str(tail);
-    sql
-}
-
-/// `$first, $first+1, .., $first+n-1`: the placeholders of an `IN (..)` list.
-pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Parses a stored value, turning a failure into [`StoreError::Corrupt`].
 pub(crate) fn parse_col<T, E: std::fmt::Display>(
     table: &'static str,
@@ -369,21 +314,6 @@ mod tests {
         assert_eq!(sqlite_file("sqlite:///abs/b.db"), Some("/abs/b.db"));
         assert_eq!(sqlite_file("sqlite://:memory:"), None);
         assert_eq!(sqlite_file("postgres://x"), None);
-    }
-
-    #[test]
-    fn multi_row_statements_number_placeholders_row_by_row() {
-        assert_eq!(
-            multi_row_sql("INSERT INTO t (a, b)", 2, 3, "ON CONFLICT DO NOTHING"),
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING"
-        );
-        assert_eq!(placeholders(2, 3), "$2, $3, $4");
-        assert_eq!(rows_per_statement(8), PARAMS_PER_STATEMENT / 8);
-        assert_eq!(
-            rows_per_statement(1),
-            MAX_ROWS_PER_STATEMENT.min(PARAMS_PER_STATEMENT)
-        );
-        assert_eq!(rows_per_statement(10_000), 1);
     }
 
     #[tokio::test]

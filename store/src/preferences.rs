@@ -21,19 +21,14 @@ use fanout_domain::{Channel, TenantId, UserId};
 use serde::{Deserialize, Deserializer, Serialize};
 use sqlx::Row;
 
-use crate::{Result, Store, multi_row_sql, now_ms, parse_col, placeholders, rows_per_statement};
+use crate::bulk::Insert;
+use crate::{Result, Store, now_ms, parse_col};
 
 const T: &str = "preferences";
 
 /// The receipt `error_code` of a delivery suppressed because the user opted out of its channel
 /// or of its category on that channel.
 pub const OPTED_OUT: &str = "opted_out";
-
-/// The most user ids one preference lookup puts in an `IN (..)` list. SQLite finds each bound
-/// `$N` by a linear scan of the statement's parameters, so a 2,000-id list costs quadratically
-/// (it showed up in the worker's profile); 200 keeps a default page at ten cheap queries, as
-/// `get_receipts` does.
-const LOOKUP_IDS: usize = 200;
 
 /// A template category as preferences name it (`marketing`, `security`, `digest.weekly`):
 /// 1 to 64 bytes of ASCII letters, digits, `-`, `_` and `.`. Compared exactly, case included,
@@ -222,27 +217,35 @@ async fn write(
     prefs: &Preferences,
 ) -> Result<()> {
     erase(tx, tenant_id, user_id).await?;
+    insert_rules(tx, tenant_id, user_id, &prefs.rows(), "").await
+}
+
+/// Inserts rules of one user, as [`Preferences::rows`] lists them, inside `tx`; `tail` says
+/// what a rule already there does.
+async fn insert_rules(
+    tx: &mut Tx<'_>,
+    tenant_id: &TenantId,
+    user_id: &UserId,
+    rules: &[(Channel, &str, bool)],
+    tail: &str,
+) -> Result<()> {
     let now = now_ms();
-    const COLUMNS: usize = 6;
-    for chunk in prefs.rows().chunks(rows_per_statement(COLUMNS)) {
-        let sql = multi_row_sql(
-            "INSERT INTO preferences (tenant_id, user_id, channel, category, enabled, updated_at_ms)",
-            COLUMNS,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(&sql);
-        for &(channel, category, enabled) in chunk {
-            query = query
+    let insert = Insert {
+        head: "INSERT INTO preferences (tenant_id, user_id, channel, category, enabled, updated_at_ms)",
+        columns: 6,
+        tail,
+    };
+    insert
+        .execute(tx, rules, |query, &(channel, category, enabled)| {
+            query
                 .bind(tenant_id.as_str())
                 .bind(user_id.as_str())
                 .bind(channel.as_str())
                 .bind(category)
                 .bind(i64::from(enabled))
-                .bind(now);
-        }
-        query.execute(&mut **tx).await?;
-    }
+                .bind(now)
+        })
+        .await?;
     Ok(())
 }
 
@@ -326,26 +329,13 @@ impl Store {
             None => &Channel::ALL,
         };
         let category_key = category.map_or("", Category::as_str);
-        let now = now_ms();
-        const COLUMNS: usize = 6;
-        let sql = multi_row_sql(
-            "INSERT INTO preferences (tenant_id, user_id, channel, category, enabled, updated_at_ms)",
-            COLUMNS,
-            channels.len(),
-            "ON CONFLICT (tenant_id, user_id, channel, category) DO UPDATE SET
-               enabled = excluded.enabled, updated_at_ms = excluded.updated_at_ms",
-        );
-        let mut query = sqlx::query(&sql);
-        for channel in channels {
-            query = query
-                .bind(tenant_id.as_str())
-                .bind(user_id.as_str())
-                .bind(channel.as_str())
-                .bind(category_key)
-                .bind(i64::from(enabled))
-                .bind(now);
-        }
-        query.execute(&mut *tx).await?;
+        let rules: Vec<_> = channels
+            .iter()
+            .map(|&c| (c, category_key, enabled))
+            .collect();
+        let on_conflict = "ON CONFLICT (tenant_id, user_id, channel, category) DO UPDATE SET
+               enabled = excluded.enabled, updated_at_ms = excluded.updated_at_ms";
+        insert_rules(&mut tx, tenant_id, user_id, &rules, on_conflict).await?;
         let prefs = read(&mut tx, tenant_id, user_id).await?;
         tx.commit().await?;
         Ok(prefs)
@@ -353,8 +343,7 @@ impl Store {
 
     /// Returns which of `users` must not receive a template of `category` on `channel`
     /// because of their preferences (record those as suppressed with [`OPTED_OUT`]). One
-    /// query per [`LOOKUP_IDS`] users, so a default delivery page takes one; users without
-    /// rules cost nothing.
+    /// query per few hundred users (see `bulk`); users without rules cost nothing.
     pub async fn blocked_by_preferences(
         &self,
         tenant_id: &TenantId,
@@ -362,38 +351,41 @@ impl Store {
         channel: Channel,
         category: &str,
     ) -> Result<HashSet<UserId>> {
+        let rows = self
+            .fetch_by_keys(
+                users,
+                |ids| {
+                    format!(
+                        "SELECT user_id, category, enabled FROM preferences
+                         WHERE tenant_id = $1 AND channel = $2 AND category IN ('', $3)
+                           AND user_id IN ({ids})"
+                    )
+                },
+                |query| {
+                    query
+                        .bind(tenant_id.as_str())
+                        .bind(channel.as_str())
+                        .bind(category)
+                },
+            )
+            .await?;
+        // Per user: (channel default, category rule).
+        let mut rules: HashMap<String, (Option<bool>, Option<bool>)> = HashMap::new();
+        for row in rows {
+            let user: String = row.try_get("user_id")?;
+            let rule_category: String = row.try_get("category")?;
+            let enabled = row.try_get::<i64, _>("enabled")? != 0;
+            let entry = rules.entry(user).or_default();
+            if rule_category.is_empty() {
+                entry.0 = Some(enabled);
+            } else {
+                entry.1 = Some(enabled);
+            }
+        }
         let mut blocked = HashSet::new();
-        for chunk in users.chunks(LOOKUP_IDS) {
-            let sql = format!(
-                "SELECT user_id, category, enabled FROM preferences
-                 WHERE tenant_id = $1 AND channel = $2 AND category IN ('', $3)
-                   AND user_id IN ({})",
-                placeholders(4, chunk.len())
-            );
-            let mut query = sqlx::query(&sql)
-                .bind(tenant_id.as_str())
-                .bind(channel.as_str())
-                .bind(category);
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            // Per user: (channel default, category rule).
-            let mut rules: HashMap<String, (Option<bool>, Option<bool>)> = HashMap::new();
-            for row in query.fetch_all(self.pool()).await? {
-                let user: String = row.try_get("user_id")?;
-                let rule_category: String = row.try_get("category")?;
-                let enabled = row.try_get::<i64, _>("enabled")? != 0;
-                let entry = rules.entry(user).or_default();
-                if rule_category.is_empty() {
-                    entry.0 = Some(enabled);
-                } else {
-                    entry.1 = Some(enabled);
-                }
-            }
-            for (user, (default, by_category)) in rules {
-                if !by_category.or(default).unwrap_or(true) {
-                    blocked.insert(parse_col(T, UserId::parse(&user))?);
-                }
+        for (user, (default, by_category)) in rules {
+            if !by_category.or(default).unwrap_or(true) {
+                blocked.insert(parse_col(T, UserId::parse(&user))?);
             }
         }
         Ok(blocked)
@@ -498,7 +490,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_page_is_checked_in_one_query_with_the_override_semantics() {
+    async fn a_page_is_checked_with_the_override_semantics() {
         let store = store().await;
         let t = TenantId::parse("a").unwrap();
         let other = TenantId::parse("b").unwrap();
@@ -543,7 +535,8 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let page: Vec<UserId> = (0..LOOKUP_IDS).map(|i| id(&format!("u{i}"))).collect();
+        // More users than one statement takes.
+        let page: Vec<UserId> = (0..1_000).map(|i| id(&format!("u{i}"))).collect();
         let blocked = |channel, category: &'static str| {
             let (store, t, page) = (store.clone(), t.clone(), page.clone());
             async move {

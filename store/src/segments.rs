@@ -6,9 +6,16 @@ use fanout_domain::audience::Segment;
 use fanout_domain::{SegmentId, TenantId, UserId};
 use sqlx::Row;
 
-use crate::{Result, Store, multi_row_sql, now_ms, parse_col, rows_per_statement};
+use crate::bulk::Insert;
+use crate::{Result, Store, now_ms, parse_col};
 
 const T: &str = "segments";
+
+const INSERT_MEMBERS: Insert<'static> = Insert {
+    head: "INSERT INTO segment_members (tenant_id, segment_id, user_id)",
+    columns: 3,
+    tail: "ON CONFLICT DO NOTHING",
+};
 
 impl Store {
     /// Creates a segment, or renames it, and adds `members` (existing members are kept), in one
@@ -203,25 +210,14 @@ async fn insert_members(
     let mut users: Vec<&UserId> = users.iter().collect();
     users.sort_unstable();
     users.dedup();
-    let mut added = 0;
-    const COLUMNS: usize = 3;
-    for chunk in users.chunks(rows_per_statement(COLUMNS)) {
-        let sql = multi_row_sql(
-            "INSERT INTO segment_members (tenant_id, segment_id, user_id)",
-            COLUMNS,
-            chunk.len(),
-            "ON CONFLICT DO NOTHING",
-        );
-        let mut query = sqlx::query(&sql);
-        for user in chunk {
-            query = query
+    INSERT_MEMBERS
+        .execute(tx, &users, |query, user| {
+            query
                 .bind(tenant_id.as_str())
                 .bind(segment_id.as_str())
-                .bind(user.as_str());
-        }
-        added += query.execute(&mut **tx).await?.rows_affected();
-    }
-    Ok(added)
+                .bind(user.as_str())
+        })
+        .await
 }
 
 /// Records that a segment's membership changed.

@@ -19,17 +19,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, now_ms, parse_col, placeholders};
+use crate::{Result, Store, now_ms, parse_col};
 
 const T: &str = "suppressions";
 
 /// The receipt `error_code` of a delivery skipped because its address is on the suppression
 /// list.
 pub const SUPPRESSED_ADDRESS: &str = "suppressed_address";
-
-/// The most addresses one lookup puts in an `IN (..)` list (see `preferences::LOOKUP_IDS` for
-/// why not more).
-const LOOKUP_ADDRESSES: usize = 200;
 
 /// Why an address is suppressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -202,7 +198,7 @@ impl Store {
     }
 
     /// Returns which of `addresses` (as given, case included) are suppressed on `channel`.
-    /// One query per [`LOOKUP_ADDRESSES`] distinct addresses.
+    /// One query per few hundred distinct addresses (see `bulk`).
     pub async fn suppressed_addresses(
         &self,
         tenant_id: &TenantId,
@@ -218,24 +214,23 @@ impl Store {
                 .push(address);
         }
         let keys: Vec<&String> = wanted.keys().collect();
+        let rows = self
+            .fetch_by_keys(
+                &keys,
+                |addresses| {
+                    format!(
+                        "SELECT address FROM suppressions
+                         WHERE tenant_id = $1 AND channel = $2 AND address IN ({addresses})"
+                    )
+                },
+                |query| query.bind(tenant_id.as_str()).bind(channel.as_str()),
+            )
+            .await?;
         let mut found = HashSet::new();
-        for chunk in keys.chunks(LOOKUP_ADDRESSES) {
-            let sql = format!(
-                "SELECT address FROM suppressions
-                 WHERE tenant_id = $1 AND channel = $2 AND address IN ({})",
-                placeholders(3, chunk.len())
-            );
-            let mut query = sqlx::query(&sql)
-                .bind(tenant_id.as_str())
-                .bind(channel.as_str());
-            for address in chunk {
-                query = query.bind(address.as_str());
-            }
-            for row in query.fetch_all(self.pool()).await? {
-                let stored: String = row.try_get("address")?;
-                if let Some(spellings) = wanted.get(&stored) {
-                    found.extend(spellings.iter().map(|s| (*s).to_owned()));
-                }
+        for row in rows {
+            let stored: String = row.try_get("address")?;
+            if let Some(spellings) = wanted.get(&stored) {
+                found.extend(spellings.iter().map(|s| (*s).to_owned()));
             }
         }
         Ok(found)

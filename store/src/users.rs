@@ -7,21 +7,24 @@ use fanout_domain::{Channel, TenantId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::bulk::Insert;
 use crate::suppressions::SuppressionReason;
-use crate::{Result, Store, multi_row_sql, now_ms, parse_col, rows_per_statement};
+use crate::{Result, Store, now_ms, parse_col};
 
 const T: &str = "users";
 
 /// The columns [`user_from_row`] reads, for `SELECT` lists.
 pub(crate) const USER_COLUMNS: &str = "user_id, email, name, locale, timezone, devices";
 
-const UPSERT_HEAD: &str = "INSERT INTO users
-    (tenant_id, user_id, email, name, locale, timezone, devices, updated_at_ms)";
-const UPSERT_COLUMNS: usize = 8;
-const UPSERT_TAIL: &str = "ON CONFLICT (tenant_id, user_id) DO UPDATE SET
-    email = excluded.email, name = excluded.name, locale = excluded.locale,
-    timezone = excluded.timezone, devices = excluded.devices,
-    updated_at_ms = excluded.updated_at_ms";
+const UPSERT: Insert<'static> = Insert {
+    head: "INSERT INTO users
+        (tenant_id, user_id, email, name, locale, timezone, devices, updated_at_ms)",
+    columns: 8,
+    tail: "ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+        email = excluded.email, name = excluded.name, locale = excluded.locale,
+        timezone = excluded.timezone, devices = excluded.devices,
+        updated_at_ms = excluded.updated_at_ms",
+};
 
 /// Builds a [`User`] from a row with the [`USER_COLUMNS`].
 pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
@@ -84,12 +87,10 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         let now = now_ms();
         let (mut tx, _writer) = self.write_tx().await?;
-        for chunk in rows.chunks(rows_per_statement(UPSERT_COLUMNS)) {
-            let sql = multi_row_sql(UPSERT_HEAD, UPSERT_COLUMNS, chunk.len(), UPSERT_TAIL);
-            let mut query = sqlx::query(&sql);
-            for row in chunk {
+        UPSERT
+            .execute(&mut tx, &rows, |query, row| {
                 let user = row.user;
-                query = query
+                query
                     .bind(tenant_id.as_str())
                     .bind(user.user_id.as_str())
                     .bind(user.email.as_ref().map(EmailAddress::as_str))
@@ -97,10 +98,9 @@ impl Store {
                     .bind(user.locale.as_deref())
                     .bind(user.timezone.as_ref().map(Timezone::as_str))
                     .bind(row.devices.as_deref())
-                    .bind(now);
-            }
-            query.execute(&mut *tx).await?;
-        }
+                    .bind(now)
+            })
+            .await?;
         tx.commit().await?;
         Ok(())
     }
