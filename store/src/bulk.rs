@@ -21,9 +21,13 @@ use crate::{Result, Store};
 /// makes the fewest statements.
 const SQLITE_PARAMS_PER_STATEMENT: usize = 400;
 
-/// The most bind parameters one statement carries on PostgreSQL, whose own limit is 65,535:
-/// the figure SQLite's binding asks for until PostgreSQL's is measured.
-const POSTGRES_PARAMS_PER_STATEMENT: usize = 400;
+/// The most bind parameters one statement carries on PostgreSQL, whose own limit is 65,535.
+/// Binding costs it nothing like SQLite's scan, and a statement fewer is a round trip and a
+/// plan fewer: a delivery page's preference lookup (500 ids) took half as long as one statement
+/// as it did as two at 400 parameters (100 lookups in 0.64 to 0.89 s against 1.3 to 1.7 s,
+/// release build), while bulk upserts and delivery flushes measured the same anywhere from 400
+/// to 8,000. 2,000 keeps such a page in one statement beside its other parameters.
+const POSTGRES_PARAMS_PER_STATEMENT: usize = 2_000;
 
 /// The most rows one multi-row statement writes, whatever its width.
 const MAX_ROWS_PER_STATEMENT: usize = 500;
@@ -172,7 +176,8 @@ impl Store {
                     // Planned with its keys on PostgreSQL: a cached generic plan of a receipt
                     // lookup by 200 ids chose a sequential scan of every receipt, 360 ms a
                     // lookup in a 100,000-recipient fan-out (pg_stat_statements), where the
-                    // primary key answers in under 5 ms. Every key list risks the same.
+                    // primary key answers in under 5 ms; preference lookups of 500 ids took
+                    // 220 ms each on a cached plan against under 10 ms planned with their ids.
                     persistent: self.is_sqlite(),
                 })
             })

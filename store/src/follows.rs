@@ -170,7 +170,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut added = 0;
                     for round in 0..8 {
-                        // 300 of 400 followers (several statements), in an order of its own.
+                        // 300 of 400 followers, in an order of its own.
                         let mut fans: Vec<UserId> = (0..300)
                             .map(|j| user(&format!("f{:03}", (j * 7 + i * 13 + round) % 400)))
                             .collect();

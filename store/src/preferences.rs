@@ -536,7 +536,7 @@ mod tests {
                 .unwrap();
         }
         // More users than one statement takes.
-        let page: Vec<UserId> = (0..1_000).map(|i| id(&format!("u{i}"))).collect();
+        let page: Vec<UserId> = (0..2_500).map(|i| id(&format!("u{i}"))).collect();
         let blocked = |channel, category: &'static str| {
             let (store, t, page) = (store.clone(), t.clone(), page.clone());
             async move {
