@@ -13,6 +13,7 @@ use fanout_domain::request::RecipientsQuery;
 use fanout_domain::user::User;
 use fanout_domain::{RequestId, TenantId, UserId};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use crate::bulk::Insert;
 use crate::users::user_from_row;
@@ -61,6 +62,16 @@ pub struct PageMember {
     pub profile: Option<User>,
 }
 
+/// A member of a stored audience from a row of one of the `*_BATCH` statements.
+fn member_from_row(row: &AnyRow) -> Result<AudienceMember> {
+    let member: String = row.try_get("member")?;
+    let profile: Option<String> = row.try_get("profile")?;
+    Ok(AudienceMember {
+        user_id: parse_col("audience", UserId::parse(&member))?,
+        exists: profile.is_some(),
+    })
+}
+
 impl Store {
     /// Returns the next `limit` members of the audience `query` names, in ascending user-id
     /// order, strictly after `after` (`None` starts at the beginning). Fewer than `limit` means
@@ -73,19 +84,16 @@ impl Store {
         after: Option<&UserId>,
         limit: u32,
     ) -> Result<Vec<AudienceMember>> {
-        match query {
+        let (sql, key) = match query {
             RecipientsQuery::Users { user_ids } => {
-                self.explicit_batch(tenant_id, user_ids, after, limit).await
+                return self.explicit_batch(tenant_id, user_ids, after, limit).await;
             }
-            RecipientsQuery::Followers { of } => {
-                self.stored_batch(FOLLOWERS_BATCH, tenant_id, of.as_str(), after, limit)
-                    .await
-            }
-            RecipientsQuery::Segment { segment_id } => {
-                self.stored_batch(SEGMENT_BATCH, tenant_id, segment_id.as_str(), after, limit)
-                    .await
-            }
-        }
+            RecipientsQuery::Followers { of } => (FOLLOWERS_BATCH, of.as_str()),
+            RecipientsQuery::Segment { segment_id } => (SEGMENT_BATCH, segment_id.as_str()),
+        };
+        let after = after.map(UserId::as_str);
+        let rows = self.keyset_page(sql, tenant_id, key, after, limit).await?;
+        rows.iter().map(member_from_row).collect()
     }
 
     /// Pages through an explicit list in memory; only existence needs the database.
@@ -131,35 +139,6 @@ impl Store {
                 user_id: id.clone(),
             })
             .collect())
-    }
-
-    /// Pages through a stored audience with one of the `*_BATCH` statements.
-    async fn stored_batch(
-        &self,
-        sql: &'static str,
-        tenant_id: &TenantId,
-        key: &str,
-        after: Option<&UserId>,
-        limit: u32,
-    ) -> Result<Vec<AudienceMember>> {
-        // Ids are never empty, so "" sorts before every one of them.
-        let rows = sqlx::query(sql)
-            .bind(tenant_id.as_str())
-            .bind(key)
-            .bind(after.map_or("", UserId::as_str))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let member: String = row.try_get("member")?;
-                let profile: Option<String> = row.try_get("profile")?;
-                Ok(AudienceMember {
-                    user_id: parse_col("audience", UserId::parse(&member))?,
-                    exists: profile.is_some(),
-                })
-            })
-            .collect()
     }
 
     /// Writes one page of the snapshot, in one transaction. Rows already there are left as

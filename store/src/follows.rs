@@ -13,6 +13,11 @@ const INSERT_FOLLOWS: Insert<'static> = Insert {
     tail: "ON CONFLICT DO NOTHING",
 };
 
+/// A page of a user's followers, for [`Store::keyset_user_ids`].
+const LIST_FOLLOWERS: &str = "SELECT follower_id AS user_id FROM follows
+     WHERE tenant_id = $1 AND user_id = $2 AND follower_id > $3
+     ORDER BY follower_id LIMIT $4";
+
 impl Store {
     /// Makes each of `followers` follow `of`, in one transaction. Pairs that already exist are
     /// left as they were, so a retried call changes nothing. Returns how many follows are new.
@@ -71,9 +76,7 @@ impl Store {
     ) -> Result<Vec<UserId>> {
         self.keyset_user_ids(
             "follows",
-            "SELECT follower_id AS user_id FROM follows
-             WHERE tenant_id = $1 AND user_id = $2 AND follower_id > $3
-             ORDER BY follower_id LIMIT $4",
+            LIST_FOLLOWERS,
             tenant_id,
             of.as_str(),
             after,

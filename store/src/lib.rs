@@ -43,7 +43,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use fanout_domain::config::StoreConfig;
 use fanout_domain::{TenantId, UnixMillis, UserId};
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// A failure of the store.
@@ -192,26 +192,40 @@ impl Store {
         }
     }
 
-    /// Runs a keyset listing of user ids: `sql` takes (tenant, key, after, limit) as `$1..$4`
-    /// and selects a `user_id` column in ascending order.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs one page of a keyset listing: `sql` takes (tenant, key, after, limit) as `$1..$4`
+    /// and lists, in ascending order of the column `after` is compared with, what comes after
+    /// `after` (`None`: from the start).
+    pub(crate) async fn keyset_page(
+        &self,
+        sql: &str,
+        tenant_id: &TenantId,
+        key: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AnyRow>> {
+        // Ids are never empty, so "" sorts before every one of them.
+        Ok(sqlx::query(sql)
+            .bind(tenant_id.as_str())
+            .bind(key)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Runs a keyset listing of user ids (see [`Self::keyset_page`]) whose `sql` selects a
+    /// `user_id` column.
     pub(crate) async fn keyset_user_ids(
         &self,
         table: &'static str,
-        sql: &'static str,
+        sql: &str,
         tenant_id: &TenantId,
         key: &str,
         after: Option<&UserId>,
         limit: u32,
     ) -> Result<Vec<UserId>> {
-        // Ids are never empty, so "" sorts before every one of them.
-        let rows = sqlx::query(sql)
-            .bind(tenant_id.as_str())
-            .bind(key)
-            .bind(after.map_or("", UserId::as_str))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
+        let after = after.map(UserId::as_str);
+        let rows = self.keyset_page(sql, tenant_id, key, after, limit).await?;
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get("user_id")?;

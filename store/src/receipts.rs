@@ -192,15 +192,12 @@ impl Store {
     ) -> Result<Vec<Receipt>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM receipts
-             WHERE request_id = $1 AND tenant_id = $2 AND instance_id > $3
+             WHERE tenant_id = $1 AND request_id = $2 AND instance_id > $3
              ORDER BY instance_id LIMIT $4"
         );
-        let rows = sqlx::query(&sql)
-            .bind(request_id.as_str())
-            .bind(tenant_id.as_str())
-            .bind(after.map_or("", |a| a.as_str()))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
+        let after = after.map(InstanceId::as_str);
+        let rows = self
+            .keyset_page(&sql, tenant_id, request_id.as_str(), after, limit)
             .await?;
         rows.iter().map(receipt_from_row).collect()
     }

@@ -17,6 +17,11 @@ const INSERT_MEMBERS: Insert<'static> = Insert {
     tail: "ON CONFLICT DO NOTHING",
 };
 
+/// A page of a segment's members, for [`Store::keyset_user_ids`].
+const LIST_MEMBERS: &str = "SELECT user_id FROM segment_members
+     WHERE tenant_id = $1 AND segment_id = $2 AND user_id > $3
+     ORDER BY user_id LIMIT $4";
+
 impl Store {
     /// Creates a segment, or renames it, and adds `members` (existing members are kept), in one
     /// transaction; returns the segment as that transaction left it, so a concurrent delete
@@ -130,13 +135,12 @@ impl Store {
         after: Option<&UserId>,
         limit: u32,
     ) -> Result<Vec<UserId>> {
+        let key = segment_id.as_str();
         self.keyset_user_ids(
             "segment_members",
-            "SELECT user_id FROM segment_members
-             WHERE tenant_id = $1 AND segment_id = $2 AND user_id > $3
-             ORDER BY user_id LIMIT $4",
+            LIST_MEMBERS,
             tenant_id,
-            segment_id.as_str(),
+            key,
             after,
             limit,
         )
