@@ -50,6 +50,17 @@ fn rows_per_statement(params: usize, columns: usize) -> usize {
     (params / columns).clamp(1, MAX_ROWS_PER_STATEMENT)
 }
 
+/// `rows` in ascending order, each once: the order inserters of overlapping rows take them in.
+/// An insert waits for a concurrent transaction's uncommitted row with the same key, so two
+/// inserting overlapping lists in different orders could wait on each other, a deadlock
+/// PostgreSQL breaks by failing one of them (a 500).
+pub(crate) fn in_key_order<T: Ord>(rows: &[T]) -> Vec<&T> {
+    let mut sorted: Vec<&T> = rows.iter().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
+}
+
 /// A multi-row `INSERT`: `{head} VALUES ($1, .., $c), ($c+1, ..), .. {tail}`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Insert<'s> {

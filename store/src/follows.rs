@@ -4,7 +4,7 @@
 
 use fanout_domain::{TenantId, UserId};
 
-use crate::bulk::Insert;
+use crate::bulk::{Insert, in_key_order};
 use crate::{Result, Store, now_ms};
 
 const INSERT_FOLLOWS: Insert<'static> = Insert {
@@ -27,12 +27,8 @@ impl Store {
         of: &UserId,
         followers: &[UserId],
     ) -> Result<u64> {
-        // In id order: an insert waits for a concurrent transaction's uncommitted row with the
-        // same key, so two calls adding overlapping lists in different orders could wait on
-        // each other, a deadlock PostgreSQL breaks by failing one of them (a 500).
-        let mut followers: Vec<&UserId> = followers.iter().collect();
-        followers.sort_unstable();
-        followers.dedup();
+        // Concurrent calls with overlapping lists lock rows in one order.
+        let followers = in_key_order(followers);
         let now = now_ms();
         let (mut tx, _writer) = self.write_tx().await?;
         let added = INSERT_FOLLOWS
@@ -88,7 +84,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::store;
+    use crate::test_support::{all_succeed, store};
 
     use super::*;
 
@@ -186,15 +182,7 @@ mod tests {
                 })
             })
             .collect();
-        let mut added = 0;
-        let mut failures = Vec::new();
-        for task in tasks {
-            match task.await.unwrap() {
-                Ok(n) => added += n,
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-        assert!(failures.is_empty(), "{failures:?}");
+        let added: u64 = all_succeed(tasks).await.into_iter().sum();
         assert_eq!(added, 400, "each follow counted once");
     }
 }

@@ -316,6 +316,21 @@ pub(crate) mod test_support {
         .await
         .unwrap()
     }
+
+    /// Awaits tasks that ran side by side and returns what each returned, failing the test
+    /// with every error if any failed (PostgreSQL breaking a deadlock, say).
+    pub(crate) async fn all_succeed<T>(tasks: Vec<tokio::task::JoinHandle<Result<T>>>) -> Vec<T> {
+        let mut done = Vec::with_capacity(tasks.len());
+        let mut failures = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(value) => done.push(value),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        assert!(failures.is_empty(), "{failures:?}");
+        done
+    }
 }
 
 #[cfg(test)]

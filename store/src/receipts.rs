@@ -241,7 +241,7 @@ mod tests {
     use fanout_domain::DedupeKey;
 
     use crate::now_ms;
-    use crate::test_support::store;
+    use crate::test_support::{all_succeed, store};
 
     use super::*;
 
@@ -379,13 +379,7 @@ mod tests {
                 })
             })
             .collect();
-        let mut failures = Vec::new();
-        for task in tasks {
-            if let Err(e) = task.await.unwrap() {
-                failures.push(e.to_string());
-            }
-        }
-        assert!(failures.is_empty(), "{failures:?}");
+        all_succeed(tasks).await;
         let counts = store.receipt_counts(&req).await.unwrap();
         assert_eq!(counts[&Channel::Email].failed, 400);
     }

@@ -6,7 +6,7 @@ use fanout_domain::audience::Segment;
 use fanout_domain::{SegmentId, TenantId, UserId};
 use sqlx::Row;
 
-use crate::bulk::Insert;
+use crate::bulk::{Insert, in_key_order};
 use crate::{Result, Store, now_ms, parse_col};
 
 const T: &str = "segments";
@@ -200,22 +200,16 @@ async fn lock_segment(
     Ok(row.is_some())
 }
 
-/// Inserts `users` as members of a segment, leaving existing members as they were; returns
-/// how many are new.
+/// Inserts `users` as members of a segment, in key order (see [`in_key_order`]), leaving
+/// existing members as they were; returns how many are new.
 async fn insert_members(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &TenantId,
     segment_id: &SegmentId,
     users: &[UserId],
 ) -> Result<u64> {
-    // In id order: an insert waits for a concurrent transaction's uncommitted row with the
-    // same key, so two inserting overlapping lists in different orders can wait on each
-    // other, a deadlock PostgreSQL breaks by failing one of them.
-    let mut users: Vec<&UserId> = users.iter().collect();
-    users.sort_unstable();
-    users.dedup();
     INSERT_MEMBERS
-        .execute(tx, &users, |query, user| {
+        .execute(tx, &in_key_order(users), |query, user| {
             query
                 .bind(tenant_id.as_str())
                 .bind(segment_id.as_str())
@@ -241,7 +235,7 @@ async fn touch_segment(
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::store;
+    use crate::test_support::{all_succeed, store};
 
     use super::*;
 
@@ -424,13 +418,7 @@ mod tests {
                 })
             })
             .collect();
-        let mut failures = Vec::new();
-        for task in tasks {
-            if let Err(e) = task.await.unwrap() {
-                failures.push(e.to_string());
-            }
-        }
-        assert!(failures.is_empty(), "{failures:?}");
+        all_succeed(tasks).await;
         let segment = store.get_segment(&a, &seg).await.unwrap().unwrap();
         assert_eq!(segment.members, 100);
     }
