@@ -12,14 +12,19 @@ use std::collections::HashSet;
 use fanout_domain::request::RecipientsQuery;
 use fanout_domain::user::User;
 use fanout_domain::{RequestId, TenantId, UserId};
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
+use crate::bulk::Insert;
 use crate::users::user_from_row;
-use crate::{Result, Store, multi_row_sql, parse_col, placeholders, rows_per_statement};
+use crate::{Result, Store, parse_col};
 
-/// The most ids one existence check puts in an `IN (..)` list; batches of a usual page size
-/// (500) take a single query.
-const EXISTENCE_CHECK_IDS: usize = 1000;
+/// Writes rows of a snapshot page, leaving rows already there as they were.
+const INSERT_PAGE: Insert<'static> = Insert {
+    head: "INSERT INTO audience (request_id, page_no, user_id)",
+    columns: 3,
+    tail: "ON CONFLICT DO NOTHING",
+};
 
 /// The next batch of a user's followers. Every clause is served by the primary keys: `follows`
 /// by (tenant_id, user_id, follower_id), which yields rows already in order, and `users` by
@@ -57,6 +62,16 @@ pub struct PageMember {
     pub profile: Option<User>,
 }
 
+/// A member of a stored audience from a row of one of the `*_BATCH` statements.
+fn member_from_row(row: &AnyRow) -> Result<AudienceMember> {
+    let member: String = row.try_get("member")?;
+    let profile: Option<String> = row.try_get("profile")?;
+    Ok(AudienceMember {
+        user_id: parse_col("audience", UserId::parse(&member))?,
+        exists: profile.is_some(),
+    })
+}
+
 impl Store {
     /// Returns the next `limit` members of the audience `query` names, in ascending user-id
     /// order, strictly after `after` (`None` starts at the beginning). Fewer than `limit` means
@@ -69,19 +84,16 @@ impl Store {
         after: Option<&UserId>,
         limit: u32,
     ) -> Result<Vec<AudienceMember>> {
-        match query {
+        let (sql, key) = match query {
             RecipientsQuery::Users { user_ids } => {
-                self.explicit_batch(tenant_id, user_ids, after, limit).await
+                return self.explicit_batch(tenant_id, user_ids, after, limit).await;
             }
-            RecipientsQuery::Followers { of } => {
-                self.stored_batch(FOLLOWERS_BATCH, tenant_id, of.as_str(), after, limit)
-                    .await
-            }
-            RecipientsQuery::Segment { segment_id } => {
-                self.stored_batch(SEGMENT_BATCH, tenant_id, segment_id.as_str(), after, limit)
-                    .await
-            }
-        }
+            RecipientsQuery::Followers { of } => (FOLLOWERS_BATCH, of.as_str()),
+            RecipientsQuery::Segment { segment_id } => (SEGMENT_BATCH, segment_id.as_str()),
+        };
+        let after = after.map(UserId::as_str);
+        let rows = self.keyset_page(sql, tenant_id, key, after, limit).await?;
+        rows.iter().map(member_from_row).collect()
     }
 
     /// Pages through an explicit list in memory; only existence needs the database.
@@ -107,20 +119,19 @@ impl Store {
         let rest = &ids[start..];
         let batch = &rest[..rest.len().min(usize::try_from(limit).unwrap_or(usize::MAX))];
 
-        let mut existing = HashSet::with_capacity(batch.len());
-        for chunk in batch.chunks(EXISTENCE_CHECK_IDS) {
-            let sql = format!(
-                "SELECT user_id FROM users WHERE tenant_id = $1 AND user_id IN ({})",
-                placeholders(2, chunk.len())
-            );
-            let mut query = sqlx::query(&sql).bind(tenant_id.as_str());
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            for row in query.fetch_all(self.pool()).await? {
-                existing.insert(row.try_get::<String, _>("user_id")?);
-            }
-        }
+        let rows = self
+            .fetch_by_keys(
+                batch,
+                |ids| {
+                    format!("SELECT user_id FROM users WHERE tenant_id = $1 AND user_id IN ({ids})")
+                },
+                |query| query.bind(tenant_id.as_str()),
+            )
+            .await?;
+        let existing = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>("user_id"))
+            .collect::<Result<HashSet<_>, _>>()?;
         Ok(batch
             .iter()
             .map(|id| AudienceMember {
@@ -128,35 +139,6 @@ impl Store {
                 user_id: id.clone(),
             })
             .collect())
-    }
-
-    /// Pages through a stored audience with one of the `*_BATCH` statements.
-    async fn stored_batch(
-        &self,
-        sql: &'static str,
-        tenant_id: &TenantId,
-        key: &str,
-        after: Option<&UserId>,
-        limit: u32,
-    ) -> Result<Vec<AudienceMember>> {
-        // Ids are never empty, so "" sorts before every one of them.
-        let rows = sqlx::query(sql)
-            .bind(tenant_id.as_str())
-            .bind(key)
-            .bind(after.map_or("", UserId::as_str))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let member: String = row.try_get("member")?;
-                let profile: Option<String> = row.try_get("profile")?;
-                Ok(AudienceMember {
-                    user_id: parse_col("audience", UserId::parse(&member))?,
-                    exists: profile.is_some(),
-                })
-            })
-            .collect()
     }
 
     /// Writes one page of the snapshot, in one transaction. Rows already there are left as
@@ -167,8 +149,16 @@ impl Store {
         page_no: u32,
         users: &[UserId],
     ) -> Result<()> {
+        let page_no = i64::from(page_no);
         let (mut tx, _writer) = self.write_tx().await?;
-        insert_page(&mut tx, request_id, i64::from(page_no), users).await?;
+        INSERT_PAGE
+            .execute(&mut tx, users, |query, user| {
+                query
+                    .bind(request_id.as_str())
+                    .bind(page_no)
+                    .bind(user.as_str())
+            })
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -204,33 +194,6 @@ impl Store {
             })
             .collect()
     }
-}
-
-/// Inserts one page's rows, a few hundred per statement, skipping rows already written.
-async fn insert_page(
-    conn: &mut AnyConnection,
-    request_id: &RequestId,
-    page_no: i64,
-    users: &[UserId],
-) -> Result<()> {
-    const COLUMNS: usize = 3;
-    for chunk in users.chunks(rows_per_statement(COLUMNS)) {
-        let sql = multi_row_sql(
-            "INSERT INTO audience (request_id, page_no, user_id)",
-            COLUMNS,
-            chunk.len(),
-            "ON CONFLICT DO NOTHING",
-        );
-        let mut query = sqlx::query(&sql);
-        for user in chunk {
-            query = query
-                .bind(request_id.as_str())
-                .bind(page_no)
-                .bind(user.as_str());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

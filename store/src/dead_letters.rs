@@ -13,12 +13,24 @@ use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UnixMillis, UserId
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, multi_row_sql, now_ms, parse_col, placeholders, rows_per_statement};
+use crate::bulk::{Insert, placeholders};
+use crate::{Result, Store, now_ms, parse_col};
 
 const T: &str = "dead_letters";
 
 const COLUMNS: &str = "instance_id, request_id, user_id, channel, page_no, error_code,
                        error_message, attempts, created_at_ms, redriven_at_ms";
+
+/// Puts failed instances on the list; one failing again after a re-drive is back on it.
+const INSERT_FAILED: Insert<'static> = Insert {
+    head: "INSERT INTO dead_letters (instance_id, tenant_id, request_id, user_id, channel,
+             page_no, error_code, error_message, attempts, created_at_ms)",
+    columns: 10,
+    tail: "ON CONFLICT (instance_id) DO UPDATE SET
+             error_code = excluded.error_code, error_message = excluded.error_message,
+             attempts = excluded.attempts, created_at_ms = excluded.created_at_ms,
+             redriven_at_ms = NULL",
+};
 
 /// Which dead letters a listing or a re-drive covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,20 +98,9 @@ pub(crate) async fn insert_failed(
         .copied()
         .filter(|r| r.status == DeliveryStatus::Failed)
         .collect();
-    for chunk in failed.chunks(rows_per_statement(10)) {
-        let sql = multi_row_sql(
-            "INSERT INTO dead_letters (instance_id, tenant_id, request_id, user_id, channel,
-               page_no, error_code, error_message, attempts, created_at_ms)",
-            10,
-            chunk.len(),
-            "ON CONFLICT (instance_id) DO UPDATE SET
-               error_code = excluded.error_code, error_message = excluded.error_message,
-               attempts = excluded.attempts, created_at_ms = excluded.created_at_ms,
-               redriven_at_ms = NULL",
-        );
-        let mut query = sqlx::query(&sql);
-        for r in chunk {
-            query = query
+    INSERT_FAILED
+        .execute(tx, &failed, |query, r| {
+            query
                 .bind(r.instance_id.as_str())
                 .bind(tenant_id.as_str())
                 .bind(r.request_id.as_str())
@@ -109,10 +110,9 @@ pub(crate) async fn insert_failed(
                 .bind(r.error_code.clone())
                 .bind(r.error_message.clone())
                 .bind(i64::from(r.attempts))
-                .bind(r.updated_at_ms);
-        }
-        query.execute(&mut **tx).await?;
-    }
+                .bind(r.updated_at_ms)
+        })
+        .await?;
     Ok(())
 }
 
@@ -217,29 +217,31 @@ impl Store {
         }
         redrive.instances = ids.len() as u64;
         let now = now_ms();
-        for chunk in ids.chunks(rows_per_statement(1)) {
-            let list = placeholders(3, chunk.len());
-            let reset = format!(
-                "UPDATE receipts SET status = $1, updated_at_ms = $2 WHERE instance_id IN ({list})"
-            );
-            let mut query = sqlx::query(&reset)
-                .bind(DeliveryStatus::Pending.as_str())
-                .bind(now);
-            for id in chunk {
-                query = query.bind(id.clone());
-            }
-            query.execute(&mut *tx).await?;
-            let mark = format!(
-                "UPDATE dead_letters SET redriven_at_ms = $1 WHERE tenant_id = $2
-                 AND instance_id IN ({})",
-                placeholders(3, chunk.len())
-            );
-            let mut query = sqlx::query(&mark).bind(now).bind(tenant_id.as_str());
-            for id in chunk {
-                query = query.bind(id.clone());
-            }
-            query.execute(&mut *tx).await?;
-        }
+        // Every receipt, then every mark: the claim holds the dead letters' locks already, so
+        // the split changes no order in which rows are locked.
+        self.execute_by_keys(
+            &mut tx,
+            &ids,
+            |ids| {
+                format!(
+                    "UPDATE receipts SET status = $1, updated_at_ms = $2 WHERE instance_id IN ({ids})"
+                )
+            },
+            |query| query.bind(DeliveryStatus::Pending.as_str()).bind(now),
+        )
+        .await?;
+        self.execute_by_keys(
+            &mut tx,
+            &ids,
+            |ids| {
+                format!(
+                    "UPDATE dead_letters SET redriven_at_ms = $1 WHERE tenant_id = $2
+                     AND instance_id IN ({ids})"
+                )
+            },
+            |query| query.bind(now).bind(tenant_id.as_str()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(redrive)
     }

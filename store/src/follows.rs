@@ -4,7 +4,19 @@
 
 use fanout_domain::{TenantId, UserId};
 
-use crate::{Result, Store, multi_row_sql, now_ms, rows_per_statement};
+use crate::bulk::{Insert, in_key_order};
+use crate::{Result, Store, now_ms};
+
+const INSERT_FOLLOWS: Insert<'static> = Insert {
+    head: "INSERT INTO follows (tenant_id, user_id, follower_id, created_at_ms)",
+    columns: 4,
+    tail: "ON CONFLICT DO NOTHING",
+};
+
+/// A page of a user's followers, for [`Store::keyset_user_ids`].
+const LIST_FOLLOWERS: &str = "SELECT follower_id AS user_id FROM follows
+     WHERE tenant_id = $1 AND user_id = $2 AND follower_id > $3
+     ORDER BY follower_id LIMIT $4";
 
 impl Store {
     /// Makes each of `followers` follow `of`, in one transaction. Pairs that already exist are
@@ -15,33 +27,19 @@ impl Store {
         of: &UserId,
         followers: &[UserId],
     ) -> Result<u64> {
-        // In id order: an insert waits for a concurrent transaction's uncommitted row with the
-        // same key, so two calls adding overlapping lists in different orders could wait on
-        // each other, a deadlock PostgreSQL breaks by failing one of them (a 500).
-        let mut followers: Vec<&UserId> = followers.iter().collect();
-        followers.sort_unstable();
-        followers.dedup();
+        // Concurrent calls with overlapping lists lock rows in one order.
+        let followers = in_key_order(followers);
         let now = now_ms();
-        let mut added = 0;
         let (mut tx, _writer) = self.write_tx().await?;
-        const COLUMNS: usize = 4;
-        for chunk in followers.chunks(rows_per_statement(COLUMNS)) {
-            let sql = multi_row_sql(
-                "INSERT INTO follows (tenant_id, user_id, follower_id, created_at_ms)",
-                COLUMNS,
-                chunk.len(),
-                "ON CONFLICT DO NOTHING",
-            );
-            let mut query = sqlx::query(&sql);
-            for follower in chunk {
-                query = query
+        let added = INSERT_FOLLOWS
+            .execute(&mut tx, &followers, |query, follower| {
+                query
                     .bind(tenant_id.as_str())
                     .bind(of.as_str())
                     .bind(follower.as_str())
-                    .bind(now);
-            }
-            added += query.execute(&mut *tx).await?.rows_affected();
-        }
+                    .bind(now)
+            })
+            .await?;
         tx.commit().await?;
         Ok(added)
     }
@@ -74,9 +72,7 @@ impl Store {
     ) -> Result<Vec<UserId>> {
         self.keyset_user_ids(
             "follows",
-            "SELECT follower_id AS user_id FROM follows
-             WHERE tenant_id = $1 AND user_id = $2 AND follower_id > $3
-             ORDER BY follower_id LIMIT $4",
+            LIST_FOLLOWERS,
             tenant_id,
             of.as_str(),
             after,
@@ -88,7 +84,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::store;
+    use crate::test_support::{all_succeed, store};
 
     use super::*;
 
@@ -173,7 +169,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut added = 0;
                     for round in 0..8 {
-                        // 300 of 400 followers (several statements), in an order of its own.
+                        // 300 of 400 followers, in an order of its own.
                         let mut fans: Vec<UserId> = (0..300)
                             .map(|j| user(&format!("f{:03}", (j * 7 + i * 13 + round) % 400)))
                             .collect();
@@ -186,15 +182,7 @@ mod tests {
                 })
             })
             .collect();
-        let mut added = 0;
-        let mut failures = Vec::new();
-        for task in tasks {
-            match task.await.unwrap() {
-                Ok(n) => added += n,
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-        assert!(failures.is_empty(), "{failures:?}");
+        let added: u64 = all_succeed(tasks).await.into_iter().sum();
         assert_eq!(added, 400, "each follow counted once");
     }
 }

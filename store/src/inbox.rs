@@ -15,9 +15,8 @@ use fanout_domain::{InstanceId, RequestId, TenantId, UnixMillis, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{
-    Result, Store, StoreError, multi_row_sql, now_ms, parse_col, placeholders, rows_per_statement,
-};
+use crate::bulk::Insert;
+use crate::{Result, Store, StoreError, now_ms, parse_col};
 
 mod tokens;
 
@@ -25,6 +24,20 @@ pub use tokens::{INBOX_TOKEN_PREFIX, InboxGrant, IssuedInboxToken, STREAM_TICKET
 
 const T: &str = "inbox";
 const EVENTS: &str = "inbox_events";
+
+const INSERT_EVENTS: Insert<'static> = Insert {
+    head: "INSERT INTO inbox_events (seq, tenant_id, user_id, kind, subject, at_ms)",
+    columns: 6,
+    tail: "",
+};
+
+/// Adds messages, returning the ids of those not there already.
+const INSERT_MESSAGES: Insert<'static> = Insert {
+    head: "INSERT INTO inbox (instance_id, tenant_id, user_id, request_id, title, body, data,
+                              action_url, created_at_ms)",
+    columns: 9,
+    tail: "ON CONFLICT (instance_id) DO NOTHING RETURNING instance_id",
+};
 
 /// A position in a user's inbox listing: the last message seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,26 +208,19 @@ async fn insert_events(
     at_ms: UnixMillis,
 ) -> Result<()> {
     let mut seq = first;
-    for chunk in events.chunks(rows_per_statement(6)) {
-        let sql = multi_row_sql(
-            "INSERT INTO inbox_events (seq, tenant_id, user_id, kind, subject, at_ms)",
-            6,
-            chunk.len(),
-            "",
-        );
-        let mut query = sqlx::query(&sql);
-        for (user_id, kind, subject) in chunk {
-            query = query
+    INSERT_EVENTS
+        .execute(tx, events, |query, &(user_id, kind, subject)| {
+            let query = query
                 .bind(seq)
                 .bind(tenant_id.as_str())
                 .bind(user_id.as_str())
                 .bind(kind.as_str())
-                .bind(subject.map(str::to_owned))
+                .bind(subject)
                 .bind(at_ms);
             seq += 1;
-        }
-        query.execute(&mut **tx).await?;
-    }
+            query
+        })
+        .await?;
     Ok(())
 }
 
@@ -229,34 +235,28 @@ pub(crate) async fn insert_messages(
     // order (see `write_deliveries`); the events below keep the input order.
     let mut sorted: Vec<&InboxMessage> = messages.iter().collect();
     sorted.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
-    let mut added = HashSet::with_capacity(messages.len());
-    for chunk in sorted.chunks(rows_per_statement(9)) {
-        let sql = multi_row_sql(
-            "INSERT INTO inbox (instance_id, tenant_id, user_id, request_id, title, body, data,
-                                action_url, created_at_ms)",
-            9,
-            chunk.len(),
-            "ON CONFLICT (instance_id) DO NOTHING RETURNING instance_id",
-        );
-        let mut query = sqlx::query(&sql);
-        for m in chunk {
-            let data = parse_col(T, serde_json::to_string(&m.data))?;
-            query = query
+    let rows = sorted
+        .iter()
+        .map(|m| Ok((*m, parse_col(T, serde_json::to_string(&m.data))?)))
+        .collect::<Result<Vec<_>>>()?;
+    let returned = INSERT_MESSAGES
+        .fetch(tx, &rows, |query, (m, data)| {
+            query
                 .bind(m.id.as_str())
                 .bind(tenant_id.as_str())
                 .bind(m.user_id.as_str())
                 .bind(m.request_id.as_str())
                 .bind(m.title.clone())
                 .bind(m.body.clone())
-                .bind(data)
+                .bind(data.as_str())
                 .bind(m.action_url.clone())
-                .bind(m.created_at_ms);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            let id: String = row.try_get("instance_id")?;
-            added.insert(id);
-        }
-    }
+                .bind(m.created_at_ms)
+        })
+        .await?;
+    let added = returned
+        .iter()
+        .map(|row| row.try_get::<String, _>("instance_id"))
+        .collect::<Result<HashSet<_>, _>>()?;
     if added.is_empty() {
         return Ok(());
     }
@@ -527,23 +527,24 @@ impl Store {
             .filter(|e| e.kind == InboxEventKind::Message)
             .filter_map(|e| e.subject.as_deref())
             .collect();
+        let rows = self
+            .fetch_by_keys(
+                &wanted,
+                |ids| {
+                    format!(
+                        "SELECT instance_id, tenant_id, user_id, request_id, title, body, data,
+                                action_url, created_at_ms, read_at_ms
+                         FROM inbox WHERE instance_id IN ({ids})"
+                    )
+                },
+                |query| query,
+            )
+            .await?;
         let mut messages: HashMap<(String, String), InboxMessage> = HashMap::new();
-        for chunk in wanted.chunks(200) {
-            let sql = format!(
-                "SELECT instance_id, tenant_id, user_id, request_id, title, body, data,
-                        action_url, created_at_ms, read_at_ms
-                 FROM inbox WHERE instance_id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(self.pool()).await? {
-                let tenant: String = row.try_get("tenant_id")?;
-                let message = message_from_row(&row)?;
-                messages.insert((tenant, message.id.as_str().to_owned()), message);
-            }
+        for row in &rows {
+            let tenant: String = row.try_get("tenant_id")?;
+            let message = message_from_row(row)?;
+            messages.insert((tenant, message.id.as_str().to_owned()), message);
         }
         let mut events = Vec::with_capacity(entries.len());
         for entry in entries {

@@ -13,11 +13,12 @@
 //! buckets and quotas), [`receipts`], [`dead_letters`] (instances that failed for good, and
 //! re-driving them), [`inbox`] and [`switches`] (channel and template kill switches).
 //!
-//! Bulk writes go through `multi_row_sql`: tens to hundreds of rows per statement (see
-//! `rows_per_statement`), one transaction per call, so they are all-or-nothing and fast on
-//! both backends.
+//! Bulk writes and lookups by many keys go through `bulk`: as many rows or keys per statement
+//! as the backend's budget of parameters allows, writes in one transaction per call, so they
+//! are all-or-nothing and fast on both backends.
 
 pub mod audience;
+mod bulk;
 pub mod controls;
 pub mod dead_letters;
 pub mod estimate;
@@ -36,13 +37,12 @@ pub mod templates;
 pub mod tenants;
 pub mod users;
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
 use fanout_domain::config::StoreConfig;
 use fanout_domain::{TenantId, UserId};
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// A failure of the store.
@@ -191,26 +191,40 @@ impl Store {
         }
     }
 
-    /// Runs a keyset listing of user ids: `sql` takes (tenant, key, after, limit) as `$1..$4`
-    /// and selects a `user_id` column in ascending order.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs one page of a keyset listing: `sql` takes (tenant, key, after, limit) as `$1..$4`
+    /// and lists, in ascending order of the column `after` is compared with, what comes after
+    /// `after` (`None`: from the start).
+    pub(crate) async fn keyset_page(
+        &self,
+        sql: &str,
+        tenant_id: &TenantId,
+        key: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AnyRow>> {
+        // Ids are never empty, so "" sorts before every one of them.
+        Ok(sqlx::query(sql)
+            .bind(tenant_id.as_str())
+            .bind(key)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Runs a keyset listing of user ids (see [`Self::keyset_page`]) whose `sql` selects a
+    /// `user_id` column.
     pub(crate) async fn keyset_user_ids(
         &self,
         table: &'static str,
-        sql: &'static str,
+        sql: &str,
         tenant_id: &TenantId,
         key: &str,
         after: Option<&UserId>,
         limit: u32,
     ) -> Result<Vec<UserId>> {
-        // Ids are never empty, so "" sorts before every one of them.
-        let rows = sqlx::query(sql)
-            .bind(tenant_id.as_str())
-            .bind(key)
-            .bind(after.map_or("", UserId::as_str))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
+        let after = after.map(UserId::as_str);
+        let rows = self.keyset_page(sql, tenant_id, key, after, limit).await?;
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get("user_id")?;
@@ -255,61 +269,6 @@ fn sqlite_file(url: &str) -> Option<&str> {
 /// The wall clock in Unix milliseconds: the one definition, in `fanout-runtime`.
 pub use fanout_runtime::now_ms;
 
-/// The most bind parameters one multi-row statement carries. SQLite looks up each named `$N`
-/// by a linear scan of the statement's parameter names, so binding grows with the square of the
-/// parameters: 100,000 users upsert in about 4 s at 4,000 parameters a statement (500 rows of
-/// 8) and in about 0.5 s anywhere from 100 to 400 (release build). The top of that flat range
-/// keeps PostgreSQL's round trips fewest.
-const PARAMS_PER_STATEMENT: usize = 400;
-
-/// The most rows one multi-row statement writes, whatever its width.
-const MAX_ROWS_PER_STATEMENT: usize = 500;
-
-/// How many rows of `columns` values each one multi-row statement writes.
-pub(crate) const fn rows_per_statement(columns: usize) -> usize {
-    let rows = PARAMS_PER_STATEMENT / columns;
-    if rows == 0 {
-        1
-    } else if rows > MAX_ROWS_PER_STATEMENT {
-        MAX_ROWS_PER_STATEMENT
-    } else {
-        rows
-    }
-}
-
-/// Builds `{head} VALUES ($1, .., $c), ($c+1, ..), .. {tail}` for `rows` rows of `columns`
-/// values each; callers bind the values row by row, in column order.
-pub(crate) fn multi_row_sql(head: &str, columns: usize, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + 8 + rows * columns * 8);
-    sql.push_str(head);
-    sql.push_str(" VALUES ");
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            // Writing to a String cannot fail.
-            let _ = write!(sql, "${}", row * columns + column + 1);
-        }
-        sql.push(')');
-    }
-    sql.push(' ');
-    sql.push_str(tail);
-    sql
-}
-
-/// `$first, $first+1, .., $first+n-1`: the placeholders of an `IN (..)` list.
-pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Parses a stored value, turning a failure into [`StoreError::Corrupt`].
 pub(crate) fn parse_col<T, E: std::fmt::Display>(
     table: &'static str,
@@ -351,6 +310,21 @@ pub(crate) mod test_support {
         .await
         .unwrap()
     }
+
+    /// Awaits tasks that ran side by side and returns what each returned, failing the test
+    /// with every error if any failed (PostgreSQL breaking a deadlock, say).
+    pub(crate) async fn all_succeed<T>(tasks: Vec<tokio::task::JoinHandle<Result<T>>>) -> Vec<T> {
+        let mut done = Vec::with_capacity(tasks.len());
+        let mut failures = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(value) => done.push(value),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        assert!(failures.is_empty(), "{failures:?}");
+        done
+    }
 }
 
 #[cfg(test)]
@@ -363,21 +337,6 @@ mod tests {
         assert_eq!(sqlite_file("sqlite:///abs/b.db"), Some("/abs/b.db"));
         assert_eq!(sqlite_file("sqlite://:memory:"), None);
         assert_eq!(sqlite_file("postgres://x"), None);
-    }
-
-    #[test]
-    fn multi_row_statements_number_placeholders_row_by_row() {
-        assert_eq!(
-            multi_row_sql("INSERT INTO t (a, b)", 2, 3, "ON CONFLICT DO NOTHING"),
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING"
-        );
-        assert_eq!(placeholders(2, 3), "$2, $3, $4");
-        assert_eq!(rows_per_statement(8), PARAMS_PER_STATEMENT / 8);
-        assert_eq!(
-            rows_per_statement(1),
-            MAX_ROWS_PER_STATEMENT.min(PARAMS_PER_STATEMENT)
-        );
-        assert_eq!(rows_per_statement(10_000), 1);
     }
 
     #[tokio::test]

@@ -8,7 +8,8 @@ use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, multi_row_sql, parse_col, rows_per_statement};
+use crate::bulk::Insert;
+use crate::{Result, Store, parse_col};
 
 const T: &str = "receipts";
 
@@ -127,18 +128,16 @@ impl Store {
                updated_at_ms = excluded.updated_at_ms{}",
             replace.condition()
         );
-        for chunk in receipts.chunks(rows_per_statement(12)) {
-            let sql = multi_row_sql(
-                "INSERT INTO receipts (instance_id, request_id, tenant_id, user_id, channel,
-                   status, provider_message_id, attempts, latency_ms, error_code, error_message,
-                   updated_at_ms)",
-                12,
-                chunk.len(),
-                &on_conflict,
-            );
-            let mut query = sqlx::query(&sql);
-            for r in chunk {
-                query = query
+        let insert = Insert {
+            head: "INSERT INTO receipts (instance_id, request_id, tenant_id, user_id, channel,
+                     status, provider_message_id, attempts, latency_ms, error_code, error_message,
+                     updated_at_ms)",
+            columns: 12,
+            tail: &on_conflict,
+        };
+        insert
+            .execute(&mut tx, &receipts, |query, r| {
+                query
                     .bind(r.instance_id.as_str())
                     .bind(r.request_id.as_str())
                     .bind(tenant_id.as_str())
@@ -150,10 +149,9 @@ impl Store {
                     .bind(r.latency_ms.map(|l| i64::try_from(l).unwrap_or(i64::MAX)))
                     .bind(r.error_code.clone())
                     .bind(r.error_message.clone())
-                    .bind(r.updated_at_ms);
-            }
-            query.execute(&mut *tx).await?;
-        }
+                    .bind(r.updated_at_ms)
+            })
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -165,29 +163,21 @@ impl Store {
         channel: Channel,
         users: &[UserId],
     ) -> Result<HashMap<InstanceId, Receipt>> {
-        let mut found = HashMap::with_capacity(users.len());
-        // One indexed lookup per chunk keeps the statement within every backend's limits.
-        for chunk in users.chunks(200) {
-            let ids: Vec<InstanceId> = chunk
-                .iter()
-                .map(|u| InstanceId::derive(request_id, u, channel))
-                .collect();
-            let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT {COLUMNS} FROM receipts WHERE instance_id IN ({})",
-                placeholders.join(", ")
-            );
-            // Planned with the ids on PostgreSQL: a cached generic plan of this 200-value list
-            // chose a sequential scan of every receipt, 360 ms a lookup in a 100,000-recipient
-            // fan-out (pg_stat_statements), where the primary key answers in under 5 ms.
-            let mut query = sqlx::query(&sql).persistent(self.is_sqlite());
-            for id in &ids {
-                query = query.bind(id.as_str());
-            }
-            for row in query.fetch_all(self.pool()).await? {
-                let receipt = receipt_from_row(&row)?;
-                found.insert(receipt.instance_id.clone(), receipt);
-            }
+        let ids: Vec<InstanceId> = users
+            .iter()
+            .map(|u| InstanceId::derive(request_id, u, channel))
+            .collect();
+        let rows = self
+            .fetch_by_keys(
+                &ids,
+                |ids| format!("SELECT {COLUMNS} FROM receipts WHERE instance_id IN ({ids})"),
+                |query| query,
+            )
+            .await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let receipt = receipt_from_row(row)?;
+            found.insert(receipt.instance_id.clone(), receipt);
         }
         Ok(found)
     }
@@ -202,15 +192,12 @@ impl Store {
     ) -> Result<Vec<Receipt>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM receipts
-             WHERE request_id = $1 AND tenant_id = $2 AND instance_id > $3
+             WHERE tenant_id = $1 AND request_id = $2 AND instance_id > $3
              ORDER BY instance_id LIMIT $4"
         );
-        let rows = sqlx::query(&sql)
-            .bind(request_id.as_str())
-            .bind(tenant_id.as_str())
-            .bind(after.map_or("", |a| a.as_str()))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
+        let after = after.map(InstanceId::as_str);
+        let rows = self
+            .keyset_page(&sql, tenant_id, request_id.as_str(), after, limit)
             .await?;
         rows.iter().map(receipt_from_row).collect()
     }
@@ -254,7 +241,7 @@ mod tests {
     use fanout_domain::DedupeKey;
 
     use crate::now_ms;
-    use crate::test_support::store;
+    use crate::test_support::{all_succeed, store};
 
     use super::*;
 
@@ -392,13 +379,7 @@ mod tests {
                 })
             })
             .collect();
-        let mut failures = Vec::new();
-        for task in tasks {
-            if let Err(e) = task.await.unwrap() {
-                failures.push(e.to_string());
-            }
-        }
-        assert!(failures.is_empty(), "{failures:?}");
+        all_succeed(tasks).await;
         let counts = store.receipt_counts(&req).await.unwrap();
         assert_eq!(counts[&Channel::Email].failed, 400);
     }

@@ -10,7 +10,8 @@
 
 use sqlx::Row;
 
-use crate::{Result, Store, now_ms, placeholders};
+use crate::bulk::placeholders;
+use crate::{Result, Store, now_ms};
 
 /// How long each kind of record is kept, in days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

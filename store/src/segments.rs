@@ -6,9 +6,21 @@ use fanout_domain::audience::Segment;
 use fanout_domain::{SegmentId, TenantId, UserId};
 use sqlx::Row;
 
-use crate::{Result, Store, multi_row_sql, now_ms, parse_col, rows_per_statement};
+use crate::bulk::{Insert, in_key_order};
+use crate::{Result, Store, now_ms, parse_col};
 
 const T: &str = "segments";
+
+const INSERT_MEMBERS: Insert<'static> = Insert {
+    head: "INSERT INTO segment_members (tenant_id, segment_id, user_id)",
+    columns: 3,
+    tail: "ON CONFLICT DO NOTHING",
+};
+
+/// A page of a segment's members, for [`Store::keyset_user_ids`].
+const LIST_MEMBERS: &str = "SELECT user_id FROM segment_members
+     WHERE tenant_id = $1 AND segment_id = $2 AND user_id > $3
+     ORDER BY user_id LIMIT $4";
 
 impl Store {
     /// Creates a segment, or renames it, and adds `members` (existing members are kept), in one
@@ -123,13 +135,12 @@ impl Store {
         after: Option<&UserId>,
         limit: u32,
     ) -> Result<Vec<UserId>> {
+        let key = segment_id.as_str();
         self.keyset_user_ids(
             "segment_members",
-            "SELECT user_id FROM segment_members
-             WHERE tenant_id = $1 AND segment_id = $2 AND user_id > $3
-             ORDER BY user_id LIMIT $4",
+            LIST_MEMBERS,
             tenant_id,
-            segment_id.as_str(),
+            key,
             after,
             limit,
         )
@@ -189,39 +200,22 @@ async fn lock_segment(
     Ok(row.is_some())
 }
 
-/// Inserts `users` as members of a segment, leaving existing members as they were; returns
-/// how many are new.
+/// Inserts `users` as members of a segment, in key order (see [`in_key_order`]), leaving
+/// existing members as they were; returns how many are new.
 async fn insert_members(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant_id: &TenantId,
     segment_id: &SegmentId,
     users: &[UserId],
 ) -> Result<u64> {
-    // In id order: an insert waits for a concurrent transaction's uncommitted row with the
-    // same key, so two inserting overlapping lists in different orders can wait on each
-    // other, a deadlock PostgreSQL breaks by failing one of them.
-    let mut users: Vec<&UserId> = users.iter().collect();
-    users.sort_unstable();
-    users.dedup();
-    let mut added = 0;
-    const COLUMNS: usize = 3;
-    for chunk in users.chunks(rows_per_statement(COLUMNS)) {
-        let sql = multi_row_sql(
-            "INSERT INTO segment_members (tenant_id, segment_id, user_id)",
-            COLUMNS,
-            chunk.len(),
-            "ON CONFLICT DO NOTHING",
-        );
-        let mut query = sqlx::query(&sql);
-        for user in chunk {
-            query = query
+    INSERT_MEMBERS
+        .execute(tx, &in_key_order(users), |query, user| {
+            query
                 .bind(tenant_id.as_str())
                 .bind(segment_id.as_str())
-                .bind(user.as_str());
-        }
-        added += query.execute(&mut **tx).await?.rows_affected();
-    }
-    Ok(added)
+                .bind(user.as_str())
+        })
+        .await
 }
 
 /// Records that a segment's membership changed.
@@ -241,7 +235,7 @@ async fn touch_segment(
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::store;
+    use crate::test_support::{all_succeed, store};
 
     use super::*;
 
@@ -424,13 +418,7 @@ mod tests {
                 })
             })
             .collect();
-        let mut failures = Vec::new();
-        for task in tasks {
-            if let Err(e) = task.await.unwrap() {
-                failures.push(e.to_string());
-            }
-        }
-        assert!(failures.is_empty(), "{failures:?}");
+        all_succeed(tasks).await;
         let segment = store.get_segment(&a, &seg).await.unwrap().unwrap();
         assert_eq!(segment.members, 100);
     }

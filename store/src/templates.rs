@@ -77,18 +77,8 @@ impl Store {
         template_id: &TemplateId,
         spec: &TemplateSpec,
     ) -> Result<Option<Template>> {
-        let (mut tx, _writer) = self.write_tx().await?;
-        let written = write_version(
-            &mut tx,
-            tenant_id,
-            template_id,
-            spec,
-            None,
-            Mode::CreateOnly,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(written)
+        self.write_alone(tenant_id, template_id, spec, Mode::CreateOnly)
+            .await
     }
 
     /// Writes `spec` as the template's next version (version 1 if it is new) and makes it
@@ -99,21 +89,27 @@ impl Store {
         template_id: &TemplateId,
         spec: &TemplateSpec,
     ) -> Result<Template> {
-        let (mut tx, _writer) = self.write_tx().await?;
-        let written = write_version(
-            &mut tx,
-            tenant_id,
-            template_id,
-            spec,
-            None,
-            Mode::CreateOrUpdate,
-        )
-        .await?;
-        tx.commit().await?;
+        let written = self
+            .write_alone(tenant_id, template_id, spec, Mode::CreateOrUpdate)
+            .await?;
         written.ok_or_else(|| crate::StoreError::Corrupt {
             table: "templates",
             reason: "an upsert wrote no row".into(),
         })
+    }
+
+    /// Writes `spec` as a new version in a transaction of its own.
+    async fn write_alone(
+        &self,
+        tenant_id: &TenantId,
+        template_id: &TemplateId,
+        spec: &TemplateSpec,
+        mode: Mode,
+    ) -> Result<Option<Template>> {
+        let (mut tx, _writer) = self.write_tx().await?;
+        let written = write_version(&mut tx, tenant_id, template_id, spec, None, mode).await?;
+        tx.commit().await?;
+        Ok(written)
     }
 
     /// Writes email and in-app content as the next version, with the default category and
@@ -167,17 +163,8 @@ impl Store {
         template_id: &TemplateId,
         version: i64,
     ) -> Result<Option<Template>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM template_versions v
-             WHERE v.tenant_id = $1 AND v.template_id = $2 AND v.version = $3"
-        ))
-        .bind(tenant_id.as_str())
-        .bind(template_id.as_str())
-        .bind(version)
-        .fetch_optional(self.pool())
-        .await?;
-        row.map(|row| version_from_row(template_id, &row))
-            .transpose()
+        let mut conn = self.pool().acquire().await?;
+        read_version(&mut conn, tenant_id, template_id, version).await
     }
 
     /// Lists a template's versions newest first: those below `before` (all if `None`), at
@@ -214,17 +201,9 @@ impl Store {
         version: i64,
     ) -> Result<Option<Template>> {
         let (mut tx, _writer) = self.write_tx().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM template_versions v
-             WHERE v.tenant_id = $1 AND v.template_id = $2 AND v.version = $3"
-        ))
-        .bind(tenant_id.as_str())
-        .bind(template_id.as_str())
-        .bind(version)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let source = version_from_row(template_id, &row)?;
+        let Some(source) = read_version(&mut tx, tenant_id, template_id, version).await? else {
+            return Ok(None);
+        };
         let written = write_version(
             &mut tx,
             tenant_id,
@@ -258,6 +237,26 @@ impl Store {
         .await?;
         Ok(row.try_get("version")?)
     }
+}
+
+/// Reads one version of a template on `conn` (a transaction's or the pool's).
+async fn read_version(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &TenantId,
+    template_id: &TemplateId,
+    version: i64,
+) -> Result<Option<Template>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM template_versions v
+         WHERE v.tenant_id = $1 AND v.template_id = $2 AND v.version = $3"
+    ))
+    .bind(tenant_id.as_str())
+    .bind(template_id.as_str())
+    .bind(version)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| version_from_row(template_id, &row))
+        .transpose()
 }
 
 /// Bumps the template's active version (creating the template at 1 if allowed) and stores the
