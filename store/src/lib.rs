@@ -286,16 +286,18 @@ pub(crate) mod test_support {
 
     /// A store on a fresh database: a new PostgreSQL database on the server named by
     /// `FANOUT_TEST_POSTGRES_URL` when it is set (`make test` runs the store's tests once each
-    /// way), else a new SQLite file under the system temp dir.
-    pub(crate) async fn store() -> Store {
+    /// way), else a new SQLite file in a directory of its own under the system temp dir, which
+    /// goes when the test's store does.
+    pub(crate) async fn store() -> TestStore {
         if let Ok(admin) = std::env::var("FANOUT_TEST_POSTGRES_URL") {
             let url = create_scratch_database(&admin, "store").await.unwrap();
-            return Store::connect(&StoreConfig {
+            let store = Store::connect(&StoreConfig {
                 url,
                 max_connections: Some(4),
             })
             .await
             .unwrap();
+            return TestStore { store, dir: None };
         }
         let dir = std::env::temp_dir().join(format!(
             "fanout-store-test-{}-{}",
@@ -303,12 +305,40 @@ pub(crate) mod test_support {
             rand::random::<u64>()
         ));
         let url = format!("sqlite://{}/db.sqlite?mode=rwc", dir.display());
-        Store::connect(&StoreConfig {
+        let store = Store::connect(&StoreConfig {
             url,
             max_connections: Some(4),
         })
         .await
-        .unwrap()
+        .unwrap();
+        TestStore {
+            store,
+            dir: Some(dir),
+        }
+    }
+
+    /// A test's store, used through `Deref`; its SQLite directory is removed when it drops, so
+    /// a run leaves nothing behind in the temp dir. Clones taken from it are plain `Store`s.
+    pub(crate) struct TestStore {
+        store: Store,
+        dir: Option<std::path::PathBuf>,
+    }
+
+    impl std::ops::Deref for TestStore {
+        type Target = Store;
+
+        fn deref(&self) -> &Store {
+            &self.store
+        }
+    }
+
+    impl Drop for TestStore {
+        fn drop(&mut self) {
+            if let Some(dir) = &self.dir {
+                // Open connections keep their files until they close; the names go now.
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
     }
 
     /// Awaits tasks that ran side by side and returns what each returned, failing the test

@@ -3,7 +3,7 @@ use fanout_domain::{SegmentId, user::DeviceToken, user::User};
 
 use crate::preferences::Category;
 use crate::suppressions::SuppressionReason;
-use crate::test_support::store;
+use crate::test_support::{TestStore, store};
 
 use super::*;
 
@@ -28,7 +28,7 @@ fn user(name: &str, email: bool, tokens: &[&str]) -> User {
     }
 }
 
-async fn seeded() -> (Store, TenantId) {
+async fn seeded() -> (TestStore, TenantId) {
     let store = store().await;
     let t = TenantId::parse("acme").unwrap();
     store.upsert_tenant(&t, "Acme").await.unwrap();
