@@ -203,25 +203,18 @@ pub async fn deliver_page(
                 batch.inbox.extend(message);
                 done += 1;
                 if batch.receipts.len() >= FLUSH_EVERY {
-                    flush(store, input, &mut batch, (&erased, loaded_at, accepted_at), &mut report).await?;
+                    flush(store, input, &mut batch, accepted_at, &mut report).await?;
                 }
             }
             _ = ticker.tick() => {
                 // In-app messages wait in the batch: show them within a tick, not a page.
-                flush(store, input, &mut batch, (&erased, loaded_at, accepted_at), &mut report).await?;
+                flush(store, input, &mut batch, accepted_at, &mut report).await?;
                 heartbeat(ctx, done).await;
                 erased.refresh(store, input, loaded_at).await;
             }
         }
     }
-    flush(
-        store,
-        input,
-        &mut batch,
-        (&erased, loaded_at, accepted_at),
-        &mut report,
-    )
-    .await?;
+    flush(store, input, &mut batch, accepted_at, &mut report).await?;
     if stopped {
         return Err(stop_cancelled(ctx, input).await);
     }
@@ -270,53 +263,30 @@ struct Batch {
     inbox: Vec<InboxMessage>,
 }
 
-impl Batch {
-    /// Drops the messages of erased users; their receipts say `unknown_user`, as a send to
-    /// them after the erasure would have.
-    fn drop_erased(&mut self, erased: &Erased, report: &mut PageReport) {
-        let dropped: std::collections::HashSet<InstanceId> = self
-            .inbox
-            .iter()
-            .filter(|m| erased.contains(&m.user_id))
-            .map(|m| m.id.clone())
-            .collect();
-        if dropped.is_empty() {
-            return;
-        }
-        self.inbox.retain(|m| !dropped.contains(&m.id));
-        for receipt in &mut self.receipts {
-            if dropped.contains(&receipt.instance_id) && receipt.status == DeliveryStatus::Delivered
-            {
-                receipt.status = DeliveryStatus::Suppressed;
-                receipt.error_code = Some("unknown_user".into());
-                receipt.provider_message_id = None;
-                report.delivered = report.delivered.saturating_sub(1);
-                report.suppressed += 1;
-            }
-        }
-    }
-}
-
 async fn flush(
     store: &Store,
     input: &DeliverPageInput,
     batch: &mut Batch,
-    (erased, loaded_at, accepted_at): (&Erased, UnixMillis, Option<UnixMillis>),
+    accepted_at: Option<UnixMillis>,
     report: &mut PageReport,
 ) -> Result<(), ActivityError> {
     if batch.receipts.is_empty() {
         return Ok(());
     }
-    if !batch.inbox.is_empty() {
-        // A message made before this page saw its user's erasure must not be written after the
-        // erasure emptied the user's inbox: erasures are read again just before the write.
-        erased.refresh(store, input, loaded_at).await;
-        batch.drop_erased(erased, report);
-    }
-    store
-        .record_page_deliveries(&input.tenant_id, input.page, &batch.receipts, &batch.inbox)
+    // A message made before this page saw its user's erasure is not written after the erasure
+    // emptied the user's inbox: the store checks the profiles in the write's own transaction,
+    // and turns those receipts to suppressed, as a send after the erasure would have.
+    let suppressed = store
+        .record_page_deliveries(
+            &input.tenant_id,
+            input.page,
+            &mut batch.receipts,
+            &mut batch.inbox,
+        )
         .await
         .map_err(store_error)?;
+    report.delivered = report.delivered.saturating_sub(u64::from(suppressed));
+    report.suppressed += u64::from(suppressed);
     count_recorded(input, batch, accepted_at);
     batch.receipts.clear();
     batch.held.clear();

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Channel, InstanceId, RequestId, UnixMillis, UserId};
 
+/// The error code of a receipt suppressed because its user has no profile: never created, or
+/// erased while the request ran.
+pub const UNKNOWN_USER: &str = "unknown_user";
+
 /// The state of one delivery instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -152,6 +152,22 @@ impl Store {
         Ok(rows)
     }
 
+    /// Like [`Self::fetch_by_keys`] on `conn` (a transaction's): for lookups that lock the
+    /// rows they read.
+    pub(crate) async fn fetch_by_keys_in<'a, K: AsRef<str>>(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &'a [K],
+        sql: impl Fn(&str) -> String,
+        bind: impl Fn(Bound<'a>) -> Bound<'a>,
+    ) -> Result<Vec<AnyRow>> {
+        let mut rows = Vec::new();
+        for statement in self.keyed_statements(keys, sql, bind)? {
+            rows.extend(statement.fetch(&mut *conn).await?);
+        }
+        Ok(rows)
+    }
+
     /// Like [`Self::fetch_by_keys`] for statements that change rows, on `conn` (a
     /// transaction's); returns how many they changed.
     pub(crate) async fn execute_by_keys<'a, K: AsRef<str>>(

@@ -283,7 +283,7 @@ mod tests {
             receipt(&request, "u3", DeliveryStatus::Failed),
         ];
         store
-            .record_page_deliveries(&t, 4, &receipts, &[])
+            .record_page_deliveries(&t, 4, &mut receipts.clone(), &mut vec![])
             .await
             .unwrap();
         // Receipts recorded outside a page (settling) never go on the list.
@@ -363,7 +363,7 @@ mod tests {
 
         // Failing again puts it back on the list.
         store
-            .record_page_deliveries(&t, 4, &receipts[..1], &[])
+            .record_page_deliveries(&t, 4, &mut receipts[..1].to_vec(), &mut vec![])
             .await
             .unwrap();
         assert_eq!(
@@ -389,7 +389,7 @@ mod tests {
                 .map(|i| receipt(&request, &format!("u{page}-{i}"), DeliveryStatus::Failed))
                 .collect();
             store
-                .record_page_deliveries(&t, page, &receipts, &[])
+                .record_page_deliveries(&t, page, &mut receipts.clone(), &mut vec![])
                 .await
                 .unwrap();
         }

@@ -1,9 +1,9 @@
 //! Delivery receipts, one row per instance, upserted as deliveries progress.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use fanout_domain::inbox::InboxMessage;
-use fanout_domain::receipt::{ChannelCounts, DeliveryStatus, Receipt};
+use fanout_domain::receipt::{ChannelCounts, DeliveryStatus, Receipt, UNKNOWN_USER};
 use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -87,15 +87,99 @@ impl Store {
 
     /// Like [`Store::record_deliveries`] for the deliveries of one audience page, and in the
     /// same transaction puts the failed ones on the dead-letter list.
+    ///
+    /// An in-app message whose user has no profile any more (erased while the page was being
+    /// delivered) is not written: it leaves `inbox`, and its delivered receipt in `receipts`
+    /// becomes suppressed with [`UNKNOWN_USER`], as a send after the erasure would have.
+    /// Returns how many receipts that changed. The profiles are read under a lock that
+    /// [`Store::delete_user`] waits for, so an erasure either commits before this write and is
+    /// seen, or starts after it and finds its messages to delete.
     pub async fn record_page_deliveries(
         &self,
         tenant_id: &TenantId,
         page: u32,
-        receipts: &[Receipt],
-        inbox: &[InboxMessage],
-    ) -> Result<()> {
-        self.write_deliveries(tenant_id, Some(page), receipts, inbox, Replace::Any)
-            .await
+        receipts: &mut [Receipt],
+        inbox: &mut Vec<InboxMessage>,
+    ) -> Result<u32> {
+        if receipts.is_empty() && inbox.is_empty() {
+            return Ok(0);
+        }
+        let (mut tx, _writer) = self.write_tx().await?;
+        let suppressed = self
+            .drop_messages_of_erased(&mut tx, tenant_id, receipts, inbox)
+            .await?;
+        self.write_in(
+            &mut tx,
+            tenant_id,
+            Some(page),
+            receipts,
+            inbox,
+            Replace::Any,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(suppressed)
+    }
+
+    /// Removes from `inbox` the messages of users without a profile, turning their delivered
+    /// receipts to suppressed; returns how many receipts changed. On PostgreSQL the profiles
+    /// present stay locked (`FOR KEY SHARE`, in user order) until the transaction ends: an
+    /// erasure's `DELETE` waits for them, while profile updates and other deliveries do not.
+    /// SQLite's write transaction already excludes the erasure.
+    async fn drop_messages_of_erased(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tenant_id: &TenantId,
+        receipts: &mut [Receipt],
+        inbox: &mut Vec<InboxMessage>,
+    ) -> Result<u32> {
+        if inbox.is_empty() {
+            return Ok(0);
+        }
+        let mut users: Vec<&str> = inbox.iter().map(|m| m.user_id.as_str()).collect();
+        users.sort_unstable();
+        users.dedup();
+        let lock = if self.is_sqlite() {
+            ""
+        } else {
+            " FOR KEY SHARE"
+        };
+        let rows = self
+            .fetch_by_keys_in(
+                &mut **tx,
+                &users,
+                |list| {
+                    format!(
+                        "SELECT user_id FROM users WHERE tenant_id = $1 AND user_id IN ({list})
+                         ORDER BY user_id{lock}"
+                    )
+                },
+                |query| query.bind(tenant_id.as_str()),
+            )
+            .await?;
+        let present = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>("user_id"))
+            .collect::<Result<HashSet<_>, _>>()?;
+        let gone: HashSet<InstanceId> = inbox
+            .iter()
+            .filter(|m| !present.contains(m.user_id.as_str()))
+            .map(|m| m.id.clone())
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        inbox.retain(|m| !gone.contains(&m.id));
+        let mut suppressed = 0;
+        for receipt in receipts.iter_mut() {
+            if gone.contains(&receipt.instance_id) && receipt.status == DeliveryStatus::Delivered {
+                receipt.status = DeliveryStatus::Suppressed;
+                receipt.error_code = Some(UNKNOWN_USER.into());
+                receipt.provider_message_id = None;
+                suppressed += 1;
+            }
+        }
+        Ok(suppressed)
     }
 
     async fn write_deliveries(
@@ -109,16 +193,32 @@ impl Store {
         if receipts.is_empty() && inbox.is_empty() {
             return Ok(());
         }
+        let (mut tx, _writer) = self.write_tx().await?;
+        self.write_in(&mut tx, tenant_id, page, receipts, inbox, replace)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The writes of [`Self::write_deliveries`], in the caller's transaction.
+    async fn write_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tenant_id: &TenantId,
+        page: Option<u32>,
+        receipts: &[Receipt],
+        inbox: &[InboxMessage],
+        replace: Replace,
+    ) -> Result<()> {
         // In instance order: an upsert waits for a concurrent transaction's uncommitted row
         // with the same key, so two writers of overlapping receipts in different orders (a page
         // and the settling of its request, a retried attempt) could wait on each other, a
         // deadlock PostgreSQL breaks by failing one of them.
         let mut receipts: Vec<&Receipt> = receipts.iter().collect();
         receipts.sort_by(|a, b| a.instance_id.as_str().cmp(b.instance_id.as_str()));
-        let (mut tx, _writer) = self.write_tx().await?;
-        crate::inbox::insert_messages(&mut tx, tenant_id, inbox).await?;
+        crate::inbox::insert_messages(tx, tenant_id, inbox).await?;
         if let Some(page) = page {
-            crate::dead_letters::insert_failed(&mut tx, tenant_id, page, &receipts).await?;
+            crate::dead_letters::insert_failed(tx, tenant_id, page, &receipts).await?;
         }
         let on_conflict = format!(
             "ON CONFLICT (instance_id) DO UPDATE SET
@@ -136,7 +236,7 @@ impl Store {
             tail: &on_conflict,
         };
         insert
-            .execute(&mut tx, &receipts, |query, r| {
+            .execute(tx, &receipts, |query, r| {
                 query
                     .bind(r.instance_id.as_str())
                     .bind(r.request_id.as_str())
@@ -152,7 +252,6 @@ impl Store {
                     .bind(r.updated_at_ms)
             })
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -373,7 +472,9 @@ mod tests {
                         if i % 2 == 1 {
                             batch.reverse();
                         }
-                        store.record_page_deliveries(&t, 0, &batch, &[]).await?;
+                        store
+                            .record_page_deliveries(&t, 0, &mut batch.clone(), &mut vec![])
+                            .await?;
                     }
                     Ok::<_, crate::StoreError>(())
                 })

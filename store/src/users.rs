@@ -114,13 +114,12 @@ impl Store {
     /// suppresses the user. Returns whether the user existed.
     pub async fn delete_user(&self, tenant_id: &TenantId, user_id: &UserId) -> Result<bool> {
         let (mut tx, _writer) = self.write_tx().await?;
-        // Their stream events and tokens go first: the tokens stop working at once. Revoking
-        // logs events, which takes the inbox counter; writers holding the counter go on to
-        // lock inbox, dead-letter and receipt rows (reads, deliveries), so an erasure must
-        // take it before it locks any of those, or the two deadlock on PostgreSQL.
-        crate::inbox::erase_user_streams(&mut tx, tenant_id, user_id).await?;
-        // The row is deleted and read in one statement; the addresses find the user's
-        // suppression entries.
+        // The profile goes first, read and deleted in one statement (its addresses find the
+        // user's suppression entries). A delivery writing the user's in-app messages holds
+        // their profile row (`FOR KEY SHARE`, see `record_page_deliveries`) until it commits,
+        // so this waits for it, and every statement below sees what it wrote; a delivery
+        // starting later finds no profile and writes nothing. Deliveries take that row before
+        // the inbox counter, so the erasure does too.
         let sql = format!(
             "DELETE FROM users WHERE tenant_id = $1 AND user_id = $2 RETURNING {USER_COLUMNS}"
         );
@@ -133,6 +132,11 @@ impl Store {
             .map(user_from_row)
             .transpose()?;
         let existed = profile.is_some();
+        // Their stream events and tokens next: the tokens stop working at once. Revoking logs
+        // events, which takes the inbox counter; writers holding the counter go on to lock
+        // inbox, dead-letter and receipt rows (reads, deliveries), so an erasure must take it
+        // before it locks any of those, or the two deadlock on PostgreSQL.
+        crate::inbox::erase_user_streams(&mut tx, tenant_id, user_id).await?;
         if let Some(profile) = &profile {
             let tokens: Vec<&str> = profile.devices.iter().map(|d| d.token.as_str()).collect();
             let email = profile.email.as_ref().map(EmailAddress::as_str);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use fanout_contracts::DeliverPageInput;
 use fanout_domain::inbox::InboxMessage;
-use fanout_domain::receipt::{DeliveryStatus, Receipt};
+use fanout_domain::receipt::{DeliveryStatus, Receipt, UNKNOWN_USER};
 use fanout_domain::render::{RenderError, RenderFailure};
 use fanout_domain::user::{Device, User};
 use fanout_domain::{Channel, InstanceId};
@@ -163,7 +163,7 @@ impl Job<'_> {
 
     async fn send(&self, id: &InstanceId, member: &PageMember) -> Outcome {
         let Some(user) = &member.profile else {
-            return Outcome::Suppressed("unknown_user");
+            return Outcome::Suppressed(UNKNOWN_USER);
         };
         let Some(compiled) = self.compiled else {
             return Outcome::Suppressed("channel_not_in_template");
@@ -201,7 +201,7 @@ impl Job<'_> {
             Gate::Deferred => return Outcome::Deferred,
         }
         if self.erased.contains(&user.user_id) {
-            return Outcome::Suppressed("unknown_user");
+            return Outcome::Suppressed(UNKNOWN_USER);
         }
         let providers = providers(input.channel, &devices);
         let passes = match self

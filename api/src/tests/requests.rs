@@ -172,8 +172,8 @@ async fn dead_letters_are_listed_per_tenant_and_redriven_once_finished() {
         .record_page_deliveries(
             &tenant,
             3,
-            &[failed("u1", "smtp_550"), failed("u2", "smtp_552")],
-            &[],
+            &mut [failed("u1", "smtp_550"), failed("u2", "smtp_552")],
+            &mut vec![],
         )
         .await
         .unwrap();

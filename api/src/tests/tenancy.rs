@@ -563,7 +563,7 @@ async fn seed_alpha(h: &Harness) -> AlphaData {
         updated_at_ms: 1,
     };
     h.store
-        .record_page_deliveries(&tenant, 0, &[failed], &[])
+        .record_page_deliveries(&tenant, 0, &mut [failed], &mut vec![])
         .await
         .unwrap();
     AlphaData {

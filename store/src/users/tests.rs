@@ -273,7 +273,7 @@ async fn a_hundred_thousand_users_upsert_in_seconds() {
 /// rows and then the counter (to log its token revocations), or the rows in another order,
 /// deadlocked with them on PostgreSQL, which failed one side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn erasing_a_user_beside_their_reads_and_deliveries_never_deadlocks() {
+async fn erasing_a_user_beside_their_reads_and_deliveries_never_deadlocks_nor_leaves_messages() {
     use fanout_domain::inbox::InboxMessage;
     use fanout_domain::receipt::{DeliveryStatus, Receipt};
     use fanout_domain::{Channel, DedupeKey, InstanceId};
@@ -325,7 +325,7 @@ async fn erasing_a_user_beside_their_reads_and_deliveries_never_deadlocks() {
         let messages: Vec<InboxMessage> = (0..60).map(|i| message(&u, &format!("m{i}"))).collect();
         let receipts: Vec<Receipt> = (0..60).map(|i| failed(&u, &format!("r{i}"))).collect();
         store
-            .record_page_deliveries(&t, 0, &receipts, &messages)
+            .record_page_deliveries(&t, 0, &mut receipts.clone(), &mut messages.clone())
             .await
             .unwrap();
         let mut tasks = Vec::new();
@@ -339,7 +339,9 @@ async fn erasing_a_user_beside_their_reads_and_deliveries_never_deadlocks() {
                 if w % 3 == 0 {
                     // A delivery: new in-app messages (the counter), then the receipts.
                     for m in fresh {
-                        store.record_page_deliveries(&t, 0, &receipts, &[m]).await?;
+                        store
+                            .record_page_deliveries(&t, 0, &mut receipts.clone(), &mut vec![m])
+                            .await?;
                     }
                 } else {
                     for m in messages.iter().skip(w).step_by(15) {
@@ -355,5 +357,91 @@ async fn erasing_a_user_beside_their_reads_and_deliveries_never_deadlocks() {
         };
         tasks.push(eraser);
         all_succeed(tasks).await;
+        // Whichever committed first, nothing of the user's is left in the inbox: a delivery
+        // that committed before the erasure lost its messages to it, and one after found no
+        // profile and wrote none.
+        let left = store.list_inbox(&t, &u, None, 100).await.unwrap();
+        assert!(
+            left.is_empty(),
+            "round {round}: {} messages left",
+            left.len()
+        );
     }
+}
+
+/// A page's in-app messages are written for users with a profile only: an erased user's
+/// message is dropped and its delivered receipt says suppressed, `unknown_user`.
+#[tokio::test]
+async fn a_page_writes_no_message_for_an_erased_user() {
+    use fanout_domain::inbox::InboxMessage;
+    use fanout_domain::receipt::{DeliveryStatus, Receipt, UNKNOWN_USER};
+    use fanout_domain::{Channel, DedupeKey, InstanceId};
+    let store = store().await;
+    let t = TenantId::parse("a").unwrap();
+    store.upsert_tenant(&t, "A").await.unwrap();
+    let req = DedupeKey::new(t.clone(), "page").unwrap().request_id();
+    let (kept, gone) = (
+        UserId::parse("kept").unwrap(),
+        UserId::parse("gone").unwrap(),
+    );
+    for u in [&kept, &gone] {
+        store.upsert_user(&t, &user(u.as_str())).await.unwrap();
+    }
+    assert!(store.delete_user(&t, &gone).await.unwrap());
+    let delivered = |u: &UserId| Receipt {
+        instance_id: InstanceId::derive(&req, u, Channel::InApp),
+        request_id: req.clone(),
+        user_id: u.clone(),
+        channel: Channel::InApp,
+        status: DeliveryStatus::Delivered,
+        provider_message_id: Some("inbox".into()),
+        attempts: 1,
+        latency_ms: None,
+        error_code: None,
+        error_message: None,
+        updated_at_ms: 1,
+    };
+    let message = |u: &UserId| InboxMessage {
+        id: InstanceId::derive(&req, u, Channel::InApp),
+        user_id: u.clone(),
+        request_id: req.clone(),
+        title: "t".into(),
+        body: "b".into(),
+        action_url: None,
+        data: serde_json::json!({}),
+        created_at_ms: 1,
+        read_at_ms: None,
+    };
+    let mut receipts = vec![delivered(&gone), delivered(&kept)];
+    let mut messages = vec![message(&gone), message(&kept)];
+    let suppressed = store
+        .record_page_deliveries(&t, 0, &mut receipts, &mut messages)
+        .await
+        .unwrap();
+    assert_eq!(suppressed, 1);
+    assert_eq!(messages, vec![message(&kept)]);
+    assert_eq!(receipts[0].status, DeliveryStatus::Suppressed);
+    assert_eq!(receipts[0].error_code.as_deref(), Some(UNKNOWN_USER));
+    assert_eq!(receipts[0].provider_message_id, None);
+    assert_eq!(receipts[1], delivered(&kept));
+    assert!(
+        store
+            .list_inbox(&t, &gone, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.list_inbox(&t, &kept, None, 10).await.unwrap().len(),
+        1
+    );
+    let stored = store
+        .get_receipts(&req, Channel::InApp, &[gone.clone(), kept.clone()])
+        .await
+        .unwrap();
+    assert_eq!(stored[&receipts[0].instance_id], receipts[0]);
+    assert_eq!(
+        stored[&receipts[1].instance_id].status,
+        DeliveryStatus::Delivered
+    );
 }
