@@ -145,11 +145,8 @@ impl Store {
         sql: impl Fn(&str) -> String,
         bind: impl Fn(Bound<'a>) -> Bound<'a>,
     ) -> Result<Vec<AnyRow>> {
-        let mut rows = Vec::new();
-        for statement in self.keyed_statements(keys, sql, bind)? {
-            rows.extend(statement.fetch(self.pool()).await?);
-        }
-        Ok(rows)
+        let mut conn = self.pool().acquire().await?;
+        self.fetch_by_keys_in(&mut conn, keys, sql, bind).await
     }
 
     /// Like [`Self::fetch_by_keys`] on `conn` (a transaction's): for lookups that lock the

@@ -68,7 +68,7 @@ impl Store {
     /// cancelled or failed request decides from receipts it read earlier, and a page still
     /// finishing its sends may record `delivered` in between: that must not become `cancelled`.
     pub async fn settle_receipts(&self, tenant_id: &TenantId, receipts: &[Receipt]) -> Result<()> {
-        self.write_deliveries(tenant_id, None, receipts, &[], Replace::PendingOnly)
+        self.write_deliveries(tenant_id, receipts, &[], Replace::PendingOnly)
             .await
     }
 
@@ -81,7 +81,7 @@ impl Store {
         receipts: &[Receipt],
         inbox: &[InboxMessage],
     ) -> Result<()> {
-        self.write_deliveries(tenant_id, None, receipts, inbox, Replace::Any)
+        self.write_deliveries(tenant_id, receipts, inbox, Replace::Any)
             .await
     }
 
@@ -182,10 +182,10 @@ impl Store {
         Ok(suppressed)
     }
 
+    /// Writes deliveries that belong to no page (nothing goes on the dead-letter list).
     async fn write_deliveries(
         &self,
         tenant_id: &TenantId,
-        page: Option<u32>,
         receipts: &[Receipt],
         inbox: &[InboxMessage],
         replace: Replace,
@@ -194,13 +194,14 @@ impl Store {
             return Ok(());
         }
         let (mut tx, _writer) = self.write_tx().await?;
-        self.write_in(&mut tx, tenant_id, page, receipts, inbox, replace)
+        self.write_in(&mut tx, tenant_id, None, receipts, inbox, replace)
             .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// The writes of [`Self::write_deliveries`], in the caller's transaction.
+    /// The writes of a batch of deliveries, in the caller's transaction; a page's failures go on
+    /// the dead-letter list.
     async fn write_in(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
