@@ -146,7 +146,7 @@ impl Store {
         };
         let rows = self
             .fetch_by_keys_in(
-                &mut **tx,
+                tx,
                 &users,
                 |list| {
                     format!(
