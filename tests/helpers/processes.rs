@@ -12,14 +12,14 @@ use super::TestApp;
 /// The directory of this workspace's debug binaries, brought up to date once per test process
 /// (cargo does nothing when they are fresh), so a stale binary from an older build never runs.
 /// It builds the workspace's binaries as `make test` and `make up` do: building one package
-/// alone resolves dependency features differently and recompiles the TLS stack both ways.
+/// alone resolves dependency features differently and recompiles the TLS stack both ways. The
+/// directory is the one cargo reports (`cargo metadata`), so a target directory moved by
+/// `CARGO_TARGET_DIR`, `CARGO_BUILD_TARGET_DIR` or a config file, relative or not, is found.
 fn binaries() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let target = std::env::var("CARGO_TARGET_DIR")
-                .map_or_else(|_| root.join("target"), PathBuf::from);
             let status = Command::new(env!("CARGO"))
                 .args(["build", "--workspace", "--bins"])
                 .current_dir(&root)
@@ -28,7 +28,17 @@ fn binaries() -> anyhow::Result<PathBuf> {
             if !status.success() {
                 return Err("building the workspace's binaries failed".to_owned());
             }
-            Ok(target.join("debug"))
+            let metadata = Command::new(env!("CARGO"))
+                .args(["metadata", "--no-deps", "--format-version", "1"])
+                .current_dir(&root)
+                .output()
+                .map_err(|e| format!("running cargo metadata: {e}"))?;
+            let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout)
+                .map_err(|e| format!("reading cargo metadata: {e}"))?;
+            let target = metadata["target_directory"]
+                .as_str()
+                .ok_or("cargo metadata names no target directory")?;
+            Ok(PathBuf::from(target).join("debug"))
         })
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
