@@ -35,6 +35,11 @@ impl ConfigFile {
     }
 }
 
+/// The settings that are lists, given in the environment comma-separated
+/// (`FANOUT_WEBHOOKS__ALLOWED_PRIVATE=127.0.0.1:8025,[::1]:8025`); every other value is one
+/// string, commas and all.
+const LIST_KEYS: [&str; 1] = ["webhooks.allowed_private"];
+
 /// Loads `T` from its defaults, the optional `file`, and the `FANOUT_*` entries of `env`.
 pub fn load<T>(file: Option<&Path>, env: &HashMap<String, String>) -> Result<T, ConfigError>
 where
@@ -45,11 +50,15 @@ where
     if let Some(path) = file {
         builder = builder.add_source(config::File::from(path).required(true));
     }
-    let env_source = config::Environment::with_prefix("FANOUT")
+    let mut env_source = config::Environment::with_prefix("FANOUT")
         .prefix_separator("_")
         .separator("__")
         .try_parsing(true)
-        .source(Some(env.clone().into_iter().collect()));
+        .list_separator(",");
+    for key in LIST_KEYS {
+        env_source = env_source.with_list_parse_key(key);
+    }
+    let env_source = env_source.source(Some(env.clone().into_iter().collect()));
     Ok(builder.add_source(env_source).build()?.try_deserialize()?)
 }
 
@@ -66,6 +75,33 @@ mod tests {
         temporal: TemporalConfig,
         store: StoreConfig,
         password: Secret,
+    }
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Lists {
+        webhooks: fanout_domain::webhook::WebhooksConfig,
+        store: StoreConfig,
+    }
+
+    #[test]
+    fn list_settings_split_on_commas_and_others_do_not() {
+        let env = HashMap::from([
+            (
+                "FANOUT_WEBHOOKS__ALLOWED_PRIVATE".to_owned(),
+                "127.0.0.1:8025,[::1]:8025".to_owned(),
+            ),
+            (
+                "FANOUT_STORE__URL".to_owned(),
+                "postgres://a,b@h/db".to_owned(),
+            ),
+        ]);
+        let loaded: Lists = load(None, &env).unwrap();
+        assert_eq!(
+            loaded.webhooks.allowed_private,
+            ["127.0.0.1:8025", "[::1]:8025"]
+        );
+        assert_eq!(loaded.store.url, "postgres://a,b@h/db");
     }
 
     #[test]
