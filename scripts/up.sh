@@ -86,6 +86,7 @@ start_service worker env FANOUT_SMTP__HOST=127.0.0.1 FANOUT_SMTP__PORT="$SANDBOX
   FANOUT_FCM__BASE_URL="http://127.0.0.1:$SANDBOX_HTTP_PORT" \
   FANOUT_FCM__SERVICE_ACCOUNT_PATH="$PUSH_DIR/fcm-service-account.json" \
   FANOUT_METRICS_ADDR="127.0.0.1:$WORKER_METRICS_PORT" \
+  FANOUT_WEBHOOKS__ALLOWED_PRIVATE="127.0.0.1:$SANDBOX_HTTP_PORT" \
   "$TARGET_DIR/fanout-worker"
 wait_until worker 60 grep -q "worker started" "$LOG_DIR/worker.log" \
   || die "the worker did not start; see $LOG_DIR/worker.log"
@@ -106,6 +107,7 @@ admin_key=""
 
 stop_service api
 start_service api env FANOUT_LISTEN_ADDR="127.0.0.1:$API_PORT" FANOUT_ADMIN_KEY="$admin_key" \
+  FANOUT_WEBHOOKS__ALLOWED_PRIVATE="127.0.0.1:$SANDBOX_HTTP_PORT" \
   "$TARGET_DIR/fanout-api" serve
 wait_until api 30 curl -fsS "http://127.0.0.1:$API_PORT/healthz" \
   || die "the api did not start; see $LOG_DIR/api.log"
@@ -174,6 +176,9 @@ Then:
   emails:    http://127.0.0.1:$SANDBOX_HTTP_PORT/   (the sandbox's mail UI; JSON at /api/emails)
   push:      curl -sS http://127.0.0.1:$SANDBOX_HTTP_PORT/api/apns/notifications   (alice's iPhone)
              curl -sS http://127.0.0.1:$SANDBOX_HTTP_PORT/api/fcm/messages         (bob's Android)
+  webhooks:  curl -sS -X POST http://127.0.0.1:$API_PORT/v1/webhooks -H "Authorization: Bearer $FANOUT_API_KEY" \\
+               -H 'Content-Type: application/json' -d '{"url":"http://127.0.0.1:$SANDBOX_HTTP_PORT/hooks/demo"}'
+             curl -sS http://127.0.0.1:$SANDBOX_HTTP_PORT/api/webhooks/demo/calls   (what the sandbox's receiver got)
   workflows: http://127.0.0.1:$TEMPORAL_UI_PORT/   (Temporal UI)
 $prometheus_line
              curl -sS http://127.0.0.1:$WORKER_METRICS_PORT/metrics | grep fanout_deliveries_total

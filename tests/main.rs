@@ -22,3 +22,4 @@ mod record;
 mod retries;
 mod scale_out;
 mod scheduling;
+mod webhooks;

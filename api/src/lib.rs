@@ -48,6 +48,7 @@ pub mod suppressions;
 pub mod templates;
 pub mod timing;
 pub mod users;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -100,6 +101,8 @@ pub struct Config {
     pub retention: retention::RetentionConfig,
     /// Metrics labels (`FANOUT_METRICS__TENANT_LABEL`).
     pub metrics: fanout_telemetry::metrics::MetricsConfig,
+    /// Outbound webhooks: which private destinations endpoints may have, the rotation grace.
+    pub webhooks: fanout_domain::webhook::WebhooksConfig,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             http: bounds::HttpConfig::default(),
             retention: retention::RetentionConfig::default(),
             metrics: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -147,6 +151,8 @@ pub struct AppState {
     pub http: bounds::HttpConfig,
     /// Running requests' status, shared by status calls for a second.
     pub running_status: requests::RunningStatusCache,
+    /// See [`Config::webhooks`].
+    pub webhooks: fanout_domain::webhook::WebhooksConfig,
 }
 
 /// Builds the router: every route inside the [`bounds`] but the inbox streams, which stay open
@@ -207,7 +213,8 @@ pub fn routes(http: &bounds::HttpConfig) -> OpenApiRouter<AppState> {
         .merge(kill::routes())
         .routes(routes!(preflight::get_setting, preflight::put_setting))
         .merge(admin::routes())
-        .merge(quotas::routes());
+        .merge(quotas::routes())
+        .merge(webhooks::routes());
     openapi::within_bounds(bounded.get_openapi_mut());
     let mut all = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(bounded.layer(axum::middleware::from_fn_with_state(bounds, bounds::bound)))
@@ -242,6 +249,7 @@ pub async fn run(
         scheduling: config.scheduling,
         http: config.http.clone(),
         running_status: requests::running_status_cache(),
+        webhooks: config.webhooks.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app(state))

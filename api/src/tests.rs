@@ -159,6 +159,7 @@ async fn harness_with(dedupe_window: Duration, scheduling: SchedulingConfig) -> 
         scheduling,
         http: Default::default(),
         running_status: crate::requests::running_status_cache(),
+        webhooks: fanout_domain::webhook::WebhooksConfig::default(),
     });
     let mut keys = Vec::new();
     for tenant in ["a", "b"] {
@@ -299,3 +300,4 @@ mod requests;
 mod scheduling;
 mod templates;
 mod users;
+mod webhooks;

@@ -325,7 +325,7 @@ impl DedupeKey {
 
 /// Hashes parts with a separator that cannot occur inside them (ids reject control characters),
 /// so ("a", "bc") and ("ab", "c") never collide.
-fn hash_parts(parts: &[&str]) -> String {
+pub(crate) fn hash_parts(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {

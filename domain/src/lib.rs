@@ -5,8 +5,8 @@
 //! understands it once it has been parsed ([`request`]), stored audiences such as segments
 //! ([`audience`]), delivery outcomes ([`receipt`]), users and their devices ([`user`]),
 //! templates ([`template`]) and their rendering ([`render`]), the backoff of delivery retries
-//! ([`retry`]), the in-app inbox ([`inbox`]), and the settings' types the binaries load
-//! ([`config`]).
+//! ([`retry`]), the in-app inbox ([`inbox`]), outbound webhooks' events and destinations
+//! ([`webhook`]), and the settings' types the binaries load ([`config`]).
 //!
 //! It depends on neither Temporal nor anything that does I/O: the workflow and activity
 //! contracts built on the Temporal SDK are `fanout-contracts`, and the configuration loader is
@@ -27,6 +27,7 @@ pub mod request;
 pub mod retry;
 pub mod template;
 pub mod user;
+pub mod webhook;
 
 pub use channel::Channel;
 pub use ids::{DedupeKey, InstanceId, RequestId, SegmentId, TemplateId, TenantId, UserId};

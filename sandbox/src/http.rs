@@ -58,6 +58,7 @@ pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
         .merge(crate::fcm::routes())
         .merge(crate::apns::routes())
         .merge(crate::otlp::routes())
+        .merge(crate::webhooks::routes())
         .route("/api/smtp/ca.pem", get(crate::smtp::ca_pem))
         .fallback(not_found)
         .with_state(sandbox)

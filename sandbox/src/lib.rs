@@ -17,6 +17,7 @@
 //! - [`apns`]: the APNs simulator, its credentials, fault rules and stored notifications.
 //! - [`fcm`]: the FCM simulator (OAuth token endpoint and `messages:send`), faults and read-back.
 //! - [`otlp`]: an OTLP/HTTP trace receiver with read-back.
+//! - [`webhooks`]: a webhook receiver that verifies signatures, with read-back and faults.
 //! - `fault`: the fault-rule set the providers share (order, `times`, rate windows) and its
 //!   routes; each provider's rules say what they match and what they answer ([`RuleList`]).
 //! - `connections`: what the SMTP and APNs servers share about client connections (accepting,
@@ -64,6 +65,11 @@
 //! - `POST /v1/traces`: an OTLP/HTTP trace receiver (JSON encoding); `GET /api/spans?trace_id=
 //!   &attribute=key=value&limit=` ([`otlp::SpanList`]) and `DELETE /api/spans` read back and
 //!   forget what it received (see [`otlp`]).
+//! - `POST /hooks/{name}`: a webhook receiver; `PUT /api/webhooks/{name}/secrets` sets the
+//!   secrets its signatures verify against, `GET /api/webhooks/{name}/calls?after_id=&limit=`
+//!   ([`webhooks::CallList`]) reads its calls back, `DELETE /api/webhooks` forgets them all;
+//!   `GET|POST|DELETE /api/webhooks/faults`, `DELETE /api/webhooks/faults/{id}`: its fault
+//!   rules ([`webhooks::WebhookFaultList`], [`webhooks::NewWebhookFault`]).
 //!
 //! Errors are JSON [`ErrorResponse`] bodies with a matching status code.
 
@@ -76,6 +82,7 @@ mod http;
 mod mailbox;
 pub mod otlp;
 mod smtp;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -106,6 +113,8 @@ pub(crate) struct Sandbox {
     pub apns: apns::Apns,
     /// Spans received by the OTLP receiver.
     pub spans: otlp::Spans,
+    /// The webhook receivers' calls, secrets and fault rules.
+    pub webhooks: webhooks::Receivers,
     /// STARTTLS, implicit TLS and AUTH settings of the SMTP listeners.
     pub smtp_options: SmtpOptions,
 }
@@ -119,6 +128,7 @@ impl Sandbox {
             fcm: fcm::Fcm::new(),
             apns: apns::Apns::default(),
             spans: otlp::Spans::default(),
+            webhooks: webhooks::Receivers::default(),
             smtp_options: SmtpOptions::default(),
         }
     }

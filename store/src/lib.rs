@@ -36,6 +36,7 @@ pub mod switches;
 pub mod templates;
 pub mod tenants;
 pub mod users;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -4,11 +4,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use fanout_domain::inbox::InboxMessage;
 use fanout_domain::receipt::{ChannelCounts, DeliveryStatus, Receipt, UNKNOWN_USER};
+use fanout_domain::webhook::{WebhookEventType, event_id};
 use fanout_domain::{Channel, InstanceId, RequestId, TenantId, UserId};
+use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::bulk::Insert;
+use crate::webhooks::outbox::NewEvent;
 use crate::{Result, Store, parse_col};
 
 const T: &str = "receipts";
@@ -55,6 +58,50 @@ impl Replace {
             Self::PendingOnly => " WHERE receipts.status = 'pending'",
         }
     }
+}
+
+/// The webhook events of deliveries that reached a final status: delivered, failed or
+/// suppressed, and a page's failures going on the dead-letter list as well.
+fn delivery_events(receipts: &[&Receipt], page: Option<u32>) -> Vec<NewEvent> {
+    let mut events = Vec::new();
+    for r in receipts {
+        let kind = match r.status {
+            DeliveryStatus::Delivered => WebhookEventType::DeliveryDelivered,
+            DeliveryStatus::Failed => WebhookEventType::DeliveryFailed,
+            DeliveryStatus::Suppressed => WebhookEventType::DeliverySuppressed,
+            DeliveryStatus::Pending | DeliveryStatus::Cancelled => continue,
+        };
+        let data = json!({
+            "request_id": r.request_id.as_str(),
+            "instance_id": r.instance_id.as_str(),
+            "user_id": r.user_id.as_str(),
+            "channel": r.channel.as_str(),
+            "status": r.status.as_str(),
+            "error_code": r.error_code,
+            "provider_message_id": r.provider_message_id,
+            "attempts": r.attempts,
+            "latency_ms": r.latency_ms,
+        });
+        let at = r.updated_at_ms.to_string();
+        let parts = [r.instance_id.as_str(), at.as_str()];
+        if let (WebhookEventType::DeliveryFailed, Some(page)) = (kind, page) {
+            let mut dead = data.clone();
+            dead["page"] = json!(page);
+            events.push(NewEvent {
+                kind: WebhookEventType::DeliveryDeadLettered,
+                id: event_id(WebhookEventType::DeliveryDeadLettered, &parts),
+                at_ms: r.updated_at_ms,
+                data: dead,
+            });
+        }
+        events.push(NewEvent {
+            kind,
+            id: event_id(kind, &parts),
+            at_ms: r.updated_at_ms,
+            data,
+        });
+    }
+    events
 }
 
 impl Store {
@@ -220,6 +267,11 @@ impl Store {
         crate::inbox::insert_messages(tx, tenant_id, inbox).await?;
         if let Some(page) = page {
             crate::dead_letters::insert_failed(tx, tenant_id, page, &receipts).await?;
+        }
+        // A settlement's receipts are no news: the request's own event reports its end.
+        if let Replace::Any = replace {
+            crate::webhooks::outbox::enqueue(tx, tenant_id, || delivery_events(&receipts, page))
+                .await?;
         }
         let on_conflict = format!(
             "ON CONFLICT (instance_id) DO UPDATE SET

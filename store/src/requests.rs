@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 
 use fanout_domain::receipt::{Progress, RequestState};
 use fanout_domain::request::DeliveryPath;
+use fanout_domain::webhook::{WebhookEventType, event_id};
 use fanout_domain::{RequestId, TemplateId, TenantId, UnixMillis};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::webhooks::outbox::NewEvent;
 use crate::{Result, Store, now_ms, parse_col};
 
 /// What a request's row is filed under, taken from the workflow input it is recorded with. The
@@ -195,24 +197,49 @@ impl Store {
         row.as_ref().map(record_from_row).transpose()
     }
 
-    /// Writes the request's final state and counts.
+    /// Writes the request's final state and counts, and the webhook event of its end.
     pub async fn finalize_request(
         &self,
         request_id: &RequestId,
         state: RequestState,
         progress: &Progress,
     ) -> Result<()> {
-        let progress = parse_col(T_REQUESTS, serde_json::to_string(progress))?;
-        sqlx::query(
+        let counts = parse_col(T_REQUESTS, serde_json::to_string(progress))?;
+        let now = now_ms();
+        let (mut tx, _writer) = self.write_tx().await?;
+        let tenant: Option<String> = sqlx::query_scalar(
             "UPDATE requests SET state = $1, progress = $2, updated_at_ms = $3
-             WHERE request_id = $4",
+             WHERE request_id = $4 RETURNING tenant_id",
         )
         .bind(state.as_str())
-        .bind(progress)
-        .bind(now_ms())
+        .bind(counts)
+        .bind(now)
         .bind(request_id.as_str())
-        .execute(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
+        let kind = match state {
+            RequestState::Completed => Some(WebhookEventType::RequestCompleted),
+            RequestState::Cancelled => Some(WebhookEventType::RequestCancelled),
+            RequestState::Failed => Some(WebhookEventType::RequestFailed),
+            RequestState::Running => None,
+        };
+        if let (Some(tenant), Some(kind)) = (tenant, kind) {
+            let tenant_id = parse_col(T_REQUESTS, TenantId::parse(&tenant))?;
+            crate::webhooks::outbox::enqueue(&mut tx, &tenant_id, || {
+                vec![NewEvent {
+                    kind,
+                    id: event_id(kind, &[request_id.as_str()]),
+                    at_ms: now,
+                    data: serde_json::json!({
+                        "request_id": request_id.as_str(),
+                        "state": state.as_str(),
+                        "progress": progress,
+                    }),
+                }]
+            })
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

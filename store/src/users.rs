@@ -3,12 +3,14 @@
 use std::collections::BTreeMap;
 
 use fanout_domain::user::{Device, EmailAddress, Timezone, User};
+use fanout_domain::webhook::{WebhookEventType, event_id};
 use fanout_domain::{Channel, TenantId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::bulk::Insert;
 use crate::suppressions::SuppressionReason;
+use crate::webhooks::outbox::NewEvent;
 use crate::{Result, Store, now_ms, parse_col};
 
 const T: &str = "users";
@@ -248,6 +250,20 @@ impl Store {
                 .bind(tenant_id.as_str())
                 .bind(user_id.as_str())
                 .execute(&mut *tx)
+                .await?;
+                let kind = WebhookEventType::TokenInvalidated;
+                crate::webhooks::outbox::enqueue(&mut tx, tenant_id, || {
+                    vec![NewEvent {
+                        kind,
+                        id: event_id(kind, &[user_id.as_str(), token]),
+                        at_ms: now_ms(),
+                        data: serde_json::json!({
+                            "user_id": user_id.as_str(),
+                            "token": token,
+                            "reason": reason,
+                        }),
+                    }]
+                })
                 .await?;
             }
         }

@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 use fanout_domain::TenantId;
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_domain::request::DeliveryPath;
+use fanout_domain::webhook::WebhooksConfig;
 use fanout_sandbox::{EmailList, NewFault, StoredEmail};
 use fanout_store::Store;
 use fanout_store::tenants::generate_api_key;
@@ -57,6 +58,8 @@ pub struct Setup {
     pub in_process_worker: bool,
     /// The API's limit for the direct path (0 sends every request down the tree).
     pub direct_max_recipients: usize,
+    /// Whether the test's worker delivers webhooks ([`webhooks_config`]).
+    pub webhooks: bool,
 }
 
 impl Default for Setup {
@@ -66,6 +69,7 @@ impl Default for Setup {
             concurrency: 16,
             in_process_worker: true,
             direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
+            webhooks: false,
         }
     }
 }
@@ -127,6 +131,7 @@ impl TestApp {
             concurrency,
             in_process_worker,
             direct_max_recipients,
+            webhooks,
         } = setup;
         let shared = stack::shared()?;
         let suffix: u32 = rand::random();
@@ -181,6 +186,7 @@ impl TestApp {
                 tenant_label: true,
                 ..Default::default()
             },
+            webhooks: webhooks_config(shared, webhooks),
             ..fanout_worker::Config::default()
         };
         let stop_worker = in_process_worker.then(|| stack::spawn_worker(worker_config.clone()));
@@ -197,6 +203,7 @@ impl TestApp {
                 tenant_label: true,
                 ..Default::default()
             },
+            webhooks: webhooks_config(shared, false),
             ..fanout_api::Config::default()
         };
         tokio::spawn(async move {
@@ -625,6 +632,25 @@ pub async fn expect_status(r: reqwest::Response, want: StatusCode) -> anyhow::Re
         return Ok(Value::Null);
     }
     serde_json::from_str(&text).with_context(|| format!("body is not JSON: {text}"))
+}
+
+/// The most events one webhook call carries in the tests.
+pub const WEBHOOK_BATCH: u32 = 100;
+
+/// Webhook settings for a test: the sandbox's receiver allowed though it is on loopback, and
+/// waits short enough for a test to see batches and retries within seconds. A partial batch
+/// waits 5 s of quiet, so a fan-out's events, arriving steadily, travel in full batches.
+fn webhooks_config(shared: &Shared, deliver: bool) -> WebhooksConfig {
+    WebhooksConfig {
+        deliver,
+        allowed_private: vec![shared.sandbox_url.trim_start_matches("http://").to_owned()],
+        batch_size: WEBHOOK_BATCH,
+        batch_wait_ms: 5_000,
+        poll_ms: 100,
+        timeout_ms: 5_000,
+        max_backoff_seconds: 3,
+        ..WebhooksConfig::default()
+    }
 }
 
 /// Polls `check` until it yields a value or `timeout` passes. Deadlines are generous (a minute

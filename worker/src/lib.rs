@@ -1,5 +1,6 @@
 //! The Fanout worker: polls Fanout's Temporal task queue and runs the workflows
-//! (`fanout-workflows`) and activities (`fanout-activities`).
+//! (`fanout-workflows`) and activities (`fanout-activities`), and empties the webhook outbox
+//! (`fanout-webhooks`).
 //!
 //! [`run`] is the whole process behind a shutdown future, so tests start a worker in-process;
 //! `main.rs` only loads [`Config`] and waits for a signal.
@@ -56,6 +57,9 @@ pub struct Config {
     pub metrics_addr: Option<String>,
     /// Metrics labels (`FANOUT_METRICS__TENANT_LABEL`).
     pub metrics: fanout_telemetry::metrics::MetricsConfig,
+    /// Outbound webhooks: whether this worker delivers them, batching, retries, destinations
+    /// (`FANOUT_WEBHOOKS__*`).
+    pub webhooks: fanout_domain::webhook::WebhooksConfig,
 }
 
 /// Concurrent task polls (`FANOUT_POLLERS__WORKFLOW_TASKS`, ..). Every request's first workflow
@@ -137,6 +141,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         fcm = push.fcm.is_some(),
         "push providers configured"
     );
+    let webhooks = fanout_webhooks::spawn(store.clone(), config.webhooks.clone())
+        .context("starting the webhook dispatcher")?;
+    let _webhooks = AbortOnDrop(webhooks.map(|task| task.abort_handle()));
     let activities = FanoutActivities::new(store, email, push, config.delivery.clone())
         .with_limits(config.limits.clone());
 

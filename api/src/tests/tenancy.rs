@@ -194,6 +194,7 @@ async fn admin_and_tenant_keys_do_not_open_each_others_routes() {
         scheduling: Default::default(),
         http: Default::default(),
         running_status: crate::requests::running_status_cache(),
+        webhooks: fanout_domain::webhook::WebhooksConfig::default(),
     });
     let request = Request::get("/v1/admin/tenants")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN_KEY}"))
@@ -443,6 +444,7 @@ struct AlphaData {
     message_id: String,
     token_id: String,
     inbox_token: String,
+    endpoint_id: String,
 }
 
 /// Gives tenant a one of every resource, each marked with [`MARK`].
@@ -566,7 +568,17 @@ async fn seed_alpha(h: &Harness) -> AlphaData {
         .record_page_deliveries(&tenant, 0, &mut [failed], &mut vec![])
         .await
         .unwrap();
+    let (status, endpoint) = h
+        .call(
+            "POST",
+            "/v1/webhooks",
+            a,
+            Some(json!({"url": format!("https://93.184.216.34/{MARK}")})),
+        )
+        .await;
+    ok(status, &endpoint);
     AlphaData {
+        endpoint_id: endpoint["endpoint_id"].as_str().unwrap().to_owned(),
         request_id,
         message_id: message.id.to_string(),
         token_id: token["token_id"].as_str().unwrap().to_owned(),
@@ -594,6 +606,8 @@ async fn snapshot(h: &Harness, alpha: &AlphaData) -> BTreeMap<String, (StatusCod
         "/v1/dead-letters".to_owned(),
         format!("/v1/status/{rid}"),
         format!("/v1/receipts?request_id={rid}"),
+        "/v1/webhooks".to_owned(),
+        format!("/v1/webhooks/{}", alpha.endpoint_id),
     ] {
         let answer = h.call("GET", &uri, Some(h.key(0)), None).await;
         assert!(answer.0.is_success(), "{uri}: {answer:?}");
@@ -677,6 +691,7 @@ async fn no_tenant_route_shows_or_changes_another_tenants_data() {
 
     let rid = alpha.request_id.as_str();
     let suppressed = "/v1/suppressions/email/alice%40a.test".to_owned();
+    let hook = format!("/v1/webhooks/{}", alpha.endpoint_id);
     let ok = StatusCode::OK;
     // Reads and actions on a's ids first; upserts (which create b's own items under the
     // same ids) last, so they cannot mask a 404.
@@ -877,6 +892,12 @@ async fn no_tenant_route_shows_or_changes_another_tenants_data() {
             "/v1/quotas/templates/alpha-tpl".into(),
             NotFound,
         ),
+        probe("GET", "/v1/webhooks/{endpoint_id}", hook.clone(), NotFound),
+        probe("PATCH", "/v1/webhooks/{endpoint_id}", hook.clone(), NotFound)
+            .body(json!({"enabled": false})),
+        probe("POST", "/v1/webhooks/{endpoint_id}/rotate", format!("{hook}/rotate"), NotFound),
+        probe("DELETE", "/v1/webhooks/{endpoint_id}", hook, NotFound),
+        probe("GET", "/v1/webhooks", "/v1/webhooks".into(), Own(ok)),
         // b has no tenant quota of its own: a's is not what it reads or removes.
         probe("GET", "/v1/quotas/tenant", "/v1/quotas/tenant".into(), NotFound),
         probe("DELETE", "/v1/quotas/tenant", "/v1/quotas/tenant".into(), NotFound),
@@ -912,6 +933,8 @@ async fn no_tenant_route_shows_or_changes_another_tenants_data() {
             .body(json!({"channel": "email", "address": "alice@a.test"})),
         probe("PUT", "/v1/users/{user_id}", "/v1/users/alice".into(), Own(ok))
             .body(json!({"name": "B's alice"})),
+        probe("POST", "/v1/webhooks", "/v1/webhooks".into(), Own(StatusCode::CREATED))
+            .body(json!({"url": "https://93.184.216.34/b"})),
     ];
 
     // The probes cover exactly the tenant routes the API documents (and the OpenAPI test
