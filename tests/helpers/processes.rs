@@ -20,17 +20,15 @@ fn binaries() -> anyhow::Result<PathBuf> {
     BUILT
         .get_or_init(|| {
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let status = Command::new(env!("CARGO"))
+            let status = cargo(&root)
                 .args(["build", "--workspace", "--bins"])
-                .current_dir(&root)
                 .status()
                 .map_err(|e| format!("running cargo: {e}"))?;
             if !status.success() {
                 return Err("building the workspace's binaries failed".to_owned());
             }
-            let metadata = Command::new(env!("CARGO"))
+            let metadata = cargo(&root)
                 .args(["metadata", "--no-deps", "--format-version", "1"])
-                .current_dir(&root)
                 .output()
                 .map_err(|e| format!("running cargo metadata: {e}"))?;
             let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout)
@@ -42,6 +40,36 @@ fn binaries() -> anyhow::Result<PathBuf> {
         })
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Cargo, run in `root` with the environment this test process was started with, less what
+/// `cargo test` adds for a test (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ..). Build scripts that
+/// read those (ring's reads `CARGO_MANIFEST_DIR`) would otherwise see them change between
+/// `make test`'s builds and this one, and the TLS stack and everything above it would be
+/// rebuilt twice per run, minutes on a loaded machine while the other tests' clocks run.
+fn cargo(root: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command.current_dir(root);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let added_by_cargo_test = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                &*name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            );
+        if added_by_cargo_test {
+            command.env_remove(&*name);
+        }
+    }
+    command
 }
 
 /// The path of one of the workspace's binaries (`fanout`, the CLI), built as [`binaries`] says.
