@@ -1,5 +1,5 @@
 # Fanout: the two commands that matter are `make up` and `make test` (see README.md).
-.PHONY: up down reset test bench fuzz openapi lint fmt record-histories
+.PHONY: up down reset test bench fuzz openapi lint fmt record-histories e2e-under-load
 
 up: ## build and start the whole stack in the background, seed the demo tenant
 	@bash scripts/up.sh
@@ -15,6 +15,9 @@ test: ## the whole test suite
 
 openapi: ## regenerate api/openapi.json from the code (a test fails while it is out of date)
 	cargo run -q -p fanout-api -- openapi --out api/openapi.json
+
+e2e-under-load: ## the e2e suite 5 times in a row with both cores busy (flaky-test hunt; not part of make test)
+	@bash scripts/e2e-under-load.sh
 
 fuzz: ## schemathesis against the served OpenAPI document, on a throwaway stack
 	@bash scripts/fuzz.sh
