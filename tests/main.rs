@@ -6,6 +6,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod direct;
+mod failover;
 mod hardening;
 mod helpers;
 mod inbox_stream;

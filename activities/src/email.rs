@@ -11,10 +11,12 @@
 //! joins the pool.
 //!
 //! The module is laid out along those lines: [`EmailSender`] here builds each message and sends
-//! it on a pooled connection, `config` holds the settings, `pool` opens, secures and keeps the
+//! it on a pooled connection of the first relay that is not resting, `failover` keeps each
+//! relay's record, `config` holds the settings, `pool` opens, secures and keeps the
 //! connections, and `classify` turns the relay's replies into [`SendOutcome`]s.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fanout_domain::InstanceId;
 use fanout_domain::render::RenderedEmail;
@@ -29,23 +31,135 @@ use crate::outcome::SendOutcome;
 
 mod classify;
 mod config;
+mod failover;
 mod pool;
 
 use classify::{classify, queue_id, timed_out};
+use failover::{Health, Turn};
 use pool::Pool;
 
-pub use config::{SmtpConfig, SmtpConfigError, SmtpTlsMode};
+pub use config::{SmtpConfig, SmtpConfigError, SmtpFailoverConfig, SmtpTlsMode};
 
-/// Sends email through pooled SMTP connections. Cheap to share.
+/// Sends email through pooled SMTP connections, to the primary relay or, while it fails, the
+/// next ([`SmtpFailoverConfig`]). Cheap to share.
 #[derive(Clone)]
 pub struct EmailSender {
-    pool: Arc<Pool>,
-    from: Mailbox,
+    relays: Arc<[Relay]>,
+    rest_after: u32,
+    rest: Duration,
+}
+
+/// What a send came to, and which relay gave the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailSent {
+    /// The outcome.
+    pub outcome: SendOutcome,
+    /// The relay that answered last (its configured name); `None` when none was tried.
+    pub relay: Option<String>,
 }
 
 impl EmailSender {
-    /// Prepares the sender; connections are opened on first use.
+    /// Prepares the sender for one relay; connections are opened on first use.
     pub fn new(config: &SmtpConfig) -> Result<Self, SmtpConfigError> {
+        Self::with_failover(config, &SmtpFailoverConfig::default())
+    }
+
+    /// Prepares the sender for `primary` and the relays it fails over to.
+    pub fn with_failover(
+        primary: &SmtpConfig,
+        failover: &SmtpFailoverConfig,
+    ) -> Result<Self, SmtpConfigError> {
+        let relays = std::iter::once(primary)
+            .chain(&failover.relays)
+            .map(Relay::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, relay) in relays.iter().enumerate() {
+            if relay.name.trim().is_empty() {
+                return Err(SmtpConfigError("every relay needs a name".into()));
+            }
+            if relays[..i].iter().any(|r| r.name == relay.name) {
+                return Err(SmtpConfigError(format!(
+                    "two relays are named '{}'; give each failover relay a name of its own",
+                    relay.name
+                )));
+            }
+        }
+        Ok(Self {
+            relays: relays.into(),
+            rest_after: failover.rest_after,
+            rest: Duration::from_millis(failover.rest_ms),
+        })
+    }
+
+    /// Sends one rendered email (see [`Self::send_via`]).
+    pub async fn send(
+        &self,
+        instance: &InstanceId,
+        to: &EmailAddress,
+        email: &RenderedEmail,
+    ) -> SendOutcome {
+        self.send_via(instance, to, email).await.outcome
+    }
+
+    /// Sends one rendered email through the first relay that is not resting, and on through
+    /// the next while they fail transiently. The Message-ID derives from the instance id, so a
+    /// resend (after a crash, or to the next relay) carries the same id and receivers can
+    /// deduplicate.
+    pub async fn send_via(
+        &self,
+        instance: &InstanceId,
+        to: &EmailAddress,
+        email: &RenderedEmail,
+    ) -> EmailSent {
+        let mut last: Option<EmailSent> = None;
+        let mut back_at: Option<Instant> = None;
+        for relay in self.relays.iter() {
+            let now = Instant::now();
+            match relay.health.turn(now) {
+                Turn::Go | Turn::Probe => {}
+                Turn::Skip(until) => {
+                    back_at = match (back_at, until) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    continue;
+                }
+            }
+            let outcome = relay.send(instance, to, email).await;
+            let sent = EmailSent {
+                outcome,
+                relay: Some(relay.name.clone()),
+            };
+            if !matches!(sent.outcome, SendOutcome::Transient { .. }) {
+                relay.health.answered();
+                return sent;
+            }
+            relay
+                .health
+                .failed(Instant::now(), self.rest_after, self.rest);
+            last = Some(sent);
+        }
+        last.unwrap_or_else(|| EmailSent {
+            outcome: SendOutcome::Transient {
+                code: "smtp_relays_resting".into(),
+                message: "every relay failed recently and is resting; retried later".into(),
+                retry_after: back_at.map(|at| at.saturating_duration_since(Instant::now())),
+            },
+            relay: None,
+        })
+    }
+}
+
+/// One relay: its connections, `From:` and record.
+struct Relay {
+    name: String,
+    pool: Arc<Pool>,
+    from: Mailbox,
+    health: Health,
+}
+
+impl Relay {
+    fn new(config: &SmtpConfig) -> Result<Self, SmtpConfigError> {
         let from: Mailbox = config
             .from
             .parse()
@@ -72,14 +186,15 @@ impl EmailSender {
             )));
         }
         Ok(Self {
+            name: config.name.clone(),
             pool: Arc::new(Pool::new(config, credentials)?),
             from,
+            health: Health::default(),
         })
     }
 
-    /// Sends one rendered email. The Message-ID derives from the instance id, so a resend
-    /// after a crash carries the same id and receivers can deduplicate.
-    pub async fn send(
+    /// Sends one rendered email on this relay.
+    async fn send(
         &self,
         instance: &InstanceId,
         to: &EmailAddress,

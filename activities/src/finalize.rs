@@ -112,6 +112,7 @@ fn settled(
         channel,
         status,
         provider_message_id: None,
+        provider: None,
         attempts: previous.map_or(0, |r| r.attempts),
         latency_ms: None,
         error_code: Some(code.to_owned()),

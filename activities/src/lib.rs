@@ -55,7 +55,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::Instrument;
 
-pub use email::{EmailSender, SmtpConfig, SmtpTlsMode};
+pub use email::{EmailSender, EmailSent, SmtpConfig, SmtpFailoverConfig, SmtpTlsMode};
 pub use limits::LimitsConfig;
 pub use outcome::SendOutcome;
 pub use push::PushSenders;

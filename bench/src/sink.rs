@@ -84,6 +84,7 @@ pub async fn send_email(
             provider_message_id,
         } => Receipt {
             provider_message_id: Some(provider_message_id),
+            provider: None,
             ..receipt(
                 request_id,
                 &user.user_id,
@@ -120,6 +121,7 @@ pub fn receipt(
         channel,
         status,
         provider_message_id: None,
+        provider: None,
         attempts: 1,
         latency_ms: None,
         error_code: None,

@@ -79,6 +79,11 @@ pub struct Receipt {
     pub status: DeliveryStatus,
     /// The provider's id for the message (SMTP queue id, inbox row id), once delivered.
     pub provider_message_id: Option<String>,
+    /// The provider that answered the last attempt: the SMTP relay's configured name (`smtp`,
+    /// or a failover relay's), `apns`, `fcm` (both for a user with both, comma-separated) or
+    /// `inbox`; `null` before any attempt.
+    #[serde(default)]
+    pub provider: Option<String>,
     /// Attempts made so far.
     pub attempts: u32,
     /// How long the successful provider call took.

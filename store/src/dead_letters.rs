@@ -263,6 +263,7 @@ mod tests {
             channel: Channel::Email,
             status,
             provider_message_id: None,
+            provider: None,
             attempts: 2,
             latency_ms: None,
             error_code: Some("smtp_550".into()),

@@ -31,6 +31,7 @@ fn receipt_from_row(row: &AnyRow) -> Result<Receipt> {
         channel: parse_col(T, channel.parse::<Channel>())?,
         status: parse_col(T, status.parse::<DeliveryStatus>())?,
         provider_message_id: row.try_get("provider_message_id")?,
+        provider: row.try_get("provider")?,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         latency_ms: latency.map(|l| u64::try_from(l).unwrap_or_default()),
         error_code: row.try_get("error_code")?,
@@ -40,7 +41,7 @@ fn receipt_from_row(row: &AnyRow) -> Result<Receipt> {
 }
 
 const COLUMNS: &str = "instance_id, request_id, user_id, channel, status, provider_message_id,
-                       attempts, latency_ms, error_code, error_message, updated_at_ms";
+                       provider, attempts, latency_ms, error_code, error_message, updated_at_ms";
 
 /// Which existing receipts a write replaces.
 #[derive(Clone, Copy)]
@@ -79,6 +80,7 @@ fn delivery_events(receipts: &[&Receipt], page: Option<u32>) -> Vec<NewEvent> {
             "status": r.status.as_str(),
             "error_code": r.error_code,
             "provider_message_id": r.provider_message_id,
+            "provider": r.provider,
             "attempts": r.attempts,
             "latency_ms": r.latency_ms,
         });
@@ -276,16 +278,16 @@ impl Store {
         let on_conflict = format!(
             "ON CONFLICT (instance_id) DO UPDATE SET
                status = excluded.status, provider_message_id = excluded.provider_message_id,
-               attempts = excluded.attempts, latency_ms = excluded.latency_ms,
+               provider = excluded.provider, attempts = excluded.attempts, latency_ms = excluded.latency_ms,
                error_code = excluded.error_code, error_message = excluded.error_message,
                updated_at_ms = excluded.updated_at_ms{}",
             replace.condition()
         );
         let insert = Insert {
             head: "INSERT INTO receipts (instance_id, request_id, tenant_id, user_id, channel,
-                     status, provider_message_id, attempts, latency_ms, error_code, error_message,
-                     updated_at_ms)",
-            columns: 12,
+                     status, provider_message_id, provider, attempts, latency_ms, error_code,
+                     error_message, updated_at_ms)",
+            columns: 13,
             tail: &on_conflict,
         };
         insert
@@ -298,6 +300,7 @@ impl Store {
                     .bind(r.channel.as_str())
                     .bind(r.status.as_str())
                     .bind(r.provider_message_id.clone())
+                    .bind(r.provider.clone())
                     .bind(i64::from(r.attempts))
                     .bind(r.latency_ms.map(|l| i64::try_from(l).unwrap_or(i64::MAX)))
                     .bind(r.error_code.clone())
@@ -406,6 +409,7 @@ mod tests {
             channel: Channel::Email,
             status,
             provider_message_id: None,
+            provider: None,
             attempts: 1,
             latency_ms: Some(3),
             error_code: None,
@@ -470,6 +474,7 @@ mod tests {
         store.upsert_receipts(&t, &all).await.unwrap();
         all[0].status = DeliveryStatus::Delivered;
         all[0].attempts = 2;
+        all[0].provider = Some("backup".into());
         all[1].status = DeliveryStatus::Failed;
         store.upsert_receipts(&t, &all[..2]).await.unwrap();
 
@@ -479,7 +484,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.len(), 5);
-        assert_eq!(got[&all[0].instance_id].attempts, 2);
+        assert_eq!(
+            got[&all[0].instance_id], all[0],
+            "every field, the provider too"
+        );
 
         let counts = store.receipt_counts(&req).await.unwrap();
         let email = counts[&Channel::Email];

@@ -60,6 +60,8 @@ pub struct Setup {
     pub direct_max_recipients: usize,
     /// Whether the test's worker delivers webhooks ([`webhooks_config`]).
     pub webhooks: bool,
+    /// The relays the test's worker fails email over to (none by default).
+    pub smtp_failover: fanout_activities::SmtpFailoverConfig,
 }
 
 impl Default for Setup {
@@ -70,6 +72,7 @@ impl Default for Setup {
             in_process_worker: true,
             direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
             webhooks: false,
+            smtp_failover: fanout_activities::SmtpFailoverConfig::default(),
         }
     }
 }
@@ -132,6 +135,7 @@ impl TestApp {
             in_process_worker,
             direct_max_recipients,
             webhooks,
+            smtp_failover,
         } = setup;
         let shared = stack::shared()?;
         let suffix: u32 = rand::random();
@@ -187,6 +191,7 @@ impl TestApp {
                 ..Default::default()
             },
             webhooks: webhooks_config(shared, webhooks),
+            smtp_failover,
             ..fanout_worker::Config::default()
         };
         let stop_worker = in_process_worker.then(|| stack::spawn_worker(worker_config.clone()));

@@ -16,6 +16,7 @@ use fanout_activities::apns::{ApnsClient, ApnsConfig};
 use fanout_activities::fcm::{FcmClient, FcmConfig};
 use fanout_activities::{
     DeliveryConfig, EmailSender, FanoutActivities, LimitsConfig, PushSenders, SmtpConfig,
+    SmtpFailoverConfig,
 };
 use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
@@ -42,6 +43,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The SMTP relay.
     pub smtp: SmtpConfig,
+    /// The relays email fails over to when `smtp` fails transiently, in order.
+    pub smtp_failover: SmtpFailoverConfig,
     /// Paging and concurrency of deliveries.
     pub delivery: DeliveryConfig,
     /// Apple Push Notification service (push to `apns` devices).
@@ -121,7 +124,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let _listener = AbortOnDrop(listener);
     let _core_exporter = AbortOnDrop(core_exporter);
-    let email = EmailSender::new(&config.smtp)?;
+    let email = EmailSender::with_failover(&config.smtp, &config.smtp_failover)?;
     let push = PushSenders {
         apns: config
             .apns

@@ -78,6 +78,7 @@ impl Job<'_> {
             channel: self.input.channel,
             status: DeliveryStatus::Pending,
             provider_message_id: None,
+            provider: None,
             attempts,
             latency_ms: None,
             error_code: None,
@@ -116,11 +117,13 @@ impl Job<'_> {
             }
             Outcome::Sent {
                 send,
+                provider,
                 started,
                 inbox,
             } => {
                 message = inbox.map(|m| *m);
                 receipt.attempts += 1;
+                receipt.provider = provider;
                 match send {
                     SendOutcome::Accepted {
                         provider_message_id,
@@ -229,26 +232,27 @@ impl Job<'_> {
                 let Some(address) = &user.email else {
                     return Outcome::Suppressed("no_email_address");
                 };
-                let send = match compiled.render(move |c| c.render_email(&vars)).await {
+                let (send, provider) = match compiled.render(move |c| c.render_email(&vars)).await {
                     Ok(rendered) => {
                         let call = Instant::now();
                         let span = self.call_span("smtp send", id);
-                        let sent = self.email.send(id, address, &rendered).await;
-                        let (result, code) = call_result(&sent);
+                        let sent = self.email.send_via(id, address, &rendered).await;
+                        let (result, code) = call_result(&sent.outcome);
                         span.end(result, code);
-                        count_call(&providers, &sent, call.elapsed());
-                        sent
+                        count_call(&providers, &sent.outcome, call.elapsed());
+                        (sent.outcome, sent.relay)
                     }
-                    Err(e) => render_failure(&e),
+                    Err(e) => (render_failure(&e), None),
                 };
                 Outcome::Sent {
                     send,
+                    provider,
                     started,
                     inbox: None,
                 }
             }
             Channel::Push => {
-                let send = match compiled.render(move |c| c.render_push(&vars)).await {
+                let (send, provider) = match compiled.render(move |c| c.render_push(&vars)).await {
                     Ok(rendered) => {
                         let message = push::message(id, rendered, input);
                         let call = Instant::now();
@@ -260,12 +264,14 @@ impl Job<'_> {
                         for (device, code) in &sent.dead {
                             self.retire(user, device, code).await;
                         }
-                        sent.outcome
+                        let names: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
+                        (sent.outcome, Some(names.join(",")))
                     }
-                    Err(e) => render_failure(&e),
+                    Err(e) => (render_failure(&e), None),
                 };
                 Outcome::Sent {
                     send,
+                    provider,
                     started,
                     inbox: None,
                 }
@@ -275,6 +281,7 @@ impl Job<'_> {
                     send: SendOutcome::Accepted {
                         provider_message_id: id.to_string(),
                     },
+                    provider: Some("inbox".into()),
                     started,
                     inbox: Some(Box::new(in_app::message(
                         id,
@@ -285,6 +292,7 @@ impl Job<'_> {
                 },
                 Err(e) => Outcome::Sent {
                     send: render_failure(&e),
+                    provider: None,
                     started,
                     inbox: None,
                 },
@@ -360,6 +368,8 @@ enum Outcome {
     Suppressed(&'static str),
     Sent {
         send: SendOutcome,
+        /// The provider that answered (see `Receipt::provider`); `None` when none was called.
+        provider: Option<String>,
         started: Instant,
         inbox: Option<Box<InboxMessage>>,
     },

@@ -23,6 +23,9 @@ pub enum SmtpTlsMode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SmtpConfig {
+    /// The relay's name in receipts (`provider`), logs and metrics; `smtp` unless there are
+    /// several ([`SmtpFailoverConfig`]), which need names of their own.
+    pub name: String,
     /// Relay host.
     pub host: String,
     /// Relay port.
@@ -49,6 +52,7 @@ pub struct SmtpConfig {
 impl Default for SmtpConfig {
     fn default() -> Self {
         Self {
+            name: "smtp".into(),
             host: "127.0.0.1".into(),
             port: 2525,
             from: "Fanout <notifications@fanout.localhost>".into(),
@@ -59,6 +63,33 @@ impl Default for SmtpConfig {
             password: None,
             ca_path: None,
             hello_name: None,
+        }
+    }
+}
+
+/// Relays to fail over to, in order, after the primary (`smtp`): a message the primary
+/// answers with a transient error (a 4xx, a timeout, a refused connection) goes to the next
+/// relay at once, and a relay that has failed `rest_after` times in a row is left to rest for
+/// `rest_ms` before one message probes it again; its first success brings traffic back.
+/// Permanent rejections (5xx: an unknown mailbox, a refused message) are the answer and do not
+/// fail over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpFailoverConfig {
+    /// The secondary relays, each named (`[[smtp_failover.relays]]` in the TOML file).
+    pub relays: Vec<SmtpConfig>,
+    /// Transient failures in a row that send a relay to rest.
+    pub rest_after: u32,
+    /// How long a failing relay rests before a probe, in milliseconds.
+    pub rest_ms: u64,
+}
+
+impl Default for SmtpFailoverConfig {
+    fn default() -> Self {
+        Self {
+            relays: Vec::new(),
+            rest_after: 3,
+            rest_ms: 30_000,
         }
     }
 }

@@ -220,3 +220,87 @@ async fn untrusted_certificates_are_refused() {
     }
     assert!(relay.emails_to("frank@example.com").await.emails.is_empty());
 }
+
+impl Relay {
+    /// Adds an SMTP fault rule at this relay.
+    async fn fault(&self, rcpt: &str, code: u16, message: &str) {
+        let url = format!("{}/api/smtp/faults", self.base_url);
+        let response = reqwest::Client::new()
+            .post(url)
+            .json(&serde_json::json!({"rcpt": rcpt, "code": code, "message": message}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    }
+}
+
+/// A transient answer from the primary sends the message on to the next relay, and the
+/// outcome names the relay that took it; a permanent one is the answer. Three failures in a
+/// row rest the primary: messages go straight to the backup until a probe finds it well.
+#[tokio::test]
+async fn a_failing_primary_hands_mail_to_the_backup_and_a_550_stays_final() {
+    let primary = Relay::spawn("primary", SmtpOptions::default()).await;
+    let backup = Relay::spawn("backup", SmtpOptions::default()).await;
+    let failover = SmtpFailoverConfig {
+        relays: vec![SmtpConfig {
+            name: "backup".into(),
+            ..backup.config(SmtpTlsMode::None, backup.smtp_port)
+        }],
+        rest_after: 3,
+        rest_ms: 60_000,
+    };
+    let sender = EmailSender::with_failover(
+        &primary.config(SmtpTlsMode::None, primary.smtp_port),
+        &failover,
+    )
+    .unwrap();
+    primary
+        .fault("gone@example.com", 550, "5.1.1 no such user")
+        .await;
+    let instance = |n: u32| InstanceId::parse(&format!("in_{n:032x}")).unwrap();
+    let email = RenderedEmail {
+        subject: "Hi".into(),
+        text: "Hello".into(),
+        html: None,
+    };
+    let to = |a: &str| EmailAddress::parse(a).unwrap();
+
+    let sent = sender
+        .send_via(&instance(1), &to("ok@example.com"), &email)
+        .await;
+    assert!(is_accepted(&sent.outcome), "{sent:?}");
+    assert_eq!(sent.relay.as_deref(), Some("smtp"));
+    let refused = sender
+        .send_via(&instance(2), &to("gone@example.com"), &email)
+        .await;
+    assert!(
+        matches!(
+            &refused.outcome,
+            SendOutcome::InvalidAddress { .. } | SendOutcome::Permanent { .. }
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.relay.as_deref(),
+        Some("smtp"),
+        "a 550 does not fail over"
+    );
+    assert_eq!(backup.emails_to("gone@example.com").await.emails.len(), 0);
+
+    primary.fault("@example.org", 421, "4.3.2 try later").await;
+    for n in 10..15 {
+        let sent = sender
+            .send_via(&instance(n), &to(&format!("u{n}@example.org")), &email)
+            .await;
+        assert!(is_accepted(&sent.outcome), "{sent:?}");
+        assert_eq!(sent.relay.as_deref(), Some("backup"), "message {n}");
+    }
+    assert_eq!(backup.emails_to("@example.org").await.emails.len(), 5);
+    assert_eq!(primary.emails_to("@example.org").await.emails.len(), 0);
+    // Resting after three failures, the primary is skipped even for mail it would take.
+    let sent = sender
+        .send_via(&instance(20), &to("ok@example.com"), &email)
+        .await;
+    assert_eq!(sent.relay.as_deref(), Some("backup"), "{sent:?}");
+}

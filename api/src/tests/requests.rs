@@ -162,6 +162,7 @@ async fn dead_letters_are_listed_per_tenant_and_redriven_once_finished() {
         channel: Channel::Email,
         status: DeliveryStatus::Failed,
         provider_message_id: None,
+        provider: None,
         attempts: 1,
         latency_ms: None,
         error_code: Some(code.into()),

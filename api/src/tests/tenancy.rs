@@ -558,6 +558,7 @@ async fn seed_alpha(h: &Harness) -> AlphaData {
         channel: Channel::Email,
         status: DeliveryStatus::Failed,
         provider_message_id: None,
+        provider: None,
         attempts: 1,
         latency_ms: None,
         error_code: Some("smtp_550".into()),

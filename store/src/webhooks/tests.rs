@@ -21,6 +21,7 @@ fn receipt(t: &TenantId, user: &str, status: DeliveryStatus) -> Receipt {
         channel: Channel::Email,
         status,
         provider_message_id: None,
+        provider: None,
         attempts: 1,
         latency_ms: Some(3),
         error_code: (status == DeliveryStatus::Failed).then(|| "smtp_550".to_owned()),
