@@ -341,3 +341,83 @@ async fn rotation_keeps_the_old_secret_for_its_grace_period() {
         .unwrap();
     assert_eq!(after_grace.secrets, vec![new]);
 }
+
+/// A request's end and a dead push token write their events too, for endpoints that subscribe.
+#[tokio::test]
+async fn a_requests_end_and_a_dead_token_write_their_events() {
+    use std::collections::BTreeMap;
+
+    use fanout_domain::TemplateId;
+    use fanout_domain::receipt::{Progress, RequestState};
+    use fanout_domain::request::DeliveryPath;
+    use fanout_domain::user::{Device, DeviceToken, Platform, User};
+
+    use crate::requests::RequestKeys;
+
+    let store = store().await;
+    let t = TenantId::parse("a").unwrap();
+    store.upsert_tenant(&t, "A").await.unwrap();
+    let (endpoint, _) = store
+        .create_webhook_endpoint(
+            &t,
+            "https://x.example/h",
+            &[
+                WebhookEventType::RequestCompleted,
+                WebhookEventType::TokenInvalidated,
+            ],
+        )
+        .await
+        .unwrap();
+    let req = DedupeKey::new(t.clone(), "ends").unwrap().request_id();
+    let template = TemplateId::parse("tpl").unwrap();
+    let keys = RequestKeys {
+        request_id: &req,
+        tenant_id: &t,
+        template_id: &template,
+        path: DeliveryPath::Tree,
+    };
+    store
+        .insert_request(keys, &serde_json::json!({}), 0, "ends", &BTreeMap::new())
+        .await
+        .unwrap();
+    store
+        .finalize_request(&req, RequestState::Completed, &Progress::default())
+        .await
+        .unwrap();
+    let user = User {
+        user_id: UserId::parse("u").unwrap(),
+        email: None,
+        name: None,
+        locale: None,
+        timezone: None,
+        devices: vec![Device {
+            platform: Platform::Apns,
+            token: DeviceToken::parse("dead-token").unwrap(),
+        }],
+    };
+    store.upsert_user(&t, &user).await.unwrap();
+    store
+        .invalidate_device(&t, &user.user_id, "dead-token", "Unregistered")
+        .await
+        .unwrap();
+
+    let batch = store
+        .claim_webhook_batch(&t, &endpoint.endpoint_id, now_ms(), 60_000, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(types_of(&batch), ["request.completed", "token.invalidated"]);
+    let events: Vec<serde_json::Value> = batch
+        .payloads
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    let by_type = |kind: &str| events.iter().find(|e| e["type"] == kind).unwrap().clone();
+    assert_eq!(
+        by_type("request.completed")["data"]["request_id"],
+        req.as_str()
+    );
+    assert_eq!(by_type("request.completed")["data"]["state"], "completed");
+    assert_eq!(by_type("token.invalidated")["data"]["token"], "dead-token");
+    assert_eq!(by_type("token.invalidated")["data"]["user_id"], "u");
+}
