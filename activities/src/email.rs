@@ -54,7 +54,7 @@ pub struct EmailSender {
 pub struct EmailSent {
     /// The outcome.
     pub outcome: SendOutcome,
-    /// The relay that answered last (its configured name); `None` when none was tried.
+    /// The relay that answered last (its configured name).
     pub relay: Option<String>,
 }
 
@@ -102,7 +102,8 @@ impl EmailSender {
     }
 
     /// Sends one rendered email through the first relay that is not resting, and on through
-    /// the next while they fail transiently. The Message-ID derives from the instance id, so a
+    /// the next while they fail transiently; the last relay is always tried when it comes to
+    /// it. The Message-ID derives from the instance id, so a
     /// resend (after a crash, or to the next relay) carries the same id and receivers can
     /// deduplicate.
     pub async fn send_via(
@@ -111,42 +112,33 @@ impl EmailSender {
         to: &EmailAddress,
         email: &RenderedEmail,
     ) -> EmailSent {
-        let mut last: Option<EmailSent> = None;
-        let mut back_at: Option<Instant> = None;
-        for relay in self.relays.iter() {
-            let now = Instant::now();
-            match relay.health.turn(now) {
-                Turn::Go | Turn::Probe => {}
-                Turn::Skip(until) => {
-                    back_at = match (back_at, until) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    continue;
-                }
+        // The last relay never rests: it is where a message goes when every other is down, and
+        // its failures are the provider breaker's business (`crate::breaker`), as a single
+        // relay's always were.
+        let (last, others) = self
+            .relays
+            .split_last()
+            .expect("a sender has at least its primary relay");
+        for relay in others {
+            if relay.health.turn(Instant::now()) == Turn::Skip {
+                continue;
             }
             let outcome = relay.send(instance, to, email).await;
-            let sent = EmailSent {
-                outcome,
-                relay: Some(relay.name.clone()),
-            };
-            if !matches!(sent.outcome, SendOutcome::Transient { .. }) {
+            if !matches!(outcome, SendOutcome::Transient { .. }) {
                 relay.health.answered();
-                return sent;
+                return EmailSent {
+                    outcome,
+                    relay: Some(relay.name.clone()),
+                };
             }
             relay
                 .health
                 .failed(Instant::now(), self.rest_after, self.rest);
-            last = Some(sent);
         }
-        last.unwrap_or_else(|| EmailSent {
-            outcome: SendOutcome::Transient {
-                code: "smtp_relays_resting".into(),
-                message: "every relay failed recently and is resting; retried later".into(),
-                retry_after: back_at.map(|at| at.saturating_duration_since(Instant::now())),
-            },
-            relay: None,
-        })
+        EmailSent {
+            outcome: last.send(instance, to, email).await,
+            relay: Some(last.name.clone()),
+        }
     }
 }
 

@@ -70,7 +70,8 @@ impl Default for SmtpConfig {
 /// Relays to fail over to, in order, after the primary (`smtp`): a message the primary
 /// answers with a transient error (a 4xx, a timeout, a refused connection) goes to the next
 /// relay at once, and a relay that has failed `rest_after` times in a row is left to rest for
-/// `rest_ms` before one message probes it again; its first success brings traffic back.
+/// `rest_ms` before one message probes it again; its first success brings traffic back. The
+/// last relay never rests: when all are down the provider breaker holds the sends.
 /// Permanent rejections (5xx: an unknown mailbox, a refused message) are the answer and do not
 /// fail over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,5 @@
-//! Which relay a message goes to: the first in order that is not resting.
+//! Which relay a message goes to: the first in order that is not resting, else the last (which
+//! never rests: its outages are the provider breaker's to handle).
 //!
 //! Each relay keeps its transient failures in a row. At `rest_after` it rests for `rest_ms`:
 //! messages skip it and go to the next relay. When the rest is over one message probes it
@@ -29,8 +30,8 @@ pub(super) enum Turn {
     Go,
     /// Yes, as the probe after a rest: its answer decides whether the relay is back.
     Probe,
-    /// No: it is resting (until then), or its probe is out.
-    Skip(Option<Instant>),
+    /// No: it is resting, or its probe is out.
+    Skip,
 }
 
 impl Health {
@@ -39,8 +40,8 @@ impl Health {
         let mut state = self.lock();
         match state.resting_until {
             None => Turn::Go,
-            Some(_) if state.probing => Turn::Skip(None),
-            Some(until) if now < until => Turn::Skip(Some(until)),
+            Some(_) if state.probing => Turn::Skip,
+            Some(until) if now < until => Turn::Skip,
             Some(_) => {
                 state.probing = true;
                 Turn::Probe
@@ -88,17 +89,13 @@ mod tests {
         health.failed(t0, 3, REST);
         assert_eq!(health.turn(t0), Turn::Go, "an answer reset the count");
         health.failed(t0, 3, REST);
-        assert_eq!(health.turn(t0), Turn::Skip(Some(t0 + REST)));
+        assert_eq!(health.turn(t0), Turn::Skip);
 
         let later = t0 + REST;
         assert_eq!(health.turn(later), Turn::Probe);
-        assert_eq!(health.turn(later), Turn::Skip(None), "one probe at a time");
+        assert_eq!(health.turn(later), Turn::Skip, "one probe at a time");
         health.failed(later, 3, REST);
-        assert_eq!(
-            health.turn(later),
-            Turn::Skip(Some(later + REST)),
-            "a failed probe rests"
-        );
+        assert_eq!(health.turn(later), Turn::Skip, "a failed probe rests");
 
         let again = later + REST;
         assert_eq!(health.turn(again), Turn::Probe);
