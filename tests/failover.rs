@@ -129,7 +129,9 @@ async fn mail_fails_over_to_the_backup_relay_and_comes_back_but_a_550_does_not()
     );
 
     app.remove_smtp_fault(outage).await?;
-    // The primary rests for REST after its last failure; then the next message probes it.
+    // The primary rests for REST after its last failure, which came before `during` completed;
+    // then the next message probes it. This waits out a configured duration on the same clock
+    // the worker uses: a slow machine can lengthen the wait, never shorten it.
     tokio::time::sleep(REST + REST / 2).await;
     let probe = notify(&app, "probe", &users[..1]).await?;
     assert_eq!(
