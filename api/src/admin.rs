@@ -49,13 +49,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::revoke_key))
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field: field.to_owned(),
-        message: message.into(),
-    }
-}
-
 /// A tenant's settings: its overrides (`null`: the default) or the values in force.
 #[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[schema(as = TenantSettings)]
@@ -129,7 +122,7 @@ fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
 fn name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(invalid(
+        return Err(ApiError::field(
             "name",
             format!("name must be 1 to {MAX_NAME_CHARS} characters"),
         ));
@@ -240,7 +233,7 @@ pub async fn list_tenants(
 ) -> Result<Json<TenantsPage>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(invalid(
+        return Err(ApiError::field(
             "limit",
             format!("limit must be between 1 and {MAX_PAGE}"),
         ));
@@ -250,7 +243,7 @@ pub async fn list_tenants(
         .as_deref()
         .map(TenantId::parse)
         .transpose()
-        .map_err(|e| invalid("after", e.to_string()))?;
+        .map_err(|e| ApiError::field("after", e.to_string()))?;
     let tenants = state.store.list_tenants(after.as_ref(), limit).await?;
     let next_after = (tenants.len() == limit as usize)
         .then(|| tenants.last().map(|t| t.tenant_id.to_string()))
@@ -342,7 +335,7 @@ fn limit_setting(field: &str, value: &Value, max: u32) -> Result<Option<u32>, Ap
         .filter(|v| (1..=max).contains(v))
         .map(Some)
         .ok_or_else(|| {
-            invalid(
+            ApiError::field(
                 field,
                 format!(
                     "{field} must be a whole number from 1 to {max}, or null for the platform default"
@@ -361,7 +354,7 @@ fn weight_setting(value: &Value) -> Result<Option<f64>, ApiError> {
         .filter(|w| FAIRNESS_WEIGHTS.contains(w))
         .map(Some)
         .ok_or_else(|| {
-            invalid(
+            ApiError::field(
                 "fairness_weight",
                 format!(
                     "fairness_weight must be a number from {} to {}, or null for the default weight of {DEFAULT_FAIRNESS_WEIGHT}",

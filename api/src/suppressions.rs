@@ -92,22 +92,15 @@ pub struct SuppressionsPage {
     pub next_cursor: Option<String>,
 }
 
-fn invalid(field: &str, message: String) -> ApiError {
-    ApiError::InvalidField {
-        field: field.into(),
-        message,
-    }
-}
-
 /// Parses a channel that can have suppressed addresses.
 fn parse_channel(raw: &str) -> Result<Channel, ApiError> {
     match raw.parse::<Channel>() {
-        Ok(Channel::InApp) => Err(invalid(
+        Ok(Channel::InApp) => Err(ApiError::field(
             "channel",
-            "channel in_app has no addresses to suppress (expected email or push)".into(),
+            "channel in_app has no addresses to suppress (expected email or push)",
         )),
         Ok(channel) => Ok(channel),
-        Err(e) => Err(invalid("channel", format!("channel: {e}"))),
+        Err(e) => Err(ApiError::field("channel", format!("channel: {e}"))),
     }
 }
 
@@ -117,7 +110,7 @@ fn check_address(channel: Channel, address: &str) -> Result<(), ApiError> {
         Channel::Email => EmailAddress::parse(address).map(drop),
         Channel::InApp | Channel::Push => DeviceToken::parse(address).map(drop),
     };
-    checked.map_err(|e| invalid("address", format!("address {}", e.reason)))
+    checked.map_err(|e| ApiError::field("address", format!("address {}", e.reason)))
 }
 
 // Addresses and tokens hold no whitespace, so a newline cannot occur inside either part.
@@ -160,7 +153,9 @@ pub async fn list(
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| invalid("limit", format!("limit must be between 1 and {MAX_PAGE}")))?,
+            .ok_or_else(|| {
+                ApiError::field("limit", format!("limit must be between 1 and {MAX_PAGE}"))
+            })?,
     };
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let suppressions = state
@@ -213,10 +208,10 @@ pub async fn add(
         None => SuppressionReason::Manual,
         Some(raw) => raw
             .parse()
-            .map_err(|e| invalid("reason", format!("reason: {e}")))?,
+            .map_err(|e| ApiError::field("reason", format!("reason: {e}")))?,
     };
     if body.detail.as_ref().is_some_and(|d| d.len() > MAX_DETAIL) {
-        return Err(invalid(
+        return Err(ApiError::field(
             "detail",
             format!("detail must be at most {MAX_DETAIL} bytes"),
         ));

@@ -164,19 +164,12 @@ pub struct RotatedView {
     pub previous_secret_until_ms: i64,
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field: field.to_owned(),
-        message: message.into(),
-    }
-}
-
 fn event_types(raw: Option<Vec<String>>) -> Result<Vec<WebhookEventType>, ApiError> {
     let Some(raw) = raw else {
         return Ok(WebhookEventType::ALL.to_vec());
     };
     if raw.is_empty() {
-        return Err(invalid(
+        return Err(ApiError::field(
             "event_types",
             "event_types must name at least one type; leave it out for every type",
         ));
@@ -185,7 +178,7 @@ fn event_types(raw: Option<Vec<String>>) -> Result<Vec<WebhookEventType>, ApiErr
     for (i, name) in raw.iter().enumerate() {
         let kind = name
             .parse::<WebhookEventType>()
-            .map_err(|e| invalid(&format!("event_types[{i}]"), e))?;
+            .map_err(|e| ApiError::field(format!("event_types[{i}]"), e))?;
         if !types.contains(&kind) {
             types.push(kind);
         }
@@ -197,7 +190,7 @@ fn event_types(raw: Option<Vec<String>>) -> Result<Vec<WebhookEventType>, ApiErr
 async fn checked_url(state: &AppState, url: &str) -> Result<String, ApiError> {
     let parsed = fanout_webhooks::check_url(url.trim(), &state.webhooks)
         .await
-        .map_err(|e| invalid("url", e.to_string()))?;
+        .map_err(|e| ApiError::field("url", e.to_string()))?;
     Ok(parsed.to_string())
 }
 

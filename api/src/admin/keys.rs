@@ -10,7 +10,7 @@ use fanout_store::tenants::ApiKeyInfo;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{existing, invalid};
+use super::existing;
 use crate::AppState;
 use crate::auth::Operator;
 use crate::error::{ApiError, ErrorBody};
@@ -110,7 +110,7 @@ pub async fn issue_key(
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             if e.is_data() {
-                invalid(
+                ApiError::field(
                     "label",
                     format!("the body must be {{\"label\": string}}: {e}"),
                 )
@@ -125,7 +125,7 @@ pub async fn issue_key(
             || label.chars().count() > MAX_LABEL_CHARS
             || label.chars().any(char::is_control))
     {
-        return Err(invalid(
+        return Err(ApiError::field(
             "label",
             format!("label must be 1 to {MAX_LABEL_CHARS} printable characters"),
         ));
