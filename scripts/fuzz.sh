@@ -28,7 +28,14 @@ cleanup() {
 trap cleanup EXIT
 
 say "starting a throwaway stack for the fuzzer (api on 127.0.0.1:$API_PORT)"
-bash "$ROOT/scripts/up.sh" >"$FANOUT_DIR/up.out" 2>&1 || { cat "$FANOUT_DIR/up.out" >&2; die "the stack did not start"; }
+if ! bash "$ROOT/scripts/up.sh" >"$FANOUT_DIR/up.out" 2>&1; then
+  # The logs go with the temporary directory: print their ends before it does.
+  cat "$FANOUT_DIR/up.out" >&2
+  for log in "$FANOUT_DIR"/logs/*.log; do
+    [ -f "$log" ] && { printf '\n--- the last lines of %s\n' "$log"; tail -n 40 "$log"; } >&2
+  done
+  die "the stack did not start"
+fi
 # shellcheck disable=SC1091
 set -a; source "$FANOUT_DIR/dev.env"; set +a
 first_user=${FANOUT_DEMO_USER_IDS%%,*}

@@ -133,9 +133,30 @@ install_prometheus() {
   command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1
 }
 
-# A free loopback TCP port.
+# A free loopback TCP port, drawn from below the kernel's ephemeral range: a port bind(0) hands out
+# is one the kernel may also give an outgoing connection (Temporal opens hundreds) before the
+# service we start binds it. Same rule as free_port in tests/stack.rs.
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+  python3 - <<'PY'
+import random, socket
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+for _ in range(1000):
+    port = random.randrange(20000, max(low, 20001))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free loopback port below the ephemeral range")
+PY
 }
 
 # PostgreSQL's server binaries (initdb, pg_ctl): the newest under /usr/lib/postgresql, or on PATH.

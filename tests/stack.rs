@@ -120,11 +120,31 @@ fn temporal_bin() -> anyhow::Result<PathBuf> {
     )
 }
 
-/// A loopback port free at the time of asking.
+/// A loopback port free at the time of asking, drawn from below the kernel's ephemeral range.
+/// A port the kernel hands out for `bind(0)` is one it may also hand to any outgoing connection
+/// (the dev server opens hundreds) before the service we start binds it; ports under the range
+/// are only ever taken by an explicit bind.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    use std::hash::{BuildHasher, Hasher};
+    let (low, high) = (20_000u32, ephemeral_low().max(20_001));
+    for _ in 0..1_000 {
+        let mut draw = std::collections::hash_map::RandomState::new().build_hasher();
+        draw.write_u32(std::process::id());
+        let port = (low + (draw.finish() % u64::from(high - low)) as u32) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port in {low}..{high} after 1,000 draws")
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .filter(|low: &u32| (1_024..=65_535).contains(low))
+        .unwrap_or(32_768)
 }
 
 /// Starts a dev server that dies with this test process: a shell watchdog kills it
