@@ -23,4 +23,5 @@ mod record;
 mod retries;
 mod scale_out;
 mod scheduling;
+mod timing;
 mod webhooks;

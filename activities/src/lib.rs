@@ -43,8 +43,8 @@ use std::sync::Arc;
 
 use fanout_contracts::{
     ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
-    DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ResolveChunk,
-    ResolveChunkInput,
+    DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ReleaseInput,
+    ResolveChunk, ResolveChunkInput,
 };
 use fanout_domain::receipt::Progress;
 use fanout_store::Store;
@@ -315,6 +315,21 @@ impl FanoutActivities {
             per_second = ?input.per_second,
             "template quota applied"
         );
+        Ok(())
+    }
+
+    /// Records that a scheduled request's time came: `scheduled` becomes `running`.
+    #[activity(definition = fanout_contracts::ReleaseRequest)]
+    pub async fn release_request(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: ReleaseInput,
+    ) -> Result<(), ActivityError> {
+        self.store
+            .release_request(&input.request_id)
+            .await
+            .map_err(store_error)?;
+        tracing::info!(request_id = %input.request_id, "scheduled request released");
         Ok(())
     }
 }

@@ -376,6 +376,7 @@ mod tests {
                     tenant_id: &t,
                     template_id: &id,
                     path: fanout_domain::request::DeliveryPath::Tree,
+                    run_at_ms: None,
                 },
                 &serde_json::json!({"request_id": request}),
                 0,

@@ -1,5 +1,7 @@
 //! Control of running requests: `POST /v1/requests/{id}/pause|resume|rate` (signals on the
-//! request's workflow) and `POST /v1/cancel` (by request id or dedupe key).
+//! request's workflow), `POST /v1/requests/{id}/schedule` (moves a scheduled request: an update,
+//! which the workflow refuses once the request started) and `POST /v1/cancel` (by request id or
+//! dedupe key; a scheduled request included).
 //!
 //! Pause and rate reach in-flight deliveries within a fraction of a second: the workflow writes
 //! them through to the store, which every send consults. A cancel is written to the store
@@ -10,7 +12,10 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use fanout_domain::receipt::RequestState;
+use fanout_domain::timing::Schedule;
 use fanout_domain::{RequestId, TenantId};
+use fanout_store::now_ms;
 use fanout_store::requests::RequestRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -38,6 +43,32 @@ pub struct RateBody {
     /// Deliveries per second, at least 1; `null` removes the cap.
     #[schema(minimum = 1, required = true)]
     per_second: Option<u32>,
+}
+
+/// Body of `POST /v1/requests/{id}/schedule`: exactly one of the two.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    /// The new start (RFC 3339 with an offset), at most 30 days ahead; a time up to 300
+    /// seconds past starts it now.
+    #[serde(default)]
+    #[schema(format = DateTime, example = "2026-12-05T09:00:00Z")]
+    send_at: Option<String>,
+    /// Start this many seconds from now (0: now).
+    #[serde(default)]
+    #[schema(maximum = 2592000)] // timing::MAX_SCHEDULE_AHEAD_SECONDS
+    delay_seconds: Option<u32>,
+}
+
+/// What `POST /v1/requests/{id}/schedule` answers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleResponse {
+    /// The request moved.
+    #[schema(value_type = RequestId)]
+    pub request_id: String,
+    /// When it now starts (milliseconds since the epoch).
+    #[schema(value_type = i64)]
+    pub run_at_ms: fanout_domain::UnixMillis,
 }
 
 /// Body of `POST /v1/cancel`: exactly one of the two.
@@ -202,6 +233,79 @@ pub async fn rate(
         "rate",
     )
     .await
+}
+
+/// `POST /v1/requests/{request_id}/schedule`.
+#[utoipa::path(
+    post,
+    path = "/v1/requests/{request_id}/schedule",
+    tag = "requests",
+    summary = "Move a scheduled request's start (send_at or delay_seconds); refused once it has started",
+    params(("request_id" = RequestId, Path, description = "The request")),
+    request_body = ScheduleBody,
+    responses(
+        (status = 200, description = "Moved; the request now starts at run_at_ms", body = ScheduleResponse),
+        (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
+        (status = 404, description = "No such request for this tenant", body = ErrorBody),
+        (status = 409, description = "The request is not scheduled: it was sent without a time, has started, or is over (code conflict)", body = ErrorBody),
+        (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
+        (status = 422, description = "Not exactly one of send_at and delay_seconds, or one that cannot be honoured (field names it)", body = ErrorBody),
+        (status = 503, description = "Temporal is unreachable (code unavailable); retry", body = ErrorBody),
+    )
+)]
+pub async fn schedule(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(raw_id): Path<String>,
+    ApiJson(body): ApiJson<ScheduleBody>,
+) -> Result<Json<ScheduleResponse>, ApiError> {
+    if body.send_at.is_none() && body.delay_seconds.is_none() {
+        return Err(ApiError::field(
+            "send_at",
+            "give send_at (an RFC 3339 instant) or delay_seconds",
+        ));
+    }
+    let now = now_ms();
+    let run_at_ms = Schedule {
+        send_at: body.send_at.as_deref(),
+        delay_seconds: body.delay_seconds,
+    }
+    .run_at(now)
+    .map_err(|e| ApiError::field(e.field, e.message))?
+    .unwrap_or(now);
+    let request_id = crate::requests::parse_request_id(&raw_id)?;
+    let record = crate::requests::owned_request(&state, &tenant, &request_id).await?;
+    let not_scheduled = || {
+        ApiError::Conflict(format!(
+            "request '{raw_id}' is not scheduled (it is {}); only a request sent with send_at or \
+             delay_seconds can be moved, until it starts",
+            record.state.as_str()
+        ))
+    };
+    if record.state != RequestState::Scheduled {
+        return Err(not_scheduled());
+    }
+    // The workflow decides: it refuses the move once its timer fired, however close the race.
+    match state
+        .orchestrator
+        .reschedule(&record.request_id, run_at_ms)
+        .await
+    {
+        Ok(()) => {}
+        Err(OrchestratorError::NotRunning) => return Err(not_scheduled()),
+        Err(e) => return Err(orchestrator_error(&record.request_id, e)),
+    }
+    // Status reads the time from the store; the workflow already holds the new one.
+    state
+        .store
+        .reschedule_request(&record.request_id, run_at_ms)
+        .await?;
+    tracing::info!(request_id = %record.request_id, run_at_ms, "request rescheduled");
+    Ok(Json(ScheduleResponse {
+        request_id: record.request_id.to_string(),
+        run_at_ms,
+    }))
 }
 
 /// `POST /v1/cancel` with `{"request_id": ...}` or `{"dedupe_key": ...}`.

@@ -183,9 +183,10 @@ pub async fn redrive(
     let record = owned_request(&state, &tenant, &request_id).await?;
     let status_url = format!("/v1/status/{request_id}");
     match record.state {
-        RequestState::Running => {
+        RequestState::Running | RequestState::Scheduled => {
             return Err(ApiError::Conflict(format!(
-                "request '{request_id}' is still running; re-drive it once it has finished"
+                "request '{request_id}' is still {}; re-drive it once it has finished",
+                record.state.as_str()
             )));
         }
         RequestState::Cancelled => {

@@ -191,6 +191,7 @@ pub fn routes(http: &bounds::HttpConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(control::pause))
         .routes(routes!(control::resume))
         .routes(routes!(control::rate))
+        .routes(routes!(control::schedule))
         .routes(routes!(
             users::put_user,
             users::get_user,

@@ -15,6 +15,7 @@ use fanout_domain::request::{
     DeliveryPath, MAX_TTL_SECONDS, NotificationRequest, Priority, RecipientsQuery,
 };
 use fanout_domain::template::Template;
+use fanout_domain::timing::Schedule;
 use fanout_domain::{Channel, DedupeKey, RequestId, SegmentId, TemplateId, TenantId, UserId};
 use fanout_store::now_ms;
 use fanout_store::requests::RequestKeys;
@@ -77,6 +78,18 @@ pub struct NotifyBody {
     /// is at least the estimated audience (see [`crate::preflight`]).
     #[serde(default)]
     confirm_audience: Option<u64>,
+    /// Send later, at this instant (RFC 3339 with an offset, e.g. `2026-12-05T09:00:00Z`): at
+    /// most 30 days ahead; up to 300 seconds in the past runs at once. The request is
+    /// `scheduled` until then, and can be cancelled or moved (`POST
+    /// /v1/requests/{id}/schedule`). Not with `delay_seconds`.
+    #[serde(default)]
+    #[schema(format = DateTime, example = "2026-12-05T09:00:00Z")]
+    send_at: Option<String>,
+    /// Send this many seconds after the request is accepted (0 sends now); at most 2592000
+    /// (30 days). Not with `send_at`.
+    #[serde(default)]
+    #[schema(maximum = 2592000)] // timing::MAX_SCHEDULE_AHEAD_SECONDS
+    delay_seconds: Option<u32>,
 }
 
 /// `?dry_run=true` answers with a [`crate::preflight::Preflight`] and records nothing.
@@ -305,6 +318,12 @@ pub async fn notify(
 ) -> Result<Response, ApiError> {
     let mut phases = Phases::start();
     let confirm_audience = body.confirm_audience;
+    let run_at_ms = Schedule {
+        send_at: body.send_at.as_deref(),
+        delay_seconds: body.delay_seconds,
+    }
+    .run_at(now_ms())
+    .map_err(|e| ApiError::field(e.field, e.message))?;
     let mut request = body.parse(tenant.clone())?;
     check_data(
         &request.data,
@@ -361,6 +380,7 @@ pub async fn notify(
         )
         .await?;
         preflight.missing_data = missing;
+        preflight.run_at_ms = run_at_ms;
         return Ok(Json(preflight).into_response());
     }
     refuse_missing_data(&missing, &template)?;
@@ -420,6 +440,7 @@ pub async fn notify(
         accepted_at_ms: now_ms(),
         carry: None,
         actor_id: request.actor_id,
+        run_at_ms,
     };
     state
         .store
@@ -429,6 +450,7 @@ pub async fn notify(
                 tenant_id: &input.tenant_id,
                 template_id: &input.template_id,
                 path: input.path,
+                run_at_ms,
             },
             &input,
             generation,

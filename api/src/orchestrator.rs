@@ -9,17 +9,20 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use fanout_contracts::{
     NotificationInput, NotificationWorkflow, PauseSignal, RateLimit, RedriveInput, RedriveWorkflow,
-    ResumeSignal, SetRateSignal, SetTemplateQuotaSignal, TemplateQuota,
+    Reschedule, RescheduleUpdate, ResumeSignal, SetRateSignal, SetTemplateQuotaSignal,
+    TemplateQuota,
 };
 use fanout_domain::config::TemporalConfig;
 use fanout_domain::receipt::RequestState;
 use fanout_domain::{RequestId, TemplateId, TenantId};
 use futures::StreamExt;
-use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
+use temporalio_client::errors::{
+    WorkflowInteractionError, WorkflowStartError, WorkflowUpdateError,
+};
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCancelOptions,
-    WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowIdReusePolicy, WorkflowListOptions,
-    WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowExecutionStatus,
+    WorkflowIdReusePolicy, WorkflowListOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
 use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_common::{HasWorkflowDefinition, Priority};
@@ -94,6 +97,13 @@ pub trait Orchestrator: Send + Sync + 'static {
     ) -> Result<(), OrchestratorError>;
     /// Requests cancellation of a running request.
     async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError>;
+    /// Moves a scheduled request's start (the workflow's `reschedule` update, which it refuses
+    /// once the request has started: [`OrchestratorError::NotRunning`]).
+    async fn reschedule(
+        &self,
+        request_id: &RequestId,
+        run_at_ms: fanout_domain::UnixMillis,
+    ) -> Result<(), OrchestratorError>;
     /// Starts a re-drive of a finished request's dead letters at `priority`.
     async fn start_redrive(
         &self,
@@ -321,6 +331,34 @@ impl Orchestrator for TemporalOrchestrator {
             }
         }
         Ok(found)
+    }
+
+    async fn reschedule(
+        &self,
+        request_id: &RequestId,
+        run_at_ms: fanout_domain::UnixMillis,
+    ) -> Result<(), OrchestratorError> {
+        let handle = self
+            .client
+            .get_workflow_handle::<NotificationWorkflow>(request_id.workflow_id());
+        handle
+            .execute_update(
+                RescheduleUpdate,
+                Reschedule { run_at_ms },
+                WorkflowExecuteUpdateOptions::default(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                // The validator's refusal: the request no longer waits for its time.
+                WorkflowUpdateError::Failed(_) | WorkflowUpdateError::NotFound(_) => {
+                    OrchestratorError::NotRunning
+                }
+                other if other.to_string().contains("already completed") => {
+                    OrchestratorError::NotRunning
+                }
+                other => OrchestratorError::Unavailable(other.to_string()),
+            })
     }
 
     async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError> {

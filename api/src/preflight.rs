@@ -324,6 +324,10 @@ pub struct Preflight {
     /// The `data.*` values the template renders with no default that this request's `data`
     /// lacks; a real notify is refused (422) until they are sent.
     pub missing_data: Vec<String>,
+    /// When the request would start, from its `send_at` or `delay_seconds` (milliseconds since
+    /// the epoch); `null` starts at once.
+    #[schema(value_type = Option<i64>)]
+    pub run_at_ms: Option<fanout_domain::UnixMillis>,
 }
 
 fn channel_estimates_schema() -> utoipa::openapi::Object {
@@ -419,6 +423,7 @@ pub async fn dry_run(
             override_field: OVERRIDE_FIELD.to_owned(),
         },
         missing_data: Vec::new(),
+        run_at_ms: None,
     })
 }
 

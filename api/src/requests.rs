@@ -33,7 +33,8 @@ pub struct StatusResponse {
     /// The request.
     #[schema(value_type = RequestId)]
     pub request_id: String,
-    /// `running`, `completed`, `cancelled` or `failed`.
+    /// `scheduled` (waiting for its `send_at`), `running`, `completed`, `cancelled` or
+    /// `failed`.
     pub state: RequestState,
     /// The template.
     #[schema(value_type = TemplateId)]
@@ -69,6 +70,9 @@ pub struct StatusResponse {
     /// When it was accepted.
     #[schema(value_type = i64)]
     pub created_at_ms: UnixMillis,
+    /// When it starts (or started), for a request sent with `send_at` or `delay_seconds`.
+    #[schema(value_type = Option<i64>)]
+    pub run_at_ms: Option<UnixMillis>,
 }
 
 fn channel_counts_schema() -> utoipa::openapi::Object {
@@ -300,6 +304,7 @@ fn respond(
         totals,
         metadata: record.metadata.clone(),
         created_at_ms: record.created_at_ms,
+        run_at_ms: record.run_at_ms,
     }
 }
 

@@ -30,6 +30,7 @@ struct FakeOrchestrator {
     cancelled: Mutex<Vec<RequestId>>,
     redrives: Mutex<Vec<(RedriveInput, TaskPriority)>>,
     quota_signals: Mutex<Vec<(TemplateId, TemplateQuota)>>,
+    reschedules: Mutex<Vec<(RequestId, i64)>>,
 }
 
 #[async_trait]
@@ -75,6 +76,26 @@ impl Orchestrator for FakeOrchestrator {
 
     async fn cancel(&self, request_id: &RequestId) -> Result<(), OrchestratorError> {
         self.cancelled.lock().unwrap().push(request_id.clone());
+        Ok(())
+    }
+
+    async fn reschedule(
+        &self,
+        request_id: &RequestId,
+        run_at_ms: i64,
+    ) -> Result<(), OrchestratorError> {
+        let started = self.started.lock().unwrap();
+        // As the workflow's validator: only a request started with a time waits for one.
+        if !started
+            .iter()
+            .any(|s| &s.request_id == request_id && s.run_at_ms.is_some())
+        {
+            return Err(OrchestratorError::NotRunning);
+        }
+        self.reschedules
+            .lock()
+            .unwrap()
+            .push((request_id.clone(), run_at_ms));
         Ok(())
     }
 

@@ -7,14 +7,14 @@ use temporalio_macros::activity_definitions;
 
 use crate::{
     ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
-    DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ResolveChunk,
-    ResolveChunkInput,
+    DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ReleaseInput,
+    ResolveChunk, ResolveChunkInput,
 };
 
 /// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
 pub use self::delivery_activities::{
     ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverDirect, DeliverPage, FinalizeRequest,
-    ResolveAudienceChunk,
+    ReleaseRequest, ResolveAudienceChunk,
 };
 
 /// The activities the workflows call, declared here and implemented in `fanout-activities`.
@@ -65,6 +65,13 @@ impl DeliveryActivities {
     /// Writes a template's quota to the store, where delivery activities obey it.
     #[activity(name = "apply_template_quota")]
     pub fn apply_template_quota(input: ApplyTemplateQuotaInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Records that a scheduled request's time came: its state goes from `scheduled` to
+    /// `running`.
+    #[activity(name = "release_request")]
+    pub fn release_request(input: ReleaseInput) -> Result<(), ActivityError> {
         unimplemented!()
     }
 }

@@ -49,7 +49,7 @@ pub mod tree;
 
 pub use activities::{
     ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverDirect, DeliverPage,
-    DeliveryActivities, FinalizeRequest, ResolveAudienceChunk,
+    DeliveryActivities, FinalizeRequest, ReleaseRequest, ResolveAudienceChunk,
 };
 pub use direct::{DeliverDirectInput, DirectReport};
 pub use fanout_domain::request::RequestControls;
@@ -74,7 +74,7 @@ pub const WORKFLOW_NAMES: [&str; 4] = [
 ];
 /// Every activity type of [`DeliveryActivities`], in declaration order. These names are in
 /// every recorded history: renaming one breaks the replay of running requests.
-pub const ACTIVITY_NAMES: [&str; 7] = [
+pub const ACTIVITY_NAMES: [&str; 8] = [
     "resolve_audience_chunk",
     "begin_redrive",
     "deliver_page",
@@ -82,6 +82,7 @@ pub const ACTIVITY_NAMES: [&str; 7] = [
     "finalize_request",
     "apply_controls",
     "apply_template_quota",
+    "release_request",
 ];
 /// The query that returns a running request's progress
 /// ([`fanout_domain::receipt::Progress`]).
@@ -95,6 +96,8 @@ pub const SET_RATE_SIGNAL: &str = "set_rate";
 /// Signal: the request's template got a new quota ([`TemplateQuota`]), sent by the API to
 /// every running request of the template.
 pub const SET_TEMPLATE_QUOTA_SIGNAL: &str = "set_template_quota";
+/// Update: move a scheduled request's start ([`Reschedule`]); refused once it has started.
+pub const RESCHEDULE_UPDATE: &str = "reschedule";
 
 /// Search attribute: the request's tenant.
 pub const SA_TENANT_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("TenantId");
@@ -151,6 +154,7 @@ mod tests {
             DeliveryActivities::finalize_request.name(),
             DeliveryActivities::apply_controls.name(),
             DeliveryActivities::apply_template_quota.name(),
+            DeliveryActivities::release_request.name(),
         ];
         assert_eq!(declared, super::ACTIVITY_NAMES);
     }

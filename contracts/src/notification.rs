@@ -5,11 +5,11 @@ use fanout_domain::receipt::{Progress, RequestState};
 use fanout_domain::request::{DeliveryPath, Priority, RecipientsQuery, RequestControls};
 use fanout_domain::{Channel, RequestId, TemplateId, TenantId, UnixMillis, UserId};
 use serde::{Deserialize, Serialize};
-use temporalio_common::{QueryDefinition, SignalDefinition};
+use temporalio_common::{QueryDefinition, SignalDefinition, UpdateDefinition};
 
 use crate::{
-    AudienceSnapshot, NOTIFICATION_WORKFLOW, PAUSE_SIGNAL, PROGRESS_QUERY, RESUME_SIGNAL,
-    SET_RATE_SIGNAL, SET_TEMPLATE_QUOTA_SIGNAL,
+    AudienceSnapshot, NOTIFICATION_WORKFLOW, PAUSE_SIGNAL, PROGRESS_QUERY, RESCHEDULE_UPDATE,
+    RESUME_SIGNAL, SET_RATE_SIGNAL, SET_TEMPLATE_QUOTA_SIGNAL,
 };
 
 /// The input of [`NOTIFICATION_WORKFLOW`].
@@ -47,6 +47,25 @@ pub struct NotificationInput {
     /// resolved (an explicit list has the actor removed by the API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<UserId>,
+    /// When to start, for a request sent with `send_at` or `delay_seconds`: the workflow waits
+    /// on a durable timer until then (the `reschedule` update moves it). `None` runs at once,
+    /// as every input recorded before scheduling existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at_ms: Option<UnixMillis>,
+}
+
+/// Input (and answer) of [`RESCHEDULE_UPDATE`]: the request's new start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reschedule {
+    /// When the request now starts; at or before the workflow's time, at once.
+    pub run_at_ms: UnixMillis,
+}
+
+/// Input of `release_request`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseInput {
+    /// The scheduled request whose time came.
+    pub request_id: RequestId,
 }
 
 /// What a [`NOTIFICATION_WORKFLOW`] run hands to its continuation.
@@ -162,3 +181,17 @@ signal_marker!(
     SET_TEMPLATE_QUOTA_SIGNAL,
     TemplateQuota
 );
+
+/// Marker for [`RESCHEDULE_UPDATE`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RescheduleUpdate;
+
+impl UpdateDefinition for RescheduleUpdate {
+    type Workflow = NotificationWorkflow;
+    type Input = Reschedule;
+    type Output = Reschedule;
+
+    fn name(&self) -> &str {
+        RESCHEDULE_UPDATE
+    }
+}

@@ -6,7 +6,8 @@
 //! ([`audience`]), delivery outcomes ([`receipt`]), users and their devices ([`user`]),
 //! templates ([`template`]) and their rendering ([`render`]), the backoff of delivery retries
 //! ([`retry`]), the in-app inbox ([`inbox`]), outbound webhooks' events and destinations
-//! ([`webhook`]), and the settings' types the binaries load ([`config`]).
+//! ([`webhook`]), when a request runs ([`timing`]), and the settings' types the binaries load
+//! ([`config`]).
 //!
 //! It depends on neither Temporal nor anything that does I/O: the workflow and activity
 //! contracts built on the Temporal SDK are `fanout-contracts`, and the configuration loader is
@@ -26,6 +27,7 @@ pub mod render;
 pub mod request;
 pub mod retry;
 pub mod template;
+pub mod timing;
 pub mod user;
 pub mod webhook;
 

@@ -138,6 +138,10 @@ pub enum RequestState {
     Cancelled,
     /// The workflow itself failed or was terminated.
     Failed,
+    /// Accepted with a `send_at` or `delay_seconds` and waiting for it: nothing resolved or
+    /// sent yet, and it can still be rescheduled or cancelled. Added last: the variants' order
+    /// is nowhere significant, but old readers never see it.
+    Scheduled,
 }
 
 impl RequestState {
@@ -148,12 +152,13 @@ impl RequestState {
             RequestState::Completed => "completed",
             RequestState::Cancelled => "cancelled",
             RequestState::Failed => "failed",
+            RequestState::Scheduled => "scheduled",
         }
     }
 
     /// Whether the request can still change.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RequestState::Running)
+        !matches!(self, RequestState::Running | RequestState::Scheduled)
     }
 }
 
@@ -166,6 +171,7 @@ impl FromStr for RequestState {
             RequestState::Completed,
             RequestState::Cancelled,
             RequestState::Failed,
+            RequestState::Scheduled,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)

@@ -27,6 +27,9 @@ pub struct RequestKeys<'a> {
     pub template_id: &'a TemplateId,
     /// How it is delivered.
     pub path: DeliveryPath,
+    /// When a scheduled request runs; `None` runs at once. A scheduled request is recorded as
+    /// `scheduled` until its workflow releases it.
+    pub run_at_ms: Option<UnixMillis>,
 }
 
 /// A request as recorded in the store.
@@ -56,6 +59,8 @@ pub struct RequestRecord {
     pub generation: u32,
     /// How its workflow delivers.
     pub path: DeliveryPath,
+    /// When it runs, if it was scheduled (the latest reschedule's time).
+    pub run_at_ms: Option<UnixMillis>,
 }
 
 fn record_from_row(row: &AnyRow) -> Result<RequestRecord> {
@@ -81,6 +86,7 @@ fn record_from_row(row: &AnyRow) -> Result<RequestRecord> {
         started: row.try_get::<i64, _>("started")? != 0,
         generation: u32::try_from(row.try_get::<i64, _>("generation")?).unwrap_or(u32::MAX),
         path: parse_col(T, row.try_get::<String, _>("path")?.parse())?,
+        run_at_ms: row.try_get("run_at_ms")?,
     })
 }
 
@@ -102,19 +108,23 @@ impl Store {
         let done = sqlx::query(
             "INSERT INTO requests (request_id, tenant_id, dedupe_key, template_id, state,
                                    metadata, created_at_ms, updated_at_ms, generation, input,
-                                   path)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                                   path, run_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
         )
         .bind(keys.request_id.as_str())
         .bind(keys.tenant_id.as_str())
         .bind(dedupe_key)
         .bind(keys.template_id.as_str())
-        .bind(RequestState::Running.as_str())
+        .bind(match keys.run_at_ms {
+            Some(_) => RequestState::Scheduled.as_str(),
+            None => RequestState::Running.as_str(),
+        })
         .bind(metadata)
         .bind(now)
         .bind(i64::from(generation))
         .bind(stored_input)
         .bind(keys.path.as_str())
+        .bind(keys.run_at_ms)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -150,6 +160,41 @@ impl Store {
         Ok(at)
     }
 
+    /// Records that a scheduled request's time came: `scheduled` becomes `running`. Any other
+    /// state is left alone (a retry after the first write, or a cancel that won).
+    pub async fn release_request(&self, request_id: &RequestId) -> Result<()> {
+        sqlx::query(
+            "UPDATE requests SET state = $1, updated_at_ms = $2 WHERE request_id = $3 AND state = $4",
+        )
+        .bind(RequestState::Running.as_str())
+        .bind(now_ms())
+        .bind(request_id.as_str())
+        .bind(RequestState::Scheduled.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records a scheduled request's new time, once its workflow accepted the move. Returns
+    /// `false` when the request is no longer scheduled.
+    pub async fn reschedule_request(
+        &self,
+        request_id: &RequestId,
+        run_at_ms: UnixMillis,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE requests SET run_at_ms = $1, updated_at_ms = $2
+             WHERE request_id = $3 AND state = $4",
+        )
+        .bind(run_at_ms)
+        .bind(now_ms())
+        .bind(request_id.as_str())
+        .bind(RequestState::Scheduled.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records that Temporal accepted the request's workflow.
     pub async fn mark_started(&self, request_id: &RequestId) -> Result<()> {
         sqlx::query("UPDATE requests SET started = 1 WHERE request_id = $1")
@@ -168,7 +213,7 @@ impl Store {
     ) -> Result<Option<RequestRecord>> {
         let row = sqlx::query(
             "SELECT request_id, tenant_id, dedupe_key, template_id, state, progress, metadata,
-                    created_at_ms, updated_at_ms, started, generation, path
+                    created_at_ms, updated_at_ms, started, generation, path, run_at_ms
              FROM requests WHERE request_id = $1 AND tenant_id = $2",
         )
         .bind(request_id.as_str())
@@ -186,7 +231,7 @@ impl Store {
     ) -> Result<Option<RequestRecord>> {
         let row = sqlx::query(
             "SELECT request_id, tenant_id, dedupe_key, template_id, state, progress, metadata,
-                    created_at_ms, updated_at_ms, started, generation, path
+                    created_at_ms, updated_at_ms, started, generation, path, run_at_ms
              FROM requests WHERE tenant_id = $1 AND dedupe_key = $2
              ORDER BY generation DESC LIMIT 1",
         )
@@ -221,7 +266,7 @@ impl Store {
             RequestState::Completed => Some(WebhookEventType::RequestCompleted),
             RequestState::Cancelled => Some(WebhookEventType::RequestCancelled),
             RequestState::Failed => Some(WebhookEventType::RequestFailed),
-            RequestState::Running => None,
+            RequestState::Running | RequestState::Scheduled => None,
         };
         if let (Some(tenant), Some(kind)) = (tenant, kind) {
             let tenant_id = parse_col(T_REQUESTS, TenantId::parse(&tenant))?;
@@ -275,6 +320,7 @@ mod tests {
                     tenant_id: &t,
                     template_id: &tpl,
                     path: DeliveryPath::Tree,
+                    run_at_ms: None,
                 };
                 store
                     .insert_request(keys, &input, generation, "k1", &meta)

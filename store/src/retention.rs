@@ -271,6 +271,7 @@ mod tests {
                 tenant_id: &t,
                 template_id: &tpl,
                 path: DeliveryPath::Tree,
+                run_at_ms: None,
             };
             let input = serde_json::json!({"request_id": id, "accepted_at_ms": now});
             store

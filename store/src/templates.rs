@@ -521,6 +521,7 @@ mod tests {
                     tenant_id: &t,
                     template_id: &id,
                     path: DeliveryPath::Tree,
+                    run_at_ms: None,
                 },
                 &serde_json::json!({"request_id": request}),
                 0,

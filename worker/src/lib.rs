@@ -330,6 +330,7 @@ mod tests {
             FanoutActivities::finalize_request.name(),
             FanoutActivities::apply_controls.name(),
             FanoutActivities::apply_template_quota.name(),
+            FanoutActivities::release_request.name(),
         ];
         assert_eq!(activities, fanout_contracts::ACTIVITY_NAMES);
     }

@@ -6,6 +6,7 @@
 //! committed under `histories/` (see `tests/replay.rs`).
 //!
 //! - [`notification`]: one workflow per notification request, the parent of the tree;
+//! - [`schedule`]: a scheduled request's wait for its time, before either path;
 //! - [`direct`]: its direct path, a small audience delivered without child workflows;
 //! - [`resolve`]: the child that materialises the audience snapshot in pages;
 //! - [`page`]: the child that delivers one page over every channel, in delivery rounds;
@@ -18,6 +19,7 @@ pub mod options;
 pub mod page;
 pub mod redrive;
 pub mod resolve;
+pub mod schedule;
 pub mod window;
 
 pub use notification::NotificationWorkflow;

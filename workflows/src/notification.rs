@@ -20,9 +20,10 @@
 use fanout_contracts::{
     ApplyControlsInput, ApplyTemplateQuotaInput, AudienceSnapshot, Carry, DeliveryActivities,
     FanoutPageInput, FanoutPageWorkflow, FinalizeInput, NotificationInput, NotificationOutcome,
-    PageOutcome, RateLimit, RequestControls, ResolveAudienceInput, ResolveAudienceWorkflow,
-    TemplateQuota,
+    PageOutcome, RateLimit, RequestControls, Reschedule, ResolveAudienceInput,
+    ResolveAudienceWorkflow, TemplateQuota,
 };
+use fanout_domain::UnixMillis;
 use fanout_domain::receipt::{DeliveryStatus, Progress, RequestState};
 use fanout_domain::request::DeliveryPath;
 use temporalio_macros::{workflow, workflow_methods};
@@ -33,6 +34,7 @@ use temporalio_sdk::{
 };
 
 use crate::options;
+use crate::schedule::{self, Wait};
 use crate::window::InFlight;
 
 /// Pages delivered concurrently.
@@ -51,6 +53,12 @@ pub struct NotificationWorkflow {
     /// The latest template quota signalled, and a counter bumped by each such signal.
     template_quota: Option<u32>,
     quota_version: u64,
+    /// The time the latest `reschedule` set, over the input's.
+    rescheduled_to: Option<UnixMillis>,
+    /// Bumped by every `reschedule`, so the wait notices.
+    schedule_version: u64,
+    /// Set once the request stopped waiting for its time: `reschedule` is refused from then on.
+    released: bool,
 }
 
 /// Why resolution did not produce a snapshot.
@@ -74,6 +82,13 @@ impl NotificationWorkflow {
         ctx: &mut WorkflowContext<Self>,
         input: NotificationInput,
     ) -> WorkflowResult<NotificationOutcome> {
+        if input.carry.is_none() {
+            if let Wait::Cancelled = schedule::wait(ctx, &input).await? {
+                return finish(ctx, &input, RequestState::Cancelled, None).await;
+            }
+        } else {
+            ctx.state_mut(|s| s.release());
+        }
         if input.path == DeliveryPath::Direct && input.carry.is_none() {
             return crate::direct::run(ctx, &input).await;
         }
@@ -174,6 +189,34 @@ impl NotificationWorkflow {
     ) {
         self.note_template_quota(quota);
     }
+
+    /// Refuses to move a request that no longer waits for its time.
+    #[update_validator(reschedule)]
+    fn validate_reschedule(
+        &self,
+        _ctx: &WorkflowContextView,
+        _to: &Reschedule,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.released {
+            return Err(
+                "the request has already started; only a scheduled request can be rescheduled"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Moves a scheduled request's start; a time already past starts it at once.
+    #[update(name = "reschedule")]
+    pub fn reschedule(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        to: Reschedule,
+    ) -> Reschedule {
+        self.rescheduled_to = Some(to.run_at_ms);
+        self.schedule_version += 1;
+        to
+    }
 }
 
 impl NotificationWorkflow {
@@ -186,6 +229,21 @@ impl NotificationWorkflow {
     fn note_template_quota(&mut self, quota: TemplateQuota) {
         self.template_quota = quota.per_second.filter(|r| *r > 0);
         self.quota_version += 1;
+    }
+
+    /// When the request runs: the latest `reschedule`, else its input's time.
+    pub(crate) fn run_at(&self, input: &NotificationInput) -> Option<UnixMillis> {
+        self.rescheduled_to.or(input.run_at_ms)
+    }
+
+    /// How many times the request was rescheduled.
+    pub(crate) fn schedule_version(&self) -> u64 {
+        self.schedule_version
+    }
+
+    /// Marks the request as no longer waiting for its time.
+    pub(crate) fn release(&mut self) {
+        self.released = true;
     }
 
     fn set_controls(&mut self, controls: RequestControls) {

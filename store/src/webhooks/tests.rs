@@ -375,6 +375,7 @@ async fn a_requests_end_and_a_dead_token_write_their_events() {
         tenant_id: &t,
         template_id: &template,
         path: DeliveryPath::Tree,
+        run_at_ms: None,
     };
     store
         .insert_request(keys, &serde_json::json!({}), 0, "ends", &BTreeMap::new())
