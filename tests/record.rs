@@ -210,6 +210,84 @@ async fn record_histories_direct() -> anyhow::Result<()> {
     .await
 }
 
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "rewrites workflows/histories; run `make record-histories`"]
+async fn record_histories_scheduled() -> anyhow::Result<()> {
+    // Scheduled sends: a direct request that waits for its time, one moved by a reschedule
+    // (a cancelled timer and a new one), one cancelled while it waits, and a fan-out (the tree)
+    // that waits before resolving.
+    let app = TestApp::spawn_setup(
+        "record-scheduled",
+        Setup {
+            page_size: 2,
+            ..Setup::default()
+        },
+    )
+    .await?;
+    app.put_template(
+        "code",
+        json!({"name": "Code", "email": {"subject": "Code", "text": "{{ data.code }}"}}),
+    )
+    .await?;
+    for u in ["s1", "s2"] {
+        app.put_user(u, u, true).await?;
+    }
+    app.seed_followers("star", 3).await?;
+    let notify = |recipients: serde_json::Value, delay: u32, key: &str| {
+        let body = json!({
+            "template_id": "code",
+            "recipients_query": recipients,
+            "data": {"code": "1234"},
+            "dedupe_key": key,
+            "delay_seconds": delay,
+        });
+        let app = &app;
+        async move {
+            let (status, body) = app.notify(&body).await?;
+            anyhow::ensure!(status == StatusCode::ACCEPTED, "{body}");
+            Ok::<String, anyhow::Error>(body["request_id"].as_str().unwrap().to_owned())
+        }
+    };
+    let users = json!({"type": "users", "user_ids": ["s1", "s2"]});
+
+    let waited = notify(users.clone(), 2, "scheduled-direct").await?;
+    let moved = notify(users.clone(), 3600, "scheduled-moved").await?;
+    crate::helpers::wait_for_timer(&app, &moved).await?;
+    app.post(
+        &format!("/v1/requests/{moved}/schedule"),
+        Some(json!({"delay_seconds": 1})),
+    )
+    .await?;
+    let cancelled = notify(users, 3600, "scheduled-cancelled").await?;
+    app.post("/v1/cancel", Some(json!({"request_id": cancelled})))
+        .await?;
+    let tree = notify(
+        json!({"type": "followers", "of": "star"}),
+        2,
+        "scheduled-tree",
+    )
+    .await?;
+    for (id, state) in [
+        (&waited, "completed"),
+        (&moved, "completed"),
+        (&cancelled, "cancelled"),
+        (&tree, "completed"),
+    ] {
+        app.wait_for_state(id, state).await?;
+    }
+
+    save(
+        &app,
+        &[
+            (waited, "scheduled_direct.json"),
+            (moved, "scheduled_rescheduled.json"),
+            (cancelled, "scheduled_cancelled.json"),
+            (tree, "scheduled_tree.json"),
+        ],
+    )
+    .await
+}
+
 /// Writes each workflow's history under `workflows/histories/`.
 async fn save(app: &TestApp, workflows: &[(String, &str)]) -> anyhow::Result<()> {
     let client = app.temporal_client().await?;

@@ -8,8 +8,9 @@ use std::time::Duration;
 use fanout_domain::timing::format_instant;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use temporalio_common::protos::temporal::api::enums::v1::EventType;
 
-use crate::helpers::{TestApp, expect_status, now_ms, poll};
+use crate::helpers::{TestApp, expect_status, now_ms, poll, wait_for_timer};
 
 fn reminder() -> Value {
     json!({"name": "Reminder", "email": {"subject": "Reminder", "text": "Hi {{ user.name }}"}})
@@ -155,6 +156,8 @@ async fn a_scheduled_request_moves_until_it_starts() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let request_id = body["request_id"].as_str().unwrap().to_owned();
+    // Moved once its timer runs, so the move cancels that timer and starts another.
+    wait_for_timer(&app, &request_id).await?;
     let schedule = |body: Value| {
         app.request(
             reqwest::Method::POST,
@@ -174,6 +177,17 @@ async fn a_scheduled_request_moves_until_it_starts() -> anyhow::Result<()> {
     assert_eq!(app.status(&request_id).await?["run_at_ms"], json!(run_at));
 
     app.wait_for_state(&request_id, "completed").await?;
+    let events = app.history(&request_id).await?;
+    let count = |kind: EventType| events.iter().filter(|e| e.event_type() == kind).count();
+    assert_eq!(
+        (
+            count(EventType::TimerStarted),
+            count(EventType::TimerCanceled),
+            count(EventType::TimerFired)
+        ),
+        (2, 1, 1),
+        "the move cancels the first timer and the second one fires"
+    );
     let at = arrivals(&app, &users).await?[0];
     assert!(
         at >= run_at,

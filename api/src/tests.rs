@@ -320,5 +320,6 @@ mod preferences;
 mod requests;
 mod scheduling;
 mod templates;
+mod timing;
 mod users;
 mod webhooks;

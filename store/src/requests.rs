@@ -300,6 +300,46 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_scheduled_request_moves_until_released_and_never_after() {
+        let store = store().await;
+        let t = TenantId::parse("acme").unwrap();
+        store.upsert_tenant(&t, "Acme").await.unwrap();
+        let id = DedupeKey::new(t.clone(), "later").unwrap().request_id();
+        let tpl = TemplateId::parse("welcome").unwrap();
+        let keys = RequestKeys {
+            request_id: &id,
+            tenant_id: &t,
+            template_id: &tpl,
+            path: DeliveryPath::Direct,
+            run_at_ms: Some(1_000),
+        };
+        let input = serde_json::json!({"request_id": id});
+        store
+            .insert_request(keys, &input, 0, "later", &BTreeMap::new())
+            .await
+            .unwrap();
+        let read = || async { store.get_request(&t, &id).await.unwrap().unwrap() };
+        assert_eq!(
+            (read().await.state, read().await.run_at_ms),
+            (RequestState::Scheduled, Some(1_000))
+        );
+        assert!(store.reschedule_request(&id, 2_000).await.unwrap());
+        assert_eq!(read().await.run_at_ms, Some(2_000));
+
+        store.release_request(&id).await.unwrap();
+        assert_eq!(read().await.state, RequestState::Running);
+        assert!(!store.reschedule_request(&id, 3_000).await.unwrap());
+        assert_eq!(read().await.run_at_ms, Some(2_000));
+        // Releasing again (an activity retry) leaves a later state alone.
+        store
+            .finalize_request(&id, RequestState::Cancelled, &Progress::default())
+            .await
+            .unwrap();
+        store.release_request(&id).await.unwrap();
+        assert_eq!(read().await.state, RequestState::Cancelled);
+    }
+
+    #[tokio::test]
     async fn requests_insert_once_and_finalise() {
         let store = store().await;
         let t = TenantId::parse("acme").unwrap();

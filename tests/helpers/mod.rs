@@ -24,6 +24,7 @@ use fanout_store::Store;
 use fanout_store::tenants::generate_api_key;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use tokio::sync::oneshot;
 
 use self::stack::Shared;
@@ -686,6 +687,19 @@ where
 /// arrival times are.
 pub fn now_ms() -> u64 {
     fanout_runtime::now_ms().unsigned_abs()
+}
+
+/// Waits until the workflow `workflow_id` has started a timer (a scheduled request waiting
+/// for its time, say).
+pub async fn wait_for_timer(app: &TestApp, workflow_id: &str) -> anyhow::Result<()> {
+    poll(Duration::from_secs(60), "a timer started", || async {
+        let events = app.history(workflow_id).await?;
+        Ok(events
+            .iter()
+            .any(|e| e.event_type() == EventType::TimerStarted)
+            .then_some(()))
+    })
+    .await
 }
 
 /// Counts values by a string key, for exact assertions over receipts.

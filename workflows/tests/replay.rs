@@ -61,6 +61,12 @@ async fn committed_histories_replay_against_current_code() -> anyhow::Result<()>
         "direct_retried",
         "direct_paused_handoff",
         "direct_cancelled",
+        // Scheduled sends: a direct request after its timer, one moved by a reschedule, one
+        // cancelled while it waits, a tree that waits before resolving.
+        "scheduled_direct",
+        "scheduled_rescheduled",
+        "scheduled_cancelled",
+        "scheduled_tree",
         // Recorded before delivery rounds existed: still replays, so requests running across
         // that upgrade finish.
         "pre_rounds_fanout_page",

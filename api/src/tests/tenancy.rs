@@ -728,6 +728,13 @@ async fn no_tenant_route_shows_or_changes_another_tenants_data() {
             NotFound,
         )
         .body(json!({"per_second": 5})),
+        probe(
+            "POST",
+            "/v1/requests/{request_id}/schedule",
+            format!("/v1/requests/{rid}/schedule"),
+            NotFound,
+        )
+        .body(json!({"delay_seconds": 60})),
         probe("GET", "/v1/users/{user_id}", "/v1/users/alice".into(), NotFound),
         // User-keyed collections answer for b's own (empty) user of that id.
         probe("GET", "/v1/users/{user_id}/inbox", "/v1/users/alice/inbox".into(), Own(ok)),
