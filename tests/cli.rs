@@ -163,6 +163,63 @@ async fn send_status_and_cancel_through_the_cli_with_meaningful_exit_codes() -> 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_send_scheduled_from_the_cli_shows_its_time_moves_and_cancels() -> anyhow::Result<()> {
+    let app = TestApp::spawn("cli-scheduled").await?;
+    app.put_template("post", post_template()).await?;
+    app.put_user("sam", "Sam", true).await?;
+
+    let run = fanout(
+        &app,
+        &[
+            "send",
+            "--template",
+            "post",
+            "--users",
+            "sam",
+            "--data",
+            "actor=Star",
+            "--in",
+            "3600",
+        ],
+    )
+    .await?;
+    assert_eq!(run.code, 0, "{run}");
+    let request_id = run
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .map(|id| id.trim_end_matches(':').to_owned())
+        .ok_or_else(|| anyhow::anyhow!("no request id: {run}"))?;
+    assert!(run.stdout.starts_with("scheduled "), "{run}");
+
+    let at = "2031-01-02T03:04:05Z";
+    let moved = fanout(&app, &["reschedule", &request_id, "--at", at]).await?;
+    // More than 30 days ahead: refused, naming the flag's field.
+    assert_eq!(moved.code, 1, "{moved}");
+    assert!(moved.stderr.contains("send_at"), "{moved}");
+    let at = fanout_domain::timing::format_instant(
+        i64::try_from(crate::helpers::now_ms())? + 2 * 3_600_000,
+    );
+    let moved = fanout(&app, &["reschedule", &request_id, "--at", &at]).await?;
+    assert_eq!(moved.code, 0, "{moved}");
+    assert_eq!(
+        moved.stdout.trim(),
+        format!("{request_id} now runs at {at}")
+    );
+
+    let status = fanout(&app, &["status", &request_id]).await?;
+    assert!(
+        status.stdout.contains(&format!("scheduled, runs at {at}")),
+        "{status}"
+    );
+    let cancel = fanout(&app, &["cancel", &request_id]).await?;
+    assert_eq!(cancel.code, 0, "{cancel}");
+    app.wait_for_state(&request_id, "cancelled").await?;
+    assert!(app.emails_to(&app.email_of("sam")).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn status_watch_prints_one_plain_line_per_change_until_the_request_completes()
 -> anyhow::Result<()> {
     let app = TestApp::spawn_with("cli-watch", 50, 4).await?;

@@ -77,6 +77,8 @@ pub enum Command {
     Resume(requests::RequestArg),
     /// Cap a running request's deliveries per second, or lift the cap with `off`.
     Rate(requests::RateArgs),
+    /// Move a scheduled request (sent with --at or --in) to another time, until it starts.
+    Reschedule(requests::RescheduleArgs),
     /// A request's delivery receipts, one per (user, channel).
     Receipts(requests::ReceiptsArgs),
     /// Deliveries that failed for good; `redrive` delivers them again.
@@ -113,6 +115,7 @@ async fn dispatch(cli: Cli, settings: Settings) -> Result<ExitCode, Failure> {
         Command::Pause(arg) => requests::control(&api, &arg.request_id, "pause", json).await?,
         Command::Resume(arg) => requests::control(&api, &arg.request_id, "resume", json).await?,
         Command::Rate(args) => requests::rate(&api, args, json).await?,
+        Command::Reschedule(args) => requests::reschedule(&api, args, json).await?,
         Command::Receipts(args) => requests::receipts(&api, args, json).await?,
         Command::DeadLetters(args) => dead_letters::run(&api, args, json).await?,
         Command::Templates(command) => templates::run(&api, command, json).await?,

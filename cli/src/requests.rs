@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 use fanout_domain::Channel;
 use fanout_domain::receipt::{ChannelCounts, RequestState};
+use fanout_domain::timing::format_instant;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -53,6 +54,9 @@ pub struct Status {
     /// Over all channels.
     #[serde(default)]
     pub totals: ChannelCounts,
+    /// When it starts, if it was scheduled.
+    #[serde(default)]
+    pub run_at_ms: Option<i64>,
 }
 
 impl Status {
@@ -107,6 +111,16 @@ pub struct RateArgs {
     pub per_second: String,
 }
 
+/// `fanout reschedule`.
+#[derive(Debug, Args)]
+pub struct RescheduleArgs {
+    /// The scheduled request's id.
+    pub request_id: String,
+    /// Its new time.
+    #[command(flatten)]
+    pub when: crate::send::When,
+}
+
 /// `fanout receipts`.
 #[derive(Debug, Args)]
 pub struct ReceiptsArgs {
@@ -149,6 +163,14 @@ fn print_status(s: &Status) {
     }
     if let Some(rate) = s.rate_per_second {
         state.push_str(&format!(", capped at {rate}/s"));
+    }
+    if let Some(at) = s.run_at_ms {
+        let verb = if s.state == RequestState::Scheduled {
+            "runs"
+        } else {
+            "ran"
+        };
+        state.push_str(&format!(", {verb} at {}", format_instant(at)));
     }
     println!("request    {}", s.request_id);
     println!("state      {state}");
@@ -225,6 +247,34 @@ pub async fn rate(api: &Api, args: RateArgs, json: bool) -> Result<(), Failure> 
         )
         .await?;
     print_control(&answer, json);
+    Ok(())
+}
+
+/// Moves a scheduled request (`POST /v1/requests/{id}/schedule`) and prints its new time.
+pub async fn reschedule(api: &Api, args: RescheduleArgs, json: bool) -> Result<(), Failure> {
+    if args.when.at.is_none() && args.when.delay.is_none() {
+        return Err(Failure::Usage(
+            "give the new time: --at INSTANT or --in SECONDS".into(),
+        ));
+    }
+    let mut body = json!({});
+    args.when.write(&mut body);
+    let answer = api
+        .send(
+            Auth::Tenant,
+            Method::POST,
+            &["v1", "requests", &args.request_id, "schedule"],
+            Some(&body),
+        )
+        .await?;
+    if json {
+        output::print_json(&answer);
+    } else {
+        let at = answer["run_at_ms"]
+            .as_i64()
+            .map_or_else(|| output::cell(&answer["run_at_ms"]), format_instant);
+        println!("{} now runs at {at}", output::cell(&answer["request_id"]));
+    }
     Ok(())
 }
 

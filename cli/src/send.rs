@@ -41,6 +41,34 @@ pub struct SendArgs {
     /// Preview only: what the request would do; nothing is recorded or sent.
     #[arg(long)]
     pub dry_run: bool,
+    /// When to send it [default: now].
+    #[command(flatten)]
+    pub when: When,
+}
+
+/// A scheduled time: at most one of the two.
+#[derive(Debug, Default, Args)]
+#[group(multiple = false)]
+pub struct When {
+    /// Send at this instant (RFC 3339 with an offset, e.g. 2026-12-05T09:00:00Z); the request
+    /// is `scheduled` until then.
+    #[arg(long, value_name = "INSTANT")]
+    pub at: Option<String>,
+    /// Send this many seconds from now.
+    #[arg(long = "in", value_name = "SECONDS")]
+    pub delay: Option<u32>,
+}
+
+impl When {
+    /// Adds `send_at` or `delay_seconds` to a body.
+    pub fn write(&self, body: &mut Value) {
+        if let Some(at) = &self.at {
+            body["send_at"] = json!(at);
+        }
+        if let Some(delay) = self.delay {
+            body["delay_seconds"] = json!(delay);
+        }
+    }
 }
 
 /// Exactly one audience.
@@ -89,6 +117,10 @@ pub async fn send(api: &Api, args: SendArgs, json: bool) -> Result<(), Failure> 
         let id = output::cell(&answer["request_id"]);
         if answer["duplicate"] == true {
             println!("duplicate of {id}: the dedupe key was used before, nothing new started");
+        } else if args.when.at.is_some() || args.when.delay.is_some() {
+            println!(
+                "scheduled {id}: it waits for its time; move it with `fanout reschedule {id}`"
+            );
         } else {
             println!("accepted {id}");
         }
@@ -121,6 +153,7 @@ pub fn body(args: &SendArgs) -> Result<Value, Failure> {
     if let Some(n) = args.confirm_audience {
         body["confirm_audience"] = json!(n);
     }
+    args.when.write(&mut body);
     Ok(body)
 }
 

@@ -331,6 +331,7 @@ mod tests {
             pages_done: 0,
             channels: BTreeMap::from([(Channel::Email, email)]),
             totals: email,
+            run_at_ms: None,
         }
     }
 
