@@ -204,3 +204,111 @@ async fn a_scheduled_request_moves_until_it_starts() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The wall-clock time (`HH:MM:SS`) in `zone` of the instant `ms`, once that time of day is
+/// still today in the zone a few seconds on (a target that crosses midnight would mean
+/// tomorrow's).
+async fn local_wall_time(zone: &str, lead_ms: u64) -> anyhow::Result<(u64, String)> {
+    let tz = jiff::tz::TimeZone::get(zone)?;
+    poll(Duration::from_secs(30), "a target before midnight", || {
+        let tz = tz.clone();
+        async move {
+            let now = now_ms();
+            let target = now + lead_ms;
+            let day = |ms: u64| -> anyhow::Result<jiff::Zoned> {
+                Ok(jiff::Timestamp::from_millisecond(i64::try_from(ms)?)?.to_zoned(tz.clone()))
+            };
+            let (today, at) = (day(now)?, day(target)?);
+            Ok((today.date() == at.date()).then(|| {
+                // Whole seconds: the request names a second, so the target is that second.
+                let second = at.timestamp().as_second() as u64 * 1000;
+                (second, at.strftime("%H:%M:%S").to_string())
+            }))
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_recipient_gets_a_local_time_send_at_that_time_in_their_own_zone() -> anyhow::Result<()>
+{
+    let app = TestApp::spawn("timing-local").await?;
+    app.put_template("reminder", reminder()).await?;
+    let zones = [
+        ("kiri", "Pacific/Auckland"),
+        ("amelie", "Europe/Paris"),
+        ("lou", "America/Los_Angeles"),
+    ];
+    for (user, zone) in zones {
+        let r = app
+            .request(reqwest::Method::PUT, &format!("/v1/users/{user}"))
+            .json(&json!({"name": user, "email": app.email_of(user), "timezone": zone}))
+            .send()
+            .await?;
+        expect_status(r, StatusCode::OK).await?;
+    }
+    let everyone: Vec<&str> = zones.iter().map(|(u, _)| *u).collect();
+
+    // One request per zone, each to all three users, at a wall time a few seconds ahead in
+    // that zone: its own user gets it then; the others' same wall time is hours away.
+    let mut requests = Vec::new();
+    for (user, zone) in zones {
+        let (target, wall) = local_wall_time(zone, 4_000).await?;
+        let (status, body) = app
+            .notify(&json!({
+                "template_id": "reminder",
+                "recipients_query": {"type": "users", "user_ids": everyone},
+                "send_at_local": wall,
+            }))
+            .await?;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        requests.push((
+            user,
+            target,
+            body["request_id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    for (user, target, request_id) in &requests {
+        let email = poll(Duration::from_secs(60), "the local-time email", || async {
+            let emails = app.emails_to(&app.email_of(user)).await?;
+            Ok(emails.into_iter().next())
+        })
+        .await?;
+        assert!(
+            email.received_at_ms >= *target,
+            "{user}'s email arrived at {}, before its local target {target}",
+            email.received_at_ms
+        );
+        let receipts = app.all_receipts(request_id).await?;
+        let delivered: Vec<&str> = receipts
+            .iter()
+            .filter(|r| r["status"] == "delivered")
+            .filter_map(|r| r["user_id"].as_str())
+            .collect();
+        assert_eq!(delivered, [*user], "{receipts:?}");
+    }
+    // Nobody got anyone else's: one email each, and every request still waits for the rest.
+    for user in &everyone {
+        assert_eq!(app.emails_to(&app.email_of(user)).await?.len(), 1, "{user}");
+    }
+    for (_, _, request_id) in &requests {
+        assert_eq!(app.status(request_id).await?["state"], "running");
+        let r = app
+            .request(reqwest::Method::POST, "/v1/cancel")
+            .json(&json!({"request_id": request_id}))
+            .send()
+            .await?;
+        expect_status(r, StatusCode::ACCEPTED).await?;
+        let done = app.wait_for_state(request_id, "cancelled").await?;
+        assert_eq!(done["totals"]["delivered"], 1, "{done}");
+        // Three zones, three groups, one timer each: the first fired, the second was waiting.
+        let events = app.history(request_id).await?;
+        let count = |kind: EventType| events.iter().filter(|e| e.event_type() == kind).count();
+        assert_eq!(
+            (count(EventType::TimerStarted), count(EventType::TimerFired)),
+            (2, 1),
+            "{request_id}"
+        );
+    }
+    Ok(())
+}

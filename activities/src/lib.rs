@@ -13,7 +13,8 @@
 //! - [`control`]: pause, rate and cancellation as each send obeys them,
 //! - [`limits`]: rate limits shared by every worker (global, provider, tenant, template) with
 //!   provider feedback, and [`breaker`]: a circuit breaker per provider,
-//! - [`finalize`]: settling, recounting and recording a request's outcome.
+//! - [`finalize`]: settling, recounting and recording a request's outcome,
+//! - [`release`]: regrouping a local-time request's snapshot by release instant.
 //!
 //! Activities decide what is retryable: permanent provider rejections become failed receipts
 //! (and dead letters); transient ones leave the receipt pending and are reported to the page
@@ -35,6 +36,7 @@ pub mod in_app;
 pub mod limits;
 pub mod outcome;
 pub mod push;
+pub mod release;
 #[cfg(test)]
 mod sandbox;
 pub mod templates;
@@ -43,8 +45,8 @@ use std::sync::Arc;
 
 use fanout_contracts::{
     ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
-    DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ReleaseInput,
-    ResolveChunk, ResolveChunkInput,
+    DeliverPageInput, DirectReport, FinalizeInput, PageReport, PlanReleaseInput, RedrivePage,
+    ReleaseInput, ReleasePlan, ResolveChunk, ResolveChunkInput,
 };
 use fanout_domain::receipt::Progress;
 use fanout_store::Store;
@@ -331,5 +333,15 @@ impl FanoutActivities {
             .map_err(store_error)?;
         tracing::info!(request_id = %input.request_id, "scheduled request released");
         Ok(())
+    }
+
+    /// Regroups a local-time request's snapshot by release instant; see [`release::plan`].
+    #[activity(definition = fanout_contracts::PlanRelease)]
+    pub async fn plan_release(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PlanReleaseInput,
+    ) -> Result<ReleasePlan, ActivityError> {
+        release::plan(&self.store, &ctx, &input, self.config.page_size).await
     }
 }

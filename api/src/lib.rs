@@ -32,6 +32,7 @@ pub mod health;
 pub mod inbox;
 pub mod ingest;
 pub mod kill;
+pub mod local_time;
 pub mod notify;
 pub mod observe;
 pub mod openapi;
@@ -213,6 +214,7 @@ pub fn routes(http: &bounds::HttpConfig) -> OpenApiRouter<AppState> {
         .merge(suppressions::routes())
         .merge(kill::routes())
         .routes(routes!(preflight::get_setting, preflight::put_setting))
+        .routes(routes!(local_time::get_timezone, local_time::put_timezone))
         .merge(admin::routes())
         .merge(quotas::routes())
         .merge(webhooks::routes());

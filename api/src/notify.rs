@@ -15,7 +15,7 @@ use fanout_domain::request::{
     DeliveryPath, MAX_TTL_SECONDS, NotificationRequest, Priority, RecipientsQuery,
 };
 use fanout_domain::template::Template;
-use fanout_domain::timing::Schedule;
+use fanout_domain::timing::{LocalTime, Schedule};
 use fanout_domain::{Channel, DedupeKey, RequestId, SegmentId, TemplateId, TenantId, UserId};
 use fanout_store::now_ms;
 use fanout_store::requests::RequestKeys;
@@ -90,6 +90,14 @@ pub struct NotifyBody {
     #[serde(default)]
     #[schema(maximum = 2592000)] // timing::MAX_SCHEDULE_AHEAD_SECONDS
     delay_seconds: Option<u32>,
+    /// Deliver at this wall-clock time in each recipient's own time zone (the user's
+    /// `timezone`, else the tenant's default, `PUT /v1/settings/timezone`, else UTC): `HH:MM`
+    /// or `HH:MM:SS`, a time already past in a zone meaning tomorrow's; or with a date,
+    /// `2026-12-05T09:00`, a time already past sending at once. Recipients are grouped by the
+    /// instant they get it, one timer per group. Not with `send_at` or `delay_seconds`.
+    #[serde(default)]
+    #[schema(example = "09:00", max_length = 32)]
+    send_at_local: Option<String>,
 }
 
 /// `?dry_run=true` answers with a [`crate::preflight::Preflight`] and records nothing.
@@ -282,6 +290,23 @@ fn refuse_missing_data(missing: &[String], template: &Template) -> Result<(), Ap
     ))
 }
 
+/// Parses `send_at_local`, which excludes the other two ways of timing a request.
+fn local_time(body: &NotifyBody) -> Result<Option<LocalTime>, ApiError> {
+    let Some(raw) = body.send_at_local.as_deref() else {
+        return Ok(None);
+    };
+    if body.send_at.is_some() || body.delay_seconds.is_some() {
+        return Err(ApiError::field(
+            "send_at_local",
+            "send_at_local is a time in each recipient's zone; send it without send_at and \
+             delay_seconds",
+        ));
+    }
+    LocalTime::parse(raw)
+        .map(Some)
+        .map_err(|e| ApiError::field(e.field, e.message))
+}
+
 /// How long the API waits on Temporal to accept a start before answering 503.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -324,6 +349,7 @@ pub async fn notify(
     }
     .run_at(now_ms())
     .map_err(|e| ApiError::field(e.field, e.message))?;
+    let local_time = local_time(&body)?;
     let mut request = body.parse(tenant.clone())?;
     check_data(
         &request.data,
@@ -421,7 +447,11 @@ pub async fn notify(
     };
     phases.mark("dedupe");
     tracing::Span::current().record("request_id", tracing::field::display(&request_id));
-    let path = DeliveryPath::for_audience(&request.recipients, state.direct_max_recipients);
+    // A local-time request regroups its snapshot by release instant, which the tree does.
+    let path = match local_time {
+        Some(_) => DeliveryPath::Tree,
+        None => DeliveryPath::for_audience(&request.recipients, state.direct_max_recipients),
+    };
     let priority = state.scheduling.task_priority(
         request.priority,
         &tenant,
@@ -441,6 +471,7 @@ pub async fn notify(
         carry: None,
         actor_id: request.actor_id,
         run_at_ms,
+        local_time,
     };
     state
         .store

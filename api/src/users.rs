@@ -107,7 +107,11 @@ pub async fn put_user(
         email: body.email.as_deref().map(EmailAddress::parse).transpose()?,
         name: body.name,
         locale: body.locale,
-        timezone: body.timezone.as_deref().map(Timezone::parse).transpose()?,
+        timezone: body
+            .timezone
+            .as_deref()
+            .map(|zone| crate::local_time::known_zone("timezone", zone))
+            .transpose()?,
         devices: parse_devices(devices)?,
     };
     state.store.upsert_user(&tenant, &user).await?;

@@ -7,14 +7,14 @@ use temporalio_macros::activity_definitions;
 
 use crate::{
     ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
-    DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ReleaseInput,
-    ResolveChunk, ResolveChunkInput,
+    DeliverPageInput, DirectReport, FinalizeInput, PageReport, PlanReleaseInput, RedrivePage,
+    ReleaseInput, ReleasePlan, ResolveChunk, ResolveChunkInput,
 };
 
 /// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
 pub use self::delivery_activities::{
     ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverDirect, DeliverPage, FinalizeRequest,
-    ReleaseRequest, ResolveAudienceChunk,
+    PlanRelease, ReleaseRequest, ResolveAudienceChunk,
 };
 
 /// The activities the workflows call, declared here and implemented in `fanout-activities`.
@@ -72,6 +72,13 @@ impl DeliveryActivities {
     /// `running`.
     #[activity(name = "release_request")]
     pub fn release_request(input: ReleaseInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Regroups a local-time request's snapshot by release instant (each recipient's zone, or
+    /// the tenant's default) and returns the groups, earliest first.
+    #[activity(name = "plan_release")]
+    pub fn plan_release(input: PlanReleaseInput) -> Result<ReleasePlan, ActivityError> {
         unimplemented!()
     }
 }

@@ -49,7 +49,7 @@ pub mod tree;
 
 pub use activities::{
     ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverDirect, DeliverPage,
-    DeliveryActivities, FinalizeRequest, ReleaseRequest, ResolveAudienceChunk,
+    DeliveryActivities, FinalizeRequest, PlanRelease, ReleaseRequest, ResolveAudienceChunk,
 };
 pub use direct::{DeliverDirectInput, DirectReport};
 pub use fanout_domain::request::RequestControls;
@@ -74,7 +74,7 @@ pub const WORKFLOW_NAMES: [&str; 4] = [
 ];
 /// Every activity type of [`DeliveryActivities`], in declaration order. These names are in
 /// every recorded history: renaming one breaks the replay of running requests.
-pub const ACTIVITY_NAMES: [&str; 8] = [
+pub const ACTIVITY_NAMES: [&str; 9] = [
     "resolve_audience_chunk",
     "begin_redrive",
     "deliver_page",
@@ -83,6 +83,7 @@ pub const ACTIVITY_NAMES: [&str; 8] = [
     "apply_controls",
     "apply_template_quota",
     "release_request",
+    "plan_release",
 ];
 /// The query that returns a running request's progress
 /// ([`fanout_domain::receipt::Progress`]).
@@ -155,6 +156,7 @@ mod tests {
             DeliveryActivities::apply_controls.name(),
             DeliveryActivities::apply_template_quota.name(),
             DeliveryActivities::release_request.name(),
+            DeliveryActivities::plan_release.name(),
         ];
         assert_eq!(declared, super::ACTIVITY_NAMES);
     }

@@ -3,6 +3,7 @@
 
 use fanout_domain::receipt::{Progress, RequestState};
 use fanout_domain::request::{DeliveryPath, Priority, RecipientsQuery, RequestControls};
+use fanout_domain::timing::LocalTime;
 use fanout_domain::{Channel, RequestId, TemplateId, TenantId, UnixMillis, UserId};
 use serde::{Deserialize, Serialize};
 use temporalio_common::{QueryDefinition, SignalDefinition, UpdateDefinition};
@@ -52,6 +53,56 @@ pub struct NotificationInput {
     /// as every input recorded before scheduling existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at_ms: Option<UnixMillis>,
+    /// For a `send_at_local` request: the wall-clock time each recipient gets it at in their
+    /// own zone. Such a request always takes the tree: after resolution its snapshot is
+    /// regrouped by release instant (`plan_release`) and each group waits on one timer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_time: Option<LocalTime>,
+}
+
+/// Recipients of a local-time request who get it at the same instant: a run of snapshot pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseGroup {
+    /// When they get it.
+    pub at_ms: UnixMillis,
+    /// The group's first page.
+    pub first_page: u32,
+    /// How many pages it spans.
+    pub pages: u32,
+    /// How many recipients it holds.
+    pub recipients: u64,
+}
+
+impl ReleaseGroup {
+    /// The page after the group's last.
+    pub fn end(&self) -> u32 {
+        self.first_page + self.pages
+    }
+}
+
+/// Input of `plan_release`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanReleaseInput {
+    /// The request.
+    pub request_id: RequestId,
+    /// Its tenant (whose default zone applies to users without one).
+    pub tenant_id: TenantId,
+    /// The wall-clock time.
+    pub local_time: LocalTime,
+    /// When the request was accepted: times already past then, in a recipient's zone, are
+    /// tomorrow's.
+    pub accepted_at_ms: UnixMillis,
+    /// The snapshot's pages as resolved.
+    pub pages: u32,
+}
+
+/// What `plan_release` returns: the regrouped snapshot's groups, earliest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasePlan {
+    /// The groups, in release order, covering pages `0..pages`.
+    pub groups: Vec<ReleaseGroup>,
+    /// The snapshot's pages after regrouping.
+    pub pages: u32,
 }
 
 /// Input (and answer) of [`RESCHEDULE_UPDATE`]: the request's new start.
@@ -81,6 +132,9 @@ pub struct Carry {
     pub controls: RequestControls,
     /// Runs so far, this one included.
     pub runs: u32,
+    /// A local-time request's release groups (empty for any other).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<ReleaseGroup>,
 }
 
 /// Input of [`SET_RATE_SIGNAL`].

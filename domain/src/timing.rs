@@ -1,12 +1,29 @@
 //! When a request runs: a scheduled send (`send_at`, `delay_seconds`) parsed into the instant
-//! its workflow waits for.
+//! its workflow waits for, and a local-time send (`send_at_local`) that each recipient gets at
+//! a wall-clock time in their own time zone.
 //!
 //! Instants are [`UnixMillis`]; the wire form is RFC 3339 with an offset (`2026-12-05T09:00:00Z`,
 //! `2026-12-05T09:00:00+01:00`). Parsing takes `now` as an argument: this crate reads no clock.
+//! Time zones come from the IANA database bundled into the build (jiff's `tzdb-bundle-always`),
+//! so every machine computes the same instants whatever its `/usr/share/zoneinfo` holds.
+
+use std::fmt;
 
 use jiff::Timestamp;
+use jiff::civil::{Date, DateTime, Time};
+use jiff::tz::{Disambiguation, TimeZone};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::UnixMillis;
+
+/// The zone of a user without one whose tenant set no default.
+pub const FALLBACK_TIMEZONE: &str = "UTC";
+
+/// The most release groups one local-time request holds (one timer each). Recipients in the
+/// same zone share a group; so do zones whose local target falls on the same instant. Past
+/// this many distinct instants (only odd zones produce them), instants are rounded up to a
+/// coarser step until they fit.
+pub const MAX_RELEASE_GROUPS: usize = 100;
 
 /// How far ahead a request may be scheduled: 30 days, as far as a request's time-to-live.
 pub const MAX_SCHEDULE_AHEAD_SECONDS: u32 = 30 * 24 * 3600;
@@ -110,6 +127,131 @@ pub fn format_instant(at: UnixMillis) -> String {
     Timestamp::from_millisecond(at).map_or_else(|_| at.to_string(), |t| t.to_string())
 }
 
+/// Looks a time zone up in the bundled IANA database.
+pub fn zone(name: &str) -> Option<TimeZone> {
+    TimeZone::get(name).ok()
+}
+
+/// A wall-clock time each recipient gets a request at in their own zone: `"09:00"`,
+/// `"09:00:30"`, or with a date, `"2026-12-05T09:00"`. Without a date, a time already past in a
+/// recipient's zone when the request is accepted is that time tomorrow; with one, a time already
+/// past sends at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    date: Option<Date>,
+    time: Time,
+}
+
+impl LocalTime {
+    /// Parses `HH:MM`, `HH:MM:SS` or `YYYY-MM-DDTHH:MM[:SS]` (no offset: the offset is each
+    /// recipient's).
+    pub fn parse(raw: &str) -> Result<Self, TimingError> {
+        let bad = || {
+            TimingError::new(
+                "send_at_local",
+                format!(
+                    "'{raw}' is not a local time: give HH:MM or HH:MM:SS (e.g. 09:00), optionally \
+                     after a date (2026-12-05T09:00), with no offset: each recipient's own zone \
+                     applies"
+                ),
+            )
+        };
+        if raw.len() > 32 {
+            return Err(bad());
+        }
+        if raw.contains('T') {
+            let at: DateTime = raw.parse().map_err(|_| bad())?;
+            if raw.ends_with('Z') || raw[raw.find('T').unwrap_or(0)..].contains(['+', '-']) {
+                return Err(bad());
+            }
+            Ok(Self {
+                date: Some(at.date()),
+                time: at.time(),
+            })
+        } else {
+            let time: Time = raw.parse().map_err(|_| bad())?;
+            Ok(Self { date: None, time })
+        }
+    }
+
+    /// The instant a recipient in `zone` gets the request, for a request accepted at
+    /// `accepted`. A wall time skipped by a DST change is taken as the same distance after the
+    /// change (02:30 on a spring-forward night is 03:30); a repeated one is its first
+    /// occurrence.
+    pub fn release_at(&self, zone: &TimeZone, accepted: UnixMillis) -> UnixMillis {
+        let Ok(now) = Timestamp::from_millisecond(accepted) else {
+            return accepted;
+        };
+        let at = |date: Date| {
+            zone.to_ambiguous_zoned(date.to_datetime(self.time))
+                .disambiguate(Disambiguation::Compatible)
+                .map(|z| z.timestamp().as_millisecond())
+                .unwrap_or(accepted)
+        };
+        match self.date {
+            Some(date) => at(date).max(accepted),
+            None => {
+                let today = now.to_zoned(zone.clone()).date();
+                let first = at(today);
+                if first >= accepted {
+                    first
+                } else {
+                    today.tomorrow().map_or(accepted, at)
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for LocalTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let time = self.time.strftime("%H:%M:%S");
+        match self.date {
+            Some(date) => write!(f, "{date}T{time}"),
+            None => write!(f, "{time}"),
+        }
+    }
+}
+
+impl Serialize for LocalTime {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LocalTime {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Groups recipients' release instants into at most [`MAX_RELEASE_GROUPS`] distinct instants:
+/// as they are when they fit, else each rounded up to the next multiple of a step (a minute,
+/// doubled until they fit). Returns the instant each input maps to, in input order.
+pub fn group_instants(instants: &[UnixMillis]) -> Vec<UnixMillis> {
+    let mut step: UnixMillis = 0;
+    loop {
+        let rounded: Vec<UnixMillis> = instants
+            .iter()
+            .map(|at| {
+                if step == 0 {
+                    *at
+                } else {
+                    at.div_euclid(step) * step + if at.rem_euclid(step) == 0 { 0 } else { step }
+                }
+            })
+            .collect();
+        let mut distinct = rounded.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() <= MAX_RELEASE_GROUPS {
+            return rounded;
+        }
+        step = if step == 0 { 60_000 } else { step * 2 };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +317,100 @@ mod tests {
             delay_seconds: Some(5),
         };
         assert_eq!(both.run_at(NOW).unwrap_err().field, "delay_seconds");
+    }
+
+    fn ms(zone: &str, civil: &str) -> UnixMillis {
+        let at: DateTime = civil.parse().unwrap();
+        at.to_zoned(TimeZone::get(zone).unwrap())
+            .unwrap()
+            .timestamp()
+            .as_millisecond()
+    }
+
+    #[test]
+    fn local_times_parse_with_and_without_a_date_and_refuse_offsets() {
+        assert_eq!(LocalTime::parse("09:00").unwrap().to_string(), "09:00:00");
+        assert_eq!(
+            LocalTime::parse("21:15:30").unwrap().to_string(),
+            "21:15:30"
+        );
+        assert_eq!(
+            LocalTime::parse("2026-12-05T09:00").unwrap().to_string(),
+            "2026-12-05T09:00:00"
+        );
+        for bad in [
+            "9",
+            "25:00",
+            "09:00Z",
+            "2026-12-05T09:00+01:00",
+            "2026-12-05T09:00Z",
+            "soon",
+            "",
+        ] {
+            let err = LocalTime::parse(bad).unwrap_err();
+            assert_eq!(err.field, "send_at_local", "{bad}");
+        }
+        let json = serde_json::to_string(&LocalTime::parse("07:30").unwrap()).unwrap();
+        assert_eq!(
+            serde_json::from_str::<LocalTime>(&json).unwrap(),
+            LocalTime::parse("07:30").unwrap()
+        );
+    }
+
+    #[test]
+    fn each_zone_gets_its_own_wall_clock_time_and_a_past_time_is_tomorrow() {
+        let nine = LocalTime::parse("09:00").unwrap();
+        // Accepted at 08:30 UTC on 5 December: 09:00 in Paris (UTC+1) is 08:00 UTC, half an
+        // hour ago, so tomorrow; in Los Angeles (UTC-8) 09:00 is 17:00 UTC today; in Auckland
+        // (UTC+13) it is already the 5th's evening, so the 6th's 09:00.
+        let accepted = ms("UTC", "2026-12-05T08:30:00");
+        let at = |z: &str| nine.release_at(&zone(z).unwrap(), accepted);
+        assert_eq!(
+            at("Europe/Paris"),
+            ms("Europe/Paris", "2026-12-06T09:00:00")
+        );
+        assert_eq!(
+            at("America/Los_Angeles"),
+            ms("America/Los_Angeles", "2026-12-05T09:00:00")
+        );
+        assert_eq!(
+            at("Pacific/Auckland"),
+            ms("Pacific/Auckland", "2026-12-06T09:00:00")
+        );
+        assert_eq!(at("UTC"), ms("UTC", "2026-12-05T09:00:00"));
+        // A dated time already past sends at once.
+        let dated = LocalTime::parse("2026-12-05T07:00").unwrap();
+        assert_eq!(dated.release_at(&zone("UTC").unwrap(), accepted), accepted);
+    }
+
+    #[test]
+    fn daylight_saving_changes_are_resolved_by_the_tz_database() {
+        let la = zone("America/Los_Angeles").unwrap();
+        // 8 March 2026: clocks go from 02:00 to 03:00; 02:30 does not exist and is 03:30 PDT.
+        let skipped = LocalTime::parse("2026-03-08T02:30").unwrap();
+        let before = ms("UTC", "2026-03-01T00:00:00");
+        assert_eq!(
+            skipped.release_at(&la, before),
+            ms("America/Los_Angeles", "2026-03-08T03:30:00")
+        );
+        // The same wall time is UTC-8 before the change and UTC-7 after.
+        let nine = LocalTime::parse("09:00").unwrap();
+        let on = |d: &str| nine.release_at(&la, ms("America/Los_Angeles", d));
+        assert_eq!(on("2026-03-07T08:00:00"), ms("UTC", "2026-03-07T17:00:00"));
+        assert_eq!(on("2026-03-09T08:00:00"), ms("UTC", "2026-03-09T16:00:00"));
+    }
+
+    #[test]
+    fn release_instants_fit_in_a_bounded_number_of_groups() {
+        let few = [3_000, 1_000, 3_000];
+        assert_eq!(group_instants(&few), few);
+        // 1,000 distinct instants a second apart: rounded up to steps until at most 100 remain,
+        // never earlier than asked.
+        let many: Vec<UnixMillis> = (0..1_000).map(|i| 1_000_000 + i * 1_000).collect();
+        let grouped = group_instants(&many);
+        let mut distinct = grouped.clone();
+        distinct.dedup();
+        assert!(distinct.len() <= MAX_RELEASE_GROUPS, "{}", distinct.len());
+        assert!(grouped.iter().zip(&many).all(|(g, m)| g >= m));
     }
 }

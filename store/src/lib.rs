@@ -8,7 +8,8 @@
 //! Methods are grouped by resource, one module each: [`tenants`] (tenants and API keys),
 //! [`users`], [`follows`] (who follows whom), [`segments`] (named sets of users), [`templates`],
 //! [`requests`], [`audience`] (paging through an audience and the paged recipient snapshot),
-//! [`progress`] (a running request's snapshot size and finished pages),
+//! [`progress`] (a running request's snapshot size and finished pages), [`local_time`] (a
+//! local-time request's zones and regrouped pages),
 //! [`controls`] (pause, rate, cancel of running requests), [`limits`] (shared rate-limit
 //! buckets and quotas), [`receipts`], [`dead_letters`] (instances that failed for good, and
 //! re-driving them), [`inbox`] and [`switches`] (channel and template kill switches).
@@ -25,6 +26,7 @@ pub mod estimate;
 pub mod follows;
 pub mod inbox;
 pub mod limits;
+pub mod local_time;
 pub mod preferences;
 pub mod progress;
 pub mod receipts;

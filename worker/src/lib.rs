@@ -331,6 +331,7 @@ mod tests {
             FanoutActivities::apply_controls.name(),
             FanoutActivities::apply_template_quota.name(),
             FanoutActivities::release_request.name(),
+            FanoutActivities::plan_release.name(),
         ];
         assert_eq!(activities, fanout_contracts::ACTIVITY_NAMES);
     }

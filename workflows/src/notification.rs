@@ -20,8 +20,8 @@
 use fanout_contracts::{
     ApplyControlsInput, ApplyTemplateQuotaInput, AudienceSnapshot, Carry, DeliveryActivities,
     FanoutPageInput, FanoutPageWorkflow, FinalizeInput, NotificationInput, NotificationOutcome,
-    PageOutcome, RateLimit, RequestControls, Reschedule, ResolveAudienceInput,
-    ResolveAudienceWorkflow, TemplateQuota,
+    PageOutcome, PlanReleaseInput, RateLimit, ReleaseGroup, RequestControls, Reschedule,
+    ResolveAudienceInput, ResolveAudienceWorkflow, TemplateQuota,
 };
 use fanout_domain::UnixMillis;
 use fanout_domain::receipt::{DeliveryStatus, Progress, RequestState};
@@ -29,8 +29,9 @@ use fanout_domain::request::DeliveryPath;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ChildWorkflowExecutionError, ChildWorkflowStartError, ContinueAsNewOptions,
-    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ActivityExecutionError, ChildWorkflowExecutionError, ChildWorkflowStartError,
+    ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView,
+    WorkflowResult, WorkflowTermination,
 };
 
 use crate::options;
@@ -92,7 +93,7 @@ impl NotificationWorkflow {
         if input.path == DeliveryPath::Direct && input.carry.is_none() {
             return crate::direct::run(ctx, &input).await;
         }
-        let (snapshot, next_page, runs) = match input.carry.clone() {
+        let (snapshot, groups, next_page, runs) = match input.carry.clone() {
             Some(carry) => {
                 ctx.state_mut(|s| {
                     s.progress = carry.progress;
@@ -100,10 +101,15 @@ impl NotificationWorkflow {
                     // Write the carried controls through again on the first iteration.
                     s.controls_version = 1;
                 });
-                (carry.snapshot, carry.next_page, carry.runs + 1)
+                (
+                    carry.snapshot,
+                    carry.groups,
+                    carry.next_page,
+                    carry.runs + 1,
+                )
             }
-            None => match resolve(ctx, &input).await {
-                Ok(snapshot) => (snapshot, 0, 1),
+            None => match resolve_and_plan(ctx, &input).await {
+                Ok((snapshot, groups)) => (snapshot, groups, 0, 1),
                 Err(Stop::Cancelled) => {
                     return finish(ctx, &input, RequestState::Cancelled, None).await;
                 }
@@ -119,7 +125,14 @@ impl NotificationWorkflow {
                 }
             },
         };
-        match fan_out(ctx, &input, snapshot, next_page, runs).await? {
+        let ending = if groups.is_empty() {
+            let end = snapshot.pages;
+            let mut run = Run::new(&input, snapshot, groups, runs);
+            fan_out(ctx, &mut run, next_page, end).await?
+        } else {
+            fan_out_groups(ctx, Run::new(&input, snapshot, groups, runs), next_page).await?
+        };
+        match ending {
             Ending::Done { failed_pages: 0 } => {
                 finish(ctx, &input, RequestState::Completed, None).await
             }
@@ -382,17 +395,110 @@ async fn resolve(
     Ok(snapshot)
 }
 
-/// Delivers pages `next_page..` in a sliding window until done, cancelled, or this run's share
-/// is used up.
-async fn fan_out(
+/// Resolves the audience and, for a local-time request, regroups it by release instant.
+async fn resolve_and_plan(
     ctx: &mut WorkflowContext<NotificationWorkflow>,
     input: &NotificationInput,
+) -> Result<(AudienceSnapshot, Vec<ReleaseGroup>), Stop> {
+    let snapshot = resolve(ctx, input).await?;
+    let Some(local_time) = input.local_time else {
+        return Ok((snapshot, Vec::new()));
+    };
+    let plan = ctx
+        .execute_activity(
+            DeliveryActivities::plan_release,
+            PlanReleaseInput {
+                request_id: input.request_id.clone(),
+                tenant_id: input.tenant_id.clone(),
+                local_time,
+                accepted_at_ms: input.accepted_at_ms,
+                pages: snapshot.pages,
+            },
+            options::store_activity(),
+        )
+        .await
+        .map_err(|e| match e {
+            ActivityExecutionError::Cancelled(_) => Stop::Cancelled,
+            other => Stop::Failed(other.into()),
+        })?;
+    let snapshot = AudienceSnapshot {
+        pages: plan.pages,
+        ..snapshot
+    };
+    ctx.state_mut(|s| s.progress.pages_total = plan.pages);
+    Ok((snapshot, plan.groups))
+}
+
+/// What one run of the fan-out works through: the request, its snapshot and release groups,
+/// and what this run has started so far.
+struct Run<'a> {
+    input: &'a NotificationInput,
     snapshot: AudienceSnapshot,
-    mut next_page: u32,
+    groups: Vec<ReleaseGroup>,
     runs: u32,
+    started: u32,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        input: &'a NotificationInput,
+        snapshot: AudienceSnapshot,
+        groups: Vec<ReleaseGroup>,
+        runs: u32,
+    ) -> Self {
+        Self {
+            input,
+            snapshot,
+            groups,
+            runs,
+            started: 0,
+        }
+    }
+}
+
+/// A local-time request's fan-out: each release group waits for its instant on one timer,
+/// then its pages go out through [`fan_out`]. Groups come earliest first, so the request holds
+/// one timer at a time and as many in all as it has groups.
+async fn fan_out_groups(
+    ctx: &mut WorkflowContext<NotificationWorkflow>,
+    mut run: Run<'_>,
+    mut next_page: u32,
 ) -> Result<Ending, WorkflowTermination> {
+    let mut failed = 0u32;
+    let groups = run.groups.clone();
+    for group in &groups {
+        if group.end() <= next_page {
+            continue;
+        }
+        // A continuation resumes a group it already released without waiting again.
+        if next_page <= group.first_page
+            && let Wait::Cancelled = schedule::sleep_until(ctx, group.at_ms).await
+        {
+            return Ok(Ending::Cancelled);
+        }
+        match fan_out(ctx, &mut run, next_page.max(group.first_page), group.end()).await? {
+            Ending::Done { failed_pages } => {
+                failed += failed_pages;
+                next_page = group.end();
+            }
+            other => return Ok(other),
+        }
+    }
+    Ok(Ending::Done {
+        failed_pages: failed,
+    })
+}
+
+/// Delivers pages `next_page..end` in a sliding window until done, cancelled, or this run's
+/// share is used up.
+async fn fan_out(
+    ctx: &mut WorkflowContext<NotificationWorkflow>,
+    run: &mut Run<'_>,
+    mut next_page: u32,
+    end: u32,
+) -> Result<Ending, WorkflowTermination> {
+    let input = run.input;
     let mut inflight = InFlight::new();
-    let mut started_this_run = 0u32;
     let mut failed_pages = 0u32;
     let mut applied = Applied::default();
     let mut reported_percent = ctx.state(|s| s.progress.percent());
@@ -403,12 +509,12 @@ async fn fan_out(
         if !controls.paused {
             let mut pages = Vec::new();
             while inflight.len() + pages.len() < WINDOW
-                && next_page < snapshot.pages
-                && started_this_run < PAGES_PER_RUN
+                && next_page < end
+                && run.started < PAGES_PER_RUN
             {
                 pages.push(next_page);
                 next_page += 1;
-                started_this_run += 1;
+                run.started += 1;
             }
             let starts = pages.iter().map(|page| {
                 ctx.start_child_workflow(
@@ -426,17 +532,18 @@ async fn fan_out(
         }
 
         if inflight.is_empty() {
-            if next_page >= snapshot.pages {
+            if next_page >= end {
                 return Ok(Ending::Done { failed_pages });
             }
-            if started_this_run >= PAGES_PER_RUN {
+            if run.started >= PAGES_PER_RUN {
                 let (progress, controls) = ctx.state(|s| (s.progress.clone(), s.controls));
                 return Ok(Ending::ContinueAsNew(Carry {
-                    snapshot,
+                    snapshot: run.snapshot,
                     next_page,
                     progress,
                     controls,
-                    runs,
+                    runs: run.runs,
+                    groups: run.groups.clone(),
                 }));
             }
         }

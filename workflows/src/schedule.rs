@@ -35,6 +35,26 @@ pub(crate) fn now_ms(ctx: &WorkflowContext<NotificationWorkflow>) -> UnixMillis 
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Sleeps on one timer until `at_ms` (at once when it is past), unless the request is
+/// cancelled first.
+pub(crate) async fn sleep_until(
+    ctx: &mut WorkflowContext<NotificationWorkflow>,
+    at_ms: UnixMillis,
+) -> Wait {
+    let now = now_ms(ctx);
+    if at_ms <= now {
+        return Wait::Run;
+    }
+    let delay = Duration::from_millis(u64::try_from(at_ms - now).unwrap_or(0));
+    select! {
+        _ = ctx.cancelled() => Wait::Cancelled,
+        fired = ctx.timer(delay) => match fired {
+            TimerResult::Cancelled => Wait::Cancelled,
+            _ => Wait::Run,
+        },
+    }
+}
+
 /// Waits until the request's time (its input's, or the latest `reschedule`), then marks it
 /// released so later updates are refused. Returns at once for a request with no time.
 pub(crate) async fn wait(

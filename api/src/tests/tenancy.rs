@@ -924,6 +924,9 @@ async fn no_tenant_route_shows_or_changes_another_tenants_data() {
         probe("GET", "/v1/settings/blast-radius", "/v1/settings/blast-radius".into(), Own(ok)),
         probe("PUT", "/v1/settings/blast-radius", "/v1/settings/blast-radius".into(), Own(ok))
             .body(json!({"max_audience": 5})),
+        probe("GET", "/v1/settings/timezone", "/v1/settings/timezone".into(), Own(ok)),
+        probe("PUT", "/v1/settings/timezone", "/v1/settings/timezone".into(), Own(ok))
+            .body(json!({"default_timezone": "Asia/Tokyo"})),
         // Upserts and creations: b gets its own item under the same id.
         probe("POST", "/v1/templates", "/v1/templates".into(), Own(StatusCode::CREATED)).body(
             json!({"template_id": "alpha-tpl", "name": "B", "in_app": {"title": "b", "body": "b"}}),

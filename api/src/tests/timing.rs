@@ -180,3 +180,92 @@ async fn move_to(h: &Harness, id: &str, body: Value) -> (StatusCode, Value) {
     )
     .await
 }
+
+#[tokio::test]
+async fn a_local_time_notify_takes_the_tree_with_its_time_and_refuses_mixed_or_bad_times() {
+    let h = harness().await;
+    let mut body = trigger("nine");
+    body["send_at_local"] = json!("09:00");
+    let (status, accepted) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let started = h.orchestrator.started.lock().unwrap()[0].clone();
+    assert_eq!(started.path.as_str(), "tree");
+    assert_eq!(
+        started.local_time.map(|t| t.to_string()).as_deref(),
+        Some("09:00:00")
+    );
+    assert_eq!(started.run_at_ms, None);
+
+    for (extra, field) in [
+        (json!({"send_at_local": "9 am"}), "send_at_local"),
+        (
+            json!({"send_at_local": "2026-12-05T09:00+01:00"}),
+            "send_at_local",
+        ),
+        (
+            json!({"send_at_local": "09:00", "delay_seconds": 60}),
+            "send_at_local",
+        ),
+    ] {
+        let mut body = trigger("bad-local");
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, refused) = h
+            .call("POST", "/v1/notify", Some(h.key(0)), Some(body))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{extra}: {refused}"
+        );
+        assert_eq!(refused["error"]["field"], field, "{extra}: {refused}");
+    }
+    assert_eq!(h.orchestrator.started.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_default_timezone_is_the_tenants_own_and_must_exist() {
+    let h = harness().await;
+    let (status, setting) = h
+        .call("GET", "/v1/settings/timezone", Some(h.key(0)), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        setting,
+        json!({"default_timezone": null, "effective": "UTC"})
+    );
+    let (status, setting) = h
+        .call(
+            "PUT",
+            "/v1/settings/timezone",
+            Some(h.key(0)),
+            Some(json!({"default_timezone": "Asia/Tokyo"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{setting}");
+    assert_eq!(setting["effective"], "Asia/Tokyo");
+    let (_, other) = h
+        .call("GET", "/v1/settings/timezone", Some(h.key(1)), None)
+        .await;
+    assert_eq!(
+        other["effective"], "UTC",
+        "another tenant's default is its own"
+    );
+    let (status, refused) = h
+        .call(
+            "PUT",
+            "/v1/settings/timezone",
+            Some(h.key(0)),
+            Some(json!({"default_timezone": "Asia/Atlantis"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["field"], "default_timezone");
+    let (_, kept) = h
+        .call("GET", "/v1/settings/timezone", Some(h.key(0)), None)
+        .await;
+    assert_eq!(kept["default_timezone"], "Asia/Tokyo");
+}

@@ -66,6 +66,8 @@ async fn users_keep_time_zones_and_deduplicated_devices() {
     let cases = [
         (json!({"timezone": "Europe/Paris "}), "timezone"),
         (json!({"timezone": ""}), "timezone"),
+        // The right shape, but no such zone in the IANA database.
+        (json!({"timezone": "Mars/Olympus_Mons"}), "timezone"),
         (
             json!({"devices": [{"platform": "fcm", "token": "ok"}, {"platform": "fcm", "token": "a b"}]}),
             "devices[1].token",
