@@ -91,6 +91,7 @@ pub struct FanoutActivities {
     config: DeliveryConfig,
     limiters: control::RateLimiters,
     limits: limits::Limits,
+    caps: delivery::CapCache,
 }
 
 impl FanoutActivities {
@@ -108,6 +109,7 @@ impl FanoutActivities {
             push,
             config,
             limiters: control::RateLimiters::default(),
+            caps: delivery::CapCache::default(),
         }
     }
 
@@ -139,6 +141,7 @@ impl FanoutActivities {
             &self.push,
             &self.limiters,
             &self.limits,
+            &self.caps,
             &self.config,
             ctx,
             input,
