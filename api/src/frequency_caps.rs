@@ -193,9 +193,9 @@ pub async fn delete_cap(
 ) -> Result<StatusCode, ApiError> {
     check_category(&category)?;
     if !state.store.delete_frequency_cap(&tenant, &category).await? {
-        return Err(ApiError::NotFound(format!(
-            "no frequency cap on category '{category}'"
-        )));
+        return Err(ApiError::NotFound(
+            "no frequency cap on this category".into(),
+        ));
     }
     tracing::info!(tenant_id = %tenant, category, "frequency cap removed");
     Ok(StatusCode::NO_CONTENT)
