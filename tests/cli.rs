@@ -333,3 +333,66 @@ async fn templates_push_validates_and_prints_each_located_problem() -> anyhow::R
 fn path_text(path: &Path) -> String {
     path.display().to_string()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frequency_caps_are_set_listed_and_deleted_from_the_cli() -> anyhow::Result<()> {
+    let app = TestApp::spawn("cli-frequency-caps").await?;
+    let set = fanout(
+        &app,
+        &[
+            "frequency-caps",
+            "set",
+            "marketing",
+            "--max",
+            "3",
+            "--period",
+            "86400",
+        ],
+    )
+    .await?;
+    assert_eq!(set.code, 0, "{set}");
+    assert_eq!(
+        set.stdout.trim(),
+        "frequency cap on marketing: 3 per 86400 s per user and channel"
+    );
+    let listed = fanout(&app, &["frequency-caps"]).await?;
+    assert_eq!(listed.code, 0, "{listed}");
+    let rows: Vec<Vec<&str>> = listed
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec!["CATEGORY", "MAX", "PERIOD_SECONDS"],
+            vec!["marketing", "3", "86400"]
+        ],
+        "{listed}"
+    );
+
+    // Out of bounds: the API's 422 names the field, exit code 1.
+    let refused = fanout(
+        &app,
+        &[
+            "frequency-caps",
+            "set",
+            "marketing",
+            "--max",
+            "0",
+            "--period",
+            "86400",
+        ],
+    )
+    .await?;
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(refused.stderr.contains("max"), "{refused}");
+
+    let deleted = fanout(&app, &["frequency-caps", "delete", "marketing"]).await?;
+    assert_eq!(deleted.code, 0, "{deleted}");
+    let listed = fanout(&app, &["--json", "frequency-caps", "list"]).await?;
+    assert_eq!(listed.json()?["frequency_caps"], serde_json::json!([]));
+    let again = fanout(&app, &["frequency-caps", "delete", "marketing"]).await?;
+    assert_eq!(again.code, 1, "{again}");
+    Ok(())
+}

@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod direct;
 mod failover;
+mod frequency_caps;
 mod hardening;
 mod helpers;
 mod inbox_stream;

@@ -17,6 +17,11 @@
 //! [`HELD_RETRY_AFTER`]), and the rate limits and circuit breakers of [`crate::limits`], which
 //! gate every real send after the request's own controls (`circuit_open` while a provider's
 //! breaker is open).
+//!
+//! A tenant's frequency cap on the template's category is claimed for the whole page after the
+//! screen and before the first send (see `frequency`): an instance refused a slot is
+//! suppressed with `frequency_capped`, and one that holds a slot but does not deliver gives it
+//! back when its receipt is written.
 
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
@@ -37,12 +42,15 @@ use crate::templates::{TemplateCache, TemplateLoadError};
 use crate::{DeliveryConfig, heartbeat, permanent, store_error};
 
 mod count;
+mod frequency;
 mod instance;
 mod providers;
 mod screen;
 mod switch;
 
 use count::{PageInFlight, count_recorded, count_round};
+use frequency::PageSlots;
+pub use frequency::{CAP_TTL, CapCache};
 use instance::{Attempted, Job};
 use screen::{Erased, Screen};
 use switch::ChannelGate;
@@ -78,6 +86,7 @@ pub async fn deliver_page(
     push: &PushSenders,
     limiters: &RateLimiters,
     limits: &Limits,
+    caps: &CapCache,
     config: &DeliveryConfig,
     ctx: &ActivityContext,
     input: &DeliverPageInput,
@@ -148,7 +157,7 @@ pub async fn deliver_page(
     let pacer = Pacer::new(store, limiters, &input.request_id);
     let switch = ChannelGate::new(store, input, config);
     let erased = Erased::default();
-    let job = Job {
+    let mut job = Job {
         email,
         input,
         compiled,
@@ -158,12 +167,31 @@ pub async fn deliver_page(
         limits,
         erased: &erased,
         screen: &screen,
+        slots: PageSlots::default(),
         push,
         store,
         ctx,
         deadline,
         calls: AtomicU32::new(0),
     };
+    // Every slot the page needs, claimed in one transaction before the first send; without a
+    // cap on the category, the cached lookup is all this costs.
+    let category = &template.template.category;
+    let cap = caps
+        .get(store, &input.tenant_id, category)
+        .await
+        .map_err(store_error)?;
+    if let Some(cap) = cap {
+        let eligible = todo
+            .iter()
+            .filter(|(_, member, _)| job.screened(member).is_ok())
+            .map(|(id, member, _)| (id.clone(), member.user_id.clone()))
+            .collect();
+        job.slots = PageSlots::claim(store, input, category, cap, eligible)
+            .await
+            .map_err(store_error)?;
+    }
+    let job = job;
     let mut results = futures::stream::iter(todo)
         .map(|(id, member, attempts)| job.attempt(id, member, attempts))
         .buffer_unordered(config.concurrency.max(1));
@@ -203,18 +231,26 @@ pub async fn deliver_page(
                 batch.inbox.extend(message);
                 done += 1;
                 if batch.receipts.len() >= FLUSH_EVERY {
-                    flush(store, input, &mut batch, accepted_at, &mut report).await?;
+                    flush(store, input, &job.slots, &mut batch, accepted_at, &mut report).await?;
                 }
             }
             _ = ticker.tick() => {
                 // In-app messages wait in the batch: show them within a tick, not a page.
-                flush(store, input, &mut batch, accepted_at, &mut report).await?;
+                flush(store, input, &job.slots, &mut batch, accepted_at, &mut report).await?;
                 heartbeat(ctx, done).await;
                 erased.refresh(store, input, loaded_at).await;
             }
         }
     }
-    flush(store, input, &mut batch, accepted_at, &mut report).await?;
+    flush(
+        store,
+        input,
+        &job.slots,
+        &mut batch,
+        accepted_at,
+        &mut report,
+    )
+    .await?;
     if stopped {
         return Err(stop_cancelled(ctx, input).await);
     }
@@ -266,6 +302,7 @@ struct Batch {
 async fn flush(
     store: &Store,
     input: &DeliverPageInput,
+    slots: &PageSlots,
     batch: &mut Batch,
     accepted_at: Option<UnixMillis>,
     report: &mut PageReport,
@@ -287,6 +324,8 @@ async fn flush(
         .map_err(store_error)?;
     report.delivered = report.delivered.saturating_sub(u64::from(suppressed));
     report.suppressed += u64::from(suppressed);
+    // After the receipts: a crash in between keeps the slot used (fewer messages, never more).
+    slots.release_undelivered(store, &batch.receipts).await;
     count_recorded(input, batch, accepted_at);
     batch.receipts.clear();
     batch.held.clear();

@@ -93,6 +93,7 @@ pub struct FanoutActivities {
     config: DeliveryConfig,
     limiters: control::RateLimiters,
     limits: limits::Limits,
+    caps: delivery::CapCache,
 }
 
 impl FanoutActivities {
@@ -110,6 +111,7 @@ impl FanoutActivities {
             push,
             config,
             limiters: control::RateLimiters::default(),
+            caps: delivery::CapCache::default(),
         }
     }
 
@@ -141,6 +143,7 @@ impl FanoutActivities {
             &self.push,
             &self.limiters,
             &self.limits,
+            &self.caps,
             &self.config,
             ctx,
             input,

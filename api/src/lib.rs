@@ -6,7 +6,8 @@
 //!
 //! Layout: [`app`] builds the router from one module per resource ([`notify`], [`requests`]
 //! for status and receipts, [`control`] for pause/resume/rate/cancel, [`quotas`] for delivery
-//! quotas, [`kill`] for kill switches, [`admin`] for the operator's tenants and keys, [`ingest`]
+//! quotas, [`frequency_caps`] for how often a user hears from a category, [`kill`] for kill
+//! switches, [`admin`] for the operator's tenants and keys, [`ingest`]
 //! for the notify quota, [`preflight`] for dry runs and the blast-radius guard, [`scheduling`]
 //! for the priority and fairness of each request's Temporal work, [`users`],
 //! [`templates`], [`inbox`], [`health`]; [`openapi`] holds what the generated OpenAPI
@@ -28,6 +29,7 @@ pub mod cursor;
 pub mod dead_letters;
 pub mod error;
 pub mod follows;
+pub mod frequency_caps;
 pub mod health;
 pub mod inbox;
 pub mod ingest;
@@ -217,6 +219,7 @@ pub fn routes(http: &bounds::HttpConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(local_time::get_timezone, local_time::put_timezone))
         .merge(admin::routes())
         .merge(quotas::routes())
+        .merge(frequency_caps::routes())
         .merge(webhooks::routes());
     openapi::within_bounds(bounded.get_openapi_mut());
     let mut all = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())

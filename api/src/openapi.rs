@@ -50,6 +50,7 @@ use crate::error::ErrorBody;
         (name = "settings", description = "The tenant's own settings"),
         (name = "admin", description = "The operator's routes (admin key)"),
         (name = "quotas", description = "Delivery rate caps"),
+        (name = "frequency-caps", description = "How many deliveries of a template category one user gets per channel and window"),
         (name = "webhooks", description = "Endpoints that hear about deliveries and requests, signed"),
     )
 )]

@@ -159,6 +159,17 @@ fn locales_schema() -> utoipa::openapi::Object {
 /// What `is_locale_tag` accepts, as a pattern.
 const LOCALE_TAG: &str = "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$";
 
+/// The longest template category, in bytes.
+pub const MAX_CATEGORY_BYTES: usize = 64;
+
+/// Whether `s` is a template category: 1 to [`MAX_CATEGORY_BYTES`] of a-z, 0-9, `_`, `-`, `.`
+/// (frequency caps name categories by the same rule).
+pub(crate) fn is_category(s: &str) -> bool {
+    (1..=MAX_CATEGORY_BYTES).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
+}
+
 /// Turns a body into a spec, refusing structural mistakes (422) and then content that does not
 /// parse or uses unknown variables (400).
 fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, ApiError> {
@@ -170,11 +181,7 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, ApiError> {
         ));
     }
     let category = body.category.unwrap_or_else(|| DEFAULT_CATEGORY.to_owned());
-    let category_ok = (1..=64).contains(&category.len())
-        && category
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
-    if !category_ok {
+    if !is_category(&category) {
         return Err(ApiError::field(
             "category",
             "category must be 1 to 64 characters of a-z, 0-9, '_', '-' and '.'",

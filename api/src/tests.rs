@@ -310,6 +310,8 @@ mod tenancy;
 
 mod quotas;
 
+mod frequency_caps;
+
 mod guardrails;
 
 mod audiences;

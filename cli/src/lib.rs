@@ -4,13 +4,14 @@
 //!
 //! Layout: [`Cli`] is the whole command line (clap derive) and [`run`] dispatches it; one
 //! module per command group ([`send`], [`requests`] with its live [`watch`], [`dead_letters`],
-//! [`templates`], [`admin`]); [`settings`] finds the API's address and keys (flags, then
+//! [`templates`], [`frequency_caps`], [`admin`]); [`settings`] finds the API's address and keys (flags, then
 //! environment, then `.fanout/dev.env`); [`client`] is the one HTTP client and [`Failure`] the
 //! one error, which decides the exit code; [`output`] prints JSON and plain tables.
 
 pub mod admin;
 pub mod client;
 pub mod dead_letters;
+pub mod frequency_caps;
 pub mod output;
 pub mod requests;
 pub mod send;
@@ -87,6 +88,13 @@ pub enum Command {
     /// Templates: push one from a JSON file, read one.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
+    /// Frequency caps per template category: list (the default), set, delete.
+    #[command(name = "frequency-caps")]
+    FrequencyCaps {
+        /// What to do [default: list].
+        #[command(subcommand)]
+        command: Option<frequency_caps::FrequencyCapsCommand>,
+    },
     /// Operator commands (admin key): tenants and their API keys.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -119,6 +127,7 @@ async fn dispatch(cli: Cli, settings: Settings) -> Result<ExitCode, Failure> {
         Command::Receipts(args) => requests::receipts(&api, args, json).await?,
         Command::DeadLetters(args) => dead_letters::run(&api, args, json).await?,
         Command::Templates(command) => templates::run(&api, command, json).await?,
+        Command::FrequencyCaps { command } => frequency_caps::run(&api, command, json).await?,
         Command::Admin(command) => admin::run(&api, command, json).await?,
     }
     Ok(ExitCode::SUCCESS)

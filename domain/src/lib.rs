@@ -5,9 +5,9 @@
 //! understands it once it has been parsed ([`request`]), stored audiences such as segments
 //! ([`audience`]), delivery outcomes ([`receipt`]), users and their devices ([`user`]),
 //! templates ([`template`]) and their rendering ([`render`]), the backoff of delivery retries
-//! ([`retry`]), the in-app inbox ([`inbox`]), outbound webhooks' events and destinations
-//! ([`webhook`]), when a request runs ([`timing`]), and the settings' types the binaries load
-//! ([`config`]).
+//! ([`retry`]), frequency caps per category ([`frequency`]), the in-app inbox ([`inbox`]),
+//! outbound webhooks' events and destinations ([`webhook`]), when a request runs ([`timing`]),
+//! and the settings' types the binaries load ([`config`]).
 //!
 //! It depends on neither Temporal nor anything that does I/O: the workflow and activity
 //! contracts built on the Temporal SDK are `fanout-contracts`, and the configuration loader is
@@ -19,6 +19,7 @@
 pub mod audience;
 pub mod channel;
 pub mod config;
+pub mod frequency;
 pub mod ids;
 pub mod inbox;
 pub mod limits;

@@ -12,6 +12,11 @@ use crate::{Channel, InstanceId, RequestId, UnixMillis, UserId};
 /// erased while the request ran.
 pub const UNKNOWN_USER: &str = "unknown_user";
 
+/// The error code of a receipt suppressed because its user already had the most deliveries of
+/// the template's category on the channel that the tenant's frequency cap allows in the
+/// current window (see [`crate::frequency`]).
+pub const FREQUENCY_CAPPED: &str = "frequency_capped";
+
 /// The state of one delivery instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -11,7 +11,7 @@
 //! [`progress`] (a running request's snapshot size and finished pages), [`local_time`] (a
 //! local-time request's zones and regrouped pages),
 //! [`controls`] (pause, rate, cancel of running requests), [`limits`] (shared rate-limit
-//! buckets and quotas), [`receipts`], [`dead_letters`] (instances that failed for good, and
+//! buckets and quotas), [`frequency_caps`] (caps per category and the slots deliveries claim), [`receipts`], [`dead_letters`] (instances that failed for good, and
 //! re-driving them), [`inbox`] and [`switches`] (channel and template kill switches).
 //!
 //! Bulk writes and lookups by many keys go through `bulk`: as many rows or keys per statement
@@ -24,6 +24,7 @@ pub mod controls;
 pub mod dead_letters;
 pub mod estimate;
 pub mod follows;
+pub mod frequency_caps;
 pub mod inbox;
 pub mod limits;
 pub mod local_time;

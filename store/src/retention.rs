@@ -6,7 +6,8 @@
 //! - inbox tokens expired or revoked for longer than a day;
 //! - dead letters older than their window;
 //! - finished requests older than their window, with their receipts, audience snapshot, dead
-//!   letters and controls (their status answers 404 afterwards).
+//!   letters and controls (their status answers 404 afterwards);
+//! - frequency-cap counters and claims of windows that have ended.
 
 use sqlx::Row;
 
@@ -41,6 +42,9 @@ pub struct Pruned {
     pub requests: u64,
     /// Receipts of those requests.
     pub receipts: u64,
+    /// Frequency-cap counters and claims of windows that have ended (the larger of the two
+    /// counts per batch, summed).
+    pub frequency_slots: u64,
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -108,6 +112,13 @@ impl Store {
             pruned.receipts += receipts;
             pruned.dead_letters += dead;
             if requests < batch as u64 {
+                break;
+            }
+        }
+        loop {
+            let n = self.prune_frequency_windows(now, batch).await?;
+            pruned.frequency_slots += n;
+            if n < batch as u64 {
                 break;
             }
         }

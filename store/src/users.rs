@@ -148,6 +148,7 @@ impl Store {
         // otherwise keep the rows it added and lose the ones it updated.
         crate::preferences::lock_document(self, &mut tx, tenant_id, user_id).await?;
         crate::preferences::erase(&mut tx, tenant_id, user_id).await?;
+        crate::frequency_caps::erase(&mut tx, tenant_id, user_id).await?;
         sqlx::query(
             "INSERT INTO erasures (tenant_id, user_id, erased_at_ms) VALUES ($1, $2, $3)
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET erased_at_ms = excluded.erased_at_ms",

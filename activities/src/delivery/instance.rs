@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use fanout_contracts::DeliverPageInput;
 use fanout_domain::inbox::InboxMessage;
-use fanout_domain::receipt::{DeliveryStatus, Receipt, UNKNOWN_USER};
+use fanout_domain::receipt::{DeliveryStatus, FREQUENCY_CAPPED, Receipt, UNKNOWN_USER};
 use fanout_domain::render::{RenderError, RenderFailure};
 use fanout_domain::user::{Device, User};
 use fanout_domain::{Channel, InstanceId};
@@ -19,6 +19,7 @@ use fanout_telemetry::traces::{self, CallSpan};
 use temporalio_sdk::activities::ActivityContext;
 
 use super::count::{call_result, count_call};
+use super::frequency::PageSlots;
 use super::providers::{providers, push_span_name};
 use super::screen::{Erased, Screen};
 use super::switch::ChannelGate;
@@ -45,6 +46,8 @@ pub(super) struct Job<'a> {
     pub(super) limits: &'a Limits,
     pub(super) erased: &'a Erased,
     pub(super) screen: &'a Screen,
+    /// The page's frequency-cap slots (empty without a cap on the category).
+    pub(super) slots: PageSlots,
     pub(super) push: &'a PushSenders,
     pub(super) store: &'a Store,
     pub(super) ctx: &'a ActivityContext,
@@ -53,7 +56,7 @@ pub(super) struct Job<'a> {
     pub(super) calls: AtomicU32,
 }
 
-impl Job<'_> {
+impl<'a> Job<'a> {
     /// Starts the span of one provider call (`smtp send`, `apns send`, ...) while the
     /// delivery's budget of traced calls lasts (see `fanout_telemetry::traces`).
     fn call_span(&self, name: &'static str, id: &InstanceId) -> CallSpan {
@@ -164,22 +167,28 @@ impl Job<'_> {
         })
     }
 
-    async fn send(&self, id: &InstanceId, member: &PageMember) -> Outcome {
+    /// What the screen makes of a member before anything is asked of a limit or a provider:
+    /// the profile, the template and the devices to send to, or why it is suppressed. Pure, so
+    /// the page can tell which instances need a frequency-cap slot before sending any.
+    pub(super) fn screened<'m>(
+        &self,
+        member: &'m PageMember,
+    ) -> Result<(&'m User, &'a Arc<LoadedTemplate>, Vec<&'m Device>), &'static str> {
         let Some(user) = &member.profile else {
-            return Outcome::Suppressed(UNKNOWN_USER);
+            return Err(UNKNOWN_USER);
         };
         let Some(compiled) = self.compiled else {
-            return Outcome::Suppressed("channel_not_in_template");
+            return Err("channel_not_in_template");
         };
-        let input = self.input;
-        if input.channel == Channel::Email && user.email.is_none() {
-            return Outcome::Suppressed("no_email_address");
+        let channel = self.input.channel;
+        if channel == Channel::Email && user.email.is_none() {
+            return Err("no_email_address");
         }
-        if input.channel == Channel::Push && user.devices.is_empty() {
-            return Outcome::Suppressed("no_device");
+        if channel == Channel::Push && user.devices.is_empty() {
+            return Err("no_device");
         }
-        if let Some(reason) = self.screen.verdict(user, input.channel) {
-            return Outcome::Suppressed(reason);
+        if let Some(reason) = self.screen.verdict(user, channel) {
+            return Err(reason);
         }
         let devices: Vec<&Device> = self
             .screen
@@ -187,8 +196,21 @@ impl Job<'_> {
             .into_iter()
             .filter(|d| self.push.reaches(d.platform))
             .collect();
-        if input.channel == Channel::Push && devices.is_empty() {
-            return Outcome::Suppressed("push_not_configured");
+        if channel == Channel::Push && devices.is_empty() {
+            return Err("push_not_configured");
+        }
+        Ok((user, compiled, devices))
+    }
+
+    async fn send(&self, id: &InstanceId, member: &PageMember) -> Outcome {
+        let (user, compiled, devices) = match self.screened(member) {
+            Ok(screened) => screened,
+            Err(reason) => return Outcome::Suppressed(reason),
+        };
+        let input = self.input;
+        // After the screen, before any send: the page claimed its slots up front.
+        if self.slots.denied(id) {
+            return Outcome::Suppressed(FREQUENCY_CAPPED);
         }
         // Switches, pause, rate and cancellation apply to real sends only, not to suppressions.
         if self.switch.disabled().await {

@@ -508,6 +508,11 @@ async fn seed_alpha(h: &Harness) -> AlphaData {
         ("PUT", "/v1/quotas/tenant", json!({"per_second": 7777})),
         (
             "PUT",
+            "/v1/frequency-caps/alpha-secret",
+            json!({"max": 7, "period_seconds": 3600}),
+        ),
+        (
+            "PUT",
             "/v1/quotas/templates/alpha-tpl",
             json!({"per_second": 77}),
         ),
@@ -598,6 +603,7 @@ async fn snapshot(h: &Harness, alpha: &AlphaData) -> BTreeMap<String, (StatusCod
         "/v1/kill-switches/channels".to_owned(),
         "/v1/settings/blast-radius".to_owned(),
         "/v1/quotas".to_owned(),
+        "/v1/frequency-caps".to_owned(),
         "/v1/users/alice/inbox".to_owned(),
         "/v1/templates/alpha-tpl".to_owned(),
         "/v1/templates/alpha-tpl/versions".to_owned(),
@@ -909,6 +915,21 @@ async fn no_tenant_route_shows_or_changes_another_tenants_data() {
         // b has no tenant quota of its own: a's is not what it reads or removes.
         probe("GET", "/v1/quotas/tenant", "/v1/quotas/tenant".into(), NotFound),
         probe("DELETE", "/v1/quotas/tenant", "/v1/quotas/tenant".into(), NotFound),
+        // b cannot remove a's frequency cap (its category is the mark), and has its own.
+        probe(
+            "DELETE",
+            "/v1/frequency-caps/{category}",
+            format!("/v1/frequency-caps/{MARK}"),
+            NotFound,
+        ),
+        probe("GET", "/v1/frequency-caps", "/v1/frequency-caps".into(), Own(ok)),
+        probe(
+            "PUT",
+            "/v1/frequency-caps/{category}",
+            "/v1/frequency-caps/marketing".into(),
+            Own(ok),
+        )
+        .body(json!({"max": 1, "period_seconds": 60})),
         // Settings, quotas and switches are per tenant: b reads and sets its own.
         probe("GET", "/v1/quotas", "/v1/quotas".into(), Own(ok)),
         probe("PUT", "/v1/quotas/tenant", "/v1/quotas/tenant".into(), Own(ok))
