@@ -151,6 +151,41 @@ string_id!(
     rule = "One delivery (request, user, channel), as a receipt names it; also the inbox message id"
 );
 
+string_id!(
+    /// A digest: the triggers of one (tenant, template, key value) collected while its window
+    /// was open. `dgst-` and 32 hex digits; its workflow has this id, and the request it closes
+    /// into is [`DigestId::request_id`].
+    DigestId,
+    max = 37,
+    pattern = "^dgst-[0-9a-f]{32}$",
+    rule = "A digest, as a digested trigger's status names it"
+);
+
+impl DigestId {
+    const PREFIX: &'static str = "dgst-";
+
+    /// Parses a digest id.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        const FIELD: &str = "digest_id";
+        check_len(FIELD, s, Self::MAX_LEN)?;
+        let hex = s.strip_prefix(Self::PREFIX).unwrap_or_default();
+        if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+            return Err(invalid(FIELD, "is not a digest id issued by this platform"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The id of the request the digest closes into (and so of that request's workflow).
+    pub fn request_id(&self) -> RequestId {
+        RequestId(format!("{}{}", RequestId::PREFIX, self.0))
+    }
+
+    /// The id of the workflow that closes and delivers the digest.
+    pub fn workflow_id(&self) -> &str {
+        &self.0
+    }
+}
+
 impl TenantId {
     /// Parses a tenant id.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {

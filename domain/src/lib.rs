@@ -4,7 +4,8 @@
 //! identifiers ([`ids`]), the channels ([`channel`]), the notification request as the platform
 //! understands it once it has been parsed ([`request`]), stored audiences such as segments
 //! ([`audience`]), delivery outcomes ([`receipt`]), users and their devices ([`user`]),
-//! templates ([`template`]) and their rendering ([`render`]), the backoff of delivery retries
+//! templates ([`template`]) and their rendering ([`render`]), digests of many triggers into one
+//! notification ([`digest`]), the backoff of delivery retries
 //! ([`retry`]), the in-app inbox ([`inbox`]), outbound webhooks' events and destinations
 //! ([`webhook`]), and the settings' types the binaries load ([`config`]).
 //!
@@ -18,6 +19,7 @@
 pub mod audience;
 pub mod channel;
 pub mod config;
+pub mod digest;
 pub mod ids;
 pub mod inbox;
 pub mod limits;
@@ -30,7 +32,7 @@ pub mod user;
 pub mod webhook;
 
 pub use channel::Channel;
-pub use ids::{DedupeKey, InstanceId, RequestId, SegmentId, TemplateId, TenantId, UserId};
+pub use ids::{DedupeKey, DigestId, InstanceId, RequestId, SegmentId, TemplateId, TenantId, UserId};
 
 /// Milliseconds since the Unix epoch, the one timestamp representation stored and exchanged.
 pub type UnixMillis = i64;

@@ -138,6 +138,9 @@ pub enum RequestState {
     Cancelled,
     /// The workflow itself failed or was terminated.
     Failed,
+    /// A trigger of a digest template: folded into a digest (its status names it), which
+    /// delivers in a request of its own.
+    Digested,
 }
 
 impl RequestState {
@@ -148,6 +151,7 @@ impl RequestState {
             RequestState::Completed => "completed",
             RequestState::Cancelled => "cancelled",
             RequestState::Failed => "failed",
+            RequestState::Digested => "digested",
         }
     }
 
@@ -166,6 +170,7 @@ impl FromStr for RequestState {
             RequestState::Completed,
             RequestState::Cancelled,
             RequestState::Failed,
+            RequestState::Digested,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)

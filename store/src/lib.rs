@@ -21,6 +21,7 @@ pub mod audience;
 mod bulk;
 pub mod controls;
 pub mod dead_letters;
+pub mod digests;
 pub mod estimate;
 pub mod follows;
 pub mod inbox;

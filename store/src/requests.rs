@@ -221,7 +221,7 @@ impl Store {
             RequestState::Completed => Some(WebhookEventType::RequestCompleted),
             RequestState::Cancelled => Some(WebhookEventType::RequestCancelled),
             RequestState::Failed => Some(WebhookEventType::RequestFailed),
-            RequestState::Running => None,
+            RequestState::Running | RequestState::Digested => None,
         };
         if let (Some(tenant), Some(kind)) = (tenant, kind) {
             let tenant_id = parse_col(T_REQUESTS, TenantId::parse(&tenant))?;
