@@ -13,7 +13,8 @@
 //! - [`control`]: pause, rate and cancellation as each send obeys them,
 //! - [`limits`]: rate limits shared by every worker (global, provider, tenant, template) with
 //!   provider feedback, and [`breaker`]: a circuit breaker per provider,
-//! - [`finalize`]: settling, recounting and recording a request's outcome.
+//! - [`finalize`]: settling, recounting and recording a request's outcome,
+//! - [`digest`]: closing a digest into its request, and each recipient's items.
 //!
 //! Activities decide what is retryable: permanent provider rejections become failed receipts
 //! (and dead letters); transient ones leave the receipt pending and are reported to the page
@@ -27,6 +28,7 @@ pub mod breaker;
 pub mod control;
 pub mod credentials;
 pub mod delivery;
+pub mod digest;
 pub mod direct;
 pub mod email;
 pub mod fcm;
@@ -42,7 +44,8 @@ pub mod templates;
 use std::sync::Arc;
 
 use fanout_contracts::{
-    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
+    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, CloseDigestInput,
+    ClosedDigest, DeliverDirectInput,
     DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ResolveChunk,
     ResolveChunkInput,
 };
@@ -316,5 +319,15 @@ impl FanoutActivities {
             "template quota applied"
         );
         Ok(())
+    }
+
+    /// Closes a digest into its request; see [`digest::close`].
+    #[activity(definition = fanout_contracts::CloseDigest)]
+    pub async fn close_digest(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: CloseDigestInput,
+    ) -> Result<ClosedDigest, ActivityError> {
+        digest::close(&self.store, &input).await
     }
 }

@@ -6,15 +6,15 @@ use temporalio_common::ActivityError;
 use temporalio_macros::activity_definitions;
 
 use crate::{
-    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
-    DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ResolveChunk,
-    ResolveChunkInput,
+    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, CloseDigestInput, ClosedDigest,
+    DeliverDirectInput, DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage,
+    ResolveChunk, ResolveChunkInput,
 };
 
 /// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
 pub use self::delivery_activities::{
-    ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverDirect, DeliverPage, FinalizeRequest,
-    ResolveAudienceChunk,
+    ApplyControls, ApplyTemplateQuota, BeginRedrive, CloseDigest, DeliverDirect, DeliverPage,
+    FinalizeRequest, ResolveAudienceChunk,
 };
 
 /// The activities the workflows call, declared here and implemented in `fanout-activities`.
@@ -65,6 +65,13 @@ impl DeliveryActivities {
     /// Writes a template's quota to the store, where delivery activities obey it.
     #[activity(name = "apply_template_quota")]
     pub fn apply_template_quota(input: ApplyTemplateQuotaInput) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Closes a digest whose window ended and records the request it closes into (idempotent:
+    /// a retry answers the same request).
+    #[activity(name = "close_digest")]
+    pub fn close_digest(input: CloseDigestInput) -> Result<ClosedDigest, ActivityError> {
         unimplemented!()
     }
 }

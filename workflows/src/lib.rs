@@ -10,8 +10,10 @@
 //! - [`resolve`]: the child that materialises the audience snapshot in pages;
 //! - [`page`]: the child that delivers one page over every channel, in delivery rounds;
 //! - [`redrive`]: delivers a request's re-driven dead letters again;
+//! - [`digest`]: closes a digest when its window ends and delivers it as a request;
 //! - [`options`]: retry policies and timeouts; [`window`]: a deterministic sliding window.
 
+pub mod digest;
 pub mod direct;
 pub mod notification;
 pub mod options;
@@ -20,6 +22,7 @@ pub mod redrive;
 pub mod resolve;
 pub mod window;
 
+pub use digest::DigestWorkflow;
 pub use notification::NotificationWorkflow;
 pub use page::FanoutPageWorkflow;
 pub use redrive::RedriveWorkflow;
