@@ -46,7 +46,10 @@ pub async fn close(store: &Store, input: &CloseDigestInput) -> Result<ClosedDige
         .ok_or_else(|| {
             permanent(
                 fanout_contracts::ERR_INVALID_INPUT,
-                format!("trigger {newest} of digest {} has no input", digest.digest_id),
+                format!(
+                    "trigger {newest} of digest {} has no input",
+                    digest.digest_id
+                ),
             )
         })?;
     let request = NotificationInput {

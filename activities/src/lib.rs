@@ -44,10 +44,9 @@ pub mod templates;
 use std::sync::Arc;
 
 use fanout_contracts::{
-    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, CloseDigestInput,
-    ClosedDigest, DeliverDirectInput,
-    DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage, ResolveChunk,
-    ResolveChunkInput,
+    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, CloseDigestInput, ClosedDigest,
+    DeliverDirectInput, DeliverPageInput, DirectReport, FinalizeInput, PageReport, RedrivePage,
+    ResolveChunk, ResolveChunkInput,
 };
 use fanout_domain::receipt::Progress;
 use fanout_store::Store;

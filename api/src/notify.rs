@@ -364,6 +364,7 @@ pub async fn notify(
         return Ok(Json(preflight).into_response());
     }
     refuse_missing_data(&missing, &template)?;
+    let digest = crate::digests::prepare(&template, &request.data)?;
     // Before anything is recorded, so a refused request leaves no trace to clean up.
     if let Some(refusal) = preflight::guard(
         &state,
@@ -437,6 +438,10 @@ pub async fn notify(
         )
         .await?;
     phases.mark("record");
+    // A digest template's trigger starts no workflow of its own: it joins its digest.
+    if let Some(digest) = digest {
+        return crate::digests::fold(&state, digest, &input, priority).await;
+    }
     let turn = state.ingest.start_turn(&input.tenant_id).await;
     phases.mark("turn");
     let outcome = tokio::time::timeout(START_TIMEOUT, state.orchestrator.start(input, priority))

@@ -392,6 +392,7 @@ pub async fn dry_run(
         RecipientsQuery::Users { .. } => "users",
         RecipientsQuery::Followers { .. } => "followers",
         RecipientsQuery::Segment { .. } => "segment",
+        RecipientsQuery::Digest { .. } => "digest",
     };
     Ok(Preflight {
         dry_run: true,

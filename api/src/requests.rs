@@ -33,7 +33,8 @@ pub struct StatusResponse {
     /// The request.
     #[schema(value_type = RequestId)]
     pub request_id: String,
-    /// `running`, `completed`, `cancelled` or `failed`.
+    /// `running`, `completed`, `cancelled`, `failed`, or `digested` (a digest template's
+    /// trigger, folded into the digest `digest` names).
     pub state: RequestState,
     /// The template.
     #[schema(value_type = TemplateId)]
@@ -69,6 +70,9 @@ pub struct StatusResponse {
     /// When it was accepted.
     #[schema(value_type = i64)]
     pub created_at_ms: UnixMillis,
+    /// For a trigger of a digest template (state `digested`): the digest it was folded into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::digests::DigestStatus>,
 }
 
 fn channel_counts_schema() -> utoipa::openapi::Object {
@@ -114,6 +118,9 @@ pub async fn status(
 ) -> Result<Json<StatusResponse>, ApiError> {
     let request_id = parse_request_id(&raw_id)?;
     let record = owned_request(&state, &tenant, &request_id).await?;
+    if record.state == RequestState::Digested {
+        return Ok(Json(crate::digests::status(&state, &record).await?));
+    }
     if let (true, Some(progress)) = (record.state.is_terminal(), &record.progress) {
         return Ok(Json(respond(
             &record,
@@ -269,7 +276,7 @@ fn counted(
     }
 }
 
-fn respond(
+pub(crate) fn respond(
     record: &RequestRecord,
     state: RequestState,
     progress: Progress,
@@ -300,6 +307,7 @@ fn respond(
         totals,
         metadata: record.metadata.clone(),
         created_at_ms: record.created_at_ms,
+        digest: None,
     }
 }
 

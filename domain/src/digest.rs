@@ -58,8 +58,7 @@ pub struct InvalidDigest {
 impl DigestSpec {
     /// Checks every bound.
     pub fn check(&self) -> Result<(), InvalidDigest> {
-        if !(MIN_DIGEST_WINDOW_SECONDS..=MAX_DIGEST_WINDOW_SECONDS).contains(&self.window_seconds)
-        {
+        if !(MIN_DIGEST_WINDOW_SECONDS..=MAX_DIGEST_WINDOW_SECONDS).contains(&self.window_seconds) {
             return Err(InvalidDigest {
                 field: "window_seconds",
                 reason: format!(
@@ -144,7 +143,10 @@ mod tests {
         assert!(spec(600, Some("post_id"), 20).check().is_ok());
         assert!(spec(1, None, 1).check().is_ok());
         assert!(spec(86_400, None, 100).check().is_ok());
-        assert_eq!(spec(0, None, 20).check().unwrap_err().field, "window_seconds");
+        assert_eq!(
+            spec(0, None, 20).check().unwrap_err().field,
+            "window_seconds"
+        );
         assert_eq!(
             spec(86_401, None, 20).check().unwrap_err().field,
             "window_seconds"
@@ -167,13 +169,21 @@ mod tests {
     fn key_values_come_from_top_level_data() {
         let by_post = spec(60, Some("post_id"), 5);
         let data = |v: serde_json::Value| v.as_object().unwrap().clone();
-        assert_eq!(by_post.key_value(&data(json!({"post_id": "p1"}))).unwrap(), "p1");
-        assert_eq!(by_post.key_value(&data(json!({"post_id": 7}))).unwrap(), "7");
+        assert_eq!(
+            by_post.key_value(&data(json!({"post_id": "p1"}))).unwrap(),
+            "p1"
+        );
+        assert_eq!(
+            by_post.key_value(&data(json!({"post_id": 7}))).unwrap(),
+            "7"
+        );
         assert_eq!(by_post.key_value(&data(json!({}))).unwrap(), "");
         let long = "x".repeat(MAX_DIGEST_KEY_VALUE_BYTES + 1);
         assert!(by_post.key_value(&data(json!({"post_id": long}))).is_err());
         assert_eq!(
-            spec(60, None, 5).key_value(&data(json!({"post_id": "p1"}))).unwrap(),
+            spec(60, None, 5)
+                .key_value(&data(json!({"post_id": "p1"})))
+                .unwrap(),
             ""
         );
     }

@@ -169,7 +169,11 @@ impl DigestId {
         const FIELD: &str = "digest_id";
         check_len(FIELD, s, Self::MAX_LEN)?;
         let hex = s.strip_prefix(Self::PREFIX).unwrap_or_default();
-        if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+        if hex.len() != 32
+            || !hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
             return Err(invalid(FIELD, "is not a digest id issued by this platform"));
         }
         Ok(Self(s.to_owned()))

@@ -32,7 +32,9 @@ pub mod user;
 pub mod webhook;
 
 pub use channel::Channel;
-pub use ids::{DedupeKey, DigestId, InstanceId, RequestId, SegmentId, TemplateId, TenantId, UserId};
+pub use ids::{
+    DedupeKey, DigestId, InstanceId, RequestId, SegmentId, TemplateId, TenantId, UserId,
+};
 
 /// Milliseconds since the Unix epoch, the one timestamp representation stored and exchanged.
 pub type UnixMillis = i64;

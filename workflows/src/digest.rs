@@ -39,9 +39,7 @@ impl DigestWorkflow {
         if wait > 0 {
             // A cancelled timer (the digest's workflow was cancelled) closes the digest early:
             // what it collected is still delivered, and later triggers open the next one.
-            let _ = ctx
-                .timer(Duration::from_millis(wait.unsigned_abs()))
-                .await;
+            let _ = ctx.timer(Duration::from_millis(wait.unsigned_abs())).await;
         }
         let closed = ctx
             .execute_activity(

@@ -78,7 +78,10 @@ async fn fold(
 }
 
 fn ns(view: &DigestView) -> Vec<u64> {
-    view.items.iter().map(|i| i["n"].as_u64().unwrap()).collect()
+    view.items
+        .iter()
+        .map(|i| i["n"].as_u64().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -140,10 +143,7 @@ async fn a_trigger_after_the_close_opens_the_next_digest() {
         .unwrap();
     assert_eq!(closed.items, 1);
     assert_eq!(closed.digest.state, DigestState::Closed);
-    assert_eq!(
-        closed.digest.request_id,
-        Some(first.digest_id.request_id())
-    );
+    assert_eq!(closed.digest.request_id, Some(first.digest_id.request_id()));
     // A retried close answers the same.
     let again = store
         .close_digest(&first.digest_id, 3_000)
@@ -170,7 +170,11 @@ async fn a_trigger_after_the_close_opens_the_next_digest() {
     let (_, third) = fold(&store, &t, 3, &["a"], late).await;
     assert!(third.opened);
     assert_ne!(third.digest_id, second.digest_id);
-    let expired = store.close_digest(&second.digest_id, late).await.unwrap().unwrap();
+    let expired = store
+        .close_digest(&second.digest_id, late)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(expired.items, 1);
 }
 
@@ -199,11 +203,23 @@ async fn adds_racing_the_close_are_in_it_or_in_the_next_one() {
     let results = all_succeed(tasks).await;
     // The close's answer is the 11th result (index 10); its closes_at holds its item count.
     let closed_items = results[10].closes_at_ms as u64;
-    let folds: Vec<&Folded> = results.iter().enumerate().filter(|(i, _)| *i != 10).map(|(_, f)| f).collect();
-    let in_first = 1 + folds.iter().filter(|f| f.digest_id == first.digest_id).count() as u64;
+    let folds: Vec<&Folded> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 10)
+        .map(|(_, f)| f)
+        .collect();
+    let in_first = 1 + folds
+        .iter()
+        .filter(|f| f.digest_id == first.digest_id)
+        .count() as u64;
     // Every trigger the first digest took is in what it closed with; none was added after.
     assert_eq!(closed_items, in_first);
-    let after_close = store.close_digest(&first.digest_id, 5_000).await.unwrap().unwrap();
+    let after_close = store
+        .close_digest(&first.digest_id, 5_000)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after_close.items, closed_items);
     // The rest share exactly one next digest.
     let next: std::collections::HashSet<_> = folds
@@ -240,7 +256,11 @@ async fn cancelling_a_trigger_removes_its_item_until_the_close() {
         store.cancel_digested(&other, &keep).await.unwrap(),
         DigestCancel::NotDigested
     );
-    let closed = store.close_digest(&opened.digest_id, 2_000).await.unwrap().unwrap();
+    let closed = store
+        .close_digest(&opened.digest_id, 2_000)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(closed.items, 1);
     assert_eq!(closed.newest_trigger, Some(keep.clone()));
     assert!(matches!(
