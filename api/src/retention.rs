@@ -71,6 +71,7 @@ pub fn spawn(store: Store, config: &RetentionConfig) -> Option<JoinHandle<()>> {
                     dead_letters = pruned.dead_letters,
                     requests = pruned.requests,
                     receipts = pruned.receipts,
+                    digests = pruned.digests,
                     "retention pass done"
                 ),
                 Err(e) => {

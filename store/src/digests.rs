@@ -505,6 +505,39 @@ impl Store {
         }
         Ok(views)
     }
+
+    /// Deletes one batch of digests closed before `before_ms`, with their items, recipients
+    /// and digested triggers (the digest's own request is pruned as any request). Returns
+    /// how many digests went.
+    pub(crate) async fn prune_digests(&self, before_ms: i64, batch: i64) -> Result<u64> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT digest_id FROM digests WHERE state = 'closed' AND closed_at_ms < $1
+             ORDER BY closed_at_ms LIMIT $2",
+        )
+        .bind(before_ms)
+        .bind(batch)
+        .fetch_all(self.pool())
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let (mut tx, _writer) = self.write_tx().await?;
+        let mut deleted = 0;
+        for sql in [
+            // The triggers first: they are found through the items.
+            "DELETE FROM requests WHERE state = 'digested' AND request_id IN
+                (SELECT request_id FROM digest_items WHERE digest_id IN ({ids}))",
+            "DELETE FROM digest_recipients WHERE digest_id IN ({ids})",
+            "DELETE FROM digest_items WHERE digest_id IN ({ids})",
+            "DELETE FROM digests WHERE digest_id IN ({ids})",
+        ] {
+            deleted = self
+                .execute_by_keys(&mut tx, &ids, |list| sql.replace("{ids}", list), |q| q)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
 }
 
 /// `columns` (comma-separated) each prefixed with `alias.`.

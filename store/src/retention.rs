@@ -6,7 +6,9 @@
 //! - inbox tokens expired or revoked for longer than a day;
 //! - dead letters older than their window;
 //! - finished requests older than their window, with their receipts, audience snapshot, dead
-//!   letters and controls (their status answers 404 afterwards).
+//!   letters and controls (their status answers 404 afterwards);
+//! - digests closed longer ago than the requests' window, with their items, recipients and
+//!   digested triggers (see [`crate::digests`]).
 
 use sqlx::Row;
 
@@ -41,6 +43,8 @@ pub struct Pruned {
     pub requests: u64,
     /// Receipts of those requests.
     pub receipts: u64,
+    /// Closed digests (with their items and digested triggers).
+    pub digests: u64,
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -108,6 +112,15 @@ impl Store {
             pruned.receipts += receipts;
             pruned.dead_letters += dead;
             if requests < batch as u64 {
+                break;
+            }
+        }
+        loop {
+            let n = self
+                .prune_digests(cutoff(now, policy.requests_days), batch)
+                .await?;
+            pruned.digests += n;
+            if n < batch as u64 {
                 break;
             }
         }

@@ -268,3 +268,39 @@ async fn cancelling_a_trigger_removes_its_item_until_the_close() {
         DigestCancel::Closed(_)
     ));
 }
+
+#[tokio::test]
+async fn retention_prunes_closed_digests_with_their_triggers() {
+    let store = store().await;
+    let t = tenant(&store).await;
+    let (trigger, closed) = fold(&store, &t, 1, &["a"], 1_000).await;
+    store.close_digest(&closed.digest_id, 2_000).await.unwrap();
+    let (open_trigger, open) = fold(&store, &t, 2, &["a"], 3_000).await;
+    let day = 24 * 3600 * 1000;
+    let policy = crate::retention::RetentionPolicy {
+        inbox_events_days: 1,
+        requests_days: 1,
+        dead_letters_days: 1,
+        batch: 10,
+    };
+    let pruned = store.prune_at(&policy, 2_000 + day + 1).await.unwrap();
+    assert_eq!(pruned.digests, 1);
+    assert!(store.get_request(&t, &trigger).await.unwrap().is_none());
+    assert!(store.digest_of_trigger(&trigger).await.unwrap().is_none());
+    // The open digest and its trigger stay.
+    assert_eq!(
+        store
+            .digest_of_trigger(&open_trigger)
+            .await
+            .unwrap()
+            .map(|d| d.digest_id),
+        Some(open.digest_id)
+    );
+    assert!(
+        store
+            .get_request(&t, &open_trigger)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
