@@ -31,20 +31,30 @@ use crate::scheduling::TaskPriority;
 /// How long the API waits on Temporal to accept a digest's workflow before answering 503.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A digest template's trigger, checked before it is recorded.
-pub(crate) struct Pending<'t> {
-    spec: &'t DigestSpec,
+/// A digest trigger, checked before it is recorded.
+pub(crate) struct Pending {
+    spec: DigestSpec,
     key: String,
 }
 
-/// Checks a trigger of `template` against its digest spec: `None` for a template without
-/// one, a 422 naming `data.<key>` for a key value over its bound.
-pub(crate) fn prepare<'t>(
-    template: &'t Template,
+/// Checks a trigger against the digest spec it is folded by (the notify's own `digest`, else
+/// its template's): `None` when neither declares one, a 422 naming the field for a spec out of
+/// bounds or a key value over its bound (`data.<key>`).
+pub(crate) fn prepare(
+    template: &Template,
+    own: Option<DigestSpec>,
     data: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Option<Pending<'t>>, ApiError> {
-    let Some(spec) = &template.digest else {
-        return Ok(None);
+) -> Result<Option<Pending>, ApiError> {
+    let spec = match own {
+        Some(spec) => {
+            spec.check()
+                .map_err(|e| ApiError::field(format!("digest.{}", e.field), e.reason))?;
+            spec
+        }
+        None => match &template.digest {
+            Some(spec) => spec.clone(),
+            None => return Ok(None),
+        },
     };
     let key = spec.key_value(data).map_err(|e| {
         let field = spec
@@ -61,7 +71,7 @@ pub(crate) fn prepare<'t>(
 /// digest).
 pub(crate) async fn fold(
     state: &AppState,
-    pending: Pending<'_>,
+    pending: Pending,
     input: &NotificationInput,
     priority: TaskPriority,
 ) -> Result<Response, ApiError> {

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fanout_contracts::NotificationInput;
+use fanout_domain::digest::DigestSpec;
 use fanout_domain::ids::InvalidId;
 use fanout_domain::limits::{check_data, check_metadata};
 use fanout_domain::render::missing_data;
@@ -77,6 +78,10 @@ pub struct NotifyBody {
     /// is at least the estimated audience (see [`crate::preflight`]).
     #[serde(default)]
     confirm_audience: Option<u64>,
+    /// Folds this trigger into a digest as declared here instead of as its template declares
+    /// (or at all, for a template that declares none): see the template's `digest`.
+    #[serde(default)]
+    digest: Option<DigestSpec>,
 }
 
 /// `?dry_run=true` answers with a [`crate::preflight::Preflight`] and records nothing.
@@ -305,6 +310,7 @@ pub async fn notify(
 ) -> Result<Response, ApiError> {
     let mut phases = Phases::start();
     let confirm_audience = body.confirm_audience;
+    let digest_override = body.digest.clone();
     let mut request = body.parse(tenant.clone())?;
     check_data(
         &request.data,
@@ -364,7 +370,7 @@ pub async fn notify(
         return Ok(Json(preflight).into_response());
     }
     refuse_missing_data(&missing, &template)?;
-    let digest = crate::digests::prepare(&template, &request.data)?;
+    let digest = crate::digests::prepare(&template, digest_override, &request.data)?;
     // Before anything is recorded, so a refused request leaves no trace to clean up.
     if let Some(refusal) = preflight::guard(
         &state,

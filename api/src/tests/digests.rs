@@ -144,3 +144,50 @@ async fn triggers_fold_into_one_digest_per_key_and_cancel_takes_one_out() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn a_notify_may_declare_its_own_digest() {
+    let h = harness().await;
+    // `welcome` declares no digest: a trigger that brings its own is folded all the same.
+    let mut body = trigger("own");
+    body["digest"] = json!({"window_seconds": 30});
+    let (status, accepted) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["request_id"].as_str().unwrap();
+    let (_, status) = h
+        .call("GET", &format!("/v1/status/{id}"), Some(h.key(0)), None)
+        .await;
+    assert_eq!(status["state"], "digested", "{status}");
+    assert!(h.orchestrator.started.lock().unwrap().is_empty());
+    let digests = h.orchestrator.digests.lock().unwrap().clone();
+    assert_eq!(digests.len(), 1);
+    // The notify's own window: the digest closes 30 s after the trigger that opened it.
+    let window = digests[0].closes_at_ms - status["created_at_ms"].as_i64().unwrap();
+    assert!((29_000..=31_000).contains(&window), "{window}");
+
+    let mut bad = trigger("bad");
+    bad["digest"] = json!({"window_seconds": 30, "max_items": 500});
+    let (status, body) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(bad))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "digest.max_items");
+    // Refused before anything was recorded.
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/cancel",
+            Some(h.key(0)),
+            Some(json!({"dedupe_key": "bad"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Without one, the same template delivers as before.
+    let (status, _) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(trigger("plain")))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(h.orchestrator.started.lock().unwrap().len(), 1);
+}
