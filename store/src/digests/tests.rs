@@ -304,3 +304,76 @@ async fn retention_prunes_closed_digests_with_their_triggers() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn followers_and_segment_triggers_name_their_members_as_of_the_fold() {
+    let store = store().await;
+    let t = tenant(&store).await;
+    let star = user("star");
+    store
+        .add_followers(&t, &star, &[user("f1"), user("f2"), user("actor")])
+        .await
+        .unwrap();
+    let segment = fanout_domain::SegmentId::parse("beta").unwrap();
+    store
+        .upsert_segment(&t, &segment, "Beta", &[user("f2"), user("s1")])
+        .await
+        .unwrap();
+    let template = TemplateId::parse("likes").unwrap();
+    let new_id = digest_id(1);
+    let data = json!({}).as_object().unwrap().clone();
+    let mut digest = None;
+    for (n, recipients) in [
+        RecipientsQuery::Followers { of: star.clone() },
+        RecipientsQuery::Segment {
+            segment_id: segment.clone(),
+        },
+    ]
+    .iter()
+    .enumerate()
+    {
+        let request_id = record(&store, &t, &format!("audience-{n}")).await;
+        let actor = user("actor");
+        let folded = store
+            .fold_into_digest(&DigestTrigger {
+                tenant_id: &t,
+                template_id: &template,
+                key: "",
+                window_ms: WINDOW_MS,
+                max_items: 5,
+                new_digest_id: &new_id,
+                request_id: &request_id,
+                data: &data,
+                recipients,
+                actor_id: Some(&actor),
+                now_ms: 1_000,
+            })
+            .await
+            .unwrap();
+        digest = Some(folded.digest_id);
+    }
+    // A follower added after the fold is not in it.
+    store
+        .add_followers(&t, &star, &[user("late")])
+        .await
+        .unwrap();
+    let members = store
+        .audience_batch(
+            &t,
+            &RecipientsQuery::Digest {
+                digest_id: digest.clone().unwrap(),
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = members.iter().map(|m| m.user_id.as_str()).collect();
+    assert_eq!(ids, ["f1", "f2", "s1"]);
+    let views = store
+        .digest_views(&digest.unwrap(), &[user("f2"), user("s1")], 5)
+        .await
+        .unwrap();
+    assert_eq!(views[&user("f2")].count, 2);
+    assert_eq!(views[&user("s1")].count, 1);
+}
