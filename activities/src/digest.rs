@@ -112,12 +112,15 @@ pub(crate) struct PageDigest {
 
 impl PageDigest {
     /// Loads the page's recipients' items when the request is a digest's (one lookup by
-    /// request id, then one query per page).
+    /// request id, then one query per page); other requests' ids say so without a query.
     pub(crate) async fn load(
         store: &Store,
         input: &DeliverPageInput,
         users: &[UserId],
     ) -> Result<Self, ActivityError> {
+        if !input.request_id.may_be_digest() {
+            return Ok(Self::default());
+        }
         let Some(digest) = store
             .digest_of_request(&input.request_id)
             .await

@@ -285,6 +285,16 @@ impl RequestId {
     pub fn workflow_id(&self) -> &str {
         &self.0
     }
+
+    /// Whether the request may be a digest's ([`DigestId::request_id`]): every digest's
+    /// request is, and so are the requests of a tenant named `dgst` (their ids are shorter),
+    /// so a `true` still needs the store to confirm it. A `false` is certain, which spares
+    /// every other request the lookup.
+    pub fn may_be_digest(&self) -> bool {
+        self.0
+            .strip_prefix(Self::PREFIX)
+            .is_some_and(|rest| rest.starts_with(DigestId::PREFIX))
+    }
 }
 
 impl InstanceId {
@@ -378,6 +388,30 @@ pub(crate) fn hash_parts(parts: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_ids_parse_strictly_and_name_their_request() {
+        let id = DigestId::parse("dgst-0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(
+            id.request_id().as_str(),
+            "ntf-dgst-0123456789abcdef0123456789abcdef"
+        );
+        assert!(id.request_id().may_be_digest());
+        for bad in [
+            "dgst-0123",
+            "dgst-0123456789ABCDEF0123456789abcdef",
+            "ntf-x",
+            "",
+        ] {
+            assert!(DigestId::parse(bad).is_err(), "{bad}");
+        }
+        let plain = DedupeKey::new(TenantId::parse("acme").unwrap(), "k").unwrap();
+        assert!(!plain.request_id().may_be_digest());
+        // A tenant named `dgst` shares the prefix, not the id's length.
+        let dgst = DedupeKey::new(TenantId::parse("dgst").unwrap(), "k").unwrap();
+        assert!(dgst.request_id().may_be_digest());
+        assert!(DigestId::parse(&dgst.request_id().as_str()["ntf-".len()..]).is_err());
+    }
 
     fn tenant(s: &str) -> TenantId {
         TenantId::parse(s).unwrap()
