@@ -206,3 +206,44 @@ async fn a_digest_to_ten_thousand_runs_one_workflow_and_the_trees() -> anyhow::R
     assert_eq!(seen, want);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_like_cancelled_while_the_digest_is_open_is_left_out() -> anyhow::Result<()> {
+    let app = TestApp::spawn("digest-cancel").await?;
+    app.put_template("likes", likes_template(3, email_content()))
+        .await?;
+    let users: Vec<String> = ["u1", "u2"].map(str::to_owned).to_vec();
+    for user in &users {
+        app.put_user(user, user, true).await?;
+    }
+    let kept = like(&app, "ann", "p9", &users).await?;
+    let dropped = like(&app, "bob", "p9", &users[1..]).await?;
+    let (status, body) = app
+        .post("/v1/cancel", Some(json!({"request_id": dropped})))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(app.status(&dropped).await?["state"], "cancelled");
+
+    let (_, request) = delivered(&app, &kept).await?;
+    assert_eq!(request["metadata"]["digest_items"], "1", "{request}");
+    let by_user = poll(Duration::from_secs(60), "two digest emails", || async {
+        let by_user = bodies(&app).await?;
+        Ok((by_user.values().map(Vec::len).sum::<usize>() >= 2).then_some(by_user))
+    })
+    .await?;
+    for user in &users {
+        assert_eq!(
+            by_user[&app.email_of(user)],
+            [(
+                "1 new likes on p9".to_owned(),
+                "count=1 items=ann;".to_owned()
+            )]
+        );
+    }
+    // Once closed, the trigger is part of the digest's request: cancel it there instead.
+    let (status, body) = app
+        .post("/v1/cancel", Some(json!({"request_id": kept})))
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    Ok(())
+}
