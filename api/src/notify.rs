@@ -283,7 +283,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
     path = "/v1/notify",
     tag = "requests",
     summary = "Trigger a notification, or preview it with ?dry_run=true",
-    description = "With `dry_run=true` nothing is recorded or started: 200 answers with a Preflight estimate (dry runs have a quota of their own). A real notify whose audience (members with a profile) exceeds the blast-radius limit (the template's max_audience, else the tenant's setting, else the platform default) is refused with 422 `blast_radius_exceeded` unless the body carries `confirm_audience` >= the estimate. A notify whose `data` lacks a value the template renders with no default is refused with 422 naming it (`data.<path>`); a dry run lists them in `missing_data`.",
+    description = "With `dry_run=true` nothing is recorded or started: 200 answers with a Preflight estimate (dry runs have a quota of their own). A real notify whose audience (members with a profile) exceeds the blast-radius limit (the template's max_audience, else the tenant's setting, else the platform default) is refused with 422 `blast_radius_exceeded` unless the body carries `confirm_audience` >= the estimate. A notify whose `data` lacks a value the template renders with no default is refused with 422 naming it (`data.<path>`); a dry run lists them in `missing_data`. A trigger of a digest template (or one that brings its own `digest`) starts no workflow: it is folded into its key's open digest, and its status says `digested` and names the digest.",
     params(NotifyParams),
     request_body = NotifyBody,
     responses(

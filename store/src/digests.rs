@@ -32,8 +32,7 @@ const INSERT_RECIPIENTS: Insert<'static> = Insert {
 };
 
 /// A digest's lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigestState {
     /// Takes triggers until `closes_at`.
     Open,
