@@ -97,23 +97,32 @@ pub(crate) async fn fold(
     // Every trigger asks, not only the one that opened the digest: a start lost to a crash
     // or a Temporal outage after the digest was opened is made good by the next trigger (and
     // by a retry of this one, which folds nothing twice).
-    let digest = DigestInput {
-        digest_id: folded.digest_id.clone(),
-        tenant_id: input.tenant_id.clone(),
-        template_id: input.template_id.clone(),
-        closes_at_ms: folded.closes_at_ms,
-    };
-    tokio::time::timeout(
-        START_TIMEOUT,
-        state.orchestrator.start_digest(digest, priority),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::Unavailable(
-            "temporal did not accept the digest in time; retry with the same dedupe_key".into(),
+    // The key's previous digest, if this trigger found it past its window and still open, is
+    // asked for too: had its start been lost, nothing else would ever close it.
+    let due = folded
+        .expired
+        .iter()
+        .cloned()
+        .chain([(folded.digest_id.clone(), folded.closes_at_ms)]);
+    for (digest_id, closes_at_ms) in due {
+        let digest = DigestInput {
+            digest_id,
+            tenant_id: input.tenant_id.clone(),
+            template_id: input.template_id.clone(),
+            closes_at_ms,
+        };
+        tokio::time::timeout(
+            START_TIMEOUT,
+            state.orchestrator.start_digest(digest, priority.clone()),
         )
-    })?
-    .map_err(|e| ApiError::Unavailable(format!("{e}; retry with the same dedupe_key")))?;
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(
+                "temporal did not accept the digest in time; retry with the same dedupe_key".into(),
+            )
+        })?
+        .map_err(|e| ApiError::Unavailable(format!("{e}; retry with the same dedupe_key")))?;
+    }
     state.store.mark_started(&input.request_id).await?;
     tracing::info!(
         request_id = %input.request_id,

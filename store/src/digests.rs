@@ -98,6 +98,9 @@ pub struct Folded {
     pub closes_at_ms: UnixMillis,
     /// Whether this trigger opened it (its workflow must be started).
     pub opened: bool,
+    /// The key's digest whose window had ended while it was still open, now `closing`, with
+    /// when it closes: its workflow is due (started again if it was never started).
+    pub expired: Option<(DigestId, UnixMillis)>,
 }
 
 /// A digest as stored.
@@ -189,6 +192,7 @@ impl Store {
                 digest_id: parse_col(T, DigestId::parse(&row.try_get::<String, _>(0)?))?,
                 closes_at_ms: row.try_get(1)?,
                 opened: false,
+                expired: None,
             });
         }
 
@@ -198,6 +202,7 @@ impl Store {
             self.lock_rows()
         );
         let mut opened = false;
+        let mut expired = None;
         let (digest_id, closes_at_ms) = loop {
             let open = sqlx::query(&find)
                 .bind(trigger.tenant_id.as_str())
@@ -217,6 +222,7 @@ impl Store {
                         .bind(&id)
                         .execute(&mut *tx)
                         .await?;
+                    expired = Some((parse_col(T, DigestId::parse(&id))?, closes_at));
                 }
                 None => {
                     let closes_at = trigger.now_ms.saturating_add(trigger.window_ms);
@@ -273,6 +279,7 @@ impl Store {
             digest_id,
             closes_at_ms,
             opened,
+            expired,
         })
     }
 

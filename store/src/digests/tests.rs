@@ -161,7 +161,7 @@ async fn a_trigger_after_the_close_opens_the_next_digest() {
     );
 
     // Inside the old window, but the digest is closed: the next one opens.
-    let (_, second) = fold(&store, &t, 2, &["a"], 2_500).await;
+    let (second_trigger, second) = fold(&store, &t, 2, &["a"], 2_500).await;
     assert!(second.opened);
     assert_ne!(second.digest_id, first.digest_id);
 
@@ -170,6 +170,19 @@ async fn a_trigger_after_the_close_opens_the_next_digest() {
     let (_, third) = fold(&store, &t, 3, &["a"], late).await;
     assert!(third.opened);
     assert_ne!(third.digest_id, second.digest_id);
+    // ... and names it, so its workflow can be started if it never was.
+    assert_eq!(
+        third.expired,
+        Some((second.digest_id.clone(), second.closes_at_ms))
+    );
+    assert_eq!(
+        store
+            .digest_of_trigger(&second_trigger)
+            .await
+            .unwrap()
+            .map(|d| d.state),
+        Some(DigestState::Closing)
+    );
     let expired = store
         .close_digest(&second.digest_id, late)
         .await
@@ -196,6 +209,7 @@ async fn adds_racing_the_close_are_in_it_or_in_the_next_one() {
                     digest_id: id,
                     closes_at_ms: c.unwrap().items as i64,
                     opened: false,
+                    expired: None,
                 })
             }));
         }
