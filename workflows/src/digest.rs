@@ -12,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use fanout_contracts::{
     CloseDigestInput, DeliveryActivities, DigestInput, DigestOutcome, NotificationInput,
 };
+use fanout_domain::receipt::RequestState;
 use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ChildWorkflowOptions, WorkflowContext, WorkflowResult, WorkflowTermination};
@@ -64,10 +65,16 @@ impl DigestWorkflow {
             )
             .await
             .map_err(WorkflowTermination::from)?;
-        let outcome = child.result().await.map_err(WorkflowTermination::from)?;
+        let state = match child.result().await {
+            Ok(outcome) => outcome.state,
+            // The digest's request was cancelled (through the API, like any request): the
+            // digest's work is over all the same.
+            Err(e) if e.as_cancelled().is_some() => RequestState::Cancelled,
+            Err(e) => return Err(e.into()),
+        };
         Ok(DigestOutcome {
             items: closed.items,
-            state: Some(outcome.state),
+            state: Some(state),
         })
     }
 }
