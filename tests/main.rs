@@ -5,6 +5,7 @@
 mod cli;
 mod concurrency;
 mod crash;
+mod digests;
 mod direct;
 mod failover;
 mod frequency_caps;

@@ -304,3 +304,70 @@ async fn save(app: &TestApp, workflows: &[(String, &str)]) -> anyhow::Result<()>
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "rewrites workflows/histories; run `make record-histories`"]
+async fn record_histories_digest() -> anyhow::Result<()> {
+    // A digest: two triggers folded into one, the workflow's timer to the window's end, the
+    // close and the digest's request as its child.
+    let app = TestApp::spawn_with("record-digest", 2, 4).await?;
+    app.put_template(
+        "likes",
+        json!({
+            "name": "Likes",
+            "digest": {"window_seconds": 1},
+            "email": {"subject": "{{ digest.count }} likes", "text": "{% for i in digest.items %}{{ i.actor }} {% endfor %}"}
+        }),
+    )
+    .await?;
+    for id in ["u1", "u2", "u3"] {
+        app.put_user(id, id, true).await?;
+    }
+    let mut triggers = Vec::new();
+    for (actor, users) in [("ann", json!(["u1", "u2"])), ("bob", json!(["u2", "u3"]))] {
+        let (status, body) = app
+            .notify(&json!({
+                "template_id": "likes",
+                "recipients_query": {"type": "users", "user_ids": users},
+                "data": {"actor": actor},
+            }))
+            .await?;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        triggers.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    let digest = crate::helpers::poll(
+        std::time::Duration::from_secs(60),
+        "digest closed",
+        || async {
+            let s = app.status(&triggers[0]).await?;
+            Ok((s["digest"]["state"] == "closed").then_some(s["digest"].clone()))
+        },
+    )
+    .await?;
+    let request_id = digest["request_id"].as_str().unwrap().to_owned();
+    app.wait_for_state(&request_id, "completed").await?;
+    let digest_id = digest["digest_id"].as_str().unwrap().to_owned();
+    // The digest's workflow ends once its request has.
+    crate::helpers::poll(
+        std::time::Duration::from_secs(60),
+        "digest workflow done",
+        || async {
+            let history = app.history(&digest_id).await?;
+            let done = history.last().is_some_and(|e| {
+                e.event_type
+                    == temporalio_common::protos::temporal::api::enums::v1::EventType::WorkflowExecutionCompleted
+                        as i32
+            });
+            Ok(done.then_some(()))
+        },
+    )
+    .await?;
+    save(
+        &app,
+        &[
+            (digest_id, "digest.json"),
+            (request_id, "digest_request_notification.json"),
+        ],
+    )
+    .await
+}

@@ -35,6 +35,7 @@ use futures::StreamExt;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::control::{Pacer, RateLimiters};
+use crate::digest::PageDigest;
 use crate::email::EmailSender;
 use crate::limits::Limits;
 use crate::push::PushSenders;
@@ -112,6 +113,7 @@ pub async fn deliver_page(
         .await
         .map_err(store_error)?;
     let user_ids: Vec<_> = members.iter().map(|m| m.user_id.clone()).collect();
+    let digest = PageDigest::load(store, input, &user_ids).await?;
     // For the trigger-to-delivered latency; a request recorded before this page must exist,
     // and without it only that histogram goes without.
     let accepted_at = store
@@ -173,6 +175,7 @@ pub async fn deliver_page(
         ctx,
         deadline,
         calls: AtomicU32::new(0),
+        digest: &digest,
     };
     // Every slot the page needs, claimed in one transaction before the first send; without a
     // cap on the category, the cached lookup is all this costs.

@@ -14,7 +14,8 @@
 //! - [`limits`]: rate limits shared by every worker (global, provider, tenant, template) with
 //!   provider feedback, and [`breaker`]: a circuit breaker per provider,
 //! - [`finalize`]: settling, recounting and recording a request's outcome,
-//! - [`release`]: regrouping a local-time request's snapshot by release instant.
+//! - [`release`]: regrouping a local-time request's snapshot by release instant,
+//! - [`digest`]: closing a digest into its request, and each recipient's items.
 //!
 //! Activities decide what is retryable: permanent provider rejections become failed receipts
 //! (and dead letters); transient ones leave the receipt pending and are reported to the page
@@ -28,6 +29,7 @@ pub mod breaker;
 pub mod control;
 pub mod credentials;
 pub mod delivery;
+pub mod digest;
 pub mod direct;
 pub mod email;
 pub mod fcm;
@@ -44,9 +46,9 @@ pub mod templates;
 use std::sync::Arc;
 
 use fanout_contracts::{
-    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
-    DeliverPageInput, DirectReport, FinalizeInput, PageReport, PlanReleaseInput, RedrivePage,
-    ReleaseInput, ReleasePlan, ResolveChunk, ResolveChunkInput,
+    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, CloseDigestInput, ClosedDigest,
+    DeliverDirectInput, DeliverPageInput, DirectReport, FinalizeInput, PageReport,
+    PlanReleaseInput, RedrivePage, ReleaseInput, ReleasePlan, ResolveChunk, ResolveChunkInput,
 };
 use fanout_domain::receipt::Progress;
 use fanout_store::Store;
@@ -346,5 +348,15 @@ impl FanoutActivities {
         input: PlanReleaseInput,
     ) -> Result<ReleasePlan, ActivityError> {
         release::plan(&self.store, &ctx, &input, self.config.page_size).await
+    }
+
+    /// Closes a digest into its request; see [`digest::close`].
+    #[activity(definition = fanout_contracts::CloseDigest)]
+    pub async fn close_digest(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: CloseDigestInput,
+    ) -> Result<ClosedDigest, ActivityError> {
+        digest::close(&self.store, &input).await
     }
 }

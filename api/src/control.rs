@@ -96,7 +96,8 @@ async fn running_request(
         .get_request(tenant, &request_id)
         .await?
         .ok_or_else(not_found)?;
-    if record.state.is_terminal() {
+    // A digested trigger is cancelled out of its digest (see `cancel`).
+    if record.state.is_terminal() && record.state != RequestState::Digested {
         return Err(ApiError::Conflict(format!(
             "request '{raw_id}' is already {}",
             record.state.as_str()
@@ -348,6 +349,9 @@ pub async fn cancel(
             });
         }
     };
+    if record.state == RequestState::Digested {
+        return crate::digests::cancel(&state, &tenant, &record).await;
+    }
     // Stop new sends first: every delivery checks this before sending.
     state.store.mark_cancelled(&record.request_id).await?;
     state

@@ -194,6 +194,12 @@ pub async fn redrive(
                 "request '{request_id}' was cancelled; a cancelled request is not re-driven"
             )));
         }
+        RequestState::Digested => {
+            return Err(ApiError::Conflict(format!(
+                "request '{request_id}' was folded into a digest and delivered nothing itself; \
+                 re-drive the digest's request (its status names it)"
+            )));
+        }
         RequestState::Completed | RequestState::Failed => {}
     }
     let channel = parse_channel(body.channel.as_deref())?;

@@ -27,6 +27,7 @@ pub mod cache;
 pub mod control;
 pub mod cursor;
 pub mod dead_letters;
+pub mod digests;
 pub mod error;
 pub mod follows;
 pub mod frequency_caps;

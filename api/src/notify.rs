@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fanout_contracts::NotificationInput;
+use fanout_domain::digest::DigestSpec;
 use fanout_domain::ids::InvalidId;
 use fanout_domain::limits::{check_data, check_metadata};
 use fanout_domain::render::missing_data;
@@ -98,6 +99,10 @@ pub struct NotifyBody {
     #[serde(default)]
     #[schema(example = "09:00", max_length = 32)]
     send_at_local: Option<String>,
+    /// Folds this trigger into a digest as declared here instead of as its template declares
+    /// (or at all, for a template that declares none): see the template's `digest`.
+    #[serde(default)]
+    digest: Option<DigestSpec>,
 }
 
 /// `?dry_run=true` answers with a [`crate::preflight::Preflight`] and records nothing.
@@ -316,7 +321,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
     path = "/v1/notify",
     tag = "requests",
     summary = "Trigger a notification, or preview it with ?dry_run=true",
-    description = "With `dry_run=true` nothing is recorded or started: 200 answers with a Preflight estimate (dry runs have a quota of their own). A real notify whose audience (members with a profile) exceeds the blast-radius limit (the template's max_audience, else the tenant's setting, else the platform default) is refused with 422 `blast_radius_exceeded` unless the body carries `confirm_audience` >= the estimate. A notify whose `data` lacks a value the template renders with no default is refused with 422 naming it (`data.<path>`); a dry run lists them in `missing_data`.",
+    description = "With `dry_run=true` nothing is recorded or started: 200 answers with a Preflight estimate (dry runs have a quota of their own). A real notify whose audience (members with a profile) exceeds the blast-radius limit (the template's max_audience, else the tenant's setting, else the platform default) is refused with 422 `blast_radius_exceeded` unless the body carries `confirm_audience` >= the estimate. A notify whose `data` lacks a value the template renders with no default is refused with 422 naming it (`data.<path>`); a dry run lists them in `missing_data`. A trigger of a digest template (or one that brings its own `digest`) starts no workflow: it is folded into its key's open digest, and its status says `digested` and names the digest.",
     params(NotifyParams),
     request_body = NotifyBody,
     responses(
@@ -350,6 +355,15 @@ pub async fn notify(
     .run_at(now_ms())
     .map_err(|e| ApiError::field(e.field, e.message))?;
     let local_time = local_time(&body)?;
+    // The field that timed the request, if any: a digest's trigger may not be timed.
+    let timed_by = [
+        ("send_at", body.send_at.is_some()),
+        ("delay_seconds", body.delay_seconds.is_some()),
+        ("send_at_local", body.send_at_local.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(field, set)| set.then_some(field));
+    let digest_override = body.digest.clone();
     let mut request = body.parse(tenant.clone())?;
     check_data(
         &request.data,
@@ -410,6 +424,15 @@ pub async fn notify(
         return Ok(Json(preflight).into_response());
     }
     refuse_missing_data(&missing, &template)?;
+    let digest = crate::digests::prepare(&template, digest_override, &request.data)?;
+    if let (Some(_), Some(field)) = (&digest, timed_by) {
+        // A digest delivers when its window closes: a trigger has no time of its own.
+        return Err(ApiError::field(
+            field,
+            "a digest's trigger is delivered when its digest's window closes; send it without \
+             send_at, delay_seconds and send_at_local",
+        ));
+    }
     // Before anything is recorded, so a refused request leaves no trace to clean up.
     if let Some(refusal) = preflight::guard(
         &state,
@@ -490,6 +513,10 @@ pub async fn notify(
         )
         .await?;
     phases.mark("record");
+    // A digest template's trigger starts no workflow of its own: it joins its digest.
+    if let Some(digest) = digest {
+        return crate::digests::fold(&state, digest, &input, priority).await;
+    }
     let turn = state.ingest.start_turn(&input.tenant_id).await;
     phases.mark("turn");
     let outcome = tokio::time::timeout(START_TIMEOUT, state.orchestrator.start(input, priority))

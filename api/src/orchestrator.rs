@@ -8,9 +8,9 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use fanout_contracts::{
-    NotificationInput, NotificationWorkflow, PauseSignal, RateLimit, RedriveInput, RedriveWorkflow,
-    Reschedule, RescheduleUpdate, ResumeSignal, SetRateSignal, SetTemplateQuotaSignal,
-    TemplateQuota,
+    DigestInput, DigestWorkflow, NotificationInput, NotificationWorkflow, PauseSignal, RateLimit,
+    RedriveInput, RedriveWorkflow, Reschedule, RescheduleUpdate, ResumeSignal, SetRateSignal,
+    SetTemplateQuotaSignal, TemplateQuota,
 };
 use fanout_domain::config::TemporalConfig;
 use fanout_domain::receipt::RequestState;
@@ -108,6 +108,14 @@ pub trait Orchestrator: Send + Sync + 'static {
     async fn start_redrive(
         &self,
         input: RedriveInput,
+        priority: TaskPriority,
+    ) -> Result<StartOutcome, OrchestratorError>;
+    /// Starts a digest's workflow (workflow id = digest id) unless it runs already: every
+    /// trigger folded into the digest asks, so a start lost after the digest was opened is
+    /// made good by the next trigger.
+    async fn start_digest(
+        &self,
+        input: DigestInput,
         priority: TaskPriority,
     ) -> Result<StartOutcome, OrchestratorError>;
     /// Lists the tenant's running requests of a template, as Temporal's visibility sees them
@@ -265,6 +273,26 @@ impl Orchestrator for TemporalOrchestrator {
         let workflow_id = input.redrive_id.clone();
         self.start_once(
             RedriveWorkflow,
+            input,
+            workflow_id,
+            search_attributes,
+            priority,
+        )
+        .await
+    }
+
+    async fn start_digest(
+        &self,
+        input: DigestInput,
+        priority: TaskPriority,
+    ) -> Result<StartOutcome, OrchestratorError> {
+        let search_attributes = SearchAttributes::new([
+            fanout_contracts::SA_TENANT_ID.value_set(input.tenant_id.to_string()),
+            fanout_contracts::SA_TEMPLATE_ID.value_set(input.template_id.to_string()),
+        ]);
+        let workflow_id = input.digest_id.workflow_id().to_owned();
+        self.start_once(
+            DigestWorkflow,
             input,
             workflow_id,
             search_attributes,

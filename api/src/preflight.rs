@@ -396,6 +396,7 @@ pub async fn dry_run(
         RecipientsQuery::Users { .. } => "users",
         RecipientsQuery::Followers { .. } => "followers",
         RecipientsQuery::Segment { .. } => "segment",
+        RecipientsQuery::Digest { .. } => "digest",
     };
     Ok(Preflight {
         dry_run: true,

@@ -33,8 +33,8 @@ pub struct StatusResponse {
     /// The request.
     #[schema(value_type = RequestId)]
     pub request_id: String,
-    /// `scheduled` (waiting for its `send_at`), `running`, `completed`, `cancelled` or
-    /// `failed`.
+    /// `scheduled` (waiting for its `send_at`), `running`, `completed`, `cancelled`, `failed`,
+    /// or `digested` (a digest template's trigger, folded into the digest `digest` names).
     pub state: RequestState,
     /// The template.
     #[schema(value_type = TemplateId)]
@@ -73,6 +73,9 @@ pub struct StatusResponse {
     /// When it starts (or started), for a request sent with `send_at` or `delay_seconds`.
     #[schema(value_type = Option<i64>)]
     pub run_at_ms: Option<UnixMillis>,
+    /// For a trigger of a digest template (state `digested`): the digest it was folded into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<crate::digests::DigestStatus>,
 }
 
 fn channel_counts_schema() -> utoipa::openapi::Object {
@@ -118,6 +121,9 @@ pub async fn status(
 ) -> Result<Json<StatusResponse>, ApiError> {
     let request_id = parse_request_id(&raw_id)?;
     let record = owned_request(&state, &tenant, &request_id).await?;
+    if record.state == RequestState::Digested {
+        return Ok(Json(crate::digests::status(&state, &record).await?));
+    }
     if let (true, Some(progress)) = (record.state.is_terminal(), &record.progress) {
         return Ok(Json(respond(
             &record,
@@ -273,7 +279,7 @@ fn counted(
     }
 }
 
-fn respond(
+pub(crate) fn respond(
     record: &RequestRecord,
     state: RequestState,
     progress: Progress,
@@ -305,6 +311,7 @@ fn respond(
         metadata: record.metadata.clone(),
         created_at_ms: record.created_at_ms,
         run_at_ms: record.run_at_ms,
+        digest: None,
     }
 }
 

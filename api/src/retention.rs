@@ -72,6 +72,7 @@ pub fn spawn(store: Store, config: &RetentionConfig) -> Option<JoinHandle<()>> {
                     requests = pruned.requests,
                     receipts = pruned.receipts,
                     frequency_slots = pruned.frequency_slots,
+                    digests = pruned.digests,
                     "retention pass done"
                 ),
                 Err(e) => {

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use fanout_domain::digest::DigestSpec;
 use fanout_domain::limits::{
     MAX_INBOX_PAYLOAD_KEYS, MAX_PUSH_DATA_KEYS, MAX_TEMPLATE_LOCALES, MAX_TEMPLATE_NAME_BYTES,
     MAX_TEMPLATE_PART_BYTES, MAX_TEMPLATE_VERSIONS, TooLarge, check_bytes, check_count,
@@ -48,7 +49,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// A template as sent to `PUT /v1/templates/{template_id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(as = TemplateInput, description = "MiniJinja syntax. Variables: data.* (the request's data), user.{user_id,name,email,locale,timezone}, request_id; anything else, syntax errors, a part over its render budget and a part that cannot render are refused with 400 `invalid_template` listing each problem. The top-level channels are the default-locale content and decide which channels the template supports. `locales` maps a locale tag to a variant overriding whole channels; a user's content per channel comes from the exact tag, then its language (`fr-CA` -> `fr`), then the default. Each part is at most 64 KiB.")]
+#[schema(as = TemplateInput, description = "MiniJinja syntax. Variables: data.* (the request's data), user.{user_id,name,email,locale,timezone}, request_id, and digest.items / digest.count (a digest template's collected triggers); anything else, syntax errors, a part over its render budget and a part that cannot render are refused with 400 `invalid_template` listing each problem. The top-level channels are the default-locale content and decide which channels the template supports. `locales` maps a locale tag to a variant overriding whole channels; a user's content per channel comes from the exact tag, then its language (`fr-CA` -> `fr`), then the default. Each part is at most 64 KiB.")]
 pub struct TemplateBody {
     /// A human name.
     #[schema(min_length = 1, max_length = 200)] // limits::MAX_TEMPLATE_NAME_BYTES
@@ -80,12 +81,17 @@ pub struct TemplateBody {
     /// platform default.
     #[serde(default)]
     max_audience: Option<u64>,
+    /// Collect this template's triggers into digests instead of delivering each: triggers of
+    /// the same `data.<key>` inside the window become one notification per recipient,
+    /// rendered with `digest.items` and `digest.count`.
+    #[serde(default)]
+    digest: Option<DigestSpec>,
 }
 
 /// A template as sent to `POST /v1/templates`: the same, with its id.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(as = NewTemplateInput, description = "MiniJinja syntax. Variables: data.* (the request's data), user.{user_id,name,email,locale,timezone}, request_id; anything else, syntax errors, a part over its render budget and a part that cannot render are refused with 400 `invalid_template` listing each problem. The top-level channels are the default-locale content and decide which channels the template supports. `locales` maps a locale tag to a variant overriding whole channels; a user's content per channel comes from the exact tag, then its language (`fr-CA` -> `fr`), then the default. Each part is at most 64 KiB.")]
+#[schema(as = NewTemplateInput, description = "MiniJinja syntax. Variables: data.* (the request's data), user.{user_id,name,email,locale,timezone}, request_id, and digest.items / digest.count (a digest template's collected triggers); anything else, syntax errors, a part over its render budget and a part that cannot render are refused with 400 `invalid_template` listing each problem. The top-level channels are the default-locale content and decide which channels the template supports. `locales` maps a locale tag to a variant overriding whole channels; a user's content per channel comes from the exact tag, then its language (`fr-CA` -> `fr`), then the default. Each part is at most 64 KiB.")]
 pub struct NewTemplateBody {
     /// The template's id.
     #[schema(value_type = TemplateId)]
@@ -120,6 +126,11 @@ pub struct NewTemplateBody {
     /// platform default.
     #[serde(default)]
     max_audience: Option<u64>,
+    /// Collect this template's triggers into digests instead of delivering each: triggers of
+    /// the same `data.<key>` inside the window become one notification per recipient,
+    /// rendered with `digest.items` and `digest.count`.
+    #[serde(default)]
+    digest: Option<DigestSpec>,
 }
 
 impl NewTemplateBody {
@@ -135,6 +146,7 @@ impl NewTemplateBody {
                 push: self.push,
                 locales: self.locales,
                 max_audience: self.max_audience,
+                digest: self.digest,
             },
         )
     }
@@ -249,6 +261,11 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, ApiError> {
             ));
         }
     }
+    if let Some(digest) = &body.digest {
+        digest
+            .check()
+            .map_err(|e| ApiError::field(format!("digest.{}", e.field), e.reason))?;
+    }
     check_sizes(&content, &body.locales)?;
     validate(&content, &body.locales).map_err(ApiError::InvalidTemplate)?;
     Ok(TemplateSpec {
@@ -258,6 +275,7 @@ fn parse_spec(body: TemplateBody) -> Result<TemplateSpec, ApiError> {
         content,
         locales: body.locales,
         max_audience: body.max_audience,
+        digest: body.digest,
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use fanout_contracts::{NotificationInput, RedriveInput, TemplateQuota};
+use fanout_contracts::{DigestInput, NotificationInput, RedriveInput, TemplateQuota};
 use fanout_domain::receipt::Progress;
 use fanout_domain::{RequestId, TemplateId, TenantId};
 use fanout_store::Store;
@@ -31,6 +31,7 @@ struct FakeOrchestrator {
     redrives: Mutex<Vec<(RedriveInput, TaskPriority)>>,
     quota_signals: Mutex<Vec<(TemplateId, TemplateQuota)>>,
     reschedules: Mutex<Vec<(RequestId, i64)>>,
+    digests: Mutex<Vec<DigestInput>>,
 }
 
 #[async_trait]
@@ -46,6 +47,19 @@ impl Orchestrator for FakeOrchestrator {
         }
         started.push(input);
         self.priorities.lock().unwrap().push(priority);
+        Ok(StartOutcome::Started)
+    }
+
+    async fn start_digest(
+        &self,
+        input: DigestInput,
+        _priority: TaskPriority,
+    ) -> Result<StartOutcome, OrchestratorError> {
+        let mut digests = self.digests.lock().unwrap();
+        if digests.iter().any(|d| d.digest_id == input.digest_id) {
+            return Ok(StartOutcome::Duplicate);
+        }
+        digests.push(input);
         Ok(StartOutcome::Started)
     }
 
@@ -315,6 +329,7 @@ mod frequency_caps;
 mod guardrails;
 
 mod audiences;
+mod digests;
 mod limits;
 mod notify;
 mod openapi;

@@ -6,15 +6,15 @@ use temporalio_common::ActivityError;
 use temporalio_macros::activity_definitions;
 
 use crate::{
-    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, DeliverDirectInput,
-    DeliverPageInput, DirectReport, FinalizeInput, PageReport, PlanReleaseInput, RedrivePage,
-    ReleaseInput, ReleasePlan, ResolveChunk, ResolveChunkInput,
+    ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, CloseDigestInput, ClosedDigest,
+    DeliverDirectInput, DeliverPageInput, DirectReport, FinalizeInput, PageReport,
+    PlanReleaseInput, RedrivePage, ReleaseInput, ReleasePlan, ResolveChunk, ResolveChunkInput,
 };
 
 /// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
 pub use self::delivery_activities::{
-    ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverDirect, DeliverPage, FinalizeRequest,
-    PlanRelease, ReleaseRequest, ResolveAudienceChunk,
+    ApplyControls, ApplyTemplateQuota, BeginRedrive, CloseDigest, DeliverDirect, DeliverPage,
+    FinalizeRequest, PlanRelease, ReleaseRequest, ResolveAudienceChunk,
 };
 
 /// The activities the workflows call, declared here and implemented in `fanout-activities`.
@@ -79,6 +79,13 @@ impl DeliveryActivities {
     /// the tenant's default) and returns the groups, earliest first.
     #[activity(name = "plan_release")]
     pub fn plan_release(input: PlanReleaseInput) -> Result<ReleasePlan, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Closes a digest whose window ended and records the request it closes into (idempotent:
+    /// a retry answers the same request).
+    #[activity(name = "close_digest")]
+    pub fn close_digest(input: CloseDigestInput) -> Result<ClosedDigest, ActivityError> {
         unimplemented!()
     }
 }

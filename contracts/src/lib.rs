@@ -10,7 +10,8 @@
 //! Layout: the names and server settings are here; [`notification`] is the request's own
 //! workflow with its signals, [`tree`] the audience resolution and page children and the
 //! delivery activity's input and report, [`redrive`] the re-drive of dead letters,
-//! [`direct`] the one-call path of small requests, and [`activities`] declares every activity.
+//! [`direct`] the one-call path of small requests, [`digest`] the digest that closes into a
+//! request, and [`activities`] declares every activity.
 
 use temporalio_common::search_attributes::SearchAttributeKey;
 
@@ -42,15 +43,17 @@ macro_rules! workflow_marker {
 }
 
 pub mod activities;
+pub mod digest;
 pub mod direct;
 pub mod notification;
 pub mod redrive;
 pub mod tree;
 
 pub use activities::{
-    ApplyControls, ApplyTemplateQuota, BeginRedrive, DeliverDirect, DeliverPage,
+    ApplyControls, ApplyTemplateQuota, BeginRedrive, CloseDigest, DeliverDirect, DeliverPage,
     DeliveryActivities, FinalizeRequest, PlanRelease, ReleaseRequest, ResolveAudienceChunk,
 };
+pub use digest::*;
 pub use direct::{DeliverDirectInput, DirectReport};
 pub use fanout_domain::request::RequestControls;
 pub use notification::*;
@@ -65,16 +68,19 @@ pub const RESOLVE_AUDIENCE_WORKFLOW: &str = "ResolveAudienceWorkflow";
 pub const REDRIVE_WORKFLOW: &str = "RedriveWorkflow";
 /// The child workflow that delivers one page of the audience over every channel.
 pub const FANOUT_PAGE_WORKFLOW: &str = "FanoutPageWorkflow";
+/// The workflow that closes one digest when its window ends and delivers it.
+pub const DIGEST_WORKFLOW: &str = "DigestWorkflow";
 /// Every workflow type, in the order the worker registers them.
-pub const WORKFLOW_NAMES: [&str; 4] = [
+pub const WORKFLOW_NAMES: [&str; 5] = [
     NOTIFICATION_WORKFLOW,
     RESOLVE_AUDIENCE_WORKFLOW,
     FANOUT_PAGE_WORKFLOW,
     REDRIVE_WORKFLOW,
+    DIGEST_WORKFLOW,
 ];
 /// Every activity type of [`DeliveryActivities`], in declaration order. These names are in
 /// every recorded history: renaming one breaks the replay of running requests.
-pub const ACTIVITY_NAMES: [&str; 9] = [
+pub const ACTIVITY_NAMES: [&str; 10] = [
     "resolve_audience_chunk",
     "begin_redrive",
     "deliver_page",
@@ -84,6 +90,7 @@ pub const ACTIVITY_NAMES: [&str; 9] = [
     "apply_template_quota",
     "release_request",
     "plan_release",
+    "close_digest",
 ];
 /// The query that returns a running request's progress
 /// ([`fanout_domain::receipt::Progress`]).
@@ -157,6 +164,7 @@ mod tests {
             DeliveryActivities::apply_template_quota.name(),
             DeliveryActivities::release_request.name(),
             DeliveryActivities::plan_release.name(),
+            DeliveryActivities::close_digest.name(),
         ];
         assert_eq!(declared, super::ACTIVITY_NAMES);
     }

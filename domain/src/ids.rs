@@ -151,6 +151,45 @@ string_id!(
     rule = "One delivery (request, user, channel), as a receipt names it; also the inbox message id"
 );
 
+string_id!(
+    /// A digest: the triggers of one (tenant, template, key value) collected while its window
+    /// was open. `dgst-` and 32 hex digits; its workflow has this id, and the request it closes
+    /// into is [`DigestId::request_id`].
+    DigestId,
+    max = 37,
+    pattern = "^dgst-[0-9a-f]{32}$",
+    rule = "A digest, as a digested trigger's status names it"
+);
+
+impl DigestId {
+    const PREFIX: &'static str = "dgst-";
+
+    /// Parses a digest id.
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        const FIELD: &str = "digest_id";
+        check_len(FIELD, s, Self::MAX_LEN)?;
+        let hex = s.strip_prefix(Self::PREFIX).unwrap_or_default();
+        if hex.len() != 32
+            || !hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
+            return Err(invalid(FIELD, "is not a digest id issued by this platform"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The id of the request the digest closes into (and so of that request's workflow).
+    pub fn request_id(&self) -> RequestId {
+        RequestId(format!("{}{}", RequestId::PREFIX, self.0))
+    }
+
+    /// The id of the workflow that closes and delivers the digest.
+    pub fn workflow_id(&self) -> &str {
+        &self.0
+    }
+}
+
 impl TenantId {
     /// Parses a tenant id.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
@@ -246,6 +285,16 @@ impl RequestId {
     pub fn workflow_id(&self) -> &str {
         &self.0
     }
+
+    /// Whether the request may be a digest's ([`DigestId::request_id`]): every digest's
+    /// request is, and so are the requests of a tenant named `dgst` (their ids are shorter),
+    /// so a `true` still needs the store to confirm it. A `false` is certain, which spares
+    /// every other request the lookup.
+    pub fn may_be_digest(&self) -> bool {
+        self.0
+            .strip_prefix(Self::PREFIX)
+            .is_some_and(|rest| rest.starts_with(DigestId::PREFIX))
+    }
 }
 
 impl InstanceId {
@@ -339,6 +388,30 @@ pub(crate) fn hash_parts(parts: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_ids_parse_strictly_and_name_their_request() {
+        let id = DigestId::parse("dgst-0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(
+            id.request_id().as_str(),
+            "ntf-dgst-0123456789abcdef0123456789abcdef"
+        );
+        assert!(id.request_id().may_be_digest());
+        for bad in [
+            "dgst-0123",
+            "dgst-0123456789ABCDEF0123456789abcdef",
+            "ntf-x",
+            "",
+        ] {
+            assert!(DigestId::parse(bad).is_err(), "{bad}");
+        }
+        let plain = DedupeKey::new(TenantId::parse("acme").unwrap(), "k").unwrap();
+        assert!(!plain.request_id().may_be_digest());
+        // A tenant named `dgst` shares the prefix, not the id's length.
+        let dgst = DedupeKey::new(TenantId::parse("dgst").unwrap(), "k").unwrap();
+        assert!(dgst.request_id().may_be_digest());
+        assert!(DigestId::parse(&dgst.request_id().as_str()["ntf-".len()..]).is_err());
+    }
 
     fn tenant(s: &str) -> TenantId {
         TenantId::parse(s).unwrap()

@@ -4,8 +4,9 @@
 //! identifiers ([`ids`]), the channels ([`channel`]), the notification request as the platform
 //! understands it once it has been parsed ([`request`]), stored audiences such as segments
 //! ([`audience`]), delivery outcomes ([`receipt`]), users and their devices ([`user`]),
-//! templates ([`template`]) and their rendering ([`render`]), the backoff of delivery retries
-//! ([`retry`]), frequency caps per category ([`frequency`]), the in-app inbox ([`inbox`]),
+//! templates ([`template`]) and their rendering ([`render`]), digests of many triggers into one
+//! notification ([`digest`]), the backoff of delivery retries ([`retry`]), frequency caps per
+//! category ([`frequency`]), the in-app inbox ([`inbox`]),
 //! outbound webhooks' events and destinations ([`webhook`]), when a request runs ([`timing`]),
 //! and the settings' types the binaries load ([`config`]).
 //!
@@ -19,6 +20,7 @@
 pub mod audience;
 pub mod channel;
 pub mod config;
+pub mod digest;
 pub mod frequency;
 pub mod ids;
 pub mod inbox;
@@ -33,7 +35,9 @@ pub mod user;
 pub mod webhook;
 
 pub use channel::Channel;
-pub use ids::{DedupeKey, InstanceId, RequestId, SegmentId, TemplateId, TenantId, UserId};
+pub use ids::{
+    DedupeKey, DigestId, InstanceId, RequestId, SegmentId, TemplateId, TenantId, UserId,
+};
 
 /// Milliseconds since the Unix epoch, the one timestamp representation stored and exchanged.
 pub type UnixMillis = i64;

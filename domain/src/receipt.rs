@@ -144,9 +144,11 @@ pub enum RequestState {
     /// The workflow itself failed or was terminated.
     Failed,
     /// Accepted with a `send_at` or `delay_seconds` and waiting for it: nothing resolved or
-    /// sent yet, and it can still be rescheduled or cancelled. Added last: the variants' order
-    /// is nowhere significant, but old readers never see it.
+    /// sent yet, and it can still be rescheduled or cancelled.
     Scheduled,
+    /// A trigger of a digest template: folded into a digest (its status names it), which
+    /// delivers in a request of its own.
+    Digested,
 }
 
 impl RequestState {
@@ -158,6 +160,7 @@ impl RequestState {
             RequestState::Cancelled => "cancelled",
             RequestState::Failed => "failed",
             RequestState::Scheduled => "scheduled",
+            RequestState::Digested => "digested",
         }
     }
 
@@ -177,6 +180,7 @@ impl FromStr for RequestState {
             RequestState::Cancelled,
             RequestState::Failed,
             RequestState::Scheduled,
+            RequestState::Digested,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)

@@ -27,6 +27,7 @@ use std::fmt;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
+use crate::digest::DigestView;
 use crate::limits::MAX_INBOX_PAYLOAD_BYTES;
 use crate::template::{
     ChannelContent, EmailContent, InAppContent, PushContent, Template, resolve_locale,
@@ -169,6 +170,31 @@ pub fn context(
     user: &User,
     request_id: &RequestId,
 ) -> RenderContext {
+    let vars = variables(data, user, request_id);
+    RenderContext::new(Value::from_serialize(&vars), user.locale.clone())
+}
+
+/// What one recipient of a digest's request sees: [`context`] and `digest` (their items and
+/// count, see [`crate::digest`]).
+pub fn digest_context(
+    data: &serde_json::Map<String, serde_json::Value>,
+    user: &User,
+    request_id: &RequestId,
+    digest: &DigestView,
+) -> RenderContext {
+    let mut vars = variables(data, user, request_id);
+    vars.insert(
+        "digest".into(),
+        serde_json::json!({"items": digest.items, "count": digest.count}),
+    );
+    RenderContext::new(Value::from_serialize(&vars), user.locale.clone())
+}
+
+fn variables(
+    data: &serde_json::Map<String, serde_json::Value>,
+    user: &User,
+    request_id: &RequestId,
+) -> serde_json::Map<String, serde_json::Value> {
     // Versions written before `data.` existed read data keys at top level; they stay there,
     // under the reserved names, so those versions keep rendering. Validation accepts only
     // `data.*` for new writes.
@@ -187,7 +213,7 @@ pub fn context(
         }),
     );
     vars.insert("request_id".into(), request_id.as_str().into());
-    RenderContext::new(Value::from_serialize(&vars), user.locale.clone())
+    vars
 }
 
 fn part_path(locale: Option<&str>, channel: Channel, field: &str) -> String {

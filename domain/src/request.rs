@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::InvalidId;
-use crate::{Channel, DedupeKey, SegmentId, TemplateId, TenantId, UserId};
+use crate::{Channel, DedupeKey, DigestId, SegmentId, TemplateId, TenantId, UserId};
 
 /// The most explicit user ids one request may list. Larger audiences are followers or segments,
 /// which are paged from the store instead of travelling in the request.
@@ -36,6 +36,12 @@ pub enum RecipientsQuery {
     Segment {
         /// The segment.
         segment_id: SegmentId,
+    },
+    /// Every user a closed digest's triggers were addressed to; only a digest's own request
+    /// has it (the API never accepts it from a client).
+    Digest {
+        /// The digest.
+        digest_id: DigestId,
     },
 }
 

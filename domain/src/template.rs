@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::DigestSpec;
 use crate::{Channel, TemplateId, UnixMillis};
 
 /// The category a template gets when none is given.
@@ -126,6 +127,9 @@ pub struct TemplateSpec {
     /// `None` leaves it to the tenant's limit or the platform default.
     #[serde(default)]
     pub max_audience: Option<u64>,
+    /// Collect triggers into digests instead of delivering each (see [`crate::digest`]).
+    #[serde(default)]
+    pub digest: Option<DigestSpec>,
 }
 
 impl TemplateSpec {
@@ -138,6 +142,7 @@ impl TemplateSpec {
             content,
             locales: BTreeMap::new(),
             max_audience: None,
+            digest: None,
         }
     }
 }
@@ -169,6 +174,9 @@ pub struct Template {
     /// platform default (see [`TemplateSpec::max_audience`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_audience: Option<u64>,
+    /// Whether (and how) triggers of this version are collected into digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSpec>,
     /// When this version was written.
     #[schema(value_type = i64)]
     pub updated_at_ms: UnixMillis,
@@ -219,6 +227,7 @@ impl Template {
             content: self.content.clone(),
             locales: self.locales.clone(),
             max_audience: self.max_audience,
+            digest: self.digest.clone(),
         }
     }
 }
@@ -295,6 +304,7 @@ mod tests {
                 .collect(),
             restored_from: None,
             max_audience: None,
+            digest: None,
             updated_at_ms: 0,
         }
     }

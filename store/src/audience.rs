@@ -1,7 +1,7 @@
 //! Audiences, read and written in pages.
 //!
 //! [`Store::audience_batch`] pages through what a [`RecipientsQuery`] names (an explicit list,
-//! a user's followers, a segment's members) in user-id order, by keyset, so the cost of a batch
+//! a user's followers, a segment's members, a closed digest's recipients) in user-id order, by keyset, so the cost of a batch
 //! does not grow with how far into the audience it is. The resolver writes what it reads as the
 //! request's snapshot, numbered pages of user ids ([`Store::write_audience_page`]), which
 //! delivery then loads page by page ([`Store::load_page`]).
@@ -41,6 +41,14 @@ const SEGMENT_BATCH: &str = "SELECT m.user_id AS member, u.user_id AS profile
      LEFT JOIN users u ON u.tenant_id = m.tenant_id AND u.user_id = m.user_id
      WHERE m.tenant_id = $1 AND m.segment_id = $2 AND m.user_id > $3
      ORDER BY m.user_id LIMIT $4";
+
+/// The next batch of a closed digest's recipients (every user one of its triggers names),
+/// each once: the primary key (digest_id, user_id, request_id) yields them in order.
+const DIGEST_BATCH: &str = "SELECT r.user_id AS member, MAX(u.user_id) AS profile
+     FROM digest_recipients r
+     LEFT JOIN users u ON u.tenant_id = $1 AND u.user_id = r.user_id
+     WHERE r.digest_id = $2 AND r.user_id > $3
+     GROUP BY r.user_id ORDER BY r.user_id LIMIT $4";
 
 /// One member of an audience, as the resolver reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +98,7 @@ impl Store {
             }
             RecipientsQuery::Followers { of } => (FOLLOWERS_BATCH, of.as_str()),
             RecipientsQuery::Segment { segment_id } => (SEGMENT_BATCH, segment_id.as_str()),
+            RecipientsQuery::Digest { digest_id } => (DIGEST_BATCH, digest_id.as_str()),
         };
         let after = after.map(UserId::as_str);
         let rows = self.keyset_page(sql, tenant_id, key, after, limit).await?;

@@ -119,6 +119,8 @@ fn sources(query: &RecipientsQuery) -> (Vec<Source<'_>>, Option<Vec<UserId>>) {
         RecipientsQuery::Segment { segment_id } => {
             (vec![Source::Segment(segment_id.as_str())], None)
         }
+        // Only a digest's own request has it, and nobody previews that one.
+        RecipientsQuery::Digest { .. } => (Vec::new(), Some(Vec::new())),
         RecipientsQuery::Users { user_ids } => {
             // The variant's field is public; count each id once, as resolution does.
             let mut ids = user_ids.clone();

@@ -22,6 +22,7 @@ pub mod audience;
 mod bulk;
 pub mod controls;
 pub mod dead_letters;
+pub mod digests;
 pub mod estimate;
 pub mod follows;
 pub mod frequency_caps;

@@ -266,7 +266,7 @@ impl Store {
             RequestState::Completed => Some(WebhookEventType::RequestCompleted),
             RequestState::Cancelled => Some(WebhookEventType::RequestCancelled),
             RequestState::Failed => Some(WebhookEventType::RequestFailed),
-            RequestState::Running | RequestState::Scheduled => None,
+            RequestState::Running | RequestState::Scheduled | RequestState::Digested => None,
         };
         if let (Some(tenant), Some(kind)) = (tenant, kind) {
             let tenant_id = parse_col(T_REQUESTS, TenantId::parse(&tenant))?;

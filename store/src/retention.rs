@@ -7,7 +7,9 @@
 //! - dead letters older than their window;
 //! - finished requests older than their window, with their receipts, audience snapshot, dead
 //!   letters and controls (their status answers 404 afterwards);
-//! - frequency-cap counters and claims of windows that have ended.
+//! - frequency-cap counters and claims of windows that have ended;
+//! - digests closed longer ago than the requests' window, with their items, recipients and
+//!   digested triggers (see [`crate::digests`]).
 
 use sqlx::Row;
 
@@ -45,6 +47,8 @@ pub struct Pruned {
     /// Frequency-cap counters and claims of windows that have ended (the larger of the two
     /// counts per batch, summed).
     pub frequency_slots: u64,
+    /// Closed digests (with their items and digested triggers).
+    pub digests: u64,
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -118,6 +122,10 @@ impl Store {
         loop {
             let n = self.prune_frequency_windows(now, batch).await?;
             pruned.frequency_slots += n;
+            let n = self
+                .prune_digests(cutoff(now, policy.requests_days), batch)
+                .await?;
+            pruned.digests += n;
             if n < batch as u64 {
                 break;
             }

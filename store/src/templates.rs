@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use fanout_domain::digest::DigestSpec;
 use fanout_domain::template::{
     ChannelContent, EmailContent, InAppContent, PushContent, Template, TemplateSpec,
 };
@@ -35,6 +36,8 @@ struct StoredContent {
     locales: BTreeMap<String, ChannelContent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_audience: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    digest: Option<DigestSpec>,
 }
 
 const COLUMNS: &str =
@@ -58,6 +61,7 @@ fn version_from_row(template_id: &TemplateId, row: &AnyRow) -> Result<Template> 
         locales: content.locales,
         restored_from: row.try_get("restored_from")?,
         max_audience: content.max_audience,
+        digest: content.digest,
         updated_at_ms: row.try_get("created_at_ms")?,
     })
 }
@@ -277,6 +281,7 @@ async fn write_version(
             push: spec.content.push.clone(),
             locales: spec.locales.clone(),
             max_audience: spec.max_audience,
+            digest: spec.digest.clone(),
         }),
     )?;
     let now = now_ms();
@@ -328,6 +333,7 @@ async fn write_version(
         locales: spec.locales.clone(),
         restored_from,
         max_audience: spec.max_audience,
+        digest: spec.digest.clone(),
         updated_at_ms: now,
     }))
 }

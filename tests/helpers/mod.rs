@@ -493,7 +493,7 @@ impl TestApp {
     }
 
     /// Every email the sandbox accepted for this test's domain, page by page.
-    async fn domain_emails(&self) -> anyhow::Result<Vec<StoredEmail>> {
+    pub async fn domain_emails(&self) -> anyhow::Result<Vec<StoredEmail>> {
         let mut out = Vec::new();
         let mut after: Option<u64> = None;
         loop {

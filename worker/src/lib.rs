@@ -22,7 +22,8 @@ use fanout_domain::config::{StoreConfig, TemporalConfig};
 use fanout_store::Store;
 use fanout_telemetry::listener::{self, ExtraMetrics, ReadyCheck};
 use fanout_workflows::{
-    FanoutPageWorkflow, NotificationWorkflow, RedriveWorkflow, ResolveAudienceWorkflow,
+    DigestWorkflow, FanoutPageWorkflow, NotificationWorkflow, RedriveWorkflow,
+    ResolveAudienceWorkflow,
 };
 use serde::{Deserialize, Serialize};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
@@ -165,6 +166,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .register_workflow::<ResolveAudienceWorkflow>()?
         .register_workflow::<FanoutPageWorkflow>()?
         .register_workflow::<RedriveWorkflow>()?
+        .register_workflow::<DigestWorkflow>()?
         .register_activities(activities)
         .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(
             config.pollers.workflow_tasks.max(2),
@@ -320,6 +322,7 @@ mod tests {
             ResolveAudienceWorkflow.name(),
             FanoutPageWorkflow.name(),
             RedriveWorkflow.name(),
+            DigestWorkflow.name(),
         ];
         assert_eq!(workflows, fanout_contracts::WORKFLOW_NAMES);
         let activities = [
@@ -332,6 +335,7 @@ mod tests {
             FanoutActivities::apply_template_quota.name(),
             FanoutActivities::release_request.name(),
             FanoutActivities::plan_release.name(),
+            FanoutActivities::close_digest.name(),
         ];
         assert_eq!(activities, fanout_contracts::ACTIVITY_NAMES);
     }

@@ -11,8 +11,10 @@
 //! - [`resolve`]: the child that materialises the audience snapshot in pages;
 //! - [`page`]: the child that delivers one page over every channel, in delivery rounds;
 //! - [`redrive`]: delivers a request's re-driven dead letters again;
+//! - [`digest`]: closes a digest when its window ends and delivers it as a request;
 //! - [`options`]: retry policies and timeouts; [`window`]: a deterministic sliding window.
 
+pub mod digest;
 pub mod direct;
 pub mod notification;
 pub mod options;
@@ -22,6 +24,7 @@ pub mod resolve;
 pub mod schedule;
 pub mod window;
 
+pub use digest::DigestWorkflow;
 pub use notification::NotificationWorkflow;
 pub use page::FanoutPageWorkflow;
 pub use redrive::RedriveWorkflow;

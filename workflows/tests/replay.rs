@@ -8,7 +8,8 @@ use std::time::Duration;
 use fanout_contracts::{DeliveryActivities, FinalizeInput, NotificationInput};
 use fanout_domain::receipt::{Progress, RequestState};
 use fanout_workflows::{
-    FanoutPageWorkflow, NotificationWorkflow, RedriveWorkflow, ResolveAudienceWorkflow,
+    DigestWorkflow, FanoutPageWorkflow, NotificationWorkflow, RedriveWorkflow,
+    ResolveAudienceWorkflow,
 };
 use temporalio_client::WorkflowHistory;
 use temporalio_macros::{workflow, workflow_methods};
@@ -46,6 +47,7 @@ async fn committed_histories_replay_against_current_code() -> anyhow::Result<()>
             .register_workflow::<ResolveAudienceWorkflow>()?
             .register_workflow::<FanoutPageWorkflow>()?
             .register_workflow::<RedriveWorkflow>()?
+            .register_workflow::<DigestWorkflow>()?
             .build(),
     )?;
     let names: Vec<&str> = histories.iter().map(|(n, _)| n.as_str()).collect();
@@ -70,6 +72,10 @@ async fn committed_histories_replay_against_current_code() -> anyhow::Result<()>
         // Recorded before delivery rounds existed: still replays, so requests running across
         // that upgrade finish.
         "pre_rounds_fanout_page",
+        // A digest: its timer, the close and its request as a child; and that request, whose
+        // audience is the digest's.
+        "digest",
+        "digest_request_notification",
     ] {
         assert!(
             names.iter().any(|n| n.contains(expected)),

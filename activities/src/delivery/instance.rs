@@ -25,6 +25,7 @@ use super::screen::{Erased, Screen};
 use super::switch::ChannelGate;
 use super::{CHANNEL_DISABLED, HELD_RETRY_AFTER};
 use crate::control::{Gate, Pacer};
+use crate::digest::PageDigest;
 use crate::email::EmailSender;
 use crate::in_app;
 use crate::limits::{Limits, Verdict};
@@ -54,6 +55,8 @@ pub(super) struct Job<'a> {
     pub(super) deadline: Option<Instant>,
     /// Provider calls started so far, for the budget of calls traced per delivery.
     pub(super) calls: AtomicU32,
+    /// The page's recipients' items, when the request is a digest's.
+    pub(super) digest: &'a PageDigest,
 }
 
 impl<'a> Job<'a> {
@@ -247,7 +250,7 @@ impl<'a> Job<'a> {
             }
             Verdict::Cancelled => return Outcome::Stopped,
         };
-        let vars = fanout_domain::render::context(&input.data, user, &input.request_id);
+        let vars = self.digest.context(&input.data, user, &input.request_id);
         let started = Instant::now();
         let outcome = match input.channel {
             Channel::Email => {

@@ -139,7 +139,8 @@ fn is_known(var: &str, globals: &HashSet<String>) -> bool {
     let mut segments = var.split('.');
     let root = segments.next().unwrap_or_default();
     match root {
-        "data" | "request_id" => true,
+        // `digest` is empty outside a digest's request, so a template may always name it.
+        "data" | "request_id" | "digest" => true,
         "user" => segments
             .next()
             .is_none_or(|field| USER_FIELDS.contains(&field)),
