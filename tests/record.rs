@@ -267,11 +267,38 @@ async fn record_histories_scheduled() -> anyhow::Result<()> {
         "scheduled-tree",
     )
     .await?;
+    // Local time: the same dated wall time, a few seconds ahead in Paris and already past in
+    // Tokyo, is two release groups, one at once and one on a timer.
+    for (user, zone) in [("paris", "Europe/Paris"), ("tokyo", "Asia/Tokyo")] {
+        let r = app
+            .request(reqwest::Method::PUT, &format!("/v1/users/{user}"))
+            .json(&json!({"name": user, "email": app.email_of(user), "timezone": zone}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == StatusCode::OK, "{user}: {}", r.text().await?);
+    }
+    let soon_in_paris =
+        jiff::Timestamp::from_millisecond(i64::try_from(crate::helpers::now_ms())? + 3_000)?
+            .to_zoned(jiff::tz::TimeZone::get("Europe/Paris")?)
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+    let (status, body) = app
+        .notify(&json!({
+            "template_id": "code",
+            "recipients_query": {"type": "users", "user_ids": ["paris", "tokyo"]},
+            "data": {"code": "1234"},
+            "dedupe_key": "local-time",
+            "send_at_local": soon_in_paris,
+        }))
+        .await?;
+    anyhow::ensure!(status == StatusCode::ACCEPTED, "{body}");
+    let local = body["request_id"].as_str().unwrap().to_owned();
     for (id, state) in [
         (&waited, "completed"),
         (&moved, "completed"),
         (&cancelled, "cancelled"),
         (&tree, "completed"),
+        (&local, "completed"),
     ] {
         app.wait_for_state(id, state).await?;
     }
@@ -283,6 +310,7 @@ async fn record_histories_scheduled() -> anyhow::Result<()> {
             (moved, "scheduled_rescheduled.json"),
             (cancelled, "scheduled_cancelled.json"),
             (tree, "scheduled_tree.json"),
+            (local, "local_time.json"),
         ],
     )
     .await

@@ -10,7 +10,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
 
-use crate::helpers::{TestApp, expect_status, now_ms, poll, wait_for_timer};
+use fanout_domain::UserId;
+use fanout_domain::user::{Timezone, User};
+use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+use crate::helpers::{Setup, TestApp, expect_status, now_ms, poll, wait_for_timer};
 
 fn reminder() -> Value {
     json!({"name": "Reminder", "email": {"subject": "Reminder", "text": "Hi {{ user.name }}"}})
@@ -311,4 +316,197 @@ async fn each_recipient_gets_a_local_time_send_at_that_time_in_their_own_zone() 
         );
     }
     Ok(())
+}
+
+/// Forty zones with forty different offsets in December (half and quarter hours included).
+const FORTY_ZONES: [&str; 40] = [
+    "Etc/GMT+12",
+    "Pacific/Pago_Pago",
+    "Pacific/Honolulu",
+    "Pacific/Marquesas",
+    "America/Anchorage",
+    "America/Los_Angeles",
+    "America/Denver",
+    "America/Chicago",
+    "America/New_York",
+    "America/Halifax",
+    "America/St_Johns",
+    "America/Sao_Paulo",
+    "Atlantic/South_Georgia",
+    "Atlantic/Azores",
+    "UTC",
+    "Europe/Paris",
+    "Europe/Athens",
+    "Europe/Moscow",
+    "Asia/Tehran",
+    "Asia/Dubai",
+    "Asia/Kabul",
+    "Asia/Karachi",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Asia/Dhaka",
+    "Asia/Yangon",
+    "Asia/Bangkok",
+    "Asia/Shanghai",
+    "Australia/Eucla",
+    "Asia/Tokyo",
+    "Australia/Darwin",
+    "Australia/Brisbane",
+    "Australia/Adelaide",
+    "Australia/Sydney",
+    "Pacific/Norfolk",
+    "Pacific/Fiji",
+    "Pacific/Chatham",
+    "Pacific/Auckland",
+    "Pacific/Kiritimati",
+    "Etc/GMT-12",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_time_send_to_100_000_recipients_in_40_zones_holds_one_timer_per_zone()
+-> anyhow::Result<()> {
+    const RECIPIENTS: usize = 100_000;
+    let app = TestApp::spawn_setup(
+        "timing-local-scale",
+        Setup {
+            page_size: 2_000,
+            ..Setup::default()
+        },
+    )
+    .await?;
+    app.put_template(
+        "nudge",
+        json!({"name": "Nudge", "in_app": {"title": "Good morning", "body": "Hi {{ user.name }}"}}),
+    )
+    .await?;
+    // Recipient i lives in zone i % 40.
+    let ids: Vec<UserId> = (0..RECIPIENTS)
+        .map(|i| UserId::parse(&format!("r{i:06}")))
+        .collect::<Result<_, _>>()?;
+    for chunk in ids.chunks(5_000) {
+        let users: Vec<User> = chunk
+            .iter()
+            .map(|id| {
+                let i: usize = id.as_str()[1..].parse().expect("numbered ids");
+                Ok(User {
+                    user_id: id.clone(),
+                    email: None,
+                    name: Some(id.to_string()),
+                    locale: None,
+                    timezone: Some(Timezone::parse(FORTY_ZONES[i % 40])?),
+                    devices: Vec::new(),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        app.store.upsert_users(&app.tenant, &users).await?;
+    }
+    app.store
+        .add_followers(&app.tenant, &UserId::parse("star")?, &ids)
+        .await?;
+
+    // A wall time a few seconds ahead in Paris: Paris's recipients get it then; every other
+    // zone's same wall time is later today or tomorrow, each at its own instant.
+    let (target, wall) = local_wall_time("Europe/Paris", 5_000).await?;
+    let (status, body) = app
+        .notify(&json!({
+            "template_id": "nudge",
+            "recipients_query": {"type": "followers", "of": "star"},
+            "send_at_local": wall,
+        }))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let request_id = body["request_id"].as_str().unwrap().to_owned();
+    let in_paris = RECIPIENTS / 40;
+    let counted = poll(
+        Duration::from_secs(300),
+        "Paris's recipients delivered",
+        || async {
+            let status = app.status(&request_id).await?;
+            Ok((status["totals"]["delivered"].as_u64() >= Some(in_paris as u64)).then_some(status))
+        },
+    )
+    .await?;
+    assert_eq!(counted["totals"]["delivered"], in_paris, "{counted}");
+    assert!(now_ms() >= target, "delivered before the local target");
+
+    let r = app
+        .request(reqwest::Method::POST, "/v1/cancel")
+        .json(&json!({"request_id": request_id}))
+        .send()
+        .await?;
+    expect_status(r, StatusCode::ACCEPTED).await?;
+    let done = app.wait_for_state(&request_id, "cancelled").await?;
+    assert_eq!(
+        done["totals"]["delivered"], in_paris,
+        "nobody else got it: {done}"
+    );
+
+    // The plan: one group per distinct instant, which the test computes for itself.
+    let events = app.history(&request_id).await?;
+    let plan = plan_of(&events)?;
+    let accepted = done["created_at_ms"].as_i64().expect("created_at_ms");
+    let local = fanout_domain::timing::LocalTime::parse(&wall)?;
+    let mut instants: Vec<i64> = FORTY_ZONES
+        .iter()
+        .map(|z| local.release_at(&jiff::tz::TimeZone::get(z).unwrap(), accepted))
+        .collect();
+    instants.sort_unstable();
+    instants.dedup();
+    let groups = plan["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), instants.len(), "{plan}");
+    assert!(groups.len() <= 200);
+    let pages: u64 = groups.iter().map(|g| g["pages"].as_u64().unwrap()).sum();
+    // The request's own history: at most one timer per group it reached (the first group's
+    // fired, or was not needed when its instant passed while the plan ran; the second's was
+    // waiting when the request was cancelled), a page child per page of the first group.
+    let count = |kind: EventType| events.iter().filter(|e| e.event_type() == kind).count();
+    let (started, fired) = (count(EventType::TimerStarted), count(EventType::TimerFired));
+    assert!(
+        fired <= 1 && started == fired + 1,
+        "{started} timers, {fired} fired"
+    );
+    let first_pages = groups[0]["pages"].as_u64().unwrap() as usize;
+    assert_eq!(
+        count(EventType::StartChildWorkflowExecutionInitiated),
+        1 + first_pages,
+        "the resolver and the first group's pages"
+    );
+    println!(
+        "local-time scale: {RECIPIENTS} recipients, {} zones, {} groups, {pages} pages, {} events in the request's history after its first group",
+        FORTY_ZONES.len(),
+        groups.len(),
+        events.len()
+    );
+    assert!(events.len() <= 2_000, "{}", events.len());
+    Ok(())
+}
+
+/// The `plan_release` activity's result in a request's history.
+fn plan_of(events: &[HistoryEvent]) -> anyhow::Result<Value> {
+    let scheduled = events
+        .iter()
+        .find_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskScheduledEventAttributes(a))
+                if a.activity_type
+                    .as_ref()
+                    .is_some_and(|t| t.name == "plan_release") =>
+            {
+                Some(e.event_id)
+            }
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("no plan_release in the history"))?;
+    let result = events
+        .iter()
+        .find_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskCompletedEventAttributes(a))
+                if a.scheduled_event_id == scheduled =>
+            {
+                a.result.as_ref()
+            }
+            _ => None,
+        })
+        .and_then(|r| r.payloads.first())
+        .ok_or_else(|| anyhow::anyhow!("plan_release did not complete"))?;
+    Ok(serde_json::from_slice(&result.data)?)
 }

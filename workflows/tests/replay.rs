@@ -69,6 +69,8 @@ async fn committed_histories_replay_against_current_code() -> anyhow::Result<()>
         "scheduled_rescheduled",
         "scheduled_cancelled",
         "scheduled_tree",
+        // Local time: resolution, the plan, a group released at once and one after its timer.
+        "local_time",
         // Recorded before delivery rounds existed: still replays, so requests running across
         // that upgrade finish.
         "pre_rounds_fanout_page",
