@@ -14,6 +14,9 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::{heartbeat, store_error};
 
+/// Pages renumbered between two heartbeats.
+const REPAGE_BATCH: usize = 10;
+
 /// Computes the groups and renumbers the snapshot. A retry computes the same groups from the
 /// same zones (the snapshot's pages do not enter into it) and writes the same pages again.
 pub async fn plan(
@@ -72,10 +75,14 @@ pub async fn plan(
             recipients: users.len() as u64,
         });
     }
-    store
-        .repage_audience(&input.request_id, &pages)
-        .await
-        .map_err(store_error)?;
+    // A batch of pages per heartbeat: a few seconds of writes on either backend.
+    for (done, batch) in pages.chunks(REPAGE_BATCH).enumerate() {
+        store
+            .repage_audience(&input.request_id, batch)
+            .await
+            .map_err(store_error)?;
+        heartbeat(ctx, ((done + 1) * REPAGE_BATCH) as u64).await;
+    }
     // Groups rarely fill their last page, so there are usually more pages than resolution
     // wrote: status counts them as one more chunk of the snapshot.
     if plan.pages > input.pages {

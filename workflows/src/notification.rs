@@ -414,7 +414,7 @@ async fn resolve_and_plan(
                 accepted_at_ms: input.accepted_at_ms,
                 pages: snapshot.pages,
             },
-            options::store_activity(),
+            options::plan_activity(),
         )
         .await
         .map_err(|e| match e {

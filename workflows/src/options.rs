@@ -51,6 +51,17 @@ pub fn detached_store_activity() -> ActivityOptions {
         .build()
 }
 
+/// Regrouping a local-time request's snapshot (`plan_release`): one read of every recipient's
+/// zone and a rewrite of every page, which for millions of recipients runs for minutes. It
+/// heartbeats after each batch of pages, so a worker lost mid-way is noticed within the
+/// heartbeat timeout and the retry redoes the same pages.
+pub fn plan_activity() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(3600))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(retry_policy())
+        .build()
+}
+
 /// Delivery of one page over one channel. The short heartbeat timeout is what lets a cancel
 /// reach the activity quickly (heartbeats are throttled to 80% of it); waiting for the
 /// cancellation to complete means the page's workflow only returns once sending has stopped.
