@@ -29,6 +29,25 @@ async fn with_users(app: &TestApp, users: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Posts a notify that must be accepted (202) and answers its request id.
+async fn accepted(app: &TestApp, body: &Value) -> anyhow::Result<String> {
+    let (status, answer) = app.notify(body).await?;
+    anyhow::ensure!(status == StatusCode::ACCEPTED, "{status}: {answer}");
+    Ok(answer["request_id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Checks that each of `users` got exactly one email, none of them before `at` (`what` names
+/// the time in the failure).
+async fn none_before(app: &TestApp, users: &[&str], at: u64, what: &str) -> anyhow::Result<()> {
+    for arrived in arrivals(app, users).await? {
+        anyhow::ensure!(
+            arrived >= at,
+            "an email arrived at {arrived}, before {what} {at}"
+        );
+    }
+    Ok(())
+}
+
 /// The earliest arrival at the sandbox for each of `users`, once each has exactly one email.
 async fn arrivals(app: &TestApp, users: &[&str]) -> anyhow::Result<Vec<u64>> {
     let mut out = Vec::new();
@@ -48,27 +67,22 @@ async fn a_scheduled_request_sends_nothing_before_its_time_and_everything_after(
     with_users(&app, &users).await?;
     let send_at = now_ms() + 4_000;
 
-    let (status, body) = app
-        .notify(&json!({
+    let request_id = accepted(
+        &app,
+        &json!({
             "template_id": "reminder",
             "recipients_query": {"type": "users", "user_ids": users},
             "send_at": format_instant(send_at as i64),
-        }))
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let request_id = body["request_id"].as_str().unwrap().to_owned();
+        }),
+    )
+    .await?;
     let waiting = app.status(&request_id).await?;
     assert_eq!(waiting["state"], "scheduled", "{waiting}");
     assert_eq!(waiting["run_at_ms"], json!(send_at), "{waiting}");
 
     let done = app.wait_for_state(&request_id, "completed").await?;
     assert_eq!(done["totals"]["delivered"], 3, "{done}");
-    for at in arrivals(&app, &users).await? {
-        assert!(
-            at >= send_at,
-            "an email arrived at {at}, before send_at {send_at}"
-        );
-    }
+    none_before(&app, &users, send_at, "send_at").await?;
     Ok(())
 }
 
@@ -79,15 +93,15 @@ async fn a_delayed_fan_out_waits_then_runs_its_whole_tree() -> anyhow::Result<()
     let followers = app.seed_followers("star", 30).await?;
     let before = now_ms();
 
-    let (status, body) = app
-        .notify(&json!({
+    let request_id = accepted(
+        &app,
+        &json!({
             "template_id": "reminder",
             "recipients_query": {"type": "followers", "of": "star"},
             "delay_seconds": 3,
-        }))
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let request_id = body["request_id"].as_str().unwrap().to_owned();
+        }),
+    )
+    .await?;
     let waiting = app.status(&request_id).await?;
     let run_at = waiting["run_at_ms"].as_u64().expect("run_at_ms");
     assert!(run_at >= before + 3_000, "{waiting}");
@@ -96,12 +110,7 @@ async fn a_delayed_fan_out_waits_then_runs_its_whole_tree() -> anyhow::Result<()
     assert_eq!(done["path"], "tree", "{done}");
     assert_eq!(done["totals"]["delivered"], followers.len(), "{done}");
     let followers: Vec<&str> = followers.iter().map(String::as_str).collect();
-    for at in arrivals(&app, &followers).await? {
-        assert!(
-            at >= run_at,
-            "an email arrived at {at}, before run_at {run_at}"
-        );
-    }
+    none_before(&app, &followers, run_at, "run_at").await?;
     Ok(())
 }
 
@@ -111,15 +120,15 @@ async fn a_request_cancelled_while_scheduled_sends_nothing() -> anyhow::Result<(
     let users = ["dan", "eve"];
     with_users(&app, &users).await?;
 
-    let (status, body) = app
-        .notify(&json!({
+    let request_id = accepted(
+        &app,
+        &json!({
             "template_id": "reminder",
             "recipients_query": {"type": "users", "user_ids": users},
             "delay_seconds": 3,
-        }))
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let request_id = body["request_id"].as_str().unwrap().to_owned();
+        }),
+    )
+    .await?;
     let run_at = app.status(&request_id).await?["run_at_ms"]
         .as_u64()
         .expect("run_at_ms");
@@ -152,15 +161,15 @@ async fn a_scheduled_request_moves_until_it_starts() -> anyhow::Result<()> {
     let users = ["fay"];
     with_users(&app, &users).await?;
 
-    let (status, body) = app
-        .notify(&json!({
+    let request_id = accepted(
+        &app,
+        &json!({
             "template_id": "reminder",
             "recipients_query": {"type": "users", "user_ids": users},
             "delay_seconds": 3600,
-        }))
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let request_id = body["request_id"].as_str().unwrap().to_owned();
+        }),
+    )
+    .await?;
     // Moved once its timer runs, so the move cancels that timer and starts another.
     wait_for_timer(&app, &request_id).await?;
     let schedule = |body: Value| {
@@ -407,15 +416,15 @@ async fn a_local_time_send_to_100_000_recipients_in_40_zones_holds_one_timer_per
     // A wall time a few seconds ahead in Paris: Paris's recipients get it then; every other
     // zone's same wall time is later today or tomorrow, each at its own instant.
     let (target, wall) = local_wall_time("Europe/Paris", 5_000).await?;
-    let (status, body) = app
-        .notify(&json!({
+    let request_id = accepted(
+        &app,
+        &json!({
             "template_id": "nudge",
             "recipients_query": {"type": "followers", "of": "star"},
             "send_at_local": wall,
-        }))
-        .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let request_id = body["request_id"].as_str().unwrap().to_owned();
+        }),
+    )
+    .await?;
     let in_paris = RECIPIENTS / 40;
     let counted = poll(
         Duration::from_secs(300),
