@@ -9,7 +9,7 @@ use fanout_sandbox::{FaultStage, NewFault};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, now_ms, tally};
+use crate::helpers::{TestApp, now_ms, poll, tally};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -43,11 +43,12 @@ async fn capped_promo(app: &TestApp, max: u32) -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::OK, "{:?}", r.text().await);
     // The cap counts per epoch-aligned day: requests straddling 00:00 UTC would be in two
     // windows. Close to the end of one, start in the next instead.
-    let into_day = now_ms() % DAY_MS;
-    if DAY_MS - into_day < 120_000 {
-        tokio::time::sleep(Duration::from_millis(DAY_MS - into_day + 1_000)).await;
-    }
-    Ok(())
+    poll(
+        Duration::from_secs(180),
+        "two minutes clear of 00:00 UTC",
+        || async { Ok((DAY_MS - now_ms() % DAY_MS >= 120_000).then_some(())) },
+    )
+    .await
 }
 
 /// Each user's email receipt of a finished request: (status, error code).

@@ -92,19 +92,7 @@ async fn times_that_cannot_be_honoured_are_422_naming_the_field_and_record_nothi
             "delay_seconds",
         ),
     ] {
-        let mut body = trigger("bad-time");
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        let (status, refused) = h
-            .call("POST", "/v1/notify", Some(h.key(0)), Some(body))
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{extra}: {refused}"
-        );
-        assert_eq!(refused["error"]["field"], field, "{extra}: {refused}");
+        assert_refused(&h, "bad-time", &extra, field).await;
     }
     assert!(h.orchestrator.started.lock().unwrap().is_empty());
 }
@@ -209,19 +197,7 @@ async fn a_local_time_notify_takes_the_tree_with_its_time_and_refuses_mixed_or_b
             "send_at_local",
         ),
     ] {
-        let mut body = trigger("bad-local");
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        let (status, refused) = h
-            .call("POST", "/v1/notify", Some(h.key(0)), Some(body))
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{extra}: {refused}"
-        );
-        assert_eq!(refused["error"]["field"], field, "{extra}: {refused}");
+        assert_refused(&h, "bad-local", &extra, field).await;
     }
     assert_eq!(h.orchestrator.started.lock().unwrap().len(), 1);
 }
@@ -268,4 +244,21 @@ async fn the_default_timezone_is_the_tenants_own_and_must_exist() {
         .call("GET", "/v1/settings/timezone", Some(h.key(0)), None)
         .await;
     assert_eq!(kept["default_timezone"], "Asia/Tokyo");
+}
+
+/// Posts `trigger(dedupe)` with `extra`'s fields added and checks it is a 422 naming `field`.
+async fn assert_refused(h: &Harness, dedupe: &str, extra: &Value, field: &str) {
+    let mut body = trigger(dedupe);
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (status, refused) = h
+        .call("POST", "/v1/notify", Some(h.key(0)), Some(body))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{extra}: {refused}"
+    );
+    assert_eq!(refused["error"]["field"], field, "{extra}: {refused}");
 }
