@@ -54,11 +54,24 @@ async fn send(app: &TestApp, key: &str, user: &str, priority: &str) -> anyhow::R
 /// Starts the test's worker, waits for every request's email to be delivered, and returns
 /// each request's place in delivery order (0 first), by the time its receipt was written.
 /// Requests are `(tenant, request id)`: read from the store, since they span tenants.
+///
+/// The worker polls one task at a time from each queue, so the backlog stays on the server,
+/// where the order is decided. With the default 8 shared workflow polls and 8 activity polls,
+/// the worker took a third of a 33-request backlog at once and ran it concurrently, so the
+/// order under test was lost in the worker's own scheduling on a loaded machine.
 async fn delivery_ranks(
     app: &TestApp,
     requests: &[(TenantId, String)],
 ) -> anyhow::Result<HashMap<String, usize>> {
-    let _worker = stack::spawn_worker(app.worker_config.clone());
+    let config = fanout_worker::Config {
+        pollers: fanout_worker::PollersConfig {
+            workflow_tasks: 2,
+            shared_percent: 50,
+            activity_tasks: 1,
+        },
+        ..app.worker_config.clone()
+    };
+    let _worker = stack::spawn_worker(config);
     let mut delivered = Vec::with_capacity(requests.len());
     for (tenant, id) in requests {
         let request_id = RequestId::parse(id)?;
