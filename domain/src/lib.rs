@@ -25,6 +25,7 @@ pub mod frequency;
 pub mod ids;
 pub mod inbox;
 pub mod limits;
+pub mod quiet;
 pub mod receipt;
 pub mod render;
 pub mod request;

@@ -31,6 +31,9 @@ pub enum DeliveryStatus {
     Suppressed,
     /// The request was cancelled before this delivery happened.
     Cancelled,
+    /// Waiting for its recipient's quiet hours to end: `release_at_ms` says when it goes out.
+    /// Not final, like `pending`.
+    Deferred,
 }
 
 impl DeliveryStatus {
@@ -42,6 +45,7 @@ impl DeliveryStatus {
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Suppressed => "suppressed",
             DeliveryStatus::Cancelled => "cancelled",
+            DeliveryStatus::Deferred => "deferred",
         }
     }
 }
@@ -62,6 +66,7 @@ impl FromStr for DeliveryStatus {
             DeliveryStatus::Failed,
             DeliveryStatus::Suppressed,
             DeliveryStatus::Cancelled,
+            DeliveryStatus::Deferred,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)
@@ -100,6 +105,11 @@ pub struct Receipt {
     /// When this receipt last changed.
     #[schema(value_type = i64)]
     pub updated_at_ms: UnixMillis,
+    /// When a `deferred` delivery goes out (the end of its recipient's quiet hours, rounded up
+    /// to the release bucket); kept once it has.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    pub release_at_ms: Option<UnixMillis>,
 }
 
 /// A delivery instance that failed for good: a permanent provider rejection, or transient
@@ -204,6 +214,9 @@ pub struct ChannelCounts {
     pub cancelled: u64,
     /// Not final yet.
     pub pending: u64,
+    /// Of `pending`, those waiting for their recipient's quiet hours to end.
+    #[serde(default)]
+    pub deferred: u64,
 }
 
 impl ChannelCounts {

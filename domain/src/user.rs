@@ -243,6 +243,10 @@ pub struct User {
     /// Where the user lives in time, for scheduling around their day.
     #[serde(default)]
     pub timezone: Option<Timezone>,
+    /// A daily window of the user's local time in which non-urgent notifications wait for its
+    /// end; without one, the tenant's default applies.
+    #[serde(default)]
+    pub quiet_hours: Option<crate::quiet::QuietHours>,
     /// Devices that receive push notifications; empty when the user has none.
     #[serde(default)]
     pub devices: Vec<Device>,
@@ -307,7 +311,8 @@ mod tests {
         let new = serde_json::json!({
             "user_id": "u1", "email": null, "name": null, "locale": null,
             "timezone": "Europe/Paris",
-            "devices": [{"platform": "apns", "token": "abc"}, {"platform": "fcm", "token": "x:y"}]
+            "devices": [{"platform": "apns", "token": "abc"}, {"platform": "fcm", "token": "x:y"}],
+            "quiet_hours": {"start": "22:00:00", "end": "07:30:00"}
         });
         let user: User = serde_json::from_value(new.clone()).unwrap();
         assert_eq!(user.devices[1].platform, Platform::Fcm);

@@ -181,7 +181,7 @@ impl Store {
     ) -> Result<Vec<PageMember>> {
         let rows = sqlx::query(
             "SELECT a.user_id AS member,
-               u.user_id, u.email, u.name, u.locale, u.timezone, u.devices
+               u.user_id, u.email, u.name, u.locale, u.timezone, u.devices, u.quiet_hours
              FROM audience a
              LEFT JOIN users u ON u.tenant_id = $1 AND u.user_id = a.user_id
              WHERE a.request_id = $2 AND a.page_no = $3

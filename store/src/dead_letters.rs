@@ -269,6 +269,7 @@ mod tests {
             error_code: Some("smtp_550".into()),
             error_message: Some("no such user".into()),
             updated_at_ms: 10,
+            release_at_ms: None,
         }
     }
 

@@ -31,6 +31,7 @@ pub mod limits;
 pub mod local_time;
 pub mod preferences;
 pub mod progress;
+pub mod quiet_hours;
 pub mod receipts;
 pub mod requests;
 pub mod retention;

@@ -37,11 +37,13 @@ fn receipt_from_row(row: &AnyRow) -> Result<Receipt> {
         error_code: row.try_get("error_code")?,
         error_message: row.try_get("error_message")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        release_at_ms: row.try_get("release_at_ms")?,
     })
 }
 
 const COLUMNS: &str = "instance_id, request_id, user_id, channel, status, provider_message_id,
-                       provider, attempts, latency_ms, error_code, error_message, updated_at_ms";
+                       provider, attempts, latency_ms, error_code, error_message, updated_at_ms,
+                       release_at_ms";
 
 /// Which existing receipts a write replaces.
 #[derive(Clone, Copy)]
@@ -56,7 +58,7 @@ impl Replace {
     fn condition(self) -> &'static str {
         match self {
             Self::Any => "",
-            Self::PendingOnly => " WHERE receipts.status = 'pending'",
+            Self::PendingOnly => " WHERE receipts.status IN ('pending', 'deferred')",
         }
     }
 }
@@ -70,7 +72,9 @@ fn delivery_events(receipts: &[&Receipt], page: Option<u32>) -> Vec<NewEvent> {
             DeliveryStatus::Delivered => WebhookEventType::DeliveryDelivered,
             DeliveryStatus::Failed => WebhookEventType::DeliveryFailed,
             DeliveryStatus::Suppressed => WebhookEventType::DeliverySuppressed,
-            DeliveryStatus::Pending | DeliveryStatus::Cancelled => continue,
+            DeliveryStatus::Pending | DeliveryStatus::Deferred | DeliveryStatus::Cancelled => {
+                continue;
+            }
         };
         let data = json!({
             "request_id": r.request_id.as_str(),
@@ -280,14 +284,15 @@ impl Store {
                status = excluded.status, provider_message_id = excluded.provider_message_id,
                provider = excluded.provider, attempts = excluded.attempts, latency_ms = excluded.latency_ms,
                error_code = excluded.error_code, error_message = excluded.error_message,
-               updated_at_ms = excluded.updated_at_ms{}",
+               updated_at_ms = excluded.updated_at_ms,
+               release_at_ms = COALESCE(excluded.release_at_ms, receipts.release_at_ms){}",
             replace.condition()
         );
         let insert = Insert {
             head: "INSERT INTO receipts (instance_id, request_id, tenant_id, user_id, channel,
                      status, provider_message_id, provider, attempts, latency_ms, error_code,
-                     error_message, updated_at_ms)",
-            columns: 13,
+                     error_message, updated_at_ms, release_at_ms)",
+            columns: 14,
             tail: &on_conflict,
         };
         insert
@@ -306,6 +311,7 @@ impl Store {
                     .bind(r.error_code.clone())
                     .bind(r.error_message.clone())
                     .bind(r.updated_at_ms)
+                    .bind(r.release_at_ms)
             })
             .await?;
         Ok(())
@@ -385,6 +391,10 @@ impl Store {
                 DeliveryStatus::Suppressed => c.suppressed += n,
                 DeliveryStatus::Cancelled => c.cancelled += n,
                 DeliveryStatus::Pending => c.pending += n,
+                DeliveryStatus::Deferred => {
+                    c.pending += n;
+                    c.deferred += n;
+                }
             }
         }
         Ok(counts)
@@ -415,6 +425,7 @@ mod tests {
             error_code: None,
             error_message: None,
             updated_at_ms: now_ms(),
+            release_at_ms: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use fanout_domain::quiet::QuietHours;
 use fanout_domain::user::{Device, EmailAddress, Timezone, User};
 use fanout_domain::webhook::{WebhookEventType, event_id};
 use fanout_domain::{Channel, TenantId, UserId};
@@ -16,16 +17,18 @@ use crate::{Result, Store, now_ms, parse_col};
 const T: &str = "users";
 
 /// The columns [`user_from_row`] reads, for `SELECT` lists.
-pub(crate) const USER_COLUMNS: &str = "user_id, email, name, locale, timezone, devices";
+pub(crate) const USER_COLUMNS: &str =
+    "user_id, email, name, locale, timezone, devices, quiet_hours";
 
 const UPSERT: Insert<'static> = Insert {
     head: "INSERT INTO users
-        (tenant_id, user_id, email, name, locale, timezone, devices, updated_at_ms)",
-    columns: 8,
+        (tenant_id, user_id, email, name, locale, timezone, devices, quiet_hours,
+         updated_at_ms)",
+    columns: 9,
     tail: "ON CONFLICT (tenant_id, user_id) DO UPDATE SET
         email = excluded.email, name = excluded.name, locale = excluded.locale,
         timezone = excluded.timezone, devices = excluded.devices,
-        updated_at_ms = excluded.updated_at_ms",
+        quiet_hours = excluded.quiet_hours, updated_at_ms = excluded.updated_at_ms",
 };
 
 /// Builds a [`User`] from a row with the [`USER_COLUMNS`].
@@ -34,6 +37,7 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
     let email: Option<String> = row.try_get("email")?;
     let timezone: Option<String> = row.try_get("timezone")?;
     let devices: Option<String> = row.try_get("devices")?;
+    let quiet_hours: Option<String> = row.try_get("quiet_hours")?;
     Ok(User {
         user_id: parse_col(T, UserId::parse(&user_id))?,
         email: email
@@ -48,6 +52,8 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
             .map(|d| parse_col(T, serde_json::from_str::<Vec<Device>>(&d)))
             .transpose()?
             .unwrap_or_default(),
+        // Written only from a parsed window; one that no longer parses is no window.
+        quiet_hours: quiet_hours.as_deref().and_then(QuietHours::from_stored),
     })
 }
 
@@ -100,6 +106,7 @@ impl Store {
                     .bind(user.locale.as_deref())
                     .bind(user.timezone.as_ref().map(Timezone::as_str))
                     .bind(row.devices.as_deref())
+                    .bind(user.quiet_hours.map(|q| q.to_string()))
                     .bind(now)
             })
             .await?;

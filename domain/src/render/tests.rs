@@ -11,6 +11,7 @@ fn user(locale: Option<&str>) -> User {
         locale: locale.map(str::to_owned),
         timezone: Some(Timezone::parse("Europe/Paris").unwrap()),
         devices: Vec::new(),
+        quiet_hours: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn user(name: &str, email: bool, tokens: &[&str]) -> User {
                 token: DeviceToken::parse(t).unwrap(),
             })
             .collect(),
+        quiet_hours: None,
     }
 }
 

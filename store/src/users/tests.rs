@@ -15,6 +15,7 @@ pub(crate) fn user(id: &str) -> User {
         locale: None,
         timezone: None,
         devices: Vec::new(),
+        quiet_hours: None,
     }
 }
 
@@ -64,6 +65,7 @@ async fn deleting_a_user_erases_their_data_in_their_tenant_only() {
         error_code: Some("smtp_550".into()),
         error_message: Some("550 <gone@example.com> unknown".into()),
         updated_at_ms: 1,
+        release_at_ms: None,
     };
     let message = InboxMessage {
         id: InstanceId::derive(&req, &gone, Channel::InApp),
@@ -311,6 +313,7 @@ async fn erasing_a_user_beside_their_reads_and_deliveries_never_deadlocks_nor_le
             error_code: Some("smtp_550".into()),
             error_message: Some("unknown".into()),
             updated_at_ms: 1,
+            release_at_ms: None,
         }
     };
     for round in 0..8 {
@@ -403,6 +406,7 @@ async fn a_page_writes_no_message_for_an_erased_user() {
         error_code: None,
         error_message: None,
         updated_at_ms: 1,
+        release_at_ms: None,
     };
     let message = |u: &UserId| InboxMessage {
         id: InstanceId::derive(&req, u, Channel::InApp),

@@ -27,6 +27,7 @@ fn receipt(t: &TenantId, user: &str, status: DeliveryStatus) -> Receipt {
         error_code: (status == DeliveryStatus::Failed).then(|| "smtp_550".to_owned()),
         error_message: None,
         updated_at_ms: 7,
+        release_at_ms: None,
     }
 }
 
@@ -395,6 +396,7 @@ async fn a_requests_end_and_a_dead_token_write_their_events() {
             platform: Platform::Apns,
             token: DeviceToken::parse("dead-token").unwrap(),
         }],
+        quiet_hours: None,
     };
     store.upsert_user(&t, &user).await.unwrap();
     store
