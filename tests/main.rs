@@ -21,6 +21,7 @@ mod orchestration;
 mod preferences;
 mod preflight;
 mod push;
+mod quiet_hours;
 mod record;
 mod retries;
 mod scale_out;

@@ -316,6 +316,22 @@ async fn record_histories_scheduled() -> anyhow::Result<()> {
     .await
 }
 
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "rewrites workflows/histories; run `make record-histories`"]
+async fn record_histories_quiet_hours() -> anyhow::Result<()> {
+    // Quiet hours: a direct request whose recipient's window ends a few seconds on (a deferred
+    // receipt, one timer to its release, a second round), and a fan-out whose deferred
+    // recipients go to release pages (`plan_deferred`, one timer, the release pages).
+    let direct = TestApp::spawn("record-quiet-direct").await?;
+    let tree = TestApp::spawn_setup("record-quiet-tree", crate::quiet_hours::tree_setup()).await?;
+    let (direct_id, tree_id) = tokio::try_join!(
+        crate::quiet_hours::direct(&direct),
+        crate::quiet_hours::tree(&tree)
+    )?;
+    save(&direct, &[(direct_id, "quiet_hours_direct.json")]).await?;
+    save(&tree, &[(tree_id, "quiet_hours_tree.json")]).await
+}
+
 /// Writes each workflow's history under `workflows/histories/`.
 async fn save(app: &TestApp, workflows: &[(String, &str)]) -> anyhow::Result<()> {
     let client = app.temporal_client().await?;

@@ -404,6 +404,7 @@ async fn a_local_time_send_to_100_000_recipients_in_40_zones_holds_one_timer_per
                     locale: None,
                     timezone: Some(Timezone::parse(FORTY_ZONES[i % 40])?),
                     devices: Vec::new(),
+                    quiet_hours: None,
                 })
             })
             .collect::<anyhow::Result<_>>()?;

@@ -46,6 +46,7 @@ mod count;
 mod frequency;
 mod instance;
 mod providers;
+mod quiet;
 mod screen;
 mod switch;
 
@@ -53,6 +54,7 @@ use count::{PageInFlight, count_recorded, count_round};
 use frequency::PageSlots;
 pub use frequency::{CAP_TTL, CapCache};
 use instance::{Attempted, Job};
+use quiet::{QuietScreen, count_quiet};
 use screen::{Erased, Screen};
 use switch::ChannelGate;
 
@@ -139,17 +141,36 @@ pub async fn deliver_page(
         retry_after_ms: None,
         held: 0,
         deferred: 0,
+        quiet: 0,
+        quiet_until_ms: None,
     };
+    let quiet = QuietScreen::load(store, input, config.quiet_bucket_ms, loaded_at).await?;
+    let mut batch = Batch::default();
     let mut todo = Vec::new();
     for member in members {
         let id = InstanceId::derive(&input.request_id, &member.user_id, input.channel);
         let previous = earlier.get(&id);
-        match previous.map(|r| r.status) {
-            Some(
+        match previous.map(|r| (r.status, r.release_at_ms.unwrap_or_default())) {
+            Some((
                 status @ (DeliveryStatus::Delivered
                 | DeliveryStatus::Failed
                 | DeliveryStatus::Suppressed),
-            ) => count(&mut report, status),
+                _,
+            )) => count(&mut report, status),
+            // Waiting for quiet hours to end, and this round is not its release.
+            Some((DeliveryStatus::Deferred, at))
+                if input.release_through_ms.is_none_or(|through| at > through) =>
+            {
+                count_quiet(&mut report, at);
+            }
+            None => match (&quiet, &member.profile) {
+                (Some(quiet), Some(user)) if let Some(at) = quiet.release_at(user) => {
+                    batch.receipts.push(quiet.deferred(input, id, user, at));
+                    batch.held.push(false);
+                    count_quiet(&mut report, at);
+                }
+                _ => todo.push((id, member, 0)),
+            },
             _ => todo.push((id, member, previous.map_or(0, |r| r.attempts))),
         }
     }
@@ -199,7 +220,6 @@ pub async fn deliver_page(
         .map(|(id, member, attempts)| job.attempt(id, member, attempts))
         .buffer_unordered(config.concurrency.max(1));
 
-    let mut batch = Batch::default();
     let mut stopped = false;
     let mut done = 0u64;
     let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
@@ -278,7 +298,7 @@ fn count(report: &mut PageReport, status: DeliveryStatus) {
         DeliveryStatus::Delivered => report.delivered += 1,
         DeliveryStatus::Failed | DeliveryStatus::Cancelled => report.failed += 1,
         DeliveryStatus::Suppressed => report.suppressed += 1,
-        DeliveryStatus::Pending => {}
+        DeliveryStatus::Pending | DeliveryStatus::Deferred => {}
     }
 }
 

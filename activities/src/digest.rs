@@ -69,6 +69,9 @@ pub async fn close(store: &Store, input: &CloseDigestInput) -> Result<ClosedDige
         actor_id: None,
         run_at_ms: None,
         local_time: None,
+        // The newest trigger's, as its priority is: the digest's deliveries wait out quiet
+        // hours as that trigger's would have.
+        quiet_hours: trigger.quiet_hours,
     };
     let metadata = [
         ("digest_id".to_owned(), digest.digest_id.to_string()),

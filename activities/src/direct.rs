@@ -56,6 +56,8 @@ pub async fn deliver_direct(
         settled_this_round: 0,
         retry_after_ms: None,
         finalized: None,
+        quiet: 0,
+        quiet_until_ms: None,
     };
     for page in 0..snapshot.pages {
         let deliveries = request.channels.iter().map(|channel| {
@@ -70,35 +72,44 @@ pub async fn deliver_direct(
                 ttl_seconds: request.ttl_seconds,
                 round: input.round,
                 final_round: input.final_round,
+                quiet_hours: request.quiet_hours,
+                release_through_ms: input.release_through_ms,
             };
             async move { activities.deliver(ctx, &page_input, deadline).await }
         });
         let mut page_settled = true;
         for delivered in futures::future::join_all(deliveries).await {
             let page_report = delivered?;
-            report
+            let counts = report
                 .progress
                 .channels
                 .entry(page_report.channel)
-                .or_default()
-                .absorb(
-                    page_report.delivered,
-                    page_report.failed,
-                    page_report.suppressed,
-                    0,
-                );
+                .or_default();
+            counts.absorb(
+                page_report.delivered,
+                page_report.failed,
+                page_report.suppressed,
+                0,
+            );
+            // Still pending until they go out; this many of them wait for quiet hours to end.
+            counts.deferred += page_report.quiet;
             report.pending += page_report.pending;
             report.held += page_report.held;
             report.deferred += page_report.deferred;
             report.settled_this_round += page_report.settled_this_round;
             report.retry_after_ms = report.retry_after_ms.max(page_report.retry_after_ms);
-            page_settled &= page_report.pending == 0;
+            report.quiet += page_report.quiet;
+            report.quiet_until_ms = match (report.quiet_until_ms, page_report.quiet_until_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            page_settled &= page_report.pending == 0 && page_report.quiet == 0;
         }
         if page_settled {
             report.progress.pages_done += 1;
         }
     }
-    if report.pending == 0 {
+    if report.pending == 0 && report.quiet == 0 {
         let finalize_input = FinalizeInput {
             request_id: request.request_id.clone(),
             state: RequestState::Completed,

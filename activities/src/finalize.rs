@@ -78,9 +78,9 @@ async fn settle(
                 .iter()
                 .map(|u| (u, InstanceId::derive(&input.request_id, u, *channel)))
                 .filter(|(_, id)| {
-                    receipts
-                        .get(id)
-                        .is_none_or(|r| r.status == DeliveryStatus::Pending)
+                    receipts.get(id).is_none_or(|r| {
+                        matches!(r.status, DeliveryStatus::Pending | DeliveryStatus::Deferred)
+                    })
                 })
                 .map(|(user, id)| settled(input, *channel, user, id, &receipts, status, code))
                 .collect();
@@ -118,6 +118,7 @@ fn settled(
         error_code: Some(code.to_owned()),
         error_message: previous.and_then(|r| r.error_message.clone()),
         updated_at_ms: now_ms(),
+        release_at_ms: previous.and_then(|r| r.release_at_ms),
         instance_id: id,
     }
 }

@@ -48,7 +48,8 @@ use std::sync::Arc;
 use fanout_contracts::{
     ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, CloseDigestInput, ClosedDigest,
     DeliverDirectInput, DeliverPageInput, DirectReport, FinalizeInput, PageReport,
-    PlanReleaseInput, RedrivePage, ReleaseInput, ReleasePlan, ResolveChunk, ResolveChunkInput,
+    PlanDeferredInput, PlanReleaseInput, RedrivePage, ReleaseInput, ReleasePlan, ResolveChunk,
+    ResolveChunkInput,
 };
 use fanout_domain::receipt::Progress;
 use fanout_store::Store;
@@ -75,6 +76,9 @@ pub struct DeliveryConfig {
     /// Channels switched off for every tenant on this worker, comma-separated (`email,push`):
     /// their deliveries are held as if by a global kill switch.
     pub disabled_channels: String,
+    /// Deliveries deferred by quiet hours are released on multiples of this many milliseconds
+    /// (five minutes; tests use a second), so a request holds one timer per bucket.
+    pub quiet_bucket_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -83,6 +87,7 @@ impl Default for DeliveryConfig {
             page_size: 2_000,
             concurrency: 32,
             disabled_channels: String::new(),
+            quiet_bucket_ms: fanout_domain::quiet::DEFAULT_BUCKET_MS,
         }
     }
 }
@@ -348,6 +353,17 @@ impl FanoutActivities {
         input: PlanReleaseInput,
     ) -> Result<ReleasePlan, ActivityError> {
         release::plan(&self.store, &ctx, &input, self.config.page_size).await
+    }
+
+    /// Moves a quiet-hours request's deferred recipients to release pages; see
+    /// [`release::plan_deferred`].
+    #[activity(definition = fanout_contracts::PlanDeferred)]
+    pub async fn plan_deferred(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PlanDeferredInput,
+    ) -> Result<ReleasePlan, ActivityError> {
+        release::plan_deferred(&self.store, &ctx, &input, self.config.page_size).await
     }
 
     /// Closes a digest into its request; see [`digest::close`].

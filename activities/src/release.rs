@@ -1,12 +1,13 @@
-//! Planning a local-time request's release: each recipient's instant from their zone (or the
-//! tenant's default, or UTC), grouped, and the snapshot renumbered so each group is a run of
-//! pages the workflow releases on one timer.
+//! Planning releases: a local-time request's, each recipient's instant from their zone (or the
+//! tenant's default, or UTC), and a quiet-hours request's deferred deliveries, each recipient's
+//! release bucket. Either way the instants are grouped and the recipients moved to pages so
+//! each group is a run of pages the workflow releases on one timer.
 
 use std::collections::{BTreeMap, HashMap};
 
-use fanout_contracts::{PlanReleaseInput, ReleaseGroup, ReleasePlan};
+use fanout_contracts::{PlanDeferredInput, PlanReleaseInput, ReleaseGroup, ReleasePlan};
 use fanout_domain::timing::{self, FALLBACK_TIMEZONE};
-use fanout_domain::{UnixMillis, UserId};
+use fanout_domain::{RequestId, UnixMillis, UserId};
 use fanout_store::Store;
 use fanout_store::progress::ResolvedChunk;
 use jiff::tz::TimeZone;
@@ -25,7 +26,6 @@ pub async fn plan(
     input: &PlanReleaseInput,
     page_size: u32,
 ) -> Result<ReleasePlan, ActivityError> {
-    let page_size = page_size.max(1) as usize;
     let default = store
         .default_timezone(&input.tenant_id)
         .await
@@ -55,12 +55,98 @@ pub async fn plan(
             })
         })
         .collect();
+    let releases = members
+        .into_iter()
+        .map(|(user, _)| user)
+        .zip(timing::group_instants(&instants))
+        .collect();
+    let plan = write_plan(
+        store,
+        ctx,
+        &input.request_id,
+        0,
+        input.pages,
+        page_size,
+        releases,
+    )
+    .await?;
+    tracing::info!(
+        request_id = %input.request_id,
+        local_time = %input.local_time,
+        groups = plan.groups.len(),
+        pages = plan.pages,
+        "local-time release planned"
+    );
+    Ok(plan)
+}
+
+/// Moves a quiet-hours request's deferred recipients to pages after the snapshot's `pages`,
+/// grouped by release bucket (coarsened as local-time groups are, should there be more than
+/// [`timing::MAX_RELEASE_GROUPS`]). Called once every page has run, when nothing else writes
+/// the request's receipts, so a retry reads the same recipients and writes the same pages.
+pub async fn plan_deferred(
+    store: &Store,
+    ctx: &ActivityContext,
+    input: &PlanDeferredInput,
+    page_size: u32,
+) -> Result<ReleasePlan, ActivityError> {
+    let deferred = store
+        .deferred_releases(&input.request_id)
+        .await
+        .map_err(store_error)?;
+    if deferred.is_empty() {
+        return Ok(ReleasePlan {
+            groups: Vec::new(),
+            pages: input.pages,
+        });
+    }
+    heartbeat(ctx, 0u64).await;
+    let instants: Vec<UnixMillis> = deferred.iter().map(|(_, at)| *at).collect();
+    let releases = deferred
+        .into_iter()
+        .map(|(user, _)| user)
+        .zip(timing::group_instants(&instants))
+        .collect();
+    let plan = write_plan(
+        store,
+        ctx,
+        &input.request_id,
+        input.pages,
+        input.pages,
+        page_size.max(1),
+        releases,
+    )
+    .await?;
+    tracing::info!(
+        request_id = %input.request_id,
+        groups = plan.groups.len(),
+        pages = plan.pages - input.pages,
+        "quiet-hours releases planned"
+    );
+    Ok(plan)
+}
+
+/// Groups `releases` by instant into runs of pages from `first_page` on, moves each recipient
+/// to their page, and counts the pages past the snapshot's `resolved` as one more chunk of it
+/// (status reads the snapshot's size from the chunks).
+async fn write_plan(
+    store: &Store,
+    ctx: &ActivityContext,
+    request_id: &RequestId,
+    first_page: u32,
+    resolved: u32,
+    page_size: u32,
+    releases: Vec<(UserId, UnixMillis)>,
+) -> Result<ReleasePlan, ActivityError> {
+    let page_size = page_size.max(1) as usize;
     let mut by_instant: BTreeMap<UnixMillis, Vec<UserId>> = BTreeMap::new();
-    for ((user, _), at) in members.into_iter().zip(timing::group_instants(&instants)) {
+    for (user, at) in releases {
         by_instant.entry(at).or_default().push(user);
     }
-
-    let mut plan = ReleasePlan::default();
+    let mut plan = ReleasePlan {
+        groups: Vec::new(),
+        pages: first_page,
+    };
     let mut pages: Vec<(u32, Vec<UserId>)> = Vec::new();
     for (at_ms, users) in by_instant {
         let first_page = plan.pages;
@@ -78,20 +164,20 @@ pub async fn plan(
     // A batch of pages per heartbeat: a few seconds of writes on either backend.
     for (done, batch) in pages.chunks(REPAGE_BATCH).enumerate() {
         store
-            .repage_audience(&input.request_id, batch)
+            .repage_audience(request_id, batch)
             .await
             .map_err(store_error)?;
         heartbeat(ctx, ((done + 1) * REPAGE_BATCH) as u64).await;
     }
     // Groups rarely fill their last page, so there are usually more pages than resolution
     // wrote: status counts them as one more chunk of the snapshot.
-    if plan.pages > input.pages {
+    if plan.pages > resolved {
         store
             .record_resolved_chunk(
-                &input.request_id,
+                request_id,
                 &ResolvedChunk {
-                    first_page: input.pages,
-                    pages: plan.pages - input.pages,
+                    first_page: resolved,
+                    pages: plan.pages - resolved,
                     recipients: 0,
                     excluded: 0,
                     done: true,
@@ -100,12 +186,5 @@ pub async fn plan(
             .await
             .map_err(store_error)?;
     }
-    tracing::info!(
-        request_id = %input.request_id,
-        local_time = %input.local_time,
-        groups = plan.groups.len(),
-        pages = plan.pages,
-        "local-time release planned"
-    );
     Ok(plan)
 }

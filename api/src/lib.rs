@@ -42,6 +42,7 @@ pub mod openapi;
 pub mod orchestrator;
 pub mod preferences;
 pub mod preflight;
+pub mod quiet_hours;
 pub mod quotas;
 pub mod requests;
 pub mod retention;
@@ -218,6 +219,10 @@ pub fn routes(http: &bounds::HttpConfig) -> OpenApiRouter<AppState> {
         .merge(kill::routes())
         .routes(routes!(preflight::get_setting, preflight::put_setting))
         .routes(routes!(local_time::get_timezone, local_time::put_timezone))
+        .routes(routes!(
+            quiet_hours::get_quiet_hours,
+            quiet_hours::put_quiet_hours
+        ))
         .merge(admin::routes())
         .merge(quotas::routes())
         .merge(frequency_caps::routes())

@@ -480,6 +480,13 @@ pub async fn notify(
         &tenant,
         admitted.settings().fairness_weight,
     );
+    // Recipients' quiet hours may defer anything below high priority whose category does not
+    // bypass them, when the tenant uses quiet hours at all (a default, or a user with a window).
+    let quiet_hours = request.priority != Priority::High
+        && state
+            .store
+            .quiet_hours_apply(&tenant, &template.category)
+            .await?;
     let input = NotificationInput {
         path,
         request_id: request_id.clone(),
@@ -495,6 +502,7 @@ pub async fn notify(
         actor_id: request.actor_id,
         run_at_ms,
         local_time,
+        quiet_hours,
     };
     state
         .store

@@ -293,6 +293,7 @@ pub(crate) fn respond(
         totals.suppressed += c.suppressed;
         totals.cancelled += c.cancelled;
         totals.pending += c.pending;
+        totals.deferred += c.deferred;
     }
     StatusResponse {
         request_id: record.request_id.to_string(),

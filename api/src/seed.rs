@@ -62,6 +62,7 @@ pub async fn demo(store: &Store, api_key: Option<String>) -> anyhow::Result<Demo
                     })
                 })
                 .collect::<anyhow::Result<_>>()?,
+            quiet_hours: None,
         };
         store.upsert_user(&tenant_id, &user).await?;
         user_ids.push(user.user_id);

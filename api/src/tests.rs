@@ -334,6 +334,7 @@ mod limits;
 mod notify;
 mod openapi;
 mod preferences;
+mod quiet_hours;
 mod requests;
 mod scheduling;
 mod templates;

@@ -36,6 +36,12 @@ pub struct UserBody {
     #[serde(default)]
     #[schema(value_type = Option<Timezone>)]
     timezone: Option<String>,
+    /// A daily window of the user's local time (`{"start": "22:00", "end": "08:00"}`) in which
+    /// notifications below `high` priority wait for its end; without one, the tenant's default
+    /// (`/v1/settings/quiet-hours`) applies.
+    #[serde(default)]
+    #[schema(value_type = Option<fanout_domain::quiet::QuietHours>)]
+    quiet_hours: Option<fanout_domain::quiet::QuietHoursWire>,
     /// Push devices; a device listed twice is kept once.
     #[serde(default)]
     #[schema(max_items = 20)] // limits::MAX_DEVICES_PER_USER
@@ -85,7 +91,7 @@ fn parse_devices(raw: Vec<DeviceBody>) -> Result<Vec<Device>, ApiError> {
     responses(
         (status = 200, description = "The user as stored", body = User),
         (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody), (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody), (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
-        (status = 422, description = "A field is invalid or over its limit (the user id, email, name, locale, timezone, devices[i].token, more than 20 devices); field names it", body = ErrorBody),
+        (status = 422, description = "A field is invalid or over its limit (the user id, email, name, locale, timezone, quiet_hours, devices[i].token, more than 20 devices); field names it", body = ErrorBody),
     )
 )]
 pub async fn put_user(
@@ -113,6 +119,11 @@ pub async fn put_user(
             .map(|zone| crate::local_time::known_zone("timezone", zone))
             .transpose()?,
         devices: parse_devices(devices)?,
+        quiet_hours: body
+            .quiet_hours
+            .as_ref()
+            .map(|w| crate::quiet_hours::parse_window("quiet_hours", w))
+            .transpose()?,
     };
     state.store.upsert_user(&tenant, &user).await?;
     Ok(Json(user))

@@ -127,6 +127,7 @@ fn device_users(prefix: &str, platform: Platform, count: usize) -> anyhow::Resul
                     platform,
                     token: DeviceToken::parse(&token)?,
                 }],
+                quiet_hours: None,
             })
         })
         .collect()

@@ -29,6 +29,7 @@ pub fn email_user(id: &str, domain: &str) -> anyhow::Result<User> {
         locale: None,
         timezone: None,
         devices: Vec::new(),
+        quiet_hours: None,
     })
 }
 
@@ -127,5 +128,6 @@ pub fn receipt(
         error_code: None,
         error_message: None,
         updated_at_ms: now_ms(),
+        release_at_ms: None,
     }
 }

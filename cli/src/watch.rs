@@ -138,6 +138,12 @@ pub fn channel_text(c: &ChannelCounts) -> String {
     if c.cancelled > 0 {
         text.push_str(&format!(", cancelled {}", c.cancelled));
     }
+    if c.deferred > 0 {
+        text.push_str(&format!(
+            " ({} of them deferred by quiet hours)",
+            c.deferred
+        ));
+    }
     text
 }
 
@@ -314,6 +320,7 @@ mod tests {
             suppressed: total - delivered - failed - pending,
             cancelled: 0,
             pending,
+            deferred: 0,
         }
     }
 

@@ -8,13 +8,14 @@ use temporalio_macros::activity_definitions;
 use crate::{
     ApplyControlsInput, ApplyTemplateQuotaInput, BeginRedriveInput, CloseDigestInput, ClosedDigest,
     DeliverDirectInput, DeliverPageInput, DirectReport, FinalizeInput, PageReport,
-    PlanReleaseInput, RedrivePage, ReleaseInput, ReleasePlan, ResolveChunk, ResolveChunkInput,
+    PlanDeferredInput, PlanReleaseInput, RedrivePage, ReleaseInput, ReleasePlan, ResolveChunk,
+    ResolveChunkInput,
 };
 
 /// Markers naming each activity, for `#[activity(definition = ...)]` on the implementation.
 pub use self::delivery_activities::{
     ApplyControls, ApplyTemplateQuota, BeginRedrive, CloseDigest, DeliverDirect, DeliverPage,
-    FinalizeRequest, PlanRelease, ReleaseRequest, ResolveAudienceChunk,
+    FinalizeRequest, PlanDeferred, PlanRelease, ReleaseRequest, ResolveAudienceChunk,
 };
 
 /// The activities the workflows call, declared here and implemented in `fanout-activities`.
@@ -79,6 +80,13 @@ impl DeliveryActivities {
     /// the tenant's default) and returns the groups, earliest first.
     #[activity(name = "plan_release")]
     pub fn plan_release(input: PlanReleaseInput) -> Result<ReleasePlan, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Moves a quiet-hours request's deferred recipients to pages after its snapshot's, grouped
+    /// by release bucket, and returns the groups, earliest first (none when nothing waits).
+    #[activity(name = "plan_deferred")]
+    pub fn plan_deferred(input: PlanDeferredInput) -> Result<ReleasePlan, ActivityError> {
         unimplemented!()
     }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use fanout_domain::UnixMillis;
 use fanout_domain::receipt::{Progress, RequestState};
 use fanout_domain::retry::RoundOutcome;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,10 @@ pub struct DeliverDirectInput {
     /// first round, which rewrites the same pages).
     #[serde(default)]
     pub snapshot: Option<AudienceSnapshot>,
+    /// Deferred deliveries released at or before this instant go out in this round: the
+    /// release bucket the workflow just slept until.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_through_ms: Option<UnixMillis>,
 }
 
 /// What one `deliver_direct` round did. Counts cover the whole request, including instances
@@ -56,6 +61,13 @@ pub struct DirectReport {
     /// so the workflow only has to return it.
     #[serde(default)]
     pub finalized: Option<RequestState>,
+    /// Instances waiting for their recipients' quiet hours to end (not in `pending`).
+    #[serde(default)]
+    pub quiet: u64,
+    /// The earliest release among them: the workflow sleeps until then and runs a round with
+    /// it as `release_through_ms`.
+    #[serde(default)]
+    pub quiet_until_ms: Option<UnixMillis>,
 }
 
 impl DirectReport {

@@ -51,7 +51,8 @@ pub mod tree;
 
 pub use activities::{
     ApplyControls, ApplyTemplateQuota, BeginRedrive, CloseDigest, DeliverDirect, DeliverPage,
-    DeliveryActivities, FinalizeRequest, PlanRelease, ReleaseRequest, ResolveAudienceChunk,
+    DeliveryActivities, FinalizeRequest, PlanDeferred, PlanRelease, ReleaseRequest,
+    ResolveAudienceChunk,
 };
 pub use digest::*;
 pub use direct::{DeliverDirectInput, DirectReport};
@@ -80,7 +81,7 @@ pub const WORKFLOW_NAMES: [&str; 5] = [
 ];
 /// Every activity type of [`DeliveryActivities`], in declaration order. These names are in
 /// every recorded history: renaming one breaks the replay of running requests.
-pub const ACTIVITY_NAMES: [&str; 10] = [
+pub const ACTIVITY_NAMES: [&str; 11] = [
     "resolve_audience_chunk",
     "begin_redrive",
     "deliver_page",
@@ -90,6 +91,7 @@ pub const ACTIVITY_NAMES: [&str; 10] = [
     "apply_template_quota",
     "release_request",
     "plan_release",
+    "plan_deferred",
     "close_digest",
 ];
 /// The query that returns a running request's progress
@@ -164,6 +166,7 @@ mod tests {
             DeliveryActivities::apply_template_quota.name(),
             DeliveryActivities::release_request.name(),
             DeliveryActivities::plan_release.name(),
+            DeliveryActivities::plan_deferred.name(),
             DeliveryActivities::close_digest.name(),
         ];
         assert_eq!(declared, super::ACTIVITY_NAMES);

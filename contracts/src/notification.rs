@@ -58,6 +58,13 @@ pub struct NotificationInput {
     /// regrouped by release instant (`plan_release`) and each group waits on one timer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_time: Option<LocalTime>,
+    /// Whether recipients' quiet hours defer this request's deliveries: set by the API for a
+    /// request below `high` priority, whose template's category does not bypass them, of a
+    /// tenant that uses quiet hours. Deferred deliveries wait as `deferred` receipts; the direct
+    /// path sleeps until each release bucket, the tree releases them after its pages (see
+    /// `plan_deferred`). `false` in every input recorded before quiet hours existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet_hours: bool,
 }
 
 /// Recipients of a local-time request who get it at the same instant: a run of snapshot pages.
@@ -93,6 +100,15 @@ pub struct PlanReleaseInput {
     /// tomorrow's.
     pub accepted_at_ms: UnixMillis,
     /// The snapshot's pages as resolved.
+    pub pages: u32,
+}
+
+/// Input of `plan_deferred`: a quiet-hours request whose pages have all run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDeferredInput {
+    /// The request.
+    pub request_id: RequestId,
+    /// The snapshot's pages so far: the deferred recipients move to pages after these.
     pub pages: u32,
 }
 
@@ -135,6 +151,10 @@ pub struct Carry {
     /// A local-time request's release groups (empty for any other).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<ReleaseGroup>,
+    /// Set once a quiet-hours request planned its deferred deliveries: `groups` are then
+    /// theirs, and the request ends when they are done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub swept: bool,
 }
 
 /// Input of [`SET_RATE_SIGNAL`].

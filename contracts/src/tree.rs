@@ -6,7 +6,7 @@ use std::time::Duration;
 use fanout_domain::receipt::{DeliveryStatus, Progress, RequestState};
 use fanout_domain::request::{Priority, RecipientsQuery, RequestControls};
 use fanout_domain::retry::RoundOutcome;
-use fanout_domain::{Channel, RequestId, TemplateId, TenantId, UserId};
+use fanout_domain::{Channel, RequestId, TemplateId, TenantId, UnixMillis, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::{FANOUT_PAGE_WORKFLOW, RESOLVE_AUDIENCE_WORKFLOW};
@@ -98,6 +98,13 @@ pub struct FanoutPageInput {
     /// How long delivery stays worth attempting.
     #[serde(default)]
     pub ttl_seconds: Option<u32>,
+    /// Whether recipients' quiet hours defer deliveries (see `NotificationInput::quiet_hours`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet_hours: bool,
+    /// Deferred deliveries released at or before this instant go out now: set on the pages of
+    /// a release group to the group's instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_through_ms: Option<UnixMillis>,
 }
 
 /// What [`FANOUT_PAGE_WORKFLOW`] returns: one report per channel.
@@ -161,6 +168,13 @@ pub struct DeliverPageInput {
     /// the dead-letter list) instead of being left pending.
     #[serde(default)]
     pub final_round: bool,
+    /// Whether recipients' quiet hours defer deliveries (see `NotificationInput::quiet_hours`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet_hours: bool,
+    /// Deferred deliveries released at or before this instant go out now: set on the pages of
+    /// a release group to the group's instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_through_ms: Option<UnixMillis>,
 }
 
 /// The outcome of one page on one channel. Counts cover the whole page, including instances a
@@ -196,6 +210,13 @@ pub struct PageReport {
     /// passed (the direct path's local activity handing over to a normal one).
     #[serde(default)]
     pub deferred: u64,
+    /// Instances waiting for their recipients' quiet hours to end (not counted in `pending`:
+    /// the page is done with them, the request releases them later).
+    #[serde(default)]
+    pub quiet: u64,
+    /// The earliest release among them.
+    #[serde(default)]
+    pub quiet_until_ms: Option<UnixMillis>,
 }
 
 impl PageReport {

@@ -179,6 +179,8 @@ impl TestApp {
             delivery: fanout_activities::DeliveryConfig {
                 page_size,
                 concurrency,
+                // Quiet-hours windows in tests end seconds ahead: release on the second.
+                quiet_bucket_ms: 1_000,
                 ..Default::default()
             },
             apns: shared.apns.clone(),
@@ -529,6 +531,7 @@ impl TestApp {
                     locale: None,
                     timezone: None,
                     devices: Vec::new(),
+                    quiet_hours: None,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -335,6 +335,7 @@ mod tests {
             FanoutActivities::apply_template_quota.name(),
             FanoutActivities::release_request.name(),
             FanoutActivities::plan_release.name(),
+            FanoutActivities::plan_deferred.name(),
             FanoutActivities::close_digest.name(),
         ];
         assert_eq!(activities, fanout_contracts::ACTIVITY_NAMES);

@@ -6,7 +6,8 @@
 //! workflow execution of six history events (start, one workflow task, one marker, complete).
 //! Everything else the tree guarantees holds because the activity runs the tree's own delivery
 //! code: transient failures leave receipts pending and the workflow runs another round after the
-//! same provider-aware backoff on a durable timer; held sends (open breaker, channel switched
+//! same provider-aware backoff on a durable timer; deliveries deferred by quiet hours wait on one
+//! timer per release bucket, without using up rounds; held sends (open breaker, channel switched
 //! off) wait without using up rounds; a delivery running past
 //! [`options::LOCAL_DELIVERY_TIMEOUT`] (paused, rate-limited, a slow provider) is handed to a
 //! normal heartbeating activity that resumes where it stopped. Signals are written through to
@@ -30,6 +31,7 @@ use temporalio_sdk::{
 use crate::notification::{Applied, NotificationWorkflow, Via, finish};
 use crate::options;
 use crate::page::round_delay;
+use crate::schedule::{self, Wait};
 
 /// How a delivery round ended.
 enum Round {
@@ -53,6 +55,8 @@ pub(crate) async fn run(
             round,
             final_round: round + 1 >= retry::MAX_ROUNDS,
             snapshot,
+            // Deferred deliveries whose release came go out in this round.
+            release_through_ms: input.quiet_hours.then(|| schedule::now_ms(ctx)),
         };
         let report = match deliver(ctx, &mut applied, input, delivery).await? {
             Round::Report(report) => report,
@@ -75,6 +79,15 @@ pub(crate) async fn run(
                 state,
                 progress: report.progress,
             });
+        }
+        if report.pending == 0 && report.quiet > 0 {
+            // Only deliveries waiting out quiet hours are left: sleep until the earliest
+            // release bucket (one timer per bucket), then a round sends what it released.
+            let at = report.quiet_until_ms.unwrap_or_default();
+            if let Wait::Cancelled = schedule::sleep_until(ctx, at).await {
+                return finish(ctx, input, RequestState::Cancelled, None).await;
+            }
+            continue;
         }
         let delay = round_delay(&mut backoff, report.round(), report.held, ctx.random());
         if ctx.timer(delay).await == TimerResult::Cancelled {

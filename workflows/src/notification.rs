@@ -5,6 +5,11 @@
 //! After [`PAGES_PER_RUN`] pages it drains its window and continues as new, carrying the
 //! counts, so no history in the tree grows past a few thousand events whatever the audience.
 //!
+//! A request whose recipients' quiet hours apply (`quiet_hours` in the input) leaves the
+//! deliveries its pages deferred as `deferred` receipts; once every page has run, it moves
+//! those recipients to release pages grouped by bucket (`plan_deferred`) and releases each
+//! group on one timer, as a local-time request does ([`release_deferred`]).
+//!
 //! A request to a small explicit audience (the API records [`DeliveryPath::Direct`] in the
 //! input) skips the tree and runs [`crate::direct`] instead: the same state, signals and
 //! query, in one execution.
@@ -20,8 +25,8 @@
 use fanout_contracts::{
     ApplyControlsInput, ApplyTemplateQuotaInput, AudienceSnapshot, Carry, DeliveryActivities,
     FanoutPageInput, FanoutPageWorkflow, FinalizeInput, NotificationInput, NotificationOutcome,
-    PageOutcome, PlanReleaseInput, RateLimit, ReleaseGroup, RequestControls, Reschedule,
-    ResolveAudienceInput, ResolveAudienceWorkflow, TemplateQuota,
+    PageOutcome, PlanDeferredInput, PlanReleaseInput, RateLimit, ReleaseGroup, RequestControls,
+    Reschedule, ResolveAudienceInput, ResolveAudienceWorkflow, TemplateQuota,
 };
 use fanout_domain::UnixMillis;
 use fanout_domain::receipt::{DeliveryStatus, Progress, RequestState};
@@ -93,6 +98,7 @@ impl NotificationWorkflow {
         if input.path == DeliveryPath::Direct && input.carry.is_none() {
             return crate::direct::run(ctx, &input).await;
         }
+        let swept = input.carry.as_ref().is_some_and(|c| c.swept);
         let (snapshot, groups, next_page, runs) = match input.carry.clone() {
             Some(carry) => {
                 ctx.state_mut(|s| {
@@ -125,12 +131,18 @@ impl NotificationWorkflow {
                 }
             },
         };
-        let ending = if groups.is_empty() {
-            let end = snapshot.pages;
-            let mut run = Run::new(&input, snapshot, groups, runs);
-            fan_out(ctx, &mut run, next_page, end).await?
+        let mut run = Run::new(&input, snapshot, groups, runs);
+        run.swept = swept;
+        let ending = if run.groups.is_empty() {
+            fan_out(ctx, &mut run, next_page, snapshot.pages).await?
         } else {
-            fan_out_groups(ctx, Run::new(&input, snapshot, groups, runs), next_page).await?
+            fan_out_groups(ctx, run, next_page).await?
+        };
+        let ending = match ending {
+            Ending::Done { failed_pages } if input.quiet_hours && !swept => {
+                release_deferred(ctx, &input, snapshot.pages, runs, failed_pages).await?
+            }
+            other => other,
         };
         match ending {
             Ending::Done { failed_pages: 0 } => {
@@ -437,6 +449,10 @@ struct Run<'a> {
     groups: Vec<ReleaseGroup>,
     runs: u32,
     started: u32,
+    /// Whether `groups` are the quiet-hours releases (see [`release_deferred`]).
+    swept: bool,
+    /// For the pages of a quiet-hours release group: the group's instant.
+    release_through: Option<UnixMillis>,
 }
 
 impl<'a> Run<'a> {
@@ -452,8 +468,57 @@ impl<'a> Run<'a> {
             groups,
             runs,
             started: 0,
+            swept: false,
+            release_through: None,
         }
     }
+}
+
+/// A quiet-hours request whose pages have all run: the recipients they deferred move to
+/// pages after the snapshot's, grouped by release bucket (`plan_deferred`), and each group
+/// goes out on one timer, as a local-time request's groups do. Nothing deferred, nothing
+/// added but the one activity.
+async fn release_deferred(
+    ctx: &mut WorkflowContext<NotificationWorkflow>,
+    input: &NotificationInput,
+    pages: u32,
+    runs: u32,
+    failed_pages: u32,
+) -> Result<Ending, WorkflowTermination> {
+    let plan = match ctx
+        .execute_activity(
+            DeliveryActivities::plan_deferred,
+            PlanDeferredInput {
+                request_id: input.request_id.clone(),
+                pages,
+            },
+            options::plan_activity(),
+        )
+        .await
+    {
+        Ok(plan) => plan,
+        Err(ActivityExecutionError::Cancelled(_)) => return Ok(Ending::Cancelled),
+        Err(other) => return Err(other.into()),
+    };
+    if plan.groups.is_empty() {
+        return Ok(Ending::Done { failed_pages });
+    }
+    let snapshot = ctx.state_mut(|s| {
+        s.progress.pages_total = plan.pages;
+        AudienceSnapshot {
+            pages: plan.pages,
+            recipients: s.progress.recipients,
+            excluded: s.progress.excluded,
+        }
+    });
+    let mut run = Run::new(input, snapshot, plan.groups, runs);
+    run.swept = true;
+    Ok(match fan_out_groups(ctx, run, pages).await? {
+        Ending::Done { failed_pages: more } => Ending::Done {
+            failed_pages: failed_pages + more,
+        },
+        other => other,
+    })
 }
 
 /// A local-time request's fan-out: each release group waits for its instant on one timer,
@@ -475,6 +540,9 @@ async fn fan_out_groups(
             && let Wait::Cancelled = schedule::sleep_until(ctx, group.at_ms).await
         {
             return Ok(Ending::Cancelled);
+        }
+        if run.swept {
+            run.release_through = Some(group.at_ms);
         }
         match fan_out(ctx, &mut run, next_page.max(group.first_page), group.end()).await? {
             Ending::Done { failed_pages } => {
@@ -519,7 +587,7 @@ async fn fan_out(
             let starts = pages.iter().map(|page| {
                 ctx.start_child_workflow(
                     FanoutPageWorkflow,
-                    page_input(input, *page),
+                    page_input(input, *page, run.release_through),
                     options::child(format!("{}/page-{page}", input.request_id)),
                 )
             });
@@ -544,6 +612,7 @@ async fn fan_out(
                     controls,
                     runs: run.runs,
                     groups: run.groups.clone(),
+                    swept: run.swept,
                 }));
             }
         }
@@ -577,7 +646,11 @@ async fn fan_out(
     }
 }
 
-fn page_input(input: &NotificationInput, page: u32) -> FanoutPageInput {
+fn page_input(
+    input: &NotificationInput,
+    page: u32,
+    release_through_ms: Option<UnixMillis>,
+) -> FanoutPageInput {
     FanoutPageInput {
         request_id: input.request_id.clone(),
         tenant_id: input.tenant_id.clone(),
@@ -587,6 +660,8 @@ fn page_input(input: &NotificationInput, page: u32) -> FanoutPageInput {
         data: input.data.clone(),
         priority: input.priority,
         ttl_seconds: input.ttl_seconds,
+        quiet_hours: input.quiet_hours,
+        release_through_ms,
     }
 }
 

@@ -80,6 +80,8 @@ async fn deliver_channel(
                     ttl_seconds: input.ttl_seconds,
                     round,
                     final_round,
+                    quiet_hours: input.quiet_hours,
+                    release_through_ms: input.release_through_ms,
                 },
                 options::delivery_activity(),
             )

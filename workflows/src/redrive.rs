@@ -57,6 +57,9 @@ impl RedriveWorkflow {
                         data: request.data.clone(),
                         priority: request.priority,
                         ttl_seconds: request.ttl_seconds,
+                        // A re-drive is an operator's decision to send now.
+                        quiet_hours: false,
+                        release_through_ms: None,
                     },
                     options::child(format!("{}/page-{}", input.redrive_id, page.page)),
                 )

@@ -41,6 +41,7 @@ pub(super) fn count_recorded(
             DeliveryStatus::Cancelled => "cancelled",
             DeliveryStatus::Pending if *held => "held",
             DeliveryStatus::Pending => "retrying",
+            DeliveryStatus::Deferred => "deferred",
         };
         let code = receipt.error_code.as_deref().unwrap_or("");
         match counts

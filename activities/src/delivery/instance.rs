@@ -90,6 +90,7 @@ impl<'a> Job<'a> {
             error_code: None,
             error_message: None,
             updated_at_ms: 0,
+            release_at_ms: None,
         };
         let mut message = None;
         let mut retry_after = None;

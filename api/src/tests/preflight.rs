@@ -19,6 +19,7 @@ fn user(name: &str, email: bool) -> User {
         locale: None,
         timezone: None,
         devices: Vec::new(),
+        quiet_hours: None,
     }
 }
 

@@ -168,6 +168,7 @@ async fn dead_letters_are_listed_per_tenant_and_redriven_once_finished() {
         error_code: Some(code.into()),
         error_message: Some("550 mailbox unavailable".into()),
         updated_at_ms: 1,
+        release_at_ms: None,
     };
     h.store
         .record_page_deliveries(

@@ -569,6 +569,7 @@ async fn seed_alpha(h: &Harness) -> AlphaData {
         error_code: Some("smtp_550".into()),
         error_message: Some(MARK.into()),
         updated_at_ms: 1,
+        release_at_ms: None,
     };
     h.store
         .record_page_deliveries(&tenant, 0, &mut [failed], &mut vec![])
@@ -948,6 +949,9 @@ async fn no_tenant_route_shows_or_changes_another_tenants_data() {
         probe("GET", "/v1/settings/timezone", "/v1/settings/timezone".into(), Own(ok)),
         probe("PUT", "/v1/settings/timezone", "/v1/settings/timezone".into(), Own(ok))
             .body(json!({"default_timezone": "Asia/Tokyo"})),
+        probe("GET", "/v1/settings/quiet-hours", "/v1/settings/quiet-hours".into(), Own(ok)),
+        probe("PUT", "/v1/settings/quiet-hours", "/v1/settings/quiet-hours".into(), Own(ok))
+            .body(json!({"default": {"start": "23:00", "end": "06:00"}})),
         // Upserts and creations: b gets its own item under the same id.
         probe("POST", "/v1/templates", "/v1/templates".into(), Own(StatusCode::CREATED)).body(
             json!({"template_id": "alpha-tpl", "name": "B", "in_app": {"title": "b", "body": "b"}}),
