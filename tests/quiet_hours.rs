@@ -18,11 +18,13 @@ use crate::helpers::{Setup, TestApp, expect_status, now_ms, poll};
 /// inside it on a loaded machine, short enough to wait out.
 const WINDOW_LEFT_MS: u64 = 8_000;
 
+/// Email, which quiet hours hold back, and in-app, which they never do.
 fn template(name: &str, category: &str) -> Value {
     json!({
         "name": name,
         "category": category,
-        "email": {"subject": name, "text": "Hi {{ user.name }}"}
+        "email": {"subject": name, "text": "Hi {{ user.name }}"},
+        "in_app": {"title": name, "body": "Hi {{ user.name }}"}
     })
 }
 
@@ -75,7 +77,7 @@ async fn deferred_until(app: &TestApp, request_id: &str, user: &str) -> anyhow::
             let receipts = app.all_receipts_for_user(request_id, user).await?;
             Ok(receipts
                 .iter()
-                .find(|r| r["status"] == "deferred")
+                .find(|r| r["status"] == "deferred" && r["channel"] == "email")
                 .and_then(|r| {
                     assert_eq!(r["error_code"], "quiet_hours", "{r}");
                     r["release_at_ms"].as_u64()
@@ -92,7 +94,8 @@ async fn arrival(app: &TestApp, user: &str) -> anyhow::Result<u64> {
     Ok(emails[0].received_at_ms)
 }
 
-/// After a request completed: `user`'s receipt is delivered and still names its release.
+/// After a request completed: `user`'s email receipt is delivered and still names its
+/// release, and the email arrived after it; their in-app message went out at once.
 async fn delivered_after_release(
     app: &TestApp,
     request_id: &str,
@@ -100,14 +103,21 @@ async fn delivered_after_release(
     release: u64,
 ) -> anyhow::Result<()> {
     let receipts = app.all_receipts_for_user(request_id, user).await?;
-    anyhow::ensure!(receipts.len() == 1, "{user}: {receipts:?}");
-    assert_eq!(receipts[0]["status"], "delivered", "{}", receipts[0]);
-    assert_eq!(
-        receipts[0]["release_at_ms"],
-        json!(release),
-        "{}",
-        receipts[0]
-    );
+    anyhow::ensure!(receipts.len() == 2, "{user}: {receipts:?}");
+    for r in &receipts {
+        assert_eq!(r["status"], "delivered", "{r}");
+        if r["channel"] == "email" {
+            assert_eq!(r["release_at_ms"], json!(release), "{r}");
+        } else {
+            assert_eq!(
+                r["release_at_ms"],
+                Value::Null,
+                "in-app is never deferred: {r}"
+            );
+            let at = r["updated_at_ms"].as_u64().unwrap_or(u64::MAX);
+            assert!(at < release, "{user}'s in-app message waited until {at}");
+        }
+    }
     let at = arrival(app, user).await?;
     assert!(
         at >= release,
@@ -181,7 +191,8 @@ pub(crate) async fn direct(app: &TestApp) -> anyhow::Result<String> {
     assert!(lark_at < release, "lark waited until {lark_at}");
 
     let done = app.wait_for_state(&normal, "completed").await?;
-    assert_eq!(done["totals"]["delivered"], 2, "{done}");
+    // Two users on email and in-app, each counted once.
+    assert_eq!(done["totals"]["delivered"], 4, "{done}");
     delivered_after_release(app, &normal, "owl", release).await?;
     // One timer for the release, none per recipient.
     let timers = app
@@ -278,7 +289,10 @@ pub(crate) async fn tree(app: &TestApp) -> anyhow::Result<String> {
 
     let done = app.wait_for_state(&fan_out, "completed").await?;
     assert_eq!(done["path"], "tree", "{done}");
-    assert_eq!(done["totals"]["delivered"], 6, "{done}");
+    // Six users on email and in-app, each counted once: the release pages leave the in-app
+    // deliveries their first pages made alone.
+    assert_eq!(done["totals"]["delivered"], 12, "{done}");
+    assert_eq!(done["totals"]["total"], 12, "{done}");
     let day_at = arrival(app, "day").await?;
     assert!(day_at < release, "day waited until {day_at}");
     for user in sleepers {
@@ -294,4 +308,45 @@ pub(crate) async fn tree(app: &TestApp) -> anyhow::Result<String> {
         "the resolver, the snapshot's 3 pages and the 3 release pages"
     );
     Ok(fan_out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_cancelled_while_deferred_sends_nothing_more() -> anyhow::Result<()> {
+    let app = TestApp::spawn("quiet-cancel").await?;
+    app.put_template("reminder", template("Reminder", "social"))
+        .await?;
+    // A window ending in an hour: the request would wait that long.
+    let ends = now_ms() + 3_600_000;
+    put_profile(
+        &app,
+        "owl",
+        json!({"timezone": "America/Los_Angeles",
+               "quiet_hours": window("America/Los_Angeles", ends)?}),
+    )
+    .await?;
+    let request_id = accepted(
+        &app,
+        json!({
+            "template_id": "reminder",
+            "recipients_query": {"type": "users", "user_ids": ["owl"]},
+        }),
+    )
+    .await?;
+    deferred_until(&app, &request_id, "owl").await?;
+    let r = app
+        .request(reqwest::Method::POST, "/v1/cancel")
+        .json(&json!({"request_id": request_id}))
+        .send()
+        .await?;
+    expect_status(r, StatusCode::ACCEPTED).await?;
+    let done = app.wait_for_state(&request_id, "cancelled").await?;
+    assert_eq!(done["totals"]["cancelled"], 1, "the deferred email: {done}");
+    assert_eq!(done["totals"]["delivered"], 1, "the in-app message: {done}");
+    let emails = app.emails_to(&app.email_of("owl")).await?;
+    assert!(
+        emails.is_empty(),
+        "{} emails after the cancel",
+        emails.len()
+    );
+    Ok(())
 }

@@ -150,6 +150,10 @@ pub async fn deliver_page(
     for member in members {
         let id = InstanceId::derive(&input.request_id, &member.user_id, input.channel);
         let previous = earlier.get(&id);
+        if input.release_only && previous.is_none_or(|r| r.release_at_ms.is_none()) {
+            // Never deferred: its own page settled and counted it.
+            continue;
+        }
         match previous.map(|r| (r.status, r.release_at_ms.unwrap_or_default())) {
             Some((
                 status @ (DeliveryStatus::Delivered

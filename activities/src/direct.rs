@@ -74,6 +74,7 @@ pub async fn deliver_direct(
                 final_round: input.final_round,
                 quiet_hours: request.quiet_hours,
                 release_through_ms: input.release_through_ms,
+                release_only: false,
             };
             async move { activities.deliver(ctx, &page_input, deadline).await }
         });

@@ -175,6 +175,11 @@ pub struct DeliverPageInput {
     /// a release group to the group's instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_through_ms: Option<UnixMillis>,
+    /// A release page of the tree: only deliveries deferred by quiet hours are its business.
+    /// Its other instances were settled and counted by the page the recipient was first on,
+    /// so they are neither sent nor counted again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub release_only: bool,
 }
 
 /// The outcome of one page on one channel. Counts cover the whole page, including instances a

@@ -82,6 +82,7 @@ async fn deliver_channel(
                     final_round,
                     quiet_hours: input.quiet_hours,
                     release_through_ms: input.release_through_ms,
+                    release_only: input.release_through_ms.is_some(),
                 },
                 options::delivery_activity(),
             )

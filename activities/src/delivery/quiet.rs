@@ -1,7 +1,7 @@
 //! Quiet hours at delivery time: which of a page's recipients are inside their window now, and
 //! so get a `deferred` receipt released at the window's end instead of a send.
 //!
-//! Only a request the API marked (`quiet_hours`: below `high` priority, a category that does
+//! Email and push are held back; in-app messages never are. Only a request the API marked (`quiet_hours`: below `high` priority, a category that does
 //! not bypass them, a tenant that uses them) is screened, and only an instance with no receipt
 //! yet: a deferred one goes out once its release comes (the round's `release_through_ms`), and
 //! is never deferred twice.
@@ -11,7 +11,7 @@ use fanout_domain::quiet::{self, QUIET_HOURS, QuietHours};
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
 use fanout_domain::timing::{self, FALLBACK_TIMEZONE};
 use fanout_domain::user::User;
-use fanout_domain::{InstanceId, UnixMillis};
+use fanout_domain::{Channel, InstanceId, UnixMillis};
 use fanout_store::Store;
 use jiff::tz::TimeZone;
 use temporalio_sdk::activities::ActivityError;
@@ -27,14 +27,15 @@ pub(super) struct QuietScreen {
 }
 
 impl QuietScreen {
-    /// `None` for a request quiet hours do not apply to.
+    /// `None` for a request quiet hours do not apply to, and for the in-app channel: an inbox
+    /// message interrupts nobody (it waits to be read), so it is never held back.
     pub(super) async fn load(
         store: &Store,
         input: &DeliverPageInput,
         bucket_ms: u64,
         now: UnixMillis,
     ) -> Result<Option<Self>, ActivityError> {
-        if !input.quiet_hours {
+        if !input.quiet_hours || input.channel == Channel::InApp {
             return Ok(None);
         }
         let setting = store
