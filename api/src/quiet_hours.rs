@@ -12,9 +12,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ErrorBody};
-
-/// The longest category name, in bytes, as templates allow.
-const MAX_CATEGORY_BYTES: usize = 64;
+use crate::templates::{MAX_CATEGORY_BYTES, is_category};
 
 /// Body of `PUT /v1/settings/quiet-hours`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -66,7 +64,7 @@ pub async fn get_quiet_hours(
         (status = 400, description = "The body is not valid JSON (code bad_request)", body = ErrorBody),
         (status = 401, description = "No API key, or one that is not valid (code unauthorized)", body = ErrorBody),
         (status = 415, description = "The body is not application/json (code unsupported_media_type)", body = ErrorBody),
-        (status = 422, description = "default is not a window of two wall times, or bypass_categories has more than 50 names or an empty or over-long one; field names it", body = ErrorBody),
+        (status = 422, description = "default is not a window of two wall times, or bypass_categories has more than 50 names or one that is not a category; field names it", body = ErrorBody),
     )
 )]
 pub async fn put_quiet_hours(
@@ -87,10 +85,13 @@ pub async fn put_quiet_hours(
     }
     let mut bypass_categories: Vec<String> = Vec::new();
     for (i, name) in body.bypass_categories.into_iter().enumerate() {
-        if name.is_empty() || name.len() > MAX_CATEGORY_BYTES {
+        if !is_category(&name) {
             return Err(ApiError::field(
                 format!("bypass_categories[{i}]"),
-                format!("must be a category name of 1 to {MAX_CATEGORY_BYTES} bytes"),
+                format!(
+                    "'{name}' is not a category: 1 to {MAX_CATEGORY_BYTES} characters of a-z, \
+                     0-9, '_', '-' and '.' (as a template's category)"
+                ),
             ));
         }
         if !bypass_categories.contains(&name) {
