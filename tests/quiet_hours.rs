@@ -333,12 +333,7 @@ async fn a_request_cancelled_while_deferred_sends_nothing_more() -> anyhow::Resu
     )
     .await?;
     deferred_until(&app, &request_id, "owl").await?;
-    let r = app
-        .request(reqwest::Method::POST, "/v1/cancel")
-        .json(&json!({"request_id": request_id}))
-        .send()
-        .await?;
-    expect_status(r, StatusCode::ACCEPTED).await?;
+    app.cancel(&request_id).await?;
     let done = app.wait_for_state(&request_id, "cancelled").await?;
     assert_eq!(done["totals"]["cancelled"], 1, "the deferred email: {done}");
     assert_eq!(done["totals"]["delivered"], 1, "the in-app message: {done}");

@@ -133,12 +133,7 @@ async fn a_request_cancelled_while_scheduled_sends_nothing() -> anyhow::Result<(
         .as_u64()
         .expect("run_at_ms");
 
-    let r = app
-        .request(reqwest::Method::POST, "/v1/cancel")
-        .json(&json!({"request_id": request_id}))
-        .send()
-        .await?;
-    expect_status(r, StatusCode::ACCEPTED).await?;
+    app.cancel(&request_id).await?;
     let cancelled = app.wait_for_state(&request_id, "cancelled").await?;
     assert_eq!(cancelled["totals"]["delivered"], 0, "{cancelled}");
 
@@ -307,12 +302,7 @@ async fn each_recipient_gets_a_local_time_send_at_that_time_in_their_own_zone() 
     }
     for (_, _, request_id) in &requests {
         assert_eq!(app.status(request_id).await?["state"], "running");
-        let r = app
-            .request(reqwest::Method::POST, "/v1/cancel")
-            .json(&json!({"request_id": request_id}))
-            .send()
-            .await?;
-        expect_status(r, StatusCode::ACCEPTED).await?;
+        app.cancel(request_id).await?;
         let done = app.wait_for_state(request_id, "cancelled").await?;
         assert_eq!(done["totals"]["delivered"], 1, "{done}");
         // Three zones, three groups, one timer each: the first fired, the second was waiting.
@@ -439,12 +429,7 @@ async fn a_local_time_send_to_100_000_recipients_in_40_zones_holds_one_timer_per
     assert_eq!(counted["totals"]["delivered"], in_paris, "{counted}");
     assert!(now_ms() >= target, "delivered before the local target");
 
-    let r = app
-        .request(reqwest::Method::POST, "/v1/cancel")
-        .json(&json!({"request_id": request_id}))
-        .send()
-        .await?;
-    expect_status(r, StatusCode::ACCEPTED).await?;
+    app.cancel(&request_id).await?;
     let done = app.wait_for_state(&request_id, "cancelled").await?;
     assert_eq!(
         done["totals"]["delivered"], in_paris,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use fanout_contracts::{PlanDeferredInput, PlanReleaseInput, ReleaseGroup, ReleasePlan};
 use fanout_domain::timing::{self, FALLBACK_TIMEZONE};
-use fanout_domain::{RequestId, UnixMillis, UserId};
+use fanout_domain::{RequestId, TenantId, UnixMillis, UserId};
 use fanout_store::Store;
 use fanout_store::progress::ResolvedChunk;
 use jiff::tz::TimeZone;
@@ -26,14 +26,7 @@ pub async fn plan(
     input: &PlanReleaseInput,
     page_size: u32,
 ) -> Result<ReleasePlan, ActivityError> {
-    let default = store
-        .default_timezone(&input.tenant_id)
-        .await
-        .map_err(store_error)?
-        .as_deref()
-        .and_then(timing::zone)
-        .or_else(|| timing::zone(FALLBACK_TIMEZONE))
-        .unwrap_or(TimeZone::UTC);
+    let default = tenant_zone(store, &input.tenant_id).await?;
     let members = store
         .audience_zones(&input.tenant_id, &input.request_id)
         .await
@@ -55,19 +48,15 @@ pub async fn plan(
             })
         })
         .collect();
-    let releases = members
-        .into_iter()
-        .map(|(user, _)| user)
-        .zip(timing::group_instants(&instants))
-        .collect();
+    let users = members.into_iter().map(|(user, _)| user).collect();
     let plan = write_plan(
         store,
         ctx,
         &input.request_id,
-        0,
-        input.pages,
+        (0, input.pages),
         page_size,
-        releases,
+        users,
+        &instants,
     )
     .await?;
     tracing::info!(
@@ -101,20 +90,15 @@ pub async fn plan_deferred(
         });
     }
     heartbeat(ctx, 0u64).await;
-    let instants: Vec<UnixMillis> = deferred.iter().map(|(_, at)| *at).collect();
-    let releases = deferred
-        .into_iter()
-        .map(|(user, _)| user)
-        .zip(timing::group_instants(&instants))
-        .collect();
+    let (users, instants): (Vec<UserId>, Vec<UnixMillis>) = deferred.into_iter().unzip();
     let plan = write_plan(
         store,
         ctx,
         &input.request_id,
-        input.pages,
-        input.pages,
-        page_size.max(1),
-        releases,
+        (input.pages, input.pages),
+        page_size,
+        users,
+        &instants,
     )
     .await?;
     tracing::info!(
@@ -126,21 +110,37 @@ pub async fn plan_deferred(
     Ok(plan)
 }
 
-/// Groups `releases` by instant into runs of pages from `first_page` on, moves each recipient
-/// to their page, and counts the pages past the snapshot's `resolved` as one more chunk of it
-/// (status reads the snapshot's size from the chunks).
+/// The zone of the tenant's users without one: its default, else UTC.
+pub(crate) async fn tenant_zone(
+    store: &Store,
+    tenant_id: &TenantId,
+) -> Result<TimeZone, ActivityError> {
+    Ok(store
+        .default_timezone(tenant_id)
+        .await
+        .map_err(store_error)?
+        .as_deref()
+        .and_then(timing::zone)
+        .or_else(|| timing::zone(FALLBACK_TIMEZONE))
+        .unwrap_or(TimeZone::UTC))
+}
+
+/// Groups `users` by their `instants` (side by side; see [`timing::group_instants`]) into runs
+/// of pages from `first_page` on, moves each recipient to their page, and counts the pages
+/// past the snapshot's `resolved` as one more chunk of it (status reads the snapshot's size
+/// from the chunks).
 async fn write_plan(
     store: &Store,
     ctx: &ActivityContext,
     request_id: &RequestId,
-    first_page: u32,
-    resolved: u32,
+    (first_page, resolved): (u32, u32),
     page_size: u32,
-    releases: Vec<(UserId, UnixMillis)>,
+    users: Vec<UserId>,
+    instants: &[UnixMillis],
 ) -> Result<ReleasePlan, ActivityError> {
     let page_size = page_size.max(1) as usize;
     let mut by_instant: BTreeMap<UnixMillis, Vec<UserId>> = BTreeMap::new();
-    for (user, at) in releases {
+    for (user, at) in users.into_iter().zip(timing::group_instants(instants)) {
         by_instant.entry(at).or_default().push(user);
     }
     let mut plan = ReleasePlan {

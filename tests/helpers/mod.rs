@@ -363,6 +363,17 @@ impl TestApp {
         .await
     }
 
+    /// Cancels a request through the API (202).
+    pub async fn cancel(&self, request_id: &str) -> anyhow::Result<()> {
+        let r = self
+            .request(reqwest::Method::POST, "/v1/cancel")
+            .json(&serde_json::json!({"request_id": request_id}))
+            .send()
+            .await?;
+        expect_status(r, StatusCode::ACCEPTED).await?;
+        Ok(())
+    }
+
     /// Every receipt of a request, following cursors with small pages.
     pub async fn all_receipts(&self, request_id: &str) -> anyhow::Result<Vec<Value>> {
         let mut out = Vec::new();

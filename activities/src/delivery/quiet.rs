@@ -9,7 +9,7 @@
 use fanout_contracts::{DeliverPageInput, PageReport};
 use fanout_domain::quiet::{self, QUIET_HOURS, QuietHours};
 use fanout_domain::receipt::{DeliveryStatus, Receipt};
-use fanout_domain::timing::{self, FALLBACK_TIMEZONE};
+use fanout_domain::timing;
 use fanout_domain::user::User;
 use fanout_domain::{Channel, InstanceId, UnixMillis};
 use fanout_store::Store;
@@ -42,14 +42,7 @@ impl QuietScreen {
             .tenant_quiet_hours(&input.tenant_id)
             .await
             .map_err(store_error)?;
-        let zone = store
-            .default_timezone(&input.tenant_id)
-            .await
-            .map_err(store_error)?
-            .as_deref()
-            .and_then(timing::zone)
-            .or_else(|| timing::zone(FALLBACK_TIMEZONE))
-            .unwrap_or(TimeZone::UTC);
+        let zone = crate::release::tenant_zone(store, &input.tenant_id).await?;
         Ok(Some(Self {
             window: setting.default,
             zone,
