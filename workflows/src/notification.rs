@@ -136,11 +136,11 @@ impl NotificationWorkflow {
         let ending = if run.groups.is_empty() {
             fan_out(ctx, &mut run, next_page, snapshot.pages).await?
         } else {
-            fan_out_groups(ctx, run, next_page).await?
+            fan_out_groups(ctx, &mut run, next_page).await?
         };
         let ending = match ending {
             Ending::Done { failed_pages } if input.quiet_hours && !swept => {
-                release_deferred(ctx, &input, snapshot.pages, runs, failed_pages).await?
+                release_deferred(ctx, &mut run, failed_pages).await?
             }
             other => other,
         };
@@ -480,16 +480,15 @@ impl<'a> Run<'a> {
 /// added but the one activity.
 async fn release_deferred(
     ctx: &mut WorkflowContext<NotificationWorkflow>,
-    input: &NotificationInput,
-    pages: u32,
-    runs: u32,
+    run: &mut Run<'_>,
     failed_pages: u32,
 ) -> Result<Ending, WorkflowTermination> {
+    let pages = run.snapshot.pages;
     let plan = match ctx
         .execute_activity(
             DeliveryActivities::plan_deferred,
             PlanDeferredInput {
-                request_id: input.request_id.clone(),
+                request_id: run.input.request_id.clone(),
                 pages,
             },
             options::plan_activity(),
@@ -503,15 +502,10 @@ async fn release_deferred(
     if plan.groups.is_empty() {
         return Ok(Ending::Done { failed_pages });
     }
-    let snapshot = ctx.state_mut(|s| {
-        s.progress.pages_total = plan.pages;
-        AudienceSnapshot {
-            pages: plan.pages,
-            recipients: s.progress.recipients,
-            excluded: s.progress.excluded,
-        }
-    });
-    let mut run = Run::new(input, snapshot, plan.groups, runs);
+    ctx.state_mut(|s| s.progress.pages_total = plan.pages);
+    // The same run goes on, so its pages count towards one execution's share.
+    run.snapshot.pages = plan.pages;
+    run.groups = plan.groups;
     run.swept = true;
     Ok(match fan_out_groups(ctx, run, pages).await? {
         Ending::Done { failed_pages: more } => Ending::Done {
@@ -526,7 +520,7 @@ async fn release_deferred(
 /// one timer at a time and as many in all as it has groups.
 async fn fan_out_groups(
     ctx: &mut WorkflowContext<NotificationWorkflow>,
-    mut run: Run<'_>,
+    run: &mut Run<'_>,
     mut next_page: u32,
 ) -> Result<Ending, WorkflowTermination> {
     let mut failed = 0u32;
@@ -544,7 +538,7 @@ async fn fan_out_groups(
         if run.swept {
             run.release_through = Some(group.at_ms);
         }
-        match fan_out(ctx, &mut run, next_page.max(group.first_page), group.end()).await? {
+        match fan_out(ctx, run, next_page.max(group.first_page), group.end()).await? {
             Ending::Done { failed_pages } => {
                 failed += failed_pages;
                 next_page = group.end();
