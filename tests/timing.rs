@@ -365,10 +365,14 @@ const FORTY_ZONES: [&str; 40] = [
 async fn a_local_time_send_to_100_000_recipients_in_40_zones_holds_one_timer_per_zone()
 -> anyhow::Result<()> {
     const RECIPIENTS: usize = 100_000;
+    // Released 600 times faster than real time, the day of zones passes in under 3 minutes,
+    // so the whole run's history is counted, not estimated.
+    const SPEEDUP: u32 = 600;
     let app = TestApp::spawn_setup(
         "timing-local-scale",
         Setup {
             page_size: 2_000,
+            local_time_speedup: SPEEDUP,
             ..Setup::default()
         },
     )
@@ -404,9 +408,9 @@ async fn a_local_time_send_to_100_000_recipients_in_40_zones_holds_one_timer_per
         .add_followers(&app.tenant, &UserId::parse("star")?, &ids)
         .await?;
 
-    // A wall time a few seconds ahead in Paris: Paris's recipients get it then; every other
-    // zone's same wall time is later today or tomorrow, each at its own instant.
-    let (target, wall) = local_wall_time("Europe/Paris", 5_000).await?;
+    // A wall time a few seconds ahead in Paris: every other zone's same wall time is later
+    // today or tomorrow, each at its own instant.
+    let (_, wall) = local_wall_time("Europe/Paris", 5_000).await?;
     let request_id = accepted(
         &app,
         &json!({
@@ -416,25 +420,12 @@ async fn a_local_time_send_to_100_000_recipients_in_40_zones_holds_one_timer_per
         }),
     )
     .await?;
-    let in_paris = RECIPIENTS / 40;
-    let counted = poll(
-        Duration::from_secs(300),
-        "Paris's recipients delivered",
-        || async {
-            let status = app.status(&request_id).await?;
-            Ok((status["totals"]["delivered"].as_u64() >= Some(in_paris as u64)).then_some(status))
-        },
-    )
+    let done = poll(Duration::from_secs(600), "the whole run", || async {
+        let status = app.status(&request_id).await?;
+        Ok((status["state"] == "completed").then_some(status))
+    })
     .await?;
-    assert_eq!(counted["totals"]["delivered"], in_paris, "{counted}");
-    assert!(now_ms() >= target, "delivered before the local target");
-
-    app.cancel(&request_id).await?;
-    let done = app.wait_for_state(&request_id, "cancelled").await?;
-    assert_eq!(
-        done["totals"]["delivered"], in_paris,
-        "nobody else got it: {done}"
-    );
+    assert_eq!(done["totals"]["delivered"], RECIPIENTS, "{done}");
 
     // The plan: one group per distinct instant, which the test computes for itself.
     let events = app.history(&request_id).await?;
@@ -449,25 +440,25 @@ async fn a_local_time_send_to_100_000_recipients_in_40_zones_holds_one_timer_per
     instants.dedup();
     let groups = plan["groups"].as_array().expect("groups");
     assert_eq!(groups.len(), instants.len(), "{plan}");
-    assert!(groups.len() <= 200);
     let pages: u64 = groups.iter().map(|g| g["pages"].as_u64().unwrap()).sum();
-    // The request's own history: at most one timer per group it reached (the first group's
-    // fired, or was not needed when its instant passed while the plan ran; the second's was
-    // waiting when the request was cancelled), a page child per page of the first group.
+    // The request's one execution (75 pages, under the 200 a run starts before continuing as
+    // new): one timer per group whose instant had not passed when its turn came (at this
+    // speed the first few pass while the plan is written), a page child per page.
     let count = |kind: EventType| events.iter().filter(|e| e.event_type() == kind).count();
     let (started, fired) = (count(EventType::TimerStarted), count(EventType::TimerFired));
     assert!(
-        fired <= 1 && started == fired + 1,
-        "{started} timers, {fired} fired"
+        started == fired && started <= groups.len() && started <= 200,
+        "{started} timers started, {fired} fired, {} groups",
+        groups.len()
     );
-    let first_pages = groups[0]["pages"].as_u64().unwrap() as usize;
     assert_eq!(
-        count(EventType::StartChildWorkflowExecutionInitiated),
-        1 + first_pages,
-        "the resolver and the first group's pages"
+        count(EventType::StartChildWorkflowExecutionInitiated) as u64,
+        1 + pages,
+        "the resolver and every page"
     );
+    assert_eq!(count(EventType::WorkflowExecutionContinuedAsNew), 0);
     println!(
-        "local-time scale: {RECIPIENTS} recipients, {} zones, {} groups, {pages} pages, {} events in the request's history after its first group",
+        "local-time scale: {RECIPIENTS} recipients, {} zones, {} groups, {pages} pages, {started} timers, {} events in the request's whole history",
         FORTY_ZONES.len(),
         groups.len(),
         events.len()

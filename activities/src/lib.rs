@@ -79,6 +79,10 @@ pub struct DeliveryConfig {
     /// Deliveries deferred by quiet hours are released on multiples of this many milliseconds
     /// (five minutes; tests use a second), so a request holds one timer per bucket.
     pub quiet_bucket_ms: u64,
+    /// For tests only: divides each local-time release group's wait (from acceptance to its
+    /// instant) by this factor, so a test can run a day of zones in seconds and count the
+    /// whole history. 1, the default, is real time.
+    pub local_time_speedup: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -88,6 +92,7 @@ impl Default for DeliveryConfig {
             concurrency: 32,
             disabled_channels: String::new(),
             quiet_bucket_ms: fanout_domain::quiet::DEFAULT_BUCKET_MS,
+            local_time_speedup: 1,
         }
     }
 }
@@ -352,7 +357,7 @@ impl FanoutActivities {
         ctx: ActivityContext,
         input: PlanReleaseInput,
     ) -> Result<ReleasePlan, ActivityError> {
-        release::plan(&self.store, &ctx, &input, self.config.page_size).await
+        release::plan(&self.store, &ctx, &input, &self.config).await
     }
 
     /// Moves a quiet-hours request's deferred recipients to release pages; see

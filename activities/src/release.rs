@@ -13,7 +13,7 @@ use fanout_store::progress::ResolvedChunk;
 use jiff::tz::TimeZone;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::{heartbeat, store_error};
+use crate::{DeliveryConfig, heartbeat, store_error};
 
 /// Pages renumbered between two heartbeats.
 const REPAGE_BATCH: usize = 10;
@@ -24,7 +24,7 @@ pub async fn plan(
     store: &Store,
     ctx: &ActivityContext,
     input: &PlanReleaseInput,
-    page_size: u32,
+    config: &DeliveryConfig,
 ) -> Result<ReleasePlan, ActivityError> {
     let default = tenant_zone(store, &input.tenant_id).await?;
     let members = store
@@ -44,7 +44,9 @@ pub async fn plan(
                     .as_deref()
                     .and_then(timing::zone)
                     .unwrap_or_else(|| default.clone());
-                input.local_time.release_at(&zone, input.accepted_at_ms)
+                let at = input.local_time.release_at(&zone, input.accepted_at_ms);
+                let speedup = UnixMillis::from(config.local_time_speedup.max(1));
+                input.accepted_at_ms + (at - input.accepted_at_ms) / speedup
             })
         })
         .collect();
@@ -54,7 +56,7 @@ pub async fn plan(
         ctx,
         &input.request_id,
         (0, input.pages),
-        page_size,
+        config.page_size,
         users,
         &instants,
     )

@@ -63,6 +63,8 @@ pub struct Setup {
     pub webhooks: bool,
     /// The relays the test's worker fails email over to (none by default).
     pub smtp_failover: fanout_activities::SmtpFailoverConfig,
+    /// How much faster than real time local-time groups are released (1: real time).
+    pub local_time_speedup: u32,
 }
 
 impl Default for Setup {
@@ -74,6 +76,7 @@ impl Default for Setup {
             direct_max_recipients: fanout_domain::request::DIRECT_MAX_RECIPIENTS,
             webhooks: false,
             smtp_failover: fanout_activities::SmtpFailoverConfig::default(),
+            local_time_speedup: 1,
         }
     }
 }
@@ -137,6 +140,7 @@ impl TestApp {
             direct_max_recipients,
             webhooks,
             smtp_failover,
+            local_time_speedup,
         } = setup;
         let shared = stack::shared()?;
         let suffix: u32 = rand::random();
@@ -181,6 +185,7 @@ impl TestApp {
                 concurrency,
                 // Quiet-hours windows in tests end seconds ahead: release on the second.
                 quiet_bucket_ms: 1_000,
+                local_time_speedup,
                 ..Default::default()
             },
             apns: shared.apns.clone(),
