@@ -28,7 +28,8 @@ use temporalio_sdk::{
     ActivityExecutionError, TimerResult, WorkflowContext, WorkflowResult, WorkflowTermination,
 };
 
-use crate::notification::{Applied, NotificationWorkflow, Via, finish};
+use crate::controls::{Applied, Via, write_cancel_through};
+use crate::notification::{NotificationWorkflow, finish};
 use crate::options;
 use crate::page::round_delay;
 use crate::schedule::{self, Wait};
@@ -121,7 +122,7 @@ async fn deliver(
             _ = ctx.cancelled() => {
                 // The local activity is cancelled with the workflow and waited for; write the
                 // cancellation where every send checks it, so it stops at the next one.
-                crate::notification::write_cancel_through(ctx, input).await?;
+                write_cancel_through(ctx, input).await?;
                 let _ = local.as_mut().await;
                 return Ok(Round::Cancelled);
             }
@@ -156,7 +157,7 @@ async fn deliver(
     loop {
         select! {
             _ = ctx.cancelled() => {
-                crate::notification::write_cancel_through(ctx, input).await?;
+                write_cancel_through(ctx, input).await?;
                 let _ = fallback.as_mut().await;
                 return Ok(Round::Cancelled);
             }

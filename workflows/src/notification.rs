@@ -8,7 +8,7 @@
 //! A request whose recipients' quiet hours apply (`quiet_hours` in the input) leaves the
 //! deliveries its pages deferred as `deferred` receipts; once every page has run, it moves
 //! those recipients to release pages grouped by bucket (`plan_deferred`) and releases each
-//! group on one timer, as a local-time request does ([`release_deferred`]).
+//! group on one timer, as a local-time request does ([`release::release_deferred`]).
 //!
 //! A request to a small explicit audience (the API records [`DeliveryPath::Direct`] in the
 //! input) skips the tree and runs [`crate::direct`] instead: the same state, signals and
@@ -23,10 +23,9 @@
 //! activity records every instance not yet delivered as cancelled.
 
 use fanout_contracts::{
-    ApplyControlsInput, ApplyTemplateQuotaInput, AudienceSnapshot, Carry, DeliveryActivities,
-    FanoutPageInput, FanoutPageWorkflow, FinalizeInput, NotificationInput, NotificationOutcome,
-    PageOutcome, PlanDeferredInput, PlanReleaseInput, RateLimit, ReleaseGroup, RequestControls,
-    Reschedule, ResolveAudienceInput, ResolveAudienceWorkflow, TemplateQuota,
+    AudienceSnapshot, Carry, DeliveryActivities, FanoutPageInput, FanoutPageWorkflow,
+    FinalizeInput, NotificationInput, NotificationOutcome, PageOutcome, RateLimit, ReleaseGroup,
+    RequestControls, Reschedule, ResolveAudienceInput, ResolveAudienceWorkflow, TemplateQuota,
 };
 use fanout_domain::UnixMillis;
 use fanout_domain::receipt::{DeliveryStatus, Progress, RequestState};
@@ -34,12 +33,13 @@ use fanout_domain::request::DeliveryPath;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ActivityExecutionError, ChildWorkflowExecutionError, ChildWorkflowStartError,
-    ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView,
-    WorkflowResult, WorkflowTermination,
+    ChildWorkflowExecutionError, ChildWorkflowStartError, ContinueAsNewOptions,
+    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
+use crate::controls::{Applied, Via, write_cancel_through};
 use crate::options;
+use crate::release;
 use crate::schedule::{self, Wait};
 use crate::window::InFlight;
 
@@ -68,13 +68,13 @@ pub struct NotificationWorkflow {
 }
 
 /// Why resolution did not produce a snapshot.
-enum Stop {
+pub(crate) enum Stop {
     Cancelled,
     Failed(WorkflowTermination),
 }
 
 /// How the fan-out loop ended.
-enum Ending {
+pub(crate) enum Ending {
     Done { failed_pages: u32 },
     Cancelled,
     ContinueAsNew(Carry),
@@ -136,11 +136,11 @@ impl NotificationWorkflow {
         let ending = if run.groups.is_empty() {
             fan_out(ctx, &mut run, next_page, snapshot.pages).await?
         } else {
-            fan_out_groups(ctx, &mut run, next_page).await?
+            release::fan_out_groups(ctx, &mut run, next_page).await?
         };
         let ending = match ending {
             Ending::Done { failed_pages } if input.quiet_hours && !swept => {
-                release_deferred(ctx, &mut run, failed_pages).await?
+                release::release_deferred(ctx, &mut run, failed_pages).await?
             }
             other => other,
         };
@@ -250,6 +250,21 @@ impl NotificationWorkflow {
         self.progress = progress;
     }
 
+    /// The controls as signalled, and how many times they changed.
+    pub(crate) fn controls(&self) -> (RequestControls, u64) {
+        (self.controls, self.controls_version)
+    }
+
+    /// The template quota as signalled, and how many times it changed.
+    pub(crate) fn template_quota(&self) -> (Option<u32>, u64) {
+        (self.template_quota, self.quota_version)
+    }
+
+    /// Records the snapshot's page count after a release plan added or renumbered pages.
+    pub(crate) fn set_pages_total(&mut self, pages: u32) {
+        self.progress.pages_total = pages;
+    }
+
     /// Records a template quota change for the main loop to write through.
     fn note_template_quota(&mut self, quota: TemplateQuota) {
         self.template_quota = quota.per_second.filter(|r| *r > 0);
@@ -276,95 +291,6 @@ impl NotificationWorkflow {
             self.controls = controls;
             self.controls_version += 1;
         }
-    }
-}
-
-/// How controls and quotas are written through to the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Via {
-    /// A normal activity (the tree, whose histories recorded these).
-    Activity,
-    /// A local activity (the direct path: no task queue round trip, no extra history events).
-    Local,
-}
-
-/// The versions of the controls and the template quota last written through to the store.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Applied {
-    controls: u64,
-    quota: u64,
-}
-
-impl Applied {
-    /// Whether a signal changed something not yet written through.
-    pub(crate) fn is_stale(&self, state: &NotificationWorkflow) -> bool {
-        state.controls_version != self.controls || state.quota_version != self.quota
-    }
-
-    /// Writes changed controls, then a changed template quota, through to the store, where
-    /// every delivery reads them.
-    pub(crate) async fn write_through(
-        &mut self,
-        ctx: &WorkflowContext<NotificationWorkflow>,
-        input: &NotificationInput,
-        via: Via,
-    ) -> Result<(), WorkflowTermination> {
-        let (controls, version) = ctx.state(|s| (s.controls, s.controls_version));
-        if version != self.controls {
-            let apply = ApplyControlsInput {
-                request_id: input.request_id.clone(),
-                controls,
-            };
-            match via {
-                Via::Activity => {
-                    ctx.execute_activity(
-                        DeliveryActivities::apply_controls,
-                        apply,
-                        options::store_activity(),
-                    )
-                    .await
-                }
-                Via::Local => {
-                    ctx.execute_local_activity(
-                        DeliveryActivities::apply_controls,
-                        apply,
-                        options::local_store_activity(),
-                    )
-                    .await
-                }
-            }
-            .map_err(WorkflowTermination::from)?;
-            self.controls = version;
-        }
-        let (quota, quota_version) = ctx.state(|s| (s.template_quota, s.quota_version));
-        if quota_version != self.quota {
-            let apply = ApplyTemplateQuotaInput {
-                tenant_id: input.tenant_id.clone(),
-                template_id: input.template_id.clone(),
-                per_second: quota,
-            };
-            match via {
-                Via::Activity => {
-                    ctx.execute_activity(
-                        DeliveryActivities::apply_template_quota,
-                        apply,
-                        options::store_activity(),
-                    )
-                    .await
-                }
-                Via::Local => {
-                    ctx.execute_local_activity(
-                        DeliveryActivities::apply_template_quota,
-                        apply,
-                        options::local_store_activity(),
-                    )
-                    .await
-                }
-            }
-            .map_err(WorkflowTermination::from)?;
-            self.quota = quota_version;
-        }
-        Ok(())
     }
 }
 
@@ -413,46 +339,24 @@ async fn resolve_and_plan(
     input: &NotificationInput,
 ) -> Result<(AudienceSnapshot, Vec<ReleaseGroup>), Stop> {
     let snapshot = resolve(ctx, input).await?;
-    let Some(local_time) = input.local_time else {
-        return Ok((snapshot, Vec::new()));
-    };
-    let plan = ctx
-        .execute_activity(
-            DeliveryActivities::plan_release,
-            PlanReleaseInput {
-                request_id: input.request_id.clone(),
-                tenant_id: input.tenant_id.clone(),
-                local_time,
-                accepted_at_ms: input.accepted_at_ms,
-                pages: snapshot.pages,
-            },
-            options::plan_activity(),
-        )
-        .await
-        .map_err(|e| match e {
-            ActivityExecutionError::Cancelled(_) => Stop::Cancelled,
-            other => Stop::Failed(other.into()),
-        })?;
-    let snapshot = AudienceSnapshot {
-        pages: plan.pages,
-        ..snapshot
-    };
-    ctx.state_mut(|s| s.progress.pages_total = plan.pages);
-    Ok((snapshot, plan.groups))
+    match input.local_time {
+        Some(local_time) => release::plan_local_time(ctx, input, local_time, snapshot).await,
+        None => Ok((snapshot, Vec::new())),
+    }
 }
 
 /// What one run of the fan-out works through: the request, its snapshot and release groups,
 /// and what this run has started so far.
-struct Run<'a> {
-    input: &'a NotificationInput,
-    snapshot: AudienceSnapshot,
-    groups: Vec<ReleaseGroup>,
+pub(crate) struct Run<'a> {
+    pub(crate) input: &'a NotificationInput,
+    pub(crate) snapshot: AudienceSnapshot,
+    pub(crate) groups: Vec<ReleaseGroup>,
     runs: u32,
     started: u32,
-    /// Whether `groups` are the quiet-hours releases (see [`release_deferred`]).
-    swept: bool,
+    /// Whether `groups` are the quiet-hours releases (see [`release::release_deferred`]).
+    pub(crate) swept: bool,
     /// For the pages of a quiet-hours release group: the group's instant.
-    release_through: Option<UnixMillis>,
+    pub(crate) release_through: Option<UnixMillis>,
 }
 
 impl<'a> Run<'a> {
@@ -474,86 +378,9 @@ impl<'a> Run<'a> {
     }
 }
 
-/// A quiet-hours request whose pages have all run: the recipients they deferred move to
-/// pages after the snapshot's, grouped by release bucket (`plan_deferred`), and each group
-/// goes out on one timer, as a local-time request's groups do. Nothing deferred, nothing
-/// added but the one activity.
-async fn release_deferred(
-    ctx: &mut WorkflowContext<NotificationWorkflow>,
-    run: &mut Run<'_>,
-    failed_pages: u32,
-) -> Result<Ending, WorkflowTermination> {
-    let pages = run.snapshot.pages;
-    let plan = match ctx
-        .execute_activity(
-            DeliveryActivities::plan_deferred,
-            PlanDeferredInput {
-                request_id: run.input.request_id.clone(),
-                pages,
-            },
-            options::plan_activity(),
-        )
-        .await
-    {
-        Ok(plan) => plan,
-        Err(ActivityExecutionError::Cancelled(_)) => return Ok(Ending::Cancelled),
-        Err(other) => return Err(other.into()),
-    };
-    if plan.groups.is_empty() {
-        return Ok(Ending::Done { failed_pages });
-    }
-    ctx.state_mut(|s| s.progress.pages_total = plan.pages);
-    // The same run goes on, so its pages count towards one execution's share.
-    run.snapshot.pages = plan.pages;
-    run.groups = plan.groups;
-    run.swept = true;
-    Ok(match fan_out_groups(ctx, run, pages).await? {
-        Ending::Done { failed_pages: more } => Ending::Done {
-            failed_pages: failed_pages + more,
-        },
-        other => other,
-    })
-}
-
-/// A local-time request's fan-out: each release group waits for its instant on one timer,
-/// then its pages go out through [`fan_out`]. Groups come earliest first, so the request holds
-/// one timer at a time and as many in all as it has groups.
-async fn fan_out_groups(
-    ctx: &mut WorkflowContext<NotificationWorkflow>,
-    run: &mut Run<'_>,
-    mut next_page: u32,
-) -> Result<Ending, WorkflowTermination> {
-    let mut failed = 0u32;
-    let groups = run.groups.clone();
-    for group in &groups {
-        if group.end() <= next_page {
-            continue;
-        }
-        // A continuation resumes a group it already released without waiting again.
-        if next_page <= group.first_page
-            && let Wait::Cancelled = schedule::sleep_until(ctx, group.at_ms).await
-        {
-            return Ok(Ending::Cancelled);
-        }
-        if run.swept {
-            run.release_through = Some(group.at_ms);
-        }
-        match fan_out(ctx, run, next_page.max(group.first_page), group.end()).await? {
-            Ending::Done { failed_pages } => {
-                failed += failed_pages;
-                next_page = group.end();
-            }
-            other => return Ok(other),
-        }
-    }
-    Ok(Ending::Done {
-        failed_pages: failed,
-    })
-}
-
 /// Delivers pages `next_page..end` in a sliding window until done, cancelled, or this run's
 /// share is used up.
-async fn fan_out(
+pub(crate) async fn fan_out(
     ctx: &mut WorkflowContext<NotificationWorkflow>,
     run: &mut Run<'_>,
     mut next_page: u32,
@@ -680,27 +507,6 @@ fn absorb(
         s.progress.pages_done += 1;
     });
     true
-}
-
-/// Records the cancellation in the request's controls, where every delivery checks it.
-pub(crate) async fn write_cancel_through(
-    ctx: &WorkflowContext<NotificationWorkflow>,
-    input: &NotificationInput,
-) -> Result<(), WorkflowTermination> {
-    let controls = ctx.state(|s| RequestControls {
-        cancelled: true,
-        ..s.controls
-    });
-    ctx.execute_activity(
-        DeliveryActivities::apply_controls,
-        ApplyControlsInput {
-            request_id: input.request_id.clone(),
-            controls,
-        },
-        options::detached_store_activity(),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Writes the outcome to the store (settling unfinished instances when asked) and ends the
