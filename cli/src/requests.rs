@@ -187,6 +187,7 @@ fn print_status(s: &Status) {
         "SUPPRESSED",
         "CANCELLED",
         "PENDING",
+        "DEFERRED",
     ]);
     let rows = s
         .channels
@@ -202,6 +203,7 @@ fn print_status(s: &Status) {
             c.suppressed.to_string(),
             c.cancelled.to_string(),
             c.pending.to_string(),
+            c.deferred.to_string(),
         ]);
     }
     table.print();
