@@ -46,7 +46,7 @@ mod count;
 mod frequency;
 mod instance;
 mod providers;
-mod quiet;
+pub(crate) mod quiet;
 mod screen;
 mod switch;
 

@@ -17,6 +17,7 @@ use fanout_contracts::{
 use fanout_domain::receipt::{Progress, RequestState};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
+use crate::delivery::quiet::earliest;
 use crate::{FanoutActivities, audience, finalize};
 
 /// How long a local run of the direct path keeps starting sends. A local activity cannot be
@@ -100,10 +101,7 @@ pub async fn deliver_direct(
             report.settled_this_round += page_report.settled_this_round;
             report.retry_after_ms = report.retry_after_ms.max(page_report.retry_after_ms);
             report.quiet += page_report.quiet;
-            report.quiet_until_ms = match (report.quiet_until_ms, page_report.quiet_until_ms) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            report.quiet_until_ms = earliest(report.quiet_until_ms, page_report.quiet_until_ms);
             page_settled &= page_report.pending == 0 && page_report.quiet == 0;
         }
         if page_settled {

@@ -97,11 +97,10 @@ impl QuietHours {
 /// A bucket's release instant: `at` rounded up to a multiple of `bucket_ms` (as it is when
 /// the bucket is 0).
 pub fn bucket(at: UnixMillis, bucket_ms: u64) -> UnixMillis {
-    let step = bucket_ms as UnixMillis;
-    if step <= 0 || at.rem_euclid(step) == 0 {
-        return at;
-    }
-    at.div_euclid(step) * step + step
+    crate::timing::round_up(
+        at,
+        UnixMillis::try_from(bucket_ms).unwrap_or(UnixMillis::MAX),
+    )
 }
 
 /// The instant of wall time `time` on `date` in `zone`; a time skipped by a DST change is the

@@ -226,22 +226,22 @@ impl<'de> Deserialize<'de> for LocalTime {
     }
 }
 
+/// `at` rounded up to the next multiple of `step` (as it is when it is one already, or when
+/// the step is not positive).
+pub fn round_up(at: UnixMillis, step: UnixMillis) -> UnixMillis {
+    if step <= 0 || at.rem_euclid(step) == 0 {
+        return at;
+    }
+    at.div_euclid(step) * step + step
+}
+
 /// Groups recipients' release instants into at most [`MAX_RELEASE_GROUPS`] distinct instants:
 /// as they are when they fit, else each rounded up to the next multiple of a step (a minute,
 /// doubled until they fit). Returns the instant each input maps to, in input order.
 pub fn group_instants(instants: &[UnixMillis]) -> Vec<UnixMillis> {
     let mut step: UnixMillis = 0;
     loop {
-        let rounded: Vec<UnixMillis> = instants
-            .iter()
-            .map(|at| {
-                if step == 0 {
-                    *at
-                } else {
-                    at.div_euclid(step) * step + if at.rem_euclid(step) == 0 { 0 } else { step }
-                }
-            })
-            .collect();
+        let rounded: Vec<UnixMillis> = instants.iter().map(|at| round_up(*at, step)).collect();
         let mut distinct = rounded.clone();
         distinct.sort_unstable();
         distinct.dedup();

@@ -1,10 +1,10 @@
 //! Quiet hours at delivery time: which of a page's recipients are inside their window now, and
 //! so get a `deferred` receipt released at the window's end instead of a send.
 //!
-//! Email and push are held back; in-app messages never are. Only a request the API marked (`quiet_hours`: below `high` priority, a category that does
-//! not bypass them, a tenant that uses them) is screened, and only an instance with no receipt
-//! yet: a deferred one goes out once its release comes (the round's `release_through_ms`), and
-//! is never deferred twice.
+//! Email and push are held back; in-app messages never are. Only a request the API marked
+//! (`quiet_hours`: below `high` priority, a category that does not bypass them, a tenant that
+//! uses them) is screened, and only an instance with no receipt yet: a deferred one goes out
+//! once its release comes (the round's `release_through_ms`), and is never deferred twice.
 
 use fanout_contracts::{DeliverPageInput, PageReport};
 use fanout_domain::quiet::{self, QUIET_HOURS, QuietHours};
@@ -93,9 +93,13 @@ impl QuietScreen {
 /// Counts an instance waiting for its release in the page's report.
 pub(super) fn count_quiet(report: &mut PageReport, release_at: UnixMillis) {
     report.quiet += 1;
-    report.quiet_until_ms = Some(
-        report
-            .quiet_until_ms
-            .map_or(release_at, |at| at.min(release_at)),
-    );
+    report.quiet_until_ms = earliest(report.quiet_until_ms, Some(release_at));
+}
+
+/// The earlier of two release times, either of which may be unknown.
+pub(crate) fn earliest(a: Option<UnixMillis>, b: Option<UnixMillis>) -> Option<UnixMillis> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
